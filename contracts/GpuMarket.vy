@@ -1,0 +1,111 @@
+# pragma version ~=0.4.3
+# pragma nonreentrancy on
+"""
+@title GpuMarket
+@custom:contract-name GpuMarket
+@license GNU Affero General Public License v3.0 only
+@notice An open market for GPU compute. Providers register hardware claims
+        and stake; clients escrow payment for jobs; an oracle committee
+        measures hardware and jobs and signs EIP-712 reports from which this
+        contract pays, refunds and slashes. One deployable composes the
+        modules so that one token balance backs one set of books:
+        token balance == free + locked + unbonding stake + escrow + claimable.
+@custom:security Every external function is non-reentrant (pragma), transfers
+        tolerate USDT-like tokens and refuse fee-on-transfer ones, payouts
+        are pulled, and every loop is bounded (the committee's MAX_MEMBERS).
+@custom:kill The owner's `pause()` stops new jobs (create_job, accept_job);
+        settle, expire_job, cancel_job, request_unstake, withdraw and claim
+        keep working so no funds are ever trapped. There is no upgrade path
+        and no way to take funds: to retire a deployment, pause it and let
+        every job reach a terminal state.
+"""
+
+from snekmate.auth import ownable
+from snekmate.auth import ownable_2step
+from snekmate.utils import pausable
+from snekmate.utils import eip712_domain_separator
+
+from modules import governance
+from modules import ledger
+from modules import committee
+from modules import registry
+from modules import staking
+from modules import escrow
+from modules import verification
+
+initializes: ownable
+initializes: ownable_2step[ownable := ownable]
+initializes: pausable
+initializes: eip712_domain_separator
+initializes: governance[ownable := ownable, pausable := pausable]
+initializes: ledger
+initializes: committee[ownable := ownable, eip712_domain_separator := eip712_domain_separator]
+initializes: registry[ownable := ownable, governance := governance]
+initializes: staking[governance := governance, ledger := ledger]
+initializes: escrow[
+    pausable := pausable,
+    governance := governance,
+    ledger := ledger,
+    committee := committee,
+    registry := registry,
+    staking := staking,
+]
+initializes: verification[
+    governance := governance,
+    committee := committee,
+    registry := registry,
+    staking := staking,
+]
+
+# Ownership is two-step; `renounce_ownership` is deliberately not exported,
+# since a market without governance could never rotate its committee.
+exports: (
+    ownable_2step.owner,
+    ownable_2step.pending_owner,
+    ownable_2step.transfer_ownership,
+    ownable_2step.accept_ownership,
+    pausable.paused,
+    eip712_domain_separator.eip712Domain,
+)
+exports: governance.__interface__
+exports: ledger.__interface__
+exports: committee.__interface__
+exports: registry.__interface__
+exports: staking.__interface__
+exports: escrow.__interface__
+exports: verification.__interface__
+
+
+# @dev EIP-712 domain name and version; the off-chain signer uses the same.
+EIP712_NAME: constant(String[50]) = "gpumarket"
+EIP712_VERSION: constant(String[20]) = "1"
+
+
+@deploy
+def __init__(
+    stake_token: address,
+    payment_token: address,
+    treasury: address,
+    committee_members: DynArray[address, committee.MAX_MEMBERS],
+    committee_threshold: uint256,
+):
+    """
+    @dev The deployer becomes the owner. Parameters start at PROTOCOL.md's
+         defaults; the deploy script sets GPU classes and overrides.
+    @param stake_token ERC20 staked by providers.
+    @param payment_token ERC20 in which jobs are paid (may equal stake_token).
+    @param treasury Receives protocol fees and the treasury's slash shares.
+    @param committee_members The first oracle committee (epoch 1).
+    @param committee_threshold Signatures needed, a strict majority.
+    """
+    ownable.__init__()
+    ownable_2step.__init__()
+    pausable.__init__()
+    eip712_domain_separator.__init__(EIP712_NAME, EIP712_VERSION)
+    governance.__init__(treasury)
+    ledger.__init__(stake_token, payment_token)
+    committee.__init__(committee_members, committee_threshold)
+    registry.__init__()
+    staking.__init__()
+    escrow.__init__()
+    verification.__init__()

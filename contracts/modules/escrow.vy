@@ -1,0 +1,412 @@
+# pragma version ~=0.4.3
+# pragma nonreentrancy on
+"""
+@title Escrow: jobs, their payment and their lifecycle
+@custom:contract-name escrow
+@license GNU Affero General Public License v3.0 only
+@notice OPEN -> RUNNING -> COMPLETED | FAILED, plus CANCELLED (client, while
+        OPEN) and EXPIRED (anyone, once no report can be expected). Each job
+        reaches exactly one terminal state, and in each one every escrowed
+        token is credited to the client, the provider or the treasury.
+        Functions follow checks, effects, interactions.
+"""
+
+from snekmate.utils import pausable
+from modules import governance
+from modules import ledger
+from modules import committee
+from modules import registry
+from modules import staking
+from modules import token_io
+
+uses: pausable
+uses: governance
+uses: ledger
+uses: committee
+uses: registry
+uses: staking
+
+
+# Job states. Zero means "no such job".
+OPEN: constant(uint8) = 1
+RUNNING: constant(uint8) = 2
+COMPLETED: constant(uint8) = 3
+FAILED: constant(uint8) = 4
+CANCELLED: constant(uint8) = 5
+EXPIRED: constant(uint8) = 6
+
+# @dev Latest accept deadline a client may set, from now.
+MAX_ACCEPT_WINDOW: constant(uint256) = 30 * 86_400
+
+# Bit layout of the packed job words (see `Job`).
+ADDRESS_MASK: constant(uint256) = 2**160 - 1
+MASK_96: constant(uint256) = 2**96 - 1
+MASK_48: constant(uint256) = 2**48 - 1
+MASK_32: constant(uint256) = 2**32 - 1
+MASK_16: constant(uint256) = 2**16 - 1
+MASK_8: constant(uint256) = 2**8 - 1
+STATE_SHIFT: constant(uint256) = 208
+
+
+# @dev A job in storage: four words, so create_job writes at most four fresh
+# slots (22,100 gas each). Layouts, low bits first:
+#   client_and_price:   client (160) | accepted price per GPU-second (96)
+#   provider_and_start: provider (160) | started_at (48) | collateral_bps (16)
+#   terms: max price (96) | gpu_class (16) | gpu_count (16) | max_duration (32)
+#          | accept_deadline (48) | state (8)
+struct Job:
+    client_and_price: uint256
+    provider_and_start: uint256
+    spec_hash: bytes32
+    terms: uint256
+
+
+# @dev A job unpacked, as `get_job` returns it.
+struct JobView:
+    client: address
+    provider: address
+    state: uint8
+    gpu_class: uint16
+    gpu_count: uint16
+    max_price_per_gpu_second: uint256
+    price_per_gpu_second: uint256
+    max_duration: uint256
+    accept_deadline: uint256
+    started_at: uint256
+    collateral: uint256
+    escrow: uint256
+    spec_hash: bytes32
+
+
+# @dev Number of jobs created; ids run from 1.
+job_count: public(uint256)
+# @dev job id => packed job.
+_jobs: HashMap[uint256, Job]
+
+
+# @dev Emitted when a client escrows a job.
+event JobCreated:
+    job_id: indexed(uint256)
+    client: indexed(address)
+    provider: indexed(address)
+    gpu_class: uint16
+    gpu_count: uint16
+    max_price_per_gpu_second: uint256
+    max_duration: uint256
+    accept_deadline: uint256
+    escrow: uint256
+    spec_hash: bytes32
+
+
+# @dev Emitted when a provider takes a job and locks its collateral.
+event JobAccepted:
+    job_id: indexed(uint256)
+    provider: indexed(address)
+    price_per_gpu_second: uint256
+    collateral: uint256
+    started_at: uint256
+
+
+# @dev Emitted when a quorum-signed report settles a job.
+event JobSettled:
+    job_id: indexed(uint256)
+    provider: indexed(address)
+    outcome: uint8
+    gpu_seconds: uint256
+    provider_payment: uint256
+    protocol_fee: uint256
+    client_refund: uint256
+    slashed: uint256
+    result_hash: bytes32
+    evidence_hash: bytes32
+
+
+# @dev Emitted when the client cancels an open job.
+event JobCancelled:
+    job_id: indexed(uint256)
+    client: indexed(address)
+    refund: uint256
+
+
+# @dev Emitted when a job expires without acceptance or without a report.
+event JobExpired:
+    job_id: indexed(uint256)
+    previous_state: uint8
+    refund: uint256
+    collateral_released: uint256
+
+
+@deploy
+def __init__():
+    pass
+
+
+@external
+def create_job(
+    gpu_class: uint16,
+    gpu_count: uint16,
+    max_price_per_gpu_second: uint256,
+    max_duration: uint256,
+    spec_hash: bytes32,
+    provider: address,
+    accept_deadline: uint256,
+) -> uint256:
+    """
+    @notice Escrows max_price * gpu_count * max_duration of PAYMENT_TOKEN
+            (needs an allowance) and opens a job.
+    @param gpu_class A class governance lists.
+    @param gpu_count GPUs needed, 1 .. 1,024.
+    @param max_price_per_gpu_second Highest price accepted, 1 .. 2**96 - 1.
+    @param max_duration Seconds, 1 .. 30 days; billing is capped at
+           gpu_count * max_duration GPU-seconds.
+    @param spec_hash keccak256 of the job spec the client sends the provider.
+    @param provider Zero for an open job, or the only provider that may take it.
+    @param accept_deadline Unix time after which an untaken job can expire.
+    @return uint256 The new job's id.
+    """
+    pausable._require_not_paused()
+    governance._require_class_exists(gpu_class)
+    assert gpu_count != 0 and gpu_count <= registry.MAX_GPUS, "escrow: gpu count out of range"
+    assert max_price_per_gpu_second != 0 and max_price_per_gpu_second <= registry.MAX_PRICE, "escrow: price out of range"
+    assert max_duration != 0 and max_duration <= governance.MAX_JOB_DURATION, "escrow: duration out of range"
+    assert accept_deadline > block.timestamp and accept_deadline <= block.timestamp + MAX_ACCEPT_WINDOW, "escrow: accept deadline out of range"
+    assert spec_hash != empty(bytes32), "escrow: empty spec hash"
+    if provider != empty(address):
+        registry._require_registered(provider)
+
+    # Cannot overflow: 2**96 * 2**10 * 2**22 < 2**256.
+    escrow_amount: uint256 = max_price_per_gpu_second * convert(gpu_count, uint256) * max_duration
+    job_id: uint256 = self.job_count + 1
+    self.job_count = job_id
+    self._jobs[job_id] = Job(
+        client_and_price=convert(msg.sender, uint256),
+        provider_and_start=convert(provider, uint256),
+        spec_hash=spec_hash,
+        terms=self._pack_terms(
+            max_price_per_gpu_second, gpu_class, gpu_count, max_duration, accept_deadline, OPEN
+        ),
+    )
+    token_io._pull_exact(ledger.PAYMENT_TOKEN, msg.sender, escrow_amount)
+    log JobCreated(
+        job_id=job_id,
+        client=msg.sender,
+        provider=provider,
+        gpu_class=gpu_class,
+        gpu_count=gpu_count,
+        max_price_per_gpu_second=max_price_per_gpu_second,
+        max_duration=max_duration,
+        accept_deadline=accept_deadline,
+        escrow=escrow_amount,
+        spec_hash=spec_hash,
+    )
+    return job_id
+
+
+@external
+def accept_job(job_id: uint256):
+    """
+    @notice The caller takes an open job at its current price and locks
+            collateral (job value * COLLATERAL_BPS, rounded up) from its free
+            stake. The caller must be verified for the job's class, not
+            jailed, priced at or below the job's maximum, and keep MIN_STAKE
+            free on top of the collateral.
+    @param job_id An OPEN job whose accept deadline has not passed.
+    """
+    pausable._require_not_paused()
+    job: JobView = self._load(job_id)
+    assert job.state == OPEN, "escrow: job not open"
+    assert block.timestamp <= job.accept_deadline, "escrow: accept deadline passed"
+    assert job.provider == empty(address) or job.provider == msg.sender, "escrow: job is directed to another provider"
+    price: uint256 = registry._price_if_can_serve(msg.sender, job.gpu_class, job.gpu_count, job.max_price_per_gpu_second)
+    collateral_bps: uint256 = governance.collateral_bps
+    collateral: uint256 = self._collateral(price, job.gpu_count, job.max_duration, collateral_bps)
+    staking._lock_collateral(msg.sender, collateral)
+
+    self._jobs[job_id].client_and_price = convert(job.client, uint256) | (price << 160)
+    self._jobs[job_id].provider_and_start = (
+        convert(msg.sender, uint256) | (block.timestamp << 160) | (collateral_bps << 208)
+    )
+    self._jobs[job_id].terms = self._with_state(self._jobs[job_id].terms, RUNNING)
+    log JobAccepted(
+        job_id=job_id,
+        provider=msg.sender,
+        price_per_gpu_second=price,
+        collateral=collateral,
+        started_at=block.timestamp,
+    )
+
+
+@external
+def settle(report: committee.JobReport, signatures: DynArray[Bytes[65], committee.MAX_MEMBERS]):
+    """
+    @notice Settles a running job from a report signed by at least
+            `threshold` members of the current epoch. Anyone may submit it.
+            COMPLETED pays price * min(gpu_seconds, gpu_count * max_duration)
+            less PROTOCOL_FEE_BPS (rounded up, to the treasury), refunds the
+            rest of the escrow and unlocks the collateral. FAILED refunds
+            the client in full and slashes SLASH_BPS of the collateral (at
+            least 1 unit), CLIENT_SHARE_BPS of it to the client.
+    @param report The committee's JobReport for this job.
+    @param signatures 65-byte signatures sorted by signer, strictly ascending.
+    """
+    job: JobView = self._load(report.job_id)
+    assert job.state == RUNNING, "escrow: job not running"
+    assert report.provider == job.provider, "escrow: report names another provider"
+    assert report.outcome == committee.OUTCOME_COMPLETED or report.outcome == committee.OUTCOME_FAILED, "escrow: unknown outcome"
+    committee._verify_quorum(committee._job_report_digest(report), signatures, report.epoch)
+
+    provider_payment: uint256 = 0
+    protocol_fee: uint256 = 0
+    client_refund: uint256 = job.escrow
+    slashed: uint256 = 0
+    billed_seconds: uint256 = 0
+    if report.outcome == committee.OUTCOME_COMPLETED:
+        billed_seconds = min(report.gpu_seconds, convert(job.gpu_count, uint256) * job.max_duration)
+        payment: uint256 = job.price_per_gpu_second * billed_seconds
+        protocol_fee = staking._bps_round_up(payment, governance.protocol_fee_bps)
+        provider_payment = payment - protocol_fee
+        # price <= max price and billed seconds <= the cap, so payment <= escrow.
+        client_refund = job.escrow - payment
+        self._jobs[report.job_id].terms = self._with_state(self._jobs[report.job_id].terms, COMPLETED)
+        staking._release_collateral(job.provider, job.collateral, 0, empty(address))
+        registry._record_success(job.provider)
+        ledger._credit(ledger.PAYMENT_TOKEN, job.provider, provider_payment)
+        ledger._credit(ledger.PAYMENT_TOKEN, governance.treasury, protocol_fee)
+    else:
+        # collateral >= 1 and slash_bps >= 1, so a slash never rounds to zero.
+        slashed = staking._bps_round_up(job.collateral, governance.slash_bps)
+        self._jobs[report.job_id].terms = self._with_state(self._jobs[report.job_id].terms, FAILED)
+        staking._release_collateral(job.provider, job.collateral, slashed, job.client)
+        registry._record_failure(job.provider)
+    ledger._credit(ledger.PAYMENT_TOKEN, job.client, client_refund)
+    log JobSettled(
+        job_id=report.job_id,
+        provider=job.provider,
+        outcome=report.outcome,
+        gpu_seconds=billed_seconds,
+        provider_payment=provider_payment,
+        protocol_fee=protocol_fee,
+        client_refund=client_refund,
+        slashed=slashed,
+        result_hash=report.result_hash,
+        evidence_hash=report.evidence_hash,
+    )
+
+
+@external
+def cancel_job(job_id: uint256):
+    """
+    @notice The client cancels its job while it is still OPEN; the escrow is
+            credited back to it.
+    @param job_id An OPEN job created by the caller.
+    """
+    job: JobView = self._load(job_id)
+    assert job.state == OPEN, "escrow: job not open"
+    assert msg.sender == job.client, "escrow: caller is not the client"
+    self._jobs[job_id].terms = self._with_state(self._jobs[job_id].terms, CANCELLED)
+    ledger._credit(ledger.PAYMENT_TOKEN, job.client, job.escrow)
+    log JobCancelled(job_id=job_id, client=job.client, refund=job.escrow)
+
+
+@external
+def expire_job(job_id: uint256):
+    """
+    @notice Anyone ends a job that can no longer be settled in time: an OPEN
+            job past its accept deadline, or a RUNNING job past
+            started_at + max_duration + SETTLE_GRACE. The client gets the
+            whole escrow back; collateral is unlocked without a slash (a
+            silent committee is not the provider's fault).
+    @param job_id An OPEN or RUNNING job past its deadline.
+    """
+    job: JobView = self._load(job_id)
+    collateral_released: uint256 = 0
+    if job.state == OPEN:
+        assert block.timestamp > job.accept_deadline, "escrow: accept deadline not passed"
+    elif job.state == RUNNING:
+        assert block.timestamp > job.started_at + job.max_duration + governance.settle_grace, "escrow: settle grace not passed"
+        collateral_released = job.collateral
+    else:
+        raise "escrow: job not open or running"
+    self._jobs[job_id].terms = self._with_state(self._jobs[job_id].terms, EXPIRED)
+    if collateral_released != 0:
+        staking._release_collateral(job.provider, collateral_released, 0, empty(address))
+    ledger._credit(ledger.PAYMENT_TOKEN, job.client, job.escrow)
+    log JobExpired(job_id=job_id, previous_state=job.state, refund=job.escrow, collateral_released=collateral_released)
+
+
+@external
+@view
+def get_job(job_id: uint256) -> JobView:
+    """
+    @notice A job, unpacked, with its escrow and collateral. State zero means
+            no such job.
+    """
+    return self._load(job_id)
+
+
+@internal
+@view
+def _load(job_id: uint256) -> JobView:
+    job: Job = self._jobs[job_id]
+    terms: uint256 = job.terms
+    provider_and_start: uint256 = job.provider_and_start
+    gpu_count: uint16 = convert((terms >> 112) & MASK_16, uint16)
+    max_price: uint256 = terms & MASK_96
+    max_duration: uint256 = (terms >> 128) & MASK_32
+    price: uint256 = job.client_and_price >> 160
+    collateral: uint256 = 0
+    if price != 0:
+        collateral = self._collateral(price, gpu_count, max_duration, provider_and_start >> 208)
+    return JobView(
+        client=self._to_address(job.client_and_price),
+        provider=self._to_address(provider_and_start),
+        state=convert((terms >> STATE_SHIFT) & MASK_8, uint8),
+        gpu_class=convert((terms >> 96) & MASK_16, uint16),
+        gpu_count=gpu_count,
+        max_price_per_gpu_second=max_price,
+        price_per_gpu_second=price,
+        max_duration=max_duration,
+        accept_deadline=(terms >> 160) & MASK_48,
+        started_at=(provider_and_start >> 160) & MASK_48,
+        collateral=collateral,
+        escrow=max_price * convert(gpu_count, uint256) * max_duration,
+        spec_hash=job.spec_hash,
+    )
+
+
+@internal
+@pure
+def _collateral(price: uint256, gpu_count: uint16, max_duration: uint256, collateral_bps: uint256) -> uint256:
+    """
+    @dev Job value at the accepted price times `collateral_bps`, rounded up;
+         at least 1 because every factor is at least 1.
+    """
+    return staking._bps_round_up(price * convert(gpu_count, uint256) * max_duration, collateral_bps)
+
+
+@internal
+@pure
+def _pack_terms(
+    max_price: uint256, gpu_class: uint16, gpu_count: uint16, max_duration: uint256, accept_deadline: uint256, state: uint8
+) -> uint256:
+    # Every field was range-checked by create_job to fit its width.
+    return (
+        max_price
+        | (convert(gpu_class, uint256) << 96)
+        | (convert(gpu_count, uint256) << 112)
+        | (max_duration << 128)
+        | (accept_deadline << 160)
+        | (convert(state, uint256) << STATE_SHIFT)
+    )
+
+
+@internal
+@pure
+def _with_state(terms: uint256, state: uint8) -> uint256:
+    return (terms & ~(MASK_8 << STATE_SHIFT)) | (convert(state, uint256) << STATE_SHIFT)
+
+
+@internal
+@pure
+def _to_address(word: uint256) -> address:
+    return convert(convert(word & ADDRESS_MASK, uint160), address)

@@ -1,0 +1,21 @@
+"""The ``gpumarket`` command line: one entry point, one subcommand group per concern."""
+
+from __future__ import annotations
+
+import click
+
+from gpumarket import __version__
+from gpumarket.signing.cli import report
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="gpumarket")
+def main() -> None:
+    """gpumarket: an open, permissionless market for GPU compute."""
+
+
+main.add_command(report)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,493 @@
+"""EIP-712 encoding, signing and recovery of the reports the oracle committee signs.
+
+The contract verifies exactly these types; any change here MUST be mirrored there:
+
+    EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)
+    JobReport(uint256 job_id,address provider,uint8 outcome,uint256 gpu_seconds,
+              bytes32 result_hash,bytes32 evidence_hash,uint256 epoch)
+    HardwareReport(address provider,uint16 gpu_class,uint16 gpu_count,
+                   uint256 measured_throughput,uint64 valid_until,uint256 epoch)
+
+All structs have only static members, so ``encodeData`` is the plain ABI encoding of
+the members in declaration order, and
+
+    structHash = keccak256(typeHash || abi.encode(members...))
+    digest     = keccak256(0x1901 || domainSeparator || structHash)
+
+Signatures are 65 bytes ``r || s || v`` with ``v`` in {27, 28} and a low ``s``
+(``s <= n / 2``), the form the contract's ECDSA check (snekmate) accepts. A quorum
+is passed to the contract sorted strictly ascending by recovered signer address.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Union
+
+from eth_abi import encode as abi_encode
+from eth_keys import keys
+from eth_keys.exceptions import BadSignature
+from eth_keys.exceptions import ValidationError as KeysValidationError
+from eth_utils import is_checksum_address, is_hex_address, keccak, to_checksum_address
+
+__all__ = [
+    "DOMAIN_TYPE",
+    "DOMAIN_TYPEHASH",
+    "HARDWARE_REPORT_TYPE",
+    "HARDWARE_REPORT_TYPEHASH",
+    "JOB_REPORT_TYPE",
+    "JOB_REPORT_TYPEHASH",
+    "SECP256K1_N",
+    "Domain",
+    "HardwareReport",
+    "JobReport",
+    "Outcome",
+    "Report",
+    "address_of",
+    "digest",
+    "domain_separator",
+    "from_json",
+    "quorum_signatures",
+    "recover",
+    "sign",
+    "struct_hash",
+    "to_json",
+    "to_tuple",
+    "typed_data",
+]
+
+# Order of the secp256k1 group; a valid ``s`` is in [1, SECP256K1_N // 2] (EIP-2).
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+_SECP256K1_HALF_N = SECP256K1_N // 2
+
+_UINT_BITS = {"uint8": 8, "uint16": 16, "uint64": 64, "uint256": 256}
+
+_DOMAIN_FIELDS: tuple[tuple[str, str], ...] = (
+    ("name", "string"),
+    ("version", "string"),
+    ("chainId", "uint256"),
+    ("verifyingContract", "address"),
+)
+
+
+def _type_string(type_name: str, members: tuple[tuple[str, str], ...]) -> str:
+    return f"{type_name}({','.join(f'{abi_type} {name}' for name, abi_type in members)})"
+
+
+DOMAIN_TYPE = _type_string("EIP712Domain", _DOMAIN_FIELDS)
+DOMAIN_TYPEHASH = keccak(text=DOMAIN_TYPE)
+
+
+class Outcome(enum.IntEnum):
+    """Outcome of a job as the committee reports it (``uint8`` on chain)."""
+
+    COMPLETED = 1
+    FAILED = 2
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_uint(where: str, value: Any, bits: int) -> int:
+    # bool is an int subclass; True as a job id is always a bug.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{where}: expected an int (uint{bits}), got {type(value).__name__}")
+    if not 0 <= value < 2**bits:
+        raise ValueError(f"{where}: {value} is out of range for uint{bits} (0 .. 2**{bits} - 1)")
+    return value
+
+
+def _check_address(where: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: expected a 0x-prefixed hex address string, got {type(value).__name__}")
+    if not value.startswith(("0x", "0X")) or not is_hex_address(value):
+        raise ValueError(f"{where}: {value!r} is not a 20-byte 0x-prefixed hex address")
+    body = value[2:]
+    if body != body.lower() and body != body.upper() and not is_checksum_address(value):
+        raise ValueError(f"{where}: {value!r} has mixed case but an invalid EIP-55 checksum")
+    return to_checksum_address(value)
+
+
+def _check_bytes32(where: str, value: Any) -> bytes:
+    if not isinstance(value, (bytes, bytearray)):
+        raise ValueError(f"{where}: expected 32 bytes, got {type(value).__name__}")
+    if len(value) != 32:
+        raise ValueError(f"{where}: expected exactly 32 bytes, got {len(value)}")
+    return bytes(value)
+
+
+def _normalize(where: str, abi_type: str, value: Any) -> Any:
+    if abi_type in _UINT_BITS:
+        return _check_uint(where, value, _UINT_BITS[abi_type])
+    if abi_type == "address":
+        return _check_address(where, value)
+    if abi_type == "bytes32":
+        return _check_bytes32(where, value)
+    raise AssertionError(f"unsupported member type {abi_type}")  # schema bug, not input
+
+
+# --------------------------------------------------------------------------- types
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The EIP-712 domain: one deployment of the market on one chain."""
+
+    chain_id: int
+    verifying_contract: str
+    name: str = "gpumarket"
+    version: str = "1"
+
+    def __post_init__(self) -> None:
+        chain_id = _check_uint("Domain.chain_id", self.chain_id, 256)
+        if chain_id == 0:
+            raise ValueError("Domain.chain_id: must be >= 1")
+        object.__setattr__(
+            self, "verifying_contract", _check_address("Domain.verifying_contract", self.verifying_contract)
+        )
+        for attr in ("name", "version"):
+            if not isinstance(getattr(self, attr), str):
+                raise ValueError(f"Domain.{attr}: expected a str, got {type(getattr(self, attr)).__name__}")
+
+
+class _Report:
+    """Shared behaviour of the signed report structs (not a dataclass itself)."""
+
+    TYPE_NAME: ClassVar[str]
+    # (member name, solidity type) in declaration order: the single source of the schema.
+    MEMBERS: ClassVar[tuple[tuple[str, str], ...]]
+
+    def __post_init__(self) -> None:
+        for name, abi_type in self.MEMBERS:
+            where = f"{self.TYPE_NAME}.{name}"
+            object.__setattr__(self, name, _normalize(where, abi_type, getattr(self, name)))
+
+    @classmethod
+    def type_string(cls) -> str:
+        return _type_string(cls.TYPE_NAME, cls.MEMBERS)
+
+    @classmethod
+    def typehash(cls) -> bytes:
+        return keccak(text=cls.type_string())
+
+
+@dataclass(frozen=True)
+class JobReport(_Report):
+    """The committee's verdict on one job; settles it on chain."""
+
+    TYPE_NAME: ClassVar[str] = "JobReport"
+    MEMBERS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("job_id", "uint256"),
+        ("provider", "address"),
+        ("outcome", "uint8"),
+        ("gpu_seconds", "uint256"),
+        ("result_hash", "bytes32"),
+        ("evidence_hash", "bytes32"),
+        ("epoch", "uint256"),
+    )
+
+    job_id: int
+    provider: str
+    outcome: Outcome
+    gpu_seconds: int
+    result_hash: bytes
+    evidence_hash: bytes
+    epoch: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            outcome = Outcome(self.outcome)
+        except ValueError:
+            allowed = ", ".join(f"{o.name}={o.value}" for o in Outcome)
+            raise ValueError(f"JobReport.outcome: {self.outcome} is not one of {allowed}") from None
+        object.__setattr__(self, "outcome", outcome)
+
+
+@dataclass(frozen=True)
+class HardwareReport(_Report):
+    """The committee's measurement of a provider's hardware."""
+
+    TYPE_NAME: ClassVar[str] = "HardwareReport"
+    MEMBERS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("provider", "address"),
+        ("gpu_class", "uint16"),
+        ("gpu_count", "uint16"),
+        ("measured_throughput", "uint256"),
+        ("valid_until", "uint64"),
+        ("epoch", "uint256"),
+    )
+
+    provider: str
+    gpu_class: int
+    gpu_count: int
+    measured_throughput: int
+    valid_until: int
+    epoch: int
+
+
+Report = Union[JobReport, HardwareReport]
+
+JOB_REPORT_TYPE = JobReport.type_string()
+JOB_REPORT_TYPEHASH = JobReport.typehash()
+HARDWARE_REPORT_TYPE = HardwareReport.type_string()
+HARDWARE_REPORT_TYPEHASH = HardwareReport.typehash()
+
+_REPORT_TYPES: dict[str, type[_Report]] = {
+    "job": JobReport,
+    "jobreport": JobReport,
+    "hardware": HardwareReport,
+    "hardwarereport": HardwareReport,
+}
+
+
+def _require_report(report: Any) -> _Report:
+    if not isinstance(report, (JobReport, HardwareReport)):
+        raise TypeError(f"expected a JobReport or HardwareReport, got {type(report).__name__}")
+    return report
+
+
+def _require_domain(domain: Any) -> Domain:
+    if not isinstance(domain, Domain):
+        raise TypeError(f"expected a Domain, got {type(domain).__name__}")
+    return domain
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def to_tuple(report: Report) -> tuple[Any, ...]:
+    """The ABI tuple of ``report`` in member order (what an ape contract call takes)."""
+    report = _require_report(report)
+    return tuple(
+        int(getattr(report, name)) if abi_type in _UINT_BITS else getattr(report, name)
+        for name, abi_type in report.MEMBERS
+    )
+
+
+def domain_separator(domain: Domain) -> bytes:
+    """``hashStruct(EIP712Domain)`` of ``domain`` (32 bytes)."""
+    domain = _require_domain(domain)
+    return keccak(
+        abi_encode(
+            ["bytes32", "bytes32", "bytes32", "uint256", "address"],
+            [
+                DOMAIN_TYPEHASH,
+                keccak(text=domain.name),
+                keccak(text=domain.version),
+                domain.chain_id,
+                domain.verifying_contract,
+            ],
+        )
+    )
+
+
+def struct_hash(report: Report) -> bytes:
+    """``hashStruct(report)`` = keccak256(typeHash || abi.encode(members)) (32 bytes)."""
+    report = _require_report(report)
+    member_types = [abi_type for _, abi_type in report.MEMBERS]
+    return keccak(abi_encode(["bytes32", *member_types], [report.typehash(), *to_tuple(report)]))
+
+
+def digest(domain: Domain, report: Report) -> bytes:
+    """The EIP-712 digest the committee signs: keccak256(0x1901 || separator || structHash)."""
+    return keccak(b"\x19\x01" + domain_separator(domain) + struct_hash(report))
+
+
+def typed_data(domain: Domain, report: Report) -> dict[str, Any]:
+    """The full typed-data message (``eth_signTypedData_v4`` shape) for wallets and tools."""
+    domain = _require_domain(domain)
+    report = _require_report(report)
+    message: dict[str, Any] = {}
+    for name, value in zip((n for n, _ in report.MEMBERS), to_tuple(report)):
+        message[name] = value
+    return {
+        "types": {
+            "EIP712Domain": [{"name": n, "type": t} for n, t in _DOMAIN_FIELDS],
+            report.TYPE_NAME: [{"name": n, "type": t} for n, t in report.MEMBERS],
+        },
+        "primaryType": report.TYPE_NAME,
+        "domain": {
+            "name": domain.name,
+            "version": domain.version,
+            "chainId": domain.chain_id,
+            "verifyingContract": domain.verifying_contract,
+        },
+        "message": message,
+    }
+
+
+# --------------------------------------------------------------------------- signatures
+
+
+def _private_key(private_key: bytes | str | keys.PrivateKey) -> keys.PrivateKey:
+    # Error messages here never include the key material.
+    if isinstance(private_key, keys.PrivateKey):
+        return private_key
+    if isinstance(private_key, str):
+        text = private_key[2:] if private_key.startswith(("0x", "0X")) else private_key
+        try:
+            private_key = bytes.fromhex(text)
+        except ValueError:
+            raise ValueError("private key: not a hex string") from None
+    if not isinstance(private_key, (bytes, bytearray)) or len(private_key) != 32:
+        raise ValueError("private key: expected 32 bytes (or 64 hex digits)")
+    try:
+        return keys.PrivateKey(bytes(private_key))
+    except KeysValidationError:
+        raise ValueError("private key: not a valid secp256k1 private key") from None
+
+
+def address_of(private_key: bytes | str | keys.PrivateKey) -> str:
+    """Checksummed address of ``private_key``."""
+    return _private_key(private_key).public_key.to_checksum_address()
+
+
+def sign(private_key: bytes | str | keys.PrivateKey, domain: Domain, report: Report) -> bytes:
+    """Sign ``report`` under ``domain``: 65 bytes ``r || s || v``, v in {27, 28}, low s."""
+    signature = _private_key(private_key).sign_msg_hash(digest(domain, report))
+    if not 1 <= signature.s <= _SECP256K1_HALF_N:  # eth_keys produces canonical low-s
+        raise AssertionError("eth_keys produced a high-s signature")
+    return signature.r.to_bytes(32, "big") + signature.s.to_bytes(32, "big") + bytes([signature.v + 27])
+
+
+def _parse_signature(signature: bytes | str) -> tuple[int, int, int]:
+    if isinstance(signature, str):
+        text = signature[2:] if signature.startswith(("0x", "0X")) else signature
+        try:
+            signature = bytes.fromhex(text)
+        except ValueError:
+            raise ValueError("signature: not a hex string") from None
+    if not isinstance(signature, (bytes, bytearray)):
+        raise ValueError(f"signature: expected bytes or a hex string, got {type(signature).__name__}")
+    if len(signature) != 65:
+        raise ValueError(f"signature: expected 65 bytes (r || s || v), got {len(signature)}")
+    r = int.from_bytes(signature[:32], "big")
+    s = int.from_bytes(signature[32:64], "big")
+    v = signature[64]
+    if v not in (27, 28):
+        raise ValueError(f"signature: v must be 27 or 28, got {v}")
+    if not 1 <= r < SECP256K1_N:
+        raise ValueError("signature: r is out of range")
+    if not 1 <= s <= _SECP256K1_HALF_N:
+        raise ValueError("signature: s is zero or high (s > n/2 is malleable and rejected on chain)")
+    return v, r, s
+
+
+def recover(domain: Domain, report: Report, signature: bytes | str) -> str:
+    """Checksummed address that signed ``report`` under ``domain``.
+
+    Applies the contract's rules: v in {27, 28}, 1 <= r < n, 1 <= s <= n/2.
+    Raises ValueError for a malformed signature or one no key could have made.
+    """
+    v, r, s = _parse_signature(signature)
+    try:
+        public_key = keys.Signature(vrs=(v - 27, r, s)).recover_public_key_from_msg_hash(
+            digest(domain, report)
+        )
+    except (BadSignature, KeysValidationError) as exc:
+        raise ValueError(f"signature: no public key recovers from it ({exc})") from None
+    return public_key.to_checksum_address()
+
+
+def quorum_signatures(
+    domain: Domain, report: Report, private_keys: Iterable[bytes | str | keys.PrivateKey]
+) -> list[bytes]:
+    """Sign with every key; return the signatures sorted strictly ascending by signer address.
+
+    This is the order the contract requires (it rejects a duplicate signer that way).
+    Raises ValueError when two keys are the same signer.
+    """
+    signed = []
+    for key in private_keys:
+        signature = sign(key, domain, report)
+        signed.append((int(recover(domain, report, signature), 16), signature))
+    signed.sort(key=lambda pair: pair[0])
+    for (a, _), (b, _) in zip(signed, signed[1:]):
+        if a == b:
+            raise ValueError(f"quorum: duplicate signer {to_checksum_address(a.to_bytes(20, 'big'))}")
+    return [signature for _, signature in signed]
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    """A JSON-ready dict of ``report``: ints as numbers, bytes32 as 0x-hex, addresses checksummed."""
+    report = _require_report(report)
+    out: dict[str, Any] = {}
+    for (name, abi_type), value in zip(report.MEMBERS, to_tuple(report)):
+        out[name] = "0x" + value.hex() if abi_type == "bytes32" else value
+    return out
+
+
+def _parse_json_uint(where: str, value: Any) -> Any:
+    # Accept decimal or 0x-hex strings too: JSON numbers above 2**53 lose precision elsewhere.
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text, 16) if text.lower().startswith("0x") else int(text, 10)
+        except ValueError:
+            raise ValueError(f"{where}: {value!r} is not a decimal or 0x-hex integer") from None
+    return value  # type and range checked by the dataclass
+
+
+def _parse_json_bytes32(where: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: expected a 0x-prefixed hex string of 32 bytes, got {type(value).__name__}")
+    if not value.startswith(("0x", "0X")):
+        raise ValueError(f"{where}: expected a 0x-prefixed hex string, got {value!r}")
+    try:
+        return bytes.fromhex(value[2:])
+    except ValueError:
+        raise ValueError(f"{where}: {value!r} is not valid hex") from None
+
+
+def _resolve_type(report_type: Any, data: Mapping[str, Any]) -> type[_Report]:
+    if report_type is None:
+        keys_present = set(data)
+        matches = [cls for cls in (JobReport, HardwareReport) if keys_present == {n for n, _ in cls.MEMBERS}]
+        if len(matches) != 1:
+            raise ValueError(
+                f"cannot tell the report type from keys {sorted(keys_present)}; pass report_type"
+            )
+        return matches[0]
+    if isinstance(report_type, str):
+        try:
+            return _REPORT_TYPES[report_type.lower()]
+        except KeyError:
+            raise ValueError(f"unknown report type {report_type!r} (job or hardware)") from None
+    if report_type in (JobReport, HardwareReport):
+        return report_type
+    raise ValueError(f"unknown report type {report_type!r} (job or hardware)")
+
+
+def from_json(data: Mapping[str, Any], report_type: Any = None) -> Report:
+    """Build a report from a dict as ``to_json`` writes it.
+
+    ``report_type`` is JobReport, HardwareReport, "job" or "hardware"; when None it is
+    inferred from the keys. Integers may also be decimal or 0x-hex strings; ``outcome``
+    may also be a name ("COMPLETED", "failed"). Unknown or missing keys raise ValueError.
+    """
+    if not isinstance(data, Mapping):
+        raise ValueError(f"report JSON: expected an object, got {type(data).__name__}")
+    cls = _resolve_type(report_type, data)
+    names = [n for n, _ in cls.MEMBERS]
+    missing = [n for n in names if n not in data]
+    unknown = sorted(set(data) - set(names))
+    if missing or unknown:
+        raise ValueError(f"{cls.TYPE_NAME} JSON: missing keys {missing}, unknown keys {unknown}")
+    kwargs: dict[str, Any] = {}
+    for name, abi_type in cls.MEMBERS:
+        where = f"{cls.TYPE_NAME}.{name}"
+        value = data[name]
+        if name == "outcome" and isinstance(value, str) and value.strip().upper() in Outcome.__members__:
+            value = Outcome[value.strip().upper()]
+        elif abi_type in _UINT_BITS:
+            value = _parse_json_uint(where, value)
+        elif abi_type == "bytes32":
+            value = _parse_json_bytes32(where, value)
+        kwargs[name] = value
+    return cls(**kwargs)

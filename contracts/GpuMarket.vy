@@ -1,5 +1,6 @@
 # pragma version ~=0.4.3
 # pragma nonreentrancy on
+# pragma optimize codesize
 """
 @title GpuMarket
 @custom:contract-name GpuMarket

@@ -1,0 +1,1 @@
+"""Shared test helpers: committee signing, accounting checks, constants."""

@@ -1,0 +1,59 @@
+"""An oracle committee for tests: deterministic keys that sign what the contract verifies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from eth_utils import keccak
+
+from gpumarket.signing import eip712
+from gpumarket.signing.eip712 import Domain, HardwareReport, JobReport, Outcome
+
+
+def oracle_key(index: int) -> bytes:
+    """Deterministic private key of test oracle `index` (never funded, only signs)."""
+    return keccak(text=f"gpumarket test oracle {index}")
+
+
+@dataclass
+class Committee:
+    """Keys of one committee and its threshold; signs reports sorted by signer."""
+
+    keys: list[bytes]
+    threshold: int
+    addresses: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.addresses = [eip712.address_of(key) for key in self.keys]
+
+    @classmethod
+    def of_size(cls, size: int, threshold: int, first_index: int = 0) -> "Committee":
+        return cls([oracle_key(first_index + i) for i in range(size)], threshold)
+
+    def sign(self, domain: Domain, report, signers: int | None = None) -> list[bytes]:
+        """Quorum signatures of the first `signers` members (default: threshold)."""
+        count = self.threshold if signers is None else signers
+        return eip712.quorum_signatures(domain, report, self.keys[:count])
+
+
+def job_report(job_id: int, provider, outcome=Outcome.COMPLETED, gpu_seconds: int = 0, epoch: int = 1, result_hash: bytes = b"\x11" * 32, evidence_hash: bytes = b"\x22" * 32) -> JobReport:
+    return JobReport(
+        job_id=job_id,
+        provider=str(provider),
+        outcome=outcome,
+        gpu_seconds=gpu_seconds,
+        result_hash=result_hash,
+        evidence_hash=evidence_hash,
+        epoch=epoch,
+    )
+
+
+def hardware_report(provider, gpu_class: int, gpu_count: int, measured_throughput: int, valid_until: int, epoch: int = 1) -> HardwareReport:
+    return HardwareReport(
+        provider=str(provider),
+        gpu_class=gpu_class,
+        gpu_count=gpu_count,
+        measured_throughput=measured_throughput,
+        valid_until=valid_until,
+        epoch=epoch,
+    )

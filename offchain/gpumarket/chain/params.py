@@ -1,0 +1,274 @@
+"""Deployment parameters: the YAML schema, its validation, and where the file is found.
+
+Everything here is checked before a single transaction is sent: a typo in a parameter
+name, a value outside the contract's bounds, a committee without a majority threshold or
+a mock token on a public network all stop the deployment with a message that names the
+file and the field. Pure Python, no chain access: `gpumarket.chain.deploy` adds the
+checks that need the chain (token code, the network's kind).
+
+Amounts are integers in token base units and durations are seconds; YAML integers may
+use underscores (``1_000_000_000_000_000_000_000``). Addresses MUST be quoted: YAML reads
+an unquoted ``0x...`` as a number and the leading zeros (and checksum) would be lost.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    model_validator,
+)
+
+from gpumarket.testing.committee import is_test_oracle
+
+__all__ = [
+    "DEFAULT_PARAMS_NAME",
+    "DEPLOYER",
+    "MAX_AMOUNT",
+    "MAX_MEMBERS",
+    "MOCK",
+    "PARAMETER_BOUNDS",
+    "CommitteeParams",
+    "DeployParams",
+    "GpuClassParams",
+    "ParamsError",
+    "check_for_network",
+    "load_params",
+    "params_path_for",
+    "parse_params",
+]
+
+# Symbolic values the YAML may use instead of an address.
+MOCK = "mock"  # deploy a MockToken (open mint): local networks only
+DEPLOYER = "deployer"  # the account that sends the deployment
+
+DEFAULT_PARAMS_NAME = "default.yaml"
+
+# Mirrors of the contract's limits (contracts/modules/{governance,committee}.vy);
+# tests/scripts/test_params.py checks each bound against a deployed contract.
+MAX_AMOUNT = 2**128 - 1
+MAX_MEMBERS = 31
+_DAY = 86_400
+PARAMETER_BOUNDS: dict[str, tuple[int, int]] = {
+    "min_stake": (1, MAX_AMOUNT),
+    "unbonding_period": (3_600, 90 * _DAY),
+    "collateral_bps": (500, 10_000),
+    "slash_bps": (1, 10_000),
+    "client_share_bps": (0, 10_000),
+    "protocol_fee_bps": (0, 1_000),
+    "spoof_slash_bps": (0, 5_000),
+    "settle_grace": (300, 7 * _DAY),
+    "hardware_validity": (3_600, 30 * _DAY),
+    "jail_after_failures": (1, 10),
+}
+
+
+class ParamsError(ValueError):
+    """The parameters are invalid; the message lists every problem, one per line."""
+
+
+def _checksummed(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError("an address must be a quoted string: YAML reads an unquoted 0x... as a number")
+    if not isinstance(value, str):
+        raise ValueError(f"expected a quoted 0x-prefixed address, got {type(value).__name__}")
+    if not value.startswith("0x") or not is_hex_address(value):
+        raise ValueError(f"{value!r} is not a 20-byte 0x-prefixed hex address")
+    body = value[2:]
+    if body != body.lower() and body != body.upper() and not is_checksum_address(value):
+        raise ValueError(f"{value!r} has mixed case but an invalid EIP-55 checksum")
+    address = to_checksum_address(value)
+    if int(address, 16) == 0:
+        raise ValueError("the zero address is not allowed")
+    return address
+
+
+def _address_or(*symbols: str):
+    def check(value: Any) -> str:
+        if isinstance(value, str) and value.lower() in symbols:
+            return value.lower()
+        try:
+            return _checksummed(value)
+        except ValueError as error:
+            allowed = " or ".join(repr(s) for s in symbols)
+            raise ValueError(f"{error} (or use {allowed})" if symbols else str(error)) from None
+
+    return check
+
+
+Address = Annotated[str, BeforeValidator(_checksummed)]
+TokenRef = Annotated[str, BeforeValidator(_address_or(MOCK))]
+TreasuryRef = Annotated[str, BeforeValidator(_address_or(DEPLOYER))]
+StrictInt = Annotated[int, Field(strict=True)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GpuClassParams(_Strict):
+    """One row of the class table: `set_gpu_class(id, floor_per_gpu_gops)`."""
+
+    id: StrictInt = Field(ge=1, le=2**16 - 1)
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    floor_per_gpu_gops: StrictInt = Field(ge=1, le=MAX_AMOUNT)
+
+
+class CommitteeParams(_Strict):
+    """The first oracle committee (epoch 1)."""
+
+    members: list[Address] = Field(min_length=1, max_length=MAX_MEMBERS)
+    threshold: StrictInt = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "CommitteeParams":
+        seen: set[str] = set()
+        for member in self.members:
+            if member in seen:
+                raise ValueError(f"duplicate member {member}")
+            seen.add(member)
+        count = len(self.members)
+        if self.threshold > count:
+            raise ValueError(f"threshold {self.threshold} is above the member count {count}")
+        if self.threshold * 2 <= count:
+            raise ValueError(
+                f"threshold {self.threshold} of {count} is not a strict majority (needs > {count // 2})"
+            )
+        return self
+
+
+def _bounded(lower: int, upper: int) -> Any:
+    return (StrictInt | None, Field(default=None, ge=lower, le=upper))
+
+
+# One optional field per bounded setter; a field left out keeps the contract's default.
+ParameterOverrides = create_model(
+    "ParameterOverrides",
+    __base__=_Strict,
+    **{name: _bounded(lower, upper) for name, (lower, upper) in PARAMETER_BOUNDS.items()},
+)
+
+
+def _unique_classes(classes: list[GpuClassParams]) -> list[GpuClassParams]:
+    for attribute in ("id", "name"):
+        values = [getattr(gpu_class, attribute) for gpu_class in classes]
+        duplicates = sorted({str(v) for v in values if values.count(v) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate class {attribute}: {', '.join(duplicates)}")
+    return classes
+
+
+class DeployParams(_Strict):
+    """A whole deployment: tokens, treasury, committee, GPU classes and overrides."""
+
+    stake_token: TokenRef
+    payment_token: TokenRef
+    treasury: TreasuryRef
+    committee: CommitteeParams
+    gpu_classes: Annotated[list[GpuClassParams], AfterValidator(_unique_classes)] = Field(min_length=1)
+    parameters: ParameterOverrides = Field(default_factory=ParameterOverrides)  # type: ignore[valid-type]
+    # Two-step ownership transfer after setup (a timelock or multisig that then
+    # calls accept_ownership); absent: the deployer stays the owner.
+    owner: Address | None = None
+
+    def overrides(self) -> dict[str, int]:
+        """The parameters the YAML sets, name -> value, in the order of PARAMETER_BOUNDS."""
+        values = self.parameters.model_dump()
+        return {name: values[name] for name in PARAMETER_BOUNDS if values[name] is not None}
+
+    def uses_mock(self) -> bool:
+        return MOCK in (self.stake_token, self.payment_token)
+
+
+def _allowed_fields(parent: tuple[Any, ...]) -> list[str]:
+    """Field names allowed where an unknown field was found (for the error message)."""
+    model: type[BaseModel] = DeployParams
+    for part in parent:
+        if isinstance(part, int):
+            continue
+        annotation = model.model_fields[str(part)].annotation
+        inner = getattr(annotation, "__args__", (annotation,))
+        nested = [arg for arg in inner if isinstance(arg, type) and issubclass(arg, BaseModel)]
+        if not nested:
+            return []
+        model = nested[0]
+    return list(model.model_fields)
+
+
+def _format_errors(source: str, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = f"unknown field (allowed: {', '.join(_allowed_fields(item['loc'][:-1]))})"
+        lines.append(f"{source}: {where}: {message}")
+    return "\n".join(lines)
+
+
+def parse_params(data: Any, source: str = "<params>") -> DeployParams:
+    """Validate already-parsed YAML/JSON data; raise ParamsError listing every problem."""
+    if not isinstance(data, dict):
+        raise ParamsError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return DeployParams.model_validate(data)
+    except ValidationError as error:
+        raise ParamsError(_format_errors(source, error)) from None
+
+
+def load_params(path: str | Path) -> DeployParams:
+    """Read and validate a parameters YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ParamsError(f"{path}: cannot read ({error.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML ({error})") from None
+    return parse_params(data, str(path))
+
+
+def params_path_for(ecosystem: str, network: str, params_dir: str | Path = "deploy/params") -> Path:
+    """`<params_dir>/<ecosystem>-<network>.yaml` if it exists, else `<params_dir>/default.yaml`."""
+    params_dir = Path(params_dir)
+    specific = params_dir / f"{ecosystem}-{network}.yaml"
+    return specific if specific.is_file() else params_dir / DEFAULT_PARAMS_NAME
+
+
+def check_for_network(params: DeployParams, *, dev_network: bool, deploy_mock_tokens: bool, network: str) -> None:
+    """Refuse what is safe only on a local chain: open-mint mock tokens and test oracles.
+
+    A test oracle's key is derived from a public label, so on a public network anyone
+    could sign reports for it and drain the market.
+    """
+    problems = []
+    if not dev_network:
+        if deploy_mock_tokens:
+            problems.append(f"--deploy-mock-tokens is only allowed on a local network, not {network!r}")
+        for field_name in ("stake_token", "payment_token"):
+            if getattr(params, field_name) == MOCK:
+                problems.append(
+                    f"{field_name}: {MOCK!r} (an open-mint MockToken) is only allowed on a local network,"
+                    f" not {network!r}; set the token's address"
+                )
+        for member in params.committee.members:
+            if is_test_oracle(member):
+                problems.append(
+                    f"committee.members: {member} is a test oracle whose key anyone can derive;"
+                    f" it is only allowed on a local network, not {network!r}"
+                )
+    if problems:
+        raise ParamsError("\n".join(problems))
+

@@ -1,0 +1,52 @@
+"""Expectations shared by the staking, escrow and verification unit tests.
+
+Protocol arithmetic (PROTOCOL.md: every charge rounds against the charged party),
+full-field event extraction, and the conservation check over every test role.
+Folder conftests re-export the fixtures defined here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from helpers.accounting import assert_conserved
+from helpers.constants import BPS
+
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+
+
+def ceil_bps(amount: int, bps: int) -> int:
+    """amount * bps / 10_000 rounded up: fees, collateral and slashes never round in the payer's favour."""
+    return -(-amount * bps // BPS)
+
+
+def emitted(tx, event) -> list[dict]:
+    """Every `event` log of `tx`, in order, each with all of its fields (compare with full dicts)."""
+    return [dict(log.event_arguments) for log in tx.decode_logs(event)]
+
+
+@pytest.fixture
+def books(market, stake_token, payment_token, provider, provider2, client, client2, treasury, keeper, attacker) -> Callable[[], None]:
+    """Checks token balance == free + locked + unbonding + live escrow + claimable, for both tokens."""
+
+    def check() -> None:
+        assert_conserved(
+            market,
+            [stake_token, payment_token],
+            [provider, provider2],
+            [provider, provider2, client, client2, treasury, keeper, attacker],
+        )
+
+    return check
+
+
+@pytest.fixture(autouse=True)
+def module_fixtures_up_front(funded, running_job, settle, domain) -> None:
+    """Sets up every module-scoped builder before the first test of a module runs.
+
+    Under ape's snapshots plus titanoboa's own pytest plugin (boa_test), a module-scoped
+    fixture first requested by a later test of a module breaks the teardown ("No
+    checkpoint N was found"). Requesting them all in every test keeps the order fixed.
+    """

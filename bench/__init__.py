@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.gas` measures the gas of every market operation."""

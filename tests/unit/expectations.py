@@ -22,6 +22,19 @@ def ceil_bps(amount: int, bps: int) -> int:
     return -(-amount * bps // BPS)
 
 
+def next_tx_at(chain, timestamp: int | None = None) -> int:
+    """Pins the block time of the next transaction, and only that one; returns it.
+
+    On ape-titanoboa the pending time follows the wall clock (it can tick between reading
+    `chain.pending_timestamp` and sending), and a time set with `chain.pending_timestamp = t`
+    is used by the next transaction only, after which the clock returns to wall time.
+    Tests that assert exact times pin each transaction they reason about.
+    """
+    pinned = chain.pending_timestamp if timestamp is None else timestamp
+    chain.pending_timestamp = pinned
+    return pinned
+
+
 def emitted(tx, event) -> list[dict]:
     """Every `event` log of `tx`, in order, each with all of its fields (compare with full dicts)."""
     return [dict(log.event_arguments) for log in tx.decode_logs(event)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ape
 
 from helpers.constants import DAY, HOUR, MIN_STAKE, TOKEN
-from unit.expectations import emitted
+from unit.expectations import emitted, next_tx_at
 
 
 def test_zero_amount_reverts(market, provider, funded):
@@ -41,8 +41,7 @@ def test_locked_stake_cannot_be_unstaked(market, provider, client, running_job, 
 
 def test_request_moves_free_to_unbonding_and_logs(market, provider, chain, funded, books):
     market.stake(MIN_STAKE, sender=provider)
-    now = chain.pending_timestamp
-    release_at = now + market.unbonding_period()
+    release_at = next_tx_at(chain) + market.unbonding_period()
 
     tx = market.request_unstake(TOKEN, sender=provider)
 
@@ -56,9 +55,8 @@ def test_request_moves_free_to_unbonding_and_logs(market, provider, chain, funde
 
 def test_adding_to_the_entry_restarts_its_clock(market, provider, chain, funded):
     market.stake(MIN_STAKE, sender=provider)
-    market.request_unstake(TOKEN, sender=provider)
-    chain.pending_timestamp += 2 * DAY
-    second_release_at = chain.pending_timestamp + market.unbonding_period()
+    first = market.request_unstake(TOKEN, sender=provider)
+    second_release_at = next_tx_at(chain, first.timestamp + 2 * DAY) + market.unbonding_period()
 
     tx = market.request_unstake(2 * TOKEN, sender=provider)
 
@@ -72,8 +70,6 @@ def test_adding_to_the_entry_restarts_its_clock(market, provider, chain, funded)
 def test_release_uses_the_current_unbonding_period(market, owner, provider, chain, funded):
     market.set_unbonding_period(HOUR, sender=owner)
     market.stake(MIN_STAKE, sender=provider)
-    now = chain.pending_timestamp
+    tx = market.request_unstake(TOKEN, sender=provider)
 
-    market.request_unstake(TOKEN, sender=provider)
-
-    assert market.unbonding(provider).release_at == now + HOUR
+    assert market.unbonding(provider).release_at == tx.timestamp + HOUR

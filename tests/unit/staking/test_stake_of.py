@@ -14,12 +14,10 @@ def test_reports_each_part_of_the_stake(market, provider, client, chain, running
     job_id = running_job(client, provider)  # MIN_STAKE + 100 tokens staked, collateral locked
     staked = market.stake_of(provider).free + market.stake_of(provider).locked
     collateral = market.get_job(job_id).collateral
-    now = chain.pending_timestamp
-
-    market.request_unstake(7 * TOKEN, sender=provider)
+    tx = market.request_unstake(7 * TOKEN, sender=provider)
 
     stake = market.stake_of(provider)
     assert stake.free == staked - collateral - 7 * TOKEN
     assert stake.locked == collateral
     assert stake.unbonding == 7 * TOKEN
-    assert stake.release_at == now + market.unbonding_period()
+    assert stake.release_at == tx.timestamp + market.unbonding_period()

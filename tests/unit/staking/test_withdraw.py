@@ -6,7 +6,7 @@ import ape
 import pytest
 
 from helpers.constants import DAY, MIN_STAKE, TOKEN
-from unit.expectations import emitted
+from unit.expectations import emitted, next_tx_at
 
 UNSTAKED = 5 * TOKEN
 
@@ -26,14 +26,14 @@ def test_nothing_unbonding_reverts(market, provider, funded):
 
 
 def test_second_withdraw_reverts(market, provider, chain, release_at: int):
-    chain.pending_timestamp = release_at
+    next_tx_at(chain, release_at)
     market.withdraw(sender=provider)
     with ape.reverts("staking: nothing unbonding"):
         market.withdraw(sender=provider)
 
 
 def test_one_second_before_release_reverts(market, provider, chain, release_at: int):
-    chain.pending_timestamp = release_at - 1
+    next_tx_at(chain, release_at - 1)
     with ape.reverts("staking: unbonding not released"):
         market.withdraw(sender=provider)
 
@@ -41,7 +41,7 @@ def test_one_second_before_release_reverts(market, provider, chain, release_at: 
 def test_withdraw_at_release_pays_clears_entry_and_logs(market, provider, chain, stake_token, release_at: int, books):
     wallet_before = stake_token.balanceOf(provider)
     market_before = stake_token.balanceOf(market)
-    chain.pending_timestamp = release_at
+    next_tx_at(chain, release_at)
 
     tx = market.withdraw(sender=provider)
 
@@ -57,9 +57,9 @@ def test_withdraw_at_release_pays_clears_entry_and_logs(market, provider, chain,
 
 
 def test_topping_up_the_entry_delays_the_whole_withdrawal(market, provider, chain, release_at: int):
-    chain.pending_timestamp = release_at - DAY
+    next_tx_at(chain, release_at - DAY)
     market.request_unstake(TOKEN, sender=provider)
 
-    chain.pending_timestamp = release_at
+    next_tx_at(chain, release_at)
     with ape.reverts("staking: unbonding not released"):
         market.withdraw(sender=provider)

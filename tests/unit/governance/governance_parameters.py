@@ -42,5 +42,3 @@ PARAMETERS: tuple[Parameter, ...] = (
 )
 
 PARAMETER_IDS = [parameter.name for parameter in PARAMETERS]
-
-ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ape
 import pytest
 
-from governance_parameters import ZERO_ADDRESS
+from unit.expectations import ZERO_ADDRESS, emitted
 
 
 @pytest.mark.parametrize("pending", [False, True], ids=["nothing-pending", "someone-else-pending"])
@@ -23,8 +23,7 @@ def test_pending_owner_becomes_owner_and_it_is_logged(market, owner, successor):
     tx = market.accept_ownership(sender=successor)
     assert market.owner() == successor
     assert market.pending_owner() == ZERO_ADDRESS
-    logs = tx.decode_logs(market.OwnershipTransferred)
-    assert [dict(log.event_arguments) for log in logs] == [
+    assert emitted(tx, market.OwnershipTransferred) == [
         {"previous_owner": owner.address, "new_owner": successor.address}
     ]
     assert len(tx.events) == 1

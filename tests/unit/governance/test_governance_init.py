@@ -9,8 +9,9 @@ from __future__ import annotations
 import ape
 import pytest
 
-from governance_parameters import PARAMETER_IDS, PARAMETERS, ZERO_ADDRESS, Parameter
+from governance_parameters import PARAMETER_IDS, PARAMETERS, Parameter
 from helpers.constants import CLASS_FLOORS
+from unit.expectations import ZERO_ADDRESS, emitted
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +47,7 @@ def test_no_gpu_class_is_listed_until_governance_adds_one(bare_market):
 
 
 def test_deployment_logs_ownership_to_deployer(bare_market, owner):
-    logs = bare_market.creation_metadata.receipt.decode_logs(bare_market.OwnershipTransferred)
-    assert [dict(log.event_arguments) for log in logs] == [{"previous_owner": ZERO_ADDRESS, "new_owner": owner.address}]
+    assert emitted(bare_market.creation_metadata.receipt, bare_market.OwnershipTransferred) == [{"previous_owner": ZERO_ADDRESS, "new_owner": owner.address}]
 
 
 def test_zero_treasury_reverts(project, owner, stake_token, payment_token, committee):

@@ -11,6 +11,7 @@ import ape
 import pytest
 
 from governance_parameters import PARAMETER_IDS, PARAMETERS, Parameter
+from unit.expectations import emitted
 
 
 def set_parameter(market, parameter: Parameter, value: int, sender):
@@ -62,8 +63,7 @@ def test_logs_parameter_changed_with_old_and_new_value(market, owner, parameter:
     expected_old = parameter.default
     for new_value in (parameter.lower, parameter.upper):
         tx = set_parameter(market, parameter, new_value, owner)
-        logs = tx.decode_logs(market.ParameterChanged)
-        assert [dict(log.event_arguments) for log in logs] == [
+        assert emitted(tx, market.ParameterChanged) == [
             {"name": parameter.name, "old_value": expected_old, "new_value": new_value}
         ]
         assert len(tx.events) == 1

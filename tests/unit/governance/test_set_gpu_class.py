@@ -9,6 +9,7 @@ from gpumarket.signing.eip712 import Outcome
 
 from governance_parameters import MAX_AMOUNT
 from helpers.constants import COMPLETED, CPU_DEV, HOUR, PRICE
+from unit.expectations import emitted
 
 NEW_CLASS = 7
 
@@ -29,8 +30,7 @@ def test_floor_above_max_amount_reverts(market, owner):
 def test_adds_class_and_logs_it(market, owner, gpu_class: int, floor: int):
     tx = market.set_gpu_class(gpu_class, floor, sender=owner)
     assert market.class_floor(gpu_class) == floor
-    logs = tx.decode_logs(market.GpuClassSet)
-    assert [dict(log.event_arguments) for log in logs] == [{"gpu_class": gpu_class, "floor_per_gpu": floor}]
+    assert emitted(tx, market.GpuClassSet) == [{"gpu_class": gpu_class, "floor_per_gpu": floor}]
     assert len(tx.events) == 1
 
 
@@ -43,7 +43,7 @@ def test_changes_floor_of_listed_class_only(market, owner):
 
 def test_zero_floor_removes_class_for_registrations_and_new_jobs(market, owner, provider, client, chain, funded):
     tx = market.set_gpu_class(CPU_DEV, 0, sender=owner)
-    assert [dict(log.event_arguments) for log in tx.decode_logs(market.GpuClassSet)] == [
+    assert emitted(tx, market.GpuClassSet) == [
         {"gpu_class": CPU_DEV, "floor_per_gpu": 0}
     ]
     assert market.class_floor(CPU_DEV) == 0

@@ -6,17 +6,15 @@ import ape
 
 from gpumarket.signing.eip712 import Outcome
 
-from governance_parameters import ZERO_ADDRESS
-from helpers.accounting import assert_conserved
-from helpers.constants import BPS, PRICE
+from helpers.constants import PRICE
+from unit.expectations import ZERO_ADDRESS, ceil_bps, emitted
 
 
 def completed_job_fee(market, running_job, settle, client, provider, gpu_seconds: int) -> int:
     """Runs one job to COMPLETED and returns the protocol fee PROTOCOL.md says it earns."""
     job_id = running_job(client, provider)
     settle(job_id, Outcome.COMPLETED, gpu_seconds=gpu_seconds)
-    payment = PRICE * gpu_seconds
-    return -(-payment * market.protocol_fee_bps() // BPS)  # rounded up, in the protocol's favour
+    return ceil_bps(PRICE * gpu_seconds, market.protocol_fee_bps())
 
 
 def test_zero_treasury_reverts(market, owner, treasury):
@@ -28,8 +26,7 @@ def test_zero_treasury_reverts(market, owner, treasury):
 def test_sets_treasury_and_logs_old_and_new(market, owner, treasury, successor):
     tx = market.set_treasury(successor, sender=owner)
     assert market.treasury() == successor
-    logs = tx.decode_logs(market.TreasuryChanged)
-    assert [dict(log.event_arguments) for log in logs] == [
+    assert emitted(tx, market.TreasuryChanged) == [
         {"old_treasury": treasury.address, "new_treasury": successor.address}
     ]
     assert len(tx.events) == 1
@@ -38,13 +35,13 @@ def test_sets_treasury_and_logs_old_and_new(market, owner, treasury, successor):
 def test_second_change_logs_the_previous_successor_as_old(market, owner, successor, keeper):
     market.set_treasury(successor, sender=owner)
     tx = market.set_treasury(keeper, sender=owner)
-    assert [dict(log.event_arguments) for log in tx.decode_logs(market.TreasuryChanged)] == [
+    assert emitted(tx, market.TreasuryChanged) == [
         {"old_treasury": successor.address, "new_treasury": keeper.address}
     ]
 
 
 def test_credited_fees_stay_with_old_treasury_and_new_fees_go_to_new(
-    market, owner, treasury, successor, client, provider, running_job, settle, payment_token, stake_token
+    market, owner, treasury, successor, client, provider, running_job, settle, payment_token, books
 ):
     old_fee = completed_job_fee(market, running_job, settle, client, provider, gpu_seconds=1_800)
     market.set_treasury(successor, sender=owner)
@@ -57,4 +54,4 @@ def test_credited_fees_stay_with_old_treasury_and_new_fees_go_to_new(
     balance_before = payment_token.balanceOf(treasury)
     market.claim(payment_token, sender=treasury)
     assert payment_token.balanceOf(treasury) == balance_before + old_fee
-    assert_conserved(market, [stake_token, payment_token], [provider], [client, provider, treasury, successor])
+    books()

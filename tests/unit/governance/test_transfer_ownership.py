@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import ape
 
-from governance_parameters import ZERO_ADDRESS
+from unit.expectations import ZERO_ADDRESS, emitted
 
 
 def test_sets_pending_owner_and_logs_it(market, owner, successor):
     tx = market.transfer_ownership(successor, sender=owner)
     assert market.pending_owner() == successor
-    logs = tx.decode_logs(market.OwnershipTransferStarted)
-    assert [dict(log.event_arguments) for log in logs] == [
+    assert emitted(tx, market.OwnershipTransferStarted) == [
         {"previous_owner": owner.address, "new_owner": successor.address}
     ]
     assert len(tx.events) == 1
@@ -38,7 +37,7 @@ def test_transfer_to_zero_cancels_the_pending_transfer(market, owner, successor)
     market.transfer_ownership(successor, sender=owner)
     tx = market.transfer_ownership(ZERO_ADDRESS, sender=owner)
     assert market.pending_owner() == ZERO_ADDRESS
-    assert [dict(log.event_arguments) for log in tx.decode_logs(market.OwnershipTransferStarted)] == [
+    assert emitted(tx, market.OwnershipTransferStarted) == [
         {"previous_owner": owner.address, "new_owner": ZERO_ADDRESS}
     ]
     with ape.reverts("ownable_2step: caller is not the new owner"):

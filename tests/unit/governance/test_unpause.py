@@ -5,6 +5,7 @@ from __future__ import annotations
 import ape
 
 from helpers.constants import OPEN, RUNNING
+from unit.expectations import emitted
 
 
 def test_unpause_while_not_paused_reverts(market, owner):
@@ -16,7 +17,7 @@ def test_unpause_clears_paused_and_logs_the_caller(market, owner):
     market.pause(sender=owner)
     tx = market.unpause(sender=owner)
     assert market.paused() is False
-    assert [dict(log.event_arguments) for log in tx.decode_logs(market.Unpaused)] == [{"account": owner.address}]
+    assert emitted(tx, market.Unpaused) == [{"account": owner.address}]
     assert len(tx.events) == 1
 
 

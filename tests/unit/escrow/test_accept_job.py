@@ -1,0 +1,198 @@
+"""escrow.accept_job: an eligible provider takes an open job and locks collateral from free stake."""
+
+from __future__ import annotations
+
+import ape
+import pytest
+
+from gpumarket.signing.eip712 import Outcome
+
+from helpers.constants import CANCELLED, DAY, H100, HOUR, MIN_STAKE, OPEN, PRICE, RUNNING
+from unit.expectations import ceil_bps, emitted, next_tx_at
+
+
+def test_paused_market_reverts(market, owner, client, provider, ready_provider, create_job):
+    ready_provider(provider)
+    job_id = create_job(client)
+    market.pause(sender=owner)
+    with ape.reverts("pausable: contract is paused"):
+        market.accept_job(job_id, sender=provider)
+
+
+@pytest.mark.parametrize("state", [0, RUNNING, CANCELLED], ids=["unknown-id", "already-running", "cancelled"])
+def test_job_not_open_reverts(market, provider2, ready_provider, job_in_state, state: int):
+    job_id = job_in_state(state)
+    ready_provider(provider2)
+    with ape.reverts("escrow: job not open"):
+        market.accept_job(job_id, sender=provider2)
+
+
+def test_deadline_is_inclusive(market, chain, client, provider, ready_provider, create_job):
+    ready_provider(provider)
+    job_id = create_job(client, accept_window=HOUR)
+    deadline = market.get_job(job_id).accept_deadline
+
+    next_tx_at(chain, deadline + 1)
+    with ape.reverts("escrow: accept deadline passed"):
+        market.accept_job(job_id, sender=provider)
+
+    next_tx_at(chain, deadline)
+    market.accept_job(job_id, sender=provider)
+    assert market.get_job(job_id).state == RUNNING
+
+
+def test_job_directed_to_another_provider_reverts(market, client, provider, provider2, ready_provider, create_job):
+    ready_provider(provider)
+    ready_provider(provider2)
+    job_id = create_job(client, provider=provider)
+
+    with ape.reverts("escrow: job is directed to another provider"):
+        market.accept_job(job_id, sender=provider2)
+    market.accept_job(job_id, sender=provider)
+    assert market.get_job(job_id).provider == provider
+
+
+def test_unregistered_caller_reverts(market, client, attacker, create_job):
+    job_id = create_job(client)
+    with ape.reverts("registry: provider not registered"):
+        market.accept_job(job_id, sender=attacker)
+
+
+def test_jailed_provider_reverts(market, owner, client, provider, running_job, create_job, settle):
+    market.set_jail_after_failures(1, sender=owner)
+    settle(running_job(client, provider), Outcome.FAILED)
+    assert market.providers(provider).jailed
+    job_id = create_job(client)
+    with ape.reverts("registry: provider jailed"):
+        market.accept_job(job_id, sender=provider)
+
+
+@pytest.mark.parametrize(
+    "job_terms, reason",
+    [
+        (dict(gpu_class=H100), "registry: wrong gpu class"),
+        (dict(gpu_count=2), "registry: not enough gpus"),
+        (dict(max_price=PRICE - 1), "registry: price above the job's maximum"),
+    ],
+    ids=["wrong-class", "not-enough-gpus", "price-above-max"],
+)
+def test_provider_that_cannot_serve_the_job_reverts(market, client, provider, ready_provider, create_job, job_terms: dict, reason: str):
+    ready_provider(provider)  # one cpu-dev GPU at PRICE
+    job_id = create_job(client, **job_terms)
+    with ape.reverts(reason):
+        market.accept_job(job_id, sender=provider)
+
+
+def test_price_equal_to_the_maximum_is_accepted(market, client, provider, ready_provider, create_job):
+    ready_provider(provider)
+    job_id = create_job(client, max_price=PRICE)
+    market.accept_job(job_id, sender=provider)
+    assert market.get_job(job_id).price_per_gpu_second == PRICE
+
+
+def test_never_verified_provider_reverts(market, client, provider, register, create_job):
+    register(provider)
+    market.stake(MIN_STAKE + 100 * PRICE, sender=provider)
+    job_id = create_job(client)
+    with ape.reverts("registry: hardware not verified"):
+        market.accept_job(job_id, sender=provider)
+
+
+def test_verification_expires_after_its_last_second(market, chain, client, provider, ready_provider, create_job):
+    ready_provider(provider)  # verified for one day
+    verified_until = market.providers(provider).verified_until
+
+    job_id = create_job(client, accept_window=2 * DAY)
+
+    next_tx_at(chain, verified_until + 1)
+    with ape.reverts("registry: hardware not verified"):
+        market.accept_job(job_id, sender=provider)
+    next_tx_at(chain, verified_until)
+    market.accept_job(job_id, sender=provider)
+    assert market.get_job(job_id).state == RUNNING
+
+
+def expected_collateral(market, price: int, gpu_count: int, max_duration: int) -> int:
+    """PROTOCOL.md: job value at the accepted price times COLLATERAL_BPS, rounded up."""
+    return ceil_bps(price * gpu_count * max_duration, market.collateral_bps())
+
+
+def test_free_stake_must_cover_min_stake_plus_collateral(market, client, provider, ready_provider, create_job):
+    collateral = expected_collateral(market, PRICE, 1, HOUR)
+    ready_provider(provider, extra=collateral - 1)
+    job_id = create_job(client, max_duration=HOUR)
+
+    with ape.reverts("staking: free stake below minimum plus collateral"):
+        market.accept_job(job_id, sender=provider)
+    market.stake(1, sender=provider)
+    market.accept_job(job_id, sender=provider)
+    assert market.stake_of(provider).free == MIN_STAKE
+
+
+def test_accept_locks_rounded_up_collateral_and_logs(market, chain, client, provider, ready_provider, create_job, books):
+    # 7 * 3 * 11 = 231 units of value; 20% of it is 46.2, so the collateral is 47.
+    ready_provider(provider, gpu_count=3, price=7)
+    job_id = create_job(client, gpu_count=3, max_price=10, max_duration=11)
+    collateral = expected_collateral(market, 7, 3, 11)
+    assert collateral == 47
+    before = market.stake_of(provider)
+    now = next_tx_at(chain)
+
+    tx = market.accept_job(job_id, sender=provider)
+
+    assert emitted(tx, market.JobAccepted) == [
+        {"job_id": job_id, "provider": provider, "price_per_gpu_second": 7, "collateral": collateral, "started_at": now}
+    ]
+    after = market.stake_of(provider)
+    assert (after.free, after.locked) == (before.free - collateral, before.locked + collateral)
+    job = market.get_job(job_id)
+    assert (job.state, job.provider, job.price_per_gpu_second, job.started_at, job.collateral) == (
+        RUNNING,
+        provider,
+        7,
+        now,
+        collateral,
+    )
+    books()
+
+
+def test_open_job_stays_open_for_others_until_taken(market, client, provider, provider2, ready_provider, create_job):
+    ready_provider(provider)
+    ready_provider(provider2)
+    job_id = create_job(client)
+    market.accept_job(job_id, sender=provider2)
+    assert market.get_job(job_id).provider == provider2
+    with ape.reverts("escrow: job not open"):
+        market.accept_job(job_id, sender=provider)
+
+
+@pytest.mark.parametrize("ending", ["settle", "expire"])
+def test_job_keeps_the_collateral_bps_it_was_accepted_with(
+    market, owner, chain, client, provider, running_job, settle, books, ending: str
+):
+    job_id = running_job(client, provider)
+    collateral = expected_collateral(market, PRICE, 1, HOUR)
+    free_while_running = market.stake_of(provider).free
+
+    market.set_collateral_bps(10_000, sender=owner)
+    assert market.get_job(job_id).collateral == collateral
+
+    if ending == "settle":
+        settle(job_id, Outcome.COMPLETED, gpu_seconds=HOUR)
+    else:
+        job = market.get_job(job_id)
+        next_tx_at(chain, job.started_at + job.max_duration + market.settle_grace() + 1)
+        market.expire_job(job_id, sender=client)
+
+    stake = market.stake_of(provider)
+    assert (stake.free, stake.locked) == (free_while_running + collateral, 0)
+    books()
+
+
+def test_accepting_does_not_move_payment_tokens(market, payment_token, client, provider, ready_provider, create_job):
+    ready_provider(provider)
+    job_id = create_job(client)
+    held = payment_token.balanceOf(market)
+    market.accept_job(job_id, sender=provider)
+    assert payment_token.balanceOf(market) == held
+    assert market.get_job(job_id).state != OPEN

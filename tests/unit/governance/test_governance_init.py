@@ -9,9 +9,10 @@ from __future__ import annotations
 import ape
 import pytest
 
-from governance_parameters import PARAMETER_IDS, PARAMETERS, Parameter
 from helpers.constants import CLASS_FLOORS
 from unit.expectations import ZERO_ADDRESS, emitted
+
+from .governance_parameters import PARAMETER_IDS, PARAMETERS, Parameter
 
 
 @pytest.fixture(scope="module")

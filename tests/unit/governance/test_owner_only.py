@@ -10,7 +10,8 @@ from __future__ import annotations
 import ape
 import pytest
 
-from governance_parameters import PARAMETERS
+from .governance_parameters import PARAMETERS
+
 
 # (function, argument builder) with arguments an owner call would accept.
 OWNER_ONLY_CALLS = [

@@ -10,8 +10,9 @@ from __future__ import annotations
 import ape
 import pytest
 
-from governance_parameters import PARAMETER_IDS, PARAMETERS, Parameter
 from unit.expectations import emitted
+
+from .governance_parameters import PARAMETER_IDS, PARAMETERS, Parameter
 
 
 def set_parameter(market, parameter: Parameter, value: int, sender):
@@ -44,17 +45,6 @@ def test_rejects_values_just_outside_bounds(market, owner, parameter: Parameter)
         with ape.reverts("governance: value out of bounds"):
             set_parameter(market, parameter, value, owner)
     assert getattr(market, parameter.name)() == parameter.default
-
-
-def test_zero_is_rejected_exactly_where_protocol_requires_a_positive_value(market, owner):
-    # Zero collateral, slash, stake, grace or jail threshold would break the economics.
-    for parameter in PARAMETERS:
-        if parameter.lower > 0:
-            with ape.reverts("governance: value out of bounds"):
-                set_parameter(market, parameter, 0, owner)
-        else:
-            set_parameter(market, parameter, 0, owner)
-            assert getattr(market, parameter.name)() == 0
 
 
 @pytest.mark.parametrize("parameter", PARAMETERS, ids=PARAMETER_IDS)

@@ -7,9 +7,10 @@ import pytest
 
 from gpumarket.signing.eip712 import Outcome
 
-from governance_parameters import MAX_AMOUNT
 from helpers.constants import COMPLETED, CPU_DEV, HOUR, PRICE
 from unit.expectations import emitted
+
+from .governance_parameters import MAX_AMOUNT
 
 NEW_CLASS = 7
 

@@ -112,7 +112,7 @@ def test_terms_at_their_bounds_are_accepted(market, payment_token, client, creat
     assert job.escrow == escrow
 
 
-def test_escrow_is_pulled_exactly_and_the_job_logged(market, payment_token, chain, client, create, books):
+def test_escrow_is_pulled_exactly_and_the_job_logged(market, payment_token, client, create, books):
     wallet_before = payment_token.balanceOf(client)
     market_before = payment_token.balanceOf(market)
     escrow = 3 * PRICE * 2 * HOUR  # max_price * gpu_count * max_duration

@@ -67,7 +67,7 @@ def test_adding_to_the_entry_restarts_its_clock(market, provider, chain, funded)
     assert (entry.amount, entry.release_at) == (3 * TOKEN, second_release_at)
 
 
-def test_release_uses_the_current_unbonding_period(market, owner, provider, chain, funded):
+def test_release_uses_the_current_unbonding_period(market, owner, provider, funded):
     market.set_unbonding_period(HOUR, sender=owner)
     market.stake(MIN_STAKE, sender=provider)
     tx = market.request_unstake(TOKEN, sender=provider)

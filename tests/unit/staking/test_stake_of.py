@@ -10,7 +10,7 @@ def test_unknown_account_has_no_stake(market, keeper):
     assert (stake.free, stake.locked, stake.unbonding, stake.release_at) == (0, 0, 0, 0)
 
 
-def test_reports_each_part_of_the_stake(market, provider, client, chain, running_job):
+def test_reports_each_part_of_the_stake(market, provider, client, running_job):
     job_id = running_job(client, provider)  # MIN_STAKE + 100 tokens staked, collateral locked
     staked = market.stake_of(provider).free + market.stake_of(provider).locked
     collateral = market.get_job(job_id).collateral

@@ -36,19 +36,29 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip check
 	touch $@
 
-test: venv
+# ape caches compiled contracts by the hash of each compiled source, and modules/ is
+# excluded from compilation, so a change to a module alone would leave a stale
+# GpuMarket in .build: rebuild whenever any contract source is newer than the build.
+CONTRACT_SOURCES := $(shell find contracts -name '*.vy' -o -name '*.vyi')
+BUILD_STAMP := .build/.sources-stamp
+
+$(BUILD_STAMP): $(CONTRACT_SOURCES) $(STAMP)
+	rm -rf .build
+	$(RUN) $(APE) compile
+	touch $@
+
+test: venv $(BUILD_STAMP)
 	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(APE) test tests -q
 
-fuzz: venv
+fuzz: venv $(BUILD_STAMP)
 	GPUMARKET_HYPOTHESIS_PROFILE=thorough $(RUN) $(APE) test tests/fuzz -q
 
-compile: venv
-	$(RUN) $(APE) compile
+compile: venv $(BUILD_STAMP)
 
-demo: venv
+demo: venv $(BUILD_STAMP)
 	$(RUN) $(APE) run walkthrough
 
-bench-gas: venv
+bench-gas: venv $(BUILD_STAMP)
 	$(RUN) $(BIN)/python -m bench.gas
 
 clean:

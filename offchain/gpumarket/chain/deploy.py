@@ -161,9 +161,19 @@ def deploy_market(
         market.transfer_ownership(params.owner, sender=deployer)
         report(f"ownership offered to {params.owner} (it must call accept_ownership)")
 
+    # The record is read back from the contract, so the file says what the chain holds.
+    on_chain = read_back(market)
     resolved = params.model_dump(mode="json")
-    resolved.update(tokens, treasury=treasury)
-    resolved["parameters"] = {name: getattr(market, name)() for name in PARAMETER_BOUNDS}
+    resolved.update(
+        stake_token=on_chain["stake_token"],
+        payment_token=on_chain["payment_token"],
+        treasury=on_chain["treasury"],
+        committee=on_chain["committee"],
+        parameters=on_chain["parameters"],
+        gpu_classes=[
+            {"id": c.id, "name": c.name, "floor_per_gpu_gops": market.class_floor(c.id)} for c in params.gpu_classes
+        ],
+    )
     deployment = Deployment(
         ecosystem=network.ecosystem.name,
         network=network.name,
@@ -178,7 +188,7 @@ def deploy_market(
         params=resolved,
         params_file=None if params_file is None else str(params_file),
     )
-    mismatches = _mismatches(market, deployment, params)
+    mismatches = _mismatches(market, params, tokens=tokens, treasury=treasury, deployer=deployer.address)
     if mismatches:
         raise DeploymentError("the deployed market differs from the params:\n" + "\n".join(mismatches))
     return deployment, market
@@ -198,18 +208,17 @@ def read_back(market: Any) -> dict[str, Any]:
     }
 
 
-def _mismatches(market: Any, deployment: Deployment, params: DeployParams) -> list[str]:
+def _mismatches(market: Any, params: DeployParams, *, tokens: dict[str, str], treasury: str, deployer: str) -> list[str]:
     """Every field whose on-chain value differs from what the params asked for."""
     on_chain = read_back(market)
     expected: dict[str, Any] = {
-        "stake_token": deployment.stake_token,
-        "payment_token": deployment.payment_token,
-        "treasury": deployment.params["treasury"],
+        **tokens,
+        "treasury": treasury,
         "committee": params.committee.model_dump(),
         "epoch": 1,
-        "owner": deployment.deployer,
+        "owner": deployer,
     }
-    if params.owner is not None and params.owner != deployment.deployer:
+    if params.owner is not None and params.owner != deployer:
         expected["pending_owner"] = params.owner
     problems = [
         f"{key}: expected {value!r}, contract has {on_chain[key]!r}"

@@ -21,16 +21,23 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from eth_utils import keccak
 
+from gpumarket.chain.deploy import deploy_market
+from gpumarket.chain.params import load_params
+from gpumarket.signing.eip712 import Domain
+from gpumarket.testing.committee import Committee, hardware_report, job_report
+
 NETWORK = "ethereum:local:test"
-PARAMS_FILE = Path("deploy/params/default.yaml")
+PARAMS_FILE = Path(__file__).resolve().parents[1] / "deploy" / "params" / "default.yaml"
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+# The chain's clock starts here, so timestamps, and with them the reports' calldata
+# and signatures, are the same on every run (2033-05-18).
+START_TIMESTAMP = 2_000_000_000
 TOKEN = 10**18
 HOUR = 3_600
 CPU_DEV = 1
@@ -41,7 +48,8 @@ ENDPOINT = "https://provider-01.example.net:8700"  # 36 characters: 2 data slots
 COMMITTEES = ((1, 1), (3, 2), (9, 5))
 COMPLETED, FAILED = 1, 2
 
-# Targets from the project's issues: operation -> (gas, the row that counts).
+# Targets from the project's issues: operation -> gas. Every measured case of the
+# operation is held to it; GAS.md says which cases miss and why.
 TARGETS: dict[str, int] = {
     "create_job": 150_000,
     "accept_job": 110_000,
@@ -66,11 +74,7 @@ class GasBench:
     """Builds the states each measurement needs and records receipts' gas."""
 
     def __init__(self, project: Any, chain: Any, accounts: list[Any]) -> None:
-        from gpumarket.chain.deploy import deploy_market
-        from gpumarket.chain.params import load_params
-        from gpumarket.signing.eip712 import Domain
-        from gpumarket.testing.committee import Committee
-
+        chain.pending_timestamp = START_TIMESTAMP
         self.chain = chain
         self.results: list[Measurement] = []
         # Roles: one provider for the lifecycle and COMPLETED jobs, one that stakes first
@@ -87,7 +91,6 @@ class GasBench:
         self.payment_token = project.MockToken.at(self.market.PAYMENT_TOKEN())
         self.domain = Domain(chain_id=chain.chain_id, verifying_contract=self.market.address)
         self.committee = Committee.of_size(3, 2)
-        self._committee_type = Committee
         for account in (self.provider, self.first_staker, *self.fail_providers, self.client, self.client2):
             for token in (self.stake_token, self.payment_token):
                 token.mint(account, 1_000_000 * TOKEN, sender=account)
@@ -104,13 +107,11 @@ class GasBench:
     # ------------------------------------------------------------------ building blocks
 
     def use_committee(self, size: int, threshold: int) -> None:
-        committee = self._committee_type.of_size(size, threshold, first_index=10 * size)
+        committee = Committee.of_size(size, threshold, first_index=10 * size)
         self.market.set_committee(committee.addresses, threshold, sender=self.owner)
         self.committee = committee
 
     def hardware(self, account: Any, valid_for: int = 6 * HOUR):
-        from gpumarket.testing.committee import hardware_report
-
         # Reports must come in increasing valid_until order per provider.
         valid_until = max(self.chain.pending_timestamp + valid_for, self.market.last_report_valid_until(account) + 1)
         report = hardware_report(account, CPU_DEV, 1, 100, valid_until, epoch=self.market.epoch())
@@ -137,8 +138,6 @@ class GasBench:
         return job_id
 
     def settle(self, job_id: int, outcome: int, gpu_seconds: int = 0):
-        from gpumarket.testing.committee import job_report
-
         job = self.market.get_job(job_id)
         report = job_report(job_id, job.provider, outcome, gpu_seconds, epoch=self.market.epoch())
         return self.market.settle(report, self.committee.sign(self.domain, report), sender=self.keeper)

@@ -67,8 +67,8 @@ class MarketKit:
             epoch=self.market.epoch(),
         )
 
-    def submit_hardware(self, report: HardwareReport, signers: Committee | None = None):
-        signatures = (signers or self.committee).sign(self.domain, report)
+    def submit_hardware(self, report: HardwareReport):
+        signatures = self.committee.sign(self.domain, report)
         return self.market.submit_hardware_report(report, signatures, sender=self.keeper)
 
     def ready_provider(self, account, stake: int = MIN_STAKE + 100 * TOKEN, price: int = PRICE):
@@ -126,13 +126,11 @@ def deploy_token(project, owner, token_args):
 
 
 @pytest.fixture(scope="module")
-def make_kit(deploy_market, committee, chain, keeper, provider, provider2, client, client2, attacker, treasury):
-    """Builder: a fresh market on the given tokens, every role funded, wrapped in a MarketKit."""
+def wrap_kit(chain, keeper, provider, provider2, client, client2, attacker, treasury):
+    """Builder: a MarketKit around a deployed market, with the roles the books cover."""
 
-    def make(stake_token, payment_token, members: Committee | None = None) -> MarketKit:
-        members = members or committee
-        market = deploy_market(stake_token, payment_token, members.addresses, members.threshold)
-        kit = MarketKit(
+    def wrap(market, stake_token, payment_token, members: Committee) -> MarketKit:
+        return MarketKit(
             market=market,
             stake_token=stake_token,
             payment_token=payment_token,
@@ -143,6 +141,18 @@ def make_kit(deploy_market, committee, chain, keeper, provider, provider2, clien
             providers=[provider, provider2],
             accounts=[provider, provider2, client, client2, attacker, keeper, treasury],
         )
+
+    return wrap
+
+
+@pytest.fixture(scope="module")
+def make_kit(deploy_market, wrap_kit, committee, provider, provider2, client, client2, attacker):
+    """Builder: a fresh market on the given tokens (and committee), every role funded."""
+
+    def make(stake_token, payment_token, members: Committee | None = None) -> MarketKit:
+        members = members or committee
+        market = deploy_market(stake_token, payment_token, members.addresses, members.threshold)
+        kit = wrap_kit(market, stake_token, payment_token, members)
         kit.fund(provider, provider2, client, client2, attacker)
         return kit
 
@@ -160,19 +170,9 @@ def hostile_kit(deploy_token, make_kit):
 
 
 @pytest.fixture(scope="module")
-def root_kit(market, stake_token, payment_token, committee, domain, chain, keeper, funded, provider, provider2, client, client2, attacker, treasury) -> MarketKit:
+def root_kit(market, stake_token, payment_token, committee, wrap_kit, funded) -> MarketKit:
     """The root `market` (already funded by the root `funded` fixture) as a MarketKit."""
-    return MarketKit(
-        market=market,
-        stake_token=stake_token,
-        payment_token=payment_token,
-        committee=committee,
-        domain=domain,
-        chain=chain,
-        keeper=keeper,
-        providers=[provider, provider2],
-        accounts=[provider, provider2, client, client2, attacker, keeper, treasury],
-    )
+    return wrap_kit(market, stake_token, payment_token, committee)
 
 
 @dataclass
@@ -228,7 +228,6 @@ def make_case(provider, client):
 def case(request, make_case, root_kit) -> QuorumCase:
     """A QuorumCase on the root market, once per report kind."""
     return make_case(root_kit, request.param)
-
 
 
 @pytest.fixture(scope="session", autouse=True)

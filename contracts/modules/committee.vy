@@ -144,8 +144,8 @@ def domain_separator() -> bytes32:
 def _set_committee(new_members: DynArray[address, MAX_MEMBERS], new_threshold: uint256):
     count: uint256 = len(new_members)
     assert count != 0, "committee: no members"
-    assert new_threshold != 0 and new_threshold <= count, "committee: threshold out of range"
-    assert new_threshold * 2 > count, "committee: threshold must be a majority"
+    assert new_threshold != 0 and new_threshold <= count, "committee: bad threshold"
+    assert new_threshold * 2 > count, "committee: no majority threshold"
     new_epoch: uint256 = self.epoch + 1
     for member: address in new_members:
         assert member != empty(address), "committee: zero address member"
@@ -166,16 +166,16 @@ def _verify_quorum(digest: bytes32, signatures: DynArray[Bytes[65], MAX_MEMBERS]
          signer. Any invalid, unsorted or outsider signature fails the call.
     """
     current_epoch: uint256 = self.epoch
-    assert report_epoch == current_epoch, "committee: report is not for the current epoch"
+    assert report_epoch == current_epoch, "committee: wrong epoch"
     assert len(signatures) >= self.threshold, "committee: not enough signatures"
     previous_signer: uint256 = 0
     for signature: Bytes[65] in signatures:
         # Only the 65-byte form: EIP-2098 compact signatures are a second
         # encoding of the same signature and buy nothing here.
-        assert len(signature) == 65, "committee: signature must be 65 bytes"
+        assert len(signature) == 65, "committee: bad signature length"
         signer: address = ecdsa._recover_sig(digest, signature)
-        assert convert(signer, uint256) > previous_signer, "committee: signers not strictly ascending"
-        assert self._membership[current_epoch][signer], "committee: signer is not a member"
+        assert convert(signer, uint256) > previous_signer, "committee: signers not ascending"
+        assert self._membership[current_epoch][signer], "committee: signer not a member"
         previous_signer = convert(signer, uint256)
 
 

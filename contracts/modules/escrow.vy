@@ -48,10 +48,10 @@ MASK_8: constant(uint256) = 2**8 - 1
 STATE_SHIFT: constant(uint256) = 208
 
 
-# @dev A job in storage: four words, so create_job writes at most four fresh
-# slots (22,100 gas each). Layouts, low bits first:
+# @dev A job in storage: create_job writes at most four fresh slots (22,100
+# gas each), accept_job one more (the collateral). Layouts, low bits first:
 #   client_and_price:   client (160) | accepted price per GPU-second (96)
-#   provider_and_start: provider (160) | started_at (48) | collateral_bps (16)
+#   provider_and_start: provider (160) | started_at (48)
 #   terms: max price (96) | gpu_class (16) | gpu_count (16) | max_duration (32)
 #          | accept_deadline (48) | state (8)
 struct Job:
@@ -59,6 +59,7 @@ struct Job:
     provider_and_start: uint256
     spec_hash: bytes32
     terms: uint256
+    collateral: uint256
 
 
 # @dev A job unpacked, as `get_job` returns it.
@@ -169,7 +170,7 @@ def create_job(
     assert gpu_count != 0 and gpu_count <= registry.MAX_GPUS, "escrow: gpu count out of range"
     assert max_price_per_gpu_second != 0 and max_price_per_gpu_second <= registry.MAX_PRICE, "escrow: price out of range"
     assert max_duration != 0 and max_duration <= governance.MAX_JOB_DURATION, "escrow: duration out of range"
-    assert accept_deadline > block.timestamp and accept_deadline <= block.timestamp + MAX_ACCEPT_WINDOW, "escrow: accept deadline out of range"
+    assert accept_deadline > block.timestamp and accept_deadline <= block.timestamp + MAX_ACCEPT_WINDOW, "escrow: deadline out of range"
     assert spec_hash != empty(bytes32), "escrow: empty spec hash"
     if provider != empty(address):
         registry._require_registered(provider)
@@ -185,6 +186,7 @@ def create_job(
         terms=self._pack_terms(
             max_price_per_gpu_second, gpu_class, gpu_count, max_duration, accept_deadline, OPEN
         ),
+        collateral=0,
     )
     token_io._pull_exact(ledger.PAYMENT_TOKEN, msg.sender, escrow_amount)
     log JobCreated(
@@ -206,8 +208,8 @@ def create_job(
 def accept_job(job_id: uint256):
     """
     @notice The caller takes an open job at its current price and locks
-            collateral (job value * COLLATERAL_BPS, rounded up) from its free
-            stake. The caller must be verified for the job's class, not
+            collateral (job value * COLLATERAL_BPS * collateral_rate, rounded
+            up, in stake tokens) from its free stake. The caller must be verified for the job's class, not
             jailed, priced at or below the job's maximum, and keep MIN_STAKE
             free on top of the collateral.
     @param job_id An OPEN job whose accept deadline has not passed.
@@ -216,16 +218,14 @@ def accept_job(job_id: uint256):
     job: JobView = self._load(job_id)
     assert job.state == OPEN, "escrow: job not open"
     assert block.timestamp <= job.accept_deadline, "escrow: accept deadline passed"
-    assert job.provider == empty(address) or job.provider == msg.sender, "escrow: job is directed to another provider"
+    assert job.provider == empty(address) or job.provider == msg.sender, "escrow: job directed elsewhere"
     price: uint256 = registry._price_if_can_serve(msg.sender, job.gpu_class, job.gpu_count, job.max_price_per_gpu_second)
-    collateral_bps: uint256 = governance.collateral_bps
-    collateral: uint256 = self._collateral(price, job.gpu_count, job.max_duration, collateral_bps)
+    collateral: uint256 = self._collateral(price * convert(job.gpu_count, uint256) * job.max_duration)
     staking._lock_collateral(msg.sender, collateral)
 
     self._jobs[job_id].client_and_price = convert(job.client, uint256) | (price << 160)
-    self._jobs[job_id].provider_and_start = (
-        convert(msg.sender, uint256) | (block.timestamp << 160) | (collateral_bps << 208)
-    )
+    self._jobs[job_id].provider_and_start = convert(msg.sender, uint256) | (block.timestamp << 160)
+    self._jobs[job_id].collateral = collateral
     self._jobs[job_id].terms = self._with_state(self._jobs[job_id].terms, RUNNING)
     log JobAccepted(
         job_id=job_id,
@@ -251,7 +251,7 @@ def settle(report: committee.JobReport, signatures: DynArray[Bytes[65], committe
     """
     job: JobView = self._load(report.job_id)
     assert job.state == RUNNING, "escrow: job not running"
-    assert report.provider == job.provider, "escrow: report names another provider"
+    assert report.provider == job.provider, "escrow: wrong provider"
     assert report.outcome == committee.OUTCOME_COMPLETED or report.outcome == committee.OUTCOME_FAILED, "escrow: unknown outcome"
     committee._verify_quorum(committee._job_report_digest(report), signatures, report.epoch)
 
@@ -321,7 +321,7 @@ def expire_job(job_id: uint256):
     job: JobView = self._load(job_id)
     collateral_released: uint256 = 0
     if job.state == OPEN:
-        assert block.timestamp > job.accept_deadline, "escrow: accept deadline not passed"
+        assert block.timestamp > job.accept_deadline, "escrow: deadline not passed"
     elif job.state == RUNNING:
         assert block.timestamp > job.started_at + job.max_duration + governance.settle_grace, "escrow: settle grace not passed"
         collateral_released = job.collateral
@@ -353,10 +353,6 @@ def _load(job_id: uint256) -> JobView:
     gpu_count: uint16 = convert((terms >> 112) & MASK_16, uint16)
     max_price: uint256 = terms & MASK_96
     max_duration: uint256 = (terms >> 128) & MASK_32
-    price: uint256 = job.client_and_price >> 160
-    collateral: uint256 = 0
-    if price != 0:
-        collateral = self._collateral(price, gpu_count, max_duration, provider_and_start >> 208)
     return JobView(
         client=self._to_address(job.client_and_price),
         provider=self._to_address(provider_and_start),
@@ -364,24 +360,25 @@ def _load(job_id: uint256) -> JobView:
         gpu_class=convert((terms >> 96) & MASK_16, uint16),
         gpu_count=gpu_count,
         max_price_per_gpu_second=max_price,
-        price_per_gpu_second=price,
+        price_per_gpu_second=job.client_and_price >> 160,
         max_duration=max_duration,
         accept_deadline=(terms >> 160) & MASK_48,
         started_at=(provider_and_start >> 160) & MASK_48,
-        collateral=collateral,
+        collateral=job.collateral,
         escrow=max_price * convert(gpu_count, uint256) * max_duration,
         spec_hash=job.spec_hash,
     )
 
 
 @internal
-@pure
-def _collateral(price: uint256, gpu_count: uint16, max_duration: uint256, collateral_bps: uint256) -> uint256:
+@view
+def _collateral(job_value: uint256) -> uint256:
     """
-    @dev Job value at the accepted price times `collateral_bps`, rounded up;
-         at least 1 because every factor is at least 1.
+    @dev job_value * COLLATERAL_BPS / 10,000 * collateral_rate / 1e18, in
+         stake-token units, rounded up: at least 1, since every factor is.
     """
-    return staking._bps_round_up(price * convert(gpu_count, uint256) * max_duration, collateral_bps)
+    scaled: uint256 = job_value * governance.collateral_bps * governance.collateral_rate
+    return (scaled + unsafe_sub(governance.BPS * governance.RATE_SCALE, 1)) // (governance.BPS * governance.RATE_SCALE)
 
 
 @internal

@@ -25,6 +25,10 @@ BPS: constant(uint256) = 10_000
 # @dev Upper bound of any single stake, price or payment amount: amounts are
 # packed into 128- or 96-bit fields in storage (see `escrow` and `staking`).
 MAX_AMOUNT: constant(uint256) = 2**128 - 1
+# @dev Fixed-point scale of `collateral_rate` (1e18 means one to one).
+RATE_SCALE: constant(uint256) = 10**18
+# @dev Highest `collateral_rate`: keeps value * bps * rate far from overflow.
+MAX_COLLATERAL_RATE: constant(uint256) = 10**36
 # @dev A job runs at most this long (bounds escrow and collateral lock time).
 MAX_JOB_DURATION: constant(uint256) = 30 * 86_400
 
@@ -47,6 +51,9 @@ min_stake: public(uint256)
 unbonding_period: public(uint256)
 # @dev Collateral locked per job, in bps of the job's value.
 collateral_bps: public(uint256)
+# @dev Stake-token base units locked per payment-token base unit of job value,
+# scaled by RATE_SCALE: it converts between the two tokens' decimals and prices.
+collateral_rate: public(uint256)
 # @dev Share of a failed job's collateral that is slashed, in bps.
 slash_bps: public(uint256)
 # @dev Share of a slash paid to the harmed client, in bps.
@@ -99,6 +106,7 @@ def __init__(treasury_: address):
     self.min_stake = 1_000 * 10**18
     self.unbonding_period = 7 * 86_400
     self.collateral_bps = 2_000
+    self.collateral_rate = RATE_SCALE
     self.slash_bps = 10_000
     self.client_share_bps = 5_000
     self.protocol_fee_bps = 250
@@ -140,6 +148,20 @@ def set_collateral_bps(new_value: uint256):
     self._check_owner_and_bounds(new_value, MIN_COLLATERAL_BPS, BPS)
     log ParameterChanged(name="collateral_bps", old_value=self.collateral_bps, new_value=new_value)
     self.collateral_bps = new_value
+
+
+@external
+def set_collateral_rate(new_value: uint256):
+    """
+    @notice Sets how many stake-token base units back one payment-token base
+            unit of job value, scaled by 1e18 (1e18 when both tokens are the
+            same or at par with equal decimals). Running jobs keep the
+            collateral they locked.
+    @param new_value 1 .. 1e36.
+    """
+    self._check_owner_and_bounds(new_value, 1, MAX_COLLATERAL_RATE)
+    log ParameterChanged(name="collateral_rate", old_value=self.collateral_rate, new_value=new_value)
+    self.collateral_rate = new_value
 
 
 @external
@@ -242,7 +264,7 @@ def set_gpu_class(gpu_class: uint16, floor_per_gpu: uint256):
     @param floor_per_gpu Throughput floor per GPU in giga-operations/second.
     """
     ownable._check_owner()
-    assert gpu_class != 0, "governance: class id zero is reserved"
+    assert gpu_class != 0, "governance: class id zero"
     assert floor_per_gpu <= MAX_AMOUNT, "governance: floor out of bounds"
     self.class_floor[gpu_class] = floor_per_gpu
     log GpuClassSet(gpu_class=gpu_class, floor_per_gpu=floor_per_gpu)

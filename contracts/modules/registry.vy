@@ -161,7 +161,7 @@ def _check_claim(gpu_class: uint16, gpu_count: uint16, price_per_gpu_second: uin
 @internal
 @view
 def _require_registered(provider: address):
-    assert self.providers[provider].gpu_count != 0, "registry: provider not registered"
+    assert self.providers[provider].gpu_count != 0, "registry: not registered"
 
 
 @internal
@@ -173,13 +173,13 @@ def _price_if_can_serve(provider: address, gpu_class: uint16, gpu_count: uint16,
          fields, not the whole record (the endpoint spans five slots).
     """
     available_gpus: uint16 = self.providers[provider].gpu_count
-    assert available_gpus != 0, "registry: provider not registered"
+    assert available_gpus != 0, "registry: not registered"
     assert not self.providers[provider].jailed, "registry: provider jailed"
     assert self.providers[provider].gpu_class == gpu_class, "registry: wrong gpu class"
     assert available_gpus >= gpu_count, "registry: not enough gpus"
     assert self.providers[provider].verified_until >= block.timestamp, "registry: hardware not verified"
     price: uint256 = self.providers[provider].price_per_gpu_second
-    assert price <= max_price, "registry: price above the job's maximum"
+    assert price <= max_price, "registry: price above job max"
     return price
 
 

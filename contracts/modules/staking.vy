@@ -155,7 +155,7 @@ def _lock_collateral(provider: address, collateral: uint256):
     free: uint256 = 0
     locked: uint256 = 0
     free, locked = self._unpack(self._stake[provider])
-    assert free >= governance.min_stake + collateral, "staking: free stake below minimum plus collateral"
+    assert free >= governance.min_stake + collateral, "staking: free stake too low"
     assert locked + collateral <= LOW_128, "staking: locked stake too large"
     self._stake[provider] = self._pack(free - collateral, locked + collateral)
 

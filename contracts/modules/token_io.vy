@@ -25,7 +25,7 @@ def _pull_exact(token: address, sender: address, amount: uint256):
         abi_encode(sender, self, amount, method_id=method_id("transferFrom(address,address,uint256)")),
     )
     balance_after: uint256 = staticcall IERC20(token).balanceOf(self)
-    assert balance_after == balance_before + amount, "token_io: fee-on-transfer token refused"
+    assert balance_after == balance_before + amount, "token_io: fee-on-transfer token"
 
 
 @internal
@@ -47,6 +47,6 @@ def _call_token(token: address, payload: Bytes[100]):
     success: bool = False
     response: Bytes[32] = b""
     success, response = raw_call(token, payload, max_outsize=32, revert_on_failure=False)
-    assert success, "token_io: token transfer reverted"
+    assert success, "token_io: transfer reverted"
     if len(response) != 0:
-        assert convert(response, bool), "token_io: token transfer returned false"
+        assert convert(response, bool), "token_io: token returned false"

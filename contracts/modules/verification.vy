@@ -69,10 +69,10 @@ def submit_hardware_report(report: committee.HardwareReport, signatures: DynArra
     """
     committee._verify_quorum(committee._hardware_report_digest(report), signatures, report.epoch)
     provider_record: registry.Provider = registry.providers[report.provider]
-    assert provider_record.gpu_count != 0, "verification: provider not registered"
-    assert report.gpu_class == provider_record.gpu_class and report.gpu_count == provider_record.gpu_count, "verification: report does not match the claim"
+    assert provider_record.gpu_count != 0, "verification: not registered"
+    assert report.gpu_class == provider_record.gpu_class and report.gpu_count == provider_record.gpu_count, "verification: claim mismatch"
     valid_until: uint256 = convert(report.valid_until, uint256)
-    assert valid_until > block.timestamp, "verification: report already expired"
+    assert valid_until > block.timestamp, "verification: report expired"
     assert valid_until > self.last_report_valid_until[report.provider], "verification: stale report"
     floor_per_gpu: uint256 = governance.class_floor[report.gpu_class]
     assert floor_per_gpu != 0, "verification: unknown gpu class"

@@ -19,7 +19,7 @@ def running_deadline(market, job_id: int) -> int:
 def test_open_job_before_its_deadline_has_passed_reverts(market, chain, client, keeper, create_job, offset: int):
     job_id = create_job(client)
     next_tx_at(chain, market.get_job(job_id).accept_deadline + offset)
-    with ape.reverts("escrow: accept deadline not passed"):
+    with ape.reverts("escrow: deadline not passed"):
         market.expire_job(job_id, sender=keeper)
 
 

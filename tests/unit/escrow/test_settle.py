@@ -91,7 +91,7 @@ def test_job_not_running_reverts(provider, job_in_state, submit, state: int):
 
 
 def test_report_naming_another_provider_reverts(provider2, running: Running, submit):
-    with ape.reverts("escrow: report names another provider"):
+    with ape.reverts("escrow: wrong provider"):
         submit(running.job_id, provider2)
 
 

@@ -17,7 +17,7 @@ NEW_CLASS = 7
 
 @pytest.mark.parametrize("floor", [0, 1, MAX_AMOUNT])
 def test_class_id_zero_is_reserved(market, owner, floor: int):
-    with ape.reverts("governance: class id zero is reserved"):
+    with ape.reverts("governance: class id zero"):
         market.set_gpu_class(0, floor, sender=owner)
 
 

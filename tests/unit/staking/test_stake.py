@@ -26,7 +26,7 @@ def test_failed_token_pull_reverts(market, stake_token, keeper, minted: int, app
     # keeper is not in `funded`: it holds and approves only what this test gives it.
     stake_token.mint(keeper, minted, sender=keeper)
     stake_token.approve(market, approved, sender=keeper)
-    with ape.reverts("token_io: token transfer reverted"):
+    with ape.reverts("token_io: transfer reverted"):
         market.stake(TOKEN, sender=keeper)
 
 

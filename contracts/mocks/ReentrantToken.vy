@@ -20,7 +20,7 @@ from ethereum.ercs import IERC20
 
 implements: IERC20
 
-# @dev Largest callback calldata (a settle with 24 signatures fits).
+# @dev Largest callback calldata (a settle with up to 23 signatures fits).
 MAX_PAYLOAD: constant(uint256) = 4_096
 # @dev Return data kept from the re-entrant call (a revert reason fits).
 MAX_RETURN: constant(uint256) = 256

@@ -15,6 +15,7 @@ PROTOCOL_DEFAULTS = {
     "min_stake": 1_000 * 10**18,
     "unbonding_period": 7 * 86_400,
     "collateral_bps": 2_000,
+    "collateral_rate": 10**18,
     "slash_bps": 10_000,
     "client_share_bps": 5_000,
     "protocol_fee_bps": 250,

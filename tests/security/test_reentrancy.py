@@ -109,7 +109,7 @@ def stage(project, deploy_token, make_kit, chain, provider, provider2, client, c
 @pytest.mark.parametrize("outer", OUTER_CALLS)
 def test_a_reentrant_call_reverts_the_outer_call(stage, outer, inner, attacker):
     stage.token.arm(stage.kit.market, stage.payload(inner), True, sender=attacker)
-    with ape.reverts("token_io: token transfer reverted"):
+    with ape.reverts("token_io: transfer reverted"):
         stage.call_outer(outer)
     assert not stage.inner_done(inner)
     stage.kit.assert_conserved()

@@ -34,14 +34,14 @@ def test_a_quorum_of_members_is_accepted(case, committee):
 
 def test_the_same_signature_twice_counts_once(case, committee):
     signature = case.sign(committee.keys[:1])[0]
-    with ape.reverts("committee: signers not strictly ascending"):
+    with ape.reverts("committee: signers not ascending"):
         case.submit([signature] * committee.threshold)
 
 
 @pytest.mark.parametrize("signers", [2, 3], ids=["threshold", "all-members"])
 def test_unsorted_signers_are_rejected(case, committee, signers):
     descending = list(reversed(case.sign(committee.keys[:signers])))
-    with ape.reverts("committee: signers not strictly ascending"):
+    with ape.reverts("committee: signers not ascending"):
         case.submit(descending)
 
 
@@ -51,7 +51,7 @@ def test_unsorted_signers_are_rejected(case, committee, signers):
 def test_an_outsider_signature_is_rejected(case, committee, member_count):
     # Sorted by signer, so the outsider is refused for not being a member, wherever it sorts.
     signatures = case.sign([*committee.keys[:member_count], OUTSIDER_KEY])
-    with ape.reverts("committee: signer is not a member"):
+    with ape.reverts("committee: signer not a member"):
         case.submit(signatures)
 
 
@@ -88,5 +88,5 @@ def test_a_64_byte_compact_signature_is_rejected(case, committee):
     signatures = case.sign(committee.keys[: committee.threshold])
     r, s, v = split(signatures[0])
     compact = r.to_bytes(32, "big") + (s | ((v - 27) << 255)).to_bytes(32, "big")  # EIP-2098
-    with ape.reverts("committee: signature must be 65 bytes"):
+    with ape.reverts("committee: bad signature length"):
         case.submit([compact, *signatures[1:]])

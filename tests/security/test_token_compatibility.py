@@ -69,7 +69,7 @@ def test_the_fee_on_transfer_mock_takes_one_percent(fee_kit, client, client2):
 
 @pytest.mark.parametrize("entry", ["stake", "create_job"])
 def test_a_fee_on_transfer_token_is_refused(entry, fee_kit, provider, client):
-    with ape.reverts("token_io: fee-on-transfer token refused"):
+    with ape.reverts("token_io: fee-on-transfer token"):
         if entry == "stake":
             fee_kit.market.stake(STAKE, sender=provider)
         else:
@@ -84,7 +84,7 @@ def test_a_false_returning_pull_is_refused(entry, shortfall, false_kit, provider
     # The funded provider lacks the balance for a huge amount; the keeper approved nothing.
     account = provider if shortfall == "balance" else keeper
     huge_price = 2**96 - 1
-    with ape.reverts("token_io: token transfer returned false"):
+    with ape.reverts("token_io: token returned false"):
         if entry == "stake":
             false_kit.market.stake(2**127 if shortfall == "balance" else STAKE, sender=account)
         else:
@@ -99,7 +99,7 @@ def test_a_false_returning_claim_keeps_the_credit(false_kit, client):
     market.cancel_job(job_id, sender=client)
     owed = market.claimable(false_kit.payment_token, client)
     false_kit.payment_token.set_refuse_all(True, sender=client)
-    with ape.reverts("token_io: token transfer returned false"):
+    with ape.reverts("token_io: token returned false"):
         market.claim(false_kit.payment_token, sender=client)
     assert market.claimable(false_kit.payment_token, client) == owed
     false_kit.payment_token.set_refuse_all(False, sender=client)
@@ -115,7 +115,7 @@ def test_a_false_returning_withdraw_keeps_the_unbonding_stake(false_kit, provide
     # Mining the block at the release time keeps the clock there for every later tx.
     chain.mine(timestamp=market.unbonding(provider).release_at)
     false_kit.stake_token.set_refuse_all(True, sender=provider)
-    with ape.reverts("token_io: token transfer returned false"):
+    with ape.reverts("token_io: token returned false"):
         market.withdraw(sender=provider)
     assert market.stake_of(provider).unbonding == STAKE
     false_kit.stake_token.set_refuse_all(False, sender=provider)

@@ -63,6 +63,7 @@ PARAMETER_BOUNDS: dict[str, tuple[int, int]] = {
     "min_stake": (1, MAX_AMOUNT),
     "unbonding_period": (3_600, 90 * _DAY),
     "collateral_bps": (500, 10_000),
+    "collateral_rate": (1, 10**36),
     "slash_bps": (1, 10_000),
     "client_share_bps": (0, 10_000),
     "protocol_fee_bps": (0, 1_000),

@@ -112,9 +112,14 @@ def test_verification_expires_after_its_last_second(market, chain, client, provi
     assert market.get_job(job_id).state == RUNNING
 
 
+RATE_SCALE = 10**18
+
+
 def expected_collateral(market, price: int, gpu_count: int, max_duration: int) -> int:
-    """PROTOCOL.md: job value at the accepted price times COLLATERAL_BPS, rounded up."""
-    return ceil_bps(price * gpu_count * max_duration, market.collateral_bps())
+    """Job value at the accepted price times COLLATERAL_BPS, converted to stake-token
+    units by collateral_rate (1e18 = one to one), rounded up once at the end."""
+    scaled = price * gpu_count * max_duration * market.collateral_bps() * market.collateral_rate()
+    return -(-scaled // (10_000 * RATE_SCALE))
 
 
 def test_free_stake_must_cover_min_stake_plus_collateral(market, client, provider, ready_provider, create_job):
@@ -166,15 +171,36 @@ def test_open_job_stays_open_for_others_until_taken(market, client, provider, pr
         market.accept_job(job_id, sender=provider)
 
 
+@pytest.mark.parametrize(
+    "rate",
+    [RATE_SCALE, 10**12 * RATE_SCALE, RATE_SCALE // 3],
+    ids=["par", "6-decimal-payment-vs-18-decimal-stake", "stake-worth-3x-payment"],
+)
+def test_collateral_rate_converts_job_value_to_stake_tokens(
+    market, owner, client, provider, ready_provider, create_job, rate: int
+):
+    market.set_collateral_rate(rate, sender=owner)
+    collateral = expected_collateral(market, PRICE, 1, HOUR)
+    ready_provider(provider, extra=collateral)
+    job_id = create_job(client, max_duration=HOUR)
+
+    tx = market.accept_job(job_id, sender=provider)
+
+    assert market.get_job(job_id).collateral == collateral
+    assert market.stake_of(provider).locked == collateral
+    assert emitted(tx, market.JobAccepted)[0]["collateral"] == collateral
+
+
 @pytest.mark.parametrize("ending", ["settle", "expire"])
-def test_job_keeps_the_collateral_bps_it_was_accepted_with(
-    market, owner, chain, client, provider, running_job, settle, books, ending: str
+@pytest.mark.parametrize("change", ["set_collateral_bps", "set_collateral_rate"])
+def test_job_keeps_the_collateral_it_was_accepted_with(
+    market, owner, chain, client, provider, running_job, settle, books, ending: str, change: str
 ):
     job_id = running_job(client, provider)
     collateral = expected_collateral(market, PRICE, 1, HOUR)
     free_while_running = market.stake_of(provider).free
 
-    market.set_collateral_bps(10_000, sender=owner)
+    getattr(market, change)(10_000 if change == "set_collateral_bps" else 3 * RATE_SCALE, sender=owner)
     assert market.get_job(job_id).collateral == collateral
 
     if ending == "settle":

@@ -32,6 +32,7 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("min_stake", default=1_000 * TOKEN, lower=1, upper=MAX_AMOUNT),
     Parameter("unbonding_period", default=7 * DAY, lower=HOUR, upper=90 * DAY),
     Parameter("collateral_bps", default=2_000, lower=500, upper=BPS),
+    Parameter("collateral_rate", default=10**18, lower=1, upper=10**36),
     Parameter("slash_bps", default=BPS, lower=1, upper=BPS),
     Parameter("client_share_bps", default=5_000, lower=0, upper=BPS),
     Parameter("protocol_fee_bps", default=250, lower=0, upper=1_000),

@@ -94,3 +94,17 @@ def test_claim_works_while_paused(market, owner, client, payment_token, refund_t
     market.pause(sender=owner)
     assert market.claim(payment_token, sender=client).return_value == refund
 
+
+
+def test_credits_after_a_claim_are_claimable_exactly(market, client, payment_token, refund_to_claim, books):
+    # claim leaves the storage slot non-zero (a gas saving for the next credit); the
+    # balance it reports and pays must still be exactly what was credited since.
+    refund_to_claim(client)
+    market.claim(payment_token, sender=client)
+    later = refund_to_claim(client)
+
+    assert market.claimable(payment_token, client) == later
+    tx = market.claim(payment_token, sender=client)
+    assert tx.return_value == later
+    assert market.claimable(payment_token, client) == 0
+    books()

@@ -9,6 +9,20 @@ from gpumarket.chain.params import load_params
 from gpumarket.testing.committee import Committee
 
 
+def _locked_collateral(output: str) -> str:
+    """What the accept step says it locked, e.g. "0.72" from "... = 0.72 mSTK locked"."""
+    match = re.search(r"^\s+collateral = .* = (\S+) mSTK locked$", output, flags=re.MULTILINE)
+    assert match, "no collateral line in the accept step"
+    return match.group(1)
+
+
+def _expected_collateral(collateral_bps: int, collateral_rate: int) -> int:
+    # PROTOCOL.md: job value (at the accepted price) * COLLATERAL_BPS, converted to stake
+    # tokens by collateral_rate (1e18 = one to one), rounded up.
+    job_value = story.PRICE_PER_GPU_SECOND * 1 * story.MAX_DURATION
+    return -(-job_value * collateral_bps * collateral_rate // (10_000 * 10**18))
+
+
 def _row(output: str, account: str) -> list[str]:
     match = re.search(rf"^{account}\s+(\S+)\s+(\S+)$", output, flags=re.MULTILINE)
     assert match, f"no balance row for {account}"
@@ -36,6 +50,24 @@ def test_walkthrough_runs_to_a_conserved_end(run_in_repo, default_params_path):
     assert _row(output, "client") == ["0", story.tokens(story.CLIENT_PAYMENT_MINT - payment)]
     assert _row(output, "market") == ["0", "0"]
     assert "conservation: OK" in output
+    overrides = load_params(default_params_path).overrides()
+    assert _locked_collateral(output) == story.tokens(
+        _expected_collateral(overrides["collateral_bps"], overrides["collateral_rate"])
+    )
+
+
+def test_walkthrough_locks_collateral_converted_by_the_rate(run_in_repo, params_data, write_params):
+    # A third of a stake unit per payment unit: value * bps * rate is not a multiple of
+    # 1e22, so the walkthrough's own check against the contract needs the rounding up.
+    collateral_rate = 10**18 // 3
+    params_data["parameters"]["collateral_rate"] = collateral_rate
+    result = run_in_repo("ape", "run", "walkthrough", "--params", str(write_params(params_data)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    expected = _expected_collateral(params_data["parameters"]["collateral_bps"], collateral_rate)
+    assert expected % 10**12 == 0  # printed exactly (tokens() marks anything finer with "~")
+    assert _locked_collateral(result.stdout) == story.tokens(expected)
+    assert "x rate 0.333333333333333333 mSTK/mPAY" in result.stdout
+    assert "conservation: OK" in result.stdout
 
 
 def test_walkthrough_exits_non_zero_on_a_deviation(run_in_repo, params_data, write_params):

@@ -27,6 +27,7 @@ from gpumarket.testing.committee import Committee, hardware_report, job_report
 __all__ = ["Actors", "WalkthroughError", "run_walkthrough"]
 
 BPS = 10_000
+RATE_SCALE = 10**18  # collateral_rate's fixed-point scale: 1e18 = one stake unit per payment unit
 TOKEN = 10**MOCK_TOKEN_DECIMALS
 JOB_STATES = {1: "OPEN", 2: "RUNNING", 3: "COMPLETED", 4: "FAILED", 5: "CANCELLED", 6: "EXPIRED"}
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -69,6 +70,11 @@ def tokens(amount: int) -> str:
 def _ceil_bps(amount: int, bps: int) -> int:
     # The contract rounds every bps share up (in favour of the protocol and the client).
     return -(-amount * bps // BPS)
+
+
+def _collateral(job_value: int, collateral_bps: int, collateral_rate: int) -> int:
+    """Stake-token units locked for a job: ceil(value * bps * rate / (10,000 * 1e18))."""
+    return -(-job_value * collateral_bps * collateral_rate // (BPS * RATE_SCALE))
 
 
 def _expect(label: str, actual: Any, expected: Any) -> None:
@@ -128,6 +134,7 @@ def run_walkthrough(
     )
     fee_bps = market.protocol_fee_bps()
     collateral_bps = market.collateral_bps()
+    collateral_rate = market.collateral_rate()
     min_stake = market.min_stake()
 
     # Funding: the mock tokens mint to anyone (local chains only).
@@ -181,12 +188,14 @@ def run_walkthrough(
     _expect("job escrow", market.get_job(job_id).escrow, escrow)
 
     receipt = market.accept_job(job_id, sender=actors.provider)
-    collateral = _ceil_bps(PRICE_PER_GPU_SECOND * MAX_DURATION, collateral_bps)
+    job_value = PRICE_PER_GPU_SECOND * 1 * MAX_DURATION
+    collateral = _collateral(job_value, collateral_bps, collateral_rate)
     job = market.get_job(job_id)
     story.step(
         f"provider accepts job {job_id} at its price",
         receipt,
-        f"collateral = {collateral_bps / 100:g}% of {tokens(PRICE_PER_GPU_SECOND * MAX_DURATION)} = {tokens(collateral)} mSTK locked",
+        f"collateral = {collateral_bps / 100:g}% of {tokens(job_value)} mPAY x rate"
+        f" {Decimal(collateral_rate) / RATE_SCALE:f} mSTK/mPAY = {tokens(collateral)} mSTK locked",
     )
     _expect("job state", JOB_STATES[job.state], "RUNNING")
     _expect("job collateral", job.collateral, collateral)

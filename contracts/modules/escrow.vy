@@ -46,20 +46,22 @@ MASK_32: constant(uint256) = 2**32 - 1
 MASK_16: constant(uint256) = 2**16 - 1
 MASK_8: constant(uint256) = 2**8 - 1
 STATE_SHIFT: constant(uint256) = 208
+STARTED_AT_SHIFT: constant(uint256) = 216
+# @dev Collateral is packed into 96 bits beside the provider.
+MAX_COLLATERAL: constant(uint256) = 2**96 - 1
 
 
-# @dev A job in storage: create_job writes at most four fresh slots (22,100
-# gas each), accept_job one more (the collateral). Layouts, low bits first:
-#   client_and_price:   client (160) | accepted price per GPU-second (96)
-#   provider_and_start: provider (160) | started_at (48)
+# @dev A job in storage: four words, so create_job writes at most four fresh
+# slots (22,100 gas each) and accept_job at most one. Layouts, low bits first:
+#   client_and_price:        client (160) | accepted price per GPU-second (96)
+#   provider_and_collateral: provider (160) | collateral in stake tokens (96)
 #   terms: max price (96) | gpu_class (16) | gpu_count (16) | max_duration (32)
-#          | accept_deadline (48) | state (8)
+#          | accept_deadline (48) | state (8) | started_at (40)
 struct Job:
     client_and_price: uint256
-    provider_and_start: uint256
+    provider_and_collateral: uint256
     spec_hash: bytes32
     terms: uint256
-    collateral: uint256
 
 
 # @dev A job unpacked, as `get_job` returns it.
@@ -179,14 +181,14 @@ def create_job(
     escrow_amount: uint256 = max_price_per_gpu_second * convert(gpu_count, uint256) * max_duration
     job_id: uint256 = self.job_count + 1
     self.job_count = job_id
-    self._jobs[job_id] = Job(
-        client_and_price=convert(msg.sender, uint256),
-        provider_and_start=convert(provider, uint256),
-        spec_hash=spec_hash,
-        terms=self._pack_terms(
-            max_price_per_gpu_second, gpu_class, gpu_count, max_duration, accept_deadline, OPEN
-        ),
-        collateral=0,
+    # Word by word: an open job leaves its provider word untouched (zero),
+    # which saves writing a zero slot.
+    self._jobs[job_id].client_and_price = convert(msg.sender, uint256)
+    if provider != empty(address):
+        self._jobs[job_id].provider_and_collateral = convert(provider, uint256)
+    self._jobs[job_id].spec_hash = spec_hash
+    self._jobs[job_id].terms = self._pack_terms(
+        max_price_per_gpu_second, gpu_class, gpu_count, max_duration, accept_deadline, OPEN
     )
     token_io._pull_exact(ledger.PAYMENT_TOKEN, msg.sender, escrow_amount)
     log JobCreated(
@@ -221,12 +223,13 @@ def accept_job(job_id: uint256):
     assert job.provider == empty(address) or job.provider == msg.sender, "escrow: job directed elsewhere"
     price: uint256 = registry._price_if_can_serve(msg.sender, job.gpu_class, job.gpu_count, job.max_price_per_gpu_second)
     collateral: uint256 = self._collateral(price * convert(job.gpu_count, uint256) * job.max_duration)
+    assert collateral <= MAX_COLLATERAL, "escrow: collateral too large"
     staking._lock_collateral(msg.sender, collateral)
 
     self._jobs[job_id].client_and_price = convert(job.client, uint256) | (price << 160)
-    self._jobs[job_id].provider_and_start = convert(msg.sender, uint256) | (block.timestamp << 160)
-    self._jobs[job_id].collateral = collateral
-    self._jobs[job_id].terms = self._with_state(self._jobs[job_id].terms, RUNNING)
+    self._jobs[job_id].provider_and_collateral = convert(msg.sender, uint256) | (collateral << 160)
+    # Timestamps stay below 2**40 until the year 36812.
+    self._jobs[job_id].terms = self._with_state(self._jobs[job_id].terms, RUNNING) | (block.timestamp << STARTED_AT_SHIFT)
     log JobAccepted(
         job_id=job_id,
         provider=msg.sender,
@@ -349,13 +352,13 @@ def get_job(job_id: uint256) -> JobView:
 def _load(job_id: uint256) -> JobView:
     job: Job = self._jobs[job_id]
     terms: uint256 = job.terms
-    provider_and_start: uint256 = job.provider_and_start
+    provider_and_collateral: uint256 = job.provider_and_collateral
     gpu_count: uint16 = convert((terms >> 112) & MASK_16, uint16)
     max_price: uint256 = terms & MASK_96
     max_duration: uint256 = (terms >> 128) & MASK_32
     return JobView(
         client=self._to_address(job.client_and_price),
-        provider=self._to_address(provider_and_start),
+        provider=self._to_address(provider_and_collateral),
         state=convert((terms >> STATE_SHIFT) & MASK_8, uint8),
         gpu_class=convert((terms >> 96) & MASK_16, uint16),
         gpu_count=gpu_count,
@@ -363,8 +366,8 @@ def _load(job_id: uint256) -> JobView:
         price_per_gpu_second=job.client_and_price >> 160,
         max_duration=max_duration,
         accept_deadline=(terms >> 160) & MASK_48,
-        started_at=(provider_and_start >> 160) & MASK_48,
-        collateral=job.collateral,
+        started_at=terms >> STARTED_AT_SHIFT,
+        collateral=provider_and_collateral >> 160,
         escrow=max_price * convert(gpu_count, uint256) * max_duration,
         spec_hash=job.spec_hash,
     )

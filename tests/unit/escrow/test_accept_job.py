@@ -177,10 +177,11 @@ def test_open_job_stays_open_for_others_until_taken(market, client, provider, pr
     ids=["par", "6-decimal-payment-vs-18-decimal-stake", "stake-worth-3x-payment"],
 )
 def test_collateral_rate_converts_job_value_to_stake_tokens(
-    market, owner, client, provider, ready_provider, create_job, rate: int
+    market, owner, client, provider, ready_provider, create_job, stake_token, rate: int
 ):
     market.set_collateral_rate(rate, sender=owner)
     collateral = expected_collateral(market, PRICE, 1, HOUR)
+    stake_token.mint(provider, collateral, sender=provider)
     ready_provider(provider, extra=collateral)
     job_id = create_job(client, max_duration=HOUR)
 
@@ -222,3 +223,13 @@ def test_accepting_does_not_move_payment_tokens(market, payment_token, client, p
     market.accept_job(job_id, sender=provider)
     assert payment_token.balanceOf(market) == held
     assert market.get_job(job_id).state != OPEN
+
+
+def test_collateral_beyond_96_bits_reverts(market, owner, client, provider, ready_provider, create_job):
+    # Collateral is packed into 96 bits beside the provider: an absurd rate cannot wrap it.
+    market.set_collateral_rate(10**36, sender=owner)
+    assert expected_collateral(market, PRICE, 1, HOUR) > 2**96 - 1
+    ready_provider(provider)
+    job_id = create_job(client, max_duration=HOUR)
+    with ape.reverts("escrow: collateral too large"):
+        market.accept_job(job_id, sender=provider)

@@ -222,19 +222,19 @@ class GasBench:
         client = self.fresh_account()
         self.record("create_job_open/first_time", "create_job", "first_time", receipt := self.create_job(client),
                     "the deployment's first job (once per deployment): job counter and the market's payment"
-                    " balance written from zero, as are 3 job words; the collateral word written as zero (2,200)")
+                    " balance written from zero, as are 3 job words")
         first_job = self.job_id(receipt)
         self.record("create_job_open/steady_state", "create_job", "steady_state", receipt := self.create_job(client),
-                    "open job (provider zero): 3 fresh job words; the collateral word written as zero (2,200)")
+                    "open job (provider zero): 3 fresh job words")
         open_job = self.job_id(receipt)
         self.record("create_job_directed/steady_state", "create_job", "steady_state", receipt := self.create_job(client, provider),
-                    "directed job: 4 fresh job words and a registry read; the collateral word written as zero (2,200)")
+                    "directed job: 4 fresh job words and a registry read")
         directed_job = self.job_id(receipt)
         market.accept_job(first_job, sender=provider)
         self.record("accept_job_open", "accept_job", "open", market.accept_job(open_job, sender=provider),
-                    "open job: provider word and collateral word written from zero")
+                    "open job: the provider-and-collateral word written from zero")
         self.record("accept_job_directed", "accept_job", "directed", market.accept_job(directed_job, sender=provider),
-                    "directed job: provider word already set; collateral word written from zero")
+                    "directed job: the provider-and-collateral word already holds the provider")
 
         label = committee_label(*DEPLOYMENT_COMMITTEE)
         self.record(f"settle_completed_{label}/first_of_deployment", f"settle_completed_{label}", "first_of_deployment",
@@ -426,9 +426,7 @@ def _explain_create_job(gas: dict[str, int]) -> str:
     directed = gas["create_job_directed/steady_state"]
     margin = (
         f" The directed job's margin is thin ({target - directed:,}): its provider word is one more fresh"
-        f" slot (+{directed - steady_open:,} over open), and every job also writes its collateral word"
-        " as zero at create (a cold SSTORE that changes nothing: 2,200), which assigning the four other"
-        " words one by one instead of the whole struct would save."
+        f" slot (+{directed - steady_open:,} over open)."
     )
     if not missed:
         return f"met in every case ({_cases(rows)})." + margin
@@ -444,8 +442,8 @@ def _explain_create_job(gas: dict[str, int]) -> str:
         )
     return (
         f"missed ({', '.join(f'{n} ({g:,}, {g - target:,} over)' for n, g in missed.items())})."
-        " A job is four words written from zero at create (22,100 each) plus its collateral word"
-        " written as zero; the escrow pull (transferFrom plus two balanceOf calls for the"
+        " A job is four words written from zero at create (22,100 each; three for an open job);"
+        " the escrow pull (transferFrom plus two balanceOf calls for the"
         " fee-on-transfer check) adds about 20,000."
     )
 
@@ -454,9 +452,9 @@ def _explain_accept_job(gas: dict[str, int]) -> str:
     target = TARGETS["accept_job"]
     open_job, directed = gas["accept_job_open"], gas["accept_job_directed"]
     why = (
-        f"every accept writes the job's collateral word from zero (22,100; collateral is stored, since"
-        f" collateral_rate may change while the job runs), and an open job its provider word as well"
-        f" (a directed job's was set at create: {open_job - directed:,} less)."
+        f"accept stores the provider and the collateral (stored, since collateral_rate may change"
+        f" while the job runs) in one word, written from zero for an open job and rewritten for a"
+        f" directed one, whose provider was set at create ({open_job - directed:,} less)."
     )
     if max(open_job, directed) <= target:
         return (

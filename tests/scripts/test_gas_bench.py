@@ -76,7 +76,7 @@ def test_each_case_differs_from_steady_state_by_its_fresh_slots(bench, operation
 
 def test_accepting_an_open_job_also_writes_its_provider_word(bench):
     gas, _ = bench
-    # A directed job's provider word was written at create; both write the collateral word.
+    # The provider-and-collateral word: from zero for an open job, rewritten for a directed one.
     difference = gas["accept_job_open"] - gas["accept_job_directed"]
     assert abs(difference - FRESH_SLOT_EXTRA) < CALLDATA_JITTER
 

@@ -11,7 +11,8 @@ STAMP := $(VENV)/.installed
 # Run tools with the venv first on PATH (ape may spawn helpers), and anvil from npm when
 # it is installed (only the foundry network needs it).
 ANVIL_BIN := $(CURDIR)/node_modules/@foundry-rs/anvil-linux-amd64/bin
-RUN := env PATH="$(abspath $(BIN)):$(ANVIL_BIN):$$PATH"
+# Silence one warning that ape's pydantic-settings prints on every start (not ours to fix).
+RUN := env PATH="$(abspath $(BIN)):$(ANVIL_BIN):$$PATH" PYTHONWARNINGS="ignore:Field 'import_remapping' has an incomplete definition"
 
 .DEFAULT_GOAL := help
 

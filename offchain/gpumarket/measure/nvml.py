@@ -11,7 +11,16 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any, TypeVar
 
-__all__ = ["NvmlStatus", "NvmlUnavailable", "as_text", "import_pynvml", "nvml_query", "nvml_session", "status_of"]
+__all__ = [
+    "NvmlStatus",
+    "NvmlUnavailable",
+    "as_text",
+    "import_pynvml",
+    "nvml_available",
+    "nvml_query",
+    "nvml_session",
+    "status_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +79,15 @@ def nvml_session() -> Iterator[ModuleType]:
             pynvml.nvmlShutdown()
         except pynvml.NVMLError as error:  # what was read stands; a failed shutdown is only noted
             log.warning("nvmlShutdown failed: %s", error)
+
+
+def nvml_available() -> bool:
+    """Whether NVML starts on this machine (it may still list no GPU)."""
+    try:
+        with nvml_session():
+            return True
+    except NvmlUnavailable:
+        return False
 
 
 def nvml_query(pynvml: ModuleType, query: Callable[..., T], *args: Any) -> T | None:

@@ -25,10 +25,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pydantic import ConfigDict, TypeAdapter, with_config
-
 from gpumarket.measure.classes import class_by_name, class_for_device_name
 from gpumarket.measure.nvml import NvmlStatus, NvmlUnavailable, as_text, nvml_query, nvml_session, status_of
+from gpumarket.measure.records import STRICT, parse_json
 
 __all__ = [
     "CPU_DEV_CLASS",
@@ -51,9 +50,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Records are parsed strictly: no "5" for 5, no unknown fields, so a parsed record holds exactly what was sent.
-_STRICT = ConfigDict(strict=True, extra="forbid")
-
 INVENTORY_VERSION = 1
 CPU_DEV_CLASS = "cpu-dev"
 
@@ -61,10 +57,11 @@ CPU_DEV_CLASS = "cpu-dev"
 # --------------------------------------------------------------------------- types
 
 
-@with_config(_STRICT)
 @dataclass(frozen=True)
 class CpuInfo:
     """The host CPU and memory."""
+
+    __pydantic_config__ = STRICT
 
     model: str
     logical_cores: int  # os.cpu_count(): every online hardware thread
@@ -73,10 +70,11 @@ class CpuInfo:
     memory_total_bytes: int
 
 
-@with_config(_STRICT)
 @dataclass(frozen=True)
 class GpuInfo:
     """One GPU as NVML reports it."""
+
+    __pydantic_config__ = STRICT
 
     index: int  # NVML index (ignores CUDA_VISIBLE_DEVICES, unlike torch's indices)
     name: str
@@ -87,10 +85,11 @@ class GpuInfo:
     pci_bus_id: str | None
 
 
-@with_config(_STRICT)
 @dataclass(frozen=True)
 class NvmlView:
     """What NVML said, or why it said nothing."""
+
+    __pydantic_config__ = STRICT
 
     status: NvmlStatus
     detail: str  # the error text, or a short note when status is OK
@@ -99,10 +98,11 @@ class NvmlView:
     gpus: tuple[GpuInfo, ...] = ()
 
 
-@with_config(_STRICT)
 @dataclass(frozen=True)
 class TorchDevice:
     """One CUDA device as torch sees it (index in torch's numbering)."""
+
+    __pydantic_config__ = STRICT
 
     index: int
     name: str
@@ -110,10 +110,11 @@ class TorchDevice:
     memory_total_bytes: int
 
 
-@with_config(_STRICT)
 @dataclass(frozen=True)
 class TorchView:
     """torch's view of the machine; ``installed`` False when torch cannot be imported."""
+
+    __pydantic_config__ = STRICT
 
     installed: bool
     detail: str
@@ -123,10 +124,11 @@ class TorchView:
     devices: tuple[TorchDevice, ...] = ()
 
 
-@with_config(_STRICT)
 @dataclass(frozen=True)
 class ClassChoice:
     """The class a machine can claim, with the reason for it (or for having none)."""
+
+    __pydantic_config__ = STRICT
 
     gpu_class: str | None
     gpu_class_id: int | None  # the on-chain id (GpuMarket.register's gpu_class)
@@ -135,10 +137,11 @@ class ClassChoice:
     reason: str
 
 
-@with_config(_STRICT)
 @dataclass(frozen=True)
 class Inventory:
     """Everything detected on one machine, JSON-serialisable (``to_json`` / ``from_json``)."""
+
+    __pydantic_config__ = STRICT
 
     version: int
     cpu: CpuInfo
@@ -163,7 +166,7 @@ class Inventory:
     @classmethod
     def from_json(cls, text: str | bytes) -> Inventory:
         """Parses and validates an inventory produced by ``to_json`` (raises ValueError)."""
-        return _INVENTORY_ADAPTER.validate_json(text)
+        return parse_json(cls, text)
 
 
 # --------------------------------------------------------------------------- CPU
@@ -335,5 +338,3 @@ def detect(*, with_torch: bool = True) -> Inventory:
     log.info("inventory: class %s (%s)", inventory.choice.gpu_class, inventory.choice.reason)
     return inventory
 
-
-_INVENTORY_ADAPTER = TypeAdapter(Inventory)

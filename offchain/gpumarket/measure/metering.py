@@ -37,10 +37,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Generic, TypeVar
 
-from eth_utils import keccak
-from pydantic import ConfigDict, TypeAdapter, with_config
-
 from gpumarket.measure.nvml import NvmlUnavailable, as_text, nvml_query, nvml_session
+from gpumarket.measure.records import STRICT, parse_json
 
 __all__ = [
     "USAGE_VERSION",
@@ -62,9 +60,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Records are parsed strictly: no "5" for 5, no unknown fields, so a parsed record holds exactly what was sent.
-_STRICT = ConfigDict(strict=True, extra="forbid")
-
 USAGE_VERSION = 1
 MIN_INTERVAL_S = 0.01  # below this the /proc scan itself becomes the load being measured
 
@@ -79,10 +74,11 @@ R = TypeVar("R")
 # --------------------------------------------------------------------------- records
 
 
-@with_config(_STRICT)
 @dataclass(frozen=True)
 class GpuSample:
     """One GPU at one instant; ``None`` where this GPU does not report the value."""
+
+    __pydantic_config__ = STRICT
 
     uuid: str
     utilization_percent: int | None  # share of the last NVML period a kernel ran, 0..100
@@ -91,10 +87,11 @@ class GpuSample:
     energy_mj: int | None  # NVML's energy counter since the driver loaded
 
 
-@with_config(_STRICT)
 @dataclass(frozen=True)
 class Sample:
     """The job at one instant."""
+
+    __pydantic_config__ = STRICT
 
     t_ns: int  # monotonic nanoseconds since the meter started
     running: bool  # False once the job's process has exited
@@ -103,10 +100,11 @@ class Sample:
     gpus: tuple[GpuSample, ...]
 
 
-@with_config(_STRICT)
 @dataclass(frozen=True)
 class GpuUsage:
     """One GPU over the whole record."""
+
+    __pydantic_config__ = STRICT
 
     uuid: str
     busy_ms: int | None  # sum of utilisation x interval: GPU-milliseconds at full utilisation
@@ -116,10 +114,11 @@ class GpuUsage:
     energy_source: str | None  # "counter" (energy counter delta), "power" (power x time) or None
 
 
-@with_config(_STRICT)
 @dataclass(frozen=True)
 class UsageSummary:
     """What the samples add up to (``summarize``)."""
+
+    __pydantic_config__ = STRICT
 
     samples: int
     wall_ns: int  # last sample's time minus the first's
@@ -148,10 +147,11 @@ class UsageSummary:
         return sum(energy) / 1000 if energy else None
 
 
-@with_config(_STRICT)
 @dataclass(frozen=True)
 class UsageRecord:
     """The evidence for one metered job."""
+
+    __pydantic_config__ = STRICT
 
     version: int
     job_id: int | None  # the on-chain job id when known, so one record cannot serve two jobs
@@ -193,7 +193,7 @@ class UsageRecord:
     @classmethod
     def from_json(cls, text: str | bytes) -> UsageRecord:
         """Parses a record and checks it (ValueError on any malformed or inconsistent field)."""
-        record = _RECORD_ADAPTER.validate_json(text)
+        record = parse_json(cls, text)
         record.check()
         return record
 
@@ -228,6 +228,8 @@ def _check_canonical(value: Any, where: str) -> None:
 
 def evidence_hash(record: UsageRecord) -> bytes:
     """keccak-256 of the record's canonical JSON: the 32-byte ``JobReport.evidence_hash``."""
+    from eth_utils import keccak  # imported here: metering itself runs without the chain stack
+
     return keccak(record.canonical_json())
 
 
@@ -606,5 +608,3 @@ def _as_challenge(item: ChallengeResult | tuple[int | float, bool], index: int) 
         raise ValueError(f"billable_gpu_seconds: challenge {index} passed must be a bool, got {passed!r}")
     return ChallengeResult(at, passed)
 
-
-_RECORD_ADAPTER = TypeAdapter(UsageRecord)

@@ -1,0 +1,32 @@
+"""Strict JSON parsing of the measurement records (frozen dataclasses).
+
+pydantic is imported only when a record is parsed, so detecting hardware and metering a job
+need nothing beyond the standard library and nvidia-ml-py: bench/gpu_check.sh runs them on a
+stock CUDA image that has no chain stack installed.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, TypeVar
+
+__all__ = ["STRICT", "parse_json"]
+
+T = TypeVar("T")
+
+# Set as ``__pydantic_config__`` on each record class (what ``pydantic.with_config`` sets):
+# no "5" for 5 and no unknown fields, so a parsed record holds exactly what was sent.
+STRICT: dict[str, Any] = {"strict": True, "extra": "forbid"}
+
+
+@functools.cache
+def _adapter(cls: type) -> Any:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(cls)
+
+
+def parse_json(cls: type[T], text: str | bytes) -> T:
+    """``cls`` from JSON text; pydantic's ValidationError (a ValueError) names any bad field."""
+    return _adapter(cls).validate_json(text)
+

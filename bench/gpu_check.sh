@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# bench/gpu_check.sh: the GPU check of gpumarket.measure, for a machine WITH an NVIDIA GPU.
+#
+# Usage: bench/gpu_check.sh [OUTPUT.json]
+#   OUTPUT defaults to $OUT/gpu_check.json when $OUT is set, else bench/gpu_check.json.
+#
+# It installs nothing. Python is $GPU_CHECK_PYTHON if set, else the repo's .venv when there is one,
+# else python3 on PATH (on a stock CUDA image, the one that holds torch); gpumarket is imported
+# from offchain/ directly.
+# A folder .gpu-deps/ in the repo root, if present, goes on PYTHONPATH: carry the packages a
+# bare image lacks (the benchmark's CLI needs click, pydantic and the eth-* packages) as such a
+# folder, made where there is network with
+#   pip install --target .gpu-deps --python-version 3.12 --only-binary=:all: \
+#       pydantic==2.14.4 eth-utils==5.3.1 eth-abi==5.2.0 eth-keys==0.8.0 click==8.1.8
+#
+# Steps, each under `timeout` (40 + 40 + 120 + 90 s, under 5 minutes in all):
+#   1. packages: which of torch (and whether it sees CUDA), nvidia-ml-py, numpy, pytest, and the
+#      CLI's pydantic, eth-utils, eth-abi, eth-keys and click import, with their versions;
+#   2. inventory: gpumarket.measure.inventory.detect() (runs with or without a GPU);
+#   3. GPU tests: pytest tests/offchain/measure -m gpu (conftest lookup cut at that folder, so the
+#      chain fixtures of tests/conftest.py are not loaded);
+#   4. benchmark: python -m gpumarket bench challenge --json --backend torch.
+# It then writes ONE JSON object: {ok, dry_run, reason, python, packages, inventory, tests,
+# benchmark, seconds}.
+#
+# Without a CUDA device it writes the JSON with the inventory (which says why: no NVML library,
+# no driver, no device, or a CPU-only torch), skips steps 3 and 4, prints "no CUDA device: ..."
+# and exits 2. GPU_CHECK_CPU=1 instead runs every step on the CPU as a dry run of this script
+# (tests skip, the benchmark uses --backend numpy) and marks the JSON dry_run.
+#
+# Exit status: 0 every step passed; 1 a step failed; 2 no CUDA device; 3 a step failed while
+# packages were missing (the JSON's reason lists them).
+
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+if [[ $# -ge 1 ]]; then
+    OUTPUT=$1
+elif [[ -n "${OUT:-}" ]]; then
+    OUTPUT=$OUT/gpu_check.json
+else
+    OUTPUT=$ROOT/bench/gpu_check.json
+fi
+mkdir -p "$(dirname "$OUTPUT")"
+
+if [[ -n "${GPU_CHECK_PYTHON:-}" ]]; then
+    PY=$GPU_CHECK_PYTHON
+elif [[ -x "$ROOT/.venv/bin/python" ]]; then
+    PY=$ROOT/.venv/bin/python
+else
+    PY=$(command -v python3 || true)
+fi
+if [[ -z "$PY" ]]; then
+    echo "gpu_check: no python3 on PATH and no .venv" >&2
+    exit 3
+fi
+
+export PYTHONPATH="$ROOT/offchain${PYTHONPATH:+:$PYTHONPATH}"
+if [[ -d "$ROOT/.gpu-deps" ]]; then
+    PYTHONPATH="$PYTHONPATH:$ROOT/.gpu-deps"
+fi
+export PYTHONDONTWRITEBYTECODE=1
+
+DRY_RUN=${GPU_CHECK_CPU:-0}
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+START=$(date +%s)
+STATUS=0
+
+say() { echo "gpu_check: $*" >&2; }
+
+# ---------------------------------------------------------------- 1. packages
+timeout 40 "$PY" - >"$WORK/packages.json" 2>"$WORK/packages.log" <<'EOF'
+import importlib, importlib.metadata, json
+out = {}
+for module, dist in [("torch", "torch"), ("pynvml", "nvidia-ml-py"), ("numpy", "numpy"), ("pytest", "pytest"),
+                     ("pydantic", "pydantic"), ("eth_utils", "eth-utils"), ("eth_abi", "eth-abi"),
+                     ("eth_keys", "eth-keys"), ("click", "click")]:
+    try:
+        importlib.import_module(module)
+    except Exception as error:  # report any failure to import, whatever it is
+        out[dist] = {"ok": False, "error": f"{type(error).__name__}: {error}"}
+        continue
+    try:
+        version = importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:  # importable from a path but not installed
+        version = None
+    out[dist] = {"ok": True, "version": version}
+if out["torch"]["ok"]:
+    import torch
+    out["torch"]["cuda_build"] = torch.version.cuda
+    out["torch"]["cuda_available"] = torch.cuda.is_available()
+    out["torch"]["device_count"] = torch.cuda.device_count() if torch.cuda.is_available() else 0
+print(json.dumps(out))
+EOF
+[[ -s "$WORK/packages.json" ]] || echo '{}' >"$WORK/packages.json"
+missing=$("$PY" -c 'import json,sys; p=json.load(open(sys.argv[1])); print(" ".join(k for k,v in p.items() if not v["ok"]))' "$WORK/packages.json" 2>/dev/null)
+say "python $PY; missing packages: ${missing:-none}"
+
+# ---------------------------------------------------------------- 2. inventory
+timeout 40 "$PY" -c 'from gpumarket.measure.inventory import detect; print(detect().to_json(indent=None))' \
+    >"$WORK/inventory.json" 2>"$WORK/inventory.log"
+INVENTORY_RC=$?
+[[ $INVENTORY_RC -eq 0 ]] || { say "inventory failed (exit $INVENTORY_RC): $(tail -n 3 "$WORK/inventory.log")"; STATUS=1; }
+
+CUDA_REASON=$("$PY" - "$WORK/inventory.json" "$WORK/packages.json" <<'EOF'
+import json, sys
+try:
+    inv = json.load(open(sys.argv[1]))
+except (OSError, ValueError):
+    print("the inventory could not be taken"); raise SystemExit
+torch = json.load(open(sys.argv[2])).get("torch", {})
+if inv["nvml"]["status"] != "ok":
+    print(f"NVML {inv['nvml']['status']}: {inv['nvml']['detail']}; torch: {inv['torch']['detail']}")
+elif not torch.get("cuda_available"):
+    print(f"NVML lists {len(inv['nvml']['gpus'])} GPU(s) but torch has no CUDA: {inv['torch']['detail']}")
+EOF
+)
+
+RUN_GPU_STEPS=1
+REASON=""
+if [[ -n "$CUDA_REASON" && "$DRY_RUN" != 1 ]]; then
+    RUN_GPU_STEPS=0
+    REASON="no CUDA device: $CUDA_REASON"
+    STATUS=2
+fi
+
+# ---------------------------------------------------------------- 3. GPU tests
+TESTS_RC=skipped
+if [[ $RUN_GPU_STEPS == 1 ]]; then
+    timeout 120 "$PY" -m pytest tests/offchain/measure -m gpu -q -rs -p no:cacheprovider \
+        --confcutdir=tests/offchain/measure --junitxml="$WORK/junit.xml" >"$WORK/tests.log" 2>&1
+    TESTS_RC=$?
+    [[ $TESTS_RC -eq 0 ]] || { say "GPU tests failed (exit $TESTS_RC): $(tail -n 3 "$WORK/tests.log")"; STATUS=1; }
+fi
+
+# ---------------------------------------------------------------- 4. benchmark
+BENCH_RC=skipped
+if [[ $RUN_GPU_STEPS == 1 ]]; then
+    BACKEND=torch
+    [[ -n "$CUDA_REASON" ]] && BACKEND=numpy  # only in a dry run: there is no CUDA for torch
+    timeout 90 "$PY" -m gpumarket bench challenge --json --backend "$BACKEND" \
+        >"$WORK/bench.json" 2>"$WORK/bench.log"
+    BENCH_RC=$?
+    [[ $BENCH_RC -eq 0 ]] || { say "benchmark failed (exit $BENCH_RC): $(tail -n 3 "$WORK/bench.log")"; STATUS=1; }
+fi
+
+# A failure where packages are missing is most likely theirs: say so.
+if [[ $STATUS == 1 && -n "$missing" ]]; then
+    STATUS=3
+    REASON="missing packages: $missing (carry them as .gpu-deps, see the top of bench/gpu_check.sh)"
+fi
+
+# ---------------------------------------------------------------- the JSON
+"$PY" - "$WORK" "$OUTPUT" "$STATUS" "$DRY_RUN" "$REASON" "$PY" "$TESTS_RC" "$BENCH_RC" "$(($(date +%s) - START))" <<'EOF'
+import json, sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+work, output, status, dry_run, reason, python, tests_rc, bench_rc, seconds = sys.argv[1:]
+work = Path(work)
+
+
+def load(name):
+    try:
+        return json.loads((work / name).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def tail(name, lines=30):
+    try:
+        return (work / name).read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
+
+
+def tests():
+    if tests_rc == "skipped":
+        return {"ran": False}
+    summary = {"ran": True, "exit_code": int(tests_rc), "log_tail": tail("tests.log")}
+    try:
+        root = ET.parse(work / "junit.xml").getroot()
+    except (OSError, ET.ParseError):
+        return summary
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    counts = {key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors", "skipped")}
+    counts["passed"] = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
+    cases = []
+    for case in suite.iter("testcase"):
+        outcome, message = "passed", None
+        for tag in ("failure", "error", "skipped"):
+            node = case.find(tag)
+            if node is not None:
+                outcome, message = tag, node.get("message")
+        cases.append({"name": f"{case.get('classname')}::{case.get('name')}", "outcome": outcome,
+                      "seconds": float(case.get("time", 0)), "message": message})
+    summary.update(counts, cases=cases, seconds=float(suite.get("time", 0)))
+    return summary
+
+
+def benchmark():
+    if bench_rc == "skipped":
+        return {"ran": False}
+    result = load("bench.json")
+    return {"ran": True, "exit_code": int(bench_rc), "result": result,
+            "log_tail": tail("bench.log") if result is None or bench_rc != "0" else []}
+
+
+inventory = load("inventory.json")
+report = {
+    "ok": status == "0",
+    "exit_status": int(status),
+    "dry_run": dry_run == "1",
+    "reason": reason or None,
+    "python": python,
+    "packages": load("packages.json"),
+    "inventory": inventory if inventory is not None else {"error": tail("inventory.log")},
+    "tests": tests(),
+    "benchmark": benchmark(),
+    "seconds": int(seconds),
+}
+Path(output).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+EOF
+
+say "wrote $OUTPUT"
+if [[ $STATUS == 2 ]]; then
+    echo "$REASON" >&2
+fi
+exit "$STATUS"

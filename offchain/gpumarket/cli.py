@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from gpumarket import __version__
+from gpumarket.measure.cli import bench
 from gpumarket.signing.cli import report
 
 
@@ -15,6 +16,7 @@ def main() -> None:
 
 
 main.add_command(report)
+main.add_command(bench)
 
 
 if __name__ == "__main__":  # pragma: no cover

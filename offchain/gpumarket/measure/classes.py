@@ -31,6 +31,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from gpumarket.measure.fingerprint import MAX_TILE
+from gpumarket.measure.matrices import ENTRY_MIN
+
 __all__ = [
     "CPU_DEV",
     "GPU_CLASSES",
@@ -40,13 +43,11 @@ __all__ = [
     "class_for_device_name",
 ]
 
-# Entries are 4-bit signed integers (-8..7), so a product term is at most 64 in magnitude and
-# an exact dot product of length n stays below 64*n. fp32 accumulation is exact below 2**24
-# (the fp16 tensor-core path and numpy's sgemm): n <= 2**18. int32 accumulation (int8
-# tensor cores, torch._int_mm) would allow far more.
-MAX_ENTRY_MAGNITUDE = 8
+# Entries lie in -8..7, so a product term is at most 64 in magnitude and an exact dot product
+# of length n stays below 64*n. fp32 accumulation is exact below 2**24 (the fp16 tensor-core
+# path and numpy's sgemm): n <= 2**18. int32 accumulation (torch._int_mm) would allow more.
 MAX_EXACT_FP32 = 2**24
-MAX_INNER_DIMENSION = MAX_EXACT_FP32 // (MAX_ENTRY_MAGNITUDE * MAX_ENTRY_MAGNITUDE)
+MAX_INNER_DIMENSION = MAX_EXACT_FP32 // (ENTRY_MIN * ENTRY_MIN)
 
 
 def _is_power_of_two(value: int) -> bool:
@@ -89,8 +90,8 @@ class GpuClass:
                 problems.append(f"{label}={size} is not a power of two")
         if self.n > MAX_INNER_DIMENSION:
             problems.append(f"n={self.n} exceeds {MAX_INNER_DIMENSION}: fp32 sums would not stay exact")
-        if self.tile > min(self.m, self.p):
-            problems.append(f"tile={self.tile} exceeds m={self.m} or p={self.p}")
+        if self.tile > min(self.m, self.p, MAX_TILE):
+            problems.append(f"tile={self.tile} exceeds m={self.m}, p={self.p} or {MAX_TILE}")
         if self.rounds < 1:
             problems.append(f"rounds={self.rounds} is below 1")
         if not _is_power_of_two(self.tiles_per_leaf) or self.tiles_per_leaf > self.tiles_per_round:
@@ -128,7 +129,7 @@ CPU_DEV = GpuClass(
     m=1024,
     n=1024,
     p=1024,
-    rounds=6,
+    rounds=8,
     tile=16,
     k=16,
     tiles_per_leaf=64,

@@ -1,0 +1,48 @@
+"""Provers: numpy on the CPU, torch on every visible CUDA GPU (or torch's CPU device).
+
+The torch prover is imported only when asked for, so this package works without torch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from gpumarket.measure.provers.base import ProverError, TileProver
+from gpumarket.measure.provers.numpy_prover import NumpyProver
+
+__all__ = ["BACKENDS", "NumpyProver", "ProverError", "TileProver", "available_backends", "cuda_available", "make_prover"]
+
+BACKENDS = ("numpy", "torch")
+
+
+def _torch_installed() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def available_backends() -> list[str]:
+    """The backends this machine can run: numpy always, torch when it is installed."""
+    return [backend for backend in BACKENDS if backend != "torch" or _torch_installed()]
+
+
+def cuda_available() -> bool:
+    """Whether torch is installed and sees at least one CUDA GPU."""
+    if not _torch_installed():
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def make_prover(backend: str = "auto") -> TileProver:
+    """A prover for ``backend``: numpy, torch, or auto (torch when it sees a GPU, else numpy)."""
+    if backend == "auto":
+        backend = "torch" if cuda_available() else "numpy"
+    if backend == "numpy":
+        return NumpyProver()
+    if backend == "torch":
+        if not _torch_installed():
+            raise ProverError("the torch backend needs torch: pip install -e '.[gpu]' (make test-torch does)")
+        from gpumarket.measure.provers.torch_prover import TorchProver
+
+        return TorchProver()
+    raise ProverError(f"unknown backend {backend!r}; choose from auto, {', '.join(BACKENDS)}")

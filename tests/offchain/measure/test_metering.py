@@ -80,8 +80,18 @@ def test_samples_follow_the_interval_and_the_exit(burner_record):
     cpu = [s.cpu_ms for s in samples]
     assert cpu == sorted(cpu) and cpu[-1] > cpu[0]
     assert all(s.running for s in samples[:-1]) and not samples[-1].running
-    # the exit is seen through the pidfd, well before a further interval would have passed
-    assert samples[-1].t_ns - samples[-2].t_ns <= INTERVAL * 1e9 * 1.5
+
+
+def test_the_exit_is_seen_at_once_not_at_the_next_tick():
+    # With a 2 s interval, a job that exits after 0.2 s must end the record then (the pidfd
+    # wakes the meter), not when the next sample is due.
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)"])
+    try:
+        record = meter_pid(child.pid, interval_s=2.0)
+    finally:
+        child.wait()
+    assert record.complete and len(record.samples) == 2
+    assert record.summary.wall_seconds < 1.5
 
 
 def summary_samples_match(record: UsageRecord) -> bool:

@@ -203,8 +203,8 @@ def _parse_cpuinfo(text: str) -> tuple[str | None, int | None]:
     return model, (len(cores) or None)
 
 
-def _memory_total_bytes() -> int:
-    text = _read_text(Path("/proc/meminfo"))
+def _memory_total_bytes(proc: Path) -> int:
+    text = _read_text(proc / "meminfo")
     if text is not None:
         match = re.search(r"^MemTotal:\s+(\d+)\s+kB", text, re.MULTILINE)
         if match:
@@ -213,7 +213,7 @@ def _memory_total_bytes() -> int:
 
 
 def detect_cpu(proc: Path = Path("/proc")) -> CpuInfo:
-    """The CPU model, core counts and total memory of this machine."""
+    """The CPU model, core counts and total memory of this machine (``proc``: where procfs is)."""
     cpuinfo = _read_text(proc / "cpuinfo")
     model, physical = _parse_cpuinfo(cpuinfo) if cpuinfo is not None else (None, None)
     logical = os.cpu_count() or 1
@@ -223,7 +223,7 @@ def detect_cpu(proc: Path = Path("/proc")) -> CpuInfo:
         logical_cores=logical,
         usable_cores=usable,
         physical_cores=physical,
-        memory_total_bytes=_memory_total_bytes(),
+        memory_total_bytes=_memory_total_bytes(proc),
     )
 
 

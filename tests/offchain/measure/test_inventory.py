@@ -99,9 +99,16 @@ def test_cpuinfo_parsing(tmp_path, cpuinfo, model, physical):
         assert cpu.model == model
 
 
-def test_cpu_without_proc_cpuinfo(tmp_path):
+def test_cpu_without_proc_files(tmp_path):
+    # neither cpuinfo nor meminfo: the platform's processor name and sysconf's memory
     cpu = detect_cpu(proc=tmp_path)
-    assert cpu.model and cpu.physical_cores is None and cpu.memory_total_bytes > 0
+    assert cpu.model and cpu.physical_cores is None
+    assert cpu.memory_total_bytes == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def test_memory_from_meminfo(tmp_path):
+    (tmp_path / "meminfo").write_text("MemTotal:       16384 kB\nMemFree:        1024 kB\n")
+    assert detect_cpu(proc=tmp_path).memory_total_bytes == 16384 * 1024
 
 
 # --------------------------------------------------------------------------- NVML fallbacks

@@ -16,10 +16,11 @@ RUN := env PATH="$(abspath $(BIN)):$(ANVIL_BIN):$$PATH" PYTHONWARNINGS="ignore:F
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv test fuzz compile demo bench-gas clean distclean
+.PHONY: help venv test test-torch fuzz compile demo bench-gas clean distclean
 
 help:
 	@echo "make test       run the whole test suite (bootstraps $(VENV) first)"
+	@echo "make test-torch install the optional gpu extra (torch) into $(VENV) and run the torch tests"
 	@echo "make demo       end-to-end walkthrough on an embedded local chain"
 	@echo "make fuzz       stateful/property fuzz tests (tests/fuzz), thorough profile"
 	@echo "make compile    compile the contracts (ape compile)"
@@ -50,6 +51,17 @@ $(BUILD_STAMP): $(CONTRACT_SOURCES) $(STAMP)
 
 test: venv $(BUILD_STAMP)
 	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(APE) test tests -q
+
+# torch is the optional `gpu` extra: `make test` never downloads it (the torch tests skip,
+# saying why); this target installs it (a GPU machine brings its own CUDA build) and runs them.
+GPU_STAMP := $(VENV)/.installed-gpu
+
+$(GPU_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --disable-pip-version-check -e '.[gpu]'
+	touch $@
+
+test-torch: $(GPU_STAMP)
+	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(APE) test tests/offchain/measure -q -m torch -rs
 
 fuzz: venv $(BUILD_STAMP)
 	GPUMARKET_HYPOTHESIS_PROFILE=thorough $(RUN) $(APE) test tests/fuzz -q

@@ -91,8 +91,9 @@ class _DeviceKernels:
         generator = np.random.default_rng(7)
         a = generator.integers(-8, 8, size=(32, 64), dtype=np.int64)
         b = generator.integers(-8, 8, size=(64, 32), dtype=np.int64)
-        to = lambda x: torch.from_numpy(x.astype(np.int8)).to(self.device)  # noqa: E731
-        return to(a), to(b), a @ b
+        to = lambda x: torch.from_numpy(np.ascontiguousarray(x, dtype=np.int8)).to(self.device)  # noqa: E731
+        # The right operand in the layout _round uses: a transposed (column-major) view.
+        return to(a), to(b.T).t(), a @ b
 
     def _choose_matmul(self, requested: str) -> str:
         if requested == "auto":
@@ -202,13 +203,17 @@ class TorchProver(TileProver):
         budget = _BLOCK_BYTES.get(device.type, _BLOCK_BYTES["cpu"])
 
         with torch.inference_mode(), _on(device):
-            a_col_codes = index_codes(arange(n), keys.a_col)[None, :]
-            b_row_codes = index_codes(arange(n), keys.b_row)[:, None]
-            b = torch.empty((n, challenge.p), dtype=torch.int8, device=device)
+            # B is built transposed, (p x n) row-major, and used as bt.t(): the column-major
+            # right operand the int8 GEMMs of cuBLASLt want. Entry (l, j) of B is the mixer of
+            # row_code[l] ^ col_code[j], and xor commutes, so this is B's transpose exactly.
+            b_row_codes = index_codes(arange(n), keys.b_row)[None, :]
+            bt = torch.empty((challenge.p, n), dtype=torch.int8, device=device)
             cols_per_block = _block(budget, n, challenge.p, multiple=1)
             for start in range(0, challenge.p, cols_per_block):
                 cols = torch.arange(start, start + cols_per_block, dtype=torch.int64, device=device)
-                b[:, start : start + cols_per_block] = kernels.entries(b_row_codes, index_codes(cols, keys.b_col)[None, :])
+                bt[start : start + cols_per_block] = kernels.entries(index_codes(cols, keys.b_col)[:, None], b_row_codes)
+            b = bt.t()
+            a_col_codes = index_codes(arange(n), keys.a_col)[None, :]
             out = []
             rows_per_block = _block(budget, max(n, challenge.p), challenge.m, multiple=tile)
             for start in range(0, challenge.m, rows_per_block):

@@ -96,7 +96,8 @@ class GpuClass:
             problems.append(f"rounds={self.rounds} is below 1")
         if not _is_power_of_two(self.tiles_per_leaf) or self.tiles_per_leaf > self.tiles_per_round:
             problems.append(
-                f"tiles_per_leaf={self.tiles_per_leaf} is not a power of two dividing the {self.tiles_per_round} tiles of a round"
+                f"tiles_per_leaf={self.tiles_per_leaf} is not a power of two dividing "
+                f"the {self.tiles_per_round} tiles of a round"
             )
         if not 1 <= self.k <= self.tiles_per_round * self.rounds:
             problems.append(f"k={self.k} is not between 1 and the number of tiles")

@@ -41,18 +41,43 @@ def _default_class(prover_description: dict[str, object]) -> GpuClass:
 
 
 @bench.command("challenge")
-@click.option("--backend", type=click.Choice(["auto", *BACKENDS]), default="auto", show_default=True,
-              help="auto: torch when it sees a CUDA GPU, numpy otherwise.")
-@click.option("--gpu-class", "class_name", type=click.Choice([c.name for c in GPU_CLASSES]), default=None,
-              help="Class whose sizes and floor to use [default: the GPU's class, cpu-dev without a GPU].")
-@click.option("--gpu-count", type=click.IntRange(min=1), default=None,
-              help="GPUs the challenge is sized and floored for [default: the devices the prover drives].")
-@click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True,
-              help="Cheating runs (prover skips half the tiles) for detect_rate_at_q_half.")
-@click.option("--warmup/--no-warmup", default=True, show_default=True,
-              help="Run one untimed challenge first (first-call costs: threads, allocations, compilation).")
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", *BACKENDS]),
+    default="auto",
+    show_default=True,
+    help="auto: torch when it sees a CUDA GPU, numpy otherwise.",
+)
+@click.option(
+    "--gpu-class",
+    "class_name",
+    type=click.Choice([c.name for c in GPU_CLASSES]),
+    default=None,
+    help="Class whose sizes and floor to use [default: the GPU's class, cpu-dev without a GPU].",
+)
+@click.option(
+    "--gpu-count",
+    type=click.IntRange(min=1),
+    default=None,
+    help="GPUs the challenge is sized and floored for [default: the devices the prover drives].",
+)
+@click.option(
+    "--trials",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Cheating runs (prover skips half the tiles) for detect_rate_at_q_half.",
+)
+@click.option(
+    "--warmup/--no-warmup",
+    default=True,
+    show_default=True,
+    help="Run one untimed challenge first (first-call costs: threads, allocations, compilation).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def challenge(backend: str, class_name: str | None, gpu_count: int | None, trials: int, warmup: bool, as_json: bool) -> None:
+def challenge(
+    backend: str, class_name: str | None, gpu_count: int | None, trials: int, warmup: bool, as_json: bool
+) -> None:
     """Time one throughput challenge and measure how often a half-skipping prover is caught."""
     try:
         prover = make_prover(backend)
@@ -96,9 +121,17 @@ def challenge(backend: str, class_name: str | None, gpu_count: int | None, trial
     if as_json:
         click.echo(json.dumps(result, sort_keys=False))
         return
-    click.echo(f"{run.gpu_class} on {run.backend} ({', '.join(run.devices)}), {run.m}x{run.n}x{run.p} x {run.rounds} rounds")
-    click.echo(f"  prove  {run.prove_seconds:.3f} s  ->  {result['throughput_tops']:.4f} TOPS (floor {result['floor_tops']:.4f})")
-    click.echo(f"  verify {run.verify_seconds:.4f} CPU s  ->  verify/prove {run.verify_over_prove:.4f} (by op counts {cost.verify_over_prove:.2e})")
+    click.echo(
+        f"{run.gpu_class} on {run.backend} ({', '.join(run.devices)}), {run.m}x{run.n}x{run.p} x {run.rounds} rounds"
+    )
+    click.echo(
+        f"  prove  {run.prove_seconds:.3f} s  ->  {result['throughput_tops']:.4f} TOPS "
+        f"(floor {result['floor_tops']:.4f})"
+    )
+    click.echo(
+        f"  verify {run.verify_seconds:.4f} CPU s  ->  verify/prove {run.verify_over_prove:.4f} "
+        f"(by op counts {cost.verify_over_prove:.2e})"
+    )
     click.echo(f"  {'PASSED' if run.passed else 'FAILED: ' + run.detail}")
     click.echo(
         f"  half-skipping prover caught {detection.caught}/{detection.trials} "

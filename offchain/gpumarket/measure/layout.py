@@ -48,7 +48,9 @@ def leaf_bytes(fingerprints: np.ndarray) -> bytes:
 def round_leaf_hashes(challenge: Challenge, round_index: int, fingerprints: np.ndarray) -> list[bytes]:
     """The leaf hashes of one round, given its ``tiles_per_round`` fingerprints in tile order."""
     if fingerprints.shape != (challenge.tiles_per_round,):
-        raise ValueError(f"round {round_index}: expected {challenge.tiles_per_round} fingerprints, got shape {fingerprints.shape}")
+        raise ValueError(
+            f"round {round_index}: expected {challenge.tiles_per_round} fingerprints, got shape {fingerprints.shape}"
+        )
     per_leaf = challenge.tiles_per_leaf
     first_leaf = round_index * challenge.tiles_per_round // per_leaf
     groups = fingerprints.reshape(-1, per_leaf)

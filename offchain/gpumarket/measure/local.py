@@ -51,7 +51,9 @@ class LocalRun:
         return asdict(self)
 
 
-def run_round_trip(verifier: Verifier, prover: TileProver, gpu_class: GpuClass, gpu_count: int = 1) -> tuple[Verdict, int]:
+def run_round_trip(
+    verifier: Verifier, prover: TileProver, gpu_class: GpuClass, gpu_count: int = 1
+) -> tuple[Verdict, int]:
     """Issue, commit, request, open and check, each message through ``to_bytes``/``parse``.
 
     Returns the verdict and the opening's size in bytes."""

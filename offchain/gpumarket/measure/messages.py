@@ -92,7 +92,9 @@ def _base64_bytes(item_size: int, max_bytes: int) -> Any:
         return raw
 
     return Annotated[
-        bytes, BeforeValidator(parse), PlainSerializer(lambda raw: base64.b64encode(raw).decode("ascii"), return_type=str)
+        bytes,
+        BeforeValidator(parse),
+        PlainSerializer(lambda raw: base64.b64encode(raw).decode("ascii"), return_type=str),
     ]
 
 
@@ -142,14 +144,18 @@ class Message(BaseModel):
             data = json.loads(text)
         except json.JSONDecodeError as error:
             if error.pos >= len(text.rstrip()) or error.msg.startswith("Unterminated"):
-                raise MessageError(f"{kind}: truncated: the JSON ends at byte {len(raw)} before the message is complete") from None
+                raise MessageError(
+                    f"{kind}: truncated: the JSON ends at byte {len(raw)} before the message is complete"
+                ) from None
             raise MessageError(f"{kind}: malformed JSON at byte {error.pos}: {error.msg}") from None
         if not isinstance(data, dict):
             raise MessageError(f"{kind}: expected a JSON object, got {type(data).__name__}")
         if data.get("type") != kind:
             raise MessageError(f"wrong type: expected {kind!r}, got {data.get('type')!r}")
         if data.get("version") != PROTOCOL_VERSION:
-            raise MessageError(f"{kind}: unsupported version {data.get('version')!r} (this build speaks version {PROTOCOL_VERSION})")
+            raise MessageError(
+                f"{kind}: unsupported version {data.get('version')!r} (this build speaks version {PROTOCOL_VERSION})"
+            )
         try:
             return cls.model_validate(data)
         except ValidationError as error:

@@ -26,7 +26,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 
@@ -42,7 +42,7 @@ __all__ = ["ChallengeRejected", "Reason", "Verdict", "Verifier"]
 log = logging.getLogger(__name__)
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     """Why a challenge failed or a message was refused."""
 
     UNKNOWN_CHALLENGE = "unknown_challenge"
@@ -152,7 +152,9 @@ class Verifier:
         seed = self._seed_source(32)
         challenge_id = self._seed_source(16)
         if seed in self._seeds:
-            raise ChallengeRejected(Reason.REPLAYED, "the seed source repeated a seed; a challenge must never be reused")
+            raise ChallengeRejected(
+                Reason.REPLAYED, "the seed source repeated a seed; a challenge must never be reused"
+            )
         if challenge_id in self._challenges:
             raise ChallengeRejected(Reason.REPLAYED, f"challenge id {challenge_id.hex()} was already issued")
         challenge = Challenge(
@@ -178,7 +180,9 @@ class Verifier:
             raise ChallengeRejected(Reason.REPLAYED, f"challenge {commitment.challenge_id.hex()} was already settled")
         if pending.root is not None:
             if commitment.root != pending.root:
-                detail = "a second commitment with another root after the tile indices were sent: the root cannot change"
+                detail = (
+                    "a second commitment with another root after the tile indices were sent: the root cannot change"
+                )
                 self._settle(pending, reason=Reason.ROOT_CHANGED, detail=detail, cpu_seconds=0.0)
                 raise ChallengeRejected(Reason.ROOT_CHANGED, detail)
             raise ChallengeRejected(Reason.REPLAYED, f"challenge {commitment.challenge_id.hex()} was already answered")
@@ -193,7 +197,9 @@ class Verifier:
         if pending.verdict is not None:
             raise ChallengeRejected(Reason.REPLAYED, f"challenge {opening.challenge_id.hex()} was already settled")
         if pending.root is None:
-            raise ChallengeRejected(Reason.OUT_OF_ORDER, f"challenge {opening.challenge_id.hex()} has no commitment yet")
+            raise ChallengeRejected(
+                Reason.OUT_OF_ORDER, f"challenge {opening.challenge_id.hex()} has no commitment yet"
+            )
         started = time.process_time()
         try:
             self._check_tiles(pending, opening)
@@ -221,10 +227,13 @@ class Verifier:
         # Cheap checks first (shapes, fingerprints, proofs), the recomputation last.
         for tile in opening.tiles:
             if len(tile.values) != value_bytes:
-                raise _Failed(Reason.MALFORMED_TILE, f"tile {tile.index}: {len(tile.values)} value bytes, expected {value_bytes}")
+                raise _Failed(
+                    Reason.MALFORMED_TILE, f"tile {tile.index}: {len(tile.values)} value bytes, expected {value_bytes}"
+                )
             if len(tile.leaf_fingerprints) != leaf_size:
                 raise _Failed(
-                    Reason.MALFORMED_TILE, f"tile {tile.index}: leaf of {len(tile.leaf_fingerprints)} bytes, expected {leaf_size}"
+                    Reason.MALFORMED_TILE,
+                    f"tile {tile.index}: leaf of {len(tile.leaf_fingerprints)} bytes, expected {leaf_size}",
                 )
             where = tile_position(challenge, tile.index)
             values = np.frombuffer(tile.values, dtype=VALUE_DTYPE).reshape(challenge.tile, challenge.tile)
@@ -232,15 +241,24 @@ class Verifier:
             if fingerprint_tile(values, keys) != committed:
                 raise _Failed(
                     Reason.WRONG_FINGERPRINT,
-                    f"tile {tile.index}: the fingerprint of the opened values differs from the one committed in leaf {where.leaf}",
+                    f"tile {tile.index}: the fingerprint of the opened values differs from the one committed "
+                    f"in leaf {where.leaf}",
                 )
             try:
-                verify_proof(pending.root, leaf_hash(where.leaf, tile.leaf_fingerprints), where.leaf, challenge.leaf_count, tile.proof)
+                verify_proof(
+                    pending.root,
+                    leaf_hash(where.leaf, tile.leaf_fingerprints),
+                    where.leaf,
+                    challenge.leaf_count,
+                    tile.proof,
+                )
             except MerkleProofError as error:
                 raise _Failed(Reason.WRONG_PROOF, f"tile {tile.index} (leaf {where.leaf}): {error}") from None
             values_of[tile.index] = (where, values)
         for index, (where, values) in values_of.items():
-            expected = tile_product(challenge.seed, where.round, where.tile_row, where.tile_col, challenge.tile, challenge.n)
+            expected = tile_product(
+                challenge.seed, where.round, where.tile_row, where.tile_col, challenge.tile, challenge.n
+            )
             wrong = np.argwhere(values != expected)
             if len(wrong):
                 i, j = (int(x) for x in wrong[0])

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
+import gpumarket.measure.provers as provers
 import pytest
 from click.testing import CliRunner
-
-import gpumarket.measure.provers as provers
 from gpumarket.cli import main
 from gpumarket.measure.classes import CPU_DEV, class_by_name
 from gpumarket.measure.local import detection_twin, run_local_challenge
@@ -42,7 +41,13 @@ def test_bench_challenge_prints_one_json_object():
     assert result.exit_code == 0, result.output
     record = json.loads(result.output)  # exactly one JSON document, nothing else
     assert REQUIRED_KEYS <= set(record)
-    assert (record["backend"], record["gpu_class"], record["m"], record["n"], record["p"]) == ("numpy", "cpu-dev", 1024, 1024, 1024)
+    assert (record["backend"], record["gpu_class"], record["m"], record["n"], record["p"]) == (
+        "numpy",
+        "cpu-dev",
+        1024,
+        1024,
+        1024,
+    )
     assert record["passed"] and record["throughput_tops"] >= 0.01
     assert record["detect_rate_at_q_half"] == 1.0 and record["detect_trials"] == 3
     assert 0 < record["verify_over_prove"] < 1 and record["verify_over_prove_ops"] < 0.05

@@ -5,10 +5,9 @@ from __future__ import annotations
 import random
 import time
 
+import gpumarket.measure.matrices as matrices
 import numpy as np
 import pytest
-
-import gpumarket.measure.matrices as matrices
 from gpumarket.measure.classes import CPU_DEV, GpuClass
 from gpumarket.measure.fingerprint import fingerprint_keys, fingerprint_tile
 from gpumarket.measure.layout import VALUE_DTYPE, tile_position
@@ -19,9 +18,13 @@ from gpumarket.measure.provers.cheats import FreivaldsProver, SkippingProver, sk
 from gpumarket.measure.verifier import ChallengeRejected, Reason, Verifier
 
 # Small enough for hundreds of runs a second: 2 rounds of 64 x 64 x 64, 128 tiles, 3 opened.
-TINY = GpuClass(id=900, name="test-tiny", floor_gops_per_gpu=1, m=64, n=64, p=64, rounds=2, tile=8, k=3, tiles_per_leaf=4)
+TINY = GpuClass(
+    id=900, name="test-tiny", floor_gops_per_gpu=1, m=64, n=64, p=64, rounds=2, tile=8, k=3, tiles_per_leaf=4
+)
 # Opens more tiles, so that a single bad tile is found for sure.
-SMALL = GpuClass(id=901, name="test-small", floor_gops_per_gpu=1, m=128, n=256, p=128, rounds=2, tile=16, k=128, tiles_per_leaf=8)
+SMALL = GpuClass(
+    id=901, name="test-small", floor_gops_per_gpu=1, m=128, n=256, p=128, rounds=2, tile=16, k=128, tiles_per_leaf=8
+)
 
 
 class FakeClock:
@@ -34,7 +37,9 @@ class FakeClock:
         return self.now
 
 
-def _answer(verifier: Verifier, clock: FakeClock, prover: NumpyProver, gpu_class: GpuClass = SMALL, seconds: float = 0.001):
+def _answer(
+    verifier: Verifier, clock: FakeClock, prover: NumpyProver, gpu_class: GpuClass = SMALL, seconds: float = 0.001
+):
     """Run a challenge up to the opening; the commitment arrives ``seconds`` after the challenge."""
     challenge = verifier.issue(gpu_class)
     commitment = prover.commit(challenge)
@@ -93,7 +98,9 @@ def test_values_that_match_their_commitment_but_not_the_product_are_rejected(ver
             for round_index, prints in super().round_fingerprints(challenge):
                 if round_index == 0:
                     prints = prints.copy()
-                    prints[0] = fingerprint_tile(self.tile_values(challenge, 0), fingerprint_keys(challenge.seed, challenge.tile))
+                    prints[0] = fingerprint_tile(
+                        self.tile_values(challenge, 0), fingerprint_keys(challenge.seed, challenge.tile)
+                    )
                 yield round_index, prints
 
         def tile_values(self, challenge, index):
@@ -107,7 +114,9 @@ def test_values_that_match_their_commitment_but_not_the_product_are_rejected(ver
     prover = WrongTileProver()
     verdict = verifier.check_opening(prover.open(verifier.receive_commitment(prover.commit(challenge))))
     assert verdict.reason is Reason.WRONG_VALUES
-    assert verdict.detail.startswith("tile 0 (round 0, tile row 0, tile column 0): 1 of 256 values differ from the product, first at (2, 3): got ")
+    assert verdict.detail.startswith(
+        "tile 0 (round 0, tile row 0, tile column 0): 1 of 256 values differ from the product, first at (2, 3): got "
+    )
 
 
 def test_values_that_do_not_match_the_committed_fingerprint_are_rejected(verifier, clock):
@@ -193,7 +202,9 @@ def test_a_repeated_seed_is_never_issued():
 
 
 def test_answers_to_unknown_or_unfinished_challenges_are_refused(verifier):
-    with pytest.raises(ChallengeRejected, match="unknown_challenge: challenge 00000000000000000000000000000000 was never issued here"):
+    with pytest.raises(
+        ChallengeRejected, match="unknown_challenge: challenge 00000000000000000000000000000000 was never issued here"
+    ):
         verifier.receive_commitment(Commitment(challenge_id=bytes(16), root=bytes(32)))
     challenge = verifier.issue(TINY)
     prover = NumpyProver()

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from gpumarket.measure.classes import (
     CPU_DEV,
     GPU_CLASSES,

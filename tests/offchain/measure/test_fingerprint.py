@@ -6,7 +6,6 @@ import hashlib
 
 import numpy as np
 import pytest
-
 from gpumarket.measure.fingerprint import (
     FINGERPRINT_PRIME,
     MAX_TILE,
@@ -102,7 +101,8 @@ def test_the_largest_values_and_tiles_stay_exact_in_int64():
     positions = keys.positions()
     weights, offsets = keys.weights(positions), keys.offsets(positions)
     expected = sum(
-        int(w) * ((2**24 + int(o)) ** 2 % FINGERPRINT_PRIME) for w, o in zip(weights.reshape(-1), offsets.reshape(-1))
+        int(w) * ((2**24 + int(o)) ** 2 % FINGERPRINT_PRIME)
+        for w, o in zip(weights.reshape(-1), offsets.reshape(-1), strict=True)
     )
     assert fingerprint_tile(extreme, keys) == expected
 

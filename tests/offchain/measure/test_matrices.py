@@ -6,7 +6,6 @@ import hashlib
 
 import numpy as np
 import pytest
-
 from gpumarket.measure.matrices import (
     ENTRY_MAX,
     ENTRY_MIN,
@@ -83,7 +82,11 @@ def test_entries_are_small_integers_spread_over_their_range():
 
 def test_rounds_seeds_and_matrices_give_unrelated_entries():
     base = a_rows(SEED, 0, np.arange(64), 64)
-    for other in (a_rows(SEED, 1, np.arange(64), 64), a_rows(OTHER_SEED, 0, np.arange(64), 64), b_columns(SEED, 0, np.arange(64), 64).T):
+    for other in (
+        a_rows(SEED, 1, np.arange(64), 64),
+        a_rows(OTHER_SEED, 0, np.arange(64), 64),
+        b_columns(SEED, 0, np.arange(64), 64).T,
+    ):
         assert np.mean(base == other) < 0.1  # 1/16 expected for independent entries
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-
 from gpumarket.measure.merkle import (
     EMPTY_LEAF,
     MerkleProofError,

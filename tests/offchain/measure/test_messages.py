@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from gpumarket.measure.messages import (
     Challenge,
     Commitment,
@@ -21,7 +20,15 @@ CHALLENGE_ID = bytes(range(16))
 @pytest.fixture
 def challenge():
     return Challenge(
-        challenge_id=CHALLENGE_ID, seed=bytes(range(32)), gpu_class=1, m=64, n=64, p=64, rounds=2, tile=8, tiles_per_leaf=4
+        challenge_id=CHALLENGE_ID,
+        seed=bytes(range(32)),
+        gpu_class=1,
+        m=64,
+        n=64,
+        p=64,
+        rounds=2,
+        tile=8,
+        tiles_per_leaf=4,
     )
 
 

@@ -10,7 +10,15 @@ import importlib.util
 from gpumarket.measure.provers.base import ProverError, TileProver
 from gpumarket.measure.provers.numpy_prover import NumpyProver
 
-__all__ = ["BACKENDS", "NumpyProver", "ProverError", "TileProver", "available_backends", "cuda_available", "make_prover"]
+__all__ = [
+    "BACKENDS",
+    "NumpyProver",
+    "ProverError",
+    "TileProver",
+    "available_backends",
+    "cuda_available",
+    "make_prover",
+]
 
 BACKENDS = ("numpy", "torch")
 

@@ -76,7 +76,9 @@ class TileProver(ABC):
             seen.add(round_index)
             fingerprints[round_index] = values
             first = round_index * leaves_per_round
-            leaves[first : first + leaves_per_round] = round_leaf_hashes(challenge, round_index, fingerprints[round_index])
+            leaves[first : first + leaves_per_round] = round_leaf_hashes(
+                challenge, round_index, fingerprints[round_index]
+            )
         if len(seen) != challenge.rounds:
             raise ProverError(f"backend produced {len(seen)} of {challenge.rounds} rounds")
         tree = MerkleTree(leaves)  # type: ignore[arg-type]  (every slot was filled above)
@@ -88,7 +90,9 @@ class TileProver(ABC):
     def open(self, request: OpeningRequest) -> Opening:
         state = self._committed.pop(request.challenge_id, None)
         if state is None:
-            raise ProverError(f"no commitment for challenge {request.challenge_id.hex()} (never committed or already opened)")
+            raise ProverError(
+                f"no commitment for challenge {request.challenge_id.hex()} (never committed or already opened)"
+            )
         challenge = state.challenge
         per_leaf = challenge.tiles_per_leaf
         flat = state.fingerprints.reshape(-1)

@@ -122,7 +122,9 @@ class _DeviceKernels:
             block = torch.arange(64 * 64, dtype=torch.int64, device=self.device).reshape(64, 64) - 2000
             tables = torch.arange(16 * 16, dtype=torch.int64, device=self.device).reshape(16, 16)
             same = torch.equal(entries(codes[:, None], codes[None, :]), _entries(codes[:, None], codes[None, :]))
-            same = same and torch.equal(fingerprints(block, tables, tables, 16), _fingerprints(block, tables, tables, 16))
+            same = same and torch.equal(
+                fingerprints(block, tables, tables, 16), _fingerprints(block, tables, tables, 16)
+            )
         except Exception as error:  # noqa: BLE001 - any compiler failure means: stay eager
             log.warning("%s: torch.compile unavailable, running eager: %s", self.device, str(error).splitlines()[0])
             return False
@@ -211,7 +213,9 @@ class TorchProver(TileProver):
             cols_per_block = _block(budget, n, challenge.p, multiple=1)
             for start in range(0, challenge.p, cols_per_block):
                 cols = torch.arange(start, start + cols_per_block, dtype=torch.int64, device=device)
-                bt[start : start + cols_per_block] = kernels.entries(index_codes(cols, keys.b_col)[:, None], b_row_codes)
+                bt[start : start + cols_per_block] = kernels.entries(
+                    index_codes(cols, keys.b_col)[:, None], b_row_codes
+                )
             b = bt.t()
             a_col_codes = index_codes(arange(n), keys.a_col)[None, :]
             out = []

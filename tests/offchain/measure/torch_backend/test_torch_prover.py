@@ -10,14 +10,21 @@ torch = pytest.importorskip("torch", reason="torch is the optional 'gpu' extra; 
 
 from gpumarket.measure.classes import CPU_DEV, GpuClass, class_for_device_name  # noqa: E402
 from gpumarket.measure.local import run_local_challenge  # noqa: E402
-from gpumarket.measure.provers import NumpyProver, ProverError, available_backends, make_prover  # noqa: E402
-from gpumarket.measure.provers import torch_prover  # noqa: E402
+from gpumarket.measure.provers import (  # noqa: E402
+    NumpyProver,
+    ProverError,
+    available_backends,
+    make_prover,
+    torch_prover,  # noqa: E402
+)
 from gpumarket.measure.provers.torch_prover import TorchProver, visible_devices  # noqa: E402
 from gpumarket.measure.verifier import Verifier  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
-SMALL = GpuClass(id=901, name="test-small", floor_gops_per_gpu=1, m=128, n=256, p=128, rounds=3, tile=16, k=16, tiles_per_leaf=8)
+SMALL = GpuClass(
+    id=901, name="test-small", floor_gops_per_gpu=1, m=128, n=256, p=128, rounds=3, tile=16, k=16, tiles_per_leaf=8
+)
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch")
 
 
@@ -75,7 +82,9 @@ def test_a_failing_device_surfaces_its_error(monkeypatch):
 def test_torch_is_an_available_backend():
     assert available_backends() == ["numpy", "torch"]
     assert isinstance(make_prover("torch"), TorchProver)
-    assert visible_devices() == ([torch.device("cuda", i) for i in range(torch.cuda.device_count())] or [torch.device("cpu")])
+    assert visible_devices() == (
+        [torch.device("cuda", i) for i in range(torch.cuda.device_count())] or [torch.device("cpu")]
+    )
 
 
 @pytest.mark.gpu
@@ -120,5 +129,7 @@ def test_cuda_entries_and_fingerprints_match_numpy_elementwise():
     positions = fp.positions()
     expected = fingerprint_blocks(block, fp.weights(positions), fp.offsets(positions), 16)
     gpu_positions = torch.from_numpy(positions).to(device)
-    got = fingerprint_blocks(torch.from_numpy(block).to(device), fp.weights(gpu_positions), fp.offsets(gpu_positions), 16)
+    got = fingerprint_blocks(
+        torch.from_numpy(block).to(device), fp.weights(gpu_positions), fp.offsets(gpu_positions), 16
+    )
     assert np.array_equal(got.cpu().numpy(), expected)

@@ -131,8 +131,27 @@ class _DeviceKernels:
         if not same:
             log.warning("%s: compiled kernels differ from eager on a probe; running eager", self.device)
             return False
-        self.entries, self.fingerprints = entries, fingerprints
+        self.entries = self._or_eager(entries, _entries)
+        self.fingerprints = self._or_eager(fingerprints, _fingerprints)
         return True
+
+    def _or_eager(
+        self, compiled: Callable[..., torch.Tensor], eager: Callable[..., torch.Tensor]
+    ) -> Callable[..., torch.Tensor]:
+        """``compiled``, but the eager function from the first time compiling a new shape fails."""
+        state = {"broken": False}
+
+        def run(*args: object) -> torch.Tensor:
+            if not state["broken"]:
+                try:
+                    return compiled(*args)
+                except Exception as error:  # noqa: BLE001 - a compiler failure: fall back, keep going
+                    log.warning("%s: compiled %s failed, running eager: %s", self.device, eager.__name__, error)
+                    state["broken"] = True
+                    self.compiled = False
+            return eager(*args)
+
+        return run
 
 
 class TorchProver(TileProver):

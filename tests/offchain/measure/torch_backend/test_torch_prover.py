@@ -133,3 +133,20 @@ def test_cuda_entries_and_fingerprints_match_numpy_elementwise():
         torch.from_numpy(block).to(device), fp.weights(gpu_positions), fp.offsets(gpu_positions), 16
     )
     assert np.array_equal(got.cpu().numpy(), expected)
+
+
+def test_a_compiled_kernel_that_fails_falls_back_to_eager():
+    kernels = torch_prover._DeviceKernels(torch.device("cpu"), "fp32", use_compile=False)
+    kernels.compiled = True
+    calls = []
+
+    def failing_compiled(*args):
+        calls.append(args)
+        raise RuntimeError("inductor: cannot compile this shape")
+
+    entries = kernels._or_eager(failing_compiled, torch_prover._entries)
+    codes = torch.arange(8, dtype=torch.int64)
+    expected = torch_prover._entries(codes[:, None], codes[None, :])
+    assert torch.equal(entries(codes[:, None], codes[None, :]), expected)
+    assert torch.equal(entries(codes[:, None], codes[None, :]), expected)
+    assert len(calls) == 1 and kernels.compiled is False  # tried once, then eager for good

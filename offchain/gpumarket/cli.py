@@ -6,6 +6,7 @@ import click
 
 from gpumarket import __version__
 from gpumarket.measure.cli import bench
+from gpumarket.oracle.cli import oracle
 from gpumarket.signing.cli import report
 
 
@@ -17,6 +18,7 @@ def main() -> None:
 
 main.add_command(report)
 main.add_command(bench)
+main.add_command(oracle)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,118 @@
+"""``gpumarket oracle ...``: run the oracle's services.
+
+``gpumarket oracle serve-api`` serves the HTTP API over a decision store (health, metrics,
+signed reports, peers' signature pushes) until SIGINT or SIGTERM. The key is an ape keystore
+account (``--key-alias``, passphrase from ``APE_ACCOUNTS_<alias>_PASSPHRASE``) or, on a local
+chain, a public test key (``--test-key N``). ``--member``/``--threshold``/``--epoch`` record
+a committee in the store (the chain follower does this in ``oracle run``). The listening URL
+is logged as ``oracle API listening on http://HOST:PORT``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+import click
+
+from gpumarket.oracle.api import ApiConfig, OracleAPI
+from gpumarket.oracle.metrics import OracleMetrics
+from gpumarket.oracle.signer import OracleKey, OracleKeyError, OracleSigner
+from gpumarket.oracle.store import DecisionStore, StoreError
+from gpumarket.signing.eip712 import Domain
+
+__all__ = ["PUBLIC_CHAIN_IDS", "oracle"]
+
+logger = logging.getLogger(__name__)
+
+# Chains where a publicly derivable test key must never sign (mainnet and the public testnets).
+PUBLIC_CHAIN_IDS = frozenset({1, 10, 56, 100, 137, 8453, 42161, 17000, 11155111, 560048})
+
+
+def _load_key(key_alias: str | None, test_key: int | None, chain_id: int) -> OracleKey:
+    if (key_alias is None) == (test_key is None):
+        raise click.UsageError("give exactly one of --key-alias and --test-key")
+    if test_key is not None:
+        if chain_id in PUBLIC_CHAIN_IDS:
+            raise click.UsageError(f"--test-key is a public key: refused on chain {chain_id}")
+        logger.warning("using public test oracle key %d: for local chains only", test_key)
+        return OracleKey.from_test_index(test_key)
+    try:
+        return OracleKey.from_keystore(key_alias)  # type: ignore[arg-type]
+    except OracleKeyError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.group()
+def oracle() -> None:
+    """The oracle service (decision store, signer, HTTP API)."""
+
+
+@oracle.command("serve-api")
+@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False), help="SQLite decision store.")
+@click.option("--key-alias", help="ape keystore account; passphrase from APE_ACCOUNTS_<alias>_PASSPHRASE.")
+@click.option("--test-key", type=click.IntRange(0, 255), help="Public test oracle key N (local chains only).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0: an ephemeral port.")
+@click.option("--chain-id", type=click.IntRange(min=1), required=True)
+@click.option("--contract", required=True, metavar="ADDR", help="The market contract (EIP-712 verifying contract).")
+@click.option("--epoch", type=click.IntRange(min=1), help="Record this epoch's committee (with --member, --threshold).")
+@click.option("--member", "members", multiple=True, metavar="ADDR", help="A committee member (repeat).")
+@click.option("--threshold", type=click.IntRange(min=1))
+@click.option("--max-body-bytes", type=click.IntRange(min=256), default=16 * 1024, show_default=True)
+@click.option(
+    "--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default="INFO", show_default=True
+)
+def serve_api(
+    db_path: str,
+    key_alias: str | None,
+    test_key: int | None,
+    host: str,
+    port: int,
+    chain_id: int,
+    contract: str,
+    epoch: int | None,
+    members: tuple[str, ...],
+    threshold: int | None,
+    max_body_bytes: int,
+    log_level: str,
+) -> None:
+    """Serve the oracle's HTTP API over its decision store until SIGINT/SIGTERM."""
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        domain = Domain(chain_id=chain_id, verifying_contract=contract)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--chain-id/--contract") from None
+    committee_given = [epoch is not None, bool(members), threshold is not None]
+    if any(committee_given) and not all(committee_given):
+        raise click.UsageError("--epoch, --member and --threshold go together")
+    key = _load_key(key_alias, test_key, chain_id)
+    try:
+        store = DecisionStore.open(db_path, domain, key.address)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        if epoch is not None:
+            try:
+                store.set_committee(epoch, members, threshold)  # type: ignore[arg-type]
+            except (ValueError, StoreError) as exc:
+                raise click.BadParameter(str(exc), param_hint="--epoch/--member/--threshold") from None
+        metrics = OracleMetrics()
+        signer = OracleSigner(store, key, metrics)
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            logger.info("signal %d: stopping", signum)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        api = OracleAPI(store, signer, metrics, ApiConfig(host=host, port=port, max_body_bytes=max_body_bytes))
+        with api:  # logs "oracle API for <address> listening on <url>"
+            while not stop.wait(0.5):
+                pass
+        logger.info("oracle API stopped")
+    finally:
+        store.close()

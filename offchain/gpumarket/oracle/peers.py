@@ -1,0 +1,320 @@
+"""Gathering the committee's signatures from peer oracles over HTTP.
+
+Each oracle serves its own signed report at ``GET /reports/job/<id>``; to assemble a
+quorum an oracle fetches its peers' reports and stores each signature after the store
+verified it (the report must be exactly our decision, the signer a member of its epoch)::
+
+    peers = [PeerClient(url, store.domain) for url in peer_urls]
+    result = gather_job_signatures(store, job_id, peers)
+    if result.held >= threshold: signer.quorum(job_id) ...
+
+It can also push our signature to them (``POST /signatures/job/<id>``), see
+:func:`push_signature`. Every request has a timeout; transport errors and 5xx answers are
+retried a bounded number of times with a doubling backoff; 4xx answers are not retried;
+a response is read up to ``max_response_bytes`` only. A peer that disagrees (serves a
+different report for the job) is reported in ``GatherResult.refused`` and logged: its
+signature is never stored.
+
+Who submits the settlement once a quorum is held is :mod:`gpumarket.oracle.settlement`
+(``designated_submitter``, ``should_submit``), re-exported here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpumarket.oracle.metrics import OracleMetrics
+from gpumarket.oracle.settlement import designated_submitter, should_submit
+from gpumarket.oracle.signer import SignedReport
+from gpumarket.oracle.store import (
+    AddResult,
+    DecisionStore,
+    InvalidSignature,
+    NotAMember,
+    NotDecided,
+    ReportKind,
+    ReportMismatch,
+    StoreError,
+    UnknownEpoch,
+    hardware_key,
+    job_key,
+)
+from gpumarket.oracle.wire import WireError, loads_strict, parse_served
+from gpumarket.signing import eip712
+from gpumarket.signing.eip712 import Domain
+
+__all__ = [
+    "GatherResult",
+    "PeerClient",
+    "PeerConfig",
+    "PeerAnswer",
+    "PeerError",
+    "PushResult",
+    "designated_submitter",
+    "gather_hardware_signatures",
+    "gather_job_signatures",
+    "push_signature",
+    "should_submit",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    timeout_s: float = 2.0  # per attempt (connect and each read)
+    attempts: int = 3  # transport errors and 5xx only
+    backoff_s: float = 0.1  # doubles after each failed attempt
+    max_response_bytes: int = 64 * 1024
+
+
+class PeerError(Exception):
+    """A peer could not be reached, or answered something unusable; ``reason`` is a short code."""
+
+    def __init__(self, url: str, reason: str, detail: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"{url}: {reason}: {detail}")
+
+
+@dataclass(frozen=True)
+class PeerAnswer:
+    status: int
+    body: Any  # parsed JSON (None when the body was not JSON)
+
+
+class PeerClient:
+    """One peer oracle's HTTP API."""
+
+    def __init__(self, base_url: str, domain: Domain, config: PeerConfig = PeerConfig()) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.domain = domain
+        self.config = config
+        # No proxies: peers are addressed directly, and an environment proxy must not see our traffic.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def __repr__(self) -> str:
+        return f"PeerClient({self.base_url!r})"
+
+    def fetch_job(self, job_id: int) -> SignedReport | None:
+        """The peer's signed report for ``job_id``; None while it has not decided."""
+        return self._fetch("job", f"/reports/job/{job_key(job_id)[0]}")
+
+    def fetch_hardware(self, provider: str, valid_until: int) -> SignedReport | None:
+        provider, until = hardware_key(provider, valid_until)
+        return self._fetch("hardware", f"/reports/hardware/{provider}/{until}")
+
+    def push(self, signed: SignedReport) -> PeerAnswer:
+        """POST ``signed`` to the peer; returns its status and JSON answer (4xx included)."""
+        path = "/signatures/" + ("job" if signed.kind == "job" else "hardware") + "/" + "/".join(
+            _key_of(signed)
+        )
+        body = {"report": eip712.to_json(signed.report), "signature": "0x" + signed.signature.hex()}
+        return self._request("POST", path, json.dumps(body).encode())
+
+    def health(self) -> dict[str, Any]:
+        answer = self._request("GET", "/health")
+        if answer.status != 200 or not isinstance(answer.body, dict):
+            raise PeerError(self.base_url, "bad_answer", f"/health answered {answer.status}")
+        return answer.body
+
+    def _fetch(self, kind: ReportKind, path: str) -> SignedReport | None:
+        answer = self._request("GET", path)
+        if answer.status == 404 and isinstance(answer.body, dict) and answer.body.get("error") == "not_decided":
+            return None
+        if answer.status != 200:
+            raise PeerError(self.base_url, "bad_answer", f"GET {path} answered {answer.status}")
+        try:
+            report, signature, claimed = parse_served(kind, answer.body)
+        except WireError as exc:
+            raise PeerError(self.base_url, "malformed", str(exc)) from None
+        try:
+            signer = eip712.recover(self.domain, report, signature)
+        except ValueError as exc:
+            raise PeerError(self.base_url, "invalid_signature", str(exc)) from None
+        if claimed is not None and claimed.lower() != signer.lower():
+            raise PeerError(self.base_url, "invalid_signature", f"claims signer {claimed}, recovers to {signer}")
+        return SignedReport(kind, report, signature, signer, eip712.digest(self.domain, report))
+
+    def _request(self, method: str, path: str, body: bytes | None = None) -> PeerAnswer:
+        url = self.base_url + path
+        delay = self.config.backoff_s
+        last = "no attempt"
+        for attempt in range(1, max(1, self.config.attempts) + 1):
+            request = urllib.request.Request(url, data=body, method=method)
+            if body is not None:
+                request.add_header("Content-Type", "application/json")
+            try:
+                with self._opener.open(request, timeout=self.config.timeout_s) as response:
+                    answer = PeerAnswer(response.status, self._parse(response.read(self.config.max_response_bytes + 1)))
+            except urllib.error.HTTPError as exc:
+                with exc:
+                    answer = PeerAnswer(exc.code, self._parse(exc.read(self.config.max_response_bytes + 1)))
+            except (urllib.error.URLError, OSError, TimeoutError) as exc:
+                last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+                logger.debug("%s %s attempt %d failed: %s", method, url, attempt, last)
+            else:
+                if answer.status < 500:
+                    return answer
+                last = f"HTTP {answer.status}"
+            if attempt < self.config.attempts:
+                time.sleep(delay)
+                delay *= 2
+        raise PeerError(self.base_url, "unreachable", f"{method} {path}: {last} after {self.config.attempts} attempts")
+
+    def _parse(self, raw: bytes) -> Any:
+        if len(raw) > self.config.max_response_bytes:
+            raise PeerError(self.base_url, "too_large", f"answer larger than {self.config.max_response_bytes} bytes")
+        try:
+            return loads_strict(raw)
+        except WireError:
+            return None
+
+
+def _key_of(signed: SignedReport) -> tuple[str, ...]:
+    report = signed.report
+    if signed.kind == "job":
+        return job_key(report.job_id)  # type: ignore[union-attr]
+    return hardware_key(report.provider, report.valid_until)  # type: ignore[union-attr]
+
+
+@dataclass
+class GatherResult:
+    """What one gathering round did, by peer URL (signers for the stored ones)."""
+
+    added: dict[str, str] = field(default_factory=dict)  # url -> signer, newly stored
+    duplicates: dict[str, str] = field(default_factory=dict)  # url -> signer, already stored
+    pending: list[str] = field(default_factory=list)  # urls that have not decided yet
+    refused: dict[str, str] = field(default_factory=dict)  # url -> reason (disagreement, outsider...)
+    unreachable: dict[str, str] = field(default_factory=dict)  # url -> reason
+    held: int = 0  # signatures stored for the report after this round (ours included)
+
+
+def gather_job_signatures(
+    store: DecisionStore, job_id: int, peers: Sequence[PeerClient], metrics: OracleMetrics | None = None
+) -> GatherResult:
+    """Fetch each peer's signature for our decided job, verify and store it (peers in parallel)."""
+    decision = store.job_decision(job_id)
+    if decision is None:
+        raise NotDecided(f"job {job_id}: decide before gathering")
+    return _gather(store, decision.digest, peers, lambda peer: peer.fetch_job(job_id), metrics)
+
+
+def gather_hardware_signatures(
+    store: DecisionStore,
+    provider: str,
+    valid_until: int,
+    peers: Sequence[PeerClient],
+    metrics: OracleMetrics | None = None,
+) -> GatherResult:
+    decision = store.hardware_decision(provider, valid_until)
+    if decision is None:
+        raise NotDecided(f"hardware {provider}/{valid_until}: decide before gathering")
+    return _gather(store, decision.digest, peers, lambda peer: peer.fetch_hardware(provider, valid_until), metrics)
+
+
+def _gather(store: DecisionStore, digest: bytes, peers: Sequence[PeerClient], fetch: Any, metrics: OracleMetrics | None) -> GatherResult:
+    result = GatherResult()
+
+    def one(peer: PeerClient) -> tuple[PeerClient, SignedReport | None | PeerError]:
+        try:
+            return peer, fetch(peer)
+        except PeerError as exc:
+            return peer, exc
+
+    if peers:
+        with ThreadPoolExecutor(max_workers=min(len(peers), 16), thread_name_prefix="oracle-gather") as pool:
+            answers = list(pool.map(one, peers))
+    else:
+        answers = []
+    for peer, answer in answers:
+        url = peer.base_url
+        if isinstance(answer, PeerError):
+            result.unreachable[url] = answer.reason
+            _count(metrics, answer.reason)
+            logger.warning("gathering from %s failed: %s", url, answer)
+            continue
+        if answer is None:
+            result.pending.append(url)
+            continue
+        try:
+            added, signer = store.add_peer_signature(answer.report, answer.signature, source="gather")
+        except (ReportMismatch, NotAMember, InvalidSignature, UnknownEpoch) as exc:
+            reason = _reason(exc)
+            result.refused[url] = reason
+            _count(metrics, reason)
+            logger.warning("refused %s's signature: %s", url, exc)
+            continue
+        except StoreError as exc:
+            result.refused[url] = type(exc).__name__
+            _count(metrics, type(exc).__name__)
+            continue
+        if added is AddResult.ADDED:
+            result.added[url] = signer
+            _count(metrics, "accepted")
+        else:
+            result.duplicates[url] = signer
+            _count(metrics, "duplicate")
+    result.held = len(store.signatures(digest))
+    return result
+
+
+def _reason(exc: Exception) -> str:
+    return {
+        ReportMismatch: "report_mismatch",
+        NotAMember: "not_a_member",
+        InvalidSignature: "invalid_signature",
+        UnknownEpoch: "unknown_epoch",
+    }[type(exc)]
+
+
+def _count(metrics: OracleMetrics | None, result: str) -> None:
+    if metrics is not None:
+        metrics.peer_signatures.inc(source="gather", result=result)
+
+
+@dataclass(frozen=True)
+class PushResult:
+    delivered: tuple[str, ...]  # 202, or 409 duplicate_signature (it already had it)
+    pending: tuple[str, ...]  # 409 not_decided: the peer has not decided yet
+    refused: dict[str, str]  # url -> the peer's error code
+    unreachable: dict[str, str]
+
+
+def push_signature(signed: SignedReport, peers: Sequence[PeerClient]) -> PushResult:
+    """Offer our signature to each peer (in parallel); a peer that already has it counts as delivered."""
+    delivered: list[str] = []
+    pending: list[str] = []
+    refused: dict[str, str] = {}
+    unreachable: dict[str, str] = {}
+
+    def one(peer: PeerClient) -> tuple[str, PeerAnswer | PeerError]:
+        try:
+            return peer.base_url, peer.push(signed)
+        except PeerError as exc:
+            return peer.base_url, exc
+
+    answers: list[tuple[str, PeerAnswer | PeerError]] = []
+    if peers:
+        with ThreadPoolExecutor(max_workers=min(len(peers), 16), thread_name_prefix="oracle-push") as pool:
+            answers = list(pool.map(one, peers))
+    for url, answer in answers:
+        if isinstance(answer, PeerError):
+            unreachable[url] = answer.reason
+            continue
+        error = answer.body.get("error") if isinstance(answer.body, dict) else None
+        if answer.status == 202 or error == "duplicate_signature":
+            delivered.append(url)
+        elif error == "not_decided":
+            pending.append(url)
+        else:
+            refused[url] = str(error or f"HTTP {answer.status}")
+    return PushResult(tuple(delivered), tuple(pending), refused, unreachable)

@@ -1,0 +1,743 @@
+"""The oracle's crash-safe decision store (SQLite).
+
+The one rule this module exists for: **the oracle never signs two different reports for one
+job (or one hardware measurement), even across a crash.** It holds because
+
+1. a decision (the exact EIP-712 report) is committed, durably, *before* anything signs it:
+   WAL journal, ``synchronous=FULL`` (the WAL is fsynced at every commit), explicit
+   ``BEGIN IMMEDIATE`` transactions;
+2. the decision for a key (a job id; a hardware report's ``(provider, valid_until)``) is
+   write-once: :meth:`DecisionStore.decide` with different content raises
+   :class:`ConflictingDecision`, with the same content returns the stored decision (and its
+   signature, when one was attached) unchanged;
+3. signatures are made only from a :class:`Decision` this store returned, i.e. from a
+   committed row (see :mod:`gpumarket.oracle.signer`). Signing is deterministic (RFC 6979),
+   so a crash between commit and storing the signature re-signs to the same bytes.
+
+Besides decisions the store keeps: the committees the chain announced (``epoch ->
+members, threshold``) so a peer's signature can be checked on insert; every verified
+signature over a decided report (ours and peers', keyed by digest and signer), from which
+the signer assembles a quorum; each job's settlement status (submitted tx hash, settled);
+and named event cursors for the chain follower.
+
+uint256 values (job ids, valid_until) are stored as canonical decimal TEXT: SQLite integers
+are 64-bit. Epochs are INTEGER (they count committee changes from 1). The schema is
+versioned with ``PRAGMA user_version`` and built by the ordered migrations in
+``_MIGRATIONS`` from an empty file; a file from a newer version is refused.
+
+One store is bound, at first open, to one EIP-712 domain (chain id, contract, name,
+version) and one oracle address; opening it with another raises :class:`StoreMismatch`,
+so one oracle's decisions never leak into another deployment.
+
+Thread safety: one connection guarded by a lock (the HTTP server calls in from its threads);
+several processes may open the same file (WAL; writers serialise on ``BEGIN IMMEDIATE``).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from eth_utils import to_checksum_address
+
+from gpumarket.signing import eip712
+from gpumarket.signing.eip712 import Domain, HardwareReport, JobReport, Report
+
+__all__ = [
+    "MAX_MEMBERS",
+    "SCHEMA_VERSION",
+    "AddResult",
+    "CommitteeInfo",
+    "ConflictingDecision",
+    "Cursor",
+    "Decision",
+    "DecisionStore",
+    "InvalidSignature",
+    "NotAMember",
+    "NotDecided",
+    "ReportKind",
+    "ReportMismatch",
+    "SchemaTooNew",
+    "SettlementStatus",
+    "StoreCounts",
+    "StoreError",
+    "StoreMismatch",
+    "StoredSignature",
+    "UnknownEpoch",
+    "hardware_key",
+    "job_key",
+    "report_key",
+]
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+MAX_MEMBERS = 31  # the contract's bound on a committee (committee.vy MAX_MEMBERS)
+_BUSY_TIMEOUT_MS = 10_000
+
+ReportKind = Literal["job", "hardware"]
+
+# Each entry moves the schema from version i to i + 1; run inside one transaction.
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) STRICT;
+    -- committees as the chain announced them; a member list is a JSON array of checksummed addresses
+    CREATE TABLE committees (
+        epoch INTEGER PRIMARY KEY CHECK (epoch >= 1),
+        members TEXT NOT NULL,
+        threshold INTEGER NOT NULL CHECK (threshold >= 1),
+        recorded_at REAL NOT NULL
+    ) STRICT;
+    -- write-once: one decision per job, committed before anything signs it
+    CREATE TABLE job_decisions (
+        job_id TEXT PRIMARY KEY,
+        report_json TEXT NOT NULL,
+        digest BLOB NOT NULL UNIQUE CHECK (length(digest) = 32),
+        epoch INTEGER NOT NULL,
+        decided_at REAL NOT NULL,
+        signature BLOB CHECK (signature IS NULL OR length(signature) = 65),
+        signed_at REAL
+    ) STRICT;
+    CREATE TABLE hardware_decisions (
+        provider TEXT NOT NULL,
+        valid_until TEXT NOT NULL,
+        report_json TEXT NOT NULL,
+        digest BLOB NOT NULL UNIQUE CHECK (length(digest) = 32),
+        epoch INTEGER NOT NULL,
+        decided_at REAL NOT NULL,
+        signature BLOB CHECK (signature IS NULL OR length(signature) = 65),
+        signed_at REAL,
+        PRIMARY KEY (provider, valid_until)
+    ) STRICT;
+    -- verified signatures over decided reports (ours and peers'), by digest and signer
+    CREATE TABLE signatures (
+        digest BLOB NOT NULL,
+        signer TEXT NOT NULL,
+        signature BLOB NOT NULL CHECK (length(signature) = 65),
+        source TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        PRIMARY KEY (digest, signer)
+    ) STRICT;
+    CREATE TABLE settlements (
+        job_id TEXT PRIMARY KEY REFERENCES job_decisions (job_id),
+        tx_hash TEXT,
+        submitted_at REAL,
+        submissions INTEGER NOT NULL DEFAULT 0,
+        settled INTEGER NOT NULL DEFAULT 0 CHECK (settled IN (0, 1)),
+        settled_at REAL,
+        settled_tx TEXT
+    ) STRICT;
+    CREATE TABLE cursors (
+        name TEXT PRIMARY KEY,
+        block INTEGER NOT NULL CHECK (block >= 0),
+        block_hash TEXT,
+        updated_at REAL NOT NULL
+    ) STRICT;
+    """,
+)
+
+assert len(_MIGRATIONS) == SCHEMA_VERSION
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class StoreError(Exception):
+    """Base of the store's refusals; ``str()`` says why and never holds key material."""
+
+
+class ConflictingDecision(StoreError):
+    """A different decision is already committed for this key; the new one is refused."""
+
+    def __init__(self, kind: ReportKind, key: tuple[str, ...], stored: Report, proposed: Report) -> None:
+        self.kind = kind
+        self.key = key
+        self.stored = stored
+        self.proposed = proposed
+        super().__init__(
+            f"{kind} {'/'.join(key)}: a different decision is already committed "
+            f"(stored {eip712.to_json(stored)}, refused {eip712.to_json(proposed)})"
+        )
+
+
+class NotDecided(StoreError):
+    """No decision is stored for this key."""
+
+
+class ReportMismatch(StoreError):
+    """A peer's report differs from our committed decision for the same key."""
+
+    def __init__(self, kind: ReportKind, key: tuple[str, ...], ours: Report, theirs: Report) -> None:
+        self.kind = kind
+        self.key = key
+        self.ours = ours
+        self.theirs = theirs
+        super().__init__(f"{kind} {'/'.join(key)}: the report differs from this oracle's decision")
+
+
+class InvalidSignature(StoreError):
+    """The signature is malformed or recovers to no key (or not to the claimed signer)."""
+
+
+class UnknownEpoch(StoreError):
+    """No committee is recorded for the report's epoch, so membership cannot be checked."""
+
+
+class NotAMember(StoreError):
+    """The signature recovers to an address outside the report epoch's committee."""
+
+    def __init__(self, signer: str, epoch: int) -> None:
+        self.signer = signer
+        self.epoch = epoch
+        super().__init__(f"{signer} is not a member of the epoch {epoch} committee")
+
+
+class StoreMismatch(StoreError):
+    """The database file belongs to another domain or another oracle, or holds conflicting facts."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was written by a newer version of this code."""
+
+
+# --------------------------------------------------------------------------- values
+
+
+class AddResult(enum.Enum):
+    """What adding a verified signature did."""
+
+    ADDED = "added"
+    DUPLICATE = "duplicate"  # this signer's signature over this digest was already stored
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A committed decision: the exact report, its digest, and our signature once attached."""
+
+    kind: ReportKind
+    key: tuple[str, ...]
+    report: Report
+    digest: bytes
+    decided_at: float
+    signature: bytes | None
+    signed_at: float | None
+    created: bool = False  # True only on the decide() call that committed it
+
+
+@dataclass(frozen=True)
+class StoredSignature:
+    signer: str
+    signature: bytes
+    source: str
+    received_at: float
+
+
+@dataclass(frozen=True)
+class CommitteeInfo:
+    epoch: int
+    members: tuple[str, ...]
+    threshold: int
+
+    def is_member(self, address: str) -> bool:
+        return to_checksum_address(address) in self.members
+
+
+@dataclass(frozen=True)
+class SettlementStatus:
+    job_id: int
+    tx_hash: str | None
+    submitted_at: float | None
+    submissions: int
+    settled: bool
+    settled_at: float | None
+    settled_tx: str | None
+
+
+@dataclass(frozen=True)
+class Cursor:
+    name: str
+    block: int
+    block_hash: str | None
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class StoreCounts:
+    job_decisions: int
+    hardware_decisions: int
+    signed_job_decisions: int
+    signatures: int
+    peer_signatures: int
+    settled_jobs: int
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def job_key(job_id: int) -> tuple[str, ...]:
+    """The store key of a job's decision."""
+    return (str(_uint(job_id, 256, "job_id")),)
+
+
+def hardware_key(provider: str, valid_until: int) -> tuple[str, ...]:
+    """The store key of a hardware decision: (checksummed provider, valid_until)."""
+    return (to_checksum_address(provider), str(_uint(valid_until, 64, "valid_until")))
+
+
+def report_key(report: Report) -> tuple[ReportKind, tuple[str, ...]]:
+    if isinstance(report, JobReport):
+        return "job", job_key(report.job_id)
+    if isinstance(report, HardwareReport):
+        return "hardware", hardware_key(report.provider, report.valid_until)
+    raise TypeError(f"expected a JobReport or HardwareReport, got {type(report).__name__}")
+
+
+def _uint(value: int, bits: int, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**bits:
+        raise ValueError(f"{where}: expected an int in [0, 2**{bits})")
+    return value
+
+
+@dataclass(frozen=True)
+class _Table:
+    name: str
+    key_columns: tuple[str, ...]
+    report_type: type[JobReport] | type[HardwareReport]
+
+    @property
+    def where(self) -> str:
+        return " AND ".join(f"{column} = ?" for column in self.key_columns)
+
+
+_TABLES: dict[ReportKind, _Table] = {
+    "job": _Table("job_decisions", ("job_id",), JobReport),
+    "hardware": _Table("hardware_decisions", ("provider", "valid_until"), HardwareReport),
+}
+
+
+def _encode_report(report: Report) -> str:
+    # Canonical: to_json orders members as declared; ints stay exact (Python json is bignum-safe).
+    return json.dumps(eip712.to_json(report), separators=(",", ":"))
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class DecisionStore:
+    """SQLite state of one oracle: decisions, signatures, committees, settlements, cursors.
+
+    Open with :meth:`open`; use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, domain: Domain, oracle: str, path: str) -> None:
+        self._db = connection
+        self._lock = threading.RLock()
+        self.domain = domain
+        self.oracle = oracle
+        self.path = path
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @classmethod
+    def open(cls, path: str | Path, domain: Domain, oracle: str) -> DecisionStore:
+        """Open (creating and migrating as needed) the store at ``path`` for ``domain`` and ``oracle``.
+
+        Raises StoreMismatch when the file was bound to another domain or oracle, and
+        SchemaTooNew when a newer version of this code wrote it.
+        """
+        if not isinstance(domain, Domain):
+            raise TypeError(f"expected a Domain, got {type(domain).__name__}")
+        oracle = to_checksum_address(oracle)
+        # isolation_level=None: no implicit transactions; every write says BEGIN IMMEDIATE itself.
+        connection = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"SQLite refused WAL mode (got {mode!r}) for {path}")
+            connection.execute("PRAGMA synchronous = FULL")
+            connection.execute("PRAGMA foreign_keys = ON")
+            store = cls(connection, domain, oracle, str(path))
+            store._migrate()
+            store._bind()
+        except BaseException:
+            connection.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> DecisionStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: BEGIN IMMEDIATE (takes the write lock now), COMMIT or ROLLBACK."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        # A read transaction gives the several SELECTs of one call a single snapshot.
+        with self._lock:
+            self._db.execute("BEGIN DEFERRED")
+            try:
+                yield self._db
+            finally:
+                self._db.execute("COMMIT")
+
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        with self._write() as db:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise SchemaTooNew(f"{self.path}: schema version {version} is newer than {SCHEMA_VERSION}")
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _split_sql(_MIGRATIONS[target - 1]):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {target}")
+                logger.info("decision store %s: migrated to schema version %d", self.path, target)
+
+    def _bind(self) -> None:
+        wanted = {
+            "chain_id": str(self.domain.chain_id),
+            "verifying_contract": self.domain.verifying_contract,
+            "domain_name": self.domain.name,
+            "domain_version": self.domain.version,
+            "oracle": self.oracle,
+        }
+        with self._write() as db:
+            stored = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            for key, value in wanted.items():
+                if key not in stored:
+                    db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
+                elif stored[key] != value:
+                    raise StoreMismatch(f"{self.path}: bound to {key}={stored[key]!r}, not {value!r}")
+
+    # ---------------------------------------------------------------- decisions
+
+    def decide(self, report: Report) -> Decision:
+        """Commit ``report`` as this oracle's decision for its key, or return the same stored one.
+
+        Durable when it returns. Raises ConflictingDecision, changing nothing, when a
+        different report is already committed for the key.
+        """
+        kind, key = report_key(report)
+        table = _TABLES[kind]
+        digest = eip712.digest(self.domain, report)
+        with self._write() as db:
+            row = db.execute(
+                f"SELECT report_json, digest, decided_at, signature, signed_at FROM {table.name} WHERE {table.where}",
+                key,
+            ).fetchone()
+            if row is not None:
+                stored = self._decision(kind, key, row)
+                if stored.digest != digest:
+                    raise ConflictingDecision(kind, key, stored.report, report)
+                return stored
+            now = time.time()
+            columns = (*table.key_columns, "report_json", "digest", "epoch", "decided_at")
+            db.execute(
+                f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                (*key, _encode_report(report), digest, report.epoch, now),
+            )
+        logger.info("decided %s %s (digest 0x%s)", kind, "/".join(key), digest.hex())
+        return Decision(kind, key, report, digest, now, None, None, created=True)
+
+    def job_decision(self, job_id: int) -> Decision | None:
+        return self._get_decision("job", job_key(job_id))
+
+    def hardware_decision(self, provider: str, valid_until: int) -> Decision | None:
+        return self._get_decision("hardware", hardware_key(provider, valid_until))
+
+    def decision_for(self, report: Report) -> Decision | None:
+        """The stored decision under ``report``'s key (whatever its content)."""
+        return self._get_decision(*report_key(report))
+
+    def _get_decision(self, kind: ReportKind, key: tuple[str, ...]) -> Decision | None:
+        table = _TABLES[kind]
+        with self._read() as db:
+            row = db.execute(
+                f"SELECT report_json, digest, decided_at, signature, signed_at FROM {table.name} WHERE {table.where}",
+                key,
+            ).fetchone()
+        return None if row is None else self._decision(kind, key, row)
+
+    def _decision(self, kind: ReportKind, key: tuple[str, ...], row: tuple) -> Decision:
+        report_json, digest, decided_at, signature, signed_at = row
+        report = eip712.from_json(json.loads(report_json), _TABLES[kind].report_type)
+        return Decision(kind, key, report, bytes(digest), decided_at, None if signature is None else bytes(signature), signed_at)
+
+    def attach_signature(self, decision: Decision, signature: bytes) -> Decision:
+        """Store this oracle's own signature of a committed decision; returns the updated decision.
+
+        The signature must recover to this store's oracle over the stored digest. If one is
+        already attached it is kept (signing is deterministic, so it is the same bytes).
+        """
+        table = _TABLES[decision.kind]
+        signer = _recover(self.domain, decision.report, signature)
+        if signer != self.oracle:
+            raise InvalidSignature(f"the signature recovers to {signer}, not to this oracle {self.oracle}")
+        with self._write() as db:
+            row = db.execute(
+                f"SELECT report_json, digest, decided_at, signature, signed_at FROM {table.name} WHERE {table.where}",
+                decision.key,
+            ).fetchone()
+            if row is None:
+                raise NotDecided(f"{decision.kind} {'/'.join(decision.key)}: no committed decision")
+            stored = self._decision(decision.kind, decision.key, row)
+            if stored.digest != decision.digest:  # unreachable unless the file was edited
+                raise ConflictingDecision(decision.kind, decision.key, stored.report, decision.report)
+            if stored.signature is not None:
+                return stored
+            now = time.time()
+            db.execute(
+                f"UPDATE {table.name} SET signature = ?, signed_at = ? WHERE {table.where}",
+                (signature, now, *decision.key),
+            )
+            db.execute(
+                "INSERT OR IGNORE INTO signatures (digest, signer, signature, source, received_at) "
+                "VALUES (?, ?, ?, 'self', ?)",
+                (decision.digest, signer, bytes(signature), now),
+            )
+        return Decision(
+            decision.kind, decision.key, decision.report, decision.digest, decision.decided_at, bytes(signature), now
+        )
+
+    # ---------------------------------------------------------------- peers' signatures
+
+    def add_peer_signature(self, report: Report, signature: bytes | str, source: str = "peer") -> tuple[AddResult, str]:
+        """Verify and store a peer's signature of ``report``; returns (result, signer).
+
+        Refuses, storing nothing: NotDecided (no decision for the report's key yet),
+        ReportMismatch (the report is not exactly our decision), InvalidSignature (malformed
+        or unrecoverable), UnknownEpoch (no committee recorded for the epoch), NotAMember
+        (the signer is outside that epoch's committee).
+        """
+        kind, key = report_key(report)
+        decision = self._get_decision(kind, key)
+        if decision is None:
+            raise NotDecided(f"{kind} {'/'.join(key)}: this oracle has not decided it")
+        if eip712.digest(self.domain, report) != decision.digest:
+            raise ReportMismatch(kind, key, decision.report, report)
+        signer = _recover(self.domain, decision.report, signature)
+        committee = self.committee(decision.report.epoch)
+        if committee is None:
+            raise UnknownEpoch(f"no committee is recorded for epoch {decision.report.epoch}")
+        if not committee.is_member(signer):
+            raise NotAMember(signer, committee.epoch)
+        raw = _signature_bytes(signature)
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO signatures (digest, signer, signature, source, received_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (decision.digest, signer, raw, source, time.time()),
+            )
+            added = cursor.rowcount == 1
+        return (AddResult.ADDED if added else AddResult.DUPLICATE), signer
+
+    def signatures(self, digest: bytes) -> list[StoredSignature]:
+        """Every stored signature over ``digest``, sorted by signer address ascending."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT signer, signature, source, received_at FROM signatures WHERE digest = ?", (digest,)
+            ).fetchall()
+        stored = [StoredSignature(signer, bytes(sig), source, at) for signer, sig, source, at in rows]
+        return sorted(stored, key=lambda s: int(s.signer, 16))
+
+    # ---------------------------------------------------------------- committees
+
+    def set_committee(self, epoch: int, members: Sequence[str], threshold: int) -> CommitteeInfo:
+        """Record the committee of ``epoch`` (idempotent; a different one for a known epoch is refused).
+
+        Enforces the contract's rules: 1 <= threshold <= len(members) <= MAX_MEMBERS,
+        threshold > len / 2, no duplicate member.
+        """
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 1 <= epoch < 2**63:
+            raise ValueError("committee epoch: expected an int in [1, 2**63)")
+        checked = tuple(to_checksum_address(m) for m in members)
+        if len(set(checked)) != len(checked):
+            raise ValueError("committee: duplicate member")
+        if not 1 <= len(checked) <= MAX_MEMBERS:
+            raise ValueError(f"committee: expected 1 .. {MAX_MEMBERS} members, got {len(checked)}")
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or not len(checked) / 2 < threshold <= len(checked):
+            raise ValueError(f"committee: threshold must be > {len(checked)} / 2 and <= {len(checked)}")
+        info = CommitteeInfo(epoch, checked, threshold)
+        with self._write() as db:
+            row = db.execute("SELECT members, threshold FROM committees WHERE epoch = ?", (epoch,)).fetchone()
+            if row is not None:
+                stored = CommitteeInfo(epoch, tuple(json.loads(row[0])), row[1])
+                if stored != info:
+                    raise StoreMismatch(f"epoch {epoch}: a different committee is already recorded")
+                return stored
+            db.execute(
+                "INSERT INTO committees (epoch, members, threshold, recorded_at) VALUES (?, ?, ?, ?)",
+                (epoch, json.dumps(list(checked)), threshold, time.time()),
+            )
+        logger.info("committee of epoch %d: %d members, threshold %d", epoch, len(checked), threshold)
+        return info
+
+    def committee(self, epoch: int) -> CommitteeInfo | None:
+        with self._read() as db:
+            row = db.execute("SELECT members, threshold FROM committees WHERE epoch = ?", (epoch,)).fetchone()
+        return None if row is None else CommitteeInfo(epoch, tuple(json.loads(row[0])), row[1])
+
+    def current_committee(self) -> CommitteeInfo | None:
+        """The committee of the highest recorded epoch (the chain's current one, once followed)."""
+        with self._read() as db:
+            row = db.execute("SELECT epoch, members, threshold FROM committees ORDER BY epoch DESC LIMIT 1").fetchone()
+        return None if row is None else CommitteeInfo(row[0], tuple(json.loads(row[1])), row[2])
+
+    # ---------------------------------------------------------------- settlements
+
+    def record_submission(self, job_id: int, tx_hash: str) -> SettlementStatus:
+        """Record that a settlement transaction was sent for a decided job."""
+        key = job_key(job_id)
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM job_decisions WHERE job_id = ?", key).fetchone() is None:
+                raise NotDecided(f"job {key[0]}: no decision to submit")
+            db.execute(
+                "INSERT INTO settlements (job_id, tx_hash, submitted_at, submissions) VALUES (?, ?, ?, 1) "
+                "ON CONFLICT (job_id) DO UPDATE SET tx_hash = excluded.tx_hash, "
+                "submitted_at = excluded.submitted_at, submissions = submissions + 1",
+                (key[0], tx_hash, time.time()),
+            )
+        return self._settlement(key)  # type: ignore[return-value]
+
+    def mark_settled(self, job_id: int, tx_hash: str | None = None) -> SettlementStatus:
+        """Record that the job is settled on chain (by anyone's transaction); idempotent."""
+        key = job_key(job_id)
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM job_decisions WHERE job_id = ?", key).fetchone() is None:
+                raise NotDecided(f"job {key[0]}: no decision to settle")
+            db.execute(
+                "INSERT INTO settlements (job_id, settled, settled_at, settled_tx) VALUES (?, 1, ?, ?) "
+                "ON CONFLICT (job_id) DO UPDATE SET settled = 1, "
+                "settled_at = coalesce(settled_at, excluded.settled_at), "
+                "settled_tx = coalesce(settled_tx, excluded.settled_tx)",
+                (key[0], time.time(), tx_hash),
+            )
+        return self._settlement(key)  # type: ignore[return-value]
+
+    def settlement(self, job_id: int) -> SettlementStatus | None:
+        return self._settlement(job_key(job_id))
+
+    def _settlement(self, key: tuple[str, ...]) -> SettlementStatus | None:
+        with self._read() as db:
+            row = db.execute(
+                "SELECT tx_hash, submitted_at, submissions, settled, settled_at, settled_tx "
+                "FROM settlements WHERE job_id = ?",
+                key,
+            ).fetchone()
+        if row is None:
+            return None
+        tx_hash, submitted_at, submissions, settled, settled_at, settled_tx = row
+        return SettlementStatus(int(key[0]), tx_hash, submitted_at, submissions, bool(settled), settled_at, settled_tx)
+
+    def unsettled_job_ids(self) -> list[int]:
+        """Decided jobs not yet known to be settled, ascending."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT d.job_id FROM job_decisions d LEFT JOIN settlements s ON s.job_id = d.job_id "
+                "WHERE coalesce(s.settled, 0) = 0"
+            ).fetchall()
+        return sorted(int(r[0]) for r in rows)
+
+    # ---------------------------------------------------------------- cursors
+
+    def cursor(self, name: str) -> Cursor | None:
+        with self._read() as db:
+            row = db.execute("SELECT block, block_hash, updated_at FROM cursors WHERE name = ?", (name,)).fetchone()
+        return None if row is None else Cursor(name, row[0], row[1], row[2])
+
+    def set_cursor(self, name: str, block: int, block_hash: str | None = None) -> Cursor:
+        """Record the last block the follower named ``name`` has fully processed."""
+        if isinstance(block, bool) or not isinstance(block, int) or not 0 <= block < 2**63:
+            raise ValueError("cursor block: expected an int in [0, 2**63)")
+        now = time.time()
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO cursors (name, block, block_hash, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET block = excluded.block, block_hash = excluded.block_hash, "
+                "updated_at = excluded.updated_at",
+                (name, block, block_hash, now),
+            )
+        return Cursor(name, block, block_hash, now)
+
+    # ---------------------------------------------------------------- health
+
+    def counts(self) -> StoreCounts:
+        with self._read() as db:
+
+            def one(sql: str, *args: object) -> int:
+                return int(db.execute(sql, args).fetchone()[0])
+
+            return StoreCounts(
+                job_decisions=one("SELECT count(*) FROM job_decisions"),
+                hardware_decisions=one("SELECT count(*) FROM hardware_decisions"),
+                signed_job_decisions=one("SELECT count(*) FROM job_decisions WHERE signature IS NOT NULL"),
+                signatures=one("SELECT count(*) FROM signatures"),
+                peer_signatures=one("SELECT count(*) FROM signatures WHERE signer != ?", self.oracle),
+                settled_jobs=one("SELECT count(*) FROM settlements WHERE settled = 1"),
+            )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _signature_bytes(signature: bytes | str) -> bytes:
+    if isinstance(signature, str):
+        text = signature[2:] if signature.startswith(("0x", "0X")) else signature
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            raise InvalidSignature("signature: not a hex string") from None
+    return bytes(signature)
+
+
+def _recover(domain: Domain, report: Report, signature: bytes | str) -> str:
+    try:
+        return eip712.recover(domain, report, signature)
+    except ValueError as exc:
+        raise InvalidSignature(str(exc)) from None
+
+
+def _split_sql(script: str) -> list[str]:
+    # executescript() would COMMIT our transaction; run statement by statement instead.
+    statements, buffer = [], ""
+    for line in script.splitlines():
+        if line.strip().startswith("--"):
+            continue
+        buffer += line + "\n"
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        raise AssertionError(f"incomplete migration statement: {buffer!r}")
+    return statements

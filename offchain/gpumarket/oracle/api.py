@@ -21,6 +21,7 @@ precise status, and the server keeps serving; a refused request changes nothing 
     403 not_a_member          the signature recovers to no member of the report's epoch
     404 not_found | not_decided
     405 method_not_allowed
+    408 request_timeout   (the body stalled longer than request_timeout_s)
     409 not_decided (push before we decided) | report_mismatch (not our decision)
         | duplicate_signature (a replay: that signer's signature is already stored)
         | unknown_epoch
@@ -208,7 +209,10 @@ class OracleAPI:
         server = _Server((self.config.host, self.config.port), handler)
         server.api = self
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="oracle-api", daemon=True)
+        # A short poll interval: stop() returns within it.
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="oracle-api", daemon=True
+        )
         self._thread.start()
         logger.info("oracle API for %s listening on %s", self.signer.address, self.url)
         return self
@@ -309,7 +313,10 @@ class OracleAPI:
         content_type = headers.get("Content-Type")
         if content_type is not None and content_type.split(";")[0].strip().lower() != "application/json":
             raise ApiError(415, "unsupported_media_type", "send application/json", close=True)
-        body = request.rfile.read(length)
+        try:
+            body = request.rfile.read(length)
+        except TimeoutError:
+            raise ApiError(408, "request_timeout", "the body did not arrive in time", close=True) from None
         if len(body) != length:
             raise ApiError(400, "truncated_body", f"got {len(body)} of {length} bytes", close=True)
         try:

@@ -21,6 +21,7 @@ Who submits the settlement once a quorum is held is :mod:`gpumarket.oracle.settl
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import time
@@ -46,6 +47,7 @@ from gpumarket.oracle.store import (
     UnknownEpoch,
     hardware_key,
     job_key,
+    report_key,
 )
 from gpumarket.oracle.wire import WireError, loads_strict, parse_served
 from gpumarket.signing import eip712
@@ -106,11 +108,12 @@ class PeerClient:
 
     def fetch_job(self, job_id: int) -> SignedReport | None:
         """The peer's signed report for ``job_id``; None while it has not decided."""
-        return self._fetch("job", f"/reports/job/{job_key(job_id)[0]}")
+        key = job_key(job_id)
+        return self._fetch("job", key, f"/reports/job/{key[0]}")
 
     def fetch_hardware(self, provider: str, valid_until: int) -> SignedReport | None:
-        provider, until = hardware_key(provider, valid_until)
-        return self._fetch("hardware", f"/reports/hardware/{provider}/{until}")
+        key = hardware_key(provider, valid_until)
+        return self._fetch("hardware", key, f"/reports/hardware/{key[0]}/{key[1]}")
 
     def push(self, signed: SignedReport) -> PeerAnswer:
         """POST ``signed`` to the peer; returns its status and JSON answer (4xx included)."""
@@ -126,7 +129,7 @@ class PeerClient:
             raise PeerError(self.base_url, "bad_answer", f"/health answered {answer.status}")
         return answer.body
 
-    def _fetch(self, kind: ReportKind, path: str) -> SignedReport | None:
+    def _fetch(self, kind: ReportKind, key: tuple[str, ...], path: str) -> SignedReport | None:
         answer = self._request("GET", path)
         if answer.status == 404 and isinstance(answer.body, dict) and answer.body.get("error") == "not_decided":
             return None
@@ -136,6 +139,8 @@ class PeerClient:
             report, signature, claimed = parse_served(kind, answer.body)
         except WireError as exc:
             raise PeerError(self.base_url, "malformed", str(exc)) from None
+        if report_key(report) != (kind, key):
+            raise PeerError(self.base_url, "wrong_report", f"asked for {kind} {'/'.join(key)}, got another report")
         try:
             signer = eip712.recover(self.domain, report, signature)
         except ValueError as exc:
@@ -152,16 +157,17 @@ class PeerClient:
             request = urllib.request.Request(url, data=body, method=method)
             if body is not None:
                 request.add_header("Content-Type", "application/json")
+            answer: PeerAnswer | None = None
             try:
                 with self._opener.open(request, timeout=self.config.timeout_s) as response:
                     answer = PeerAnswer(response.status, self._parse(response.read(self.config.max_response_bytes + 1)))
-            except urllib.error.HTTPError as exc:
+            except urllib.error.HTTPError as exc:  # a 4xx/5xx answer is still an answer
                 with exc:
                     answer = PeerAnswer(exc.code, self._parse(exc.read(self.config.max_response_bytes + 1)))
-            except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
                 last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
                 logger.debug("%s %s attempt %d failed: %s", method, url, attempt, last)
-            else:
+            if answer is not None:
                 if answer.status < 500:
                     return answer
                 last = f"HTTP {answer.status}"
@@ -194,7 +200,7 @@ class GatherResult:
     duplicates: dict[str, str] = field(default_factory=dict)  # url -> signer, already stored
     pending: list[str] = field(default_factory=list)  # urls that have not decided yet
     refused: dict[str, str] = field(default_factory=dict)  # url -> reason (disagreement, outsider...)
-    unreachable: dict[str, str] = field(default_factory=dict)  # url -> reason
+    failed: dict[str, str] = field(default_factory=dict)  # url -> PeerError reason (unreachable, malformed...)
     held: int = 0  # signatures stored for the report after this round (ours included)
 
 
@@ -238,7 +244,7 @@ def _gather(store: DecisionStore, digest: bytes, peers: Sequence[PeerClient], fe
     for peer, answer in answers:
         url = peer.base_url
         if isinstance(answer, PeerError):
-            result.unreachable[url] = answer.reason
+            result.failed[url] = answer.reason
             _count(metrics, answer.reason)
             logger.warning("gathering from %s failed: %s", url, answer)
             continue
@@ -286,7 +292,7 @@ class PushResult:
     delivered: tuple[str, ...]  # 202, or 409 duplicate_signature (it already had it)
     pending: tuple[str, ...]  # 409 not_decided: the peer has not decided yet
     refused: dict[str, str]  # url -> the peer's error code
-    unreachable: dict[str, str]
+    failed: dict[str, str]  # url -> PeerError reason
 
 
 def push_signature(signed: SignedReport, peers: Sequence[PeerClient]) -> PushResult:
@@ -294,7 +300,7 @@ def push_signature(signed: SignedReport, peers: Sequence[PeerClient]) -> PushRes
     delivered: list[str] = []
     pending: list[str] = []
     refused: dict[str, str] = {}
-    unreachable: dict[str, str] = {}
+    failed: dict[str, str] = {}
 
     def one(peer: PeerClient) -> tuple[str, PeerAnswer | PeerError]:
         try:
@@ -308,7 +314,7 @@ def push_signature(signed: SignedReport, peers: Sequence[PeerClient]) -> PushRes
             answers = list(pool.map(one, peers))
     for url, answer in answers:
         if isinstance(answer, PeerError):
-            unreachable[url] = answer.reason
+            failed[url] = answer.reason
             continue
         error = answer.body.get("error") if isinstance(answer.body, dict) else None
         if answer.status == 202 or error == "duplicate_signature":
@@ -317,4 +323,4 @@ def push_signature(signed: SignedReport, peers: Sequence[PeerClient]) -> PushRes
             pending.append(url)
         else:
             refused[url] = str(error or f"HTTP {answer.status}")
-    return PushResult(tuple(delivered), tuple(pending), refused, unreachable)
+    return PushResult(tuple(delivered), tuple(pending), refused, failed)

@@ -28,7 +28,6 @@ MAX_PRICE = 2**96 - 1
 MAX_AMOUNT = 2**128 - 1
 MAX_JOB_DURATION = 30 * DAY
 MAX_ACCEPT_WINDOW = 30 * DAY
-MAX_MEMBERS = 31
 # A measurement below half of the class requirement is spoofed hardware.
 SPOOF_THRESHOLD_BPS = 5_000
 

@@ -16,12 +16,9 @@ emit the events, return the values and move the wallets the model predicts. The
 teardown drives every job to a terminal state, withdraws and claims everything, and
 checks that nothing but free stake is left in the market.
 
-The actions are grouped into five rules (provider side, job side, claims, governance,
-time). Hypothesis switches whole rules off at random per example (swarm testing); with one
-rule per action, most examples lacked either `accept_job` or `settle` and never got past
-the start of a job's life. Examples and steps come from the hypothesis profile
-(GPUMARKET_HYPOTHESIS_PROFILE); run with `-s` to see how often each action succeeded or
-was refused, and why.
+Each step is one to three weighted actions (see `MarketMachine.act`). Examples and steps
+come from the hypothesis profile (GPUMARKET_HYPOTHESIS_PROFILE); run with `-s` to see how
+often each action succeeded or was refused, and why.
 """
 
 from __future__ import annotations
@@ -114,20 +111,31 @@ HARDWARE_FAULT = st.sampled_from([None] * 10 + QUORUM_FAULTS + ["expired", "stal
 SETTLE_FAULT = st.sampled_from([None] * 10 + QUORUM_FAULTS + ["wrong_provider", "unknown_outcome", "zero_outcome"])
 
 
-def _action(action: str, weight: int = 1, /, **arguments: Any) -> list[Any]:
-    """`weight` copies of an (action, arguments) strategy, to be mixed with st.one_of."""
-    return [st.tuples(st.just(action), st.fixed_dictionaries(arguments))] * weight
+def _action(action: str, weight: int = 1, /, **arguments: Any) -> tuple[str, int, Any]:
+    return action, weight, st.fixed_dictionaries(arguments)
 
 
-PROVIDER_ACTIONS = st.one_of(
-    *_action("register", index=PROVIDER, claim=CLAIM, mutation=CLAIM_MUTATION),
-    *_action("update_provider", index=PROVIDER, claim=CLAIM, same_hardware=st.booleans(), mutation=CLAIM_MUTATION),
-    *_action("stake", 2, index=PROVIDER, amount=st.one_of(st.integers(1, 3_000 * TOKEN), st.integers(0, 1_000))),
-    *_action("request_unstake", 2, index=PROVIDER, share_bps=st.integers(0, BPS), mode=st.sampled_from(["share"] * 3 + ["all", "too_much", "zero"])),
-    *_action("withdraw", index=PROVIDER),
-    *_action(
+def _weighted(*actions: tuple[str, int, Any]) -> Any:
+    """(action, arguments) pairs, each action drawn in proportion to its weight.
+
+    Not st.one_of over repeated strategies: it drops the repeats, so every action would
+    weigh the same."""
+    names = [name for name, weight, _ in actions for _ in range(weight)]
+    arguments = {name: strategy for name, _, strategy in actions}
+    return st.sampled_from(names).flatmap(lambda name: st.tuples(st.just(name), arguments[name]))
+
+
+# Every action, weighted: jobs get about a third of the draws, since a job's life takes
+# several of them; unpausing is likelier than pausing, so markets are mostly open.
+ACTIONS = _weighted(
+    _action("register", 2, index=PROVIDER, claim=CLAIM, mutation=CLAIM_MUTATION),
+    _action("update_provider", 2, index=PROVIDER, claim=CLAIM, same_hardware=st.booleans(), mutation=CLAIM_MUTATION),
+    _action("stake", 4, index=PROVIDER, amount=st.one_of(st.integers(1, 3_000 * TOKEN), st.integers(0, 1_000))),
+    _action("request_unstake", 4, index=PROVIDER, share_bps=st.integers(0, BPS), mode=st.sampled_from(["share"] * 3 + ["all", "too_much", "zero"])),
+    _action("withdraw", 2, index=PROVIDER),
+    _action(
         "submit_hardware_report",
-        3,
+        6,
         index=PROVIDER,
         kind=st.sampled_from(["pass"] * 3 + ["below", "spoof"]),
         position=PICK,
@@ -135,37 +143,34 @@ PROVIDER_ACTIONS = st.one_of(
         valid_for=st.one_of(st.integers(1, 2 * DAY), st.integers(1, 40 * DAY)),
         fault=HARDWARE_FAULT,
     ),
-)
-JOB_ACTIONS = st.one_of(
-    *_action(
+    _action(
         "create_job",
-        3,
+        10,
         client=CLIENT,
         shape=st.sampled_from(["fit"] * 3 + ["random"]),
         offered_by=PROVIDER,
         directed=st.booleans(),
         size=PICK,
-        price_offset=st.integers(-10, 10**14),
+        price_offset=st.integers(0, 10**14),
         claim=CLAIM,
         duration=st.one_of(st.integers(1, 2 * HOUR), st.integers(1, 2 * DAY)),
         window=st.integers(1, 2 * DAY),
-        mutation=st.sampled_from([None] * 10 + sorted(JOB_MUTATIONS)),
+        mutation=st.sampled_from([None] * 2 * len(JOB_MUTATIONS) + sorted(JOB_MUTATIONS)),
     ),
-    *_action("accept_job", 3, pick=JOB_PICK, caller=st.sampled_from(["eligible"] * 3 + ["provider", "client"]), index=PICK),
-    *_action(
+    _action("accept_job", 8, pick=JOB_PICK, caller=st.sampled_from(["eligible"] * 3 + ["provider", "client"]), index=PICK),
+    _action(
         "settle",
-        3,
+        8,
         pick=JOB_PICK,
         outcome=st.sampled_from([OUTCOME_COMPLETED, OUTCOME_FAILED]),
         billing_bps=st.integers(0, 2 * BPS),
         edge=st.sampled_from([None] * 4 + ["zero", "cap", "over_cap", "max_uint"]),
         fault=SETTLE_FAULT,
     ),
-    *_action("cancel_job", pick=JOB_PICK, by_client=st.sampled_from([True] * 4 + [False]), index=CLIENT),
-    *_action("expire_job", 2, pick=JOB_PICK),
-)
-GOVERNANCE_ACTIONS = st.one_of(
-    *_action(
+    _action("cancel_job", 2, pick=JOB_PICK, by_client=st.sampled_from([True] * 4 + [False]), index=CLIENT),
+    _action("expire_job", 2, pick=JOB_PICK),
+    _action("claim", 4, owed=st.sampled_from([True] * 3 + [False]), index=PICK, token_index=st.integers(0, 1)),
+    _action(
         "set_parameter",
         3,
         name=st.sampled_from(sorted(PARAMETER_BOUNDS)),
@@ -173,24 +178,33 @@ GOVERNANCE_ACTIONS = st.one_of(
         edge=st.sampled_from([None] * 4 + ["low", "high", "below", "above"]),
         as_owner=AS_OWNER,
     ),
-    *_action("set_treasury", index=st.integers(0, 2), as_owner=AS_OWNER),
-    *_action(
+    _action("set_treasury", 1, index=st.integers(0, 2), as_owner=AS_OWNER),
+    _action(
         "set_gpu_class",
+        1,
         gpu_class=st.sampled_from([CPU_DEV, H100, H100, 3, 0]),
         floor=st.sampled_from(["change"] * 3 + ["remove", "out_of_bounds"]),
         position=PICK,
         as_owner=AS_OWNER,
     ),
-    # Unpausing more often than pausing keeps a market that fuzzes jobs mostly unpaused.
-    *_action("pause", as_owner=AS_OWNER),
-    *_action("unpause", 3, as_owner=AS_OWNER),
-    *_action("unjail", index=PROVIDER, as_owner=AS_OWNER),
-    *_action(
+    _action("pause", 1, as_owner=AS_OWNER),
+    _action("unpause", 3, as_owner=AS_OWNER),
+    _action("unjail", 1, index=PROVIDER, as_owner=AS_OWNER),
+    _action(
         "rotate_committee",
         2,
         members=st.lists(st.integers(0, ORACLE_POOL_SIZE - 1), min_size=1, max_size=5, unique=True),
         extra=st.integers(0, 4),
         mutation=st.sampled_from([None] * 4 + ["minority", "too_high", "duplicate", "zero_member", "empty", "not_owner"]),
+    ),
+    _action(
+        "advance_time",
+        10,
+        to_deadline=st.sampled_from([None, None, "job", "release", "verified"]),
+        seconds=st.one_of(st.integers(1, 120), st.integers(1, 6 * HOUR), st.integers(1, 3 * DAY)),
+        index=PICK,
+        delta=st.sampled_from([-1, 0, 1]),
+        probe=st.booleans(),
     ),
 )
 
@@ -328,11 +342,6 @@ class MarketMachine(RuleBasedStateMachine):
                 assert self.views(self._token(token), "balanceOf", account) == balance, f"wallet of {account} in {token}"
         return effects, receipt
 
-    def _dispatch(self, action: tuple[str, dict[str, Any]]) -> None:
-        name, arguments = action
-        self.current_step = name
-        getattr(self, f"_{name}")(**arguments)
-
     def _token(self, address: str) -> Any:
         return next(token for token in self.tokens if str(token) == address)
 
@@ -346,13 +355,21 @@ class MarketMachine(RuleBasedStateMachine):
             for name, expected in fields.items():
                 assert log.event_arguments[name] == expected, f"{event}.{name}: {log.event_arguments[name]} != {expected}"
 
-    def _job_id(self, pick: tuple[str, int], states: tuple[int, ...]) -> int:
+    def _job_id(self, pick: tuple[str, int], states: tuple[int, ...], due: bool | None = None) -> int:
+        """The job a ("live" | "any" | "missing" | "exact", index) pick names.
+
+        "live" prefers a job in `states` whose deadline (see MarketModel.expiry_of) has
+        passed (`due`) or not (`not due`), then any job in `states`, then any job."""
         mode, index = pick
+        if mode == "exact":
+            return index
         count = len(self.model.jobs)
         if mode == "missing" or count == 0:
             return (0, count + 1)[index % 2]
-        wanted = [i for i, job in enumerate(self.model.jobs, 1) if job.state in states]
-        candidates = wanted if mode == "live" and wanted else list(range(1, count + 1))
+        in_state = [i for i, job in enumerate(self.model.jobs, 1) if job.state in states]
+        on_time = [i for i in in_state if due is None or (self.model.now > self.model.expiry_of(self.model.job(i))) == due]
+        candidates = (on_time or in_state) if mode == "live" else []
+        candidates = candidates or list(range(1, count + 1))
         return candidates[index % len(candidates)]
 
     def _quorum_keys(self, members: list[str], threshold: int) -> list[bytes]:
@@ -402,11 +419,9 @@ class MarketMachine(RuleBasedStateMachine):
     def start_with_ready_providers_and_jobs(
         self, ready: list[bool], claims: list[tuple[int, int, int]], extra: int, jobs: list[tuple[int, int, bool]]
     ) -> None:
-        """Some providers registered, verified and staked, and some jobs open or running.
-
-        So that an example in which hypothesis switched off most job actions still has jobs
-        to settle or expire. These are the same actions as the rules', checked the same way.
-        """
+        """Some providers registered, verified and staked, and some jobs open or running,
+        so that every example has jobs to settle or expire from its first step. These are
+        the same actions as the rule's, checked the same way."""
         for index in (i for i, is_ready in enumerate(ready) if is_ready):
             self._register(index, claims[index], None)
             self._submit_hardware_report(index, "pass", 0, "low", DAY, None)
@@ -419,56 +434,63 @@ class MarketMachine(RuleBasedStateMachine):
             spec_hash = keccak(text=f"job spec {job_id}")
             self._post_job(client, book.gpu_class, 1, book.price_per_gpu_second, HOUR, ZERO_ADDRESS, self.model.now + DAY, spec_hash)
             if accept and self.model.job(job_id) is not None:
-                self._accept(job_id, "eligible", offered_by)
+                self._accept_job(("exact", job_id), "eligible", offered_by)
 
-    @_step(rule, action=PROVIDER_ACTIONS)
-    def provider_side(self, action: tuple[str, dict[str, Any]]) -> None:
-        """register, update_provider, stake, request_unstake, withdraw, or a committee's
-        hardware report on a provider (passing, below the floor, or spoofed)."""
-        self._dispatch(action)
+    @_step(rule, actions=st.lists(ACTIONS, min_size=1, max_size=3))
+    def act(self, actions: list[tuple[str, dict[str, Any]]]) -> None:
+        """One to three actions, the books checked after each.
 
-    @_step(rule, action=JOB_ACTIONS)
-    def job_side(self, action: tuple[str, dict[str, Any]]) -> None:
-        """create_job (open or directed), accept_job, settle, cancel_job or expire_job."""
-        self._dispatch(action)
+        One rule for every action, not one rule each: hypothesis switches whole rules off
+        at random per example (swarm testing), and with a rule per action most examples
+        lacked `accept_job` or `settle`, so few jobs lived past their start.
+        """
+        for index, (name, arguments) in enumerate(actions):
+            if index:
+                self._check_books()
+            self.current_step = name
+            getattr(self, f"_{name}")(**arguments)
 
-    @_step(rule, owed=st.sampled_from([True] * 3 + [False]), index=PICK, token_index=st.integers(0, 1))
-    def claim(self, owed: bool, index: int, token_index: int) -> None:
-        """Mostly a balance that is owed, sometimes any account and token."""
-        pairs = [(t, a) for t in self.tokens for a in self.accounts if self.model.claimable.get((str(t), str(a)), 0)]
-        if owed and pairs:
-            token, account = pairs[index % len(pairs)]
-        else:
-            token, account = (self.stake_token, self.payment_token)[token_index], self.accounts[index % len(self.accounts)]
-        self._claim(account, token)
+    # ------------------------------------------------------------------ time
 
-    @_step(rule, action=GOVERNANCE_ACTIONS)
-    def governance(self, action: tuple[str, dict[str, Any]]) -> None:
-        """A parameter, the treasury, a GPU class, pause, unpause, unjail or a new
-        committee; by the owner, or (refused) by the attacker."""
-        self._dispatch(action)
+    def _advance_time(self, to_deadline: str | None, seconds: int, index: int, delta: int, probe: bool) -> None:
+        """Jumps `seconds` ahead, or to one second before, on, or after a deadline, where
+        off-by-one bugs live; with `probe`, then tries what that deadline governs:
 
-    @_step(
-        rule,
-        to_deadline=st.sampled_from([None, None, "job", "release", "verified"]),
-        seconds=st.one_of(st.integers(1, 120), st.integers(1, 6 * HOUR), st.integers(1, 3 * DAY)),
-        index=PICK,
-        delta=st.sampled_from([-1, 0, 1]),
-    )
-    def advance_time(self, to_deadline: str | None, seconds: int, index: int, delta: int) -> None:
-        """Jumps `seconds` ahead, or to one second before, on, or after a deadline of a
-        live job, an unbonding entry or a verification: where off-by-one bugs live."""
+        - a live job's (accept deadline, or start + duration + grace): accept it if OPEN,
+          then expire it;
+        - an unbonding entry's release: withdraw it;
+        - a verification's end: accept an open job as that provider.
+        """
         if to_deadline is None:
             self.model.now += seconds
             return
+        model, targets = self.model, []
         if to_deadline == "job":
-            deadlines = [self.model.expiry_of(job) for job in self.model.jobs if job.state in LIVE_STATES]
-        else:
-            books = [self.model.provider(str(p)) for p in self.providers]
-            deadlines = [b.release_at for b in books if b.unbonding] if to_deadline == "release" else [b.verified_until for b in books]
-        later = [d + delta for d in deadlines if d + delta > self.model.now]
-        if later:
-            self.model.now = later[index % len(later)]
+            targets = [(model.expiry_of(job), functools.partial(self._probe_job, job_id, index)) for job_id, job in enumerate(model.jobs, 1) if job.state in LIVE_STATES]
+        for provider_index, account in enumerate(self.providers):
+            book = model.provider(str(account))
+            if to_deadline == "release" and book.unbonding:
+                targets.append((book.release_at, functools.partial(self._withdraw, provider_index)))
+            elif to_deadline == "verified" and book.verified_until:
+                targets.append((book.verified_until, functools.partial(self._probe_verification, account)))
+        later = [(deadline + delta, action) for deadline, action in targets if deadline + delta > model.now]
+        if not later:
+            return
+        model.now, action = later[index % len(later)]
+        if probe:
+            action()
+
+    def _probe_job(self, job_id: int, index: int) -> None:
+        if self.model.job_state(job_id) == OPEN:
+            self._accept_job(("exact", job_id), "eligible", index)
+            self._check_books()
+        self._expire(job_id)
+
+    def _probe_verification(self, account: Any) -> None:
+        open_jobs = [job_id for job_id, job in enumerate(self.model.jobs, 1) if job.state == OPEN]
+        if open_jobs:
+            self._accept(open_jobs[0], account)
+
 
     # ------------------------------------------------------------------ provider actions
 
@@ -631,16 +653,17 @@ class MarketMachine(RuleBasedStateMachine):
         )
 
     def _accept_job(self, pick: tuple[str, int], caller: str, index: int) -> None:
-        self._accept(self._job_id(pick, (OPEN,)), caller, index)
-
-    def _accept(self, job_id: int, caller: str, index: int) -> None:
         """By a provider the model finds eligible (if any), any provider, or a client."""
+        job_id = self._job_id(pick, (OPEN,), due=False)
         if caller == "client":
             account = self.clients[index % len(self.clients)]
         else:
             eligible = [p for p in self.providers if not self.model.accept_reasons(str(p), job_id)]
             pool = eligible if caller == "eligible" and eligible else self.providers
             account = pool[index % len(pool)]
+        self._accept(job_id, account)
+
+    def _accept(self, job_id: int, account: Any) -> None:
         done = self._act(lambda: self.model.accept_job(str(account), job_id), lambda: self.market.accept_job(job_id, sender=account))
         if done:
             effects, receipt = done
@@ -661,9 +684,11 @@ class MarketMachine(RuleBasedStateMachine):
         def build(epoch: int) -> tuple[Any, bytes, bytes]:
             fields = (job_id, provider, outcome, gpu_seconds, RESULT_HASH, EVIDENCE_HASH, epoch)
             other = (job_id, provider, outcome, gpu_seconds ^ 1, RESULT_HASH, EVIDENCE_HASH, epoch)
-            # The dataclass refuses outcomes other than 1 and 2; the contract must too.
-            report = JobReport(*fields) if outcome in (OUTCOME_COMPLETED, OUTCOME_FAILED) else fields
-            return report, _job_report_digest(self.domain, fields), _job_report_digest(self.domain, other)
+            if outcome in (OUTCOME_COMPLETED, OUTCOME_FAILED):
+                report = JobReport(*fields)
+                return report, eip712.digest(self.domain, report), eip712.digest(self.domain, JobReport(*other))
+            # The dataclass refuses other outcomes; the contract must refuse them too.
+            return fields, _job_report_digest(self.domain, fields), _job_report_digest(self.domain, other)
 
         report, epoch, signatures, signers = self._signed(fault, build)
         done = self._act(
@@ -703,7 +728,7 @@ class MarketMachine(RuleBasedStateMachine):
             self._assert_emitted(receipt, "JobCancelled", job_id=job_id, client=str(account), refund=effects["refund"])
 
     def _expire_job(self, pick: tuple[str, int]) -> None:
-        self._expire(self._job_id(pick, LIVE_STATES))
+        self._expire(self._job_id(pick, LIVE_STATES, due=True))
 
     def _expire(self, job_id: int) -> None:
         done = self._act(lambda: self.model.expire_job(job_id), lambda: self.market.expire_job(job_id, sender=self.keeper))
@@ -711,7 +736,16 @@ class MarketMachine(RuleBasedStateMachine):
             effects, receipt = done
             self._assert_emitted(receipt, "JobExpired", job_id=job_id, **effects.values)
 
-    def _claim(self, account: Any, token: Any) -> None:
+    def _claim(self, owed: bool, index: int, token_index: int) -> None:
+        """Mostly a balance that is owed, sometimes any account and token."""
+        pairs = [(t, a) for t in self.tokens for a in self.accounts if self.model.claimable.get((str(t), str(a)), 0)]
+        if owed and pairs:
+            token, account = pairs[index % len(pairs)]
+        else:
+            token, account = (self.stake_token, self.payment_token)[token_index], self.accounts[index % len(self.accounts)]
+        self._claim_from(account, token)
+
+    def _claim_from(self, account: Any, token: Any) -> None:
         done = self._act(lambda: self.model.claim(str(account), str(token)), lambda: self.market.claim(token, sender=account))
         if done:
             effects, receipt = done
@@ -820,13 +854,14 @@ class MarketMachine(RuleBasedStateMachine):
 
     @_step(invariant)
     def the_books_hold(self) -> None:
-        """Invariants 1-3, after every step.
+        """Invariants 1-3, after every step (and between the actions of a step)."""
+        self._check_books()
 
-        Reading every view costs more than most steps, so the books are read again only
-        after a step in which a transaction succeeded; after a time jump or a refused call,
-        a fingerprint (token balances, job count, epoch) confirms that nothing moved, and
-        the books as last read are checked against the model again.
-        """
+    def _check_books(self) -> None:
+        """Reading every view costs more than most actions, so the books are read again
+        only after a transaction succeeded; after a time jump or a refused call, a
+        fingerprint (token balances, job count, epoch) confirms that nothing moved, and the
+        books as last read are checked against the model again."""
         if self.books is None:
             self.books = self._read_books()
         else:
@@ -915,7 +950,7 @@ class MarketMachine(RuleBasedStateMachine):
             if model.provider(str(account)).unbonding:
                 self._withdraw(index)
         for token, account in list(model.claimable):
-            self._claim(self._account(account), self._token(token))
+            self._claim_from(self._account(account), self._token(token))
 
         books = self.books = self._read_books()
         self._assert_conserved_and_modelled(books)

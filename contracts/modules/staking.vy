@@ -91,7 +91,9 @@ def stake(amount: uint256):
     free: uint256 = 0
     locked: uint256 = 0
     free, locked = self._unpack(self._stake[msg.sender])
-    assert free + amount <= LOW_128, "staking: stake too large"
+    # free + locked stays below 2**128: locking and slashing only move or
+    # remove stake, so neither half of the packed word can overflow.
+    assert free + locked + amount <= LOW_128, "staking: stake too large"
     self._stake[msg.sender] = self._pack(free + amount, locked)
     token_io._pull_exact(ledger.STAKE_TOKEN, msg.sender, amount)
     log Staked(provider=msg.sender, amount=amount)
@@ -156,7 +158,6 @@ def _lock_collateral(provider: address, collateral: uint256):
     locked: uint256 = 0
     free, locked = self._unpack(self._stake[provider])
     assert free >= governance.min_stake + collateral, "staking: free stake too low"
-    assert locked + collateral <= LOW_128, "staking: locked stake too large"
     self._stake[provider] = self._pack(free - collateral, locked + collateral)
 
 
@@ -225,8 +226,7 @@ def _bps_round_up(amount: uint256, bps: uint256) -> uint256:
 @internal
 @pure
 def _pack(free: uint256, locked: uint256) -> uint256:
-    # Both halves are kept below 2**128 by `stake` (free + locked never
-    # exceeds what was staked), so the shift cannot overflow.
+    # `stake` keeps free + locked below 2**128, so neither half overflows.
     return free | (locked << 128)
 
 

@@ -76,3 +76,18 @@ def test_stake_adds_to_free_and_leaves_locked_alone(market, provider, client, ru
     assert after.free == before.free + 3 * TOKEN
     assert after.locked == before.locked
     books()
+
+
+def test_locked_stake_counts_toward_the_128_bit_limit(market, stake_token, provider, client, running_job):
+    # free + locked share one packed word; the cap applies to their sum, so no later
+    # lock or top-up can push either half past 128 bits.
+    running_job(client, provider)
+    stake = market.stake_of(provider)
+    room = MAX_FREE_STAKE - stake.free - stake.locked
+    stake_token.mint(provider, room + 1, sender=provider)
+
+    with ape.reverts("staking: stake too large"):
+        market.stake(room + 1, sender=provider)
+    market.stake(room, sender=provider)
+    after = market.stake_of(provider)
+    assert after.free + after.locked == MAX_FREE_STAKE

@@ -132,9 +132,10 @@ class _Server(ThreadingHTTPServer):
 
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server_version = "gpumarket-oracle"
-    sys_version = ""
     server: _Server
+
+    def version_string(self) -> str:
+        return "gpumarket-oracle"
 
     def do_GET(self) -> None:
         self.server.api._dispatch(self, "GET")

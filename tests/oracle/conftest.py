@@ -59,7 +59,9 @@ class Node:
 
 
 @pytest.fixture
-def make_node(tmp_path: Path, domain: Domain, keys: list[OracleKey], members: list[str]) -> Iterator[Callable[..., Node]]:
+def make_node(
+    tmp_path: Path, domain: Domain, keys: list[OracleKey], members: list[str]
+) -> Iterator[Callable[..., Node]]:
     """Builder: oracle ``index`` with its own store, the 2-of-3 committee of epoch 1 recorded."""
     nodes: list[Node] = []
 

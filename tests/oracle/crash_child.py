@@ -8,7 +8,7 @@ exactly which signatures left the process before it died.
 KIND is job or hardware (for hardware, JOB is valid_until and OUTCOME the measured throughput).
 Crash points (each a real SIGKILL of this process, no cleanup runs):
   before_commit  the decision's INSERT ran, the COMMIT is about to execute (sqlite trace hook)
-  after_commit   the decision is committed; killed inside the key's sign() (no signature yet)
+  after_commit   the decision is committed; killed inside the key's sign_report() (no signature yet)
   after_sign     the signature exists and is printed, killed before it is stored
 """
 
@@ -59,11 +59,11 @@ def install_crash(point: str, store: DecisionStore) -> None:
         store._db.set_trace_callback(trace)  # test-only: the store keeps its connection private
     elif point == "after_commit":
 
-        def sign(self, domain, report):  # replaces OracleKey.sign in this process only
+        def sign_report(self, domain, report):  # replaces OracleKey.sign_report in this process only
             emit(event="dying", point=point)
             die()
 
-        OracleKey.sign = sign  # type: ignore[method-assign]
+        OracleKey.sign_report = sign_report  # type: ignore[method-assign]
     elif point == "after_sign":
 
         def attach(self, decision, signature):

@@ -10,8 +10,9 @@ import re
 import socket
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -128,7 +129,12 @@ CASES = [
     Case(
         "negative Content-Length", lambda r, d: _post(P, None, {"Content-Length": "-1"}), 400, "invalid_content_length"
     ),
-    Case("not JSON media type", lambda r, d: _post(P, b"{}", {"Content-Type": "text/plain"}), 415, "unsupported_media_type"),
+    Case(
+        "not JSON media type",
+        lambda r, d: _post(P, b"{}", {"Content-Type": "text/plain"}),
+        415,
+        "unsupported_media_type",
+    ),
     Case("malformed JSON", lambda r, d: _post(P, b'{"report": {'), 400, "malformed_json"),
     Case("not UTF-8", lambda r, d: _post(P, b'{"report": "\xff"}'), 400, "malformed_json"),
     Case("NaN", lambda r, d: _post(P, b'{"report": NaN}'), 400, "malformed_json"),
@@ -143,25 +149,81 @@ CASES = [
         "missing_field",
         "signature",
     ),
-    Case("missing report member", lambda r, d: _post(P, _with_report(r, gpu_seconds=...)), 400, "missing_field", "report.gpu_seconds"),
-    Case("unknown report member", lambda r, d: _post(P, _with_report(r, bonus=1)), 400, "unknown_field", "report.bonus"),
+    Case(
+        "missing report member",
+        lambda r, d: _post(P, _with_report(r, gpu_seconds=...)),
+        400,
+        "missing_field",
+        "report.gpu_seconds",
+    ),
+    Case(
+        "unknown report member", lambda r, d: _post(P, _with_report(r, bonus=1)), 400, "unknown_field", "report.bonus"
+    ),
     Case(
         "unknown top-level field",
-        lambda r, d: _post(P, json.dumps({"report": eip712.to_json(r), "signature": "0x" + "11" * 65, "x": 1}).encode()),
+        lambda r, d: _post(
+            P, json.dumps({"report": eip712.to_json(r), "signature": "0x" + "11" * 65, "x": 1}).encode()
+        ),
         400,
         "unknown_field",
         "x",
     ),
-    Case("report is a list", lambda r, d: _post(P, b'{"report": [], "signature": "0x00"}'), 400, "invalid_field", "report"),
-    Case("gpu_seconds a word", lambda r, d: _post(P, _with_report(r, gpu_seconds="lots")), 400, "invalid_field", "report.gpu_seconds"),
-    Case("gpu_seconds a float", lambda r, d: _post(P, _with_report(r, gpu_seconds=1.5)), 400, "invalid_field", "report.gpu_seconds"),
-    Case("gpu_seconds negative", lambda r, d: _post(P, _with_report(r, gpu_seconds=-1)), 400, "invalid_field", "report.gpu_seconds"),
-    Case("job_id > uint256", lambda r, d: _post(P, _with_report(r, job_id=2**256)), 400, "invalid_field", "report.job_id"),
+    Case(
+        "report is a list",
+        lambda r, d: _post(P, b'{"report": [], "signature": "0x00"}'),
+        400,
+        "invalid_field",
+        "report",
+    ),
+    Case(
+        "gpu_seconds a word",
+        lambda r, d: _post(P, _with_report(r, gpu_seconds="lots")),
+        400,
+        "invalid_field",
+        "report.gpu_seconds",
+    ),
+    Case(
+        "gpu_seconds a float",
+        lambda r, d: _post(P, _with_report(r, gpu_seconds=1.5)),
+        400,
+        "invalid_field",
+        "report.gpu_seconds",
+    ),
+    Case(
+        "gpu_seconds negative",
+        lambda r, d: _post(P, _with_report(r, gpu_seconds=-1)),
+        400,
+        "invalid_field",
+        "report.gpu_seconds",
+    ),
+    Case(
+        "job_id > uint256", lambda r, d: _post(P, _with_report(r, job_id=2**256)), 400, "invalid_field", "report.job_id"
+    ),
     Case("outcome 3", lambda r, d: _post(P, _with_report(r, outcome=3)), 400, "invalid_field", "report.outcome"),
-    Case("provider not an address", lambda r, d: _post(P, _with_report(r, provider="0x12")), 400, "invalid_field", "report.provider"),
-    Case("result_hash short", lambda r, d: _post(P, _with_report(r, result_hash="0x11")), 400, "invalid_field", "report.result_hash"),
-    Case("signature a number", lambda r, d: _post(P, push_body(r, "0x00").replace(b'"0x00"', b"7")), 400, "invalid_field", "signature"),
-    Case("signature too short", lambda r, d: _post(P, push_body(r, "0x" + "ab" * 64)), 400, "invalid_field", "signature"),
+    Case(
+        "provider not an address",
+        lambda r, d: _post(P, _with_report(r, provider="0x12")),
+        400,
+        "invalid_field",
+        "report.provider",
+    ),
+    Case(
+        "result_hash short",
+        lambda r, d: _post(P, _with_report(r, result_hash="0x11")),
+        400,
+        "invalid_field",
+        "report.result_hash",
+    ),
+    Case(
+        "signature a number",
+        lambda r, d: _post(P, push_body(r, "0x00").replace(b'"0x00"', b"7")),
+        400,
+        "invalid_field",
+        "signature",
+    ),
+    Case(
+        "signature too short", lambda r, d: _post(P, push_body(r, "0x" + "ab" * 64)), 400, "invalid_field", "signature"
+    ),
     Case("signature high s", lambda r, d: _post(P, push_body(r, _high_s(d, r))), 400, "invalid_signature", "signature"),
     Case(
         "signature v = 29",
@@ -179,7 +241,9 @@ CASES = [
     ),
     Case(
         "a member signed a different report for this job",
-        lambda r, d: _post(P, push_body(replace(r, outcome=Outcome.FAILED), _sig(1, d, replace(r, outcome=Outcome.FAILED)))),
+        lambda r, d: _post(
+            P, push_body(replace(r, outcome=Outcome.FAILED), _sig(1, d, replace(r, outcome=Outcome.FAILED)))
+        ),
         409,
         "report_mismatch",
         "report",
@@ -191,7 +255,9 @@ CASES = [
         "not_a_member",
         "signature",
     ),
-    Case("non-member's signature", lambda r, d: _post(P, push_body(r, _sig(9, d, r))), 403, "not_a_member", "signature"),
+    Case(
+        "non-member's signature", lambda r, d: _post(P, push_body(r, _sig(9, d, r))), 403, "not_a_member", "signature"
+    ),
     Case(
         "a job we have not decided",
         lambda r, d: _post(
@@ -203,15 +269,28 @@ CASES = [
     Case("job id not a number", lambda r, d: ("GET", "/reports/job/abc", None, {}), 400, "invalid_field", "job_id"),
     Case("job id > uint256", lambda r, d: ("GET", f"/reports/job/{2**256}", None, {}), 400, "invalid_field", "job_id"),
     Case("undecided job", lambda r, d: ("GET", "/reports/job/999", None, {}), 404, "not_decided"),
-    Case("bad provider", lambda r, d: ("GET", "/reports/hardware/0xnope/5", None, {}), 400, "invalid_field", "provider"),
+    Case(
+        "bad provider", lambda r, d: ("GET", "/reports/hardware/0xnope/5", None, {}), 400, "invalid_field", "provider"
+    ),
     Case(
         "bad EIP-55 checksum",
-        lambda r, d: ("GET", "/reports/hardware/" + PROVIDER[:-1] + ("c" if PROVIDER[-1] == "C" else "C") + "/5", None, {}),
+        lambda r, d: (
+            "GET",
+            "/reports/hardware/" + PROVIDER[:-1] + ("c" if PROVIDER[-1] == "C" else "C") + "/5",
+            None,
+            {},
+        ),
         400,
         "invalid_field",
         "provider",
     ),
-    Case("valid_until > uint64", lambda r, d: ("GET", f"/reports/hardware/{PROVIDER}/{2**64}", None, {}), 400, "invalid_field", "valid_until"),
+    Case(
+        "valid_until > uint64",
+        lambda r, d: ("GET", f"/reports/hardware/{PROVIDER}/{2**64}", None, {}),
+        400,
+        "invalid_field",
+        "valid_until",
+    ),
     Case("unknown route", lambda r, d: ("GET", "/admin", None, {}), 404, "not_found"),
     Case("wrong method", lambda r, d: ("DELETE", f"/reports/job/{JOB}", None, {}), 405, "method_not_allowed"),
     Case("GET on a POST route", lambda r, d: ("GET", P, None, {}), 405, "method_not_allowed"),
@@ -336,7 +415,7 @@ def test_health(served, members):
 
 
 _SAMPLE = re.compile(
-    r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)'
+    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)"
     r'(\{(?P<labels>[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*)\})?'
     r" (?P<value>-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|NaN|[+-]Inf)$"
 )

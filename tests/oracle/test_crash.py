@@ -134,7 +134,7 @@ def test_killed_at_random_times_every_escaped_signature_is_the_only_one(tmp_path
             with pytest.raises(ConflictingDecision):
                 store.decide(crash_child.build(kind, index, other_value))
             # Restart path: the same decision signs to the same bytes that escaped.
-            assert key.sign(domain, store.decide(report).report) == expected_signature(kind, index, value)
+            assert key.sign_report(domain, store.decide(report).report) == expected_signature(kind, index, value)
             if index in escaped:
                 assert escaped[index] == (value, expected_signature(kind, index, value))
         assert decided >= len(escaped)

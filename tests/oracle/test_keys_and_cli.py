@@ -26,6 +26,7 @@ from eth_account import Account
 from gpumarket.cli import main
 from gpumarket.oracle.peers import PeerClient, PeerConfig, gather_job_signatures, push_signature
 from gpumarket.oracle.signer import OracleKey, OracleKeyError
+from gpumarket.oracle.store import ConflictingDecision
 from gpumarket.signing import eip712
 from gpumarket.signing.eip712 import Outcome
 from gpumarket.testing.committee import oracle_key
@@ -113,7 +114,7 @@ def test_a_whole_run_logs_no_key(make_node, domain, caplog):
     push_signature(signed[1], [PeerClient(nodes[2].url, domain, fast)])
     call(nodes[0].url, "POST", "/signatures/job/31", b"{broken")
     call(nodes[0].url, "POST", "/signatures/job/31", push_body(report, eip712.sign(oracle_key(9), domain, report)))
-    with pytest.raises(Exception):
+    with pytest.raises(ConflictingDecision):
         nodes[0].signer.decide_and_sign(replace(report, outcome=Outcome.FAILED))
     nodes[0].signer.quorum(31)
     text = caplog.text + "\n".join(repr(r.args) for r in caplog.records)
@@ -208,7 +209,18 @@ def test_serve_api_process_with_a_keystore_account(tmp_path, members):
     write_keystore(tmp_path, "oracle-b")
     env = {"APE_DATA_FOLDER": str(tmp_path), "APE_ACCOUNTS_oracle-b_PASSPHRASE": PASSPHRASE}
     proc = Process(
-        ["--db", str(tmp_path / "ks.db"), "--key-alias", "oracle-b", "--chain-id", "1", "--contract", CONTRACT, "--log-level", "DEBUG"],
+        [
+            "--db",
+            str(tmp_path / "ks.db"),
+            "--key-alias",
+            "oracle-b",
+            "--chain-id",
+            "1",
+            "--contract",
+            CONTRACT,
+            "--log-level",
+            "DEBUG",
+        ],
         env,
     )
     try:
@@ -236,5 +248,7 @@ def test_serve_api_process_with_a_keystore_account(tmp_path, members):
 )
 def test_serve_api_refuses_bad_options(tmp_path, args, message, monkeypatch):
     monkeypatch.setenv("APE_DATA_FOLDER", str(tmp_path))
-    result = CliRunner().invoke(main, ["oracle", "serve-api", "--db", str(tmp_path / "x.db"), "--contract", CONTRACT, *args])
+    result = CliRunner().invoke(
+        main, ["oracle", "serve-api", "--db", str(tmp_path / "x.db"), "--contract", CONTRACT, *args]
+    )
     assert result.exit_code == 2 and message in result.output, result.output

@@ -12,7 +12,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from gpumarket.oracle.peers import PeerClient, PeerConfig, gather_hardware_signatures, gather_job_signatures, push_signature
+from gpumarket.oracle.peers import (
+    PeerClient,
+    PeerConfig,
+    gather_hardware_signatures,
+    gather_job_signatures,
+    push_signature,
+)
 from gpumarket.oracle.settlement import (
     SettlementSubmitter,
     SubmitOutcome,
@@ -174,7 +180,10 @@ def test_hostile_peers_are_refused(make_node, domain, hostile):
         ((200, served_json(report, outsider, eip712.address_of(oracle_key(9)))), ("refused", "not_a_member")),
         ((200, served_json(report, member, eip712.address_of(oracle_key(2)))), ("failed", "invalid_signature")),
         # A member's valid signature of another job's report, served for this job.
-        ((200, served_json(replace(report, job_id=17), other_job, eip712.address_of(oracle_key(1)))), ("failed", "wrong_report")),
+        (
+            (200, served_json(replace(report, job_id=17), other_job, eip712.address_of(oracle_key(1)))),
+            ("failed", "wrong_report"),
+        ),
         # A member's valid signature of a different report for this job: not our decision.
         ((200, served_json(failed, member_failed, eip712.address_of(oracle_key(1)))), ("refused", "report_mismatch")),
         ((500, b"{}"), ("failed", "unreachable")),
@@ -210,7 +219,9 @@ def test_gather_hardware(committee, domain):
     report = hardware_report(PROVIDER, 1, 8, 8 * 10**12, 1_900_000_000)
     for node in committee[:2]:
         node.signer.decide_and_sign(report)
-    result = gather_hardware_signatures(committee[0].store, PROVIDER, 1_900_000_000, peers_of(committee[0], committee, domain))
+    result = gather_hardware_signatures(
+        committee[0].store, PROVIDER, 1_900_000_000, peers_of(committee[0], committee, domain)
+    )
     assert len(result.added) == 1 and result.held == 2
     quorum = committee[0].signer.hardware_quorum(PROVIDER, 1_900_000_000)
     assert sorted(eip712.recover(domain, report, s) for s in quorum.signatures) == sorted(quorum.signers)
@@ -261,7 +272,10 @@ def test_submit_if_due_designated_then_fallback_never_twice(committee, domain, m
     end = 10_000.0
 
     # A fallback waits its turn; the designated member submits at once, once.
-    assert submit_if_due(fallback1.signer, contract, 21, now=end + 1, job_end=end, fallback_delay=30).outcome is SubmitOutcome.NOT_DUE
+    assert (
+        submit_if_due(fallback1.signer, contract, 21, now=end + 1, job_end=end, fallback_delay=30).outcome
+        is SubmitOutcome.NOT_DUE
+    )
     result = submit_if_due(designated.signer, contract, 21, now=end + 1, job_end=end, fallback_delay=30)
     assert result.outcome is SubmitOutcome.SUBMITTED and contract.settled[21] == report
     assert designated.store.settlement(21).tx_hash == result.tx_hash
@@ -281,7 +295,10 @@ def test_fallback_submits_when_the_designated_member_is_silent(committee, domain
     contract = ContractDouble(domain, 1, members, 2)
     fallback = next(n for n in committee if submission_rank(22, members, n.key.address) == 1)
     end = 50_000.0
-    assert submit_if_due(fallback.signer, contract, 22, now=end + 31, job_end=end, fallback_delay=30).outcome is SubmitOutcome.NO_QUORUM
+    assert (
+        submit_if_due(fallback.signer, contract, 22, now=end + 31, job_end=end, fallback_delay=30).outcome
+        is SubmitOutcome.NO_QUORUM
+    )
     gather_job_signatures(fallback.store, 22, peers_of(fallback, committee, domain))
     result = submit_if_due(fallback.signer, contract, 22, now=end + 31, job_end=end, fallback_delay=30)
     assert result.outcome is SubmitOutcome.SUBMITTED and 22 in contract.settled

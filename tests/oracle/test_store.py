@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from gpumarket.oracle.signer import NoQuorum, OracleSigner, StaleEpoch
+from gpumarket.oracle.signer import NoQuorum, OracleKey, OracleSigner, ReportKey, StaleEpoch
 from gpumarket.oracle.store import (
     SCHEMA_VERSION,
     AddResult,
@@ -219,7 +219,15 @@ def test_schema_pragmas_and_migration_from_empty(tmp_path, domain, keys):
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"meta", "committees", "job_decisions", "hardware_decisions", "signatures", "settlements", "cursors"} <= tables
+    assert {
+        "meta",
+        "committees",
+        "job_decisions",
+        "hardware_decisions",
+        "signatures",
+        "settlements",
+        "cursors",
+    } <= tables
     raw.close()
     with DecisionStore.open(path, domain, keys[0].address) as store:  # reopening migrates nothing
         assert store.schema_version() == SCHEMA_VERSION
@@ -260,3 +268,21 @@ def test_a_failed_write_rolls_back(make_node, report_for):
     assert not node.store._db.in_transaction
     node.store.decide(report_for(12))
     assert node.store.counts().job_decisions == 2
+
+
+def test_any_report_key_can_sign(tmp_path, domain, report_for):
+    """OracleSigner takes any ReportKey (address + sign_report), such as the chain layer's service key."""
+
+    class Delegating:
+        def __init__(self, inner: OracleKey) -> None:
+            self._inner = inner
+            self.address = inner.address
+
+        def sign_report(self, domain, report):
+            return self._inner.sign_report(domain, report)
+
+    key = Delegating(OracleKey.from_test_index(2))
+    assert isinstance(key, ReportKey) and isinstance(OracleKey.from_test_index(2), ReportKey)
+    with DecisionStore.open(tmp_path / "any.db", domain, key.address) as store:
+        signed = OracleSigner(store, key).decide_and_sign(report_for(40))
+        assert signed.signature == eip712.sign(oracle_key(2), domain, report_for(40))

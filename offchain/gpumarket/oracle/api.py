@@ -160,7 +160,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.server.api.metrics.request_errors.inc(code=str(code), error=error)
         self.close_connection = True
         self.server.api._send(
-            self, _Response(code, json.dumps({"error": error, "detail": message or HTTPStatus(code).phrase}).encode(), close=True)
+            self,
+            _Response(
+                code, json.dumps({"error": error, "detail": message or HTTPStatus(code).phrase}).encode(), close=True
+            ),
         )
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -68,7 +68,7 @@ class Counter:
     def samples(self) -> list[Sample]:
         with self._lock:
             items = sorted(self._values.items())
-        return [(dict(zip(self.labelnames, key)), value) for key, value in items]
+        return [(dict(zip(self.labelnames, key, strict=True)), value) for key, value in items]
 
 
 @dataclass
@@ -140,10 +140,14 @@ class OracleMetrics(Registry):
             ("source", "result"),
         )
         self.requests = self.counter(
-            "gpumarket_oracle_http_requests_total", "HTTP requests answered, by route and status code.", ("route", "code")
+            "gpumarket_oracle_http_requests_total",
+            "HTTP requests answered, by route and status code.",
+            ("route", "code"),
         )
         self.request_errors = self.counter(
-            "gpumarket_oracle_http_request_errors_total", "HTTP requests refused, by status and error code.", ("code", "error")
+            "gpumarket_oracle_http_request_errors_total",
+            "HTTP requests refused, by status and error code.",
+            ("code", "error"),
         )
         self.submissions = self.counter(
             "gpumarket_oracle_settlement_submissions_total", "Settlement submissions, by result.", ("result",)

@@ -117,9 +117,7 @@ class PeerClient:
 
     def push(self, signed: SignedReport) -> PeerAnswer:
         """POST ``signed`` to the peer; returns its status and JSON answer (4xx included)."""
-        path = "/signatures/" + ("job" if signed.kind == "job" else "hardware") + "/" + "/".join(
-            _key_of(signed)
-        )
+        path = "/signatures/" + ("job" if signed.kind == "job" else "hardware") + "/" + "/".join(_key_of(signed))
         body = {"report": eip712.to_json(signed.report), "signature": "0x" + signed.signature.hex()}
         return self._request("POST", path, json.dumps(body).encode())
 
@@ -227,7 +225,9 @@ def gather_hardware_signatures(
     return _gather(store, decision.digest, peers, lambda peer: peer.fetch_hardware(provider, valid_until), metrics)
 
 
-def _gather(store: DecisionStore, digest: bytes, peers: Sequence[PeerClient], fetch: Any, metrics: OracleMetrics | None) -> GatherResult:
+def _gather(
+    store: DecisionStore, digest: bytes, peers: Sequence[PeerClient], fetch: Any, metrics: OracleMetrics | None
+) -> GatherResult:
     result = GatherResult()
 
     def one(peer: PeerClient) -> tuple[PeerClient, SignedReport | None | PeerError]:

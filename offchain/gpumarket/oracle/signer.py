@@ -9,7 +9,7 @@ public test key (``OracleKey.from_test_index(n)``, see :mod:`gpumarket.testing.c
 
 :class:`OracleSigner` ties a key to a :class:`~gpumarket.oracle.store.DecisionStore`:
 
-    signer = OracleSigner(store, key)
+    signer = OracleSigner(store, key)         # key: an OracleKey, or any ReportKey
     signed = signer.decide_and_sign(report)   # commit the decision, then sign it
     signed = signer.sign_job(job_id)          # sign an already committed decision
     q = signer.quorum(job_id)                 # >= threshold signatures, ascending by signer
@@ -27,7 +27,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol, runtime_checkable
 
 from eth_utils import to_checksum_address
 
@@ -43,6 +43,7 @@ __all__ = [
     "OracleKey",
     "OracleSigner",
     "Quorum",
+    "ReportKey",
     "SignedReport",
     "StaleEpoch",
     "keystore_path",
@@ -86,6 +87,19 @@ class _Secret:
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("a secret cannot be pickled")
+
+
+@runtime_checkable
+class ReportKey(Protocol):
+    """What OracleSigner needs of a key: its address and EIP-712 report signatures.
+
+    OracleKey is one; any key object with these two members (e.g. the chain layer's
+    service key) works the same.
+    """
+
+    address: str
+
+    def sign_report(self, domain: Domain, report: Report) -> bytes: ...
 
 
 class OracleKey:
@@ -132,13 +146,18 @@ class OracleKey:
         try:
             raw = bytes(Account.decrypt(keyfile, passphrase))
         except ValueError:
-            raise OracleKeyError(f"cannot decrypt keystore account {alias!r}: wrong passphrase or corrupt file") from None
+            raise OracleKeyError(
+                f"cannot decrypt keystore account {alias!r}: wrong passphrase or corrupt file"
+            ) from None
         key = cls(raw)
-        if "address" in keyfile and to_checksum_address("0x" + str(keyfile["address"]).removeprefix("0x")) != key.address:
+        if (
+            "address" in keyfile
+            and to_checksum_address("0x" + str(keyfile["address"]).removeprefix("0x")) != key.address
+        ):
             raise OracleKeyError(f"keystore account {alias!r}: the key does not match the file's address")
         return key
 
-    def sign(self, domain: Domain, report: Report) -> bytes:
+    def sign_report(self, domain: Domain, report: Report) -> bytes:
         """65-byte ``r || s || v`` EIP-712 signature (deterministic, RFC 6979)."""
         return eip712.sign(self._secret.reveal(), domain, report)
 
@@ -198,7 +217,7 @@ class Quorum:
 class OracleSigner:
     """Signs this oracle's committed decisions and assembles quorums from the store."""
 
-    def __init__(self, store: DecisionStore, key: OracleKey, metrics: OracleMetrics | None = None) -> None:
+    def __init__(self, store: DecisionStore, key: ReportKey, metrics: OracleMetrics | None = None) -> None:
         if key.address != store.oracle:
             raise OracleKeyError(f"the key's address {key.address} is not the store's oracle {store.oracle}")
         self.store = store
@@ -240,7 +259,7 @@ class OracleSigner:
     def _sign(self, decision: Decision) -> SignedReport:
         # Only a Decision from the store (a committed row) reaches here.
         if decision.signature is None:
-            signature = self._key.sign(self.domain, decision.report)
+            signature = self._key.sign_report(self.domain, decision.report)
             decision = self.store.attach_signature(decision, signature)
             logger.debug("signed %s %s", decision.kind, "/".join(decision.key))
         assert decision.signature is not None

@@ -492,7 +492,9 @@ class DecisionStore:
     def _decision(self, kind: ReportKind, key: tuple[str, ...], row: tuple) -> Decision:
         report_json, digest, decided_at, signature, signed_at = row
         report = eip712.from_json(json.loads(report_json), _TABLES[kind].report_type)
-        return Decision(kind, key, report, bytes(digest), decided_at, None if signature is None else bytes(signature), signed_at)
+        return Decision(
+            kind, key, report, bytes(digest), decided_at, None if signature is None else bytes(signature), signed_at
+        )
 
     def attach_signature(self, decision: Decision, signature: bytes) -> Decision:
         """Store this oracle's own signature of a committed decision; returns the updated decision.
@@ -586,7 +588,11 @@ class DecisionStore:
             raise ValueError("committee: duplicate member")
         if not 1 <= len(checked) <= MAX_MEMBERS:
             raise ValueError(f"committee: expected 1 .. {MAX_MEMBERS} members, got {len(checked)}")
-        if isinstance(threshold, bool) or not isinstance(threshold, int) or not len(checked) / 2 < threshold <= len(checked):
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, int)
+            or not len(checked) / 2 < threshold <= len(checked)
+        ):
             raise ValueError(f"committee: threshold must be > {len(checked)} / 2 and <= {len(checked)}")
         info = CommitteeInfo(epoch, checked, threshold)
         with self._write() as db:

@@ -183,7 +183,11 @@ def parse_served(kind: ReportKind, data: Any) -> tuple[Report, bytes, str | None
         if name not in data:
             raise WireError("missing_field", f"the answer needs {name!r}", name)
     signer = data.get("signer")
-    return parse_report(kind, data["report"]), parse_signature(data["signature"]), signer if isinstance(signer, str) else None
+    return (
+        parse_report(kind, data["report"]),
+        parse_signature(data["signature"]),
+        signer if isinstance(signer, str) else None,
+    )
 
 
 def _json_type(value: Any) -> str:

@@ -252,3 +252,9 @@ def test_serve_api_refuses_bad_options(tmp_path, args, message, monkeypatch):
         main, ["oracle", "serve-api", "--db", str(tmp_path / "x.db"), "--contract", CONTRACT, *args]
     )
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_key_from_hex_text():
+    raw = oracle_key(4)
+    for text in (raw.hex(), "0x" + raw.hex(), "0X" + raw.hex().upper()):
+        assert OracleKey(text).address == eip712.address_of(raw)

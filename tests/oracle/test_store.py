@@ -286,3 +286,10 @@ def test_any_report_key_can_sign(tmp_path, domain, report_for):
     with DecisionStore.open(tmp_path / "any.db", domain, key.address) as store:
         signed = OracleSigner(store, key).decide_and_sign(report_for(40))
         assert signed.signature == eip712.sign(oracle_key(2), domain, report_for(40))
+
+
+def test_an_epoch_beyond_the_column_is_refused_cleanly(make_node, report_for):
+    node = make_node(0)
+    with pytest.raises(ValueError, match="epoch"):
+        node.store.decide(report_for(41, epoch=2**63))
+    assert node.store.job_decision(41) is None

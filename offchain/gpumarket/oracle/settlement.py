@@ -114,7 +114,8 @@ def submit_if_due(
 ) -> SubmitResult:
     """One settlement step for a decided job: skip it if settled or not yet our turn, else submit a quorum.
 
-    ``now`` and ``job_end`` are Unix seconds (the chain's block timestamps are too).
+    ``now`` and ``job_end`` are Unix seconds (the chain's block timestamps are too). An error
+    the submitter raises propagates and records nothing, so the next step tries again.
     """
     store = signer.store
     metrics = signer.metrics

@@ -108,12 +108,17 @@ class OracleKey:
     __slots__ = ("_secret", "address")
 
     def __init__(self, private_key: bytes | str) -> None:
+        if isinstance(private_key, str):
+            text = private_key[2:] if private_key[:2] in ("0x", "0X") else private_key
+            try:
+                private_key = bytes.fromhex(text)
+            except ValueError:
+                raise OracleKeyError("private key: not a hex string") from None
         try:
             address = eip712.address_of(private_key)
         except ValueError as exc:  # eip712's messages never include the key
             raise OracleKeyError(str(exc)) from None
-        raw = private_key if isinstance(private_key, bytes) else bytes.fromhex(private_key.removeprefix("0x"))
-        self._secret = _Secret(bytes(raw))
+        self._secret = _Secret(bytes(private_key))
         self.address: str = address
 
     @classmethod

@@ -449,6 +449,8 @@ class DecisionStore:
         different report is already committed for the key.
         """
         kind, key = report_key(report)
+        if not report.epoch < 2**63:  # epochs count committee changes; the column is an INTEGER
+            raise ValueError(f"{kind} report: epoch {report.epoch} is out of range")
         table = _TABLES[kind]
         digest = eip712.digest(self.domain, report)
         with self._write() as db:

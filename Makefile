@@ -16,7 +16,7 @@ RUN := env PATH="$(abspath $(BIN)):$(ANVIL_BIN):$$PATH" PYTHONWARNINGS="ignore:F
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv test test-torch fuzz compile demo bench-gas clean distclean
+.PHONY: help venv anvil test test-torch fuzz compile demo bench-gas clean distclean
 
 help:
 	@echo "make test       run the whole test suite (bootstraps $(VENV) first)"
@@ -26,6 +26,7 @@ help:
 	@echo "make compile    compile the contracts (ape compile)"
 	@echo "make bench-gas  gas benchmark (python -m bench.gas)"
 	@echo "make venv       create $(VENV) and install the project with its pinned deps"
+	@echo "make anvil      install anvil (local node) from the npm registry into ./node_modules, if npm exists"
 	@echo "make clean      remove build outputs and caches (keeps $(VENV)); distclean removes it too"
 
 venv: $(STAMP)
@@ -49,7 +50,17 @@ $(BUILD_STAMP): $(CONTRACT_SOURCES) $(STAMP)
 	$(RUN) $(APE) compile
 	touch $@
 
-test: venv $(BUILD_STAMP)
+# anvil, the local node of devnet and the chain tests, comes from the npm registry. Without
+# npm this prints why and goes on: the tests that need anvil skip, saying so.
+ANVIL_NPM_PACKAGE := @foundry-rs/anvil-linux-amd64@1.7.1
+
+anvil:
+	@if [ -x "$(ANVIL_BIN)/anvil" ]; then :; \
+	elif command -v npm >/dev/null 2>&1; then \
+		npm install --no-save --no-audit --no-fund $(ANVIL_NPM_PACKAGE) && "$(ANVIL_BIN)/anvil" --version; \
+	else echo "anvil: npm not found, so $(ANVIL_NPM_PACKAGE) is not installed; tests that need anvil will skip"; fi
+
+test: venv $(BUILD_STAMP) anvil
 	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(APE) test tests -q
 
 # torch is the optional `gpu` extra: `make test` never downloads it (the torch tests skip,

@@ -1,0 +1,209 @@
+"""Deploy a GpuMarket over web3 (no ape), from the same validated params as `ape run deploy`.
+
+    params = load_params("deploy/params/default.yaml")
+    deployment = deploy_market_web3(w3, deployer_key, params)     # -> MarketDeployment
+    market = deployment.market(w3, signer=key)                     # -> Market
+    deployment.write(path); MarketDeployment.read(path)            # shared with other processes
+
+The order follows gpumarket.chain.deploy: check the params for this chain (mock tokens
+and test oracles only on a local chain) before any transaction, deploy MockTokens where
+the params say "mock" (or everywhere with deploy_mock_tokens), the market, its GPU
+classes and overrides, offer ownership if asked, then read everything back and raise
+DeploymentError on any difference. The params model (gpumarket.chain.params) holds
+every bound; nothing is re-checked here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from web3 import Web3
+
+from gpumarket.chain.artifacts import Artifacts, load_artifacts
+from gpumarket.chain.connection import is_local_chain
+from gpumarket.chain.deploy import MOCK_TOKEN_DECIMALS, DeploymentError
+from gpumarket.chain.errors import ChainMismatch
+from gpumarket.chain.market import Market
+from gpumarket.chain.params import DEPLOYER, MOCK, DeployParams, ParamsError, check_for_network
+from gpumarket.chain.transactions import Signer, Transactor, TxSettings
+
+__all__ = ["MarketDeployment", "deploy_market_web3", "deploy_mock_token"]
+
+log = logging.getLogger(__name__)
+
+# name, symbol of the MockTokens (as gpumarket.chain.deploy names them).
+_MOCK_TOKENS = {"stake_token": ("Mock Stake", "mSTK"), "payment_token": ("Mock Payment", "mPAY")}
+
+
+@dataclass(frozen=True)
+class MarketDeployment:
+    """Where a market lives: what a service needs to connect to it."""
+
+    chain_id: int
+    market: str
+    stake_token: str
+    payment_token: str
+    deployer: str
+    block: int
+    mock_tokens: bool
+
+    def market_at(self, w3: Web3, *, signer: Signer | None = None, artifacts: Artifacts | None = None,
+                  tx_settings: TxSettings | None = None) -> Market:
+        """A Market for this deployment on `w3`; ChainMismatch when `w3` serves another chain."""
+        chain_id = int(w3.eth.chain_id)
+        if chain_id != self.chain_id:
+            raise ChainMismatch(f"deployment is on chain {self.chain_id}, the node serves chain {chain_id}")
+        return Market(w3, self.market, signer=signer, artifacts=artifacts, tx_settings=tx_settings)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "MarketDeployment":
+        """Also reads the record `ape run deploy` writes (deployments/<network>.json)."""
+        try:
+            return cls(
+                chain_id=int(data["chain_id"]),
+                market=Web3.to_checksum_address(data["market"]),
+                stake_token=Web3.to_checksum_address(data["stake_token"]),
+                payment_token=Web3.to_checksum_address(data["payment_token"]),
+                deployer=Web3.to_checksum_address(data["deployer"]),
+                block=int(data["block"]),
+                mock_tokens=bool(data.get("mock_tokens", False)),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"not a deployment record: {error}") from None
+
+    def write(self, path: str | Path) -> Path:
+        """Write as JSON, atomically (readers in other processes never see half a file)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".tmp-", delete=False) as out:
+            json.dump(self.to_json(), out, indent=2)
+            out.write("\n")
+        os.replace(out.name, path)
+        return path
+
+    @classmethod
+    def read(cls, path: str | Path) -> "MarketDeployment":
+        return cls.from_json(json.loads(Path(path).read_text()))
+
+
+def _deploy(
+    sender: Transactor, bytecode: str, abi: list[dict[str, Any]], args: list[Any], label: str
+) -> tuple[str, int]:
+    data = sender.w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args).data_in_transaction
+    receipt = sender.send(to=None, data=data, label=label)
+    return Web3.to_checksum_address(receipt["contractAddress"]), int(receipt["blockNumber"])
+
+
+def deploy_mock_token(w3: Web3, deployer: Signer, name: str, symbol: str, *, decimals: int = MOCK_TOKEN_DECIMALS,
+                      artifacts: Artifacts | None = None) -> str:
+    """Deploy one open-mint MockToken (local chains only); returns its address."""
+    if not is_local_chain(w3):
+        raise ParamsError("a MockToken (open mint) is only allowed on a local chain")
+    artifact = (artifacts or load_artifacts())["MockToken"]
+    address, _ = _deploy(Transactor.for_signer(w3, deployer), artifact.bytecode, artifact.abi,
+                         [name, symbol, decimals], f"deploy MockToken {symbol}")
+    return address
+
+
+def deploy_market_web3(
+    w3: Web3,
+    deployer: Signer,
+    params: DeployParams,
+    *,
+    deploy_mock_tokens: bool = False,
+    artifacts: Artifacts | None = None,
+) -> MarketDeployment:
+    """Deploy and configure a market as `params` say; see the module docstring.
+
+    Raises ParamsError (before any transaction) when the params do not fit this chain,
+    ContractRevert when a transaction reverts, DeploymentError when the market does not
+    read back as the params say.
+    """
+    artifacts = artifacts or load_artifacts()
+    chain_id = int(w3.eth.chain_id)
+    check_for_network(params, dev_network=is_local_chain(w3), deploy_mock_tokens=deploy_mock_tokens,
+                      network=f"chain {chain_id}")
+    sender = Transactor.for_signer(w3, deployer)
+    tokens: dict[str, str] = {}
+    for field in ("stake_token", "payment_token"):
+        ref = MOCK if deploy_mock_tokens else getattr(params, field)
+        if ref == MOCK:
+            name, symbol = _MOCK_TOKENS[field]
+            tokens[field] = deploy_mock_token(w3, deployer, name, symbol, artifacts=artifacts)
+            log.info("%s: deployed MockToken %s at %s", field, symbol, tokens[field])
+        elif not w3.eth.get_code(ref):
+            raise ParamsError(f"{field}: no contract code at {ref} on chain {chain_id}")
+        else:
+            tokens[field] = ref
+    treasury = sender.address if params.treasury == DEPLOYER else params.treasury
+
+    artifact = artifacts["GpuMarket"]
+    address, block = _deploy(
+        sender, artifact.bytecode, artifact.abi,
+        [tokens["stake_token"], tokens["payment_token"], treasury, params.committee.members,
+         params.committee.threshold],
+        "deploy GpuMarket",
+    )
+    log.info("GpuMarket deployed at %s (block %d)", address, block)
+    market = Market(w3, address, signer=deployer, artifacts=artifacts)
+    for gpu_class in params.gpu_classes:
+        market.set_gpu_class(gpu_class.id, gpu_class.floor_per_gpu_gops)
+    current = market.parameters()
+    for name, value in params.overrides().items():
+        if current[name] != value:
+            market.set_parameter(name, value)
+    if params.owner is not None and params.owner != sender.address:
+        market.transfer_ownership(params.owner)
+
+    problems = _mismatches(market, params, tokens, treasury)
+    if problems:
+        raise DeploymentError("the deployed market differs from the params:\n" + "\n".join(problems))
+    return MarketDeployment(
+        chain_id=chain_id,
+        market=address,
+        stake_token=tokens["stake_token"],
+        payment_token=tokens["payment_token"],
+        deployer=sender.address,
+        block=block,
+        mock_tokens=any(getattr(params, f) == MOCK for f in tokens) or deploy_mock_tokens,
+    )
+
+
+def _mismatches(market: Market, params: DeployParams, tokens: dict[str, str], treasury: str) -> list[str]:
+    expected: dict[str, Any] = {
+        "stake_token": tokens["stake_token"],
+        "payment_token": tokens["payment_token"],
+        "treasury": treasury,
+        "members": list(params.committee.members),
+        "threshold": params.committee.threshold,
+        "epoch": 1,
+    }
+    actual: dict[str, Any] = {
+        "stake_token": market.stake_token.address,
+        "payment_token": market.payment_token.address,
+        "treasury": market.treasury(),
+        "members": market.members(),
+        "threshold": market.threshold(),
+        "epoch": market.epoch(),
+    }
+    problems = [f"{key}: expected {value!r}, contract has {actual[key]!r}" for key, value in expected.items()
+                if actual[key] != value]
+    parameters = market.parameters()
+    problems += [f"parameters.{name}: expected {value}, contract has {parameters[name]}"
+                 for name, value in params.overrides().items() if parameters[name] != value]
+    for gpu_class in params.gpu_classes:
+        floor = market.class_floor(gpu_class.id)
+        if floor != gpu_class.floor_per_gpu_gops:
+            problems.append(
+                f"gpu class {gpu_class.id}: expected floor {gpu_class.floor_per_gpu_gops}, contract has {floor}"
+            )
+    return problems

@@ -7,6 +7,7 @@ import click
 from gpumarket import __version__
 from gpumarket.measure.cli import bench
 from gpumarket.oracle.cli import oracle
+from gpumarket.provider.cli import provider
 from gpumarket.signing.cli import report
 
 
@@ -19,6 +20,7 @@ def main() -> None:
 main.add_command(report)
 main.add_command(bench)
 main.add_command(oracle)
+main.add_command(provider)
 
 
 if __name__ == "__main__":  # pragma: no cover

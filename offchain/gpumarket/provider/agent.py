@@ -1,0 +1,438 @@
+"""The provider agent's core: every request's checks and effects, without the HTTP transport.
+
+``ProviderAgent`` ties the parts together: the job spec (spec.py), signed client requests
+(auth.py), the job's on-chain facts (``JobSource``), the runner, the store and a challenge
+prover. Each public method is one API operation; a refusal is an ``AgentError`` with its HTTP
+status, stable code and detail (api.py only moves bytes).
+
+Sending the spec (``submit_spec``), checks in order: the Authorization header (401), the spec
+document (413/400/422), the signed scope: action, job, chain, market and the spec's hash (403),
+the time window and signature (401), the job on chain (404 when there is none, 503 when the
+source fails), the signer is the job's client (403), the job is RUNNING with this provider
+(409), the spec's hash equals the on-chain spec_hash (409), the nonce is fresh (409). Then
+the spec is stored, GPUs are assigned (503 when too few are free) and the command starts; the
+job's thread follows it to the end and records the result. Sending the same spec again with a
+fresh signature answers the job's status (a client that lost the first answer may retry).
+
+Fetching the result (``result``): header, scope and signature, the signer is the job's client
+(403), the nonce (409), then the bundle when the job has finished (409 until then, or when lost).
+
+Challenges (``answer_challenge``, ``open_challenge``): only challenges of this agent's GPU
+class, with its sizes and at most its GPU count in rounds (422 otherwise: a hostile size would
+make the agent compute for hours); one at a time (503 "busy": queueing would spoil the
+verifier's timing); a challenge id is answered once and opened once (409), tracked in SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from eth_utils import to_checksum_address
+
+from gpumarket import __version__
+from gpumarket.measure.classes import CPU_DEV, GpuClass
+from gpumarket.measure.messages import Challenge, Message, MessageError, OpeningRequest
+from gpumarket.measure.provers import ProverError, TileProver
+from gpumarket.provider.auth import AuthScope, RequestVerifier, SignedRequest
+from gpumarket.provider.errors import AgentError
+from gpumarket.provider.jobsource import JobSource, JobState, OnChainJob
+from gpumarket.provider.runner import ProcessGone, Runner, RunningJob
+from gpumarket.provider.spec import JobSpec, SpecError, parse_spec, spec_hash
+from gpumarket.provider.store import JobRecord, JobStatus, Liveness, Probe, Recovery, Store, StoreConflict
+
+__all__ = ["AgentConfig", "GpuPool", "ProviderAgent"]
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Message)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Who this agent is and what it offers.
+
+    ``address``: the provider's account (jobs must name it on chain); ``chain_id`` and
+    ``market``: the deployment signed requests must name; ``gpus``: the GPU indices it assigns
+    to jobs (CUDA/NVML numbering in PCI order; empty on a CPU machine, where every job runs with
+    ``CUDA_VISIBLE_DEVICES=""``); ``auth_max_age_s``/``auth_max_skew_s``: the request window."""
+
+    address: str
+    chain_id: int
+    market: str
+    gpu_class: GpuClass = CPU_DEV
+    gpus: tuple[int, ...] = ()
+    auth_max_age_s: int = 300
+    auth_max_skew_s: int = 60
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "address", to_checksum_address(self.address))
+        object.__setattr__(self, "market", to_checksum_address(self.market))
+        if len(set(self.gpus)) != len(self.gpus) or any(gpu < 0 for gpu in self.gpus):
+            raise ValueError(f"gpus must be distinct non-negative indices, got {self.gpus}")
+
+
+class GpuPool:
+    """The agent's GPUs, each held by at most one job."""
+
+    def __init__(self, gpus: Sequence[int]) -> None:
+        self._free = list(gpus)
+        self._lock = threading.Lock()
+        self.size = len(gpus)
+
+    def acquire(self, count: int) -> tuple[int, ...] | None:
+        """``count`` free GPUs (lowest indices first), or None; () on a machine without GPUs."""
+        if self.size == 0:
+            return ()
+        with self._lock:
+            if count > len(self._free):
+                return None
+            chosen = tuple(sorted(self._free)[:count])
+            self._free = [gpu for gpu in self._free if gpu not in chosen]
+            return chosen
+
+    def claim(self, gpus: Sequence[int]) -> None:
+        """Marks these GPUs held again (a job followed after a restart)."""
+        with self._lock:
+            self._free = [gpu for gpu in self._free if gpu not in gpus]
+
+    def release(self, gpus: Sequence[int]) -> None:
+        with self._lock:
+            self._free.extend(gpu for gpu in gpus if gpu not in self._free)
+
+    @property
+    def free(self) -> int:
+        with self._lock:
+            return len(self._free)
+
+
+@dataclass
+class _Followed:
+    running: RunningJob
+    thread: threading.Thread = field(init=False)
+
+
+class ProviderAgent:
+    """One provider's agent. Call ``recover`` once at start, ``close`` at the end."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        store: Store,
+        runner: Runner,
+        jobs: JobSource,
+        prover: TileProver,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.runner = runner
+        self.jobs = jobs
+        self.prover = prover
+        self.verifier = RequestVerifier(
+            AuthScope(config.chain_id, config.market),
+            store,
+            max_age_s=config.auth_max_age_s,
+            max_skew_s=config.auth_max_skew_s,
+            clock=clock,
+        )
+        self.gpus = GpuPool(config.gpus)
+        self._submit_lock = threading.Lock()  # one spec at a time: check, store, start
+        self._prover_lock = threading.Lock()
+        self._followed: dict[int, _Followed] = {}
+        self._followed_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def recover(self) -> Recovery:
+        """Follows jobs whose process survived a restart, starts jobs that never started, and
+        marks the others lost."""
+        recovery = self.store.recover(self._probe)
+        for job in recovery.lost:
+            log.warning("job %d: lost (%s)", job.job_id, job.detail)
+        for job in recovery.resume:
+            self.gpus.claim(job.gpus)
+            spec = parse_spec(job.spec or b"")
+            assert job.pid is not None and job.start_ticks is not None and job.started_at is not None
+            try:
+                running = self.runner.adopt(job.job_id, spec, job.gpus, job.pid, job.start_ticks, job.started_at)
+            except ProcessGone as error:
+                self._lose(job, str(error))
+                continue
+            self._follow(job.job_id, running)
+        for job in recovery.start:
+            self.runner.discard(job.job_id)
+            try:
+                chain_job = self._chain_job(job.job_id)
+            except AgentError:
+                chain_job = None  # the chain's checks passed when the spec came; start it anyway
+            else:
+                if chain_job is None or chain_job.state != JobState.RUNNING:
+                    self.store.mark_lost(job.job_id, "the job is no longer running on chain")
+                    continue
+            gpus = self.gpus.acquire(chain_job.gpu_count if chain_job else max(1, len(job.gpus)))
+            if gpus is None:
+                self.store.mark_lost(job.job_id, "too few free GPUs to start it after the restart")
+                continue
+            self._start(job.job_id, parse_spec(job.spec or b""), gpus)
+        return recovery
+
+    def _probe(self, job: JobRecord) -> Probe:
+        if job.state == JobStatus.RUNNING and job.pid is not None:
+            if self.runner.is_alive(job.job_id, job.pid, job.start_ticks):
+                return Probe(Liveness.ALIVE, job.pid, job.start_ticks, job.started_at)
+            return Probe(Liveness.GONE)
+        # Stored but not known to have started: the wrapper's pid file tells.
+        found = self.runner.find_started(job.job_id)
+        if found is not None:
+            started_at = self.runner.paths(job.job_id).pidfile.stat().st_mtime
+            return Probe(Liveness.ALIVE, found[0], found[1], started_at)
+        if self.runner.paths(job.job_id).pidfile.exists():
+            return Probe(Liveness.GONE)
+        return Probe(Liveness.NOT_STARTED)
+
+    def close(self, *, stop_jobs: bool = False, timeout_s: float = 30.0) -> None:
+        """Stops following jobs. ``stop_jobs`` also stops their processes (and waits for them
+        to be recorded); otherwise they keep running and the next ``recover`` follows them."""
+        with self._followed_lock:
+            followed = list(self._followed.values())
+        if stop_jobs:
+            for item in followed:
+                item.running.stop("stopped")
+            deadline = time.monotonic() + timeout_s
+            for item in followed:
+                item.thread.join(max(0.0, deadline - time.monotonic()))
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Waits until no job is being followed; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._followed_lock:
+                if not self._followed:
+                    return True
+            time.sleep(0.02)
+        return False
+
+    # ------------------------------------------------------------------ jobs
+
+    def submit_spec(self, job_id: int, raw_spec: bytes, authorization: str | None) -> tuple[JobRecord, bool]:
+        """The client sends its job's spec; returns (the job, whether this request started it)."""
+        request = SignedRequest.from_header(authorization)
+        spec = self._parse_spec(raw_spec)
+        digest = spec_hash(spec)
+        signer = self.verifier.authenticate(request, action="put-spec", job_id=job_id, spec_hash=digest)
+        job = self._chain_job(job_id)
+        if job is None or job.state == JobState.NONE:
+            raise AgentError(404, "unknown_job", f"the chain has no job {job_id}")
+        self.verifier.check_signer(signer, job.client)
+        if job.provider != self.config.address:
+            raise AgentError(409, "not_this_provider", f"job {job_id} is with provider {job.provider}, not this one")
+        if job.state != JobState.RUNNING:
+            raise AgentError(409, "job_not_running", f"job {job_id} is {job.state.name} on chain, not RUNNING")
+        if digest != job.spec_hash:
+            raise AgentError(
+                409,
+                "spec_hash_mismatch",
+                f"the spec hashes to 0x{digest.hex()}, job {job_id}'s on-chain spec_hash is 0x{job.spec_hash.hex()}",
+            )
+        with self._submit_lock:
+            self.verifier.consume(request, signer)
+            known = self.store.get(job_id)
+            if known is not None and known.state != JobStatus.ACCEPTED:
+                return known, False
+            gpus = self.gpus.acquire(job.gpu_count)
+            if gpus is None:
+                raise AgentError(
+                    503,
+                    "gpus_busy",
+                    f"job {job_id} needs {job.gpu_count} GPUs, {self.gpus.free} of {self.gpus.size} are free",
+                    headers={"Retry-After": "5"},
+                )
+            try:
+                self.store.receive_spec(
+                    job_id, job.client, digest, spec.canonical_bytes(), gpus, str(self.runner.paths(job_id).root)
+                )
+            except StoreConflict as error:
+                self.gpus.release(gpus)
+                raise AgentError(409, "spec_already_received", str(error)) from None
+            return self._start(job_id, spec, gpus), True
+
+    def _start(self, job_id: int, spec: JobSpec, gpus: tuple[int, ...]) -> JobRecord:
+        try:
+            running = self.runner.start(job_id, spec, gpus)
+        except OSError as error:
+            self.gpus.release(gpus)
+            self.store.mark_lost(job_id, f"could not start: {error.strerror or error}")
+            log.error("job %d: could not start: %s", job_id, error)
+            raise AgentError(500, "start_failed", f"job {job_id} could not start: {error.strerror or error}") from None
+        record = self.store.mark_running(job_id, running.pid, running.start_ticks, running.started_at)
+        self._follow(job_id, running)
+        return record
+
+    def _follow(self, job_id: int, running: RunningJob) -> None:
+        item = _Followed(running)
+        item.thread = threading.Thread(
+            target=self._run_to_end, args=(job_id, running), name=f"job-{job_id}", daemon=True
+        )
+        with self._followed_lock:
+            self._followed[job_id] = item
+        item.thread.start()
+
+    def _run_to_end(self, job_id: int, running: RunningJob) -> None:
+        try:
+            result = running.wait()
+            self.store.mark_finished(
+                job_id,
+                finished_at=result.finished_at,
+                exit_code=result.exit_code,
+                stop_reason=result.stop_reason,
+                output_limit_exceeded=result.output_limit_exceeded,
+                result_hash=result.result_hash,
+                evidence_hash=result.evidence_hash,
+            )
+        except Exception as error:  # the job thread must record every ending, whatever broke
+            log.exception("job %d: following it failed", job_id)
+            record = self.store.get(job_id)
+            if record is not None and record.state in (JobStatus.SPEC_RECEIVED, JobStatus.RUNNING):
+                self.store.mark_lost(job_id, f"the agent could not follow it: {type(error).__name__}: {error}")
+        finally:
+            self.gpus.release(running.gpus)
+            with self._followed_lock:
+                self._followed.pop(job_id, None)
+
+    def _lose(self, job: JobRecord, detail: str) -> None:
+        self.gpus.release(job.gpus)
+        self.store.mark_lost(job.job_id, detail)
+        log.warning("job %d: lost (%s)", job.job_id, detail)
+
+    def _chain_job(self, job_id: int) -> OnChainJob | None:
+        try:
+            return self.jobs.get_job(job_id)
+        except Exception as error:  # whatever the source raises, the caller gets a 503, not a 500
+            log.warning("job source failed for job %d: %s", job_id, error)
+            raise AgentError(503, "chain_unavailable", f"could not read job {job_id} from the chain") from None
+
+    @staticmethod
+    def _parse_spec(raw: bytes) -> JobSpec:
+        try:
+            return parse_spec(raw)
+        except SpecError as error:
+            status = {"oversized": 413, "malformed_json": 400}.get(error.code, 422)
+            raise AgentError(status, error.code, error.detail) from None
+
+    def status(self, job_id: int) -> JobRecord:
+        record = self.store.get(job_id)
+        if record is None:
+            raise AgentError(404, "unknown_job", f"this agent has no job {job_id}")
+        return record
+
+    def usage(self, job_id: int) -> bytes:
+        """The finished job's usage record (canonical JSON; keccak-256 of it is evidence_hash)."""
+        record = self._finished(self.status(job_id))
+        return self.runner.paths(record.job_id).usage.read_bytes()
+
+    def result(self, job_id: int, authorization: str | None) -> bytes:
+        """The result bundle, to the job's client only."""
+        request = SignedRequest.from_header(authorization)
+        signer = self.verifier.authenticate(request, action="get-result", job_id=job_id)
+        record = self.status(job_id)
+        self.verifier.check_signer(signer, record.client)
+        self.verifier.consume(request, signer)
+        self._finished(record)
+        return self.runner.paths(job_id).result.read_bytes()
+
+    @staticmethod
+    def _finished(record: JobRecord) -> JobRecord:
+        if record.state == JobStatus.LOST:
+            raise AgentError(409, "job_lost", f"job {record.job_id} was lost: {record.detail}")
+        if record.state != JobStatus.FINISHED:
+            raise AgentError(409, "not_finished", f"job {record.job_id} is {record.state.value}")
+        return record
+
+    # ------------------------------------------------------------------ challenges
+
+    @staticmethod
+    def _parse_message(cls: type[M], raw: bytes) -> M:
+        try:
+            json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise AgentError(400, "malformed_json", f"{cls.message_type()}: not JSON: {error}") from None
+        try:
+            return cls.parse(raw)
+        except MessageError as error:
+            raise AgentError(422, "invalid_message", str(error)) from None
+
+    def _check_sizes(self, challenge: Challenge) -> None:
+        expected = self.config.gpu_class
+        if challenge.gpu_class != expected.id:
+            raise AgentError(
+                422,
+                "challenge_refused",
+                f"this agent serves gpu class {expected.id} ({expected.name}), not {challenge.gpu_class}",
+            )
+        sizes = ("m", "n", "p", "tile", "tiles_per_leaf")
+        wrong = [
+            f"{name}={getattr(challenge, name)}"
+            for name in sizes
+            if getattr(challenge, name) != getattr(expected, name)
+        ]
+        gpus = max(1, len(self.config.gpus))
+        if challenge.rounds % expected.rounds or not 1 <= challenge.rounds // expected.rounds <= gpus:
+            wrong.append(f"rounds={challenge.rounds} (expected {expected.rounds} per GPU, at most {gpus} GPUs)")
+        if wrong:
+            raise AgentError(422, "challenge_refused", f"sizes differ from class {expected.name}: {', '.join(wrong)}")
+
+    def answer_challenge(self, raw: bytes) -> bytes:
+        """A Challenge's wire bytes in, the Commitment's out."""
+        challenge = self._parse_message(Challenge, raw)
+        self._check_sizes(challenge)
+        if not self._prover_lock.acquire(blocking=False):
+            raise AgentError(503, "busy", "another challenge is being answered", headers={"Retry-After": "1"})
+        challenge_id: bytes = challenge.challenge_id
+        try:
+            if not self.store.record_challenge(challenge_id):
+                raise AgentError(409, "replayed_challenge", f"challenge {challenge_id.hex()} was already answered")
+            commitment = self.prover.commit(challenge)
+            self.store.set_challenge_root(challenge_id, commitment.root)
+        finally:
+            self._prover_lock.release()
+        return commitment.to_bytes()
+
+    def open_challenge(self, raw: bytes) -> bytes:
+        """An OpeningRequest's wire bytes in, the Opening's out."""
+        request = self._parse_message(OpeningRequest, raw)
+        challenge_id: bytes = request.challenge_id
+        known = self.store.challenge(challenge_id)
+        if known is None:
+            raise AgentError(404, "unknown_challenge", f"challenge {challenge_id.hex()} was never answered here")
+        if not self.store.open_challenge(challenge_id):
+            reason = "was already opened" if known.opened_at is not None else "has no commitment"
+            raise AgentError(409, "replayed_challenge", f"challenge {challenge_id.hex()} {reason}")
+        with self._prover_lock:
+            try:
+                opening = self.prover.open(request)
+            except ProverError as error:
+                raise AgentError(422, "cannot_open", str(error)) from None
+        return opening.to_bytes()
+
+    # ------------------------------------------------------------------ health
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "provider": self.config.address,
+            "chain_id": self.config.chain_id,
+            "market": self.config.market,
+            "gpu_class": self.config.gpu_class.name,
+            "gpus": list(self.config.gpus),
+            "free_gpus": self.gpus.free,
+            "prover": self.prover.backend,
+            "jobs": self.store.counts(),
+        }

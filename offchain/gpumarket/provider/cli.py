@@ -1,0 +1,150 @@
+"""``gpumarket provider``: the provider agent's commands.
+
+``gpumarket provider serve-api`` runs the agent's HTTP API for a local run: challenges, job
+specs, job runs and results, with its state in SQLite (a restart follows the jobs that still
+run and reports the others lost). Without a chain, the jobs' on-chain facts come from a JSON
+file (``--jobs-file``, see ``JsonFileJobSource``); watching the chain is ``provider run``'s job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from gpumarket.measure.classes import GPU_CLASSES, class_by_name
+from gpumarket.measure.nvml import nvml_available
+from gpumarket.measure.provers import BACKENDS, ProverError, make_prover
+from gpumarket.provider.agent import AgentConfig, ProviderAgent
+from gpumarket.provider.api import ProviderServer
+from gpumarket.provider.jobsource import JsonFileJobSource, OnChainJob
+from gpumarket.provider.runner import Runner, RunnerConfig
+from gpumarket.provider.store import Store
+
+__all__ = ["provider"]
+
+log = logging.getLogger(__name__)
+
+
+class _NoJobs:
+    """The job source without --jobs-file: no job exists, so every job request gets a 404."""
+
+    def get_job(self, job_id: int) -> OnChainJob | None:
+        return None
+
+
+def _gpu_list(value: str) -> tuple[int, ...]:
+    if not value:
+        return ()
+    try:
+        return tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of GPU indices") from None
+
+
+@click.group()
+def provider() -> None:
+    """The provider agent."""
+
+
+@provider.command("serve-api")
+@click.option(
+    "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), required=True, help="SQLite state file."
+)
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), required=True, help="Jobs' directories.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8700, show_default=True, help="0: an ephemeral port.")
+@click.option("--address", required=True, help="This provider's account address (jobs must name it).")
+@click.option("--chain-id", type=click.IntRange(min=1), required=True)
+@click.option("--market", required=True, help="The GpuMarket deployment's address.")
+@click.option(
+    "--jobs-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="JSON job table standing in for the chain (re-read at every lookup).",
+)
+@click.option(
+    "--gpu-class", "class_name", type=click.Choice([c.name for c in GPU_CLASSES]), default="cpu-dev", show_default=True
+)
+@click.option("--gpus", default="", help="GPU indices to assign to jobs, e.g. 0,1 [default: none, a CPU machine].")
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", *BACKENDS]),
+    default="auto",
+    show_default=True,
+    help="Challenge prover: auto is torch when it sees a CUDA GPU, numpy otherwise.",
+)
+@click.option(
+    "--meter-interval",
+    type=click.FloatRange(min=0.01),
+    default=1.0,
+    show_default=True,
+    help="Seconds between metering samples.",
+)
+@click.option(
+    "--ready-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help='Written with {"url": ...} once the API listens (for scripts that start the agent).',
+)
+def serve_api(
+    db_path: Path,
+    workdir: Path,
+    host: str,
+    port: int,
+    address: str,
+    chain_id: int,
+    market: str,
+    jobs_file: Path | None,
+    class_name: str,
+    gpus: str,
+    backend: str,
+    meter_interval: float,
+    ready_file: Path | None,
+) -> None:
+    """Run the agent's HTTP API until SIGTERM or SIGINT (running jobs keep running)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    gpu_indices = _gpu_list(gpus)
+    try:
+        config = AgentConfig(
+            address=address, chain_id=chain_id, market=market, gpu_class=class_by_name(class_name), gpus=gpu_indices
+        )
+        prover = make_prover(backend)
+    except (ValueError, ProverError) as error:
+        raise click.ClickException(str(error)) from None
+    meter_gpus = bool(gpu_indices) and nvml_available()
+    if gpu_indices and not meter_gpus:
+        log.warning("NVML is not available: jobs' GPUs will not be metered, only their processes")
+    store = Store(db_path)
+    runner = Runner(RunnerConfig(root=workdir, meter_interval_s=meter_interval, meter_gpus=meter_gpus))
+    agent = ProviderAgent(config, store, runner, JsonFileJobSource(jobs_file) if jobs_file else _NoJobs(), prover)
+    recovery = agent.recover()
+    log.info(
+        "recovered: %d followed again, %d started, %d lost",
+        len(recovery.resume),
+        len(recovery.start),
+        len(recovery.lost),
+    )
+    server = ProviderServer(agent, host, port)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping the API (jobs keep running)", signum)
+        threading.Thread(target=server.stop, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if ready_file is not None:
+        temporary = ready_file.with_name(ready_file.name + ".tmp")
+        temporary.write_text(json.dumps({"url": server.url, "pid": os.getpid()}))
+        temporary.replace(ready_file)
+    try:
+        server.serve_forever()
+    finally:
+        agent.close()
+        store.close()

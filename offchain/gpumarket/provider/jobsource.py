@@ -1,0 +1,104 @@
+"""Where the agent learns a job's on-chain facts: the ``JobSource`` protocol.
+
+The agent needs four facts per job before it runs anything: who the client is (only the client
+may send the spec and fetch the result), which provider took it, its state (only a RUNNING job
+is run) and its spec_hash (the spec must hash to it), plus its gpu_count to assign GPUs. These
+come from ``GpuMarket.get_job`` (escrow.vy's ``JobView``). The chain-backed source is the chain
+layer's (gpumarket.chain); this module defines the protocol, the state numbers it reports, and
+``JsonFileJobSource``, a job table in a JSON file for running the agent without a chain
+(``gpumarket provider serve-api --jobs-file``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+from eth_utils import to_checksum_address
+
+__all__ = ["JobSource", "JobState", "JsonFileJobSource", "OnChainJob"]
+
+MAX_JOBS_FILE_BYTES = 1024 * 1024
+
+
+class JobState(IntEnum):
+    """escrow.vy's job states; 0 means no such job."""
+
+    NONE = 0
+    OPEN = 1
+    RUNNING = 2
+    COMPLETED = 3
+    FAILED = 4
+    CANCELLED = 5
+    EXPIRED = 6
+
+
+@dataclass(frozen=True)
+class OnChainJob:
+    """The facts of one job the agent acts on (a subset of ``GpuMarket.get_job``)."""
+
+    job_id: int
+    client: str
+    provider: str
+    state: JobState
+    spec_hash: bytes
+    gpu_count: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "client", to_checksum_address(self.client))
+        object.__setattr__(self, "provider", to_checksum_address(self.provider))
+        object.__setattr__(self, "state", JobState(self.state))
+        if len(self.spec_hash) != 32:
+            raise ValueError(f"job {self.job_id}: spec_hash must be 32 bytes, got {len(self.spec_hash)}")
+        if self.gpu_count < 1:
+            raise ValueError(f"job {self.job_id}: gpu_count must be at least 1, got {self.gpu_count}")
+
+
+class JobSource(Protocol):
+    """Reads a job's on-chain facts; None when the chain has no such job."""
+
+    def get_job(self, job_id: int) -> OnChainJob | None: ...
+
+
+class JsonFileJobSource:
+    """Jobs listed in a JSON file, read again at every lookup (so jobs can be added while the
+    agent runs)::
+
+        {"jobs": [{"job_id": 1, "client": "0x...", "provider": "0x...", "state": "RUNNING",
+                   "spec_hash": "0x...", "gpu_count": 1}]}
+
+    It stands in for the chain on a machine without one; nothing checks these facts."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def get_job(self, job_id: int) -> OnChainJob | None:
+        for entry in self._entries():
+            if entry.get("job_id") == job_id:
+                return self._job(entry)
+        return None
+
+    def _entries(self) -> list[dict[str, Any]]:
+        raw = self.path.read_bytes()
+        if len(raw) > MAX_JOBS_FILE_BYTES:
+            raise ValueError(f"{self.path}: {len(raw)} bytes, more than {MAX_JOBS_FILE_BYTES}")
+        data = json.loads(raw)
+        if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
+            raise ValueError(f"{self.path}: expected an object with a 'jobs' list")
+        return [entry for entry in data["jobs"] if isinstance(entry, dict)]
+
+    @staticmethod
+    def _job(entry: dict[str, Any]) -> OnChainJob:
+        state = entry["state"]
+        spec_hash = entry["spec_hash"]
+        return OnChainJob(
+            job_id=int(entry["job_id"]),
+            client=entry["client"],
+            provider=entry["provider"],
+            state=JobState[state] if isinstance(state, str) else JobState(state),
+            spec_hash=bytes.fromhex(spec_hash.removeprefix("0x")),
+            gpu_count=int(entry.get("gpu_count", 1)),
+        )

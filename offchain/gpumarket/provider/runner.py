@@ -1,0 +1,452 @@
+"""Runs one job: its own directory, process group, environment, limits, meter and result.
+
+Each job gets a fresh directory ``<root>/job-<id>/``::
+
+    work/          the command's working directory; declared outputs are read from here
+    stdout, stderr what the command writes (files, not pipes, so a job outlives an agent restart)
+    pid            the wrapper's pid, written by the wrapper itself as it starts
+    exit_status    the command's exit status, written by the wrapper when the command ends
+    usage.json     the metering record (its keccak-256 is the evidence hash)
+    result.json    the result bundle (see result.py; its manifest's hash is the result hash)
+
+The command runs under a tiny POSIX sh wrapper, ``( exec "$@" )``, which is the leader of a new
+session and process group: the wrapper records the command's exit status in a file, so an agent
+that restarts while the job runs still learns how it ended (``Runner.adopt``). ``exec`` never
+runs a shell builtin or function, so argv[0] is always a program, found on the spec's PATH (or
+the shell's default path). The environment is the spec's ``env`` plus ``CUDA_VISIBLE_DEVICES``
+(the assigned GPU indices, empty on a CPU machine), ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (so CUDA
+numbers GPUs as NVML does, which the meter reads) and ``PWD`` (set by the shell).
+
+Limits: wall time (``max_seconds`` from the start: SIGTERM to the group, SIGKILL after a grace
+period), output (stdout + stderr polled every ``poll_s``; past ``max_output_bytes`` the group is
+stopped the same way and what it wrote beyond the limit is cut from the files), memory
+(``ulimit -v`` per process when the spec asks). Whatever is left in the group when the wrapper
+ends is killed. This is process isolation, not a sandbox: a job runs as the agent's
+user and can escape its group with setsid; run the agent in a container or VM of its own.
+
+The run is metered with ``gpumarket.measure.metering.meter_pid`` (process tree CPU and memory,
+and NVML on the assigned GPUs when ``meter_gpus``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpumarket.measure.metering import UsageRecord, meter_pid
+from gpumarket.provider.result import ResultBundle, collect_result
+from gpumarket.provider.spec import JobSpec
+
+__all__ = [
+    "JobPaths",
+    "ProcessGone",
+    "RunResult",
+    "Runner",
+    "RunnerConfig",
+    "RunningJob",
+    "StopReason",
+    "job_environment",
+    "process_start_ticks",
+]
+
+log = logging.getLogger(__name__)
+
+SHELL = "/bin/sh"
+# $1 pid file, $2 exit-status file, $3 address-space limit in KiB (empty: none), then argv.
+_WRAPPER = r"""
+printf '%s\n' "$$" > "$1" || exit 125
+status_file=$2
+if [ -n "$3" ]; then ulimit -v "$3" || exit 125; fi
+shift 3
+( exec "$@" )
+code=$?
+printf '%s\n' "$code" > "$status_file"
+exit "$code"
+"""
+
+StopReason = str  # "timeout", "output_limit" or "stopped" (the agent was told to stop it)
+
+
+class ProcessGone(RuntimeError):
+    """A job's process is no longer there to follow."""
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """Where jobs live and how they are watched.
+
+    ``meter_interval_s``: metering sample period; ``meter_gpus``: also meter the assigned GPUs
+    through NVML (needs a driver); ``poll_s``: how often time and output are checked;
+    ``kill_grace_s``: between SIGTERM and SIGKILL when a job is stopped."""
+
+    root: Path
+    meter_interval_s: float = 1.0
+    meter_gpus: bool = True
+    poll_s: float = 0.05
+    kill_grace_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class JobPaths:
+    root: Path
+
+    @classmethod
+    def of(cls, runner_root: Path, job_id: int) -> JobPaths:
+        return cls(Path(runner_root) / f"job-{job_id}")
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def stdout(self) -> Path:
+        return self.root / "stdout"
+
+    @property
+    def stderr(self) -> Path:
+        return self.root / "stderr"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.root / "pid"
+
+    @property
+    def exit_status(self) -> Path:
+        return self.root / "exit_status"
+
+    @property
+    def usage(self) -> Path:
+        return self.root / "usage.json"
+
+    @property
+    def result(self) -> Path:
+        return self.root / "result.json"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a job ended, what it left, what it used."""
+
+    job_id: int
+    exit_code: int | None  # None when the agent stopped it (or its wrapper died first)
+    stop_reason: StopReason | None
+    output_limit_exceeded: bool
+    paths: JobPaths
+    bundle: ResultBundle
+    usage: UsageRecord
+    evidence_hash: bytes
+    started_at: float  # wall clock, seconds
+    finished_at: float
+    resumed: bool  # followed after an agent restart (metered only from then on)
+
+    @property
+    def timed_out(self) -> bool:
+        return self.stop_reason == "timeout"
+
+    @property
+    def result_hash(self) -> bytes:
+        return self.bundle.result_hash
+
+    @property
+    def output_paths(self) -> dict[str, Path]:
+        """Each included file of the bundle and where it lies on disk."""
+        where = {"stdout": self.paths.stdout, "stderr": self.paths.stderr}
+        return {
+            entry.name: where.get(entry.name, self.paths.work / entry.name.removeprefix("outputs/"))
+            for entry in self.bundle.manifest.files
+            if entry.included
+        }
+
+
+def job_environment(spec: JobSpec, gpus: Sequence[int]) -> dict[str, str]:
+    """The job's whole environment (the shell adds PWD)."""
+    env = dict(spec.env)
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in gpus)
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    return env
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return text[text.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot): with the pid, it names one process for good."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None  # stat field 22
+
+
+def _alive(pid: int, start_ticks: int | None, work: Path) -> bool:
+    """Whether ``pid`` is still the job's wrapper: running, same start time, in the job's directory."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] in ("Z", "X"):
+        return False
+    if start_ticks is not None and int(fields[19]) != start_ticks:
+        return False
+    try:
+        return os.readlink(f"/proc/{pid}/cwd") == str(work)
+    except OSError:
+        return False
+
+
+def _group_leaders_in(work: Path) -> list[int]:
+    """Live process-group leaders whose working directory is ``work`` (one scan of /proc)."""
+    if not work.is_dir():
+        return []
+    leaders = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is None or int(fields[2]) != int(entry.name):  # stat field 5: the process group
+            continue
+        try:
+            if os.readlink(entry / "cwd") == str(work):
+                leaders.append(int(entry.name))
+        except OSError:
+            continue
+    return leaders
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is already gone
+        os.killpg(pgid, sig)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _read_exit_status(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+class RunningJob:
+    """A started (or adopted) job; ``wait`` follows it to the end and returns its RunResult."""
+
+    def __init__(
+        self,
+        config: RunnerConfig,
+        job_id: int,
+        spec: JobSpec,
+        gpus: tuple[int, ...],
+        paths: JobPaths,
+        pid: int,
+        start_ticks: int,
+        started_at: float,
+        process: subprocess.Popen[bytes] | None,
+    ) -> None:
+        self.config = config
+        self.job_id = job_id
+        self.spec = spec
+        self.gpus = gpus
+        self.paths = paths
+        self.pid = pid
+        self.start_ticks = start_ticks
+        self.started_at = started_at
+        self._process = process  # None when adopted after a restart: not our child
+        self._stop_reason: StopReason | None = None
+        self._lock = threading.Lock()
+        self._ended = threading.Event()
+        self._reaped = False  # once reaped, its pid (our group id) may name another process
+
+    @property
+    def resumed(self) -> bool:
+        return self._process is None
+
+    def stop(self, reason: StopReason = "stopped") -> None:
+        """SIGTERM the job's group now, SIGKILL after the grace period (from another thread)."""
+        with self._lock:
+            if self._stop_reason is not None or self._reaped:
+                return
+            self._stop_reason = reason
+            _kill_group(self.pid, signal.SIGTERM)
+        log.info("job %d: stopping (%s)", self.job_id, reason)
+        threading.Thread(target=self._kill_after_grace, name=f"job-{self.job_id}-kill", daemon=True).start()
+
+    def _kill_after_grace(self) -> None:
+        if not self._ended.wait(self.config.kill_grace_s):
+            with self._lock:
+                if not self._reaped:
+                    _kill_group(self.pid, signal.SIGKILL)
+
+    def _watch(self) -> None:
+        limits = self.spec.limits
+        deadline = time.monotonic() + (self.started_at + limits.max_seconds - time.time())
+        while not self._ended.wait(self.config.poll_s):
+            if time.monotonic() >= deadline:
+                self.stop("timeout")
+                return
+            written = sum(path.stat().st_size for path in (self.paths.stdout, self.paths.stderr) if path.exists())
+            if written > limits.max_output_bytes:
+                self.stop("output_limit")
+                return
+
+    def wait(self) -> RunResult:
+        """Blocks until the job ends; then kills what is left of its group, reads its exit
+        status and files, and writes usage.json and result.json. Call it once."""
+        watchdog = threading.Thread(target=self._watch, name=f"job-{self.job_id}-watch", daemon=True)
+        watchdog.start()
+        gpus = self.gpus if self.config.meter_gpus else ()
+        try:
+            # Before the wrapper is reaped: its final CPU times are read while it is a zombie.
+            usage = meter_pid(self.pid, gpus=gpus, interval_s=self.config.meter_interval_s, job_id=self.job_id)
+        except ValueError:
+            self._ended.set()
+            with self._lock:
+                _kill_group(self.pid, signal.SIGKILL)
+                if self._process is not None:
+                    self._process.wait()
+                self._reaped = True
+            raise
+        finally:
+            self._ended.set()
+            watchdog.join()
+        # Leftover background processes would hold the GPUs. Linux reuses no pid while it still
+        # names a live process group, and our own child is not reaped yet.
+        with self._lock:
+            _kill_group(self.pid, signal.SIGKILL)
+            if self._process is not None:
+                self._process.wait()
+            self._reaped = True
+        finished_at = time.time()
+        exit_code = _read_exit_status(self.paths.exit_status)
+        bundle = collect_result(
+            job_id=self.job_id,
+            exit_code=exit_code,
+            timed_out=self._stop_reason == "timeout",
+            killed_for_output=self._stop_reason == "output_limit",
+            stdout=self.paths.stdout,
+            stderr=self.paths.stderr,
+            work_dir=self.paths.work,
+            outputs=self.spec.outputs,
+            max_bytes=self.spec.limits.max_output_bytes,
+        )
+        # The watchdog notices a flood of output within one poll period; cut what came after.
+        for path in (self.paths.stdout, self.paths.stderr):
+            if path.stat().st_size > self.spec.limits.max_output_bytes:
+                os.truncate(path, self.spec.limits.max_output_bytes)
+        _write_atomic(self.paths.usage, usage.canonical_json())
+        _write_atomic(self.paths.result, bundle.to_bytes())
+        log.info(
+            "job %d: ended, exit %s%s, result 0x%s",
+            self.job_id,
+            exit_code,
+            f" ({self._stop_reason})" if self._stop_reason else "",
+            bundle.result_hash.hex(),
+        )
+        return RunResult(
+            job_id=self.job_id,
+            exit_code=exit_code,
+            stop_reason=self._stop_reason,
+            output_limit_exceeded=bundle.manifest.output_limit_exceeded,
+            paths=self.paths,
+            bundle=bundle,
+            usage=usage,
+            evidence_hash=usage.evidence_hash(),
+            started_at=self.started_at,
+            finished_at=finished_at,
+            resumed=self.resumed,
+        )
+
+
+class Runner:
+    """Starts jobs under ``config.root`` and re-attaches to them after a restart."""
+
+    def __init__(self, config: RunnerConfig) -> None:
+        self.config = config
+        Path(config.root).mkdir(parents=True, exist_ok=True)
+
+    def paths(self, job_id: int) -> JobPaths:
+        return JobPaths.of(self.config.root, job_id)
+
+    def start(self, job_id: int, spec: JobSpec, gpus: Sequence[int] = ()) -> RunningJob:
+        """Creates the job's fresh directory and starts its command; FileExistsError if the
+        directory exists (a job id runs once)."""
+        paths = self.paths(job_id)
+        paths.root.mkdir(parents=False)
+        paths.work.mkdir()
+        memory_kib = "" if spec.limits.max_memory_bytes is None else str(spec.limits.max_memory_bytes // 1024)
+        argv = [SHELL, "-c", _WRAPPER, "sh", str(paths.pidfile), str(paths.exit_status), memory_kib, *spec.command]
+        with open(paths.stdout, "wb") as stdout, open(paths.stderr, "wb") as stderr:
+            process = subprocess.Popen(
+                argv,
+                cwd=paths.work,
+                env=job_environment(spec, gpus),
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                close_fds=True,
+                start_new_session=True,  # its own session and process group: killpg reaches all of it
+            )
+        started_at = time.time()
+        start_ticks = process_start_ticks(process.pid)
+        assert start_ticks is not None  # our unreaped child has a /proc entry
+        log.info("job %d: started pid %d in %s, gpus %s", job_id, process.pid, paths.work, list(gpus) or "none")
+        return RunningJob(self.config, job_id, spec, tuple(gpus), paths, process.pid, start_ticks, started_at, process)
+
+    def run(self, job_id: int, spec: JobSpec, gpus: Sequence[int] = ()) -> RunResult:
+        """``start`` and ``wait``."""
+        return self.start(job_id, spec, gpus).wait()
+
+    def find_started(self, job_id: int) -> tuple[int, int] | None:
+        """(pid, start ticks) of the job's live wrapper; None when the job never started or no
+        longer runs. The wrapper writes its pid file first thing; in the instant before that, it
+        is found as the process-group leader whose working directory is the job's."""
+        paths = self.paths(job_id)
+        try:
+            text = paths.pidfile.read_text().strip()
+        except FileNotFoundError:
+            text = ""
+        candidates = [int(text)] if text.isdigit() else _group_leaders_in(paths.work)
+        for pid in candidates:
+            ticks = process_start_ticks(pid)
+            if ticks is not None and _alive(pid, ticks, paths.work):
+                return pid, ticks
+        return None
+
+    def is_alive(self, job_id: int, pid: int, start_ticks: int | None) -> bool:
+        """Whether the job's wrapper is still running (the same process, not a reused pid)."""
+        return _alive(pid, start_ticks, self.paths(job_id).work)
+
+    def adopt(
+        self, job_id: int, spec: JobSpec, gpus: Sequence[int], pid: int, start_ticks: int, started_at: float
+    ) -> RunningJob:
+        """Follows a job a previous agent started; ProcessGone when it is no longer running."""
+        if not self.is_alive(job_id, pid, start_ticks):
+            raise ProcessGone(f"job {job_id}: process {pid} is gone")
+        log.info("job %d: re-attached to pid %d", job_id, pid)
+        return RunningJob(
+            self.config, job_id, spec, tuple(gpus), self.paths(job_id), pid, start_ticks, started_at, None
+        )
+
+    def discard(self, job_id: int) -> None:
+        """Removes a job's directory (for a job that never started)."""
+        shutil.rmtree(self.paths(job_id).root, ignore_errors=True)

@@ -31,6 +31,7 @@ from gpumarket.signing.eip712 import Domain
 from gpumarket.testing.committee import Committee, job_report
 
 PASSPHRASE = "correct horse battery staple"
+WRONG = "not-the-passphrase-4711"
 ALIAS = "oracle1"
 
 
@@ -71,7 +72,7 @@ def test_keystore_in_apes_data_folder(keystore_dir, secret, monkeypatch):
 @pytest.mark.parametrize(
     ("alias", "env", "message"),
     [
-        (ALIAS, "wrong passphrase", "keystore:oracle1: wrong passphrase or corrupt keyfile"),
+        (ALIAS, WRONG, "keystore:oracle1: wrong passphrase or corrupt keyfile"),
         (ALIAS, None, "keystore:oracle1: no passphrase (set APE_ACCOUNTS_oracle1_PASSPHRASE)"),
         ("nobody", "x", "keystore:nobody: no keyfile at"),
         ("broken", "x", "is not a keystore file"),
@@ -85,9 +86,8 @@ def test_keystore_errors_name_the_alias_never_the_secret(keystore_dir, secret, m
     with pytest.raises(KeyLoadError, match=message.replace("(", r"\(").replace(")", r"\)")) as caught:
         load_key(f"keystore:{alias}", accounts_dir=keystore_dir)
     text = f"{caught.value} {caught.value!r} {caught.value.__cause__!r} {caught.value.__context__!r}"
-    for form in [*_secret_forms(secret), PASSPHRASE, "wrong passphrase"]:
-        if form != "wrong passphrase" or "wrong passphrase or" not in text:
-            assert form not in text
+    for form in [*_secret_forms(secret), PASSPHRASE, WRONG]:
+        assert form not in text
 
 
 def test_the_key_never_shows_itself(keystore_dir, secret, monkeypatch, caplog):

@@ -4,8 +4,9 @@ events, and its typed revert (ContractRevert with the contract's reason)."""
 from __future__ import annotations
 
 import pytest
+from eth_account import Account
 
-from gpumarket.chain.connection import advance_time
+from gpumarket.chain.connection import advance_time, fund
 from gpumarket.chain.errors import ContractRevert
 from gpumarket.chain.events import (
     Claimed,
@@ -253,6 +254,9 @@ def test_tokens_approve_mint_transfer(kit):
     token.transfer(other.address, 2 * TOKEN)
     assert token.balance_of(other.address) == 2 * TOKEN
     assert token.total_supply() == 5 * TOKEN
+    with pytest.raises(ContractRevert, match="MockToken: insufficient balance") as caught:
+        token.transfer(other.address, 10 * TOKEN)
+    assert caught.value.function == "transfer"
     assert token.approve(other.address).events == ()  # token events are not market events
 
 
@@ -307,3 +311,11 @@ def test_funding_is_what_the_kit_mints(kit):
     kit.fund(kit.roles.client2)
     market: Market = kit.market(kit.roles.client2)
     assert market.payment_token.balance_of(kit.roles.client2.address) == FUNDING
+
+
+def test_a_plain_local_account_signs_too(kit):
+    account = Account.create()
+    fund(kit.w3, account.address, 10**18)
+    market = kit.market(account)
+    registered = market.register(CPU_DEV, 1, PRICE, "http://127.0.0.1:8702").event(ProviderRegistered)
+    assert registered.provider == account.address == market.sender

@@ -137,7 +137,8 @@ class EventFollower:
         self.start_block = max(0, start_block)
         self._decoder = EventDecoder(w3, abi if abi is not None else load_artifacts()["GpuMarket"].abi)
         self._topics = self._topic_filter(self.config.events)
-        self._lock = threading.Lock()
+        # Re-entrant: poll_once reads the cursor under it; every use of the connection holds it.
+        self._lock = threading.RLock()
         self._db = sqlite3.connect(str(db_path), isolation_level=None, check_same_thread=False, timeout=30.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -165,9 +166,12 @@ class EventFollower:
 
     @property
     def cursor(self) -> Cursor:
-        row = self._db.execute(
-            "SELECT chain_id, market, block, block_hash FROM follower_cursor WHERE stream = ?", (self.stream,)
-        ).fetchone()
+        """The stored cursor; before the first poll, start_block - 1 (a stored cursor wins
+        over start_block)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT chain_id, market, block, block_hash FROM follower_cursor WHERE stream = ?", (self.stream,)
+            ).fetchone()
         if row is None:
             return Cursor(block=self.start_block - 1, block_hash=None)
         return Cursor(block=int(row[2]), block_hash=None if row[3] is None else bytes(row[3]))

@@ -12,6 +12,12 @@ bound local key (Transactor: nonces, gas, fees, bounded receipt wait) and return
 TxResult with the market's events decoded; a revert raises ContractRevert(reason), e.g.
 ContractRevert("escrow: job not running"), before anything is sent when the gas estimate
 already reverts. A Market without a signer reads only (transactions raise ValueError).
+
+Retries: reads raise the node's error as it comes; wrap them in
+connection.call_with_retry where a service must ride out a node restart. Never retry a
+transaction blindly: a send that failed on the way back may have been mined (the next
+attempt would take the next nonce and act twice). Re-read the state instead (get_job
+says whether the job was already accepted or settled).
 """
 
 from __future__ import annotations
@@ -112,7 +118,8 @@ class _Bound:
 
 
 class Token(_Bound):
-    """An ERC20 (MockToken's ABI, a superset of ERC20's); `mint` works on MockTokens only."""
+    """An ERC20 (MockToken's ABI, a superset of ERC20's); `mint` works on MockTokens only.
+    Its TxResults carry no events (only market events are decoded)."""
 
     def __init__(
         self,

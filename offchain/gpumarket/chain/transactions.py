@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -42,6 +41,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PRIORITY_FEE_WEI = 10**9  # 1 gwei
 _NONCE_RETRIES = 3
+_REGISTRY_ATTRIBUTE = "_gpumarket_transactors"
 _REVERT_PREFIX = "execution reverted"
 
 
@@ -94,7 +94,6 @@ def _is_nonce_conflict(error: BaseException) -> bool:
 class Transactor:
     """Sends transactions from one local account on one connection (thread-safe)."""
 
-    _registry: "weakref.WeakKeyDictionary[Web3, dict[str, Transactor]]" = weakref.WeakKeyDictionary()
     _registry_lock = threading.Lock()
 
     def __init__(self, w3: Web3, signer: Signer, settings: TxSettings = TxSettings()) -> None:
@@ -110,7 +109,8 @@ class Transactor:
         """The shared Transactor of `signer`'s account on `w3` (created on first use)."""
         address = Web3.to_checksum_address(signer.address)
         with cls._registry_lock:
-            by_address = cls._registry.setdefault(w3, {})
+            # Kept on the connection itself, so the Transactors live and die with it.
+            by_address: dict[str, Transactor] = w3.__dict__.setdefault(_REGISTRY_ATTRIBUTE, {})
             existing = by_address.get(address)
             if existing is None:
                 existing = by_address[address] = cls(w3, signer, settings or TxSettings())

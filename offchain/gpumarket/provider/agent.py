@@ -231,10 +231,10 @@ class ProviderAgent:
         if job is None or job.state == JobState.NONE:
             raise AgentError(404, "unknown_job", f"the chain has no job {job_id}")
         self.verifier.check_signer(signer, job.client)
-        if job.provider != self.config.address:
-            raise AgentError(409, "not_this_provider", f"job {job_id} is with provider {job.provider}, not this one")
         if job.state != JobState.RUNNING:
             raise AgentError(409, "job_not_running", f"job {job_id} is {job.state.name} on chain, not RUNNING")
+        if job.provider != self.config.address:
+            raise AgentError(409, "not_this_provider", f"job {job_id} is with provider {job.provider}, not this one")
         if digest != job.spec_hash:
             raise AgentError(
                 409,

@@ -1,39 +1,29 @@
 """Where the agent learns a job's on-chain facts: the ``JobSource`` protocol.
 
-The agent needs four facts per job before it runs anything: who the client is (only the client
+The agent needs these facts per job before it runs anything: who the client is (only the client
 may send the spec and fetch the result), which provider took it, its state (only a RUNNING job
-is run) and its spec_hash (the spec must hash to it), plus its gpu_count to assign GPUs. These
-come from ``GpuMarket.get_job`` (escrow.vy's ``JobView``). The chain-backed source is the chain
-layer's (gpumarket.chain); this module defines the protocol, the state numbers it reports, and
-``JsonFileJobSource``, a job table in a JSON file for running the agent without a chain
-(``gpumarket provider serve-api --jobs-file``).
+is run), its spec_hash (the spec must hash to it), and its gpu_count (to assign GPUs). They come
+from ``GpuMarket.get_job`` (escrow.vy's ``JobView``). Sources:
+
+- ``MarketJobSource``: the chain, through ``gpumarket.chain.market.Market.get_job``.
+- ``JsonFileJobSource``: a job table in a JSON file, to run the agent without a chain
+  (``gpumarket provider serve-api --jobs-file``).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from enum import IntEnum
 from pathlib import Path
 from typing import Any, Protocol
 
 from eth_utils import to_checksum_address
 
-__all__ = ["JobSource", "JobState", "JsonFileJobSource", "OnChainJob"]
+from gpumarket.chain.models import Job, JobState
+
+__all__ = ["JobSource", "JobState", "JsonFileJobSource", "MarketJobSource", "OnChainJob"]
 
 MAX_JOBS_FILE_BYTES = 1024 * 1024
-
-
-class JobState(IntEnum):
-    """escrow.vy's job states; 0 means no such job."""
-
-    NONE = 0
-    OPEN = 1
-    RUNNING = 2
-    COMPLETED = 3
-    FAILED = 4
-    CANCELLED = 5
-    EXPIRED = 6
 
 
 @dataclass(frozen=True)
@@ -61,6 +51,32 @@ class JobSource(Protocol):
     """Reads a job's on-chain facts; None when the chain has no such job."""
 
     def get_job(self, job_id: int) -> OnChainJob | None: ...
+
+
+class _ReadsJobs(Protocol):
+    def get_job(self, job_id: int) -> Job: ...
+
+
+class MarketJobSource:
+    """The chain's facts: ``market.get_job`` (a ``gpumarket.chain.market.Market``, read-only
+    use). Reads the latest block: a job's client and spec_hash never change once it exists,
+    and a RUNNING state that a reorg undoes only lets a spec run that was paid for anyway."""
+
+    def __init__(self, market: _ReadsJobs) -> None:
+        self._market = market
+
+    def get_job(self, job_id: int) -> OnChainJob | None:
+        job = self._market.get_job(job_id)
+        if job.state == JobState.NONE:
+            return None
+        return OnChainJob(
+            job_id=job_id,
+            client=job.client,
+            provider=job.provider,
+            state=job.state,
+            spec_hash=job.spec_hash,
+            gpu_count=job.gpu_count,
+        )
 
 
 class JsonFileJobSource:

@@ -146,5 +146,6 @@ def serve_api(
     try:
         server.serve_forever()
     finally:
+        # The store stays open: threads that follow still-running jobs may record an ending until
+        # the process exits, and every transaction is already durable on its own.
         agent.close()
-        store.close()

@@ -180,7 +180,10 @@ class ProviderAgent:
             if gpus is None:
                 self.store.mark_lost(job.job_id, "too few free GPUs to start it after the restart")
                 continue
-            self._start(job.job_id, parse_spec(job.spec or b""), gpus)
+            try:
+                self._start(job.job_id, parse_spec(job.spec or b""), gpus)
+            except AgentError:
+                continue  # recorded lost by _start, with the reason
         return recovery
 
     def _probe(self, job: JobRecord) -> Probe:
@@ -191,7 +194,10 @@ class ProviderAgent:
         # Stored but not known to have started: the wrapper's pid file tells.
         found = self.runner.find_started(job.job_id)
         if found is not None:
-            started_at = self.runner.paths(job.job_id).pidfile.stat().st_mtime
+            try:
+                started_at = self.runner.paths(job.job_id).pidfile.stat().st_mtime
+            except FileNotFoundError:  # found by its working directory an instant after it started
+                started_at = time.time()
             return Probe(Liveness.ALIVE, found[0], found[1], started_at)
         if self.runner.paths(job.job_id).pidfile.exists():
             return Probe(Liveness.GONE)

@@ -42,7 +42,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -50,6 +50,7 @@ from typing import Literal
 from eth_utils import to_checksum_address
 
 from gpumarket.signing import eip712
+from gpumarket.storage import StorageError, open_durable, write_transaction
 from gpumarket.signing.eip712 import Domain, HardwareReport, JobReport, Report
 
 __all__ = [
@@ -360,15 +361,12 @@ class DecisionStore:
         if not isinstance(domain, Domain):
             raise TypeError(f"expected a Domain, got {type(domain).__name__}")
         oracle = to_checksum_address(oracle)
-        # isolation_level=None: no implicit transactions; every write says BEGIN IMMEDIATE itself.
-        connection = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
+        try:
+            connection = open_durable(path)
+        except StorageError as exc:
+            raise StoreError(str(exc)) from None
         try:
             connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"SQLite refused WAL mode (got {mode!r}) for {path}")
-            connection.execute("PRAGMA synchronous = FULL")
-            connection.execute("PRAGMA foreign_keys = ON")
             store = cls(connection, domain, oracle, str(path))
             store._migrate()
             store._bind()
@@ -387,17 +385,8 @@ class DecisionStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: BEGIN IMMEDIATE (takes the write lock now), COMMIT or ROLLBACK."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db, self._lock)
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:

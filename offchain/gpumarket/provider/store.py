@@ -5,7 +5,7 @@ crash loses nothing that was acknowledged. Every change is one explicit ``BEGIN 
 transaction; one connection serves all threads behind a lock.
 
 A job moves ``accepted`` -> ``spec_received`` -> ``running`` -> ``finished``, or to ``lost``
-from ``spec_received`` or ``running``; each transition names the states it may leave, so a
+from ``spec_received`` or ``running`` (or from ``accepted`` when it ends on chain first); each transition names the states it may leave, so a
 late or repeated call cannot move a job backwards (``StoreConflict``). ``accepted`` is for the
 chain watcher (a job this provider took on chain whose spec has not come yet); a spec may also
 arrive for a job the store has not seen, since the chain is the authority.
@@ -306,6 +306,16 @@ class Store:
             finished_at=self._clock(),
             detail=detail,
         )
+
+    def end_on_chain(self, job_id: int, detail: str) -> JobRecord | None:
+        """The job ended on chain (settled or expired): an ``accepted`` job whose spec never
+        came can no longer run, so it becomes ``lost`` with ``detail``. A job in any other state
+        keeps it (its run, if any, records its own ending); None when the store lacks the job."""
+        try:
+            return self._transition(job_id, (JobStatus.ACCEPTED,), JobStatus.LOST, finished_at=self._clock(),
+                                    detail=detail)
+        except StoreConflict:
+            return self.get(job_id)
 
     def _transition(self, job_id: int, sources: tuple[JobStatus, ...], target: JobStatus, **values: Any) -> JobRecord:
         columns = ", ".join(f"{name} = ?" for name in values)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from gpumarket import __version__
+from gpumarket.client.cli import client
 from gpumarket.measure.cli import bench
 from gpumarket.oracle.cli import oracle
 from gpumarket.provider.cli import provider
@@ -21,6 +22,7 @@ main.add_command(report)
 main.add_command(bench)
 main.add_command(oracle)
 main.add_command(provider)
+main.add_command(client)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,8 @@
+"""The market's client: choose a provider, create a job, send its spec, follow it, fetch and check the result.
+
+- choose: list_providers, choose_providers, choose_provider, JobRequirements, ProviderOffer
+- jobs: JobClient (create_job, wait_running, send_spec, follow, fetch_result, cancel, expire, claim), JobUpdate
+- http: ProviderApi, HttpTimeouts (the provider agent's HTTP API, bounded)
+- errors: ClientError and its subclasses, each with a `hint`
+- cli: the `gpumarket client` command group
+"""

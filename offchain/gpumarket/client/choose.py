@@ -1,0 +1,182 @@
+"""Choosing a provider: who is registered, who can take this job now, and in what order.
+
+    offers = list_providers(market)                         # every registered provider
+    ranked = choose_providers(market, JobRequirements(gpu_class=1, gpu_count=1,
+                              max_price_per_gpu_second=10**15, max_duration=600))
+    best = choose_provider(market, requirements)            # NoProviderAvailable if none
+
+Providers come from the chain's ProviderRegistered/ProviderUpdated events; each one's
+current standing from `Market.providers`, `is_verified` and `stake_of`, and its measured
+throughput from its latest HardwareVerified event. A provider is a candidate only when
+`accept_job` would succeed for it: its class, enough GPUs, verified now, not jailed, price
+at or below the job's max, and free stake >= MIN_STAKE + the job's collateral (computed
+as escrow.vy computes it). Candidates are ranked by price, then measured throughput
+(higher first), then address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+
+from gpumarket.chain.events import HardwareVerified, MarketEvent, ProviderRegistered, ProviderUpdated
+from gpumarket.chain.market import BlockId, Market
+from gpumarket.client.errors import NoProviderAvailable
+
+__all__ = [
+    "JobRequirements",
+    "ProviderOffer",
+    "choose_provider",
+    "choose_providers",
+    "job_collateral",
+    "list_providers",
+    "scan_events",
+]
+
+BPS = 10_000
+RATE_SCALE = 10**18
+LOG_CHUNK_BLOCKS = 5_000  # eth_getLogs ranges stay below what public nodes accept
+
+
+@dataclass(frozen=True)
+class JobRequirements:
+    """What the job needs: the terms `create_job` is called with."""
+
+    gpu_class: int
+    gpu_count: int
+    max_price_per_gpu_second: int
+    max_duration: int
+
+    def __post_init__(self) -> None:
+        if self.gpu_count < 1 or self.max_duration < 1 or self.max_price_per_gpu_second < 1:
+            raise ValueError("gpu_count, max_duration and max_price_per_gpu_second must be positive")
+
+
+@dataclass(frozen=True)
+class ProviderOffer:
+    """A registered provider as the chain shows it now."""
+
+    address: str
+    gpu_class: int
+    gpu_count: int
+    price_per_gpu_second: int
+    endpoint: str
+    verified: bool
+    verified_until: int
+    jailed: bool
+    free_stake: int
+    measured_throughput: int  # of the latest HardwareVerified (GOPS, whole machine); 0 if never
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "address": self.address,
+            "gpu_class": self.gpu_class,
+            "gpu_count": self.gpu_count,
+            "price_per_gpu_second": str(self.price_per_gpu_second),
+            "endpoint": self.endpoint,
+            "verified": self.verified,
+            "verified_until": self.verified_until,
+            "jailed": self.jailed,
+            "free_stake": str(self.free_stake),
+            "measured_throughput": self.measured_throughput,
+        }
+
+
+def job_collateral(price_per_gpu_second: int, gpu_count: int, max_duration: int, collateral_bps: int,
+                   collateral_rate: int) -> int:
+    """The collateral accept_job locks (escrow.vy `_collateral`, rounded up)."""
+    scaled = price_per_gpu_second * gpu_count * max_duration * collateral_bps * collateral_rate
+    return -(-scaled // (BPS * RATE_SCALE))
+
+
+def scan_events(
+    market: Market, names: Collection[str], *, from_block: int = 0, to_block: BlockId = "latest"
+) -> Iterator[MarketEvent]:
+    """The market's events of these names in [from_block, to_block], oldest first."""
+    wanted = {market.decoder.event_name(topic): "0x" + topic.hex() for topic in market.decoder.topics}
+    topics = [wanted[name] for name in names]
+    last = market.w3.eth.block_number if to_block == "latest" else int(to_block)
+    low = from_block
+    while low <= last:
+        high = min(last, low + LOG_CHUNK_BLOCKS - 1)
+        logs = market.w3.eth.get_logs(
+            {"address": market.address, "fromBlock": low, "toBlock": high, "topics": [topics]}
+        )
+        for raw in logs:
+            event = market.decoder.decode(raw)
+            if event is not None:
+                yield event
+        low = high + 1
+
+
+def list_providers(market: Market, *, from_block: int = 0) -> list[ProviderOffer]:
+    """Every provider that ever registered and still is, with its standing now."""
+    addresses: dict[str, None] = {}
+    throughput: dict[str, int] = {}
+    names = (ProviderRegistered.name, ProviderUpdated.name, HardwareVerified.name)
+    for event in scan_events(market, names, from_block=from_block):
+        if isinstance(event, HardwareVerified):
+            throughput[event.provider] = event.measured_throughput  # later events overwrite
+        elif isinstance(event, (ProviderRegistered, ProviderUpdated)):
+            addresses[event.provider] = None
+    block = market.w3.eth.block_number  # one block for every read: a consistent picture
+    offers = []
+    for address in addresses:
+        record = market.providers(address, block=block)
+        if not record.registered:
+            continue
+        offers.append(
+            ProviderOffer(
+                address=address,
+                gpu_class=record.gpu_class,
+                gpu_count=record.gpu_count,
+                price_per_gpu_second=record.price_per_gpu_second,
+                endpoint=record.endpoint,
+                verified=market.is_verified(address, block=block),
+                verified_until=record.verified_until,
+                jailed=record.jailed,
+                free_stake=market.stake_of(address, block=block).free,
+                measured_throughput=throughput.get(address, 0),
+            )
+        )
+    return offers
+
+
+def _rank(offer: ProviderOffer) -> tuple[int, int, str]:
+    return (offer.price_per_gpu_second, -offer.measured_throughput, offer.address.lower())
+
+
+def choose_providers(
+    market: Market, requirements: JobRequirements, *, offers: list[ProviderOffer] | None = None,
+    from_block: int = 0,
+) -> list[ProviderOffer]:
+    """The providers that could accept this job now, best first (see the module docstring)."""
+    offers = list_providers(market, from_block=from_block) if offers is None else offers
+    parameters = market.parameters()
+    candidates = []
+    for offer in offers:
+        collateral = job_collateral(
+            offer.price_per_gpu_second, requirements.gpu_count, requirements.max_duration,
+            parameters["collateral_bps"], parameters["collateral_rate"],
+        )
+        if (
+            offer.gpu_class == requirements.gpu_class
+            and offer.gpu_count >= requirements.gpu_count
+            and offer.verified
+            and not offer.jailed
+            and offer.price_per_gpu_second <= requirements.max_price_per_gpu_second
+            and offer.free_stake >= parameters["min_stake"] + collateral
+        ):
+            candidates.append(offer)
+    return sorted(candidates, key=_rank)
+
+
+def choose_provider(market: Market, requirements: JobRequirements, *, from_block: int = 0) -> ProviderOffer:
+    """The best candidate; NoProviderAvailable when none can take the job."""
+    ranked = choose_providers(market, requirements, from_block=from_block)
+    if not ranked:
+        raise NoProviderAvailable(
+            f"no verified, unjailed provider of class {requirements.gpu_class} with {requirements.gpu_count} GPU(s) "
+            f"at <= {requirements.max_price_per_gpu_second} per GPU-second with enough free stake"
+        )
+    return ranked[0]

@@ -1,0 +1,123 @@
+"""The client's HTTP side of the provider API (docs/provider-api.md): bounded, typed.
+
+    api = ProviderApi("http://127.0.0.1:8700", HttpTimeouts(connect_s=5, read_s=30))
+    api.status(7)                     # -> dict (the agent's job status document)
+    api.put_spec(7, raw, header)      # -> dict (202/200 answer)
+    api.result(7, header)             # -> bytes (the result bundle, size-capped)
+
+Connection failures and timeouts raise ProviderUnreachable; an error document
+{"error", "detail"} raises ProviderRefused with the provider's code. Responses are read up
+to a size cap, so a hostile endpoint cannot fill memory. Proxies from the environment are
+ignored (the endpoint is on chain, it is contacted directly).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+from gpumarket.client.errors import ProviderRefused, ProviderUnreachable
+from gpumarket.provider.spec import MAX_OUTPUT_BYTES
+
+__all__ = ["MAX_JSON_BYTES", "MAX_RESULT_BYTES", "HttpTimeouts", "ProviderApi"]
+
+MAX_JSON_BYTES = 256 * 1024
+# base64 of at most MAX_OUTPUT_BYTES of files, plus the manifest.
+MAX_RESULT_BYTES = MAX_OUTPUT_BYTES * 4 // 3 + 1024 * 1024
+
+
+@dataclass(frozen=True)
+class HttpTimeouts:
+    """Seconds to connect, and to wait for each read of an answer."""
+
+    connect_s: float = 5.0
+    read_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.connect_s <= 0 or self.read_s <= 0:
+            raise ValueError("timeouts must be positive")
+
+
+class ProviderApi:
+    """One provider agent's endpoint (http:// or https://)."""
+
+    def __init__(self, endpoint: str, timeouts: HttpTimeouts | None = None) -> None:
+        parsed = urllib.parse.urlsplit(endpoint)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ProviderUnreachable(endpoint, "not an http(s) URL")
+        self.endpoint = endpoint.rstrip("/")
+        self._parsed = parsed
+        self.timeouts = timeouts or HttpTimeouts()
+
+    def __repr__(self) -> str:
+        return f"ProviderApi({self.endpoint})"
+
+    def _connection(self) -> http.client.HTTPConnection:
+        cls = http.client.HTTPSConnection if self._parsed.scheme == "https" else http.client.HTTPConnection
+        return cls(self._parsed.hostname, self._parsed.port, timeout=self.timeouts.connect_s)
+
+    def request(
+        self, method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
+        limit: int = MAX_JSON_BYTES,
+    ) -> bytes:
+        """The body of a 2xx answer; ProviderRefused for an error answer, ProviderUnreachable otherwise."""
+        prefix = self._parsed.path.rstrip("/")
+        connection = self._connection()
+        try:
+            connection.connect()
+            assert connection.sock is not None
+            connection.sock.settimeout(self.timeouts.read_s)
+            all_headers = {"Accept": "application/json", **(headers or {})}
+            if body is not None:
+                all_headers.setdefault("Content-Type", "application/json")
+            connection.request(method, prefix + path, body=body, headers=all_headers)
+            response = connection.getresponse()
+            declared = response.getheader("Content-Length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                raise ProviderUnreachable(self.endpoint, f"answer of {declared} bytes exceeds {limit}")
+            raw = response.read(limit + 1)
+            if len(raw) > limit:
+                raise ProviderUnreachable(self.endpoint, f"answer exceeds {limit} bytes")
+            status = response.status
+        except (OSError, socket.timeout, http.client.HTTPException) as error:
+            raise ProviderUnreachable(self.endpoint, f"{type(error).__name__}: {error}") from None
+        finally:
+            connection.close()
+        if status >= 400:
+            code, detail = "http_error", raw[:200].decode("utf-8", "replace")
+            try:
+                document = json.loads(raw)
+                code, detail = str(document["error"]), str(document.get("detail", ""))
+            except (ValueError, TypeError, KeyError):
+                pass
+            raise ProviderRefused(self.endpoint, status, code, detail)
+        return raw
+
+    def _json(self, raw: bytes) -> dict[str, Any]:
+        try:
+            document = json.loads(raw)
+        except ValueError:
+            raise ProviderUnreachable(self.endpoint, "answer is not JSON") from None
+        if not isinstance(document, dict):
+            raise ProviderUnreachable(self.endpoint, "answer is not a JSON object")
+        return document
+
+    def health(self) -> dict[str, Any]:
+        return self._json(self.request("GET", "/health"))
+
+    def status(self, job_id: int) -> dict[str, Any]:
+        """The agent's status document for the job (ProviderRefused unknown_job before the spec)."""
+        return self._json(self.request("GET", f"/jobs/{job_id}/status"))
+
+    def put_spec(self, job_id: int, spec_bytes: bytes, authorization: str) -> dict[str, Any]:
+        raw = self.request("PUT", f"/jobs/{job_id}/spec", body=spec_bytes, headers={"Authorization": authorization})
+        return self._json(raw)
+
+    def result(self, job_id: int, authorization: str) -> bytes:
+        return self.request(
+            "GET", f"/jobs/{job_id}/result", headers={"Authorization": authorization}, limit=MAX_RESULT_BYTES
+        )

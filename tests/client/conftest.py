@@ -52,7 +52,7 @@ COMMITTEE = Committee.of_size(3, threshold=2)
 
 
 def python_spec(code: str, outputs: list[str] | None = None) -> JobSpec:
-    return JobSpec(command=[sys.executable, "-c", code], limits=Limits(max_seconds=20), outputs=outputs or [])
+    return JobSpec(command=[sys.executable, "-c", code], limits=Limits(max_seconds=20, max_output_bytes=1 << 20), outputs=outputs or [])
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Fixtures of the provider's chain-side tests: a market on the embedded py-evm chain with a
+"""Fixtures of the provider's chain-side tests: a market (on the embedded py-evm chain, or on
+anvil for the process test) with a
 ready provider (registered for cpu-dev with 2 GPUs, verified by a committee-signed
 HardwareReport, staked), a ready competitor, and a client; each test runs inside an EVM
 snapshot, so every test starts from the same chain.
@@ -32,6 +33,7 @@ OTHER_CLASS = 2
 PRICE = 10**15
 PROVIDER_GPUS = 2
 HOUR = 3600
+PROVIDER_ENDPOINT = "http://127.0.0.1:8700"
 FUNDING = 10**24
 
 
@@ -82,11 +84,10 @@ class Chain:
         market.stake(self.params.parameters.min_stake + 100 * 10**18)
 
 
-@pytest.fixture(scope="module")
-def module_chain() -> Chain:
+def build_chain(w3: Web3) -> Chain:
+    """Deploys a market on `w3` and readies the provider, the competitor and the client."""
     artifacts = load_artifacts()
     params = load_params(PARAMS)
-    w3 = connect(EMBEDDED)
     deployer, provider, competitor, client = (test_account(i) for i in (0, 2, 3, 4))
     deployment = deploy_market_web3(w3, deployer, params, artifacts=artifacts, deploy_mock_tokens=True)
     chain = Chain(w3, artifacts, params, deployment, Committee.of_size(3, threshold=2), deployer, provider,
@@ -96,9 +97,14 @@ def module_chain() -> Chain:
         for token in (market.stake_token, market.payment_token):
             token.mint(key.address, FUNDING)
             token.approve(market.address)
-    chain.ready_provider(provider, PROVIDER_GPUS, "http://127.0.0.1:8700")
+    chain.ready_provider(provider, PROVIDER_GPUS, PROVIDER_ENDPOINT)
     chain.ready_provider(competitor, 1, "http://127.0.0.1:8701")
     return chain
+
+
+@pytest.fixture(scope="module")
+def module_chain() -> Chain:
+    return build_chain(connect(EMBEDDED))
 
 
 @pytest.fixture

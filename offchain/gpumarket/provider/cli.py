@@ -1,6 +1,8 @@
 """``gpumarket provider``: the provider agent's commands.
 
-``gpumarket provider serve-api`` runs the agent's HTTP API for a local run: challenges, job
+``gpumarket provider run`` is the provider as it works on a market: it connects to the node,
+checks the provider's standing on chain, serves the API and watches the chain for jobs to take
+(gpumarket.provider.service). ``gpumarket provider serve-api`` runs the agent's HTTP API for a local run: challenges, job
 specs, job runs and results, with its state in SQLite (a restart follows the jobs that still
 run and reports the others lost). Without a chain, the jobs' on-chain facts come from a JSON
 file (``--jobs-file``, see ``JsonFileJobSource``); watching the chain is ``provider run``'s job.
@@ -12,12 +14,17 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
 
 import click
 
+from gpumarket.chain.connection import EMBEDDED, connect
+from gpumarket.chain.errors import ChainError
+from gpumarket.chain.keys import KeyLoadError, load_key
+from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.measure.classes import GPU_CLASSES, class_by_name
 from gpumarket.measure.nvml import nvml_available
 from gpumarket.measure.provers import BACKENDS, ProverError, make_prover
@@ -25,7 +32,9 @@ from gpumarket.provider.agent import AgentConfig, ProviderAgent
 from gpumarket.provider.api import ProviderServer
 from gpumarket.provider.jobsource import JsonFileJobSource, OnChainJob
 from gpumarket.provider.runner import Runner, RunnerConfig
+from gpumarket.provider.service import ProviderService, ServiceConfig, StartupError
 from gpumarket.provider.store import Store
+from gpumarket.provider.watcher import WatchPolicy
 
 __all__ = ["provider"]
 
@@ -46,6 +55,16 @@ def _gpu_list(value: str) -> tuple[int, ...]:
         return tuple(int(part) for part in value.split(","))
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a comma-separated list of GPU indices") from None
+
+
+def _write_ready_file(path: Path, content: dict[str, object]) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(content))
+    temporary.replace(path)
+
+
+def _log_to_stderr() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 @click.group()
@@ -109,7 +128,7 @@ def serve_api(
     ready_file: Path | None,
 ) -> None:
     """Run the agent's HTTP API until SIGTERM or SIGINT (running jobs keep running)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _log_to_stderr()
     gpu_indices = _gpu_list(gpus)
     try:
         config = AgentConfig(
@@ -140,12 +159,106 @@ def serve_api(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     if ready_file is not None:
-        temporary = ready_file.with_name(ready_file.name + ".tmp")
-        temporary.write_text(json.dumps({"url": server.url, "pid": os.getpid()}))
-        temporary.replace(ready_file)
+        _write_ready_file(ready_file, {"url": server.url, "pid": os.getpid()})
     try:
         server.serve_forever()
     finally:
         # The store stays open: threads that follow still-running jobs may record an ending until
         # the process exits, and every transaction is already durable on its own.
         agent.close()
+
+
+@provider.command("run")
+@click.option("--rpc", required=True, help="The node's JSON-RPC URL (http:// or https://).")
+@click.option(
+    "--deployment",
+    "deployment_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The market's deployment record (JSON, as deploy writes it).",
+)
+@click.option(
+    "--key",
+    "key_spec",
+    required=True,
+    help="keystore:<alias> (passphrase in $APE_ACCOUNTS_<alias>_PASSPHRASE) or, on a local chain, test-account:<i>.",
+)
+@click.option(
+    "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), required=True, help="SQLite state file."
+)
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), required=True, help="Jobs' directories.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8700, show_default=True, help="0: an ephemeral port.")
+@click.option("--public-url", default=None, help="The endpoint others reach [default: the bound address].")
+@click.option("--gpus", default="", help="GPU indices to assign to jobs, e.g. 0,1 [default: none, a CPU machine].")
+@click.option("--backend", type=click.Choice(["auto", *BACKENDS]), default="auto", show_default=True)
+@click.option("--confirmations", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option("--poll-interval", type=click.FloatRange(min=0.01), default=0.5, show_default=True)
+@click.option("--meter-interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True)
+@click.option("--max-gpus", type=click.IntRange(min=1), default=None, help="GPUs all held jobs may use together.")
+@click.option("--min-job-value", type=click.IntRange(min=0), default=0, help="Least price * GPUs * duration to take.")
+@click.option(
+    "--ready-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help='Written with {"url", "pid", "address"} once the service is up.',
+)
+def run(
+    rpc: str,
+    deployment_path: Path,
+    key_spec: str,
+    db_path: Path,
+    workdir: Path,
+    host: str,
+    port: int,
+    public_url: str | None,
+    gpus: str,
+    backend: str,
+    confirmations: int,
+    poll_interval: float,
+    meter_interval: float,
+    max_gpus: int | None,
+    min_job_value: int,
+    ready_file: Path | None,
+) -> None:
+    """Run the provider on a market until SIGTERM or SIGINT (running jobs keep running).
+
+    Exits 0 when stopped by a signal, 1 when the chain watcher gave up (node down too long)."""
+    _log_to_stderr()
+    if rpc == EMBEDDED:
+        raise click.BadParameter("the embedded chain lives inside one process: give a node's URL", param_hint="--rpc")
+    try:
+        w3 = connect(rpc)
+        deployment = MarketDeployment.read(deployment_path)
+        key = load_key(key_spec, w3=w3)
+        config = ServiceConfig(
+            rpc=rpc,
+            deployment=deployment,
+            key=key,
+            db_path=db_path,
+            workdir=workdir,
+            host=host,
+            port=port,
+            public_url=public_url,
+            gpus=_gpu_list(gpus),
+            backend=backend,
+            confirmations=confirmations,
+            poll_interval=poll_interval,
+            meter_interval=meter_interval,
+            policy=WatchPolicy(max_gpus=max_gpus, min_job_value=min_job_value),
+        )
+        service = ProviderService(config, w3=w3).start()
+    except (KeyLoadError, StartupError, ChainError, ProverError, ValueError, OSError) as error:
+        raise click.ClickException(str(error)) from None
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping (jobs keep running)", signum)
+        service.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if ready_file is not None:
+        service.write_ready_file(ready_file)
+    code = service.wait()
+    service.close()
+    sys.exit(code or 0)

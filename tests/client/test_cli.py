@@ -1,0 +1,93 @@
+"""`gpumarket client ...` through click's CliRunner, on the shared embedded chain (a ready
+ClientEnv passed as click's obj: the embedded chain lives in this process only)."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from gpumarket.cli import main
+from gpumarket.client.cli import ClientEnv, client
+
+from .conftest import CPU_DEV, PRICE, python_spec
+
+
+def _invoke(world, tmp_path, *args: str, key: str = "test-account:9"):
+    path = world.deployment.write(tmp_path / "deployment.json")
+    env = ClientEnv(w3=world.w3)
+    return CliRunner().invoke(client, ["--deployment", str(path), "--key", key, *args], obj=env)
+
+
+def test_help_everywhere():
+    runner = CliRunner()
+    assert "client" in runner.invoke(main, ["--help"]).output
+    for command in ([], ["providers"], ["submit"], ["status"], ["result"], ["cancel"], ["claim"]):
+        result = runner.invoke(main, ["client", *command, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output, command
+
+
+def test_providers_json_and_text(world, tmp_path):
+    listed = _invoke(world, tmp_path, "providers", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert len(json.loads(listed.output)) == len(world.providers)
+    chosen = _invoke(world, tmp_path, "providers", "--class", "cpu-dev", "--max-price", str(2 * PRICE), "--json")
+    assert [offer["address"] for offer in json.loads(chosen.output)] == [
+        world.providers["best"].address, world.providers["runner_up"].address
+    ]
+    text = _invoke(world, tmp_path, "providers")
+    assert "JAILED" in text.output and "unverified" in text.output
+
+
+def test_submit_status_result_claim(world, tmp_path):
+    spec = python_spec("open('r.txt', 'w').write('via the cli')", outputs=["r.txt"])
+    spec_file = tmp_path / "job.json"
+    spec_file.write_bytes(spec.canonical_bytes())
+    submitted = _invoke(world, tmp_path, "submit", "--spec", str(spec_file), "--class", "cpu-dev",
+                        "--max-price", str(2 * PRICE), "--max-duration", "600", "--no-wait", "--json")
+    assert submitted.exit_code == 0, submitted.output
+    document = json.loads(submitted.output)
+    job_id = document["job_id"]
+    assert document["provider"] == world.providers["best"].address and document["spec_sent"] is False
+
+    world.accept("best", job_id)
+    job_client = world.job_client()
+    job_client.send_spec(job_id, spec)
+    list(job_client.follow(job_id, timeout_s=20))
+
+    status = _invoke(world, tmp_path, "status", str(job_id), "--json")
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.output)["provider_state"] == "finished"
+    assert "chain RUNNING" in _invoke(world, tmp_path, "status", str(job_id)).output
+
+    out = tmp_path / "out"
+    fetched = _invoke(world, tmp_path, "result", str(job_id), "--out", str(out), "--json")
+    assert fetched.exit_code == 0, fetched.output
+    assert (out / "outputs" / "r.txt").read_text() == "via the cli"
+    assert "outputs/r.txt" in json.loads(fetched.output)["files"]
+
+    stranger = _invoke(world, tmp_path, "result", str(job_id), "--out", str(tmp_path / "x"), key="test-account:10")
+    assert stranger.exit_code == 1 and "wrong_signer" in stranger.output
+
+
+def test_cancel_and_claim_and_errors(world, tmp_path):
+    spec_file = tmp_path / "job.json"
+    spec_file.write_bytes(python_spec("print(1)").canonical_bytes())
+    submitted = _invoke(world, tmp_path, "submit", "--spec", str(spec_file), "--class", str(CPU_DEV), "--open",
+                        "--max-price", str(PRICE), "--max-duration", "60", "--no-wait", "--json")
+    job_id = json.loads(submitted.output)["job_id"]
+    cancelled = _invoke(world, tmp_path, "cancel", str(job_id))
+    assert cancelled.exit_code == 0 and "cancelled" in cancelled.output
+    again = _invoke(world, tmp_path, "cancel", str(job_id))
+    assert again.exit_code == 1 and "CANCELLED" in again.output
+    claimed = _invoke(world, tmp_path, "claim", "--json")
+    assert claimed.exit_code == 0 and json.loads(claimed.output)
+    assert _invoke(world, tmp_path, "claim").output.strip() == "nothing to claim"
+
+    none = _invoke(world, tmp_path, "submit", "--spec", str(spec_file), "--class", "cpu-dev", "--gpus", "4",
+                   "--max-price", str(PRICE), "--max-duration", "60")
+    assert none.exit_code == 1 and "no provider" in none.output
+    unknown = _invoke(world, tmp_path, "status", "999999")
+    assert unknown.exit_code == 1 and "unknown" in unknown.output
+    bad_key = _invoke(world, tmp_path, "claim", key="keystore:nobody-here")
+    assert bad_key.exit_code == 2

@@ -91,3 +91,36 @@ def test_cancel_and_claim_and_errors(world, tmp_path):
     assert unknown.exit_code == 1 and "unknown" in unknown.output
     bad_key = _invoke(world, tmp_path, "claim", key="keystore:nobody-here")
     assert bad_key.exit_code == 2
+
+
+def test_submit_waits_for_acceptance_and_sends_the_spec(world, tmp_path):
+    """--wait (the default): the command blocks until a provider accepts, then sends the spec."""
+    import threading
+    import time
+
+    market = world.deployment.market_at(world.w3)
+    before = market.job_count()
+    stop = threading.Event()
+
+    def accept_the_next_job() -> None:
+        deadline = time.monotonic() + 20
+        while not stop.is_set() and time.monotonic() < deadline:
+            if market.job_count() > before:
+                world.accept("best", before + 1)
+                return
+            time.sleep(0.05)
+
+    acceptor = threading.Thread(target=accept_the_next_job)
+    acceptor.start()
+    spec_file = tmp_path / "job.json"
+    spec_file.write_bytes(python_spec("print('waited')").canonical_bytes())
+    try:
+        submitted = _invoke(world, tmp_path, "submit", "--spec", str(spec_file), "--class", "cpu-dev",
+                            "--max-price", str(2 * PRICE), "--max-duration", "60", "--wait-timeout", "20", "--json")
+    finally:
+        stop.set()
+        acceptor.join(25)
+    assert submitted.exit_code == 0, submitted.output
+    document = json.loads(submitted.output)
+    assert document["spec_sent"] is True and document["job_id"] == before + 1
+    list(world.job_client().follow(document["job_id"], timeout_s=20))

@@ -23,8 +23,9 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from eth_account.messages import SignableMessage
 from gpumarket.chain.events import JobCreated, JobSettled
 from gpumarket.chain.market import Market, TxResult
 from gpumarket.chain.models import ZERO_ADDRESS, Job, JobState
@@ -44,11 +45,19 @@ from gpumarket.provider.result import BundleError, ResultBundle
 from gpumarket.provider.spec import JobSpec, spec_hash
 from gpumarket.signing.eip712 import Outcome
 
-__all__ = ["PROVIDER_DONE_STATES", "JobClient", "JobUpdate"]
+__all__ = ["PROVIDER_DONE_STATES", "ClientKey", "JobClient", "JobUpdate"]
 
 log = logging.getLogger(__name__)
 
 PROVIDER_DONE_STATES = frozenset({"finished", "lost"})
+
+
+class ClientKey(Protocol):
+    """The client's key: a gpumarket.chain.keys.ServiceKey or an eth_account LocalAccount."""
+
+    address: str
+
+    def sign_message(self, signable_message: SignableMessage) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -116,7 +125,7 @@ class JobClient:
     def __init__(
         self,
         market: Market,
-        key: Any,
+        key: ClientKey,
         *,
         timeouts: HttpTimeouts | None = None,
         poll_interval_s: float = 0.5,

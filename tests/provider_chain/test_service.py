@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from gpumarket.chain.anvil import ANVIL_NPM_PACKAGE, AnvilNode, find_anvil
-from gpumarket.chain.connection import TEST_HD_PATH, TEST_MNEMONIC, connect
+from gpumarket.chain.anvil import AnvilNode
+from gpumarket.chain.connection import TEST_HD_PATH, TEST_MNEMONIC, RetryPolicy, connect
+from gpumarket.chain.errors import ChainUnavailable
 from gpumarket.chain.keys import ServiceKey, test_account
 from gpumarket.chain.models import JobState
 from gpumarket.provider.auth import sign_request
@@ -99,13 +100,8 @@ def _private_key_hex(index: int) -> str:
     return Account.from_mnemonic(TEST_MNEMONIC, account_path=f"{TEST_HD_PATH}/{index}").key.hex().removeprefix("0x")
 
 
-def test_run_command_as_a_process_on_anvil(tmp_path):
-    binary = find_anvil()
-    if binary is None:
-        reason = f"anvil not installed: `make anvil` installs it with npm ({ANVIL_NPM_PACKAGE})"
-        print(reason)
-        pytest.skip(reason)
-    with AnvilNode(binary, log_path=tmp_path / "anvil.log") as node:
+def test_run_command_as_a_process_on_anvil(tmp_path, anvil_binary):
+    with AnvilNode(anvil_binary, log_path=tmp_path / "anvil.log") as node:
         chain = build_chain(connect(node.url))
         deployment = chain.deployment.write(tmp_path / "deployment.json")
         ready = tmp_path / "provider.ready"
@@ -136,3 +132,18 @@ def test_run_command_as_a_process_on_anvil(tmp_path):
     assert "differs" in output  # the registered endpoint is not the ephemeral port it bound
     assert len(_private_key_hex(2)) == 64 and _private_key_hex(2) not in output.lower()  # the key is never logged
     assert os.path.exists(tmp_path / "provider-watcher.sqlite")
+
+
+def test_a_node_down_past_the_retry_budget_stops_the_service_with_1(tmp_path, anvil_binary):
+    with AnvilNode(anvil_binary, log_path=tmp_path / "anvil.log") as node:
+        chain = build_chain(connect(node.url))
+        config = service_config(chain, tmp_path, chain.provider, rpc=node.url,
+                                retry=RetryPolicy(attempts=2, base_delay=0.05, max_delay=0.05), max_outages=2)
+        service = ProviderService(config).start()
+        try:
+            assert service.wait(0.3) is None  # running
+            node.stop()
+            assert service.wait(15) == 1
+            assert isinstance(service.watcher_error, ChainUnavailable)
+        finally:
+            service.close(stop_jobs=True)

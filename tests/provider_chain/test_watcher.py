@@ -22,7 +22,7 @@ from gpumarket.provider.watcher import Decision, JobWatcher, WatchPolicy
 from gpumarket.signing.eip712 import Outcome
 from gpumarket.testing.committee import job_report
 
-from .conftest import CPU_DEV, OTHER_CLASS, PRICE, PROVIDER_GPUS, Chain, python_spec
+from .conftest import OTHER_CLASS, PRICE, PROVIDER_GPUS, Chain, python_spec
 
 CONFIG = FollowerConfig(confirmations=0, poll_interval=0.05)
 

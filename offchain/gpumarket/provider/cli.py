@@ -2,7 +2,9 @@
 
 ``gpumarket provider run`` is the provider as it works on a market: it connects to the node,
 checks the provider's standing on chain, serves the API and watches the chain for jobs to take
-(gpumarket.provider.service). ``gpumarket provider serve-api`` runs the agent's HTTP API for a local run: challenges, job
+(gpumarket.provider.service).
+
+``gpumarket provider serve-api`` runs the agent's HTTP API for a local run: challenges, job
 specs, job runs and results, with its state in SQLite (a restart follows the jobs that still
 run and reports the others lost). Without a chain, the jobs' on-chain facts come from a JSON
 file (``--jobs-file``, see ``JsonFileJobSource``); watching the chain is ``provider run``'s job.

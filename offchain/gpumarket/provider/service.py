@@ -37,7 +37,7 @@ from pathlib import Path
 
 from web3 import Web3
 
-from gpumarket.chain.connection import connect
+from gpumarket.chain.connection import RetryPolicy, connect
 from gpumarket.chain.follower import FollowerConfig
 from gpumarket.chain.keys import ServiceKey
 from gpumarket.chain.market import Market
@@ -64,7 +64,9 @@ class StartupError(RuntimeError):
 @dataclass(frozen=True)
 class ServiceConfig:
     """What `gpumarket provider run` takes. ``public_url``: the endpoint clients and oracles
-    use, compared with the registered one (default: the bound API's URL)."""
+    use, compared with the registered one (default: the bound API's URL). ``retry`` and
+    ``max_outages``: how long the watcher waits out a node that is down before it gives up
+    (then `wait` returns 1)."""
 
     rpc: str
     deployment: MarketDeployment
@@ -80,6 +82,8 @@ class ServiceConfig:
     poll_interval: float = 0.5
     meter_interval: float = 1.0
     policy: WatchPolicy = field(default_factory=WatchPolicy)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_outages: int = 3
     watcher_db: Path | None = None
 
     @property
@@ -167,7 +171,9 @@ class ProviderService:
         meter_gpus = bool(config.gpus) and nvml_available()
         if config.gpus and not meter_gpus:
             log.warning("NVML is not available: jobs' GPUs will not be metered, only their processes")
-        runner = Runner(RunnerConfig(root=config.workdir, meter_interval_s=config.meter_interval, meter_gpus=meter_gpus))
+        runner = Runner(
+            RunnerConfig(root=config.workdir, meter_interval_s=config.meter_interval, meter_gpus=meter_gpus)
+        )
         agent_config = AgentConfig(
             address=self.address,
             chain_id=config.deployment.chain_id,
@@ -194,7 +200,8 @@ class ProviderService:
             self.store,
             start_block=config.deployment.block,
             policy=config.policy,
-            config=FollowerConfig(confirmations=config.confirmations, poll_interval=config.poll_interval),
+            config=FollowerConfig(confirmations=config.confirmations, poll_interval=config.poll_interval,
+                                  retry=config.retry, max_outages=config.max_outages),
         )
         self._watcher_thread = threading.Thread(target=self._watch, name="provider-watcher", daemon=True)
         self._watcher_thread.start()

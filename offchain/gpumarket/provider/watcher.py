@@ -33,7 +33,7 @@ import logging
 import sqlite3
 import threading
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -109,17 +109,7 @@ class JobWatcher:
         self.provider: str = market.sender
         self.store = store
         self.policy = policy or WatchPolicy()
-        base = config or FollowerConfig()
-        follower_config = FollowerConfig(
-            confirmations=base.confirmations,
-            max_block_range=base.max_block_range,
-            max_ranges_per_poll=base.max_ranges_per_poll,
-            poll_interval=base.poll_interval,
-            events=WATCHED_EVENTS,
-            retry=base.retry,
-            max_outages=base.max_outages,
-            max_handler_failures=base.max_handler_failures,
-        )
+        follower_config = replace(config or FollowerConfig(), events=WATCHED_EVENTS)
         self.follower = EventFollower(
             market.w3, market.address, db_path, self._on_event,
             start_block=start_block, config=follower_config, stream="provider-watcher",

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from eth_account import Account
 
 from gpumarket.chain.anvil import AnvilNode
@@ -21,6 +22,7 @@ from gpumarket.chain.connection import TEST_HD_PATH, TEST_MNEMONIC, RetryPolicy,
 from gpumarket.chain.errors import ChainUnavailable
 from gpumarket.chain.keys import ServiceKey, test_account
 from gpumarket.chain.models import JobState
+from gpumarket.cli import main
 from gpumarket.provider.auth import sign_request
 from gpumarket.provider.service import ProviderService, ServiceConfig, StartupError
 from gpumarket.provider.store import JobStatus
@@ -147,3 +149,22 @@ def test_a_node_down_past_the_retry_budget_stops_the_service_with_1(tmp_path, an
             assert isinstance(service.watcher_error, ChainUnavailable)
         finally:
             service.close(stop_jobs=True)
+
+
+def test_run_refuses_the_embedded_chain_and_reports_an_unreachable_node(tmp_path, chain):
+    deployment = chain.deployment.write(tmp_path / "deployment.json")
+    common = ["--deployment", str(deployment), "--key", "test-account:2", "--db", str(tmp_path / "p.sqlite"),
+              "--workdir", str(tmp_path / "jobs")]  # fmt: skip
+    embedded = CliRunner().invoke(main, ["provider", "run", "--rpc", "embedded", *common])
+    assert embedded.exit_code == 2 and "embedded chain lives inside one process" in embedded.output
+    unreachable = CliRunner().invoke(main, ["provider", "run", "--rpc", "http://127.0.0.1:1", *common])
+    assert unreachable.exit_code == 1 and "node http://127.0.0.1:1" in unreachable.output
+
+
+def test_configured_gpus_bound_the_gpus_held(chain, tmp_path):
+    config = service_config(chain, tmp_path, chain.provider, public_url=PROVIDER_ENDPOINT, gpus=(0,))
+    service = ProviderService(config, w3=chain.w3).start()
+    try:
+        assert service.watcher.policy.max_gpus == 1  # registered for 2, but this machine assigns one
+    finally:
+        service.close(stop_jobs=True)

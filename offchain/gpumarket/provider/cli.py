@@ -250,7 +250,9 @@ def run(
             policy=WatchPolicy(max_gpus=max_gpus, min_job_value=min_job_value),
         )
         service = ProviderService(config, w3=w3).start()
-    except (KeyLoadError, StartupError, ChainError, ProverError, ValueError, OSError) as error:
+    except OSError as error:  # requests' connection errors too
+        raise click.ClickException(f"node {rpc} or a local file: {error}") from None
+    except (KeyLoadError, StartupError, ChainError, ProverError, ValueError) as error:
         raise click.ClickException(str(error)) from None
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -32,7 +32,7 @@ import json
 import logging
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from web3 import Web3
@@ -199,7 +199,7 @@ class ProviderService:
             config.watcher_db_path,
             self.store,
             start_block=config.deployment.block,
-            policy=config.policy,
+            policy=self._policy(),
             config=FollowerConfig(confirmations=config.confirmations, poll_interval=config.poll_interval,
                                   retry=config.retry, max_outages=config.max_outages),
         )
@@ -208,6 +208,14 @@ class ProviderService:
         log.info("provider %s serving %s on %s, watching market %s", self.address, endpoint_checks.gpu_class.name,
                  self.url, config.deployment.market)
         return self
+
+    def _policy(self) -> WatchPolicy:
+        """The configured policy; with GPUs configured and no max_gpus, never more GPUs held than
+        the agent can assign (the registered count may differ)."""
+        policy = self.config.policy
+        if policy.max_gpus is None and self.config.gpus:
+            return replace(policy, max_gpus=len(self.config.gpus))
+        return policy
 
     def _watch(self) -> None:
         assert self.watcher is not None

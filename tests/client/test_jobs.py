@@ -137,6 +137,9 @@ def test_a_tampered_result_is_refused(world, tampering):
     handler.bundle = b"not json"
     with pytest.raises(ResultMismatch):
         client.fetch_result(job_id, endpoint=url)
+    handler.status_doc = b" " * (300 * 1024)  # beyond what a status answer may be: not read
+    with pytest.raises(ProviderUnreachable, match="exceeds"):
+        client.fetch_result(job_id, endpoint=url)
 
 
 def test_an_unreachable_provider(world):

@@ -86,7 +86,7 @@ class JobNotRunning(ClientError):
 class JobNotAccepted(ClientError):
     """No provider accepted the job before its accept deadline."""
 
-    hint = "expire it to get the escrow back (JobClient.expire / `gpumarket client cancel`)"
+    hint = "expire it to get the escrow back (JobClient.expire, or `gpumarket client cancel --expire JOB`)"
 
     def __init__(self, job_id: int, accept_deadline: int, deadline_passed: bool) -> None:
         self.job_id = job_id

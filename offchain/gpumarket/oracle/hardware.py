@@ -1,0 +1,277 @@
+"""Hardware verification end to end: challenge a provider, sign a canonical report, submit it.
+
+    hv = HardwareVerifier(store, signer, market, peers, ChainSubmitter(market))
+    hv.handle(event)                              # ProviderRegistered / ProviderUpdated -> queued
+    for provider, anchor in hv.due(now):          # queued, or verified_until within the window
+        hv.verify(provider, anchor)               # challenge, decide, sign      -> Attempt
+    hv.step(attempt, now=...)                     # gather peers' signatures; submit if our turn
+
+The challenge (gpumarket.measure.verifier on this oracle's own monotonic clock): RTT first
+(best of ``GET {endpoint}/health``), then ``POST {endpoint}/challenge`` with the Challenge
+bytes (sized by the provider's registered class and gpu_count), the Commitment back,
+``POST {endpoint}/challenge/open`` with the OpeningRequest, the Opening back, judged. A busy
+agent (503, it answers one challenge at a time) is retried a bounded number of times.
+
+Units: the contract compares ``measured_throughput`` with ``class_floor(class) * gpu_count``,
+and ``class_floor`` is the deploy params' ``floor_per_gpu_gops``: **GOPS** (10^9 ops/s). The
+verifier measures ops/s; we divide by 10^9.
+
+Agreement. Every oracle challenges the provider itself, so the raw measurements differ; the
+report all sign must be byte-identical. Each oracle therefore signs a *canonical* report:
+
+- ``measured_throughput`` is one of three values, by what the contract does with it
+  (``required = floor * count``):
+  PASS ``required`` (verifies), SLOW ``ceil(required * 5000 / 10000)`` (valid work below the
+  floor: unverifies without slashing), FAIL ``0`` (invalid answer, unreachable or below half
+  the floor: unverifies and slashes). Honest oracles whose measurements fall in the same
+  bucket sign the same report; one that disagrees simply does not add to the quorum.
+- ``valid_until`` = the anchor (the triggering event's block time, or for a renewal the
+  oracle's clock) rounded down to the hour, plus the governance ``hardware_validity``; peers
+  reacting to one event share the anchor. ``epoch`` is the store's current committee epoch.
+
+Submission: one designated member per report, computed like a job's
+(:func:`gpumarket.oracle.settlement.submission_rank`) with the key ``int(provider) +
+valid_until``; the k-th fallback submits once ``k * fallback_delay`` seconds have passed since
+the report was decided and it is still not applied. ``"verification: stale report"`` means it
+(or a later one) was already applied: done, never resubmitted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from gpumarket.chain.events import MarketEvent, ProviderRegistered, ProviderUpdated
+from gpumarket.chain.market import Market
+from gpumarket.measure.classes import class_by_id
+from gpumarket.measure.messages import Commitment, Opening
+from gpumarket.measure.verifier import ChallengeRejected, Verdict, Verifier
+from gpumarket.oracle.chain_submitter import ChainSubmitter
+from gpumarket.oracle.peers import GatherResult, PeerClient, gather_hardware_signatures
+from gpumarket.oracle.settlement import should_submit, submission_rank
+from gpumarket.oracle.signer import NoQuorum, OracleSigner, SignedReport, StaleEpoch
+from gpumarket.oracle.store import ConflictingDecision, DecisionStore
+from gpumarket.signing.eip712 import HardwareReport
+
+__all__ = [
+    "Attempt",
+    "Bucket",
+    "ChallengeOutcome",
+    "HardwareConfig",
+    "HardwareVerifier",
+    "StepResult",
+    "canonical_throughput",
+    "canonical_valid_until",
+    "challenge_provider",
+]
+
+log = logging.getLogger(__name__)
+
+GOPS = 10**9
+BPS = 10_000
+SPOOF_THRESHOLD_BPS = 5_000  # contracts/modules/verification.vy: below this share of required, slash
+ANCHOR_GRANULARITY_S = 3_600
+
+
+class Bucket(StrEnum):
+    PASS = "pass"
+    SLOW = "slow"
+    FAIL = "fail"
+
+
+def canonical_valid_until(anchor_ts: int, hardware_validity: int) -> int:
+    """The anchor rounded down to the hour plus the validity: identical across honest oracles."""
+    return anchor_ts - anchor_ts % ANCHOR_GRANULARITY_S + hardware_validity
+
+
+def canonical_throughput(measured_gops: float, required_gops: int) -> tuple[Bucket, int]:
+    """The bucket of a measurement and the canonical value signed for it (see the module docstring)."""
+    slow_value = -(-required_gops * SPOOF_THRESHOLD_BPS // BPS)  # ceil: the least value not slashed
+    if measured_gops >= required_gops:
+        return Bucket.PASS, required_gops
+    if measured_gops >= slow_value and measured_gops > 0:
+        return Bucket.SLOW, slow_value
+    return Bucket.FAIL, 0
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    renewal_window_s: int = 3_600  # re-verify a provider whose verified_until is this close
+    fallback_delay_s: float = 30.0
+    request_timeout_s: float = 30.0
+    busy_retries: int = 20  # 503 answers (the agent answers one challenge at a time)
+    busy_wait_s: float = 0.25
+    rtt_samples: int = 3
+    max_response_bytes: int = 64 << 20
+
+
+@dataclass(frozen=True)
+class ChallengeOutcome:
+    """One challenge's result: ``measured_gops`` is 0 when no valid answer came back."""
+
+    measured_gops: float
+    verdict: Verdict | None = None
+    error: str = ""  # transport / protocol failure (unreachable, refused, malformed answer)
+
+
+class _Http:
+    def __init__(self, endpoint: str, config: HardwareConfig, sleep: Callable[[float], None]) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.config = config
+        self.sleep = sleep
+
+    def request(self, path: str, body: bytes | None = None) -> bytes:
+        for attempt in range(self.config.busy_retries + 1):
+            req = urllib.request.Request(
+                self.endpoint + path, data=body, method="POST" if body is not None else "GET",
+                headers={"Content-Type": "application/json"} if body is not None else {},
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=self.config.request_timeout_s) as answer:
+                    return answer.read(self.config.max_response_bytes)
+            except urllib.error.HTTPError as exc:
+                if exc.code == 503 and attempt < self.config.busy_retries:
+                    self.sleep(self.config.busy_wait_s)
+                    continue
+                detail = exc.read(512).decode(errors="replace")
+                raise RuntimeError(f"{path}: HTTP {exc.code} {detail}") from exc
+        raise AssertionError("unreachable")
+
+
+def challenge_provider(
+    endpoint: str,
+    gpu_class: int,
+    gpu_count: int,
+    *,
+    config: HardwareConfig = HardwareConfig(),
+    verifier: Verifier | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ChallengeOutcome:
+    """Run one timed throughput challenge against a provider agent's HTTP API."""
+    verifier = verifier or Verifier()
+    http = _Http(endpoint, config, sleep)
+    try:
+        cls = class_by_id(gpu_class)
+        rtt = verifier.measure_rtt(lambda: http.request("/health"), samples=config.rtt_samples)
+        challenge = verifier.issue(cls, gpu_count, rtt_seconds=rtt)
+        commitment = Commitment.parse(http.request("/challenge", challenge.to_bytes()))
+        opening_request = verifier.receive_commitment(commitment)
+        opening = Opening.parse(http.request("/challenge/open", opening_request.to_bytes()))
+        verdict = verifier.check_opening(opening)
+    except (OSError, RuntimeError, ValueError, ChallengeRejected) as exc:
+        log.warning("challenge of %s failed: %s", endpoint, exc)
+        return ChallengeOutcome(0.0, error=f"{type(exc).__name__}: {exc}")
+    gops = (verdict.throughput_ops_per_second or 0.0) / GOPS if verdict.reason in (None, "below_floor") else 0.0
+    log.info("challenge of %s: %s, %.2f GOPS", endpoint, verdict.reason or "passed", gops)
+    return ChallengeOutcome(gops, verdict)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A hardware report this oracle decided and signed, and what it measured."""
+
+    signed: SignedReport
+    bucket: Bucket
+    outcome: ChallengeOutcome
+    decided_at: float
+
+    @property
+    def report(self) -> HardwareReport:
+        assert isinstance(self.signed.report, HardwareReport)
+        return self.signed.report
+
+
+@dataclass(frozen=True)
+class StepResult:
+    gathered: GatherResult
+    submitted: bool = False
+    tx_hash: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class HardwareVerifier:
+    """The oracle's hardware-verification loop pieces; see the module docstring."""
+
+    store: DecisionStore
+    signer: OracleSigner
+    market: Market
+    peers: Sequence[PeerClient]
+    submitter: ChainSubmitter
+    config: HardwareConfig = field(default_factory=HardwareConfig)
+    clock: Callable[[], float] = time.time
+    _queue: dict[str, int] = field(default_factory=dict)  # provider -> anchor timestamp
+    _applied: set[tuple[str, int]] = field(default_factory=set)
+
+    def handle(self, event: MarketEvent, db: object = None) -> None:
+        """Follower handler: queue a provider that registered or changed its claim."""
+        if isinstance(event, (ProviderRegistered, ProviderUpdated)):
+            self._queue[event.provider] = self.market.block_timestamp(event.meta.block_number)
+
+    def due(self, now: float, known: Sequence[str] = ()) -> list[tuple[str, int]]:
+        """Queued providers, plus those of ``known`` whose verified_until is within the window."""
+        due = dict(self._queue)
+        self._queue.clear()
+        for provider in known:
+            record = self.market.providers(provider)
+            if record.registered and not record.jailed and record.verified_until < now + self.config.renewal_window_s:
+                due.setdefault(provider, int(now))
+        return sorted(due.items())
+
+    def verify(self, provider: str, anchor_ts: int) -> Attempt:
+        """Challenge ``provider``, then decide and sign the canonical report."""
+        record = self.market.providers(provider)
+        if not record.registered:
+            raise ValueError(f"{provider} is not registered")
+        committee = self.store.current_committee()
+        if committee is None:
+            raise StaleEpoch("no committee known: sync it from the chain first")
+        outcome = challenge_provider(record.endpoint, record.gpu_class, record.gpu_count, config=self.config)
+        required = self.market.class_floor(record.gpu_class) * record.gpu_count
+        bucket, value = canonical_throughput(outcome.measured_gops, required)
+        validity = self.market.parameters()["hardware_validity"]
+        report = HardwareReport(
+            provider=record.address, gpu_class=record.gpu_class, gpu_count=record.gpu_count,
+            measured_throughput=value, valid_until=canonical_valid_until(anchor_ts, validity),
+            epoch=committee.epoch,
+        )
+        try:
+            signed = self.signer.decide_and_sign(report)
+        except ConflictingDecision:
+            # Already decided for this key (an earlier attempt): the first decision stands.
+            stored = self.store.hardware_decision(report.provider, report.valid_until)
+            assert stored is not None
+            signed = self.signer.sign_hardware(report.provider, report.valid_until)
+            log.warning("hardware %s/%d already decided differently; keeping it", provider, report.valid_until)
+        log.info("hardware %s: %s (%.2f GOPS measured, %d required)", provider, bucket, outcome.measured_gops, required)
+        return Attempt(signed, bucket, outcome, self.clock())
+
+    def step(self, attempt: Attempt, *, now: float | None = None) -> StepResult:
+        """Gather peers' signatures; submit the quorum if we are designated or our fallback is due."""
+        now = self.clock() if now is None else now
+        report = attempt.report
+        gathered = gather_hardware_signatures(self.store, report.provider, report.valid_until, self.peers)
+        key = (report.provider, report.valid_until)
+        if key in self._applied or self.market.last_report_valid_until(report.provider) >= report.valid_until:
+            self._applied.add(key)
+            return StepResult(gathered, detail="already applied")
+        committee = self.store.current_committee()
+        if committee is None or not committee.is_member(self.signer.address):
+            return StepResult(gathered, detail="not a member of the current committee")
+        rank = submission_rank(int(report.provider, 16) + report.valid_until, committee.members, self.signer.address)
+        if not should_submit(now, attempt.decided_at, rank == 0, self.config.fallback_delay_s, rank=rank):
+            return StepResult(gathered, detail=f"fallback rank {rank}: not due")
+        try:
+            quorum = self.signer.hardware_quorum(report.provider, report.valid_until)
+        except (NoQuorum, StaleEpoch) as exc:
+            return StepResult(gathered, detail=str(exc))
+        assert isinstance(quorum.report, HardwareReport)
+        tx_hash = self.submitter.submit_hardware(quorum.report, quorum.signatures)
+        self._applied.add(key)
+        return StepResult(gathered, submitted=tx_hash is not None, tx_hash=tx_hash,
+                          detail="submitted" if tx_hash else "already applied")

@@ -1,0 +1,80 @@
+"""Hardware verification end to end: three oracles challenge real provider agents over HTTP,
+sign canonical reports, gather a 2-of-3 quorum and the designated one submits it on chain."""
+
+from __future__ import annotations
+
+import time
+
+from gpumarket.chain.events import ProviderRegistered
+from gpumarket.chain.keys import test_account
+from gpumarket.measure.provers.cheats import SkippingProver
+from gpumarket.oracle.hardware import Bucket, canonical_throughput, canonical_valid_until
+
+from .conftest import World
+
+
+def _run_committee(world: World, provider: str) -> list:
+    # Each oracle's follower hands it the ProviderRegistered event; the event's block time
+    # is the shared anchor of valid_until.
+    attempts = []
+    for oracle in world.oracles:
+        oracle.hv.handle(world.registrations[provider])
+        due = oracle.hv.due(time.time())
+        assert [p for p, _ in due] == [provider]
+        attempts.append(oracle.hv.verify(*due[0]))
+    # Identical canonical reports from every oracle.
+    assert len({a.signed.digest for a in attempts}) == 1
+    now = time.time()
+    first = [oracle.hv.step(a, now=now) for oracle, a in zip(world.oracles, attempts)]
+    second = [oracle.hv.step(a, now=now) for oracle, a in zip(world.oracles, attempts)]
+    submitted = [r for r in first + second if r.submitted]
+    assert len(submitted) == 1, [r.detail for r in first + second]
+    assert all(r.detail == "already applied" for r in second)
+    return attempts
+
+
+def test_canonical_values() -> None:
+    assert canonical_throughput(25.0, 10) == (Bucket.PASS, 10)
+    assert canonical_throughput(10.0, 10) == (Bucket.PASS, 10)
+    assert canonical_throughput(6.0, 10) == (Bucket.SLOW, 5)
+    assert canonical_throughput(4.9, 10) == (Bucket.FAIL, 0)
+    assert canonical_throughput(0.0, 10) == (Bucket.FAIL, 0)
+    assert canonical_valid_until(7_200 + 59, 86_400) == 7_200 + 86_400
+
+
+def test_honest_provider_becomes_verified(world: World, honest_prover) -> None:
+    provider = world.start_provider(test_account(1), honest_prover, stake=10**21)
+    market = world.market()
+    assert not market.is_verified(provider)
+    attempts = _run_committee(world, provider)
+    assert {a.bucket for a in attempts} == {Bucket.PASS}
+    assert all(a.outcome.measured_gops >= market.class_floor(1) for a in attempts)
+    assert market.is_verified(provider)
+    assert market.last_report_valid_until(provider) == attempts[0].report.valid_until
+
+
+def test_skipping_provider_ends_unverified_and_slashed(world: World) -> None:
+    key = test_account(2)
+    provider = world.start_provider(key, SkippingProver(0.5), stake=10**21)
+    market = world.market()
+    before = market.stake_of(provider).free
+    attempts = _run_committee(world, provider)
+    assert {a.bucket for a in attempts} == {Bucket.FAIL}
+    assert all(a.outcome.verdict is not None and not a.outcome.verdict.passed for a in attempts)
+    assert attempts[0].report.measured_throughput == 0
+    assert not market.is_verified(provider)
+    assert market.stake_of(provider).free < before
+
+
+def test_unreachable_provider_fails(world: World) -> None:
+    key = test_account(3)
+    market = world.market(key)
+    market.stake_token.mint(key.address, 10**24)
+    market.stake_token.approve(market.address)
+    market.stake(10**21)
+    world.registrations[key.address] = market.register(1, 1, 10**12, "http://127.0.0.1:9/nothing").event(
+        ProviderRegistered)
+    attempts = _run_committee(world, key.address)
+    assert {a.bucket for a in attempts} == {Bucket.FAIL}
+    assert all(a.outcome.error for a in attempts)
+    assert not world.market().is_verified(key.address)

@@ -64,8 +64,8 @@ class ChainSubmitter:
         except ContractRevert as exc:
             if exc.reason == JOB_NOT_RUNNING:
                 log.info("job %d was settled by someone else first", report.job_id)
-                if self.store is not None:
-                    self.store.mark_settled(report.job_id)
+                if self.store is not None and self.store.job_decision(report.job_id) is not None:
+                    self.store.mark_settled(report.job_id)  # the store tracks decided jobs only
                 raise AlreadySettled(report.job_id) from exc
             raise
         log.info("settled job %d: %s", report.job_id, result.tx_hash)

@@ -4,11 +4,13 @@ sign canonical reports, gather a 2-of-3 quorum and the designated one submits it
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from gpumarket.chain.events import ProviderRegistered
 from gpumarket.chain.keys import test_account
 from gpumarket.measure.provers.cheats import SkippingProver
 from gpumarket.oracle.hardware import Bucket, canonical_throughput, canonical_valid_until
+from gpumarket.oracle.settlement import submission_rank
 
 from .conftest import World
 
@@ -78,3 +80,31 @@ def test_unreachable_provider_fails(world: World) -> None:
     assert {a.bucket for a in attempts} == {Bucket.FAIL}
     assert all(a.outcome.error for a in attempts)
     assert not world.market().is_verified(key.address)
+
+
+def test_concurrent_challenges_all_pass_and_a_fallback_submits(world: World, honest_prover) -> None:
+    """The three oracles challenge one agent at the same time (it answers one at a time: the
+    others get 503 and re-issue a fresh challenge); the designated submitter is down, so the
+    first fallback submits after its delay and the second then finds it applied."""
+    provider = world.start_provider(test_account(10), honest_prover, stake=10**21)
+    for oracle in world.oracles:
+        oracle.hv.handle(world.registrations[provider])
+    due = [oracle.hv.due(time.time())[0] for oracle in world.oracles]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        attempts = list(pool.map(lambda pair: pair[0].hv.verify(*pair[1]), zip(world.oracles, due)))
+    assert {a.bucket for a in attempts} == {Bucket.PASS}
+    assert len({a.signed.digest for a in attempts}) == 1
+    report = attempts[0].report
+    members = world.oracles[0].store.current_committee().members
+    ranks = {submission_rank(int(report.provider, 16) + report.valid_until, members, o.signer.address): (o, a)
+             for o, a in zip(world.oracles, attempts)}
+    delay = world.oracles[0].hv.config.fallback_delay_s
+    first_fallback, attempt1 = ranks[1]
+    second_fallback, attempt2 = ranks[2]
+    early = first_fallback.hv.step(attempt1, now=attempt1.decided_at + delay / 2)
+    assert not early.submitted and "not due" in early.detail
+    late = first_fallback.hv.step(attempt1, now=attempt1.decided_at + delay + 1)
+    assert late.submitted, late.detail
+    after = second_fallback.hv.step(attempt2, now=attempt2.decided_at + 3 * delay)
+    assert not after.submitted and after.detail == "already applied"
+    assert world.market().is_verified(provider)

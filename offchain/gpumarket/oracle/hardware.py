@@ -10,7 +10,8 @@ The challenge (gpumarket.measure.verifier on this oracle's own monotonic clock):
 (best of ``GET {endpoint}/health``), then ``POST {endpoint}/challenge`` with the Challenge
 bytes (sized by the provider's registered class and gpu_count), the Commitment back,
 ``POST {endpoint}/challenge/open`` with the OpeningRequest, the Opening back, judged. A busy
-agent (503, it answers one challenge at a time) is retried a bounded number of times.
+agent (503, it answers one challenge at a time) gets a fresh challenge after a short wait,
+a bounded number of times (the clock starts at issue, so waiting is never timed as work).
 
 Units: the contract compares ``measured_throughput`` with ``class_floor(class) * gpu_count``,
 and ``class_floor`` is the deploy params' ``floor_per_gpu_gops``: **GOPS** (10^9 ops/s). The
@@ -119,28 +120,28 @@ class ChallengeOutcome:
     error: str = ""  # transport / protocol failure (unreachable, refused, malformed answer)
 
 
+class _Busy(Exception):
+    """The agent answered 503: it is answering another oracle's challenge."""
+
+
 class _Http:
-    def __init__(self, endpoint: str, config: HardwareConfig, sleep: Callable[[float], None]) -> None:
+    def __init__(self, endpoint: str, config: HardwareConfig) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.config = config
-        self.sleep = sleep
 
     def request(self, path: str, body: bytes | None = None) -> bytes:
-        for attempt in range(self.config.busy_retries + 1):
-            req = urllib.request.Request(
-                self.endpoint + path, data=body, method="POST" if body is not None else "GET",
-                headers={"Content-Type": "application/json"} if body is not None else {},
-            )
-            try:
-                with urllib.request.urlopen(req, timeout=self.config.request_timeout_s) as answer:
-                    return answer.read(self.config.max_response_bytes)
-            except urllib.error.HTTPError as exc:
-                if exc.code == 503 and attempt < self.config.busy_retries:
-                    self.sleep(self.config.busy_wait_s)
-                    continue
-                detail = exc.read(512).decode(errors="replace")
-                raise RuntimeError(f"{path}: HTTP {exc.code} {detail}") from exc
-        raise AssertionError("unreachable")
+        req = urllib.request.Request(
+            self.endpoint + path, data=body, method="POST" if body is not None else "GET",
+            headers={"Content-Type": "application/json"} if body is not None else {},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.config.request_timeout_s) as answer:
+                return answer.read(self.config.max_response_bytes)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 503:
+                raise _Busy(path) from exc
+            detail = exc.read(512).decode(errors="replace")
+            raise RuntimeError(f"{path}: HTTP {exc.code} {detail}") from exc
 
 
 def challenge_provider(
@@ -152,18 +153,30 @@ def challenge_provider(
     verifier: Verifier | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ChallengeOutcome:
-    """Run one timed throughput challenge against a provider agent's HTTP API."""
+    """Run one timed throughput challenge against a provider agent's HTTP API.
+
+    A busy agent (503 on ``/challenge``: it is answering another oracle) has not recorded our
+    challenge; since the clock started when the challenge was issued, we wait and issue a
+    *fresh* one (new t0), at most ``busy_retries`` times, so waiting is never timed as work.
+    """
     verifier = verifier or Verifier()
-    http = _Http(endpoint, config, sleep)
+    http = _Http(endpoint, config)
     try:
         cls = class_by_id(gpu_class)
         rtt = verifier.measure_rtt(lambda: http.request("/health"), samples=config.rtt_samples)
-        challenge = verifier.issue(cls, gpu_count, rtt_seconds=rtt)
-        commitment = Commitment.parse(http.request("/challenge", challenge.to_bytes()))
+        for attempt in range(config.busy_retries + 1):
+            challenge = verifier.issue(cls, gpu_count, rtt_seconds=rtt)
+            try:
+                commitment = Commitment.parse(http.request("/challenge", challenge.to_bytes()))
+                break
+            except _Busy:
+                if attempt == config.busy_retries:
+                    raise RuntimeError(f"agent busy after {attempt + 1} tries") from None
+                sleep(config.busy_wait_s)
         opening_request = verifier.receive_commitment(commitment)
         opening = Opening.parse(http.request("/challenge/open", opening_request.to_bytes()))
         verdict = verifier.check_opening(opening)
-    except (OSError, RuntimeError, ValueError, ChallengeRejected) as exc:
+    except (_Busy, OSError, RuntimeError, ValueError, ChallengeRejected) as exc:
         log.warning("challenge of %s failed: %s", endpoint, exc)
         return ChallengeOutcome(0.0, error=f"{type(exc).__name__}: {exc}")
     gops = (verdict.throughput_ops_per_second or 0.0) / GOPS if verdict.reason in (None, "below_floor") else 0.0
@@ -243,11 +256,11 @@ class HardwareVerifier:
         try:
             signed = self.signer.decide_and_sign(report)
         except ConflictingDecision:
-            # Already decided for this key (an earlier attempt): the first decision stands.
-            stored = self.store.hardware_decision(report.provider, report.valid_until)
-            assert stored is not None
+            # Decided for this key by an earlier attempt (same anchor hour): the first stands.
             signed = self.signer.sign_hardware(report.provider, report.valid_until)
-            log.warning("hardware %s/%d already decided differently; keeping it", provider, report.valid_until)
+            assert isinstance(signed.report, HardwareReport)
+            bucket, _ = canonical_throughput(signed.report.measured_throughput, required)
+            log.warning("hardware %s/%d was already decided (%s); keeping it", provider, report.valid_until, bucket)
         log.info("hardware %s: %s (%.2f GOPS measured, %d required)", provider, bucket, outcome.measured_gops, required)
         return Attempt(signed, bucket, outcome, self.clock())
 

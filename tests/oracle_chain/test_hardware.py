@@ -3,6 +3,7 @@ sign canonical reports, gather a 2-of-3 quorum and the designated one submits it
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,6 +12,7 @@ from gpumarket.chain.keys import test_account
 from gpumarket.measure.provers.cheats import SkippingProver
 from gpumarket.oracle.hardware import Bucket, canonical_throughput, canonical_valid_until
 from gpumarket.oracle.settlement import submission_rank
+from gpumarket.testing.committee import oracle_key
 
 from .conftest import World
 
@@ -108,3 +110,23 @@ def test_concurrent_challenges_all_pass_and_a_fallback_submits(world: World, hon
     after = second_fallback.hv.step(attempt2, now=attempt2.decided_at + 3 * delay)
     assert not after.submitted and after.detail == "already applied"
     assert world.market().is_verified(provider)
+
+
+def test_renewal_window_and_keys_never_logged(world: World, honest_prover, caplog) -> None:
+    """A verified provider is due again only once its verified_until is within the renewal
+    window; a whole verify-and-submit round logs no oracle key."""
+    caplog.set_level(logging.DEBUG)
+    provider = world.start_provider(test_account(11), honest_prover, stake=10**21)
+    hv = world.oracles[0].hv
+    for oracle in world.oracles:
+        oracle.hv.handle(world.registrations[provider])
+    attempts = [oracle.hv.verify(*oracle.hv.due(time.time())[0]) for oracle in world.oracles]
+    now = time.time()
+    assert sum(o.hv.step(a, now=now).submitted for o, a in zip(world.oracles, attempts)) == 1
+    verified_until = world.market().providers(provider).verified_until
+    assert hv.due(now, known=[provider]) == []
+    later = verified_until - hv.config.renewal_window_s + 1
+    assert hv.due(later, known=[provider]) == [(provider, int(later))]
+    for i in range(3):
+        secret = oracle_key(i).hex()
+        assert secret not in caplog.text and secret.lower() not in caplog.text.lower()

@@ -7,10 +7,12 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from gpumarket.chain.events import ProviderRegistered
 from gpumarket.chain.keys import test_account
 from gpumarket.measure.provers.cheats import SkippingProver
-from gpumarket.oracle.hardware import Bucket, canonical_throughput, canonical_valid_until
+from gpumarket.oracle.hardware import Bucket, UnknownClass, canonical_throughput, canonical_valid_until
 from gpumarket.oracle.settlement import submission_rank
 from gpumarket.testing.committee import oracle_key
 
@@ -130,3 +132,33 @@ def test_renewal_window_and_keys_never_logged(world: World, honest_prover, caplo
     for i in range(3):
         secret = oracle_key(i).hex()
         assert secret not in caplog.text and secret.lower() not in caplog.text.lower()
+
+
+def test_tick_loop_verifies_a_new_provider(world: World, honest_prover) -> None:
+    """The service loop: each oracle ticks in turn until the report is applied (bounded)."""
+    provider = world.start_provider(test_account(8), honest_prover, stake=10**21)
+    for oracle in world.oracles:
+        oracle.hv.handle(world.registrations[provider])
+    submitted = 0
+    for _ in range(3):
+        for oracle in world.oracles:
+            submitted += sum(r.submitted for r in oracle.hv.tick())
+    assert submitted == 1
+    assert world.market().is_verified(provider)
+    assert all(not oracle.hv.open_attempts for oracle in world.oracles)
+
+
+def test_unknown_class_is_refused_not_failed(world: World) -> None:
+    """A class missing from this oracle's table is never reported as a failure (no slash)."""
+    hv = world.oracles[0].hv
+    owner = world.market(world.deployer)
+    owner.set_gpu_class(999, 5)
+    key = world.deployer  # the funded accounts are all taken; the owner may be a provider too
+    market = world.market(key)
+    event = market.register(999, 1, 10**12, "http://127.0.0.1:9/x").event(ProviderRegistered)
+    hv.handle(event)
+    decisions = world.oracles[0].store.counts()
+    assert hv.tick() == []
+    assert world.oracles[0].store.counts() == decisions  # nothing decided, nothing signed
+    with pytest.raises(UnknownClass):
+        hv.verify(key.address, market.block_timestamp())

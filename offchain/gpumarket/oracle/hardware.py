@@ -5,6 +5,7 @@
     for provider, anchor in hv.due(now):          # queued, or verified_until within the window
         hv.verify(provider, anchor)               # challenge, decide, sign      -> Attempt
     hv.step(attempt, now=...)                     # gather peers' signatures; submit if our turn
+    hv.tick(known=registered_providers)           # or all of the above, once per loop pass
 
 The challenge (gpumarket.measure.verifier on this oracle's own monotonic clock): RTT first
 (best of ``GET {endpoint}/health``), then ``POST {endpoint}/challenge`` with the Challenge
@@ -66,6 +67,7 @@ __all__ = [
     "HardwareConfig",
     "HardwareVerifier",
     "StepResult",
+    "UnknownClass",
     "canonical_throughput",
     "canonical_valid_until",
     "challenge_provider",
@@ -77,6 +79,10 @@ GOPS = 10**9
 BPS = 10_000
 SPOOF_THRESHOLD_BPS = 5_000  # contracts/modules/verification.vy: below this share of required, slash
 ANCHOR_GRANULARITY_S = 3_600
+
+
+class UnknownClass(ValueError):
+    """The provider's registered class is not in this oracle's class table: it cannot judge it."""
 
 
 class Bucket(StrEnum):
@@ -220,6 +226,34 @@ class HardwareVerifier:
     clock: Callable[[], float] = time.time
     _queue: dict[str, int] = field(default_factory=dict)  # provider -> anchor timestamp
     _applied: set[tuple[str, int]] = field(default_factory=set)
+    _open: dict[tuple[str, int], Attempt] = field(default_factory=dict)  # decided, not yet applied
+
+    def tick(self, now: float | None = None, known: Sequence[str] = ()) -> list[StepResult]:
+        """One pass of the loop: verify every due provider, then step every open attempt.
+
+        An attempt is dropped once its report is applied on chain or its valid_until has
+        passed. A provider that cannot be verified here (unknown class, unregistered) is
+        logged and skipped; the error does not stop the others.
+        """
+        now = self.clock() if now is None else now
+        for provider, anchor in self.due(now, known):
+            try:
+                attempt = self.verify(provider, anchor)
+            except (ValueError, StaleEpoch) as exc:
+                log.warning("cannot verify %s: %s", provider, exc)
+                continue
+            self._open[(attempt.report.provider, attempt.report.valid_until)] = attempt
+        results = []
+        for key, attempt in list(self._open.items()):
+            result = self.step(attempt, now=now)
+            results.append(result)
+            if key in self._applied or attempt.report.valid_until <= now:
+                del self._open[key]
+        return results
+
+    @property
+    def open_attempts(self) -> list[Attempt]:
+        return list(self._open.values())
 
     def handle(self, event: MarketEvent, db: object = None) -> None:
         """Follower handler: queue a provider that registered or changed its claim."""
@@ -241,6 +275,12 @@ class HardwareVerifier:
         record = self.market.providers(provider)
         if not record.registered:
             raise ValueError(f"{provider} is not registered")
+        # A class this oracle cannot size a challenge for is our gap, not the provider's fault:
+        # refuse (ValueError) rather than sign a failing report that would slash it.
+        try:
+            class_by_id(record.gpu_class)
+        except KeyError as exc:
+            raise UnknownClass(f"{provider}: gpu class {record.gpu_class} is not in this oracle's table") from exc
         committee = self.store.current_committee()
         if committee is None:
             raise StaleEpoch("no committee known: sync it from the chain first")

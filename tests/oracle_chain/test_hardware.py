@@ -128,7 +128,15 @@ def test_renewal_window_and_keys_never_logged(world: World, honest_prover, caplo
     verified_until = world.market().providers(provider).verified_until
     assert hv.due(now, known=[provider]) == []
     later = verified_until - hv.config.renewal_window_s + 1
-    assert hv.due(later, known=[provider]) == [(provider, int(later))]
+    assert hv.due(later, known=[provider]) == [(provider, verified_until)]
+    # Unverified providers are not renewals: only a registration or update queues them.
+    assert hv.due(later, known=[test_account(2).address]) == []
+    # The renewal goes through: every oracle anchors on the same verified_until.
+    renewals = [o.hv.verify(*o.hv.due(later, known=[provider])[0]) for o in world.oracles]
+    assert len({a.signed.digest for a in renewals}) == 1
+    assert renewals[0].report.valid_until > verified_until
+    assert sum(o.hv.step(a, now=now).submitted for o, a in zip(world.oracles, renewals)) == 1
+    assert world.market().last_report_valid_until(provider) == renewals[0].report.valid_until
     for i in range(3):
         secret = oracle_key(i).hex()
         assert secret not in caplog.text and secret.lower() not in caplog.text.lower()

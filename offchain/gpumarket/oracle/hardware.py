@@ -27,9 +27,11 @@ report all sign must be byte-identical. Each oracle therefore signs a *canonical
   floor: unverifies without slashing), FAIL ``0`` (invalid answer, unreachable or below half
   the floor: unverifies and slashes). Honest oracles whose measurements fall in the same
   bucket sign the same report; one that disagrees simply does not add to the quorum.
-- ``valid_until`` = the anchor (the triggering event's block time, or for a renewal the
-  oracle's clock) rounded down to the hour, plus the governance ``hardware_validity``; peers
-  reacting to one event share the anchor. ``epoch`` is the store's current committee epoch.
+- ``valid_until`` = the anchor rounded down to the hour, plus the governance
+  ``hardware_validity``. The anchor is the triggering event's block time (ProviderRegistered
+  / ProviderUpdated), or for a renewal the provider's on-chain ``verified_until``: values
+  every oracle reads alike. (A renewal's ``valid_until`` is then always later than the
+  applied one, as the contract's stale-report check needs.) ``epoch`` is the store's current committee epoch.
 
 Submission: one designated member per report, computed like a job's
 (:func:`gpumarket.oracle.settlement.submission_rank`) with the key ``int(provider) +
@@ -261,14 +263,30 @@ class HardwareVerifier:
             self._queue[event.provider] = self.market.block_timestamp(event.meta.block_number)
 
     def due(self, now: float, known: Sequence[str] = ()) -> list[tuple[str, int]]:
-        """Queued providers, plus those of ``known`` whose verified_until is within the window."""
-        due = dict(self._queue)
-        self._queue.clear()
+        """(provider, anchor) pairs to verify now: the queued ones, plus renewals among ``known``.
+
+        A renewal is a provider of ``known`` that is verified (``verified_until`` > 0), not
+        jailed, and whose ``verified_until`` falls within the renewal window; its anchor is
+        that on-chain ``verified_until``, which every oracle reads alike, so their reports
+        agree. An unverified provider is challenged again only when it registers or updates
+        its claim (an event), never on every pass. A provider with an open attempt waits.
+        """
+        due = {p: a for p, a in self._queue.items() if not self._has_open(p)}
+        self._queue = {p: a for p, a in self._queue.items() if p not in due}
         for provider in known:
+            if provider in due or self._has_open(provider):
+                continue
             record = self.market.providers(provider)
-            if record.registered and not record.jailed and record.verified_until < now + self.config.renewal_window_s:
-                due.setdefault(provider, int(now))
+            if (
+                record.registered
+                and not record.jailed
+                and 0 < record.verified_until < now + self.config.renewal_window_s
+            ):
+                due[provider] = record.verified_until
         return sorted(due.items())
+
+    def _has_open(self, provider: str) -> bool:
+        return any(key[0] == provider for key in self._open)
 
     def verify(self, provider: str, anchor_ts: int) -> Attempt:
         """Challenge ``provider``, then decide and sign the canonical report."""

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from gpumarket.chain.events import ProviderRegistered
+from gpumarket.chain.events import ProviderRegistered, ProviderUpdated
 from gpumarket.chain.keys import test_account
 from gpumarket.measure.provers.cheats import SkippingProver
 from gpumarket.oracle.hardware import Bucket, UnknownClass, canonical_throughput, canonical_valid_until
@@ -26,7 +26,7 @@ def _run_committee(world: World, provider: str) -> list:
     for oracle in world.oracles:
         oracle.hv.handle(world.registrations[provider])
         due = oracle.hv.due(time.time())
-        assert [p for p, _ in due] == [provider]
+        assert [d[0] for d in due] == [provider]
         attempts.append(oracle.hv.verify(*due[0]))
     # Identical canonical reports from every oracle.
     assert len({a.signed.digest for a in attempts}) == 1
@@ -128,7 +128,7 @@ def test_renewal_window_and_keys_never_logged(world: World, honest_prover, caplo
     verified_until = world.market().providers(provider).verified_until
     assert hv.due(now, known=[provider]) == []
     later = verified_until - hv.config.renewal_window_s + 1
-    assert hv.due(later, known=[provider]) == [(provider, verified_until)]
+    assert hv.due(later, known=[provider]) == [(provider, verified_until, 0)]
     # Unverified providers are not renewals: only a registration or update queues them.
     assert hv.due(later, known=[test_account(2).address]) == []
     # The renewal goes through: every oracle anchors on the same verified_until.
@@ -170,3 +170,32 @@ def test_unknown_class_is_refused_not_failed(world: World) -> None:
     assert world.oracles[0].store.counts() == decisions  # nothing decided, nothing signed
     with pytest.raises(UnknownClass):
         hv.verify(key.address, market.block_timestamp())
+
+
+def test_tick_drops_a_report_the_chain_can_no_longer_apply(world: World) -> None:
+    """The provider changes its claim after the committee decided: the fallback's submission
+    reverts with claim mismatch; tick logs it and drops the attempt instead of raising."""
+    key = test_account(3)  # registered by test_unreachable_provider_fails when run in order
+    market = world.market(key)
+    if not market.providers(key.address).registered:
+        market.stake_token.mint(key.address, 10**24)
+        market.stake_token.approve(market.address)
+        market.stake(10**21)
+        market.register(1, 1, 10**12, "http://127.0.0.1:9/nothing")
+    event = market.update_provider(1, 1, 10**12, "http://127.0.0.1:9/again").event(ProviderUpdated)
+    validity = world.market().parameters()["hardware_validity"]
+    block = event.meta.block_number
+    valid_until = max(canonical_valid_until(world.market().block_timestamp(block), validity),
+                      world.market().last_report_valid_until(key.address, block=block) + 1)
+    members = world.oracles[0].store.current_committee().members
+    by_rank = sorted(world.oracles, key=lambda o: submission_rank(int(key.address, 16) + valid_until, members,
+                                                                  o.signer.address))
+    now = time.time()
+    for oracle in by_rank:  # the designated one first: it finds no quorum yet; the others are not due
+        oracle.hv.handle(event)
+        assert not any(r.submitted for r in oracle.hv.tick(now=now))
+    assert all(len(o.hv.open_attempts) == 1 for o in by_rank)
+    market.update_provider(1, 2, 10**12, "http://127.0.0.1:9/again")  # the claim changes
+    fallback = by_rank[1]
+    assert fallback.hv.tick(now=now + 10 * fallback.hv.config.fallback_delay_s) == []
+    assert fallback.hv.open_attempts == []

@@ -30,8 +30,9 @@ report all sign must be byte-identical. Each oracle therefore signs a *canonical
 - ``valid_until`` = the anchor rounded down to the hour, plus the governance
   ``hardware_validity``. The anchor is the triggering event's block time (ProviderRegistered
   / ProviderUpdated), or for a renewal the provider's on-chain ``verified_until``: values
-  every oracle reads alike. (A renewal's ``valid_until`` is then always later than the
-  applied one, as the contract's stale-report check needs.) ``epoch`` is the store's current committee epoch.
+  every oracle reads alike; and at least the applied report's ``valid_until`` + 1 as read at
+  the event's block, so a claim changed within the hour still gets a fresh key. (A renewal's
+  ``valid_until`` is always later than the applied one, as the stale-report check needs.) ``epoch`` is the store's current committee epoch.
 
 Submission: one designated member per report, computed like a job's
 (:func:`gpumarket.oracle.settlement.submission_rank`) with the key ``int(provider) +
@@ -43,6 +44,7 @@ the report was decided and it is still not applied. ``"verification: stale repor
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -50,6 +52,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from gpumarket.chain.errors import ContractRevert
 from gpumarket.chain.events import MarketEvent, ProviderRegistered, ProviderUpdated
 from gpumarket.chain.market import Market
 from gpumarket.measure.classes import class_by_id
@@ -81,6 +84,10 @@ GOPS = 10**9
 BPS = 10_000
 SPOOF_THRESHOLD_BPS = 5_000  # contracts/modules/verification.vy: below this share of required, slash
 ANCHOR_GRANULARITY_S = 3_600
+# Reverts after which a report can never apply (contracts/modules/verification.vy).
+_FINAL_REVERTS = frozenset(
+    {"verification: report expired", "verification: claim mismatch", "verification: not registered"}
+)
 
 
 class UnknownClass(ValueError):
@@ -217,7 +224,11 @@ class StepResult:
 
 @dataclass
 class HardwareVerifier:
-    """The oracle's hardware-verification loop pieces; see the module docstring."""
+    """The oracle's hardware-verification loop pieces; see the module docstring.
+
+    ``handle`` may be called from the follower's thread; ``tick``/``verify``/``step`` from one
+    loop thread (they are not meant to run concurrently with each other on one instance).
+    """
 
     store: DecisionStore
     signer: OracleSigner
@@ -226,9 +237,10 @@ class HardwareVerifier:
     submitter: ChainSubmitter
     config: HardwareConfig = field(default_factory=HardwareConfig)
     clock: Callable[[], float] = time.time
-    _queue: dict[str, int] = field(default_factory=dict)  # provider -> anchor timestamp
+    _queue: dict[str, tuple[int, int]] = field(default_factory=dict)  # provider -> (anchor, min valid_until)
     _applied: set[tuple[str, int]] = field(default_factory=set)
     _open: dict[tuple[str, int], Attempt] = field(default_factory=dict)  # decided, not yet applied
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def tick(self, now: float | None = None, known: Sequence[str] = ()) -> list[StepResult]:
         """One pass of the loop: verify every due provider, then step every open attempt.
@@ -238,17 +250,23 @@ class HardwareVerifier:
         logged and skipped; the error does not stop the others.
         """
         now = self.clock() if now is None else now
-        for provider, anchor in self.due(now, known):
+        for provider, anchor, min_valid_until in self.due(now, known):
             try:
-                attempt = self.verify(provider, anchor)
+                attempt = self.verify(provider, anchor, min_valid_until)
             except (ValueError, StaleEpoch) as exc:
                 log.warning("cannot verify %s: %s", provider, exc)
                 continue
             self._open[(attempt.report.provider, attempt.report.valid_until)] = attempt
         results = []
         for key, attempt in list(self._open.items()):
-            result = self.step(attempt, now=now)
-            results.append(result)
+            try:
+                results.append(self.step(attempt, now=now))
+            except ContractRevert as exc:
+                # The report can no longer apply (expired, the claim changed, deregistered):
+                # drop it; a ProviderUpdated event queues the provider again.
+                log.warning("hardware report %s/%d refused on chain: %s", key[0], key[1], exc.reason)
+                if exc.reason in _FINAL_REVERTS:
+                    self._applied.add(key)
             if key in self._applied or attempt.report.valid_until <= now:
                 del self._open[key]
         return results
@@ -260,10 +278,15 @@ class HardwareVerifier:
     def handle(self, event: MarketEvent, db: object = None) -> None:
         """Follower handler: queue a provider that registered or changed its claim."""
         if isinstance(event, (ProviderRegistered, ProviderUpdated)):
-            self._queue[event.provider] = self.market.block_timestamp(event.meta.block_number)
+            block = event.meta.block_number
+            anchor = self.market.block_timestamp(block)
+            # Read at the event's block, so every oracle gets the same bound.
+            min_valid_until = self.market.last_report_valid_until(event.provider, block=block) + 1
+            with self._lock:
+                self._queue[event.provider] = (anchor, min_valid_until)
 
-    def due(self, now: float, known: Sequence[str] = ()) -> list[tuple[str, int]]:
-        """(provider, anchor) pairs to verify now: the queued ones, plus renewals among ``known``.
+    def due(self, now: float, known: Sequence[str] = ()) -> list[tuple[str, int, int]]:
+        """(provider, anchor, min_valid_until) to verify now: the queued ones, plus renewals among ``known``.
 
         A renewal is a provider of ``known`` that is verified (``verified_until`` > 0), not
         jailed, and whose ``verified_until`` falls within the renewal window; its anchor is
@@ -271,8 +294,9 @@ class HardwareVerifier:
         agree. An unverified provider is challenged again only when it registers or updates
         its claim (an event), never on every pass. A provider with an open attempt waits.
         """
-        due = {p: a for p, a in self._queue.items() if not self._has_open(p)}
-        self._queue = {p: a for p, a in self._queue.items() if p not in due}
+        with self._lock:  # handle() may run on the follower's thread
+            due = {p: a for p, a in self._queue.items() if not self._has_open(p)}
+            self._queue = {p: a for p, a in self._queue.items() if p not in due}
         for provider in known:
             if provider in due or self._has_open(provider):
                 continue
@@ -282,14 +306,19 @@ class HardwareVerifier:
                 and not record.jailed
                 and 0 < record.verified_until < now + self.config.renewal_window_s
             ):
-                due[provider] = record.verified_until
-        return sorted(due.items())
+                due[provider] = (record.verified_until, 0)
+        return [(provider, anchor, floor) for provider, (anchor, floor) in sorted(due.items())]
 
     def _has_open(self, provider: str) -> bool:
         return any(key[0] == provider for key in self._open)
 
-    def verify(self, provider: str, anchor_ts: int) -> Attempt:
-        """Challenge ``provider``, then decide and sign the canonical report."""
+    def verify(self, provider: str, anchor_ts: int, min_valid_until: int = 0) -> Attempt:
+        """Challenge ``provider``, then decide and sign the canonical report.
+
+        ``valid_until`` is ``max(canonical_valid_until(anchor_ts), min_valid_until)``; the
+        minimum (the applied report's valid_until + 1, read at the triggering event's block)
+        keeps a claim changed within the hour of an applied report from mapping to it.
+        """
         record = self.market.providers(provider)
         if not record.registered:
             raise ValueError(f"{provider} is not registered")
@@ -308,7 +337,8 @@ class HardwareVerifier:
         validity = self.market.parameters()["hardware_validity"]
         report = HardwareReport(
             provider=record.address, gpu_class=record.gpu_class, gpu_count=record.gpu_count,
-            measured_throughput=value, valid_until=canonical_valid_until(anchor_ts, validity),
+            measured_throughput=value,
+            valid_until=max(canonical_valid_until(anchor_ts, validity), min_valid_until),
             epoch=committee.epoch,
         )
         try:

@@ -61,20 +61,25 @@ class World:
     def market(self, key: ServiceKey | None = None) -> Market:
         return self.deployment.market_at(self.w3, signer=key)
 
-    def start_provider(self, key: ServiceKey, prover: TileProver, stake: int) -> str:
-        """A real agent serving HTTP, registered on chain with that endpoint, staked."""
-        name = key.address[-6:]
+    def start_agent(self, key: ServiceKey, prover: TileProver) -> str:
+        """A real agent for ``key`` serving HTTP on loopback; returns its endpoint."""
+        name = f"{key.address[-6:]}-{len(self.servers)}"
         runner = Runner(RunnerConfig(root=self.root / f"jobs-{name}", meter_interval_s=0.05, meter_gpus=False))
         config = AgentConfig(address=key.address, chain_id=self.deployment.chain_id, market=self.deployment.market)
         agent = ProviderAgent(config, Store(self.root / f"agent-{name}.sqlite"), runner,
                               MarketJobSource(self.market()), prover)
         server = ProviderServer(agent, "127.0.0.1", 0, request_timeout_s=10.0).start()
         self.servers.append(server)
+        return f"http://127.0.0.1:{server.port}"
+
+    def start_provider(self, key: ServiceKey, prover: TileProver, stake: int) -> str:
+        """A real agent serving HTTP, registered on chain with that endpoint, staked."""
+        endpoint = self.start_agent(key, prover)
         market = self.market(key)
         market.stake_token.mint(key.address, 10**24)
         market.stake_token.approve(market.address)
         market.stake(stake)
-        result = market.register(CPU_DEV, 1, PRICE, f"http://127.0.0.1:{server.port}")
+        result = market.register(CPU_DEV, 1, PRICE, endpoint)
         self.registrations[key.address] = result.event(ProviderRegistered)
         return key.address
 

@@ -12,6 +12,7 @@ import pytest
 from gpumarket.chain.events import ProviderRegistered, ProviderUpdated
 from gpumarket.chain.keys import test_account
 from gpumarket.measure.provers.cheats import SkippingProver
+from gpumarket.measure.provers.numpy_prover import NumpyProver
 from gpumarket.oracle.hardware import Bucket, UnknownClass, canonical_throughput, canonical_valid_until
 from gpumarket.oracle.settlement import submission_rank
 from gpumarket.testing.committee import oracle_key
@@ -199,3 +200,38 @@ def test_tick_drops_a_report_the_chain_can_no_longer_apply(world: World) -> None
     fallback = by_rank[1]
     assert fallback.hv.tick(now=now + 10 * fallback.hv.config.fallback_delay_s) == []
     assert fallback.hv.open_attempts == []
+
+
+class _SlowProver(NumpyProver):
+    """Honest work padded to a fixed answer time, so the measured throughput lands between
+    half the floor and the floor (cpu-dev: ~17.2 G ops per challenge, floor 10 GOPS)."""
+
+    ANSWER_SECONDS = 2.5  # ~6.9 GOPS: SLOW
+
+    def commit(self, challenge):
+        started = time.monotonic()
+        commitment = super().commit(challenge)
+        time.sleep(max(0.0, self.ANSWER_SECONDS - (time.monotonic() - started)))
+        return commitment
+
+
+def test_slow_provider_is_unverified_without_slash(world: World) -> None:
+    """Valid work below the floor but above half of it: the SLOW report unverifies, no slash."""
+    key = world.deployer  # no funded account is left free; the owner may be a provider too
+    market = world.market(key)
+    market.stake_token.mint(key.address, 10**24)
+    market.stake_token.approve(market.address)
+    market.stake(10**21)
+    slow = world.start_agent(key, _SlowProver())
+    if market.providers(key.address).registered:
+        event = market.update_provider(1, 1, 10**12, slow).event(ProviderUpdated)
+    else:
+        event = market.register(1, 1, 10**12, slow).event(ProviderRegistered)
+    world.registrations[key.address] = event
+    before = market.stake_of(key.address).free
+    attempts = _run_committee(world, key.address)
+    assert {a.bucket for a in attempts} == {Bucket.SLOW}, [a.outcome.measured_gops for a in attempts]
+    floor = market.class_floor(1)
+    assert attempts[0].report.measured_throughput == (floor + 1) // 2
+    assert not market.is_verified(key.address)
+    assert market.stake_of(key.address).free == before

@@ -415,13 +415,21 @@ class MarketMachine(RuleBasedStateMachine):
         claims=st.lists(CLAIM, min_size=3, max_size=3),
         extra=st.integers(100 * TOKEN, 1_000 * TOKEN),
         jobs=st.lists(st.tuples(CLIENT, PROVIDER, st.sampled_from([True, True, False])), min_size=1, max_size=4),
+        tuning=st.lists(st.tuples(st.sampled_from(sorted(PARAMETER_BOUNDS)), st.integers(0, 2**64), EDGE), max_size=3),
     )
     def start_with_ready_providers_and_jobs(
-        self, ready: list[bool], claims: list[tuple[int, int, int]], extra: int, jobs: list[tuple[int, int, bool]]
+        self,
+        ready: list[bool],
+        claims: list[tuple[int, int, int]],
+        extra: int,
+        jobs: list[tuple[int, int, bool]],
+        tuning: list[tuple[str, int, str | None]],
     ) -> None:
-        """Some providers registered, verified and staked, and some jobs open or running,
-        so that every example has jobs to settle or expire from its first step. These are
-        the same actions as the rule's, checked the same way."""
+        """Some providers registered, verified and staked, some jobs open or running, and
+        some parameters away from their defaults: so that every example has jobs to settle
+        or expire from its first step, and paths such as jailing (JAIL_AFTER_FAILURES
+        consecutive failures) come within reach of a few settlements. These are the same
+        actions as the rule's, checked the same way."""
         for index in (i for i, is_ready in enumerate(ready) if is_ready):
             self._register(index, claims[index], None)
             self._submit_hardware_report(index, "pass", 0, "low", DAY, None)
@@ -435,6 +443,8 @@ class MarketMachine(RuleBasedStateMachine):
             self._post_job(client, book.gpu_class, 1, book.price_per_gpu_second, HOUR, ZERO_ADDRESS, self.model.now + DAY, spec_hash)
             if accept and self.model.job(job_id) is not None:
                 self._accept_job(("exact", job_id), "eligible", offered_by)
+        for name, position, edge in tuning:
+            self._set_parameter(name, position, edge, as_owner=True)
 
     @_step(rule, actions=st.lists(ACTIONS, min_size=1, max_size=3))
     def act(self, actions: list[tuple[str, dict[str, Any]]]) -> None:

@@ -27,7 +27,9 @@ BPS: constant(uint256) = 10_000
 MAX_AMOUNT: constant(uint256) = 2**128 - 1
 # @dev Fixed-point scale of `collateral_rate` (1e18 means one to one).
 RATE_SCALE: constant(uint256) = 10**18
-# @dev Highest `collateral_rate`: keeps value * bps * rate far from overflow.
+# @dev Highest `collateral_rate` (1e18 stake units per payment unit). A job
+# whose value * bps * rate would pass 2**256 cannot be accepted: the checked
+# multiplication in escrow reverts.
 MAX_COLLATERAL_RATE: constant(uint256) = 10**36
 # @dev A job runs at most this long (bounds escrow and collateral lock time).
 MAX_JOB_DURATION: constant(uint256) = 30 * 86_400

@@ -412,21 +412,37 @@ class JobMeter:
         if _read_stat(self.pid) is None:
             raise ValueError(f"metering: no process {self.pid}")
 
-    def run(self, done: threading.Event | None = None, timeout_s: float | None = None) -> UsageRecord:
-        """Samples until the process exits, ``done`` is set, or ``timeout_s`` passes."""
+    def run(
+        self,
+        done: threading.Event | None = None,
+        timeout_s: float | None = None,
+        on_start: Callable[[], None] | None = None,
+    ) -> UsageRecord:
+        """Samples until the process exits, ``done`` is set, or ``timeout_s`` passes.
+
+        ``on_start`` is called once the CPU baseline is read, so work it starts is all charged.
+        """
         if not self.gpus:
-            return self._run(None, done, timeout_s)
+            return self._run(None, done, timeout_s, on_start)
         try:
             with nvml_session() as pynvml:
-                return self._run(_GpuProbe(pynvml, self.gpus), done, timeout_s)
+                return self._run(_GpuProbe(pynvml, self.gpus), done, timeout_s, on_start)
         except NvmlUnavailable as error:
             raise ValueError(f"metering: GPUs {list(self.gpus)} assigned but {error}") from error
 
-    def _run(self, probe: _GpuProbe | None, done: threading.Event | None, timeout_s: float | None) -> UsageRecord:
+    def _run(
+        self,
+        probe: _GpuProbe | None,
+        done: threading.Event | None,
+        timeout_s: float | None,
+        on_start: Callable[[], None] | None,
+    ) -> UsageRecord:
         interval_ns = round(self.interval_s * _NS_PER_S)
         started_unix_ns = time.time_ns()
         start = time.monotonic_ns()
         baseline = 0 if self.count_from_start else self._cpu_ticks(_process_tree(self.pid))
+        if on_start is not None:
+            on_start()
         pidfd = _pidfd(self.pid)
         samples: list[Sample] = []
         complete = False
@@ -546,8 +562,9 @@ def meter_call(
 
     meter = JobMeter(os.getpid(), gpus, interval_s, job_id, count_from_start=False)
     worker = threading.Thread(target=work, name="gpumarket-metered-job", daemon=True)
-    worker.start()
-    usage = meter.run(done=done)
+    # The worker starts only after the meter has read its CPU baseline: a busy worker holding
+    # the GIL could otherwise run uncharged before the baseline is taken.
+    usage = meter.run(done=done, on_start=worker.start)
     worker.join()
     if "error" in outcome:
         raise JobFailed(usage) from outcome["error"]

@@ -23,13 +23,14 @@ from types import FrameType
 
 import click
 
-from gpumarket.chain.connection import EMBEDDED, connect
+from gpumarket.chain.connection import EMBEDDED, connect, is_local_chain
 from gpumarket.chain.errors import ChainError
 from gpumarket.chain.keys import KeyLoadError, load_key
 from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.measure.classes import GPU_CLASSES, class_by_name
 from gpumarket.measure.nvml import nvml_available
-from gpumarket.measure.provers import BACKENDS, ProverError, make_prover
+from gpumarket.measure.provers import BACKENDS, ProverError, TileProver, make_prover
+from gpumarket.measure.provers.cheats import LateSkippingProver
 from gpumarket.provider.agent import AgentConfig, ProviderAgent
 from gpumarket.provider.api import ProviderServer
 from gpumarket.provider.jobsource import JsonFileJobSource, OnChainJob
@@ -205,6 +206,11 @@ def serve_api(
     default=None,
     help='Written with {"url", "pid", "address"} once the service is up.',
 )
+# A cheating prover for the devnet's lazy provider (gpumarket devnet): hidden, local chains only.
+@click.option("--cheat-skip-fraction", type=click.FloatRange(0.0, 1.0), default=None, hidden=True,
+              help="Cheat (local chains only): compute only this fraction of each challenge's tiles.")
+@click.option("--cheat-skip-after", type=click.IntRange(min=0), default=None, hidden=True,
+              help="Cheat (local chains only): answer this many challenges honestly first [default: 0].")
 def run(
     rpc: str,
     deployment_path: Path,
@@ -222,6 +228,8 @@ def run(
     max_gpus: int | None,
     min_job_value: int,
     ready_file: Path | None,
+    cheat_skip_fraction: float | None,
+    cheat_skip_after: int | None,
 ) -> None:
     """Run the provider on a market until SIGTERM or SIGINT (running jobs keep running).
 
@@ -229,8 +237,17 @@ def run(
     _log_to_stderr()
     if rpc == EMBEDDED:
         raise click.BadParameter("the embedded chain lives inside one process: give a node's URL", param_hint="--rpc")
+    if cheat_skip_after is not None and cheat_skip_fraction is None:
+        raise click.UsageError("--cheat-skip-after needs --cheat-skip-fraction")
     try:
         w3 = connect(rpc)
+        prover: TileProver | None = None
+        if cheat_skip_fraction is not None:
+            if not is_local_chain(w3):
+                raise click.UsageError(f"the cheat options are for local chains only, not chain id {w3.eth.chain_id}")
+            prover = LateSkippingProver(cheat_skip_fraction, honest_challenges=cheat_skip_after or 0)
+            log.warning("cheating: %d honest challenge(s), then only %.0f%% of each challenge's tiles",
+                        prover.honest_challenges, 100 * cheat_skip_fraction)
         deployment = MarketDeployment.read(deployment_path)
         key = load_key(key_spec, w3=w3)
         config = ServiceConfig(
@@ -249,7 +266,7 @@ def run(
             meter_interval=meter_interval,
             policy=WatchPolicy(max_gpus=max_gpus, min_job_value=min_job_value),
         )
-        service = ProviderService(config, w3=w3).start()
+        service = ProviderService(config, w3=w3, prover=prover).start()
     except OSError as error:  # requests' connection errors too
         raise click.ClickException(f"node {rpc} or a local file: {error}") from None
     except (KeyLoadError, StartupError, ChainError, ProverError, ValueError) as error:

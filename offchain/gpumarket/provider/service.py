@@ -4,6 +4,7 @@
                            key=load_key("keystore:provider1"), db_path=Path("provider.sqlite"),
                            workdir=Path("jobs"), port=8700)
     service = ProviderService(config)          # or ProviderService(config, w3=w3): a shared chain
+                                               # prover=...: another TileProver (tests, the demo's cheater)
     service.start()                            # checks, recover, API, watcher thread
     service.wait()                             # until stop() (a signal handler calls it)
     service.close()
@@ -44,7 +45,7 @@ from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.measure.classes import GpuClass, class_by_id
 from gpumarket.measure.nvml import nvml_available
-from gpumarket.measure.provers import make_prover
+from gpumarket.measure.provers import TileProver, make_prover
 from gpumarket.provider.agent import AgentConfig, ProviderAgent
 from gpumarket.provider.api import ProviderServer
 from gpumarket.provider.jobsource import MarketJobSource
@@ -129,9 +130,10 @@ def check_provider(market: Market, address: str, endpoint: str | None) -> Startu
 class ProviderService:
     """The provider agent, its API and its chain watcher; see the module docstring."""
 
-    def __init__(self, config: ServiceConfig, *, w3: Web3 | None = None) -> None:
+    def __init__(self, config: ServiceConfig, *, w3: Web3 | None = None, prover: TileProver | None = None) -> None:
         self.config = config
         self._w3 = w3
+        self._prover = prover  # None: make_prover(config.backend) at start
         self.checks: StartupChecks | None = None
         self.market: Market | None = None
         self.store: Store | None = None
@@ -182,7 +184,8 @@ class ProviderService:
             gpus=config.gpus,
         )
         self.agent = ProviderAgent(
-            agent_config, self.store, runner, MarketJobSource(self.market), make_prover(config.backend)
+            agent_config, self.store, runner, MarketJobSource(self.market),
+            self._prover if self._prover is not None else make_prover(config.backend),
         )
         recovery = self.agent.recover()
         log.info(

@@ -4,6 +4,8 @@
   each round, so it really saves the work) and commits a made-up fingerprint for the rest. It
   passes only when every opened tile is one it computed: for k distinct tiles out of L,
   C(qL, k) / C(L, k) <= q**k.
+* LateSkippingProver is honest for its first N challenges, then a SkippingProver: a provider
+  that passes the hardware check at registration and turns lazy once it takes jobs.
 * FreivaldsProver commits to fingerprints it can get without multiplying the matrices: the
   separable linear form u^T C_tile v = (u^T A_rows)(B_cols v), O(tile * n) per tile. The
   challenge's fingerprint is nonlinear, so these never match the opened values.
@@ -15,15 +17,16 @@ true one fails the fingerprint committed before the indices were known).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 
 import numpy as np
 
 from gpumarket.measure.matrices import a_rows, b_columns
-from gpumarket.measure.messages import Challenge
+from gpumarket.measure.messages import Challenge, Commitment
 from gpumarket.measure.provers.numpy_prover import NumpyProver
 
-__all__ = ["FreivaldsProver", "SkippingProver", "skipping_pass_probability"]
+__all__ = ["FreivaldsProver", "LateSkippingProver", "SkippingProver", "skipping_pass_probability"]
 
 
 def skipping_pass_probability(total_tiles: int, computed_tiles: int, k: int) -> float:
@@ -78,3 +81,34 @@ class FreivaldsProver(NumpyProver):
             left = np.einsum("t,itn->in", u, a.reshape(-1, tile, n))
             right = np.einsum("njc,c->nj", b.reshape(n, -1, tile), v)
             yield round_index, (left @ right).astype(np.int64).reshape(-1)
+
+
+class LateSkippingProver(SkippingProver):
+    """Honest for its first ``honest_challenges`` commitments, then a SkippingProver(q).
+
+    The provider that turns lazy once verified: it passes the committee's hardware check at
+    registration (one challenge per oracle) and skips work in every challenge after that, so
+    the challenge at the start of its first job catches it (with probability 1 - q**k).
+    """
+
+    backend = "numpy-late-skipping"
+
+    def __init__(self, q: float, honest_challenges: int, rng: np.random.Generator | None = None) -> None:
+        super().__init__(q, rng=rng)
+        if isinstance(honest_challenges, bool) or not isinstance(honest_challenges, int) or honest_challenges < 0:
+            raise ValueError(f"honest_challenges must be an int >= 0, got {honest_challenges!r}")
+        self.honest_challenges = honest_challenges
+        self.committed = 0  # commitments made so far
+        self._honest_now = False
+        self._count_lock = threading.Lock()
+
+    def commit(self, challenge: Challenge) -> Commitment:
+        with self._count_lock:  # the agent answers one challenge at a time; this keeps the count exact anyway
+            self._honest_now = self.committed < self.honest_challenges
+            self.committed += 1
+            return super().commit(challenge)
+
+    def round_fingerprints(self, challenge: Challenge) -> Iterator[tuple[int, np.ndarray]]:
+        if self._honest_now:
+            return NumpyProver.round_fingerprints(self, challenge)
+        return super().round_fingerprints(challenge)

@@ -13,7 +13,14 @@ from gpumarket.chain.events import ProviderRegistered, ProviderUpdated
 from gpumarket.chain.keys import test_account
 from gpumarket.measure.provers.cheats import SkippingProver
 from gpumarket.measure.provers.numpy_prover import NumpyProver
-from gpumarket.oracle.hardware import Bucket, UnknownClass, canonical_throughput, canonical_valid_until
+from gpumarket.oracle.hardware import (
+    Bucket,
+    HardwareConfig,
+    HardwareVerifier,
+    UnknownClass,
+    canonical_throughput,
+    canonical_valid_until,
+)
 from gpumarket.oracle.settlement import submission_rank
 from gpumarket.testing.committee import oracle_key
 
@@ -73,18 +80,37 @@ def test_skipping_provider_ends_unverified_and_slashed(world: World) -> None:
     assert market.stake_of(provider).free < before
 
 
-def test_unreachable_provider_fails(world: World) -> None:
+def test_unreachable_provider_gets_no_report_and_is_retried(world: World, honest_prover) -> None:
+    """Silence says nothing about hardware (a provider registers before its agent runs): no
+    report is signed; the provider is retried after no_answer_retry_s, given up on after
+    no_answer_give_up_s, queued again by its next event and verified once its agent answers."""
     key = test_account(3)
     market = world.market(key)
     market.stake_token.mint(key.address, 10**24)
     market.stake_token.approve(market.address)
     market.stake(10**21)
-    world.registrations[key.address] = market.register(1, 1, 10**12, "http://127.0.0.1:9/nothing").event(
-        ProviderRegistered)
+    event = market.register(1, 1, 10**12, "http://127.0.0.1:9/nothing").event(ProviderRegistered)
+    oracle = world.oracles[0]
+    hv = HardwareVerifier(oracle.store, oracle.signer, world.market(), [], oracle.submitter,
+                          config=HardwareConfig(no_answer_retry_s=10.0, no_answer_give_up_s=15.0))
+    decisions = oracle.store.counts()
+    hv.handle(event)
+    now = time.time()
+    assert hv.tick(now=now) == []
+    assert oracle.store.counts() == decisions  # nothing decided, nothing signed
+    assert hv.due(now + 5.0) == []  # waits before trying again
+    assert hv.tick(now=now + 10.0) == []  # tried again: still silent
+    assert hv.tick(now=now + 20.0) == []  # silent past the limit: given up
+    assert hv.due(now + 1_000.0, known=[key.address]) == []
+    assert oracle.store.counts() == decisions
+    # The agent comes up (its endpoint updated): the event queues it again and every oracle verifies it.
+    endpoint = world.start_agent(key, honest_prover)
+    world.registrations[key.address] = market.update_provider(1, 1, 10**12, endpoint).event(ProviderUpdated)
+    hv.handle(world.registrations[key.address])
+    assert [d[0] for d in hv.due(now + 20.0)] == [key.address]
     attempts = _run_committee(world, key.address)
-    assert {a.bucket for a in attempts} == {Bucket.FAIL}
-    assert all(a.outcome.error for a in attempts)
-    assert not world.market().is_verified(key.address)
+    assert {a.bucket for a in attempts} == {Bucket.PASS}
+    assert world.market().is_verified(key.address)
 
 
 def test_concurrent_challenges_all_pass_and_a_fallback_submits(world: World, honest_prover) -> None:
@@ -173,17 +199,18 @@ def test_unknown_class_is_refused_not_failed(world: World) -> None:
         hv.verify(key.address, market.block_timestamp())
 
 
-def test_tick_drops_a_report_the_chain_can_no_longer_apply(world: World) -> None:
+def test_tick_drops_a_report_the_chain_can_no_longer_apply(world: World, honest_prover) -> None:
     """The provider changes its claim after the committee decided: the fallback's submission
     reverts with claim mismatch; tick logs it and drops the attempt instead of raising."""
-    key = test_account(3)  # registered by test_unreachable_provider_fails when run in order
+    key = test_account(3)  # registered by test_unreachable_provider_gets_no_report... when run in order
     market = world.market(key)
+    endpoint = world.start_agent(key, honest_prover)
     if not market.providers(key.address).registered:
         market.stake_token.mint(key.address, 10**24)
         market.stake_token.approve(market.address)
         market.stake(10**21)
-        market.register(1, 1, 10**12, "http://127.0.0.1:9/nothing")
-    event = market.update_provider(1, 1, 10**12, "http://127.0.0.1:9/again").event(ProviderUpdated)
+        market.register(1, 1, 10**12, endpoint)
+    event = market.update_provider(1, 1, 10**12, endpoint).event(ProviderUpdated)
     validity = world.market().parameters()["hardware_validity"]
     block = event.meta.block_number
     valid_until = max(canonical_valid_until(world.market().block_timestamp(block), validity),
@@ -196,7 +223,7 @@ def test_tick_drops_a_report_the_chain_can_no_longer_apply(world: World) -> None
         oracle.hv.handle(event)
         assert not any(r.submitted for r in oracle.hv.tick(now=now))
     assert all(len(o.hv.open_attempts) == 1 for o in by_rank)
-    market.update_provider(1, 2, 10**12, "http://127.0.0.1:9/again")  # the claim changes
+    market.update_provider(1, 2, 10**12, endpoint)  # the claim changes
     fallback = by_rank[1]
     assert fallback.hv.tick(now=now + 10 * fallback.hv.config.fallback_delay_s) == []
     assert fallback.hv.open_attempts == []

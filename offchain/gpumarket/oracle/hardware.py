@@ -24,9 +24,14 @@ report all sign must be byte-identical. Each oracle therefore signs a *canonical
 - ``measured_throughput`` is one of three values, by what the contract does with it
   (``required = floor * count``):
   PASS ``required`` (verifies), SLOW ``ceil(required * 5000 / 10000)`` (valid work below the
-  floor: unverifies without slashing), FAIL ``0`` (invalid answer, unreachable or below half
-  the floor: unverifies and slashes). Honest oracles whose measurements fall in the same
+  floor: unverifies without slashing), FAIL ``0`` (an invalid or refused answer, or below
+  half the floor: unverifies and slashes). Honest oracles whose measurements fall in the same
   bucket sign the same report; one that disagrees simply does not add to the quorum.
+  An agent that does not answer at all (connection refused, timeout, busy every time) gets
+  no report: silence says nothing about its hardware, and a provider registers before its
+  agent can start. It is retried every ``no_answer_retry_s`` and given up on after
+  ``no_answer_give_up_s`` until its next event; a verified one that stays silent simply
+  lapses at its ``valid_until``.
 - ``valid_until`` = the anchor rounded down to the hour, plus the governance
   ``hardware_validity``. The anchor is the triggering event's block time (ProviderRegistered
   / ProviderUpdated), or for a renewal the provider's on-chain ``verified_until``: values
@@ -71,6 +76,7 @@ __all__ = [
     "ChallengeOutcome",
     "HardwareConfig",
     "HardwareVerifier",
+    "NoAnswer",
     "StepResult",
     "UnknownClass",
     "canonical_throughput",
@@ -124,6 +130,11 @@ class HardwareConfig:
     busy_wait_s: float = 0.25
     rtt_samples: int = 3
     max_response_bytes: int = 64 << 20
+    # An agent that does not answer at all is retried at this pace, and given up on after
+    # the second delay (until its next ProviderRegistered/Updated event): no report is signed
+    # for it, since silence says nothing about its hardware.
+    no_answer_retry_s: float = 10.0
+    no_answer_give_up_s: float = 3_600.0
 
 
 @dataclass(frozen=True)
@@ -133,6 +144,13 @@ class ChallengeOutcome:
     measured_gops: float
     verdict: Verdict | None = None
     error: str = ""  # transport / protocol failure (unreachable, refused, malformed answer)
+    # No answer at all (connection failed, timed out, busy every time): says nothing about the
+    # hardware, unlike a refusal or a malformed answer, which the provider chose to send.
+    unreachable: bool = False
+
+
+class NoAnswer(Exception):
+    """The provider's agent did not answer the challenge at all: nothing to report yet."""
 
 
 class _Busy(Exception):
@@ -186,14 +204,15 @@ def challenge_provider(
                 break
             except _Busy:
                 if attempt == config.busy_retries:
-                    raise RuntimeError(f"agent busy after {attempt + 1} tries") from None
+                    raise _Busy(f"agent busy after {attempt + 1} tries") from None
                 sleep(config.busy_wait_s)
         opening_request = verifier.receive_commitment(commitment)
         opening = Opening.parse(http.request("/challenge/open", opening_request.to_bytes()))
         verdict = verifier.check_opening(opening)
     except (_Busy, OSError, RuntimeError, ValueError, ChallengeRejected) as exc:
         log.warning("challenge of %s failed: %s", endpoint, exc)
-        return ChallengeOutcome(0.0, error=f"{type(exc).__name__}: {exc}")
+        unreachable = isinstance(exc, (_Busy, OSError))  # HTTP error answers are RuntimeErrors here
+        return ChallengeOutcome(0.0, error=f"{type(exc).__name__}: {exc}", unreachable=unreachable)
     gops = (verdict.throughput_ops_per_second or 0.0) / GOPS if verdict.reason in (None, "below_floor") else 0.0
     log.info("challenge of %s: %s, %.2f GOPS", endpoint, verdict.reason or "passed", gops)
     return ChallengeOutcome(gops, verdict)
@@ -240,6 +259,9 @@ class HardwareVerifier:
     _queue: dict[str, tuple[int, int]] = field(default_factory=dict)  # provider -> (anchor, min valid_until)
     _applied: set[tuple[str, int]] = field(default_factory=set)
     _open: dict[tuple[str, int], Attempt] = field(default_factory=dict)  # decided, not yet applied
+    _not_before: dict[str, float] = field(default_factory=dict)  # provider -> next try after no answer
+    _silent_since: dict[str, float] = field(default_factory=dict)  # provider -> first unanswered try
+    _given_up: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def tick(self, now: float | None = None, known: Sequence[str] = ()) -> list[StepResult]:
@@ -253,9 +275,13 @@ class HardwareVerifier:
         for provider, anchor, min_valid_until in self.due(now, known):
             try:
                 attempt = self.verify(provider, anchor, min_valid_until)
+            except NoAnswer as exc:
+                self._no_answer(provider, anchor, min_valid_until, now, exc)
+                continue
             except (ValueError, StaleEpoch) as exc:
                 log.warning("cannot verify %s: %s", provider, exc)
                 continue
+            self._silent_since.pop(provider, None)
             self._open[(attempt.report.provider, attempt.report.valid_until)] = attempt
         results = []
         for key, attempt in list(self._open.items()):
@@ -271,6 +297,19 @@ class HardwareVerifier:
                 del self._open[key]
         return results
 
+    def _no_answer(self, provider: str, anchor: int, min_valid_until: int, now: float, exc: NoAnswer) -> None:
+        """Try again later, or give up after ``no_answer_give_up_s`` (a new event re-queues it)."""
+        since = self._silent_since.setdefault(provider, now)
+        if now - since >= self.config.no_answer_give_up_s:
+            log.warning("giving up on %s: no answer for %.0f s (%s)", provider, now - since, exc)
+            self._given_up.add(provider)
+            del self._silent_since[provider]
+            return
+        log.info("%s did not answer (%s): retrying in %.0f s", provider, exc, self.config.no_answer_retry_s)
+        self._not_before[provider] = now + self.config.no_answer_retry_s
+        with self._lock:
+            self._queue.setdefault(provider, (anchor, min_valid_until))
+
     @property
     def open_attempts(self) -> list[Attempt]:
         return list(self._open.values())
@@ -284,6 +323,9 @@ class HardwareVerifier:
             min_valid_until = self.market.last_report_valid_until(event.provider, block=block) + 1
             with self._lock:
                 self._queue[event.provider] = (anchor, min_valid_until)
+                self._given_up.discard(event.provider)
+                self._not_before.pop(event.provider, None)
+                self._silent_since.pop(event.provider, None)
 
     def due(self, now: float, known: Sequence[str] = ()) -> list[tuple[str, int, int]]:
         """(provider, anchor, min_valid_until) to verify now: the queued ones, plus renewals among ``known``.
@@ -294,11 +336,14 @@ class HardwareVerifier:
         agree. An unverified provider is challenged again only when it registers or updates
         its claim (an event), never on every pass. A provider with an open attempt waits.
         """
+        def waiting(provider: str) -> bool:
+            return self._has_open(provider) or self._not_before.get(provider, 0.0) > now
+
         with self._lock:  # handle() may run on the follower's thread
-            due = {p: a for p, a in self._queue.items() if not self._has_open(p)}
+            due = {p: a for p, a in self._queue.items() if not waiting(p)}
             self._queue = {p: a for p, a in self._queue.items() if p not in due}
         for provider in known:
-            if provider in due or self._has_open(provider):
+            if provider in due or waiting(provider) or provider in self._given_up:
                 continue
             record = self.market.providers(provider)
             if (
@@ -332,6 +377,8 @@ class HardwareVerifier:
         if committee is None:
             raise StaleEpoch("no committee known: sync it from the chain first")
         outcome = challenge_provider(record.endpoint, record.gpu_class, record.gpu_count, config=self.config)
+        if outcome.unreachable:
+            raise NoAnswer(f"{record.endpoint}: {outcome.error}")
         required = self.market.class_floor(record.gpu_class) * record.gpu_count
         bucket, value = canonical_throughput(outcome.measured_gops, required)
         validity = self.market.parameters()["hardware_validity"]

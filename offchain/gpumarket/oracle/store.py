@@ -74,6 +74,7 @@ __all__ = [
     "StoreMismatch",
     "StoredSignature",
     "UnknownEpoch",
+    "WatchedJob",
     "hardware_key",
     "job_key",
     "report_key",
@@ -81,7 +82,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_MEMBERS = 31  # the contract's bound on a committee (committee.vy MAX_MEMBERS)
 _BUSY_TIMEOUT_MS = 10_000
 
@@ -145,6 +146,16 @@ _MIGRATIONS: tuple[str, ...] = (
         block INTEGER NOT NULL CHECK (block >= 0),
         block_hash TEXT,
         updated_at REAL NOT NULL
+    ) STRICT;
+    """,
+    """
+    -- running jobs this oracle follows (challenges, heartbeats) until they end on chain:
+    -- written when the JobAccepted event is handled, so a restart follows them again
+    CREATE TABLE watched_jobs (
+        job_id TEXT PRIMARY KEY,
+        provider TEXT NOT NULL,
+        started_at INTEGER NOT NULL CHECK (started_at >= 0),
+        watched_at REAL NOT NULL
     ) STRICT;
     """,
 )
@@ -264,6 +275,15 @@ class SettlementStatus:
     settled: bool
     settled_at: float | None
     settled_tx: str | None
+
+
+@dataclass(frozen=True)
+class WatchedJob:
+    """A running job the oracle follows: its id, provider and on-chain start (unix seconds)."""
+
+    job_id: int
+    provider: str
+    started_at: int
 
 
 @dataclass(frozen=True)
@@ -665,6 +685,31 @@ class DecisionStore:
                 "WHERE coalesce(s.settled, 0) = 0"
             ).fetchall()
         return sorted(int(r[0]) for r in rows)
+
+    # ---------------------------------------------------------------- watched jobs
+
+    def watch_job(self, job_id: int, provider: str, started_at: int) -> None:
+        """Follow a running job until :meth:`unwatch_job`; idempotent (an event seen again)."""
+        key = job_key(job_id)
+        provider = to_checksum_address(provider)
+        started_at = _uint(started_at, 63, "started_at")
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO watched_jobs (job_id, provider, started_at, watched_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (job_id) DO NOTHING",
+                (key[0], provider, started_at, time.time()),
+            )
+
+    def unwatch_job(self, job_id: int) -> None:
+        """The job ended on chain (or can no longer be followed); idempotent."""
+        with self._write() as db:
+            db.execute("DELETE FROM watched_jobs WHERE job_id = ?", job_key(job_id))
+
+    def watched_jobs(self) -> list[WatchedJob]:
+        """The jobs being followed, by ascending id."""
+        with self._read() as db:
+            rows = db.execute("SELECT job_id, provider, started_at FROM watched_jobs").fetchall()
+        return sorted((WatchedJob(int(r[0]), r[1], r[2]) for r in rows), key=lambda job: job.job_id)
 
     # ---------------------------------------------------------------- cursors
 

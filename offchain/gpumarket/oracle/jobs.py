@@ -1,0 +1,394 @@
+"""The oracle's job loop: challenge a running job's provider, decide the outcome, sign, settle.
+
+    monitor = JobMonitor(store, signer, market, peers, ChainSubmitter(market, store))
+    monitor.handle(event)     # follower handler: JobAccepted -> watched; JobSettled/... -> done
+    monitor.tick()            # once per loop pass: challenge, poll, decide, gather, submit
+
+A job is followed from its ``JobAccepted`` event (recorded in the decision store, so a
+restart follows it again) until it ends on chain. Per job, on this oracle's own clock:
+
+1. **Start challenge** as soon as the job is seen running.
+2. **Poll** the agent's public ``GET /jobs/<id>/status`` every ``poll_interval_s``; while
+   the job runs, a **heartbeat** challenge every ``heartbeat_interval_s``.
+3. When the agent reports the job ``finished``: the **end challenge**, then the usage record
+   (``GET /jobs/<id>/usage``), which must hash to the status's ``evidence_hash``.
+4. **Decide**, commit the decision (write-once, before signing: gpumarket.oracle.store),
+   sign, push the signature to the peers, gather theirs, and submit the quorum when this
+   oracle is the job's designated submitter or its fallback turn has come
+   (:func:`gpumarket.oracle.settlement.submit_if_due`; a job settled by anyone is never
+   resubmitted).
+
+A challenge here checks that the provider's hardware is present and does valid work: an
+answer *passes* when it is valid and at or above half the class floor (the bucket under
+which a hardware report would slash: :func:`gpumarket.oracle.hardware.canonical_throughput`).
+The full floor is the hardware report's business; during a job the device is shared with
+the job itself. No answer at all (connection refused, timeout, busy every time) is not a
+failure by itself: it only runs the silence clock.
+
+The outcome, canonical so that honest oracles sign byte-identical reports:
+
+- **COMPLETED** when the start, every heartbeat and the end challenge passed and the agent
+  served a well-formed usage record for this job: ``gpu_seconds`` = the record's metered
+  wall time in whole seconds (rounded down) x the job's gpu_count, ``result_hash`` and
+  ``evidence_hash`` from the agent's status. Every oracle reads the same record, so every
+  oracle computes the same number; the challenges bracket it (billing is the time between
+  passing challenges, :func:`gpumarket.measure.metering.billable_gpu_seconds`, here with
+  the job's own start and end as the brackets). A job's own exit status does not matter:
+  the provider did the work the client asked for.
+- **FAILED** (``gpu_seconds`` 0, zero hashes) when a challenge failed, the agent reports the
+  job ``lost``, the usage record is missing, malformed, for another job, or claims more
+  time than has passed since the job started on chain, the agent has not answered for
+  ``silent_after_s``, or the job still runs ``overrun_s`` past its paid time.
+- **No decision** when the job never got its spec (the agent still waits for it at the
+  deadline): the client did not start it; the job ends by ``expire_job`` (refund, no
+  slash). Nor when this oracle is not a member of the current committee.
+
+A decision is final: after a crash the job is challenged again (challenge history is in
+memory), but a different outcome is refused by the store and the first one stands.
+
+One loop thread runs :meth:`tick`; :meth:`handle` may run on the follower's thread.
+Challenges run one job after another within a pass (each is bounded by the HTTP timeouts).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from eth_utils import keccak
+
+from gpumarket.chain.errors import ChainError, ContractRevert
+from gpumarket.chain.events import JobAccepted, JobCancelled, JobExpired, JobSettled, MarketEvent
+from gpumarket.chain.market import Market
+from gpumarket.chain.models import JobState
+from gpumarket.client.errors import ProviderRefused, ProviderUnreachable
+from gpumarket.client.http import HttpTimeouts, ProviderApi
+from gpumarket.measure.metering import UsageRecord, billable_gpu_seconds
+from gpumarket.oracle.chain_submitter import AlreadySettled
+from gpumarket.oracle.hardware import Bucket, ChallengeOutcome, HardwareConfig, canonical_throughput, challenge_provider
+from gpumarket.oracle.peers import PeerClient, gather_job_signatures, push_signature
+from gpumarket.oracle.settlement import SettlementSubmitter, SubmitOutcome, submit_if_due
+from gpumarket.oracle.signer import OracleSigner, SignedReport
+from gpumarket.oracle.store import ConflictingDecision, DecisionStore, WatchedJob
+from gpumarket.signing.eip712 import JobReport, Outcome
+
+__all__ = ["ChallengeKind", "JobConfig", "JobMonitor", "JobStep"]
+
+log = logging.getLogger(__name__)
+
+ZERO_HASH = b"\x00" * 32
+_DONE_EVENTS = (JobSettled, JobExpired, JobCancelled)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Timing of the job loop (seconds, this oracle's clock)."""
+
+    heartbeat_interval_s: float = 60.0
+    poll_interval_s: float = 2.0
+    silent_after_s: float = 180.0  # no answer from the agent for this long: FAILED
+    overrun_s: float = 60.0  # still running this long past started_at + max_duration: FAILED
+    fallback_delay_s: float = 30.0
+    resubmit_after_s: float = 60.0
+    clock_slack_s: int = 5  # metered time may exceed the chain's elapsed time by this much
+    status_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("heartbeat_interval_s", "poll_interval_s", "silent_after_s", "status_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"JobConfig.{name} must be > 0")
+        for name in ("overrun_s", "fallback_delay_s", "resubmit_after_s", "clock_slack_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"JobConfig.{name} must be >= 0")
+
+
+class ChallengeKind(enum.StrEnum):
+    START = "start"
+    HEARTBEAT = "heartbeat"
+    END = "end"
+
+
+@dataclass(frozen=True)
+class JobStep:
+    """What one pass did for one job (for logs and tests)."""
+
+    job_id: int
+    action: str  # challenged, polled, decided, submitted, waiting, ended, error
+    detail: str = ""
+
+
+@dataclass
+class _Followed:
+    """A watched job as this process follows it (challenge history in memory)."""
+
+    job_id: int
+    provider: str
+    started_at: int
+    endpoint: str
+    gpu_class: int
+    gpu_count: int
+    end_deadline: int
+    last_contact: float
+    challenges: list[tuple[ChallengeKind, float, Bucket]] = field(default_factory=list)
+    last_poll: float = float("-inf")
+    last_start_try: float = float("-inf")
+    last_heartbeat: float = float("-inf")
+    agent_state: str | None = None
+    signed: SignedReport | None = None
+    decided_at: float = 0.0
+    last_gather: float = float("-inf")
+    pushed: bool = False
+
+    def passed(self, kind: ChallengeKind) -> bool:
+        return any(k is kind and bucket is not Bucket.FAIL for k, _, bucket in self.challenges)
+
+
+class JobMonitor:
+    """Follows running jobs and settles them; see the module docstring."""
+
+    def __init__(
+        self,
+        store: DecisionStore,
+        signer: OracleSigner,
+        market: Market,
+        peers: Sequence[PeerClient],
+        submitter: SettlementSubmitter,
+        *,
+        config: JobConfig = JobConfig(),
+        challenge_config: HardwareConfig = HardwareConfig(),
+        clock: Callable[[], float] = time.time,
+        challenge: Callable[..., ChallengeOutcome] = challenge_provider,
+    ) -> None:
+        self.store = store
+        self.signer = signer
+        self.market = market
+        self.peers = list(peers)
+        self.submitter = submitter
+        self.config = config
+        self.challenge_config = challenge_config
+        self.clock = clock
+        self._challenge = challenge
+        self._jobs: dict[int, _Followed] = {}
+        self._ended: set[int] = set()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ events
+
+    def handle(self, event: MarketEvent, db: object = None) -> None:
+        """Follower handler: watch accepted jobs, forget ended ones (both idempotent)."""
+        if isinstance(event, JobAccepted):
+            self.store.watch_job(event.job_id, event.provider, event.started_at)
+        elif isinstance(event, _DONE_EVENTS):
+            self._end(event.job_id, event.meta.tx_hash)
+
+    def _end(self, job_id: int, tx_hash: str | None = None) -> None:
+        self.store.unwatch_job(job_id)
+        if self.store.job_decision(job_id) is not None:
+            self.store.mark_settled(job_id, tx_hash)
+        with self._lock:
+            self._ended.add(job_id)
+
+    @property
+    def followed(self) -> list[int]:
+        """Ids of the jobs this loop follows now."""
+        return sorted(self._jobs)
+
+    # ------------------------------------------------------------------ the loop
+
+    def tick(self, now: float | None = None) -> list[JobStep]:
+        """One pass over every watched job; an error on one job is logged and does not stop the others."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            ended, self._ended = self._ended, set()
+        for job_id in ended:
+            self._jobs.pop(job_id, None)
+        steps: list[JobStep] = []
+        for watched in self.store.watched_jobs():
+            if watched.job_id in ended:
+                continue
+            try:
+                job = self._jobs.get(watched.job_id) or self._adopt(watched, now)
+                if job is None:
+                    steps.append(JobStep(watched.job_id, "ended", "not running on chain"))
+                    continue
+                steps.append(self._step(job, now))
+            except (ChainError, OSError) as exc:
+                log.warning("job %d: %s: %s", watched.job_id, type(exc).__name__, exc)
+                steps.append(JobStep(watched.job_id, "error", f"{type(exc).__name__}: {exc}"))
+        return steps
+
+    def _adopt(self, watched: WatchedJob, now: float) -> _Followed | None:
+        """Start following a watched job: read it and its provider from the chain."""
+        job = self.market.get_job(watched.job_id)
+        if job.state != JobState.RUNNING:
+            self._end(watched.job_id)
+            return None
+        record = self.market.providers(job.provider)
+        followed = _Followed(
+            job_id=job.job_id, provider=job.provider, started_at=job.started_at, endpoint=record.endpoint,
+            gpu_class=job.gpu_class, gpu_count=job.gpu_count, end_deadline=job.end_deadline, last_contact=now,
+        )
+        decision = self.store.job_decision(job.job_id)
+        if decision is not None:  # decided before a restart: only settlement is left
+            followed.signed = self.signer.sign_job(job.job_id)
+            followed.decided_at = now
+        self._jobs[job.job_id] = followed
+        log.info("following job %d of %s (%s)", job.job_id, job.provider, record.endpoint)
+        return followed
+
+    def _step(self, job: _Followed, now: float) -> JobStep:
+        if job.signed is not None:
+            return self._settle(job, now)
+        if not job.passed(ChallengeKind.START) and now - job.last_start_try >= self.config.poll_interval_s:
+            job.last_start_try = now  # retried at the poll pace while the agent does not answer
+            step = self._challenge_step(job, ChallengeKind.START, now)
+            if step is not None:
+                return step
+        if now - job.last_poll < self.config.poll_interval_s:
+            return JobStep(job.job_id, "waiting")
+        job.last_poll = now
+        return self._poll(job, now)
+
+    def _poll(self, job: _Followed, now: float) -> JobStep:
+        api = ProviderApi(job.endpoint, HttpTimeouts(self.config.status_timeout_s, self.config.status_timeout_s))
+        try:
+            status = api.status(job.job_id)
+            job.last_contact = now
+            job.agent_state = str(status.get("state"))
+        except ProviderRefused as exc:
+            job.last_contact = now  # it answers: alive, but does not know the job yet
+            if exc.code != "unknown_job":
+                log.warning("job %d: the agent refused its status: %s", job.job_id, exc)
+            status = None
+        except ProviderUnreachable as exc:
+            log.info("job %d: agent unreachable: %s", job.job_id, exc)
+            status = None
+        if now - job.last_contact >= self.config.silent_after_s:
+            return self._decide_failed(job, f"the agent has not answered for {now - job.last_contact:.0f} s")
+        chain_now = max(now, self.market.block_timestamp())
+        state = job.agent_state
+        if state == "lost":
+            return self._decide_failed(job, "the agent reports the job lost")
+        if state == "finished" and status is not None:
+            return self._finish(job, status, now, chain_now)
+        if chain_now > job.end_deadline + self.config.overrun_s:
+            if state in ("spec_received", "running"):
+                return self._decide_failed(job, "still running past its paid time")
+            return JobStep(job.job_id, "waiting", "no spec was ever sent: the job ends by expiry")
+        if state == "running" and now - job.last_heartbeat >= self.config.heartbeat_interval_s:
+            step = self._challenge_step(job, ChallengeKind.HEARTBEAT, now)
+            if step is not None:
+                return step
+        return JobStep(job.job_id, "polled", state or "unknown")
+
+    def _challenge_step(self, job: _Followed, kind: ChallengeKind, now: float) -> JobStep | None:
+        """Run one challenge; a FAILED decision when it fails, None when it passed or got no answer."""
+        outcome = self._challenge(job.endpoint, job.gpu_class, job.gpu_count, config=self.challenge_config)
+        if kind is ChallengeKind.HEARTBEAT:
+            job.last_heartbeat = now
+        if outcome.unreachable:
+            log.info("job %d: %s challenge got no answer: %s", job.job_id, kind, outcome.error)
+            if now - job.last_contact >= self.config.silent_after_s:
+                return self._decide_failed(job, f"the agent has not answered for {now - job.last_contact:.0f} s")
+            return JobStep(job.job_id, "challenged", f"{kind}: no answer")
+        job.last_contact = now
+        required = self.market.class_floor(job.gpu_class) * job.gpu_count
+        bucket, _ = canonical_throughput(outcome.measured_gops, required)
+        job.challenges.append((kind, now, bucket))
+        log.info("job %d: %s challenge %s (%.2f GOPS, %d required)", job.job_id, kind, bucket,
+                 outcome.measured_gops, required)
+        if bucket is Bucket.FAIL:
+            why = outcome.error or (outcome.verdict.reason if outcome.verdict else "") or "below half the floor"
+            return self._decide_failed(job, f"{kind} challenge failed: {why}")
+        return None
+
+    def _finish(self, job: _Followed, status: dict, now: float, chain_now: float) -> JobStep:
+        """The agent reports the job finished: end challenge, usage record, COMPLETED."""
+        if not job.passed(ChallengeKind.START):
+            return JobStep(job.job_id, "waiting", "finished, but the start challenge has not been answered yet")
+        if not job.passed(ChallengeKind.END):
+            step = self._challenge_step(job, ChallengeKind.END, now)
+            if step is not None:
+                return step if step.action == "decided" else JobStep(job.job_id, "waiting", step.detail)
+        try:
+            result_hash = _hash32(status.get("result_hash"), "result_hash")
+            evidence_hash = _hash32(status.get("evidence_hash"), "evidence_hash")
+            api = ProviderApi(job.endpoint, HttpTimeouts(self.config.status_timeout_s, self.config.status_timeout_s))
+            raw = api.request("GET", f"/jobs/{job.job_id}/usage")
+            if keccak(raw) != evidence_hash:
+                raise ValueError("the usage record does not hash to the reported evidence_hash")
+            usage = UsageRecord.from_json(raw)
+            if usage.job_id not in (None, job.job_id):
+                raise ValueError(f"the usage record is for job {usage.job_id}")
+        except ProviderUnreachable as exc:
+            return JobStep(job.job_id, "waiting", f"usage: {exc}")
+        except (ProviderRefused, ValueError) as exc:
+            return self._decide_failed(job, f"no valid usage record: {exc}")
+        metered = usage.summary.wall_ns // 1_000_000_000
+        elapsed = int(chain_now) - job.started_at
+        if metered > elapsed + self.config.clock_slack_s:
+            return self._decide_failed(job, f"usage claims {metered} s, only {elapsed} s passed since the start")
+        # The job's own start and end, both bracketed by passing challenges.
+        gpu_seconds = billable_gpu_seconds([(0, True), (metered, True)], job.gpu_count) if metered else 0
+        return self._decide(job, Outcome.COMPLETED, gpu_seconds, result_hash, evidence_hash, "completed")
+
+    # ------------------------------------------------------------------ deciding and settling
+
+    def _decide_failed(self, job: _Followed, why: str) -> JobStep:
+        return self._decide(job, Outcome.FAILED, 0, ZERO_HASH, ZERO_HASH, why)
+
+    def _decide(self, job: _Followed, outcome: Outcome, gpu_seconds: int, result_hash: bytes,
+                evidence_hash: bytes, why: str) -> JobStep:
+        committee = self.store.current_committee()
+        if committee is None or not committee.is_member(self.signer.address):
+            return JobStep(job.job_id, "waiting", f"would decide {outcome.name} ({why}) but is not a committee member")
+        report = JobReport(
+            job_id=job.job_id, provider=job.provider, outcome=outcome, gpu_seconds=gpu_seconds,
+            result_hash=result_hash, evidence_hash=evidence_hash, epoch=committee.epoch,
+        )
+        try:
+            job.signed = self.signer.decide_and_sign(report)
+        except ConflictingDecision as exc:
+            # Decided before a restart with other measurements: the first decision stands.
+            log.warning("job %d: keeping the earlier decision (%s)", job.job_id, exc)
+            job.signed = self.signer.sign_job(job.job_id)
+        job.decided_at = self.clock()
+        log.info("job %d decided %s, %d gpu_seconds: %s", job.job_id, outcome.name, gpu_seconds, why)
+        return JobStep(job.job_id, "decided", f"{outcome.name}: {why}")
+
+    def _settle(self, job: _Followed, now: float) -> JobStep:
+        signed = job.signed
+        assert signed is not None
+        if now - job.last_gather >= self.config.poll_interval_s:
+            job.last_gather = now
+            if not job.pushed:
+                push_signature(signed, self.peers)
+                job.pushed = True
+            gather_job_signatures(self.store, job.job_id, self.peers, self.signer.metrics)
+        try:
+            result = submit_if_due(
+                self.signer, self.submitter, job.job_id, now=now, job_end=job.decided_at,
+                fallback_delay=self.config.fallback_delay_s, resubmit_after=self.config.resubmit_after_s,
+            )
+        except AlreadySettled:
+            self._end(job.job_id)
+            return JobStep(job.job_id, "ended", "settled by another oracle")
+        except ContractRevert as exc:
+            log.warning("job %d: settlement refused on chain: %s", job.job_id, exc.reason)
+            return JobStep(job.job_id, "error", f"settle reverted: {exc.reason}")
+        if result.outcome is SubmitOutcome.ALREADY_SETTLED:
+            self._end(job.job_id)
+            return JobStep(job.job_id, "ended", "settled")
+        if result.outcome is SubmitOutcome.SUBMITTED:
+            return JobStep(job.job_id, "submitted", result.tx_hash or "")
+        return JobStep(job.job_id, "waiting", f"{result.outcome.value} {result.detail}".strip())
+
+
+def _hash32(value: object, name: str) -> bytes:
+    if not isinstance(value, str) or not value.startswith("0x") or len(value) != 66:
+        raise ValueError(f"{name} is not a 32-byte hex string: {value!r}")
+    return bytes.fromhex(value[2:])

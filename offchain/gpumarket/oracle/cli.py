@@ -1,5 +1,11 @@
 """``gpumarket oracle ...``: run the oracle's services.
 
+``gpumarket oracle run`` is the oracle service (gpumarket.oracle.service.OracleService): it
+follows the market, verifies providers' hardware, challenges and settles running jobs and
+serves its API, until SIGINT or SIGTERM (exit 0), or exit 1 when the chain follower gave up
+(the node stayed down too long, or the chain changed under it). ``--key`` signs reports;
+``--sender`` (default: the same key) pays for the settlement transactions.
+
 ``gpumarket oracle serve-api`` serves the HTTP API over a decision store (health, metrics,
 signed reports, peers' signature pushes) until SIGINT or SIGTERM. The key is an ape keystore
 account (``--key-alias``, passphrase from ``APE_ACCOUNTS_<alias>_PASSPHRASE``) or, on a local
@@ -12,11 +18,20 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 import click
 
+from gpumarket.chain.connection import EMBEDDED, connect
+from gpumarket.chain.errors import ChainError
+from gpumarket.chain.keys import KeyLoadError, load_key
+from gpumarket.chain.market_deploy import MarketDeployment
+from gpumarket.oracle.hardware import HardwareConfig
+from gpumarket.oracle.jobs import JobConfig
+from gpumarket.oracle.service import OracleService, OracleServiceConfig
 from gpumarket.oracle.api import ApiConfig, OracleAPI
 from gpumarket.oracle.metrics import OracleMetrics
 from gpumarket.oracle.signer import OracleKey, OracleKeyError, OracleSigner
@@ -116,3 +131,93 @@ def serve_api(
         logger.info("oracle API stopped")
     finally:
         store.close()
+
+
+@oracle.command("run")
+@click.option("--rpc", required=True, help="The node's JSON-RPC URL (http:// or https://).")
+@click.option("--deployment", "deployment_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="The market's deployment record (JSON, as deploy writes it).")
+@click.option("--key", "key_spec", required=True,
+              help="Signs reports: keystore:<alias> (passphrase in $APE_ACCOUNTS_<alias>_PASSPHRASE) or, on a "
+                   "local chain, test-oracle:<i>.")
+@click.option("--sender", "sender_spec", default=None,
+              help="Sends transactions (needs ether) [default: --key]; same forms, or test-account:<i>.")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="SQLite decision store (the follower's cursor goes beside it).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8800, show_default=True, help="0: an ephemeral port.")
+@click.option("--peer", "peers", multiple=True, metavar="URL", help="Another committee member's API (repeat).")
+@click.option("--confirmations", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option("--poll-interval", type=click.FloatRange(min=0.01), default=0.5, show_default=True,
+              help="Seconds between the follower's polls of the node.")
+@click.option("--tick-interval", type=click.FloatRange(min=0.01), default=0.5, show_default=True,
+              help="Seconds between passes of the hardware and job loops.")
+@click.option("--heartbeat-interval", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
+              help="Seconds between challenges while a job runs.")
+@click.option("--job-poll-interval", type=click.FloatRange(min=0.05), default=2.0, show_default=True,
+              help="Seconds between reads of a running job's status at its agent.")
+@click.option("--silent-after", type=click.FloatRange(min=0.1), default=180.0, show_default=True,
+              help="A job whose agent has not answered for this long fails.")
+@click.option("--fallback-delay", type=click.FloatRange(min=0.0), default=30.0, show_default=True,
+              help="Seconds each fallback rank waits before submitting in the designated member's place.")
+@click.option("--no-answer-retry", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="Seconds between hardware challenges of an agent that does not answer.")
+@click.option("--ready-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help='Written with {"url", "pid", "address"} once the service is up.')
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default="INFO",
+              show_default=True)
+def run(
+    rpc: str,
+    deployment_path: Path,
+    key_spec: str,
+    sender_spec: str | None,
+    db_path: Path,
+    host: str,
+    port: int,
+    peers: tuple[str, ...],
+    confirmations: int,
+    poll_interval: float,
+    tick_interval: float,
+    heartbeat_interval: float,
+    job_poll_interval: float,
+    silent_after: float,
+    fallback_delay: float,
+    no_answer_retry: float,
+    ready_file: Path | None,
+    log_level: str,
+) -> None:
+    """Run the oracle on a market until SIGTERM or SIGINT.
+
+    Exits 0 when stopped by a signal, 1 when the chain follower gave up (node down too long)."""
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if rpc == EMBEDDED:
+        raise click.BadParameter("the embedded chain lives inside one process: give a node's URL", param_hint="--rpc")
+    try:
+        w3 = connect(rpc)
+        deployment = MarketDeployment.read(deployment_path)
+        key = load_key(key_spec, w3=w3)
+        sender = load_key(sender_spec, w3=w3) if sender_spec else None
+        config = OracleServiceConfig(
+            rpc=rpc, deployment=deployment, key=key, sender=sender, db_path=db_path, host=host, port=port,
+            peers=peers, confirmations=confirmations, poll_interval=poll_interval, tick_interval=tick_interval,
+            hardware=HardwareConfig(fallback_delay_s=fallback_delay, no_answer_retry_s=no_answer_retry),
+            jobs=JobConfig(heartbeat_interval_s=heartbeat_interval, poll_interval_s=job_poll_interval,
+                           silent_after_s=silent_after, fallback_delay_s=fallback_delay),
+        )
+        service = OracleService(config, w3=w3).start()
+    except OSError as error:  # requests' connection errors too
+        raise click.ClickException(f"node {rpc} or a local file: {error}") from None
+    except (KeyLoadError, StoreError, ChainError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        logger.info("signal %d: stopping", signum)
+        service.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if ready_file is not None:
+        service.write_ready_file(ready_file)
+    code = service.wait()
+    service.close()
+    sys.exit(code or 0)

@@ -14,6 +14,14 @@ the spec is stored, GPUs are assigned (503 when too few are free) and the comman
 job's thread follows it to the end and records the result. Sending the same spec again with a
 fresh signature answers the job's status (a client that lost the first answer may retry).
 
+A job never runs past its paid time: its wall-time limit is the spec's ``max_seconds`` capped at
+what is left until the on-chain ``end_deadline`` (started_at + max_duration) when it starts,
+"now" being the later of the chain's time and this machine's clock (a block's time lags the
+clock; a local test chain may run ahead of it). A job whose paid time is already up is stored
+``lost`` with the reason and refused (409 ``deadline_passed``); it never starts. The runner
+keeps the capped limit in the job's directory, so after a restart it counts from the recorded
+start, like the spec's.
+
 Fetching the result (``result``): header, scope and signature, the signer is the job's client
 (403), the nonce (409), then the bundle when the job has finished (409 until then, or when lost).
 
@@ -143,6 +151,7 @@ class ProviderAgent:
             clock=clock,
         )
         self.gpus = GpuPool(config.gpus)
+        self._clock = clock
         self._submit_lock = threading.Lock()  # one spec at a time: check, store, start
         self._prover_lock = threading.Lock()
         self._followed: dict[int, _Followed] = {}
@@ -168,20 +177,29 @@ class ProviderAgent:
             self._follow(job.job_id, running)
         for job in recovery.start:
             self.runner.discard(job.job_id)
+            left: float | None = None
             try:
                 chain_job = self._chain_job(job.job_id)
             except AgentError:
-                chain_job = None  # the chain's checks passed when the spec came; start it anyway
+                # The chain's checks passed when the spec came; start it anyway, with the
+                # spec's limit only (the deadline cannot be read now).
+                chain_job = None
             else:
                 if chain_job is None or chain_job.state != JobState.RUNNING:
                     self.store.mark_lost(job.job_id, "the job is no longer running on chain")
+                    continue
+                left = self._time_left(chain_job)
+                if left is not None and left <= 0:
+                    detail = self._deadline_detail(chain_job, left)
+                    self.store.mark_lost(job.job_id, detail)
+                    log.warning("job %d: %s", job.job_id, detail)
                     continue
             gpus = self.gpus.acquire(chain_job.gpu_count if chain_job else max(1, len(job.gpus)))
             if gpus is None:
                 self.store.mark_lost(job.job_id, "too few free GPUs to start it after the restart")
                 continue
             try:
-                self._start(job.job_id, parse_spec(job.spec or b""), gpus)
+                self._start(job.job_id, parse_spec(job.spec or b""), gpus, left)
             except AgentError:
                 continue  # recorded lost by _start, with the reason
         return recovery
@@ -252,6 +270,9 @@ class ProviderAgent:
             known = self.store.get(job_id)
             if known is not None and known.state != JobStatus.ACCEPTED:
                 return known, False
+            left = self._time_left(job)
+            if left is not None and left <= 0:
+                self._refuse_late(job_id, job, digest, spec, left)
             gpus = self.gpus.acquire(job.gpu_count)
             if gpus is None:
                 raise AgentError(
@@ -267,11 +288,37 @@ class ProviderAgent:
             except StoreConflict as error:
                 self.gpus.release(gpus)
                 raise AgentError(409, "spec_already_received", str(error)) from None
-            return self._start(job_id, spec, gpus), True
+            return self._start(job_id, spec, gpus, left), True
 
-    def _start(self, job_id: int, spec: JobSpec, gpus: tuple[int, ...]) -> JobRecord:
+    def _time_left(self, job: OnChainJob | None) -> float | None:
+        """Seconds of paid time the job has left now; None when its deadline is unknown."""
+        if job is None or not job.end_deadline:
+            return None
+        now = self._clock()
+        if job.chain_time is not None:
+            now = max(now, float(job.chain_time))
+        return job.end_deadline - now
+
+    @staticmethod
+    def _deadline_detail(job: OnChainJob, left: float) -> str:
+        return f"not started: its paid time (on-chain end_deadline {job.end_deadline}) ended {-left:.0f} s ago"
+
+    def _refuse_late(self, job_id: int, job: OnChainJob, digest: bytes, spec: JobSpec, left: float) -> None:
+        """Records a job whose paid time is up as lost (its status says why) and refuses it."""
+        detail = self._deadline_detail(job, left)
         try:
-            running = self.runner.start(job_id, spec, gpus)
+            self.store.receive_spec(job_id, job.client, digest, spec.canonical_bytes(), (), "")
+            self.store.mark_lost(job_id, detail)
+        except StoreConflict as error:
+            raise AgentError(409, "spec_already_received", str(error)) from None
+        log.warning("job %d: %s", job_id, detail)
+        raise AgentError(409, "deadline_passed", f"job {job_id}: {detail}")
+
+    def _start(
+        self, job_id: int, spec: JobSpec, gpus: tuple[int, ...], time_left: float | None = None
+    ) -> JobRecord:
+        try:
+            running = self.runner.start(job_id, spec, gpus, max_seconds=time_left)
         except OSError as error:
             self.gpus.release(gpus)
             self.store.mark_lost(job_id, f"could not start: {error.strerror or error}")

@@ -5,6 +5,7 @@ Each job gets a fresh directory ``<root>/job-<id>/``::
     work/          the command's working directory; declared outputs are read from here
     stdout, stderr what the command writes (files, not pipes, so a job outlives an agent restart)
     pid            the wrapper's pid, written by the wrapper itself as it starts
+    max_seconds    the job's wall-time limit, seconds from its start (written before it starts)
     exit_status    the command's exit status, written by the wrapper when the command ends
     usage.json     the metering record (its keccak-256 is the evidence hash)
     result.json    the result bundle (see result.py; its manifest's hash is the result hash)
@@ -17,10 +18,12 @@ the shell's default path). The environment is the spec's ``env`` plus ``CUDA_VIS
 (the assigned GPU indices, empty on a CPU machine), ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (so CUDA
 numbers GPUs as NVML does, which the meter reads) and ``PWD`` (set by the shell).
 
-Limits: wall time (``max_seconds`` from the start: SIGTERM to the group, SIGKILL after a grace
-period), output (stdout + stderr polled every ``poll_s``; past ``max_output_bytes`` the group is
-stopped the same way and what it wrote beyond the limit is cut from the files), memory
-(``ulimit -v`` per process when the spec asks). Whatever is left in the group when the wrapper
+Limits: wall time (the spec's ``max_seconds`` from the start, or less when the agent caps it at
+the job's paid time: SIGTERM to the group, SIGKILL after a grace period; the limit is written to
+the job's directory so a restarted agent applies the same one, from the recorded start), output
+(stdout + stderr polled every ``poll_s``; past ``max_output_bytes`` the group is stopped the
+same way and what it wrote beyond the limit is cut from the files), memory (``ulimit -v`` per
+process when the spec asks). Whatever is left in the group when the wrapper
 ends is killed. This is process isolation, not a sandbox: a job runs as the agent's
 user and can escape its group with setsid; run the agent in a container or VM of its own.
 
@@ -118,6 +121,10 @@ class JobPaths:
     @property
     def pidfile(self) -> Path:
         return self.root / "pid"
+
+    @property
+    def max_seconds(self) -> Path:
+        return self.root / "max_seconds"
 
     @property
     def exit_status(self) -> Path:
@@ -240,6 +247,15 @@ def _write_atomic(path: Path, data: bytes) -> None:
         os.close(directory)
 
 
+def _read_limit(path: Path) -> float | None:
+    """The wall-time limit written at start; None (the spec's) when absent or unreadable."""
+    try:
+        value = float(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
 def _read_exit_status(path: Path) -> int | None:
     try:
         text = path.read_text().strip()
@@ -262,6 +278,7 @@ class RunningJob:
         start_ticks: int,
         started_at: float,
         process: subprocess.Popen[bytes] | None,
+        max_seconds: float | None = None,
     ) -> None:
         self.config = config
         self.job_id = job_id
@@ -271,6 +288,8 @@ class RunningJob:
         self.pid = pid
         self.start_ticks = start_ticks
         self.started_at = started_at
+        # The wall-time limit from started_at: the spec's, or less when capped at the paid time.
+        self.max_seconds = min(max_seconds or spec.limits.max_seconds, spec.limits.max_seconds)
         self._process = process  # None when adopted after a restart: not our child
         self._stop_reason: StopReason | None = None
         self._lock = threading.Lock()
@@ -299,7 +318,7 @@ class RunningJob:
 
     def _watch(self) -> None:
         limits = self.spec.limits
-        deadline = time.monotonic() + (self.started_at + limits.max_seconds - time.time())
+        deadline = time.monotonic() + (self.started_at + self.max_seconds - time.time())
         while not self._ended.wait(self.config.poll_s):
             if time.monotonic() >= deadline:
                 self.stop("timeout")
@@ -387,12 +406,20 @@ class Runner:
     def paths(self, job_id: int) -> JobPaths:
         return JobPaths.of(self.config.root, job_id)
 
-    def start(self, job_id: int, spec: JobSpec, gpus: Sequence[int] = ()) -> RunningJob:
+    def start(
+        self, job_id: int, spec: JobSpec, gpus: Sequence[int] = (), *, max_seconds: float | None = None
+    ) -> RunningJob:
         """Creates the job's fresh directory and starts its command; FileExistsError if the
-        directory exists (a job id runs once)."""
+        directory exists (a job id runs once). ``max_seconds`` caps the spec's wall-time limit
+        (the agent passes the job's paid time left); it must be positive."""
+        if max_seconds is not None and not max_seconds > 0:
+            raise ValueError(f"job {job_id}: max_seconds must be positive, got {max_seconds}")
+        limit = min(max_seconds or spec.limits.max_seconds, spec.limits.max_seconds)
         paths = self.paths(job_id)
         paths.root.mkdir(parents=False)
         paths.work.mkdir()
+        # Before the process exists, so an agent that restarts while it runs never lacks it.
+        _write_atomic(paths.max_seconds, repr(float(limit)).encode())
         memory_kib = "" if spec.limits.max_memory_bytes is None else str(spec.limits.max_memory_bytes // 1024)
         argv = [SHELL, "-c", _WRAPPER, "sh", str(paths.pidfile), str(paths.exit_status), memory_kib, *spec.command]
         with open(paths.stdout, "wb") as stdout, open(paths.stderr, "wb") as stderr:
@@ -410,11 +437,18 @@ class Runner:
         start_ticks = process_start_ticks(process.pid)
         assert start_ticks is not None  # our unreaped child has a /proc entry
         log.info("job %d: started pid %d in %s, gpus %s", job_id, process.pid, paths.work, list(gpus) or "none")
-        return RunningJob(self.config, job_id, spec, tuple(gpus), paths, process.pid, start_ticks, started_at, process)
+        if limit < spec.limits.max_seconds:
+            log.info("job %d: wall-time limit %.1f s (its paid time left), not the spec's %d s",
+                     job_id, limit, spec.limits.max_seconds)
+        return RunningJob(
+            self.config, job_id, spec, tuple(gpus), paths, process.pid, start_ticks, started_at, process, limit
+        )
 
-    def run(self, job_id: int, spec: JobSpec, gpus: Sequence[int] = ()) -> RunResult:
+    def run(
+        self, job_id: int, spec: JobSpec, gpus: Sequence[int] = (), *, max_seconds: float | None = None
+    ) -> RunResult:
         """``start`` and ``wait``."""
-        return self.start(job_id, spec, gpus).wait()
+        return self.start(job_id, spec, gpus, max_seconds=max_seconds).wait()
 
     def find_started(self, job_id: int) -> tuple[int, int] | None:
         """(pid, start ticks) of the job's live wrapper; None when the job never started or no
@@ -439,12 +473,15 @@ class Runner:
     def adopt(
         self, job_id: int, spec: JobSpec, gpus: Sequence[int], pid: int, start_ticks: int, started_at: float
     ) -> RunningJob:
-        """Follows a job a previous agent started; ProcessGone when it is no longer running."""
+        """Follows a job a previous agent started; ProcessGone when it is no longer running. Its
+        wall-time limit is the one written when it started, counted from ``started_at``."""
         if not self.is_alive(job_id, pid, start_ticks):
             raise ProcessGone(f"job {job_id}: process {pid} is gone")
+        paths = self.paths(job_id)
         log.info("job %d: re-attached to pid %d", job_id, pid)
         return RunningJob(
-            self.config, job_id, spec, tuple(gpus), self.paths(job_id), pid, start_ticks, started_at, None
+            self.config, job_id, spec, tuple(gpus), paths, pid, start_ticks, started_at, None,
+            _read_limit(paths.max_seconds),
         )
 
     def discard(self, job_id: int) -> None:

@@ -1,0 +1,128 @@
+"""The oracle's job loop end to end: three OracleServices challenge real provider agents while
+jobs run, decide canonically, gather a 2-of-3 quorum and settle on the embedded chain."""
+
+from __future__ import annotations
+
+import math
+
+from eth_utils import keccak
+
+from gpumarket.chain.keys import test_account
+from gpumarket.chain.models import JobState
+from gpumarket.client.choose import scan_events
+from gpumarket.client.http import ProviderApi
+from gpumarket.measure.metering import UsageRecord
+from gpumarket.measure.provers.cheats import LateSkippingProver
+from gpumarket.oracle.settlement import submission_rank
+from gpumarket.signing import eip712
+from gpumarket.signing.eip712 import Outcome
+
+from .conftest import Market3, busy_spec, wait_for
+
+BPS = 10_000
+
+
+def settled_event(world: Market3, job_id: int):
+    events = [e for e in scan_events(world.market(), ["JobSettled"]) if e.job_id == job_id]
+    assert len(events) == 1, events
+    return events[0]
+
+
+def job_digests(world: Market3, job_id: int) -> set[bytes]:
+    """The digests the oracles decided for this job, after checking that every signature each
+    one holds for it (its own and its peers') recovers over that decision."""
+    digests = set()
+    domain = world.market().domain
+    for oracle in world.oracles:
+        decision = oracle.store.job_decision(job_id)
+        if decision is not None:
+            digests.add(decision.digest)
+            for stored in oracle.store.signatures(decision.digest):
+                assert eip712.recover(domain, decision.report, stored.signature) == stored.signer
+    return digests
+
+
+def test_honest_job_completes_and_bills_its_metered_seconds(world: Market3) -> None:
+    provider = world.start_provider(test_account(1))
+    client = world.client(test_account(4))
+    job_id = world.run_job(client, provider.address, busy_spec(2.5))
+    job = world.wait_terminal(job_id)
+    assert job.state == JobState.COMPLETED
+    # gpu_seconds: the agent's metered wall time, whole seconds, times the job's gpu_count (1).
+    api = ProviderApi(provider.url)
+    status = api.status(job_id)
+    raw = api.request("GET", f"/jobs/{job_id}/usage")
+    usage = UsageRecord.from_json(raw)
+    assert keccak(raw).hex() == status["evidence_hash"][2:]
+    expected_seconds = usage.summary.wall_ns // 10**9
+    assert expected_seconds >= 2
+    event = settled_event(world, job_id)
+    assert event.outcome == Outcome.COMPLETED and event.gpu_seconds == expected_seconds
+    payment = job.price_per_gpu_second * expected_seconds
+    fee = math.ceil(payment * world.market().parameters()["protocol_fee_bps"] / BPS)
+    assert (event.provider_payment, event.protocol_fee, event.client_refund, event.slashed) == (
+        payment - fee, fee, job.escrow - payment, 0)
+    assert event.result_hash.hex() == status["result_hash"][2:]
+    bundle = client.fetch_result(job_id)  # checked against the settled result_hash
+    assert int(bundle.contents["outputs/out.txt"]) > 0
+    assert len(job_digests(world, job_id)) == 1  # no oracle ever signed a different report
+
+
+def test_provider_turning_lazy_fails_its_job_and_is_slashed(world: Market3) -> None:
+    # Honest for the committee's three hardware challenges, then it skips half the tiles.
+    lazy = world.start_provider(test_account(2), LateSkippingProver(0.5, honest_challenges=3))
+    client = world.client(test_account(4))
+    locked_before = world.market().stake_of(lazy.address).locked
+    job_id = world.run_job(client, lazy.address, busy_spec(2.0))
+    job = world.wait_terminal(job_id)
+    assert job.state == JobState.FAILED
+    event = settled_event(world, job_id)
+    slash_bps = world.market().parameters()["slash_bps"]
+    assert event.slashed == math.ceil(job.collateral * slash_bps / BPS) > 0
+    assert event.client_refund == job.escrow and event.provider_payment == 0 and event.gpu_seconds == 0
+    assert world.market().stake_of(lazy.address).locked == locked_before
+    for oracle in world.oracles:  # those that decided saw the start challenge fail
+        decision = oracle.store.job_decision(job_id)
+        assert decision is None or decision.report.outcome == Outcome.FAILED
+    assert len(job_digests(world, job_id)) == 1
+
+
+def test_provider_killed_mid_job_fails_after_its_silence(world: Market3) -> None:
+    provider = world.start_provider(test_account(3))
+    client = world.client(test_account(4))
+    job_id = world.run_job(client, provider.address, busy_spec(30.0))
+    # Once the oracles have seen it running, the provider's machine dies (agent and job).
+    wait_for(lambda: ProviderApi(provider.url).status(job_id)["state"] == "running", 20, "job running")
+    wait_for(lambda: all(job_id in o.jobs.followed for o in world.oracles), 20, "oracles following")
+    provider.close(stop_jobs=True)
+    job = world.wait_terminal(job_id, timeout_s=60)
+    assert job.state == JobState.FAILED
+    event = settled_event(world, job_id)
+    assert event.client_refund == job.escrow and event.slashed > 0
+    assert len(job_digests(world, job_id)) == 1
+
+
+def test_oracle_restarted_between_signing_and_submitting_still_settles(world: Market3) -> None:
+    """The job's designated submitter is stopped the moment its decision is signed and started
+    again on the same databases: the job settles once, and no oracle ever signed a second report."""
+    provider = world.providers[0]  # the honest one of the first test
+    client = world.client(test_account(4))
+    job_id = world.market().job_count() + 1
+    members = world.oracles[0].store.current_committee().members
+    designated = next(i for i, o in enumerate(world.oracles) if submission_rank(job_id, members, o.address) == 0)
+    oracle = world.oracles[designated]
+    assert world.run_job(client, provider.address, busy_spec(2.0)) == job_id
+
+    def signed() -> bool:
+        decision = oracle.store.job_decision(job_id)
+        return decision is not None and decision.signature is not None
+
+    wait_for(signed, 60, "the designated oracle's signed decision", interval=0.02)
+    before = oracle.store.job_decision(job_id)
+    oracle.close()
+    restarted = world.start_oracle(designated)
+    assert restarted.store.job_decision(job_id).digest == before.digest
+    job = world.wait_terminal(job_id)
+    assert job.state == JobState.COMPLETED
+    assert settled_event(world, job_id).gpu_seconds == before.report.gpu_seconds
+    assert job_digests(world, job_id) == {before.digest}

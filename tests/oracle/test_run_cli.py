@@ -1,0 +1,41 @@
+"""`gpumarket oracle run`'s refusals before it starts anything (the running service is tested
+in tests/oracle_service and, as a process on anvil, by the devnet test in tests/demo)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from gpumarket.cli import main
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["oracle", "run", *args])
+    return result.exit_code, result.output
+
+
+def deployment_file(tmp_path: Path) -> Path:
+    path = tmp_path / "deployment.json"
+    path.write_text(json.dumps({"chain_id": 31337}))
+    return path
+
+
+def test_the_embedded_chain_is_refused(tmp_path: Path) -> None:
+    code, output = run("--rpc", "embedded", "--deployment", str(deployment_file(tmp_path)),
+                       "--key", "test-oracle:0", "--db", str(tmp_path / "o.sqlite"))
+    assert code == 2 and "embedded chain lives inside one process" in output
+
+
+def test_an_unreachable_node_is_a_clear_error(tmp_path: Path) -> None:
+    code, output = run("--rpc", "http://127.0.0.1:9", "--deployment", str(deployment_file(tmp_path)),
+                       "--key", "test-oracle:0", "--db", str(tmp_path / "o.sqlite"))
+    assert code == 1 and "Error:" in output and "Traceback" not in output
+
+
+def test_help_lists_every_timing() -> None:
+    code, output = run("--help")
+    assert code == 0
+    for option in ("--heartbeat-interval", "--silent-after", "--fallback-delay", "--peer", "--sender"):
+        assert option in output

@@ -16,12 +16,14 @@ RUN := env PATH="$(abspath $(BIN)):$(ANVIL_BIN):$$PATH" PYTHONWARNINGS="ignore:F
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv anvil test test-torch fuzz compile demo bench-gas clean distclean
+.PHONY: help venv anvil test test-torch fuzz compile demo devnet walkthrough bench-gas clean distclean
 
 help:
 	@echo "make test       run the whole test suite (bootstraps $(VENV) first)"
 	@echo "make test-torch install the optional gpu extra (torch) into $(VENV) and run the torch tests"
-	@echo "make demo       end-to-end walkthrough on an embedded local chain"
+	@echo "make demo       the whole market on an embedded chain: 3 oracles, 3 providers (one lazy), real jobs"
+	@echo "make devnet     the same story on anvil, every oracle, provider and the client its own process"
+	@echo "make walkthrough one job walked through every contract call (ape, embedded chain)"
 	@echo "make fuzz       stateful/property fuzz tests (tests/fuzz), thorough profile"
 	@echo "make compile    compile the contracts (ape compile)"
 	@echo "make bench-gas  gas benchmark (python -m bench.gas)"
@@ -79,7 +81,15 @@ fuzz: venv $(BUILD_STAMP)
 
 compile: venv $(BUILD_STAMP)
 
-demo: venv $(BUILD_STAMP)
+# The services compile the contracts themselves (gpumarket.chain.artifacts), so the demo
+# needs no ape build; the walkthrough is an ape script and does.
+demo: venv
+	$(RUN) $(BIN)/gpumarket demo
+
+devnet: venv anvil
+	$(RUN) $(BIN)/gpumarket devnet
+
+walkthrough: venv $(BUILD_STAMP)
 	$(RUN) $(APE) run walkthrough
 
 bench-gas: venv $(BUILD_STAMP)

@@ -6,6 +6,7 @@ import click
 
 from gpumarket import __version__
 from gpumarket.client.cli import client
+from gpumarket.demo.cli import demo, demo_client, devnet
 from gpumarket.measure.cli import bench
 from gpumarket.oracle.cli import oracle
 from gpumarket.provider.cli import provider
@@ -23,6 +24,9 @@ main.add_command(bench)
 main.add_command(oracle)
 main.add_command(provider)
 main.add_command(client)
+main.add_command(demo)
+main.add_command(devnet)
+main.add_command(demo_client)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -208,7 +208,7 @@ def serve_api(
 )
 # A cheating prover for the devnet's lazy provider (gpumarket devnet): hidden, local chains only.
 @click.option("--cheat-skip-fraction", type=click.FloatRange(0.0, 1.0), default=None, hidden=True,
-              help="Cheat (local chains only): compute only this fraction of each challenge's tiles.")
+              help="Cheat (local chains only): skip this fraction of each challenge's tiles.")
 @click.option("--cheat-skip-after", type=click.IntRange(min=0), default=None, hidden=True,
               help="Cheat (local chains only): answer this many challenges honestly first [default: 0].")
 def run(
@@ -245,8 +245,8 @@ def run(
         if cheat_skip_fraction is not None:
             if not is_local_chain(w3):
                 raise click.UsageError(f"the cheat options are for local chains only, not chain id {w3.eth.chain_id}")
-            prover = LateSkippingProver(cheat_skip_fraction, honest_challenges=cheat_skip_after or 0)
-            log.warning("cheating: %d honest challenge(s), then only %.0f%% of each challenge's tiles",
+            prover = LateSkippingProver(1.0 - cheat_skip_fraction, honest_challenges=cheat_skip_after or 0)
+            log.warning("cheating: %d honest challenge(s), then skipping %.0f%% of each challenge's tiles",
                         prover.honest_challenges, 100 * cheat_skip_fraction)
         deployment = MarketDeployment.read(deployment_path)
         key = load_key(key_spec, w3=w3)

@@ -1,0 +1,215 @@
+"""The demo's story, played through a Launcher, and judged against the protocol's rules.
+
+1. Start the chain; deploy GpuMarket from deploy/params/default.yaml (two mock tokens, the
+   2-of-3 committee of test oracles 0-2; the deployer is the treasury); mint stake tokens to
+   the providers and payment tokens to the client; note everyone's holdings.
+2. Each provider stakes and registers one cpu-dev GPU at its price and the endpoint it will
+   serve; its service starts (the lazy one with a prover honest for its first
+   `lazy_honest_challenges` challenges, one per oracle, then skipping `lazy_skip_fraction`
+   of the tiles); then the three oracles start and verify every provider's hardware.
+3. The client runs one job directed to each provider (real commands: gpumarket.demo.
+   workloads), then, if `open_job`, one job open to any provider; it sends each spec,
+   follows the jobs to settlement, fetches and checks every completed job's result, claims.
+4. Judge (gpumarket.demo.judge): each job's outcome and money against the rules, each
+   account's holdings, the conservation of both tokens.
+
+Progress goes to `echo` as it happens; the result is a DemoResult (gpumarket.demo.judge),
+whose `deviations` say what did not go as the protocol says. A step that cannot complete
+(a service that does not start, a timeout) raises DemoError.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gpumarket.chain.events import HardwareRejected
+from gpumarket.chain.keys import test_account
+from gpumarket.chain.market import Market
+from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3
+from gpumarket.chain.params import load_params
+from gpumarket.client.choose import scan_events
+from gpumarket.demo.client import ClientPlan, ClientTimeout, JobPlan
+from gpumarket.demo.judge import DemoResult, Roles, judge
+from gpumarket.demo.launcher import Launcher, LaunchError, LazyPlan, OracleSetup, ProviderSetup, free_ports
+from gpumarket.demo.ledger import snapshot
+from gpumarket.demo.narrator import Narrator
+from gpumarket.measure.classes import CPU_DEV
+
+__all__ = ["DEFAULT_PARAMS", "DemoError", "ProviderRole", "StoryParams", "run_story"]
+
+DEFAULT_PARAMS = Path(__file__).resolve().parents[3] / "deploy" / "params" / "default.yaml"
+TOKEN = 10**18
+COMMITTEE = 3  # deploy/params/default.yaml: test oracles 0, 1, 2, threshold 2
+
+# Test accounts (funded on anvil and the embedded chain): who plays whom.
+DEPLOYER_ACCOUNT = 0  # deploys, owns, and is the treasury ("treasury: deployer")
+CLIENT_ACCOUNT = 4
+ORACLE_SENDER_ACCOUNTS = (5, 6, 7)  # pay the oracles' transactions (test-oracle keys hold no ether)
+
+
+class DemoError(RuntimeError):
+    """The story could not be played to its end (the message says where and why)."""
+
+
+@dataclass(frozen=True)
+class ProviderRole:
+    name: str
+    account: int  # test account index
+    price: int  # payment-token units per GPU-second
+    lazy: bool = False
+
+
+DEFAULT_PROVIDERS = (
+    ProviderRole("honest-1", 1, 10**16),
+    ProviderRole("honest-2", 2, 12 * 10**15),
+    ProviderRole("lazy", 3, 8 * 10**15, lazy=True),
+)
+
+
+@dataclass(frozen=True)
+class StoryParams:
+    """The story's knobs. `lazy_skip_fraction` 0 makes the lazy provider honest after all,
+    which the judge must then report (its job is expected to FAIL)."""
+
+    providers: tuple[ProviderRole, ...] = DEFAULT_PROVIDERS
+    lazy_skip_fraction: float = 0.5
+    lazy_honest_challenges: int = COMMITTEE  # the hardware check at registration: one per oracle
+    open_job: bool = True
+    provider_mint: int = 2_000 * TOKEN
+    stake: int = 1_500 * TOKEN
+    client_mint: int = 100 * TOKEN
+    max_price: int = 2 * 10**16  # per GPU-second, at or above every provider's price
+    max_duration: int = 120
+    verify_timeout_s: float = 90.0
+    wave_timeout_s: float = 90.0
+    params_path: Path = DEFAULT_PARAMS
+
+    def __post_init__(self) -> None:
+        if not self.providers or len({p.name for p in self.providers}) != len(self.providers):
+            raise ValueError("the story needs providers with distinct names")
+        if {p.account for p in self.providers} & {DEPLOYER_ACCOUNT, CLIENT_ACCOUNT, *ORACLE_SENDER_ACCOUNTS}:
+            raise ValueError("a provider's test account is taken by another role")
+        if any(p.price > self.max_price for p in self.providers):
+            raise ValueError("every provider's price must be at most the client's max_price")
+
+
+@dataclass
+class Progress:
+    """Timestamped progress lines, from any thread."""
+
+    echo: Callable[[str], None]
+    started: float = field(default_factory=time.monotonic)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, line: str) -> None:
+        with self._lock:
+            self.echo(f"[{time.monotonic() - self.started:5.1f}s] {line}")
+
+
+def run_story(launcher: Launcher, params: StoryParams = StoryParams(), *,
+              echo: Callable[[str], None] = print) -> DemoResult:
+    """Play the story (see the module docstring) and judge it."""
+    progress = Progress(echo)
+    try:
+        return _play(launcher, params, progress)
+    except (LaunchError, ClientTimeout) as error:
+        raise DemoError(str(error)) from error
+
+
+def _play(launcher: Launcher, params: StoryParams, progress: Progress) -> DemoResult:
+    w3 = launcher.start_chain()
+    progress(f"chain up ({launcher.description})")
+    deployer = test_account(DEPLOYER_ACCOUNT)
+    deployment = deploy_market_web3(w3, deployer, load_params(params.params_path))
+    market = deployment.market_at(w3)
+    progress(f"GpuMarket deployed at {deployment.market} with mock tokens mSTK and mPAY, committee 2-of-3")
+    roles = Roles(
+        treasury=deployer.address,
+        client=test_account(CLIENT_ACCOUNT).address,
+        providers={test_account(role.account).address: role for role in params.providers},
+    )
+    _fund(market, params)
+    before = snapshot(market, roles.accounts())
+    progress(f"minted {params.provider_mint // TOKEN:,} mSTK to each provider, {params.client_mint // TOKEN:,} mPAY "
+             "to the client")
+
+    workdir = launcher.workdir
+    ports = free_ports(len(params.providers) + COMMITTEE)
+    with Narrator(market, roles.names(), progress, from_block=deployment.block) as narrator:
+        providers = [
+            ProviderSetup(role.name, f"test-account:{role.account}", port, workdir / role.name,
+                          LazyPlan(params.lazy_skip_fraction, params.lazy_honest_challenges) if role.lazy else None)
+            for role, port in zip(params.providers, ports)
+        ]
+        for role, setup in zip(params.providers, providers):
+            provider_market = market.with_signer(test_account(role.account))
+            provider_market.stake(params.stake)
+            provider_market.register(CPU_DEV.id, 1, role.price, setup.url)
+        for setup in providers:
+            setup.root.mkdir(parents=True, exist_ok=True)
+            launcher.start_provider(setup, deployment)
+            progress(f"{setup.name}: provider service up at {setup.url}" + (" (lazy prover)" if setup.lazy else ""))
+        oracle_ports = ports[len(params.providers):]
+        urls = [f"http://127.0.0.1:{port}" for port in oracle_ports]
+        for i, port in enumerate(oracle_ports):
+            setup = OracleSetup(f"oracle-{i}", f"test-oracle:{i}", f"test-account:{ORACLE_SENDER_ACCOUNTS[i]}", port,
+                                tuple(url for j, url in enumerate(urls) if j != i), workdir / f"oracle-{i}")
+            setup.root.mkdir(parents=True, exist_ok=True)
+            launcher.start_oracle(setup, deployment)
+            progress(f"{setup.name}: oracle service up at {setup.url}")
+        _wait_verified(launcher, market, roles, deployment, params.verify_timeout_s)
+        narrator.poll()
+        progress("every provider is verified: the client starts")
+
+        plan = ClientPlan(
+            jobs=tuple(JobPlan(i, test_account(role.account).address, wave=0)
+                       for i, role in enumerate(params.providers))
+            + ((JobPlan(len(params.providers), None, wave=1),) if params.open_job else ()),
+            max_price=params.max_price, max_duration=params.max_duration, gpu_class=CPU_DEV.id,
+            wave_timeout_s=params.wave_timeout_s,
+        )
+        reports = launcher.run_client(f"test-account:{CLIENT_ACCOUNT}", deployment, plan, progress)
+        stopped = launcher.stopped_services()
+        if stopped:
+            raise DemoError("services stopped during the story: " + "; ".join(stopped))
+        result = judge(market, deployment, roles, reports, before)
+    return result
+
+
+def _fund(market: Market, params: StoryParams) -> None:
+    for role in params.providers:
+        key = test_account(role.account)
+        token = market.stake_token.with_signer(key)
+        token.mint(key.address, params.provider_mint)
+        token.approve(market.address)
+    client = test_account(CLIENT_ACCOUNT)
+    token = market.payment_token.with_signer(client)
+    token.mint(client.address, params.client_mint)
+    token.approve(market.address)
+
+
+def _wait_verified(launcher: Launcher, market: Market, roles: Roles, deployment: MarketDeployment,
+                   timeout_s: float) -> None:
+    """Until the committee verified every provider; DemoError when one is rejected or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    pending = set(roles.providers)
+    while pending:
+        pending = {address for address in pending if not market.is_verified(address)}
+        rejected = [e for e in scan_events(market, [HardwareRejected.name], from_block=deployment.block)
+                    if isinstance(e, HardwareRejected)]
+        if rejected:
+            names = ", ".join(sorted({roles.name(e.provider) for e in rejected}))
+            raise DemoError(f"the committee rejected the hardware of {names}: "
+                            "every provider should pass at registration")
+        stopped = launcher.stopped_services()
+        if stopped:
+            raise DemoError("services stopped: " + "; ".join(stopped))
+        if pending and time.monotonic() > deadline:
+            names = ", ".join(sorted(roles.name(a) for a in pending))
+            raise DemoError(f"the committee did not verify {names} within {timeout_s:g} s")
+        if pending:
+            time.sleep(0.25)

@@ -40,3 +40,15 @@ def test_a_provider_that_does_not_cheat_after_all_is_a_deviation(tmp_path, capsy
     # The money followed the chain's rules for what did happen: the books still balance.
     assert summary["conservation_ok"] is True
     assert "the demo deviated from the protocol" in captured.err
+
+
+def test_a_step_that_does_not_complete_in_time_fails_with_its_reason(tmp_path, capsys):
+    honest = StoryParams().providers[0]
+    story = StoryParams(providers=(honest,), verify_timeout_s=0.1)  # no committee verifies that fast
+    code = tell(InProcessLauncher, as_json=True, workdir=tmp_path, keep=True, params=story)
+    captured = capsys.readouterr()
+    assert code == 1
+    assert json.loads(captured.out) == {
+        "ok": False, "error": "the committee did not verify honest-1 within 0.1 s", "workdir": str(tmp_path),
+    }
+    assert "demo failed: the committee did not verify honest-1 within 0.1 s" in captured.err

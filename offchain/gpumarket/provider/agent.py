@@ -416,6 +416,8 @@ class ProviderAgent:
             json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise AgentError(400, "malformed_json", f"{cls.message_type()}: not JSON: {error}") from None
+        except RecursionError:  # nesting deeper than the interpreter's recursion limit
+            raise AgentError(400, "malformed_json", f"{cls.message_type()}: JSON nested too deeply") from None
         try:
             return cls.parse(raw)
         except MessageError as error:

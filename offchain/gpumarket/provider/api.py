@@ -150,8 +150,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body, headers)
 
     def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-        if not self._body_read and int(self.headers.get("Content-Length") or 0) > 0:
-            self.close_connection = True  # an unread body would be taken for the next request
+        if not self._body_read and (self.headers.get("Content-Length") or "0").strip() != "0":
+            self.close_connection = True  # an unread body (or an unreadable length) would be taken for the next request
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -209,7 +209,7 @@ class _Handler(BaseHTTPRequestHandler):
         length_text = self.headers.get("Content-Length")
         if length_text is None:
             raise AgentError(411, "length_required", "this request needs a body with a Content-Length")
-        if not length_text.isdigit():
+        if not (length_text.isascii() and length_text.isdigit()):  # int() also takes non-ASCII digits
             self.close_connection = True
             raise AgentError(400, "bad_content_length", f"Content-Length {length_text[:40]!r} is not a number")
         length = int(length_text)

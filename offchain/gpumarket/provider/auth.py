@@ -149,7 +149,7 @@ class SignedRequest(BaseModel):
             raise AuthError(401, "malformed_auth", f"the Authorization scheme must be {AUTH_SCHEME!r}")
         try:
             data = json.loads(base64.urlsafe_b64decode(token.strip().encode("ascii")).decode("utf-8"))
-        except (binascii.Error, UnicodeError, ValueError):
+        except (binascii.Error, UnicodeError, ValueError, RecursionError):  # RecursionError: nested too deeply
             raise AuthError(401, "malformed_auth", "the Authorization token is not base64url-encoded JSON") from None
         if not isinstance(data, dict):
             raise AuthError(401, "malformed_auth", "the Authorization token is not a JSON object")

@@ -207,6 +207,8 @@ def parse_spec(raw: bytes | bytearray | str) -> JobSpec:
         data = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
         raise SpecError("malformed_json", f"malformed JSON at byte {error.pos}: {error.msg}") from None
+    except RecursionError:  # nesting deeper than the interpreter's recursion limit
+        raise SpecError("malformed_json", "JSON nested too deeply") from None
     except ValueError as error:
         raise SpecError("malformed_json", str(error)) from None
     if not isinstance(data, dict):

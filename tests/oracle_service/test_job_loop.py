@@ -4,6 +4,7 @@ jobs run, decide canonically, gather a 2-of-3 quorum and settle on the embedded 
 from __future__ import annotations
 
 import math
+import threading
 
 from eth_utils import keccak
 
@@ -13,6 +14,7 @@ from gpumarket.client.choose import scan_events
 from gpumarket.client.http import ProviderApi
 from gpumarket.measure.metering import UsageRecord
 from gpumarket.measure.provers.cheats import LateSkippingProver
+from gpumarket.measure.provers.numpy_prover import NumpyProver
 from gpumarket.oracle.settlement import submission_rank
 from gpumarket.signing import eip712
 from gpumarket.signing.eip712 import Outcome
@@ -28,18 +30,26 @@ def settled_event(world: Market3, job_id: int):
     return events[0]
 
 
-def job_digests(world: Market3, job_id: int) -> set[bytes]:
-    """The digests the oracles decided for this job, after checking that every signature each
-    one holds for it (its own and its peers') recovers over that decision."""
-    digests = set()
+def decisions(world: Market3, job_id: int) -> list:
+    """Each oracle's decision for the job (None if it decided nothing), after checking that every
+    signature it holds for the job (its own and its peers') recovers over that one decision."""
     domain = world.market().domain
+    found = []
     for oracle in world.oracles:
         decision = oracle.store.job_decision(job_id)
         if decision is not None:
-            digests.add(decision.digest)
             for stored in oracle.store.signatures(decision.digest):
                 assert eip712.recover(domain, decision.report, stored.signature) == stored.signer
-    return digests
+        found.append(decision)
+    return found
+
+
+def assert_quorum_agrees(world: Market3, job_id: int, outcome: Outcome) -> None:
+    """At least the threshold of oracles decided the settled outcome (an oracle whose own
+    challenges went otherwise may disagree: it just does not add to the quorum)."""
+    agreeing = [d for d in decisions(world, job_id) if d is not None and d.report.outcome == outcome]
+    assert len(agreeing) >= world.oracles[0].store.current_committee().threshold
+    assert len({d.digest for d in agreeing}) == 1
 
 
 def test_honest_job_completes_and_bills_its_metered_seconds(world: Market3) -> None:
@@ -65,7 +75,7 @@ def test_honest_job_completes_and_bills_its_metered_seconds(world: Market3) -> N
     assert event.result_hash.hex() == status["result_hash"][2:]
     bundle = client.fetch_result(job_id)  # checked against the settled result_hash
     assert int(bundle.contents["outputs/out.txt"]) > 0
-    assert len(job_digests(world, job_id)) == 1  # no oracle ever signed a different report
+    assert_quorum_agrees(world, job_id, Outcome.COMPLETED)
 
 
 def test_provider_turning_lazy_fails_its_job_and_is_slashed(world: Market3) -> None:
@@ -81,10 +91,7 @@ def test_provider_turning_lazy_fails_its_job_and_is_slashed(world: Market3) -> N
     assert event.slashed == math.ceil(job.collateral * slash_bps / BPS) > 0
     assert event.client_refund == job.escrow and event.provider_payment == 0 and event.gpu_seconds == 0
     assert world.market().stake_of(lazy.address).locked == locked_before
-    for oracle in world.oracles:  # those that decided saw the start challenge fail
-        decision = oracle.store.job_decision(job_id)
-        assert decision is None or decision.report.outcome == Outcome.FAILED
-    assert len(job_digests(world, job_id)) == 1
+    assert_quorum_agrees(world, job_id, Outcome.FAILED)
 
 
 def test_provider_killed_mid_job_fails_after_its_silence(world: Market3) -> None:
@@ -99,7 +106,7 @@ def test_provider_killed_mid_job_fails_after_its_silence(world: Market3) -> None
     assert job.state == JobState.FAILED
     event = settled_event(world, job_id)
     assert event.client_refund == job.escrow and event.slashed > 0
-    assert len(job_digests(world, job_id)) == 1
+    assert_quorum_agrees(world, job_id, Outcome.FAILED)
 
 
 def test_oracle_restarted_between_signing_and_submitting_still_settles(world: Market3) -> None:
@@ -125,4 +132,37 @@ def test_oracle_restarted_between_signing_and_submitting_still_settles(world: Ma
     job = world.wait_terminal(job_id)
     assert job.state == JobState.COMPLETED
     assert settled_event(world, job_id).gpu_seconds == before.report.gpu_seconds
-    assert job_digests(world, job_id) == {before.digest}
+    # The restarted oracle still holds exactly its first decision, and nothing it signed differs.
+    assert decisions(world, job_id)[designated].digest == before.digest
+    assert_quorum_agrees(world, job_id, Outcome.COMPLETED)
+
+
+class _HangingProver(NumpyProver):
+    """Honest for its first ``honest`` challenges, then never answers one (until released):
+    its agent still answers status requests, so only the missing heartbeats give it away."""
+
+    def __init__(self, honest: int, release: threading.Event) -> None:
+        super().__init__()
+        self.honest = honest
+        self.release = release
+        self.commits = 0
+
+    def commit(self, challenge):
+        self.commits += 1
+        if self.commits > self.honest:
+            self.release.wait(120)
+        return super().commit(challenge)
+
+
+def test_provider_whose_challenges_go_silent_fails_while_its_status_answers(world: Market3) -> None:
+    release = threading.Event()
+    try:
+        silent = world.start_provider(test_account(8), _HangingProver(honest=3, release=release))
+        client = world.client(test_account(4))
+        job_id = world.run_job(client, silent.address, busy_spec(30.0))
+        job = world.wait_terminal(job_id, timeout_s=60)
+        assert job.state == JobState.FAILED
+        assert ProviderApi(silent.url).status(job_id)["state"] == "running"  # it kept answering that
+        assert_quorum_agrees(world, job_id, Outcome.FAILED)
+    finally:
+        release.set()

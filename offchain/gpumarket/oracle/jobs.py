@@ -38,7 +38,9 @@ The outcome, canonical so that honest oracles sign byte-identical reports:
 - **FAILED** (``gpu_seconds`` 0, zero hashes) when a challenge failed, the agent reports the
   job ``lost``, the usage record is missing, malformed, for another job, or claims more
   time than has passed since the job started on chain, the agent has not answered for
-  ``silent_after_s``, or the job still runs ``overrun_s`` past its paid time.
+  ``silent_after_s`` (or, while the job runs, has answered its status but no challenge for
+  that long: heartbeats cannot be dodged by hanging them), or the job still runs
+  ``overrun_s`` past its paid time.
 - **No decision** when the job never got its spec (the agent still waits for it at the
   deadline): the client did not start it; the job ends by ``expire_job`` (refund, no
   slash). Nor when this oracle is not a member of the current committee.
@@ -132,7 +134,8 @@ class _Followed:
     gpu_class: int
     gpu_count: int
     end_deadline: int
-    last_contact: float
+    last_contact: float  # the agent last answered anything (status or challenge)
+    last_proof: float  # the agent last answered a challenge, or the job was first seen running
     challenges: list[tuple[ChallengeKind, float, Bucket]] = field(default_factory=list)
     last_poll: float = float("-inf")
     last_start_try: float = float("-inf")
@@ -231,6 +234,7 @@ class JobMonitor:
         followed = _Followed(
             job_id=job.job_id, provider=job.provider, started_at=job.started_at, endpoint=record.endpoint,
             gpu_class=job.gpu_class, gpu_count=job.gpu_count, end_deadline=job.end_deadline, last_contact=now,
+            last_proof=now,
         )
         decision = self.store.job_decision(job.job_id)
         if decision is not None:  # decided before a restart: only settlement is left
@@ -255,20 +259,23 @@ class JobMonitor:
 
     def _poll(self, job: _Followed, now: float) -> JobStep:
         api = ProviderApi(job.endpoint, HttpTimeouts(self.config.status_timeout_s, self.config.status_timeout_s))
+        status: dict | None = None
         try:
             status = api.status(job.job_id)
             job.last_contact = now
-            job.agent_state = str(status.get("state"))
+            state = str(status.get("state"))
+            if state == "running" and job.agent_state != "running":
+                job.last_proof = max(job.last_proof, now)  # heartbeats are owed from now on
+            job.agent_state = state
         except ProviderRefused as exc:
             job.last_contact = now  # it answers: alive, but does not know the job yet
             if exc.code != "unknown_job":
                 log.warning("job %d: the agent refused its status: %s", job.job_id, exc)
-            status = None
         except ProviderUnreachable as exc:
             log.info("job %d: agent unreachable: %s", job.job_id, exc)
-            status = None
-        if now - job.last_contact >= self.config.silent_after_s:
-            return self._decide_failed(job, f"the agent has not answered for {now - job.last_contact:.0f} s")
+        silence = self._silence(job, now)
+        if silence:
+            return self._decide_failed(job, silence)
         chain_now = max(now, self.market.block_timestamp())
         state = job.agent_state
         if state == "lost":
@@ -285,6 +292,16 @@ class JobMonitor:
                 return step
         return JobStep(job.job_id, "polled", state or "unknown")
 
+    def _silence(self, job: _Followed, now: float) -> str:
+        """Why the job fails for silence, or "": the agent answers nothing, or answers its
+        status but no challenge while the job runs (heartbeats are owed then)."""
+        limit = self.config.silent_after_s
+        if now - job.last_contact >= limit:
+            return f"the agent has not answered for {now - job.last_contact:.0f} s"
+        if job.agent_state == "running" and now - job.last_proof >= limit:
+            return f"the agent has answered no challenge for {now - job.last_proof:.0f} s while the job runs"
+        return ""
+
     def _challenge_step(self, job: _Followed, kind: ChallengeKind, now: float) -> JobStep | None:
         """Run one challenge; a FAILED decision when it fails, None when it passed or got no answer."""
         outcome = self._challenge(job.endpoint, job.gpu_class, job.gpu_count, config=self.challenge_config)
@@ -292,10 +309,11 @@ class JobMonitor:
             job.last_heartbeat = now
         if outcome.unreachable:
             log.info("job %d: %s challenge got no answer: %s", job.job_id, kind, outcome.error)
-            if now - job.last_contact >= self.config.silent_after_s:
-                return self._decide_failed(job, f"the agent has not answered for {now - job.last_contact:.0f} s")
+            silence = self._silence(job, self.clock())
+            if silence:
+                return self._decide_failed(job, silence)
             return JobStep(job.job_id, "challenged", f"{kind}: no answer")
-        job.last_contact = now
+        job.last_contact = job.last_proof = now
         required = self.market.class_floor(job.gpu_class) * job.gpu_count
         bucket, _ = canonical_throughput(outcome.measured_gops, required)
         job.challenges.append((kind, now, bucket))

@@ -127,7 +127,8 @@ class ProcessLauncher(Launcher):
             "--port", str(setup.port), "--confirmations", "0", "--poll-interval", str(timing.poll_interval_s),
             "--tick-interval", str(timing.tick_interval_s), "--heartbeat-interval", str(timing.heartbeat_interval_s),
             "--job-poll-interval", str(timing.status_poll_s), "--silent-after", str(timing.silent_after_s),
-            "--fallback-delay", str(timing.fallback_delay_s), "--ready-file", str(ready),
+            "--fallback-delay", str(timing.fallback_delay_s), "--no-answer-retry", str(timing.no_answer_retry_s),
+            "--ready-file", str(ready),
         ]  # fmt: skip
         for peer in setup.peers:
             arguments += ["--peer", peer]

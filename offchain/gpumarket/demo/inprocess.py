@@ -66,7 +66,8 @@ class InProcessLauncher(Launcher):
             rpc=EMBEDDED, deployment=deployment, key=load_key(setup.key_spec, w3=self.w3),
             sender=load_key(setup.sender_spec, w3=self.w3), db_path=setup.root / "oracle.sqlite",
             port=setup.port, peers=setup.peers, confirmations=0, poll_interval=timing.poll_interval_s,
-            tick_interval=timing.tick_interval_s, hardware=HardwareConfig(fallback_delay_s=timing.fallback_delay_s),
+            tick_interval=timing.tick_interval_s, hardware=HardwareConfig(fallback_delay_s=timing.fallback_delay_s,
+                                    no_answer_retry_s=timing.no_answer_retry_s),
             jobs=JobConfig(heartbeat_interval_s=timing.heartbeat_interval_s, poll_interval_s=timing.status_poll_s,
                            silent_after_s=timing.silent_after_s, fallback_delay_s=timing.fallback_delay_s),
         )

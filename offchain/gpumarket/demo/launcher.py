@@ -42,10 +42,13 @@ class ServiceTiming:
     poll_interval_s: float = 0.2  # chain followers (providers' watchers, oracles' followers)
     tick_interval_s: float = 0.2  # the oracles' loop
     meter_interval_s: float = 0.25  # the providers' job metering
-    heartbeat_interval_s: float = 2.0
+    # Every challenge shares the machine's cores with the jobs: a heartbeat every 3 s keeps
+    # the challenges' load below what would slow an honest answer under half the floor.
+    heartbeat_interval_s: float = 3.0
     status_poll_s: float = 0.5  # how often an oracle asks a provider about a running job
-    silent_after_s: float = 10.0
+    silent_after_s: float = 15.0
     fallback_delay_s: float = 5.0  # before a non-designated oracle submits a quorum itself
+    no_answer_retry_s: float = 1.0  # an agent not up yet when its registration is seen
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,15 @@ class Narrator:
                     self.echo(line)
             self.next_block = latest + 1
 
+    def echo_after_news(self, line: str) -> None:
+        """Echo `line` after the chain's events so far (so an event is never told after what
+        it caused)."""
+        try:
+            self.poll()
+        except Exception as error:  # noqa: BLE001 - narration must never stop the story
+            log.warning("narrator: %s: %s", type(error).__name__, error)
+        self.echo(line)
+
     def _run(self) -> None:
         while not self._stop.wait(self.poll_interval_s):
             try:

@@ -11,6 +11,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,18 +140,20 @@ class Market3:
                         f"job {job_id} settled")
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Iterator[Market3]:
-    root = tmp_path_factory.mktemp("oracle-service")
-    w3 = connect(EMBEDDED)
+def deploy_world(w3: Web3, root: Path) -> Market3:
+    """Deploys the market on ``w3`` (cpu-dev floor lowered, see below); no service runs yet."""
     params = load_params(PARAMS)
     # cpu-dev's floor at 2 GOPS instead of 10: an honest agent on a machine loaded by other
     # test runs must not be slashed by these tests (they test the loop, not the floor).
     classes = [c.model_copy(update={"floor_per_gpu_gops": CPU_DEV_TEST_FLOOR}) if c.id == CPU_DEV else c
                for c in params.gpu_classes]
     params = params.model_copy(update={"gpu_classes": classes})
-    deployment = deploy_market_web3(w3, test_account(0), params, artifacts=load_artifacts())
-    world = Market3(w3, deployment, root)
+    return Market3(w3, deploy_market_web3(w3, test_account(0), params, artifacts=load_artifacts()), root)
+
+
+@contextmanager
+def running(world: Market3) -> Iterator[Market3]:
+    """The three oracles started; every service stopped on the way out."""
     try:
         for i in range(3):
             world.start_oracle(i)
@@ -160,3 +163,9 @@ def world(tmp_path_factory) -> Iterator[Market3]:
             provider.close(stop_jobs=True)
         for oracle in world.oracles:
             oracle.close()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Iterator[Market3]:
+    with running(deploy_world(connect(EMBEDDED), tmp_path_factory.mktemp("oracle-service"))) as world:
+        yield world

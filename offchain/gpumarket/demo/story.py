@@ -26,12 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpumarket.chain.deploy import DeploymentError
+from gpumarket.chain.errors import ChainError
 from gpumarket.chain.events import HardwareRejected
 from gpumarket.chain.keys import test_account
 from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3
-from gpumarket.chain.params import load_params
+from gpumarket.chain.params import ParamsError, load_params
 from gpumarket.client.choose import scan_events
+from gpumarket.client.errors import ClientError
 from gpumarket.demo.client import ClientPlan, ClientTimeout, JobPlan
 from gpumarket.demo.judge import DemoResult, Roles, judge
 from gpumarket.demo.launcher import Launcher, LaunchError, LazyPlan, OracleSetup, ProviderSetup, free_ports
@@ -116,8 +119,8 @@ def run_story(launcher: Launcher, params: StoryParams = StoryParams(), *,
     progress = Progress(echo)
     try:
         return _play(launcher, params, progress)
-    except (LaunchError, ClientTimeout) as error:
-        raise DemoError(str(error)) from error
+    except (LaunchError, ClientTimeout, ClientError, ChainError, DeploymentError, ParamsError, OSError) as error:
+        raise DemoError(f"{type(error).__name__}: {error}") from error
 
 
 def _play(launcher: Launcher, params: StoryParams, progress: Progress) -> DemoResult:
@@ -140,13 +143,14 @@ def _play(launcher: Launcher, params: StoryParams, progress: Progress) -> DemoRe
     workdir = launcher.workdir
     ports = free_ports(COMMITTEE + len(params.providers))
     with Narrator(market, roles.names(), progress, from_block=deployment.block) as narrator:
+        tell = narrator.echo_after_news
         urls = [f"http://127.0.0.1:{port}" for port in ports[:COMMITTEE]]
         for i, port in enumerate(ports[:COMMITTEE]):
             oracle = OracleSetup(f"oracle-{i}", f"test-oracle:{i}", f"test-account:{ORACLE_SENDER_ACCOUNTS[i]}", port,
                                  tuple(url for j, url in enumerate(urls) if j != i), workdir / f"oracle-{i}")
             oracle.root.mkdir(parents=True, exist_ok=True)
             launcher.start_oracle(oracle, deployment)
-            progress(f"{oracle.name}: oracle service up at {oracle.url}")
+            tell(f"{oracle.name}: oracle service up at {oracle.url}")
         # One provider at a time: the committee's challenges at registration then measure one
         # machine that is not also answering the others' (every challenge shares these cores).
         for role, port in zip(params.providers, ports[COMMITTEE:]):
@@ -157,11 +161,10 @@ def _play(launcher: Launcher, params: StoryParams, progress: Progress) -> DemoRe
             provider_market.stake(params.stake)
             provider_market.register(CPU_DEV.id, 1, role.price, setup.url)  # before its service: it checks
             launcher.start_provider(setup, deployment)
-            progress(f"{setup.name}: provider service up at {setup.url}" + (" (lazy prover)" if lazy else ""))
+            tell(f"{setup.name}: provider service up at {setup.url}" + (" (lazy prover)" if lazy else ""))
             _wait_verified(launcher, market, roles, test_account(role.account).address, deployment,
                            params.verify_timeout_s)
-        narrator.poll()
-        progress("every provider is verified: the client starts")
+        tell("every provider is verified: the client starts")
 
         plan = ClientPlan(
             jobs=tuple(JobPlan(i, test_account(role.account).address, wave=0)
@@ -170,7 +173,7 @@ def _play(launcher: Launcher, params: StoryParams, progress: Progress) -> DemoRe
             max_price=params.max_price, max_duration=params.max_duration, gpu_class=CPU_DEV.id,
             wave_timeout_s=params.wave_timeout_s,
         )
-        reports = launcher.run_client(f"test-account:{CLIENT_ACCOUNT}", deployment, plan, narrator.echo_after_news)
+        reports = launcher.run_client(f"test-account:{CLIENT_ACCOUNT}", deployment, plan, tell)
         stopped = launcher.stopped_services()
         if stopped:
             raise DemoError("services stopped during the story: " + "; ".join(stopped))

@@ -146,7 +146,7 @@ def test_a_node_down_past_the_retry_budget_stops_the_service_with_1(tmp_path, an
             assert service.wait(0.3) is None  # running
             node.stop()
             assert service.wait(15) == 1
-            assert isinstance(service.watcher_error, ChainUnavailable)
+            assert isinstance(service.fatal_error, ChainUnavailable)
         finally:
             service.close(stop_jobs=True)
 

@@ -77,10 +77,10 @@ class InProcessLauncher(Launcher):
         stopped = []
         for name, provider in self._providers:
             if provider.wait(0) is not None:
-                stopped.append(f"{name}: stopped ({provider.watcher_error or 'asked to'})")
+                stopped.append(f"{name}: stopped ({provider.fatal_error or 'asked to'})")
         for name, oracle in self._oracles:
             if oracle.wait(0) is not None:
-                stopped.append(f"{name}: stopped ({oracle.follower_error or 'asked to'})")
+                stopped.append(f"{name}: stopped ({oracle.fatal_error or 'asked to'})")
         return stopped
 
     def run_client(self, key_spec: str, deployment: MarketDeployment, plan: ClientPlan,

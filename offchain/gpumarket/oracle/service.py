@@ -29,9 +29,7 @@ being followed: a restarted oracle challenges them again and settles what it had
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +43,7 @@ from gpumarket.chain.keys import ServiceKey
 from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.client.choose import scan_events
+from gpumarket.lifecycle import ServiceLifecycle
 from gpumarket.oracle.api import ApiConfig, OracleAPI
 from gpumarket.oracle.chain_submitter import ChainSubmitter
 from gpumarket.oracle.hardware import HardwareConfig, HardwareVerifier
@@ -89,10 +88,11 @@ class OracleServiceConfig:
         return self.follower_db or self.db_path.with_name(self.db_path.stem + "-follower.sqlite")
 
 
-class OracleService:
+class OracleService(ServiceLifecycle):
     """The oracle's follower, loops and API over one decision store; see the module docstring."""
 
     def __init__(self, config: OracleServiceConfig, *, w3: Web3 | None = None) -> None:
+        super().__init__()
         self.config = config
         self._w3 = w3
         self.market: Market | None = None
@@ -104,9 +104,7 @@ class OracleService:
         self.follower: EventFollower | None = None
         self.metrics = OracleMetrics()
         self._known_providers: set[str] = set()
-        self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._follower_error: BaseException | None = None
 
     @property
     def address(self) -> str:
@@ -190,12 +188,7 @@ class OracleService:
 
     def _follow(self) -> None:
         assert self.follower is not None
-        try:
-            self.follower.run(self._stop)
-        except BaseException as error:  # noqa: BLE001 - recorded for wait(), then the service stops
-            log.error("chain follower stopped: %s: %s", type(error).__name__, error)
-            self._follower_error = error
-            self._stop.set()
+        self._run_until_stopped("chain follower", self.follower.run)
 
     def _loop(self) -> None:
         assert self.hardware is not None and self.jobs is not None
@@ -213,25 +206,6 @@ class OracleService:
             except Exception as error:  # noqa: BLE001
                 log.warning("job pass failed: %s: %s", type(error).__name__, error)
 
-    def write_ready_file(self, path: Path) -> None:
-        """Atomically writes {"url", "pid", "address"} once the service is up."""
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(json.dumps({"url": self.url, "pid": os.getpid(), "address": self.address}))
-        temporary.replace(path)
-
-    def stop(self) -> None:
-        """Asks the service to stop (safe from a signal handler)."""
-        self._stop.set()
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        """Blocks until stopped; 0, or 1 when the follower died; None on timeout."""
-        if not self._stop.wait(timeout):
-            return None
-        return 1 if self._follower_error is not None else 0
-
-    @property
-    def follower_error(self) -> BaseException | None:
-        return self._follower_error
 
     def close(self) -> None:
         """Stops the threads, then the API and the store."""
@@ -245,8 +219,3 @@ class OracleService:
         if self.store is not None:
             self.store.close()
 
-    def __enter__(self) -> OracleService:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -12,7 +12,6 @@ file (``--jobs-file``, see ``JsonFileJobSource``); watching the chain is ``provi
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -27,6 +26,7 @@ from gpumarket.chain.connection import EMBEDDED, connect, is_local_chain
 from gpumarket.chain.errors import ChainError
 from gpumarket.chain.keys import KeyLoadError, load_key
 from gpumarket.chain.market_deploy import MarketDeployment
+from gpumarket.lifecycle import write_ready_file
 from gpumarket.measure.classes import GPU_CLASSES, class_by_name
 from gpumarket.measure.nvml import nvml_available
 from gpumarket.measure.provers import BACKENDS, ProverError, TileProver, make_prover
@@ -58,12 +58,6 @@ def _gpu_list(value: str) -> tuple[int, ...]:
         return tuple(int(part) for part in value.split(","))
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a comma-separated list of GPU indices") from None
-
-
-def _write_ready_file(path: Path, content: dict[str, object]) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(content))
-    temporary.replace(path)
 
 
 def _log_to_stderr() -> None:
@@ -162,7 +156,7 @@ def serve_api(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     if ready_file is not None:
-        _write_ready_file(ready_file, {"url": server.url, "pid": os.getpid()})
+        write_ready_file(ready_file, {"url": server.url, "pid": os.getpid()})
     try:
         server.serve_forever()
     finally:

@@ -29,9 +29,7 @@ restart the service; otherwise 0.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,6 +41,7 @@ from gpumarket.chain.follower import FollowerConfig
 from gpumarket.chain.keys import ServiceKey
 from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import MarketDeployment
+from gpumarket.lifecycle import ServiceLifecycle
 from gpumarket.measure.classes import GpuClass, class_by_id
 from gpumarket.measure.nvml import nvml_available
 from gpumarket.measure.provers import TileProver, make_prover
@@ -127,10 +126,11 @@ def check_provider(market: Market, address: str, endpoint: str | None) -> Startu
     return StartupChecks(gpu_class, tuple(warnings))
 
 
-class ProviderService:
+class ProviderService(ServiceLifecycle):
     """The provider agent, its API and its chain watcher; see the module docstring."""
 
     def __init__(self, config: ServiceConfig, *, w3: Web3 | None = None, prover: TileProver | None = None) -> None:
+        super().__init__()
         self.config = config
         self._w3 = w3
         self._prover = prover  # None: make_prover(config.backend) at start
@@ -140,9 +140,7 @@ class ProviderService:
         self.agent: ProviderAgent | None = None
         self.server: ProviderServer | None = None
         self.watcher: JobWatcher | None = None
-        self._stop = threading.Event()
         self._watcher_thread: threading.Thread | None = None
-        self._watcher_error: BaseException | None = None
 
     @property
     def address(self) -> str:
@@ -222,32 +220,8 @@ class ProviderService:
 
     def _watch(self) -> None:
         assert self.watcher is not None
-        try:
-            self.watcher.run(self._stop)
-        except BaseException as error:  # noqa: BLE001 - recorded for wait(), then the service stops
-            log.error("chain watcher stopped: %s: %s", type(error).__name__, error)
-            self._watcher_error = error
-            self._stop.set()
+        self._run_until_stopped("chain watcher", self.watcher.run)
 
-    def write_ready_file(self, path: Path) -> None:
-        """Atomically writes {"url", "pid", "address"} once the service is up."""
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(json.dumps({"url": self.url, "pid": os.getpid(), "address": self.address}))
-        temporary.replace(path)
-
-    def stop(self) -> None:
-        """Asks the service to stop (safe from a signal handler)."""
-        self._stop.set()
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        """Blocks until stopped; 0, or 1 when the watcher died; None on timeout."""
-        if not self._stop.wait(timeout):
-            return None
-        return 1 if self._watcher_error is not None else 0
-
-    @property
-    def watcher_error(self) -> BaseException | None:
-        return self._watcher_error
 
     def close(self, *, stop_jobs: bool = False) -> None:
         """Stops the watcher and the API; running jobs keep running unless ``stop_jobs``."""
@@ -265,8 +239,3 @@ class ProviderService:
         if self.store is not None and (stop_jobs or self.agent is None):
             self.store.close()
 
-    def __enter__(self) -> ProviderService:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -307,7 +307,9 @@ class OracleAPI:
         length_text = headers.get("Content-Length")
         if length_text is None:
             raise ApiError(411, "length_required", "a Content-Length header is required", close=True)
-        if not length_text.strip().isdigit():
+        length_text = length_text.strip()
+        # isdigit() alone accepts digits int() refuses (superscripts): ASCII digits only.
+        if not (length_text.isascii() and length_text.isdigit()):
             raise ApiError(400, "invalid_content_length", "Content-Length is not a non-negative integer", close=True)
         length = int(length_text)
         if length > self.config.max_body_bytes:

@@ -1,4 +1,4 @@
-"""The protocol end to end on an embedded local chain: `ape run walkthrough` (or `make demo`).
+"""The protocol end to end on an embedded local chain: `ape run walkthrough` (or `make walkthrough`).
 
 Deploys with mock tokens, then a provider registers and stakes, the 2-of-3 test committee
 verifies its hardware, a client's job is accepted, reported COMPLETED and settled by a

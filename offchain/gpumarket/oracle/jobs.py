@@ -48,8 +48,8 @@ The outcome, canonical so that honest oracles sign byte-identical reports:
 A decision is final: after a crash the job is challenged again (challenge history is in
 memory), but a different outcome is refused by the store and the first one stands.
 
-One loop thread runs :meth:`tick`; :meth:`handle` may run on the follower's thread.
-Challenges run one job after another within a pass (each is bounded by the HTTP timeouts).
+One loop thread runs :meth:`tick`, which steps the jobs in parallel (each job in one worker
+at a time); :meth:`handle` may run on the follower's thread.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from eth_utils import keccak
@@ -176,6 +177,7 @@ class JobMonitor:
         self.clock = clock
         self._challenge = challenge
         self._jobs: dict[int, _Followed] = {}
+        self.max_parallel = 8
         self._ended: set[int] = set()
         self._lock = threading.Lock()
 
@@ -203,26 +205,47 @@ class JobMonitor:
     # ------------------------------------------------------------------ the loop
 
     def tick(self, now: float | None = None) -> list[JobStep]:
-        """One pass over every watched job; an error on one job is logged and does not stop the others."""
+        """One pass over every watched job; an error on one job is logged and does not stop the others.
+
+        The jobs are stepped in parallel (at most ``max_parallel``): a challenge takes a while,
+        and one job's provider must not delay the start challenge of another's.
+        """
         now = self.clock() if now is None else now
         with self._lock:
             ended, self._ended = self._ended, set()
         for job_id in ended:
             self._jobs.pop(job_id, None)
         steps: list[JobStep] = []
+        followed: list[_Followed] = []
         for watched in self.store.watched_jobs():
             if watched.job_id in ended:
                 continue
             try:
                 job = self._jobs.get(watched.job_id) or self._adopt(watched, now)
-                if job is None:
-                    steps.append(JobStep(watched.job_id, "ended", "not running on chain"))
-                    continue
-                steps.append(self._step(job, now))
             except (ChainError, OSError) as exc:
-                log.warning("job %d: %s: %s", watched.job_id, type(exc).__name__, exc)
-                steps.append(JobStep(watched.job_id, "error", f"{type(exc).__name__}: {exc}"))
+                steps.append(self._error(watched.job_id, exc))
+                continue
+            if job is None:
+                steps.append(JobStep(watched.job_id, "ended", "not running on chain"))
+            else:
+                followed.append(job)
+        if len(followed) == 1:
+            steps.append(self._safe_step(followed[0], now))
+        elif followed:
+            with ThreadPoolExecutor(min(len(followed), self.max_parallel), "oracle-job") as pool:
+                steps.extend(pool.map(lambda job: self._safe_step(job, now), followed))
         return steps
+
+    def _safe_step(self, job: _Followed, now: float) -> JobStep:
+        try:
+            return self._step(job, now)
+        except (ChainError, OSError) as exc:
+            return self._error(job.job_id, exc)
+
+    @staticmethod
+    def _error(job_id: int, exc: Exception) -> JobStep:
+        log.warning("job %d: %s: %s", job_id, type(exc).__name__, exc)
+        return JobStep(job_id, "error", f"{type(exc).__name__}: {exc}")
 
     def _adopt(self, watched: WatchedJob, now: float) -> _Followed | None:
         """Start following a watched job: read it and its provider from the chain."""

@@ -1,0 +1,98 @@
+"""One market on the embedded chain for the action library's tests (module scope: each test
+file gets its own chain, so governance changes never leak into the provider tests).
+
+Every test takes fresh accounts (`world.new_key()`: a random key funded with ether only), so
+the tests do not depend on one another's order. Hardware verification and settlement are
+signed by the deployment's 2-of-3 test committee, as the oracles would.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from web3 import Web3
+
+from gpumarket.actions import open_market
+from gpumarket.chain.connection import EMBEDDED, connect, fund, latest_timestamp
+from gpumarket.chain.keys import ServiceKey, test_account
+from gpumarket.chain.market import Market
+from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3
+from gpumarket.chain.params import DeployParams, load_params
+from gpumarket.provider.spec import JobSpec, Limits
+from gpumarket.signing.eip712 import Outcome
+from gpumarket.testing.committee import Committee, hardware_report, job_report
+
+PARAMS = Path(__file__).resolve().parents[2] / "deploy" / "params" / "default.yaml"
+CPU_DEV = 1
+PRICE = 10**12
+COMMITTEE = Committee.of_size(3, threshold=2)
+SPEC = JobSpec(command=[sys.executable, "-c", "print(1)"], limits=Limits(max_seconds=20, max_output_bytes=1 << 20))
+
+
+@dataclass
+class World:
+    w3: Web3
+    deployment: MarketDeployment
+    params: DeployParams
+    owner: ServiceKey
+    _markets: dict[str, Market] = field(default_factory=dict)
+
+    def new_key(self, ether: int = 10**20) -> ServiceKey:
+        key = ServiceKey(os.urandom(32), "test-random")
+        if ether:
+            fund(self.w3, key.address, ether)
+        return key
+
+    def market(self, key: ServiceKey | None = None) -> Market:
+        name = key.address if key else ""
+        if name not in self._markets:
+            self._markets[name] = open_market(self.w3, self.deployment, signer=key)
+        return self._markets[name]
+
+    @property
+    def min_stake(self) -> int:
+        return self.market().parameters()["min_stake"]
+
+    def mint(self, key: ServiceKey, stake: int = 0, payment: int = 0) -> None:
+        market = self.market(self.owner)
+        if stake:
+            market.stake_token.mint(key.address, stake)
+        if payment:
+            market.payment_token.mint(key.address, payment)
+
+    def verify(self, key: ServiceKey, gpu_class: int = CPU_DEV, gpu_count: int = 1) -> None:
+        market = self.market(self.owner)
+        floor = market.class_floor(gpu_class)
+        report = hardware_report(key.address, gpu_class, gpu_count, floor * gpu_count,
+                                 latest_timestamp(self.w3) + 86_400, epoch=market.epoch())
+        market.submit_hardware_report(report, COMMITTEE.sign(market.domain, report))
+
+    def settle(self, job_id: int, provider: str, outcome: Outcome, gpu_seconds: int) -> None:
+        market = self.market(self.owner)
+        report = job_report(job_id, provider, outcome, gpu_seconds=gpu_seconds, epoch=market.epoch())
+        market.settle(report, COMMITTEE.sign(market.domain, report))
+
+    def ready_provider(self, stake: int | None = None, price: int = PRICE) -> ServiceKey:
+        """A registered, verified provider with `stake` (default min stake + 10**21) staked."""
+        key = self.new_key()
+        stake = self.min_stake + 10**21 if stake is None else stake
+        self.mint(key, stake=stake)
+        market = self.market(key)
+        market.register(CPU_DEV, 1, price, "http://127.0.0.1:9/provider")
+        self.verify(key)
+        market.stake_token.approve(market.address, stake)
+        market.stake(stake)
+        return key
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    w3 = connect(EMBEDDED)
+    params = load_params(PARAMS)
+    owner = test_account(0)
+    deployment = deploy_market_web3(w3, owner, params)
+    return World(w3, deployment, params, owner)

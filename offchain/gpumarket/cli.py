@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from gpumarket import __version__
+from gpumarket.actions.cli import market
 from gpumarket.client.cli import client
 from gpumarket.demo.cli import demo, demo_client, devnet
 from gpumarket.measure.cli import bench
@@ -24,6 +25,7 @@ main.add_command(bench)
 main.add_command(oracle)
 main.add_command(provider)
 main.add_command(client)
+main.add_command(market)
 main.add_command(demo)
 main.add_command(devnet)
 main.add_command(demo_client)

@@ -33,6 +33,7 @@ from gpumarket.client.choose import JobRequirements, choose_providers, list_prov
 from gpumarket.client.errors import ClientError
 from gpumarket.client.http import HttpTimeouts
 from gpumarket.client.jobs import JobClient
+from gpumarket.config import ConfigError, resolve_settings
 from gpumarket.measure.classes import class_by_name
 from gpumarket.provider.spec import SpecError, parse_spec
 
@@ -87,6 +88,8 @@ def _run(action: Any) -> Any:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Config file (TOML or YAML: rpc, deployment, key) [default: $GPUMARKET_CONFIG]; flags override it.")
 @click.option("--rpc", default=None, help="Node URL (http(s)://...), or 'embedded' (a fresh in-process chain).")
 @click.option("--deployment", "deployment_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="MarketDeployment JSON (written by the deploy step).")
@@ -94,10 +97,18 @@ def _run(action: Any) -> Any:
 @click.option("--connect-timeout", default=5.0, show_default=True, help="Seconds to reach a provider.")
 @click.option("--read-timeout", default=30.0, show_default=True, help="Seconds to wait for a provider's answer.")
 @click.pass_context
-def client(ctx: click.Context, rpc: str | None, deployment_path: Path | None, key_spec: str | None,
-           connect_timeout: float, read_timeout: float) -> None:
+def client(ctx: click.Context, config_path: Path | None, rpc: str | None, deployment_path: Path | None,
+           key_spec: str | None, connect_timeout: float, read_timeout: float) -> None:
     """Choose providers, submit jobs, follow them and fetch their results."""
     env = ctx.obj if isinstance(ctx.obj, ClientEnv) else ClientEnv()
+    try:
+        settings = resolve_settings(config_path)
+    except ConfigError as error:
+        raise click.BadParameter(str(error), param_hint="--config") from None
+    # Flags first, then what an embedding program preset, then the config file.
+    rpc = rpc or (None if env.w3 is not None else settings.rpc)
+    deployment_path = deployment_path or (None if env.deployment is not None else settings.deployment)
+    key_spec = key_spec or env.key_spec or settings.key
     if rpc is not None:
         env.w3 = connect(rpc)
     if deployment_path is not None:

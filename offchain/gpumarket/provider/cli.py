@@ -8,6 +8,10 @@ checks the provider's standing on chain, serves the API and watches the chain fo
 specs, job runs and results, with its state in SQLite (a restart follows the jobs that still
 run and reports the others lost). Without a chain, the jobs' on-chain facts come from a JSON
 file (``--jobs-file``, see ``JsonFileJobSource``); watching the chain is ``provider run``'s job.
+
+``gpumarket provider register|update|stake|unstake|withdraw|status|claim`` are the provider's
+actions on the market, each checked before it is sent; they live in gpumarket.actions.cli
+(one implementation with the ape scripts') and are added to this group here.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from types import FrameType
 
 import click
 
+from gpumarket.actions.cli import PROVIDER_COMMANDS
 from gpumarket.chain.connection import EMBEDDED, connect, is_local_chain
 from gpumarket.chain.errors import ChainError
 from gpumarket.chain.keys import KeyLoadError, load_key
@@ -64,9 +69,15 @@ def _log_to_stderr() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def provider() -> None:
-    """The provider agent."""
+    """The provider: its agent (run, serve-api) and its actions on the market (register, update,
+    stake, unstake, withdraw, status, claim)."""
+
+
+# The provider's actions on the market (gpumarket.actions.cli): register .. claim.
+for _command in PROVIDER_COMMANDS:
+    provider.add_command(_command)
 
 
 @provider.command("serve-api")

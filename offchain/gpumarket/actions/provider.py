@@ -160,7 +160,7 @@ def stake(market: Market, amount: int, *, approve: bool = False) -> ActionResult
         current = market.stake_of(sender)
         min_stake = market.parameters()["min_stake"] if not current.free else 0
     if current.free + current.locked + amount > MAX_STAKE:
-        raise ActionError(f"free + locked stake would exceed 2**128 - 1", "stake less", code="out_of_range")
+        raise ActionError("free + locked stake would exceed 2**128 - 1", "stake less", code="out_of_range")
     token = market.stake_token
     info = require_balance(market, token, amount, "staking")
     require_gas(market)

@@ -1,19 +1,29 @@
-"""Fixtures for the deploy script, the walkthrough and the gas benchmark.
+"""Fixtures for the ape scripts, the walkthrough and the gas benchmark.
 
 The scripts run as users run them (`ape run ...`, `python -m bench.gas`) in a subprocess
-from the repository root; their own chain lives and dies with that process.
+from the repository root; their own chain lives and dies with that process, except for
+the role scripts' `script_world`, whose chain is an anvil every script connects to.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from web3 import Web3
+
+from gpumarket.chain.anvil import ANVIL_NPM_PACKAGE, AnvilNode, find_anvil
+from gpumarket.chain.connection import connect
+from gpumarket.chain.keys import test_account
+from gpumarket.chain.market import Market
+from gpumarket.chain.market_deploy import MarketDeployment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PARAMS = REPO_ROOT / "deploy" / "params" / "default.yaml"
@@ -39,9 +49,10 @@ def params_data() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def run_in_repo() -> Callable[..., subprocess.CompletedProcess]:
-    """Runs a command of the venv (`ape`, or python with `-m`) from the repository root."""
+    """Runs a command of the venv (`ape`, or python with `-m`) from the repository root,
+    with `env` added to the environment and `input` on stdin (empty: never a terminal)."""
 
-    def run(*args: str) -> subprocess.CompletedProcess:
+    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> subprocess.CompletedProcess:
         executable = args[0]
         if executable == "ape":
             command = [str(Path(sys.executable).parent / "ape"), *args[1:]]
@@ -50,7 +61,8 @@ def run_in_repo() -> Callable[..., subprocess.CompletedProcess]:
         else:
             raise ValueError(f"unexpected executable {executable}")
         return subprocess.run(
-            command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, check=False
+            command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, check=False,
+            env={**os.environ, **(env or {})}, input=input if input is not None else "",
         )
 
     return run
@@ -66,3 +78,53 @@ def write_params(tmp_path) -> Callable[[dict[str, Any]], Path]:
         return path
 
     return write
+
+
+# --------------------------------------------------------------------------- one chain for many scripts
+
+FOUNDRY = "ethereum:local:foundry"
+
+
+@dataclass
+class ScriptWorld:
+    """One anvil, a market deployed on it by `ape run deploy`, and a way to run the role
+    scripts against it. Every `ape run` is its own process, so the scripts share a chain
+    only through a node: ape's foundry provider connects to the running anvil named by
+    APE_FOUNDRY_HOST instead of starting its own."""
+
+    node: AnvilNode
+    deployment_path: Path
+    deployment: MarketDeployment
+    w3: Web3
+    run_in_repo: Callable[..., subprocess.CompletedProcess]
+
+    def run(self, script: str, *args: str, account: int | None = None, deployment: Path | None = None,
+            network: str = FOUNDRY, input: str | None = None) -> subprocess.CompletedProcess:
+        """`ape run <script> <args> --network ... --deployment ... [--account TEST::i]`."""
+        command = ["ape", "run", script, *args, "--network", network,
+                   "--deployment", str(deployment or self.deployment_path)]
+        if account is not None:
+            command += ["--account", f"TEST::{account}"]
+        return self.run_in_repo(*command, env={"APE_FOUNDRY_HOST": self.node.url}, input=input)
+
+    def market(self, account: int = 0) -> Market:
+        """The market over web3, signed by test account `account` (for the test's own moves)."""
+        return self.deployment.market_at(self.w3, signer=test_account(account))
+
+
+@pytest.fixture(scope="module")
+def script_world(run_in_repo, tmp_path_factory) -> Iterator[ScriptWorld]:
+    """A module's chain: anvil plus `ape run deploy` (TEST::0 deploys and owns the market)."""
+    binary = find_anvil()
+    if binary is None:
+        pytest.skip(f"anvil not installed: `make anvil` installs it with npm ({ANVIL_NPM_PACKAGE})")
+    folder = tmp_path_factory.mktemp("script-world")
+    node = AnvilNode(binary, log_path=folder / "anvil.log").start()
+    try:
+        result = run_in_repo("ape", "run", "deploy", "--network", FOUNDRY, "--account", "TEST::0",
+                             "--deploy-mock-tokens", "--out-dir", str(folder), env={"APE_FOUNDRY_HOST": node.url})
+        assert result.returncode == 0, result.stdout + result.stderr
+        path = folder / "local.json"
+        yield ScriptWorld(node, path, MarketDeployment.read(path), connect(node.url), run_in_repo)
+    finally:
+        node.stop()

@@ -123,12 +123,16 @@ def verify(market, committee, domain, chain, keeper):
     def do(account, measured=None, valid_for=DAY):
         record = market.providers(account)
         floor = market.class_floor(record.gpu_class) * record.gpu_count
+        # Pin the report's block time to the one valid_until is computed from: the pending
+        # time follows the wall clock and could tick in between (see next_tx_at).
+        at = chain.pending_timestamp
+        chain.pending_timestamp = at
         report = hardware_report(
             account,
             record.gpu_class,
             record.gpu_count,
             floor if measured is None else measured,
-            chain.pending_timestamp + valid_for,
+            at + valid_for,
             epoch=market.epoch(),
         )
         return market.submit_hardware_report(report, committee.sign(domain, report), sender=keeper)

@@ -124,3 +124,15 @@ def test_submit_waits_for_acceptance_and_sends_the_spec(world, tmp_path):
     document = json.loads(submitted.output)
     assert document["spec_sent"] is True and document["job_id"] == before + 1
     list(world.job_client().follow(document["job_id"], timeout_s=20))
+
+
+def test_a_deployment_of_another_chain_is_a_clean_error(world, tmp_path):
+    """The deployment file names another chain than the node serves: exit 1 saying so, no traceback."""
+    path = tmp_path / "elsewhere.json"
+    data = world.deployment.to_json()
+    path.write_text(json.dumps({**data, "chain_id": data["chain_id"] + 1}))
+    for command in (["claim"], ["status", "1"], ["providers"]):
+        result = CliRunner().invoke(client, ["--deployment", str(path), "--key", "test-account:9", *command],
+                                    obj=ClientEnv(w3=world.w3))
+        assert result.exit_code == 1, (command, result.output)
+        assert "check --rpc and --deployment" in result.output and "Traceback" not in result.output

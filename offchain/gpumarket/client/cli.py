@@ -28,6 +28,7 @@ from web3 import Web3
 from gpumarket.chain.connection import connect
 from gpumarket.chain.errors import ChainError
 from gpumarket.chain.keys import KeyLoadError, load_key
+from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.client.choose import JobRequirements, choose_providers, list_providers
 from gpumarket.client.errors import ClientError
@@ -60,8 +61,15 @@ class ClientEnv:
             key = load_key(self.key_spec, w3=self.w3)
         except KeyLoadError as error:
             raise click.UsageError(str(error)) from None
-        market = self.deployment.market_at(self.w3, signer=key)
-        return JobClient(market, key, timeouts=self.timeouts, from_block=self.deployment.block)
+        return JobClient(self.market(key), key, timeouts=self.timeouts, from_block=self.deployment.block)
+
+    def market(self, key: Any = None) -> Market:
+        """The deployment's market on the node; a clean error when the node serves another chain."""
+        assert self.w3 is not None and self.deployment is not None
+        try:
+            return self.deployment.market_at(self.w3, signer=key)
+        except ChainError as error:  # ChainMismatch: the wrong network for this deployment file
+            raise click.ClickException(f"{error}: check --rpc and --deployment") from None
 
 
 def _gpu_class(value: str) -> int:
@@ -144,7 +152,7 @@ def providers(env: ClientEnv, gpu_class: str | None, gpu_count: int, max_price: 
     """List registered providers; with --class and --max-price, only those that can take the job, best first."""
     if env.w3 is None or env.deployment is None:
         raise click.UsageError("--rpc and --deployment are required")
-    market = env.deployment.market_at(env.w3)
+    market = env.market()
 
     def run() -> list[Any]:
         offers = list_providers(market, from_block=env.deployment.block)  # type: ignore[union-attr]

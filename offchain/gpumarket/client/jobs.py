@@ -148,12 +148,13 @@ class JobClient:
     # ------------------------------------------------------------------ chain
 
     def ensure_allowance(self, amount: int) -> TxResult | None:
-        """Approve the payment token for the market when the allowance is below `amount`."""
+        """Approve exactly `amount` of the payment token for the market when the allowance is
+        below it (never an unlimited allowance: the market holds no more than the job needs)."""
         token = self.market.payment_token
         if token.allowance(self.address, self.market.address) >= amount:
             return None
-        log.info("approving the payment token for %s", self.market.address)
-        return token.approve(self.market.address)
+        log.info("approving %d of the payment token for %s", amount, self.market.address)
+        return token.approve(self.market.address, amount)
 
     def create_job(
         self,

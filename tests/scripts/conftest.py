@@ -107,6 +107,15 @@ class ScriptWorld:
             command += ["--account", f"TEST::{account}"]
         return self.run_in_repo(*command, env={"APE_FOUNDRY_HOST": self.node.url}, input=input)
 
+    @staticmethod
+    def refusal(result: subprocess.CompletedProcess) -> str:
+        """The one error line of a refused command: exit status 1, no traceback."""
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+        assert len(lines) == 1, result.stderr
+        return lines[0]
+
     def market(self, account: int = 0) -> Market:
         """The market over web3, signed by test account `account` (for the test's own moves)."""
         return self.deployment.market_at(self.w3, signer=test_account(account))

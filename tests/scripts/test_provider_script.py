@@ -35,15 +35,6 @@ def _status(world, account: int) -> dict:
     return json.loads(result.stdout)
 
 
-def _refusal(result: subprocess.CompletedProcess) -> str:
-    """The one error line of a refused command (exit 1, no traceback)."""
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
-
 def test_register_stake_and_status(script_world):
     account = 2
     address = test_account(account).address
@@ -58,16 +49,16 @@ def test_register_stake_and_status(script_world):
     assert any("hardware not verified" in problem for problem in state["problems"])
 
     # Registering twice is refused with the way forward.
-    assert "use `update`" in _refusal(script_world.run("provider", "register", "--class", "1", "--gpus", "1",
+    assert "use `update`" in script_world.refusal(script_world.run("provider", "register", "--class", "1", "--gpus", "1",
                                                        "--price", "1", "--endpoint", ENDPOINT, account=account))
 
     # No tokens yet: the balance check names what is missing.
-    message = _refusal(script_world.run("provider", "stake", "1000 tokens", account=account))
+    message = script_world.refusal(script_world.run("provider", "stake", "1000 tokens", account=account))
     assert f"holds 0 mSTK" in message and "get at least 1,000 mSTK" in message
 
     market.stake_token.mint(address, min_stake)
     # No allowance and no terminal to ask on: refused, pointing at --yes; nothing is sent.
-    message = _refusal(script_world.run("provider", "stake", "1000 tokens", account=account))
+    message = script_world.refusal(script_world.run("provider", "stake", "1000 tokens", account=account))
     assert "rerun with --yes" in message
     assert market.stake_of(address).free == 0
     assert market.stake_token.allowance(address, market.address) == 0
@@ -104,9 +95,9 @@ def test_unstake_is_withdrawable_only_after_the_release_time(script_world):
     market.stake_token.mint(address, 10 * TOKEN)
     assert script_world.run("provider", "stake", "10 tokens", "--yes", account=account).returncode == 0
 
-    message = _refusal(script_world.run("provider", "withdraw", account=account))
+    message = script_world.refusal(script_world.run("provider", "withdraw", account=account))
     assert "has no unbonding stake" in message and "request an unstake first" in message
-    message = _refusal(script_world.run("provider", "unstake", "11 tokens", account=account))
+    message = script_world.refusal(script_world.run("provider", "unstake", "11 tokens", account=account))
     assert "10 mSTK free" in message
 
     result = script_world.run("provider", "unstake", "4 tokens", "--json", account=account)
@@ -117,7 +108,7 @@ def test_unstake_is_withdrawable_only_after_the_release_time(script_world):
     state = _status(script_world, account)["stake"]
     assert (state["free"], state["unbonding"], state["release_at"], state["released"]) == (
         str(6 * TOKEN), str(4 * TOKEN), release_at, False)
-    message = _refusal(script_world.run("provider", "withdraw", account=account))
+    message = script_world.refusal(script_world.run("provider", "withdraw", account=account))
     assert "not released yet" in message and "withdraw after" in message
 
     advance_time(script_world.w3, release_at - latest_timestamp(script_world.w3))
@@ -136,19 +127,19 @@ def test_update_changes_only_what_is_given(script_world):
     assert result.returncode == 0, result.stdout + result.stderr
     record = script_world.market().providers(test_account(account).address)
     assert (record.price_per_gpu_second, record.gpu_class, record.endpoint) == (900, 1, ENDPOINT)
-    assert "nothing to change" in _refusal(script_world.run("provider", "update", "--price", "900", account=account))
-    assert "not an http(s) URL" in _refusal(script_world.run("provider", "update", "--endpoint", "ftp://x",
+    assert "nothing to change" in script_world.refusal(script_world.run("provider", "update", "--price", "900", account=account))
+    assert "not an http(s) URL" in script_world.refusal(script_world.run("provider", "update", "--endpoint", "ftp://x",
                                                              account=account))
-    assert "register first" in _refusal(script_world.run("provider", "update", "--price", "1", account=6))
+    assert "register first" in script_world.refusal(script_world.run("provider", "update", "--price", "1", account=6))
 
 
 def test_wrong_network_and_missing_deployment_are_refused(script_world, tmp_path):
     # ethereum:local:test is ape's in-process chain (chain id 1337); the record is anvil's.
-    message = _refusal(script_world.run("provider", "status", "--address", test_account(2).address,
+    message = script_world.refusal(script_world.run("provider", "status", "--address", test_account(2).address,
                                         network="ethereum:local:test"))
     assert message.startswith("Error: wrong network:")
     assert f"on chain {script_world.deployment.chain_id}" in message and "serves chain 1337" in message
-    message = _refusal(script_world.run("provider", "status", "--address", test_account(2).address,
+    message = script_world.refusal(script_world.run("provider", "status", "--address", test_account(2).address,
                                         deployment=tmp_path / "absent.json"))
     assert "no deployment record" in message and "ape run deploy" in message
 

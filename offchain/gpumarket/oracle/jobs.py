@@ -43,7 +43,8 @@ The outcome, canonical so that honest oracles sign byte-identical reports:
   ``overrun_s`` past its paid time.
 - **No decision** when the job never got its spec (the agent still waits for it at the
   deadline): the client did not start it; the job ends by ``expire_job`` (refund, no
-  slash). Nor when this oracle is not a member of the current committee.
+  slash). Nor when this oracle is not a member of the current committee, or the job's GPU
+  class is not in its class table (it cannot size a challenge).
 
 A decision is final: after a crash the job is challenged again (challenge history is in
 memory), but a different outcome is refused by the store and the first one stands.
@@ -70,6 +71,7 @@ from gpumarket.chain.market import Market
 from gpumarket.chain.models import JobState
 from gpumarket.client.errors import ProviderRefused, ProviderUnreachable
 from gpumarket.client.http import HttpTimeouts, ProviderApi
+from gpumarket.measure.classes import class_by_id
 from gpumarket.measure.metering import UsageRecord, billable_gpu_seconds
 from gpumarket.oracle.chain_submitter import AlreadySettled
 from gpumarket.oracle.hardware import Bucket, ChallengeOutcome, HardwareConfig, canonical_throughput, challenge_provider
@@ -146,6 +148,7 @@ class _Followed:
     decided_at: float = 0.0
     last_gather: float = float("-inf")
     pushed: bool = False
+    cannot_judge: str = ""  # why this oracle cannot challenge the job (then it decides nothing)
 
     def passed(self, kind: ChallengeKind) -> bool:
         return any(k is kind and bucket is not Bucket.FAIL for k, _, bucket in self.challenges)
@@ -263,6 +266,13 @@ class JobMonitor:
         if decision is not None:  # decided before a restart: only settlement is left
             followed.signed = self.signer.sign_job(job.job_id)
             followed.decided_at = now
+        else:
+            try:
+                class_by_id(job.gpu_class)
+            except KeyError:
+                # Our gap, not the provider's fault: no challenge can be sized, so no report.
+                followed.cannot_judge = f"gpu class {job.gpu_class} is not in this oracle's table"
+                log.warning("job %d: %s: it will not be judged here", job.job_id, followed.cannot_judge)
         self._jobs[job.job_id] = followed
         log.info("following job %d of %s (%s)", job.job_id, job.provider, record.endpoint)
         return followed
@@ -270,6 +280,8 @@ class JobMonitor:
     def _step(self, job: _Followed, now: float) -> JobStep:
         if job.signed is not None:
             return self._settle(job, now)
+        if job.cannot_judge:
+            return JobStep(job.job_id, "waiting", job.cannot_judge)
         if not job.passed(ChallengeKind.START) and now - job.last_start_try >= self.config.poll_interval_s:
             job.last_start_try = now  # retried at the poll pace while the agent does not answer
             step = self._challenge_step(job, ChallengeKind.START, now)

@@ -133,15 +133,27 @@ def test_update_changes_only_what_is_given(script_world):
     assert "register first" in script_world.refusal(script_world.run("provider", "update", "--price", "1", account=6))
 
 
-def test_wrong_network_and_missing_deployment_are_refused(script_world, tmp_path):
+def test_wrong_network_missing_deployment_and_no_rpc_are_refused(script_world, tmp_path):
+    address = test_account(2).address
     # ethereum:local:test is ape's in-process chain (chain id 1337); the record is anvil's.
-    message = script_world.refusal(script_world.run("provider", "status", "--address", test_account(2).address,
-                                        network="ethereum:local:test"))
+    message = script_world.refusal(script_world.run("provider", "status", "--address", address,
+                                                    network="ethereum:local:test"))
     assert message.startswith("Error: wrong network:")
     assert f"on chain {script_world.deployment.chain_id}" in message and "serves chain 1337" in message
-    message = script_world.refusal(script_world.run("provider", "status", "--address", test_account(2).address,
-                                        deployment=tmp_path / "absent.json"))
+    message = script_world.refusal(script_world.run("provider", "status", "--address", address,
+                                                    deployment=tmp_path / "absent.json"))
     assert "no deployment record" in message and "ape run deploy" in message
+    # The right chain, but no market at the recorded address (a restarted local node).
+    record = json.loads(script_world.deployment_path.read_text())
+    record["market"] = "0x000000000000000000000000000000000000dEaD"
+    stale = tmp_path / "stale.json"
+    stale.write_text(json.dumps(record))
+    message = script_world.refusal(script_world.run("provider", "status", "--address", address, deployment=stale))
+    assert "no contract at 0x000000000000000000000000000000000000dEaD" in message and "deploy again" in message
+    # titanoboa (this project's default local provider) runs in process: nothing to send through.
+    message = script_world.refusal(script_world.run("provider", "status", "--address", address,
+                                                    network="ethereum:local:boa"))
+    assert "offers no JSON-RPC connection" in message and "ethereum:local:foundry" in message
 
 
 def test_a_terminal_is_asked_before_approving(script_world, repo_root: Path):

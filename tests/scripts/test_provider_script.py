@@ -49,12 +49,13 @@ def test_register_stake_and_status(script_world):
     assert any("hardware not verified" in problem for problem in state["problems"])
 
     # Registering twice is refused with the way forward.
-    assert "use `update`" in script_world.refusal(script_world.run("provider", "register", "--class", "1", "--gpus", "1",
-                                                       "--price", "1", "--endpoint", ENDPOINT, account=account))
+    twice = script_world.run("provider", "register", "--class", "1", "--gpus", "1", "--price", "1",
+                             "--endpoint", ENDPOINT, account=account)
+    assert "use `update`" in script_world.refusal(twice)
 
     # No tokens yet: the balance check names what is missing.
     message = script_world.refusal(script_world.run("provider", "stake", "1000 tokens", account=account))
-    assert f"holds 0 mSTK" in message and "get at least 1,000 mSTK" in message
+    assert "holds 0 mSTK" in message and "get at least 1,000 mSTK" in message
 
     market.stake_token.mint(address, min_stake)
     # No allowance and no terminal to ask on: refused, pointing at --yes; nothing is sent.
@@ -127,10 +128,11 @@ def test_update_changes_only_what_is_given(script_world):
     assert result.returncode == 0, result.stdout + result.stderr
     record = script_world.market().providers(test_account(account).address)
     assert (record.price_per_gpu_second, record.gpu_class, record.endpoint) == (900, 1, ENDPOINT)
-    assert "nothing to change" in script_world.refusal(script_world.run("provider", "update", "--price", "900", account=account))
-    assert "not an http(s) URL" in script_world.refusal(script_world.run("provider", "update", "--endpoint", "ftp://x",
-                                                             account=account))
-    assert "register first" in script_world.refusal(script_world.run("provider", "update", "--price", "1", account=6))
+    refused = script_world.refusal
+    assert "nothing to change" in refused(script_world.run("provider", "update", "--price", "900", account=account))
+    assert "not an http(s) URL" in refused(script_world.run("provider", "update", "--endpoint", "ftp://x",
+                                                            account=account))
+    assert "register first" in refused(script_world.run("provider", "update", "--price", "1", account=6))
 
 
 def test_wrong_network_missing_deployment_and_no_rpc_are_refused(script_world, tmp_path):

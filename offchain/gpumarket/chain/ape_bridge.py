@@ -120,7 +120,9 @@ def load_deployment(path: Path | None, network_name: str) -> MarketDeployment:
             "or name the record with --deployment FILE"
         ) from None
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as error:
-        raise BridgeError(f"{path} is not a deployment record ({error}); name the right file with --deployment FILE") from None
+        raise BridgeError(
+            f"{path} is not a deployment record ({error}); name the right file with --deployment FILE"
+        ) from None
 
 
 def market_for_script(account: Any, deployment_path: Path | None, network_name: str) -> Market:

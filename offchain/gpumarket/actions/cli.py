@@ -1,5 +1,5 @@
 """The role actions on the command line: `gpumarket provider register|update|stake|unstake|
-withdraw|status|claim` and `gpumarket market committee|params`.
+withdraw|status|claim` and `gpumarket market deploy|committee|params|mint`.
 
     gpumarket provider stake "2000 tokens" --approve --config gpumarket.toml
     gpumarket provider status --json --rpc http://127.0.0.1:8545 --deployment deployments/local.json \
@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import click
 from web3 import Web3
 
-from gpumarket.actions import governance, jobs, provider, render
+from gpumarket.actions import faucet, governance, jobs, provider, render
 from gpumarket.actions.common import ActionResult, token_info
 from gpumarket.actions.context import load_deployment, open_market
 from gpumarket.actions.errors import ActionError, guard
@@ -34,7 +34,9 @@ from gpumarket.chain.connection import connect
 from gpumarket.chain.errors import ChainError
 from gpumarket.chain.keys import ServiceKey, load_key
 from gpumarket.chain.market import Market
-from gpumarket.chain.market_deploy import MarketDeployment
+from gpumarket.chain.deploy import DeploymentError
+from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3
+from gpumarket.chain.params import ParamsError, load_params
 from gpumarket.config import ChainSettings, ConfigError, resolve_settings
 from gpumarket.measure.classes import class_by_name
 
@@ -326,3 +328,54 @@ def params_command(session: Session, assignment: str | None) -> None:
         raise click.BadParameter(f"{assignment!r} is not NAME=VALUE with an integer VALUE", param_hint="--set")
     session.emit_result(session.run(
         lambda: governance.params_set(session.market(signed=True), name.strip(), value)))
+
+
+@market.command("mint")
+@click.argument("token", type=click.Choice(["stake", "payment"]))
+@click.argument("amount")
+@click.option("--to", "recipient", default=None, help="Recipient address [default: the --key's account].")
+@chain_options
+def mint_command(session: Session, token: str, amount: str, recipient: str | None) -> None:
+    """Mint mock STAKE or PAYMENT tokens (local chains, `--deploy-mock-tokens` deployments only).
+
+    AMOUNT is base units or "<n> tokens"."""
+
+    def run() -> ActionResult:
+        market = session.market(signed=True)
+        value = _parse_amount(market, amount, stake=token == "stake")
+        return faucet.mint(market, token, recipient or session.key().address, value)  # type: ignore[arg-type]
+
+    session.emit_result(session.run(run))
+
+
+@market.command("deploy")
+@click.option("--params", "params_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("deploy/params/default.yaml"), show_default=True, help="Parameters YAML.")
+@click.option("--mock-tokens", is_flag=True, help="Deploy fresh MockTokens for both tokens (local chains only).")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the deployment record [default: the --deployment path, else "
+                   "deployments/chain-<id>.json].")
+@chain_options
+def deploy_command(session: Session, params_path: Path, mock_tokens: bool, out_path: Path | None) -> None:
+    """Deploy a market from a parameters YAML with the --key account and write its deployment record
+    (what `ape run deploy` does, without an ape project)."""
+
+    def run() -> MarketDeployment:
+        try:
+            params = load_params(params_path)
+        except ParamsError as error:
+            raise ActionError(f"{params_path}: {error}", "fix the parameters file", code="bad_params") from None
+        w3 = session.w3()
+        key = session.key()
+        try:
+            with guard():
+                return deploy_market_web3(w3, key, params, deploy_mock_tokens=mock_tokens)
+        except (ParamsError, DeploymentError) as error:
+            raise ActionError(str(error), "fix the parameters file for this network", code="bad_params") from None
+
+    deployment = session.run(run)
+    path = out_path or session.settings.deployment or Path(f"deployments/chain-{deployment.chain_id}.json")
+    deployment.write(path)
+    session.emit({**deployment.to_json(), "path": str(path)},
+                 f"deployed GpuMarket at {deployment.market} (block {deployment.block}, chain {deployment.chain_id});"
+                 f" record written to {path}")

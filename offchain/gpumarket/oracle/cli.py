@@ -29,6 +29,7 @@ from gpumarket.chain.connection import EMBEDDED, connect
 from gpumarket.chain.errors import ChainError
 from gpumarket.chain.keys import KeyLoadError, load_key
 from gpumarket.chain.market_deploy import MarketDeployment
+from gpumarket.config import ConfigError, resolve_settings
 from gpumarket.oracle.hardware import HardwareConfig
 from gpumarket.oracle.jobs import JobConfig
 from gpumarket.oracle.service import OracleService, OracleServiceConfig
@@ -134,10 +135,12 @@ def serve_api(
 
 
 @oracle.command("run")
-@click.option("--rpc", required=True, help="The node's JSON-RPC URL (http:// or https://).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Config file (TOML or YAML: rpc, deployment, key) [default: $GPUMARKET_CONFIG]; flags override it.")
+@click.option("--rpc", default=None, help="The node's JSON-RPC URL (http:// or https://).")
 @click.option("--deployment", "deployment_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              required=True, help="The market's deployment record (JSON, as deploy writes it).")
-@click.option("--key", "key_spec", required=True,
+              default=None, help="The market's deployment record (JSON, as deploy writes it).")
+@click.option("--key", "key_spec", default=None,
               help="Signs reports: keystore:<alias> (passphrase in $APE_ACCOUNTS_<alias>_PASSPHRASE) or, on a "
                    "local chain, test-oracle:<i>.")
 @click.option("--sender", "sender_spec", default=None,
@@ -167,9 +170,10 @@ def serve_api(
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default="INFO",
               show_default=True)
 def run(
-    rpc: str,
-    deployment_path: Path,
-    key_spec: str,
+    config_path: Path | None,
+    rpc: str | None,
+    deployment_path: Path | None,
+    key_spec: str | None,
     sender_spec: str | None,
     db_path: Path,
     host: str,
@@ -190,6 +194,13 @@ def run(
 
     Exits 0 when stopped by a signal, 1 when the chain follower gave up (node down too long)."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = resolve_settings(config_path, rpc=rpc, deployment=deployment_path, key=key_spec)
+    except ConfigError as error:
+        raise click.UsageError(str(error)) from None
+    if not settings.rpc or settings.deployment is None or not settings.key:
+        raise click.UsageError("--rpc, --deployment and --key are required (as options or in the --config file)")
+    rpc, deployment_path, key_spec = settings.rpc, settings.deployment, settings.key
     if rpc == EMBEDDED:
         raise click.BadParameter("the embedded chain lives inside one process: give a node's URL", param_hint="--rpc")
     try:

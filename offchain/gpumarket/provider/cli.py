@@ -31,6 +31,7 @@ from gpumarket.chain.connection import EMBEDDED, connect, is_local_chain
 from gpumarket.chain.errors import ChainError
 from gpumarket.chain.keys import KeyLoadError, load_key
 from gpumarket.chain.market_deploy import MarketDeployment
+from gpumarket.config import ConfigError, resolve_settings
 from gpumarket.lifecycle import write_ready_file
 from gpumarket.measure.classes import GPU_CLASSES, class_by_name
 from gpumarket.measure.nvml import nvml_available
@@ -177,18 +178,20 @@ def serve_api(
 
 
 @provider.command("run")
-@click.option("--rpc", required=True, help="The node's JSON-RPC URL (http:// or https://).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Config file (TOML or YAML: rpc, deployment, key) [default: $GPUMARKET_CONFIG]; flags override it.")
+@click.option("--rpc", default=None, help="The node's JSON-RPC URL (http:// or https://).")
 @click.option(
     "--deployment",
     "deployment_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
+    default=None,
     help="The market's deployment record (JSON, as deploy writes it).",
 )
 @click.option(
     "--key",
     "key_spec",
-    required=True,
+    default=None,
     help="keystore:<alias> (passphrase in $APE_ACCOUNTS_<alias>_PASSPHRASE) or, on a local chain, test-account:<i>.",
 )
 @click.option(
@@ -217,9 +220,10 @@ def serve_api(
 @click.option("--cheat-skip-after", type=click.IntRange(min=0), default=None, hidden=True,
               help="Cheat (local chains only): answer this many challenges honestly first [default: 0].")
 def run(
-    rpc: str,
-    deployment_path: Path,
-    key_spec: str,
+    config_path: Path | None,
+    rpc: str | None,
+    deployment_path: Path | None,
+    key_spec: str | None,
     db_path: Path,
     workdir: Path,
     host: str,
@@ -240,6 +244,13 @@ def run(
 
     Exits 0 when stopped by a signal, 1 when the chain watcher gave up (node down too long)."""
     _log_to_stderr()
+    try:
+        settings = resolve_settings(config_path, rpc=rpc, deployment=deployment_path, key=key_spec)
+    except ConfigError as error:
+        raise click.UsageError(str(error)) from None
+    if not settings.rpc or settings.deployment is None or not settings.key:
+        raise click.UsageError("--rpc, --deployment and --key are required (as options or in the --config file)")
+    rpc, deployment_path, key_spec = settings.rpc, settings.deployment, settings.key
     if rpc == EMBEDDED:
         raise click.BadParameter("the embedded chain lives inside one process: give a node's URL", param_hint="--rpc")
     if cheat_skip_after is not None and cheat_skip_fraction is None:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, NoReturn
 
-__all__ = ["ServiceLifecycle", "write_ready_file"]
+__all__ = ["ServiceLifecycle", "serve_until_signalled", "write_ready_file"]
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +80,20 @@ class ServiceLifecycle:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def serve_until_signalled(service: ServiceLifecycle, ready_file: Path | None, what: str = "stopping") -> NoReturn:
+    """A started service's command-line life: SIGTERM/SIGINT stop it, the ready file says where
+    it listens, and the process exits with ``wait``'s code (0 stopped, 1 a background thread died)."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: %s", signum, what)
+        service.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if ready_file is not None:
+        service.write_ready_file(ready_file)
+    code = service.wait()
+    service.close()
+    sys.exit(code or 0)

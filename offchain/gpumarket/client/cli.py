@@ -35,7 +35,7 @@ from gpumarket.client.errors import ClientError
 from gpumarket.client.http import HttpTimeouts
 from gpumarket.client.jobs import JobClient
 from gpumarket.config import ConfigError, resolve_settings
-from gpumarket.measure.classes import class_by_name
+from gpumarket.actions.cli import parse_gpu_class
 from gpumarket.provider.spec import SpecError, parse_spec
 
 __all__ = ["ClientEnv", "client"]
@@ -70,15 +70,6 @@ class ClientEnv:
             return self.deployment.market_at(self.w3, signer=key)
         except ChainError as error:  # ChainMismatch: the wrong network for this deployment file
             raise click.ClickException(f"{error}: check --rpc and --deployment") from None
-
-
-def _gpu_class(value: str) -> int:
-    if value.isdigit():
-        return int(value)
-    try:
-        return class_by_name(value).id
-    except (KeyError, ValueError) as error:
-        raise click.BadParameter(str(error)) from None
 
 
 def _emit(as_json: bool, document: Any, text: str) -> None:
@@ -158,7 +149,7 @@ def providers(env: ClientEnv, gpu_class: str | None, gpu_count: int, max_price: 
         offers = list_providers(market, from_block=env.deployment.block)  # type: ignore[union-attr]
         if gpu_class is None or max_price is None:
             return offers
-        requirements = JobRequirements(_gpu_class(gpu_class), gpu_count, max_price, max_duration)
+        requirements = JobRequirements(parse_gpu_class(gpu_class), gpu_count, max_price, max_duration)
         return choose_providers(market, requirements, offers=offers)
 
     offers = _run(run)
@@ -187,7 +178,7 @@ def submit(env: ClientEnv, spec_path: Path, gpu_class: str, gpu_count: int, max_
     """Create a job for the spec in FILE; by default wait until it is accepted and send the spec."""
     job_client = env.job_client()
     spec = _run(lambda: parse_spec(spec_path.read_bytes()))
-    requirements = JobRequirements(_gpu_class(gpu_class), gpu_count, max_price, max_duration)
+    requirements = JobRequirements(parse_gpu_class(gpu_class), gpu_count, max_price, max_duration)
     if provider is None and not open_job:
         ranked = _run(lambda: choose_providers(job_client.market, requirements, from_block=job_client.from_block))
         if not ranked:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -30,6 +29,7 @@ from gpumarket.chain.errors import ChainError
 from gpumarket.chain.keys import KeyLoadError, load_key
 from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.config import ConfigError, resolve_settings
+from gpumarket.lifecycle import serve_until_signalled
 from gpumarket.oracle.hardware import HardwareConfig
 from gpumarket.oracle.jobs import JobConfig
 from gpumarket.oracle.service import OracleService, OracleServiceConfig
@@ -220,15 +220,4 @@ def run(
         raise click.ClickException(f"node {rpc} or a local file: {error}") from None
     except (KeyLoadError, StoreError, ChainError, ValueError) as error:
         raise click.ClickException(str(error)) from None
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        logger.info("signal %d: stopping", signum)
-        service.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    if ready_file is not None:
-        service.write_ready_file(ready_file)
-    code = service.wait()
-    service.close()
-    sys.exit(code or 0)
+    serve_until_signalled(service, ready_file)

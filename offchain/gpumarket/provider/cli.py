@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -32,7 +31,7 @@ from gpumarket.chain.errors import ChainError
 from gpumarket.chain.keys import KeyLoadError, load_key
 from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.config import ConfigError, resolve_settings
-from gpumarket.lifecycle import write_ready_file
+from gpumarket.lifecycle import serve_until_signalled, write_ready_file
 from gpumarket.measure.classes import GPU_CLASSES, class_by_name
 from gpumarket.measure.nvml import nvml_available
 from gpumarket.measure.provers import BACKENDS, ProverError, TileProver, make_prover
@@ -287,15 +286,4 @@ def run(
         raise click.ClickException(f"node {rpc} or a local file: {error}") from None
     except (KeyLoadError, StartupError, ChainError, ProverError, ValueError) as error:
         raise click.ClickException(str(error)) from None
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %d: stopping (jobs keep running)", signum)
-        service.stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    if ready_file is not None:
-        service.write_ready_file(ready_file)
-    code = service.wait()
-    service.close()
-    sys.exit(code or 0)
+    serve_until_signalled(service, ready_file, "stopping (jobs keep running)")

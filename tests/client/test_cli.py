@@ -136,3 +136,15 @@ def test_a_deployment_of_another_chain_is_a_clean_error(world, tmp_path):
                                     obj=ClientEnv(w3=world.w3))
         assert result.exit_code == 1, (command, result.output)
         assert "check --rpc and --deployment" in result.output and "Traceback" not in result.output
+
+
+def test_submit_to_an_unverified_or_jailed_provider_is_refused_before_sending(world, tmp_path):
+    spec_file = tmp_path / "job.json"
+    spec_file.write_bytes(python_spec("print(1)").canonical_bytes())
+    count = world.deployment.market_at(world.w3).job_count()
+    for name, words in (("unverified", "not verified"), ("jailed", "jailed")):
+        result = _invoke(world, tmp_path, "submit", "--spec", str(spec_file), "--class", "cpu-dev",
+                         "--provider", world.providers[name].address, "--max-price", str(PRICE),
+                         "--max-duration", "60", "--no-wait")
+        assert result.exit_code == 1 and words in result.output, result.output
+    assert world.deployment.market_at(world.w3).job_count() == count  # nothing was created

@@ -35,7 +35,9 @@ from gpumarket.client.errors import ClientError
 from gpumarket.client.http import HttpTimeouts
 from gpumarket.client.jobs import JobClient
 from gpumarket.config import ConfigError, resolve_settings
+from gpumarket.actions import jobs
 from gpumarket.actions.cli import parse_gpu_class
+from gpumarket.actions.errors import ActionError
 from gpumarket.provider.spec import SpecError, parse_spec
 
 __all__ = ["ClientEnv", "client"]
@@ -184,10 +186,16 @@ def submit(env: ClientEnv, spec_path: Path, gpu_class: str, gpu_count: int, max_
         if not ranked:
             raise click.ClickException("no provider can take this job now (see `gpumarket client providers`)")
         provider = ranked[0].address
-    job_id = _run(lambda: job_client.create_job(
-        spec, gpu_class=requirements.gpu_class, gpu_count=gpu_count, max_price=max_price,
-        max_duration=max_duration, provider=provider, accept_window=accept_window,
-    ))
+    # The role action checks what the chain would refuse (a directed provider unverified,
+    # jailed or of another class; the balance) before anything is sent. Submitting is the
+    # client's consent to escrow: it approves exactly that amount.
+    try:
+        created = jobs.create(job_client.market, spec, gpu_class=requirements.gpu_class, gpu_count=gpu_count,
+                              max_price=max_price, max_duration=max_duration, provider=provider,
+                              accept_window=accept_window, approve=True, from_block=job_client.from_block)
+    except ActionError as error:
+        raise click.ClickException(str(error)) from None
+    job_id = created.details["job_id"]
     document: dict[str, Any] = {"job_id": job_id, "provider": provider, "spec_sent": False}
     if wait:
         _run(lambda: job_client.wait_running(job_id, timeout_s=wait_timeout))

@@ -12,7 +12,7 @@ gpumarket.chain.ape_bridge; this module only turns them into a command line:
   "Error: <what is wrong>; <what to do>" and exit status 1, never a traceback or a revert dump.
 - `with_approval(action, approve)`: runs an action that may need an allowance; on
   NeedsApproval it asks (a terminal) or refuses with the hint to rerun with --yes (no terminal).
-- `waiting(label)`: a transaction that takes long (a public network's block time) prints
+- `waiting(label)` (gpumarket.actions.progress): a transaction that takes long (a block time) prints
   how long it has waited, so a silent terminal never looks hung.
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +29,7 @@ import click
 
 from gpumarket.actions import ActionError, ActionResult, NeedsApproval, render
 from gpumarket.actions.common import token_info
+from gpumarket.actions.progress import waiting
 from gpumarket.chain.ape_bridge import BridgeError, load_deployment, market_for_script
 from gpumarket.chain.market import Market, Token
 from gpumarket.measure.classes import class_by_name
@@ -66,9 +66,6 @@ approve_option = click.option(
     help="Approve the exact token allowance the action needs without asking.",
 )
 
-# Progress: first line after this many seconds of waiting, then one every REPEAT_S.
-FIRST_NOTICE_S = 3.0
-REPEAT_S = 10.0
 
 
 @contextmanager
@@ -90,30 +87,6 @@ def deployment_block(network: Any, deployment_path: Path | None) -> int:
     """The block the market was deployed in: where event scans (jobs, settlements) start."""
     with refusals():
         return load_deployment(deployment_path, network.name).block
-
-
-@contextmanager
-def waiting(label: str) -> Iterator[None]:
-    """Says on stderr how long `label` has been waiting, once it takes long (see module doc)."""
-    done = threading.Event()
-
-    def tell() -> None:
-        waited = FIRST_NOTICE_S
-        if done.wait(FIRST_NOTICE_S):
-            return
-        while True:
-            click.echo(f"{label}: waiting for the chain ({waited:.0f} s)", err=True)
-            if done.wait(REPEAT_S):
-                return
-            waited += REPEAT_S
-
-    teller = threading.Thread(target=tell, name=f"progress {label}", daemon=True)
-    teller.start()
-    try:
-        yield
-    finally:
-        done.set()
-        teller.join()
 
 
 def with_approval(action: Callable[[bool], ActionResult], approve: bool, label: str) -> ActionResult:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import time
 from pathlib import Path
 
 import click
@@ -22,21 +21,6 @@ def _load_support():
 
 
 _support = _load_support()
-
-
-def test_a_quick_action_prints_nothing_and_a_long_one_says_how_long(monkeypatch, capsys):
-    monkeypatch.setattr(_support, "FIRST_NOTICE_S", 0.2)
-    monkeypatch.setattr(_support, "REPEAT_S", 0.2)
-    with _support.waiting("stake"):
-        pass
-    assert capsys.readouterr().err == ""
-
-    with _support.waiting("stake"):
-        time.sleep(1.0)  # notices at 0.2, 0.4, ... s: at least two, whatever the load
-    lines = capsys.readouterr().err.splitlines()
-    assert len(lines) >= 2 and all(line.startswith("stake: waiting for the chain (") for line in lines)
-    time.sleep(0.5)
-    assert capsys.readouterr().err == ""  # the notices stop with the wait
 
 
 @pytest.mark.parametrize("text, expected", [("1", 1), (" 7 ", 7), ("cpu-dev", class_by_name("cpu-dev").id)])

@@ -30,6 +30,7 @@ from gpumarket.actions import faucet, governance, jobs, provider, render
 from gpumarket.actions.common import ActionResult, token_info
 from gpumarket.actions.context import load_deployment, open_market
 from gpumarket.actions.errors import ActionError, guard
+from gpumarket.actions.progress import waiting
 from gpumarket.chain.connection import connect
 from gpumarket.chain.errors import ChainError
 from gpumarket.chain.keys import ServiceKey, load_key
@@ -104,10 +105,14 @@ class Session:
         market = open_market(self.w3(), self.deployment())  # the chain id check before the key is loaded
         return market.with_signer(self.key()) if signed else market
 
-    def run(self, action: Callable[[], T]) -> T:
-        """`action()`, with every refusal turned into a clean exit 1."""
+    def run(self, action: Callable[[], T], label: str = "") -> T:
+        """`action()`, with every refusal turned into a clean exit 1 (and, given a `label`, a
+        notice on stderr while a transaction takes long)."""
         try:
-            return action()
+            if not label:
+                return action()
+            with waiting(label):
+                return action()
         except ActionError as error:
             raise ActionFailed(error, self.as_json) from None
         except ConfigError as error:
@@ -206,7 +211,7 @@ def register_command(session: Session, gpu_class: str | None, gpu_count: int | N
         raise click.UsageError(f"register needs {', '.join(missing)}")
     class_id = parse_gpu_class(str(gpu_class))
     result = session.run(lambda: provider.register(session.market(signed=True), class_id, int(gpu_count or 0),
-                                                   int(price or 0), str(endpoint)))
+                                                   int(price or 0), str(endpoint)), "register")
     session.emit_result(result)
 
 
@@ -219,7 +224,7 @@ def update_command(session: Session, gpu_class: str | None, gpu_count: int | Non
     A new class or GPU count voids the verification until the next hardware report."""
     class_id = None if gpu_class is None else parse_gpu_class(gpu_class)
     result = session.run(lambda: provider.update(session.market(signed=True), gpu_class=class_id,
-                                                 gpu_count=gpu_count, price=price, endpoint=endpoint))
+                                                 gpu_count=gpu_count, price=price, endpoint=endpoint), "update")
     session.emit_result(result)
 
 
@@ -234,7 +239,7 @@ def stake_command(session: Session, amount: str, approve: bool) -> None:
         market = session.market(signed=True)
         return provider.stake(market, _parse_amount(market, amount, stake=True), approve=approve)
 
-    session.emit_result(session.run(act))
+    session.emit_result(session.run(act, "stake"))
 
 
 @click.command("unstake")
@@ -247,14 +252,14 @@ def unstake_command(session: Session, amount: str) -> None:
         market = session.market(signed=True)
         return provider.request_unstake(market, _parse_amount(market, amount, stake=True))
 
-    session.emit_result(session.run(act))
+    session.emit_result(session.run(act, "unstake"))
 
 
 @click.command("withdraw")
 @chain_options
 def withdraw_command(session: Session) -> None:
     """Pay out the unbonding stake (refused, with the time to come back, before its release)."""
-    session.emit_result(session.run(lambda: provider.withdraw(session.market(signed=True))))
+    session.emit_result(session.run(lambda: provider.withdraw(session.market(signed=True)), "withdraw"))
 
 
 @click.command("status")
@@ -276,7 +281,7 @@ def status_command(session: Session, address: str | None) -> None:
 @chain_options
 def claim_command(session: Session) -> None:
     """Withdraw the payments and stake the market credited to this account."""
-    session.emit_result(session.run(lambda: jobs.claim(session.market(signed=True))))
+    session.emit_result(session.run(lambda: jobs.claim(session.market(signed=True)), "claim"))
 
 
 PROVIDER_COMMANDS = (register_command, update_command, stake_command, unstake_command, withdraw_command,
@@ -307,7 +312,7 @@ def committee_command(session: Session, members: str | None, threshold: int | No
         raise click.UsageError("--set needs --threshold")
     addresses = [part.strip() for part in members.split(",") if part.strip()]
     session.emit_result(session.run(
-        lambda: governance.committee_set(session.market(signed=True), addresses, threshold)))
+        lambda: governance.committee_set(session.market(signed=True), addresses, threshold), "committee"))
 
 
 @market.command("params")
@@ -327,7 +332,7 @@ def params_command(session: Session, assignment: str | None) -> None:
     if not sep or value is None:
         raise click.BadParameter(f"{assignment!r} is not NAME=VALUE with an integer VALUE", param_hint="--set")
     session.emit_result(session.run(
-        lambda: governance.params_set(session.market(signed=True), name.strip(), value)))
+        lambda: governance.params_set(session.market(signed=True), name.strip(), value), "params"))
 
 
 @market.command("mint")
@@ -345,7 +350,7 @@ def mint_command(session: Session, token: str, amount: str, recipient: str | Non
         value = _parse_amount(market, amount, stake=token == "stake")
         return faucet.mint(market, token, recipient or session.key().address, value)  # type: ignore[arg-type]
 
-    session.emit_result(session.run(run))
+    session.emit_result(session.run(run, "mint"))
 
 
 @market.command("deploy")
@@ -373,7 +378,7 @@ def deploy_command(session: Session, params_path: Path, mock_tokens: bool, out_p
         except (ParamsError, DeploymentError) as error:
             raise ActionError(str(error), "fix the parameters file for this network", code="bad_params") from None
 
-    deployment = session.run(run)
+    deployment = session.run(run, "deploy")
     path = out_path or session.settings.deployment or Path(f"deployments/chain-{deployment.chain_id}.json")
     deployment.write(path)
     session.emit({**deployment.to_json(), "path": str(path)},

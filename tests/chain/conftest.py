@@ -35,17 +35,6 @@ SPEC_HASH = b"\x5e" * 32
 HOUR = 3_600
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _session_fixtures_first(tmp_path_factory) -> None:
-    """Sets up, before any module fixture, the session fixtures a test may pull in later.
-
-    titanoboa's pytest plugin (loaded with ape) anchors its EVM at every fixture's setup and
-    unwinds the anchors in setup order; a session fixture first set up in the middle of a
-    module (tmp_path_factory, behind tmp_path) is torn down after the module's fixtures,
-    out of that order, and the unwinding fails.
-    """
-
-
 @pytest.fixture(scope="session")
 def artifacts() -> Artifacts:
     return load_artifacts()
@@ -154,7 +143,6 @@ def kit(module_kit) -> Iterator[Kit]:
     w3.provider.make_request("evm_revert", [snapshot])
 
 
-# Function-scoped, not session: see _session_fixtures_first.
 @pytest.fixture
 def anvil_binary() -> Path:
     binary = find_anvil()

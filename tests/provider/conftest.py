@@ -22,14 +22,6 @@ from gpumarket.provider.store import Store
 from .support import CHAIN_ID, MARKET, Http, MemoryJobSource, account
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _session_fixtures_first(tmp_path_factory) -> None:
-    """Sets up the session fixtures a test pulls in later before any module fixture: the
-    titanoboa plugin loaded with ape unwinds its EVM anchors in fixture setup order, and a
-    session fixture first set up inside a module (tmp_path_factory, behind tmp_path) breaks it
-    (see tests/chain/conftest.py)."""
-
-
 @pytest.fixture(scope="session")
 def client_account():
     return account("client")

@@ -230,14 +230,3 @@ def case(request, make_case, root_kit) -> QuorumCase:
     return make_case(root_kit, request.param)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _session_fixtures_first(
-    chain, project, accounts, owner, treasury, provider, provider2, client, client2, keeper, attacker, committee, token_args, tmp_path_factory
-) -> None:
-    """Sets up every session-scoped fixture these tests use before any module starts.
-
-    titanoboa's pytest plugin (boa_test) anchors the chain at each fixture setup; a
-    session fixture first set up inside a module gets an anchor newer than ape's module
-    snapshot, which ape's module teardown then discards, so the session teardown fails
-    with "No checkpoint N was found". `-p no:boa_test` removes the cause for the suite.
-    """

@@ -53,13 +53,3 @@ def books(market, stake_token, payment_token, provider, provider2, client, clien
         )
 
     return check
-
-
-@pytest.fixture(autouse=True)
-def module_fixtures_up_front(funded, running_job, settle, domain) -> None:
-    """Sets up every module-scoped builder before the first test of a module runs.
-
-    Under ape's snapshots plus titanoboa's own pytest plugin (boa_test), a module-scoped
-    fixture first requested by a later test of a module breaks the teardown ("No
-    checkpoint N was found"). Requesting them all in every test keeps the order fixed.
-    """

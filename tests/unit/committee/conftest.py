@@ -6,7 +6,7 @@ import pytest
 
 from helpers.committee import Committee, hardware_report
 from helpers.constants import DAY
-from unit.expectations import books, module_fixtures_up_front  # noqa: F401  (re-exported fixtures)
+from unit.expectations import books  # noqa: F401  (re-exported fixtures)
 
 
 @pytest.fixture

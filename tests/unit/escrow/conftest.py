@@ -10,7 +10,7 @@ from gpumarket.signing.eip712 import JobReport, Outcome
 
 from helpers.committee import job_report
 from helpers.constants import CANCELLED, COMPLETED, EXPIRED, FAILED, HOUR, RUNNING
-from unit.expectations import books, module_fixtures_up_front, next_tx_at  # noqa: F401  (re-exported fixtures)
+from unit.expectations import books, next_tx_at  # noqa: F401  (re-exported fixtures)
 
 # An id no job has: get_job returns state 0 for it.
 UNKNOWN_JOB = 999

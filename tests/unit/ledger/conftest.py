@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from helpers.constants import HOUR, PRICE
-from unit.expectations import books, module_fixtures_up_front  # noqa: F401  (re-exported fixtures)
+from unit.expectations import books  # noqa: F401  (re-exported fixtures)
 
 # Terms of the job whose refund creates a claimable balance: escrow = max price x GPUs x seconds.
 MAX_PRICE = 2 * PRICE

@@ -10,7 +10,7 @@ from gpumarket.signing.eip712 import HardwareReport
 
 from helpers.committee import hardware_report
 from helpers.constants import DAY
-from unit.expectations import books, module_fixtures_up_front  # noqa: F401  (re-exported fixtures)
+from unit.expectations import books  # noqa: F401  (re-exported fixtures)
 
 
 @pytest.fixture

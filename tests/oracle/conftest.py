@@ -15,7 +15,8 @@ import pytest
 
 from gpumarket.oracle.api import ApiConfig, OracleAPI
 from gpumarket.oracle.metrics import OracleMetrics
-from gpumarket.oracle.signer import OracleKey, OracleSigner
+from gpumarket.chain.keys import ServiceKey, test_oracle
+from gpumarket.oracle.signer import OracleSigner
 from gpumarket.oracle.store import DecisionStore
 from gpumarket.signing.eip712 import Domain
 from gpumarket.testing.committee import hardware_report, job_report
@@ -33,12 +34,12 @@ def domain() -> Domain:
 
 
 @pytest.fixture(scope="session")
-def keys() -> list[OracleKey]:
-    return [OracleKey.from_test_index(i) for i in range(3)]
+def keys() -> list[ServiceKey]:
+    return [test_oracle(i) for i in range(3)]
 
 
 @pytest.fixture(scope="session")
-def members(keys: list[OracleKey]) -> list[str]:
+def members(keys: list[ServiceKey]) -> list[str]:
     return [key.address for key in keys]
 
 
@@ -46,7 +47,7 @@ def members(keys: list[OracleKey]) -> list[str]:
 class Node:
     """One oracle: its store, signer, metrics and (when started) API."""
 
-    key: OracleKey
+    key: ServiceKey
     store: DecisionStore
     signer: OracleSigner
     metrics: OracleMetrics
@@ -60,7 +61,7 @@ class Node:
 
 @pytest.fixture
 def make_node(
-    tmp_path: Path, domain: Domain, keys: list[OracleKey], members: list[str]
+    tmp_path: Path, domain: Domain, keys: list[ServiceKey], members: list[str]
 ) -> Iterator[Callable[..., Node]]:
     """Builder: oracle ``index`` with its own store, the 2-of-3 committee of epoch 1 recorded."""
     nodes: list[Node] = []

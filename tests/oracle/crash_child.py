@@ -19,14 +19,15 @@ import os
 import signal
 import sys
 
-from gpumarket.oracle.signer import OracleKey, OracleSigner
+from gpumarket.chain.keys import ServiceKey, test_oracle
+from gpumarket.oracle.signer import OracleSigner
 from gpumarket.oracle.store import ConflictingDecision, DecisionStore
 from gpumarket.signing.eip712 import Domain, Outcome
-from gpumarket.testing.committee import hardware_report, job_report, oracle_key
+from gpumarket.testing.committee import hardware_report, job_report
 
 CONTRACT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 PROVIDER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
-MEMBERS = [OracleKey(oracle_key(i)).address for i in range(3)]
+MEMBERS = [test_oracle(i).address for i in range(3)]
 
 
 def emit(**event: object) -> None:
@@ -59,11 +60,11 @@ def install_crash(point: str, store: DecisionStore) -> None:
         store._db.set_trace_callback(trace)  # test-only: the store keeps its connection private
     elif point == "after_commit":
 
-        def sign_report(self, domain, report):  # replaces OracleKey.sign_report in this process only
+        def sign_report(self, domain, report):  # replaces ServiceKey.sign_report in this process only
             emit(event="dying", point=point)
             die()
 
-        OracleKey.sign_report = sign_report  # type: ignore[method-assign]
+        ServiceKey.sign_report = sign_report  # type: ignore[method-assign]
     elif point == "after_sign":
 
         def attach(self, decision, signature):
@@ -78,7 +79,7 @@ def install_crash(point: str, store: DecisionStore) -> None:
 
 def main(argv: list[str]) -> None:
     db, kind, mode = argv[0], argv[1], argv[2]
-    key = OracleKey.from_test_index(0)
+    key = test_oracle(0)
     store = DecisionStore.open(db, Domain(chain_id=1337, verifying_contract=CONTRACT), key.address)
     store.set_committee(1, MEMBERS, 2)
     signer = OracleSigner(store, key)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from gpumarket.oracle.signer import OracleKey
+from gpumarket.chain.keys import test_oracle
 from gpumarket.oracle.store import ConflictingDecision, DecisionStore
 from gpumarket.signing import eip712
 from gpumarket.testing.committee import oracle_key
@@ -76,7 +76,7 @@ def test_killed_before_the_commit_nothing_was_decided_or_signed(tmp_path, kind):
     code, events = run_child(db, kind, "decide", key, first, "--crash", "before_commit")
     assert code == -signal.SIGKILL and not any(e["event"] == "signed" for e in events)
     domain = eip712.Domain(chain_id=1337, verifying_contract=crash_child.CONTRACT)
-    with DecisionStore.open(db, domain, OracleKey(oracle_key(0)).address) as store:
+    with DecisionStore.open(db, domain, test_oracle(0).address) as store:
         assert store.counts().job_decisions == store.counts().hardware_decisions == 0
     # Nothing left the dead process, so the restarted oracle is free to decide; that decision is final.
     code, events = run_child(db, kind, "decide", key, different)
@@ -118,7 +118,7 @@ def test_killed_at_random_times_every_escaped_signature_is_the_only_one(tmp_path
         first += 400
 
     assert escaped, "no signature left the child before it was killed"
-    key = OracleKey(oracle_key(0))
+    key = test_oracle(0)
     with DecisionStore.open(db, domain, key.address) as store:
         decided = 0
         for index in range(1, first):

@@ -8,7 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from gpumarket.oracle.signer import NoQuorum, OracleKey, OracleSigner, ReportKey, StaleEpoch
+from gpumarket.chain.keys import ServiceKey, test_oracle
+from gpumarket.oracle.signer import NoQuorum, OracleSigner, ReportKey, StaleEpoch
 from gpumarket.oracle.store import (
     SCHEMA_VERSION,
     AddResult,
@@ -274,15 +275,15 @@ def test_any_report_key_can_sign(tmp_path, domain, report_for):
     """OracleSigner takes any ReportKey (address + sign_report), such as the chain layer's service key."""
 
     class Delegating:
-        def __init__(self, inner: OracleKey) -> None:
+        def __init__(self, inner: ServiceKey) -> None:
             self._inner = inner
             self.address = inner.address
 
         def sign_report(self, domain, report):
             return self._inner.sign_report(domain, report)
 
-    key = Delegating(OracleKey.from_test_index(2))
-    assert isinstance(key, ReportKey) and isinstance(OracleKey.from_test_index(2), ReportKey)
+    key = Delegating(test_oracle(2))
+    assert isinstance(key, ReportKey) and isinstance(test_oracle(2), ReportKey)
     with DecisionStore.open(tmp_path / "any.db", domain, key.address) as store:
         signed = OracleSigner(store, key).decide_and_sign(report_for(40))
         assert signed.signature == eip712.sign(oracle_key(2), domain, report_for(40))

@@ -15,7 +15,7 @@ from web3 import Web3
 from gpumarket.chain.artifacts import load_artifacts
 from gpumarket.chain.connection import EMBEDDED, connect
 from gpumarket.chain.events import ProviderRegistered
-from gpumarket.chain.keys import ServiceKey, test_account
+from gpumarket.chain.keys import ServiceKey, test_account, test_oracle
 from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3
 from gpumarket.chain.params import load_params
@@ -24,7 +24,7 @@ from gpumarket.oracle.api import OracleAPI
 from gpumarket.oracle.chain_submitter import ChainSubmitter
 from gpumarket.oracle.hardware import HardwareConfig, HardwareVerifier
 from gpumarket.oracle.peers import PeerClient
-from gpumarket.oracle.signer import OracleKey, OracleSigner
+from gpumarket.oracle.signer import OracleSigner
 from gpumarket.oracle.store import DecisionStore
 from gpumarket.oracle.sync import CommitteeSync
 from gpumarket.provider.agent import AgentConfig, ProviderAgent
@@ -40,7 +40,7 @@ PRICE = 10**12
 
 @dataclass
 class Oracle:
-    key: OracleKey
+    key: ServiceKey
     store: DecisionStore
     signer: OracleSigner
     api: OracleAPI
@@ -94,7 +94,7 @@ def world(tmp_path_factory) -> Iterator[World]:
     domain = world.market().domain
     try:
         for i in range(3):
-            key = OracleKey.from_test_index(i)
+            key = test_oracle(i)
             store = DecisionStore.open(root / f"oracle{i}.db", domain, key.address)
             CommitteeSync(store, world.market()).load_current()
             signer = OracleSigner(store, key)

@@ -16,7 +16,7 @@ from gpumarket.chain.models import JobState
 from gpumarket.client.http import ProviderApi
 from gpumarket.signing.eip712 import Outcome
 
-from .conftest import Market3, busy_spec, deploy_world, running, wait_for
+from .conftest import busy_spec, deploy_world, running, wait_for
 from .test_job_loop import assert_quorum_agrees, settled_event
 
 

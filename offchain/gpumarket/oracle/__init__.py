@@ -6,8 +6,8 @@ Modules (one concern each):
   committed before anything signs it and is write-once per job / hardware key, so the
   oracle never signs two different reports for one job, even across a crash. Also
   committees per epoch, verified signatures, settlement status, event cursors.
-- :mod:`~gpumarket.oracle.signer`: :class:`OracleKey` (never shows its key) and
-  :class:`OracleSigner` (signs committed decisions, assembles quorums).
+- :mod:`~gpumarket.oracle.signer`: :class:`OracleSigner` (signs committed decisions with a
+  :class:`gpumarket.chain.keys.ServiceKey`, assembles quorums).
 - :mod:`~gpumarket.oracle.api`: the HTTP API (health, metrics, signed reports, peers'
   signature pushes) with precise 4xx refusals.
 - :mod:`~gpumarket.oracle.peers`: gathering peers' signatures (and pushing ours) over HTTP.
@@ -39,7 +39,7 @@ from gpumarket.oracle.settlement import (
     should_submit,
     submit_if_due,
 )
-from gpumarket.oracle.signer import NoQuorum, OracleKey, OracleSigner, Quorum, SignedReport
+from gpumarket.oracle.signer import NoQuorum, OracleSigner, Quorum, SignedReport
 from gpumarket.oracle.store import ConflictingDecision, Decision, DecisionStore
 
 __all__ = [
@@ -50,7 +50,6 @@ __all__ = [
     "GatherResult",
     "NoQuorum",
     "OracleAPI",
-    "OracleKey",
     "OracleMetrics",
     "OracleSigner",
     "PeerClient",

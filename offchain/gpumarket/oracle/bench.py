@@ -40,7 +40,8 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from eth_utils import keccak
 
-from gpumarket.oracle.signer import OracleKey, OracleSigner
+from gpumarket.chain.keys import ServiceKey, test_oracle
+from gpumarket.oracle.signer import OracleSigner
 from gpumarket.oracle.store import DecisionStore
 from gpumarket.signing.eip712 import Domain, JobReport, Outcome, Report
 
@@ -80,9 +81,9 @@ class _Timed(Generic[P, R]):
 
 
 class _TimedKey:
-    """An OracleKey whose signing time is measured (OracleSigner takes any ReportKey)."""
+    """A key whose signing time is measured (OracleSigner takes any ReportKey)."""
 
-    def __init__(self, key: OracleKey) -> None:
+    def __init__(self, key: ServiceKey) -> None:
         self.address = key.address
         self.sign = _Timed(key.sign_report)
 
@@ -114,7 +115,7 @@ def bench_reports(root: Path, *, reports: int, warmup: int) -> ReportBench:
     """Times ``reports`` distinct JobReports through the oracle's per-report path (module doc)."""
     if reports < 1 or warmup < 0:
         raise ValueError("reports must be >= 1 and warmup >= 0")
-    keys = [OracleKey.from_test_index(i) for i in range(3)]
+    keys = [test_oracle(i) for i in range(3)]
     store = DecisionStore.open(root / "bench-oracle.sqlite", BENCH_DOMAIN, keys[0].address)
     try:
         store.set_committee(1, [key.address for key in keys], 2)

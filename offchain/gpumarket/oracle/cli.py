@@ -26,7 +26,7 @@ import click
 
 from gpumarket.chain.connection import EMBEDDED, connect
 from gpumarket.chain.errors import ChainError
-from gpumarket.chain.keys import KeyLoadError, load_key
+from gpumarket.chain.keys import KeyLoadError, ServiceKey, load_key, load_keystore, test_oracle
 from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.config import ConfigError, resolve_settings
 from gpumarket.lifecycle import serve_until_signalled
@@ -35,7 +35,7 @@ from gpumarket.oracle.jobs import JobConfig
 from gpumarket.oracle.service import OracleService, OracleServiceConfig
 from gpumarket.oracle.api import ApiConfig, OracleAPI
 from gpumarket.oracle.metrics import OracleMetrics
-from gpumarket.oracle.signer import OracleKey, OracleKeyError, OracleSigner
+from gpumarket.oracle.signer import OracleSigner
 from gpumarket.oracle.store import DecisionStore, StoreError
 from gpumarket.signing.eip712 import Domain
 
@@ -47,17 +47,17 @@ logger = logging.getLogger(__name__)
 PUBLIC_CHAIN_IDS = frozenset({1, 10, 56, 100, 137, 8453, 42161, 17000, 11155111, 560048})
 
 
-def _load_key(key_alias: str | None, test_key: int | None, chain_id: int) -> OracleKey:
+def _load_key(key_alias: str | None, test_key: int | None, chain_id: int) -> ServiceKey:
     if (key_alias is None) == (test_key is None):
         raise click.UsageError("give exactly one of --key-alias and --test-key")
     if test_key is not None:
         if chain_id in PUBLIC_CHAIN_IDS:
             raise click.UsageError(f"--test-key is a public key: refused on chain {chain_id}")
         logger.warning("using public test oracle key %d: for local chains only", test_key)
-        return OracleKey.from_test_index(test_key)
+        return test_oracle(test_key)
     try:
-        return OracleKey.from_keystore(key_alias)  # type: ignore[arg-type]
-    except OracleKeyError as exc:
+        return load_keystore(key_alias)  # type: ignore[arg-type]
+    except KeyLoadError as exc:
         raise click.UsageError(str(exc)) from None
 
 

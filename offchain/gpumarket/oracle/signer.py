@@ -1,15 +1,10 @@
-"""The oracle's key and signer: signs only committed decisions; assembles quorums.
+"""The oracle's signer: signs only committed decisions; assembles quorums.
 
-:class:`OracleKey` holds the private key. Its ``repr``/``str`` show the address only, it
-refuses to be pickled or copied, and the key bytes sit behind a redacting holder, so a log
-line, an error, a traceback's locals or ``vars()`` never shows them. Load it from an ape
-keystore account (``OracleKey.from_keystore(alias)``; the passphrase comes from
-``APE_ACCOUNTS_<alias>_PASSPHRASE``, as ape reads it) or, on local chains only, from a
-public test key (``OracleKey.from_test_index(n)``, see :mod:`gpumarket.testing.committee`).
+The key is a :class:`gpumarket.chain.keys.ServiceKey` (an ape keystore account, or a public
+test key on local chains; it never shows its secret), or any :class:`ReportKey`.
+:class:`OracleSigner` ties it to a :class:`~gpumarket.oracle.store.DecisionStore`:
 
-:class:`OracleSigner` ties a key to a :class:`~gpumarket.oracle.store.DecisionStore`:
-
-    signer = OracleSigner(store, key)         # key: an OracleKey, or any ReportKey
+    signer = OracleSigner(store, key)         # key: load_key("keystore:oracle1"), test_oracle(0), ...
     signed = signer.decide_and_sign(report)   # commit the decision, then sign it
     signed = signer.sign_job(job_id)          # sign an already committed decision
     q = signer.quorum(job_id)                 # >= threshold signatures, ascending by signer
@@ -22,31 +17,23 @@ after its commit, so ``decide_and_sign`` with a different report for a decided j
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, NoReturn, Protocol, runtime_checkable
-
-from eth_utils import to_checksum_address
+from typing import Any, Protocol, runtime_checkable
 
 from gpumarket.oracle.metrics import OracleMetrics
 from gpumarket.oracle.store import Decision, DecisionStore, NotDecided, ReportKind, hardware_key, job_key
 from gpumarket.signing import eip712
 from gpumarket.signing.eip712 import Domain, Report
-from gpumarket.testing.committee import oracle_key
 
 __all__ = [
     "OracleKeyError",
     "NoQuorum",
-    "OracleKey",
     "OracleSigner",
     "Quorum",
     "ReportKey",
     "SignedReport",
     "StaleEpoch",
-    "keystore_path",
 ]
 
 logger = logging.getLogger(__name__)
@@ -69,118 +56,16 @@ class StaleEpoch(Exception):
     """The decision's epoch is no longer the current one: its signatures are void on chain."""
 
 
-class _Secret:
-    """Holds bytes that must never be shown; every representation is redacted."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: bytes) -> None:
-        self._value = value
-
-    def reveal(self) -> bytes:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<redacted>"
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("a secret cannot be pickled")
-
-
 @runtime_checkable
 class ReportKey(Protocol):
     """What OracleSigner needs of a key: its address and EIP-712 report signatures.
 
-    OracleKey is one; any key object with these two members (e.g. the chain layer's
-    service key) works the same.
+    gpumarket.chain.keys.ServiceKey is one; any object with these two members works the same.
     """
 
     address: str
 
     def sign_report(self, domain: Domain, report: Report) -> bytes: ...
-
-
-class OracleKey:
-    """An oracle's signing key; shows only its address."""
-
-    __slots__ = ("_secret", "address")
-
-    def __init__(self, private_key: bytes | str) -> None:
-        if isinstance(private_key, str):
-            text = private_key[2:] if private_key[:2] in ("0x", "0X") else private_key
-            try:
-                private_key = bytes.fromhex(text)
-            except ValueError:
-                raise OracleKeyError("private key: not a hex string") from None
-        try:
-            address = eip712.address_of(private_key)
-        except ValueError as exc:  # eip712's messages never include the key
-            raise OracleKeyError(str(exc)) from None
-        self._secret = _Secret(bytes(private_key))
-        self.address: str = address
-
-    @classmethod
-    def from_test_index(cls, index: int) -> OracleKey:
-        """Public test oracle ``index`` (anyone can derive it: local chains only)."""
-        return cls(oracle_key(index))
-
-    @classmethod
-    def from_keystore(
-        cls, alias: str, passphrase: str | None = None, data_folder: str | Path | None = None
-    ) -> OracleKey:
-        """Decrypt the ape keystore account ``alias`` (``<ape data folder>/accounts/<alias>.json``).
-
-        The passphrase defaults to ``$APE_ACCOUNTS_<alias>_PASSPHRASE`` (ape's own variable);
-        the data folder to ``$APE_DATA_FOLDER`` or ``~/.ape``. ape itself is not imported.
-        """
-        path = keystore_path(alias, data_folder)
-        if passphrase is None:
-            passphrase = os.environ.get(f"APE_ACCOUNTS_{alias}_PASSPHRASE")
-        if passphrase is None:
-            raise OracleKeyError(f"no passphrase for account {alias!r}: set APE_ACCOUNTS_{alias}_PASSPHRASE")
-        try:
-            keyfile = json.loads(path.read_text(encoding="utf8"))
-        except FileNotFoundError:
-            raise OracleKeyError(f"no keystore account {alias!r} at {path}") from None
-        except (OSError, ValueError) as exc:
-            raise OracleKeyError(f"cannot read keystore {path}: {type(exc).__name__}") from None
-        from eth_account import Account  # imported here: only keystore users pay for it
-
-        try:
-            raw = bytes(Account.decrypt(keyfile, passphrase))
-        except ValueError:
-            raise OracleKeyError(
-                f"cannot decrypt keystore account {alias!r}: wrong passphrase or corrupt file"
-            ) from None
-        key = cls(raw)
-        if (
-            "address" in keyfile
-            and to_checksum_address("0x" + str(keyfile["address"]).removeprefix("0x")) != key.address
-        ):
-            raise OracleKeyError(f"keystore account {alias!r}: the key does not match the file's address")
-        return key
-
-    def sign_report(self, domain: Domain, report: Report) -> bytes:
-        """65-byte ``r || s || v`` EIP-712 signature (deterministic, RFC 6979)."""
-        return eip712.sign(self._secret.reveal(), domain, report)
-
-    def __repr__(self) -> str:
-        return f"OracleKey(address={self.address})"
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("an OracleKey cannot be pickled or copied")
-
-
-def keystore_path(alias: str, data_folder: str | Path | None = None) -> Path:
-    """Where ape keeps the keystore account ``alias``."""
-    if not alias or "/" in alias or "\\" in alias or alias in (".", ".."):
-        raise OracleKeyError(f"invalid account alias {alias!r}")
-    folder = Path(data_folder or os.environ.get("APE_DATA_FOLDER") or Path.home() / ".ape")
-    return folder / "accounts" / f"{alias}.json"
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["CONFIG_ENV", "ChainSettings", "ConfigError", "load_config", "resolve_settings"]
+__all__ = ["CONFIG_ENV", "ChainSettings", "ConfigError", "load_config", "require_settings", "resolve_settings"]
 
 CONFIG_ENV = "GPUMARKET_CONFIG"
 _FIELDS = ("rpc", "deployment", "key")
@@ -95,3 +95,13 @@ def resolve_settings(config: str | Path | None = None, *, rpc: str | None = None
     path = config or environ.get(CONFIG_ENV) or None
     base = load_config(path) if path else ChainSettings()
     return replace(base, rpc=rpc or base.rpc, deployment=deployment or base.deployment, key=key or base.key)
+
+
+def require_settings(config: str | Path | None = None, *, rpc: str | None = None, deployment: Path | None = None,
+                     key: str | None = None) -> ChainSettings:
+    """:func:`resolve_settings` for a service, which needs all three: ConfigError names what is missing."""
+    settings = resolve_settings(config, rpc=rpc, deployment=deployment, key=key)
+    missing = [f"--{name}" for name in _FIELDS if not getattr(settings, name)]
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} required (as options or in the --config file)")
+    return settings

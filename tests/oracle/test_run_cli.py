@@ -43,3 +43,16 @@ def test_help_lists_every_timing() -> None:
     assert code == 0
     for option in ("--heartbeat-interval", "--silent-after", "--fallback-delay", "--peer", "--sender"):
         assert option in output
+
+
+def test_what_is_missing_is_named(tmp_path: Path) -> None:
+    code, output = run("--rpc", "http://127.0.0.1:9", "--deployment", str(deployment_file(tmp_path)),
+                       "--db", str(tmp_path / "o.sqlite"))
+    assert code == 2 and "--key required" in output
+
+
+def test_the_config_file_supplies_the_node_and_the_deployment(tmp_path: Path) -> None:
+    config = tmp_path / "gpumarket.toml"
+    config.write_text(f'rpc = "http://127.0.0.1:9"\ndeployment = "{deployment_file(tmp_path)}"\n')
+    code, output = run("--config", str(config), "--key", "test-oracle:0", "--db", str(tmp_path / "o.sqlite"))
+    assert code == 1 and "Error: node http://127.0.0.1:9" in output  # it got as far as the node

@@ -51,7 +51,8 @@ def test_the_tour_runs_as_written(tmp_path: Path) -> None:
             _is_free(p) for p in range(oracle, oracle + 3)):
         oracle = free_ports(1)[0]
     env = {**os.environ, "CHAIN_PORT": str(chain), "PROVIDER_PORT": str(provider), "ORACLE_PORT": str(oracle),
-           "TOUR": str(tmp_path), "GPUMARKET_CONFIG": ""}
+           # Relative, as the tour's default ("tour") is: the tour makes it absolute itself.
+           "TOUR": os.path.relpath(tmp_path, REPO), "GPUMARKET_CONFIG": ""}
     script = tmp_path / "tour.sh"
     script.write_text(tour_script())
     process = subprocess.Popen(["bash", str(script)], cwd=REPO, env=env, stdout=subprocess.PIPE,

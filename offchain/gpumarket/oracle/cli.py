@@ -28,7 +28,7 @@ from gpumarket.chain.connection import EMBEDDED, connect
 from gpumarket.chain.errors import ChainError
 from gpumarket.chain.keys import KeyLoadError, ServiceKey, load_key, load_keystore, test_oracle
 from gpumarket.chain.market_deploy import MarketDeployment
-from gpumarket.config import ConfigError, resolve_settings
+from gpumarket.config import ConfigError, require_settings
 from gpumarket.lifecycle import serve_until_signalled
 from gpumarket.oracle.hardware import HardwareConfig
 from gpumarket.oracle.jobs import JobConfig
@@ -195,12 +195,10 @@ def run(
     Exits 0 when stopped by a signal, 1 when the chain follower gave up (node down too long)."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = resolve_settings(config_path, rpc=rpc, deployment=deployment_path, key=key_spec)
+        settings = require_settings(config_path, rpc=rpc, deployment=deployment_path, key=key_spec)
     except ConfigError as error:
         raise click.UsageError(str(error)) from None
-    if not settings.rpc or settings.deployment is None or not settings.key:
-        raise click.UsageError("--rpc, --deployment and --key are required (as options or in the --config file)")
-    rpc, deployment_path, key_spec = settings.rpc, settings.deployment, settings.key
+    rpc, deployment_path, key_spec = str(settings.rpc), Path(str(settings.deployment)), str(settings.key)
     if rpc == EMBEDDED:
         raise click.BadParameter("the embedded chain lives inside one process: give a node's URL", param_hint="--rpc")
     try:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 from web3 import Web3
 from web3.contract import Contract
@@ -71,22 +71,32 @@ def _address(value: Any) -> str:
 
 
 class _Bound:
-    """A contract bound to an optional signer: shared call and transaction plumbing."""
+    """A contract (the artifact ``CONTRACT``) bound to an optional signer: shared construction,
+    call and transaction plumbing."""
+
+    CONTRACT: ClassVar[str]
 
     def __init__(
         self,
         w3: Web3,
         address: str,
-        abi: list[dict[str, Any]],
-        signer: Signer | None,
-        tx_settings: TxSettings | None,
+        *,
+        signer: Signer | None = None,
+        artifacts: Artifacts | None = None,
+        tx_settings: TxSettings | None = None,
     ) -> None:
+        self._artifacts = artifacts or load_artifacts()
         self.w3 = w3
         self.address = _address(address)
-        self.contract: Contract = w3.eth.contract(address=self.address, abi=abi)
+        self.contract: Contract = w3.eth.contract(address=self.address, abi=self._artifacts[self.CONTRACT].abi)
         self.signer = signer
         self._tx_settings = tx_settings
         self._sender = None if signer is None else Transactor.for_signer(w3, signer, tx_settings)
+
+    def with_signer(self, signer: Signer) -> Self:
+        """The same contract, transacting as `signer`."""
+        return type(self)(self.w3, self.address, signer=signer, artifacts=self._artifacts,
+                          tx_settings=self._tx_settings)
 
     @property
     def sender(self) -> str | None:
@@ -121,23 +131,10 @@ class Token(_Bound):
     """An ERC20 (MockToken's ABI, a superset of ERC20's); `mint` works on MockTokens only.
     Its TxResults carry no events (only market events are decoded)."""
 
-    def __init__(
-        self,
-        w3: Web3,
-        address: str,
-        *,
-        signer: Signer | None = None,
-        artifacts: Artifacts | None = None,
-        tx_settings: TxSettings | None = None,
-    ) -> None:
-        self._artifacts = artifacts or load_artifacts()
-        super().__init__(w3, address, self._artifacts["MockToken"].abi, signer, tx_settings)
+    CONTRACT = "MockToken"
 
     def __repr__(self) -> str:
         return f"Token({self.address})"
-
-    def with_signer(self, signer: Signer) -> "Token":
-        return Token(self.w3, self.address, signer=signer, artifacts=self._artifacts, tx_settings=self._tx_settings)
 
     def name(self) -> str:
         return str(self._call("name"))
@@ -171,6 +168,8 @@ class Token(_Bound):
 class Market(_Bound):
     """One deployed GpuMarket; see the module docstring."""
 
+    CONTRACT = "GpuMarket"
+
     def __init__(
         self,
         w3: Web3,
@@ -180,18 +179,13 @@ class Market(_Bound):
         artifacts: Artifacts | None = None,
         tx_settings: TxSettings | None = None,
     ) -> None:
-        self._artifacts = artifacts or load_artifacts()
-        super().__init__(w3, address, self._artifacts["GpuMarket"].abi, signer, tx_settings)
-        self.decoder = EventDecoder(w3, self._artifacts["GpuMarket"].abi)
+        super().__init__(w3, address, signer=signer, artifacts=artifacts, tx_settings=tx_settings)
+        self.decoder = EventDecoder(w3, self._artifacts[self.CONTRACT].abi)
         self._tokens: tuple[str, str] | None = None
         self._chain_id: int | None = None
 
     def __repr__(self) -> str:
         return f"Market({self.address}, signer={self.sender})"
-
-    def with_signer(self, signer: Signer) -> "Market":
-        """The same market, transacting as `signer`."""
-        return Market(self.w3, self.address, signer=signer, artifacts=self._artifacts, tx_settings=self._tx_settings)
 
     def _decode_events(self, receipt: Any) -> tuple[MarketEvent, ...]:
         decoded = (

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from web3 import Web3
 
+from gpumarket.chain.anvil import ANVIL_NPM_PACKAGE, AnvilNode, find_anvil
 from gpumarket.chain.artifacts import load_artifacts
 from gpumarket.chain.connection import EMBEDDED, connect
 from gpumarket.chain.keys import ServiceKey, test_account, test_oracle
@@ -169,3 +170,17 @@ def running(world: Market3) -> Iterator[Market3]:
 def world(tmp_path_factory) -> Iterator[Market3]:
     with running(deploy_world(connect(EMBEDDED), tmp_path_factory.mktemp("oracle-service"))) as world:
         yield world
+
+
+@pytest.fixture
+def anvil(tmp_path: Path) -> Iterator[AnvilNode]:
+    """A fresh anvil keeping its state in tmp_path (restart() resumes the same chain)."""
+    binary = find_anvil()
+    if binary is None:
+        reason = f"anvil not installed: `make anvil` installs it with npm ({ANVIL_NPM_PACKAGE}); npm is missing here"
+        print(reason)
+        pytest.skip(reason)
+    node = AnvilNode(binary, state_path=tmp_path / "anvil-state.json", log_path=tmp_path / "anvil.log")
+    node.start()
+    yield node
+    node.stop()

@@ -4,12 +4,9 @@ oracles' and the provider's followers ride it out and the job still settles, onc
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from gpumarket.chain.anvil import ANVIL_NPM_PACKAGE, AnvilNode, find_anvil
+from gpumarket.chain.anvil import AnvilNode
 from gpumarket.chain.connection import connect
 from gpumarket.chain.keys import test_account
 from gpumarket.chain.models import JobState
@@ -18,19 +15,6 @@ from gpumarket.signing.eip712 import Outcome
 
 from .conftest import busy_spec, deploy_world, running, wait_for
 from .test_job_loop import assert_quorum_agrees, settled_event
-
-
-@pytest.fixture
-def anvil(tmp_path: Path) -> Iterator[AnvilNode]:
-    binary = find_anvil()
-    if binary is None:
-        reason = f"anvil not installed: `make anvil` installs it with npm ({ANVIL_NPM_PACKAGE}); npm is missing here"
-        print(reason)
-        pytest.skip(reason)
-    node = AnvilNode(binary, state_path=tmp_path / "anvil-state.json", log_path=tmp_path / "anvil.log")
-    node.start()
-    yield node
-    node.stop()
 
 
 def test_a_job_settles_across_a_node_restart(anvil: AnvilNode, tmp_path: Path) -> None:

@@ -292,8 +292,13 @@ class JobMonitor:
         job.last_poll = now
         return self._poll(job, now)
 
+    def _agent(self, job: _Followed) -> ProviderApi:
+        """The job's agent over HTTP, bounded by status_timeout_s (connect and each read)."""
+        timeout = self.config.status_timeout_s
+        return ProviderApi(job.endpoint, HttpTimeouts(timeout, timeout))
+
     def _poll(self, job: _Followed, now: float) -> JobStep:
-        api = ProviderApi(job.endpoint, HttpTimeouts(self.config.status_timeout_s, self.config.status_timeout_s))
+        api = self._agent(job)
         status: dict | None = None
         try:
             status = api.status(job.job_id)
@@ -370,7 +375,7 @@ class JobMonitor:
         try:
             result_hash = _hash32(status.get("result_hash"), "result_hash")
             evidence_hash = _hash32(status.get("evidence_hash"), "evidence_hash")
-            api = ProviderApi(job.endpoint, HttpTimeouts(self.config.status_timeout_s, self.config.status_timeout_s))
+            api = self._agent(job)
             raw = api.request("GET", f"/jobs/{job.job_id}/usage")
             if keccak(raw) != evidence_hash:
                 raise ValueError("the usage record does not hash to the reported evidence_hash")

@@ -28,6 +28,7 @@ from gpumarket.chain.models import Job
 from gpumarket.chain.params import load_params
 from gpumarket.client.jobs import JobClient
 from gpumarket.measure.provers import TileProver
+from gpumarket.oracle.challenge import ChallengeConfig
 from gpumarket.oracle.hardware import HardwareConfig
 from gpumarket.oracle.jobs import JobConfig
 from gpumarket.oracle.service import OracleService, OracleServiceConfig
@@ -40,10 +41,14 @@ CPU_DEV_TEST_FLOOR = 2
 PRICE = 10**12
 STAKE = 10**22
 # Heartbeats every 2 s from three oracles keep the one-challenge-at-a-time agent busy but not
-# saturated; silence is judged over 8 s, longer than the busy-retry budget (20 x 0.25 s).
+# saturated (they take turns at its prover); silence is three unanswered tries over 8 s, and
+# one try gives up after 3 s.
 JOB_CONFIG = JobConfig(heartbeat_interval_s=2.0, poll_interval_s=0.3, silent_after_s=8.0, fallback_delay_s=3.0,
                        resubmit_after_s=10.0)
-HARDWARE_CONFIG = HardwareConfig(fallback_delay_s=3.0, no_answer_retry_s=0.5, request_timeout_s=3.0)
+HARDWARE_CONFIG = HardwareConfig(
+    fallback_delay_s=3.0, no_answer_retry_s=0.5,
+    challenge=ChallengeConfig(request_timeout_s=3.0, turn_give_up_s=3.0),
+)
 
 
 def free_port() -> int:

@@ -3,10 +3,13 @@ an honest answer passes; replays, wrong sizes, oversized and malformed messages 
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from gpumarket.measure.classes import CPU_DEV, class_by_name
-from gpumarket.measure.messages import Challenge, Commitment, Opening, OpeningRequest
+from gpumarket.measure.messages import TURN_HEADER, Challenge, Commitment, Opening, OpeningRequest
 from gpumarket.measure.verifier import Verifier
 
 
@@ -90,14 +93,81 @@ def test_oversized_malformed_and_wrong_messages(served):
     assert served.http.healthy()
 
 
-def test_a_busy_agent_answers_503_instead_of_queueing(served):
+def take_turn(served, headers=None):
+    response = served.http.request("POST", "/challenge/turn", b"", headers or {})
+    assert response.status == 200, response.body
+    return response.json()["turn"]
+
+
+def test_a_challenge_without_a_turn_is_busy_while_a_turn_is_held(served):
     challenge = Verifier().issue(CPU_DEV)
-    with served.agent._prover_lock:  # as if another challenge were being computed
-        response = post(served, "/challenge", challenge.to_bytes())
+    turn = take_turn(served)  # another oracle holds the prover
+    response = post(served, "/challenge", challenge.to_bytes())
     expect(response, 503, "busy")
     assert response.headers["retry-after"] == "1"
-    # Nothing was recorded, so the same challenge can be answered now.
+    # Nothing was recorded: the holder's challenge goes through, then the same challenge too.
+    other = Verifier().issue(CPU_DEV)
+    answered = served.http.request("POST", "/challenge", other.to_bytes(), {TURN_HEADER: turn})
+    assert answered.status == 200, answered.body
     assert post(served, "/challenge", challenge.to_bytes()).status == 200
+
+
+def test_a_turn_is_used_once_and_an_unknown_one_is_refused(served):
+    turn = take_turn(served)
+    first, second = Verifier().issue(CPU_DEV), Verifier().issue(CPU_DEV)
+    assert served.http.request("POST", "/challenge", first.to_bytes(), {TURN_HEADER: turn}).status == 200
+    expect(served.http.request("POST", "/challenge", second.to_bytes(), {TURN_HEADER: turn}), 409, "turn_expired")
+    expect(served.http.request("POST", "/challenge", second.to_bytes(), {TURN_HEADER: "00" * 16}), 409, "turn_expired")
+
+
+def test_oracles_waiting_for_turns_are_served_in_order_and_none_starves(served):
+    """Three oracles at once: each gets its turn, first come first served, and each whole
+    challenge passes; the waiting for a turn happens before the verifier's clock starts."""
+    served.agent.challenges.turn_valid_s = 30.0  # a held turn must not lapse on a loaded machine
+    first = take_turn(served)  # held while the others queue behind it
+    granted: list[str] = []
+    verdicts: list[object] = []
+
+    def oracle(name: str) -> None:
+        turn = take_turn(served)
+        granted.append(name)
+        verifier = Verifier()
+        challenge = verifier.issue(CPU_DEV)
+        response = served.http.request("POST", "/challenge", challenge.to_bytes(), {TURN_HEADER: turn})
+        assert response.status == 200, response.body
+        request = verifier.receive_commitment(Commitment.parse(response.body))
+        opened = post(served, "/challenge/open", request.to_bytes())
+        verdicts.append(verifier.check_opening(Opening.parse(opened.body)).reason)
+
+    threads = []
+    for name in ("a", "b"):
+        threads.append(threading.Thread(target=oracle, args=(name,)))
+        threads[-1].start()
+        deadline = time.monotonic() + 30
+        while len(served.agent.challenges._queue) < len(threads) and time.monotonic() < deadline:
+            time.sleep(0.01)  # "a" queues before "b"
+    assert not granted  # both wait while the first turn is held
+    challenge = Verifier().issue(CPU_DEV)
+    assert served.http.request("POST", "/challenge", challenge.to_bytes(), {TURN_HEADER: first}).status == 200
+    for thread in threads:
+        thread.join(120)
+    assert granted == ["a", "b"]
+    assert len(verdicts) == 2 and all(reason in (None, "below_floor") for reason in verdicts)  # valid work
+
+
+def test_an_unused_turn_lapses_and_the_next_oracle_goes(served):
+    served.agent.challenges.turn_valid_s = 0.3
+    take_turn(served)  # never used
+    started = time.monotonic()
+    assert take_turn(served)  # granted once the first lapsed
+    assert time.monotonic() - started < served.agent.challenges.max_wait_s
+
+
+def test_a_turn_request_gives_up_with_503_when_the_queue_does_not_move(served):
+    served.agent.challenges.turn_valid_s = 30.0
+    served.agent.challenges.max_wait_s = 0.3
+    take_turn(served)
+    expect(served.http.request("POST", "/challenge/turn", b""), 503, "busy")
 
 
 def test_an_out_of_range_opening_is_422(served):
@@ -118,7 +188,7 @@ def test_rounds_scale_with_the_agents_gpu_count(store, runner, jobs, provider_ac
 
     config = AgentConfig(address=provider_account.address, chain_id=CHAIN_ID, market=MARKET, gpus=(0, 1))
     agent = ProviderAgent(config, store, runner, jobs, make_prover("numpy"))
-    agent._check_sizes(Verifier().issue(CPU_DEV, gpu_count=2))  # two GPUs' worth of rounds: accepted
+    agent.challenges._check_sizes(Verifier().issue(CPU_DEV, gpu_count=2))  # two GPUs' worth of rounds: accepted
     with pytest.raises(AgentError) as caught:
         agent.answer_challenge(Verifier().issue(CPU_DEV, gpu_count=3).to_bytes())
     assert (caught.value.status, caught.value.code) == (422, "challenge_refused")

@@ -31,6 +31,7 @@ from gpumarket.measure.fingerprint import MAX_TILE
 __all__ = [
     "MAX_OPENED_TILES",
     "PROTOCOL_VERSION",
+    "TURN_HEADER",
     "Challenge",
     "Commitment",
     "Message",
@@ -46,6 +47,9 @@ MAX_SIDE = 2**20  # m and p
 MAX_ROUNDS = 1_000_000
 MAX_PROOF_HASHES = 64
 MAX_TILES_PER_LEAF = 2**16
+# The HTTP header that carries an oracle's turn at the prover with its Challenge
+# (gpumarket.provider.challenges): the waiting for a turn happens before the clock starts.
+TURN_HEADER = "X-Challenge-Turn"
 
 M = TypeVar("M", bound="Message")
 

@@ -7,16 +7,9 @@
     hv.step(attempt, now=...)                     # gather peers' signatures; submit if our turn
     hv.tick(known=registered_providers)           # or all of the above, once per loop pass
 
-The challenge (gpumarket.measure.verifier on this oracle's own monotonic clock): RTT first
-(best of ``GET {endpoint}/health``), then ``POST {endpoint}/challenge`` with the Challenge
-bytes (sized by the provider's registered class and gpu_count), the Commitment back,
-``POST {endpoint}/challenge/open`` with the OpeningRequest, the Opening back, judged. A busy
-agent (503, it answers one challenge at a time) gets a fresh challenge after a short wait,
-a bounded number of times (the clock starts at issue, so waiting is never timed as work).
-
-Units: the contract compares ``measured_throughput`` with ``class_floor(class) * gpu_count``,
-and ``class_floor`` is the deploy params' ``floor_per_gpu_gops``: **GOPS** (10^9 ops/s). The
-verifier measures ops/s; we divide by 10^9.
+The challenge: gpumarket.oracle.challenge (turns at the agent's prover, the oracle's own
+monotonic clock), judged by gpumarket.oracle.trust: a result below the floor counts only when a
+fresh challenge confirms it and this oracle's own stalls cannot explain it.
 
 Agreement. Every oracle challenges the provider itself, so the raw measurements differ; the
 report all sign must be byte-identical. Each oracle therefore signs a *canonical* report:
@@ -24,11 +17,12 @@ report all sign must be byte-identical. Each oracle therefore signs a *canonical
 - ``measured_throughput`` is one of three values, by what the contract does with it
   (``required = floor * count``):
   PASS ``required`` (verifies), SLOW ``ceil(required * 5000 / 10000)`` (valid work below the
-  floor: unverifies without slashing), FAIL ``0`` (an invalid or refused answer, or below
-  half the floor: unverifies and slashes). Honest oracles whose measurements fall in the same
-  bucket sign the same report; one that disagrees simply does not add to the quorum.
-  An agent that does not answer at all (connection refused, timeout, busy every time) gets
-  no report: silence says nothing about its hardware, and a provider registers before its
+  floor: unverifies without slashing), FAIL ``0`` (invalid work, or below half the floor in
+  two undisturbed challenges: unverifies and slashes). Honest oracles whose measurements fall
+  in the same bucket sign the same report; one that disagrees simply does not add to the quorum.
+  An agent that gives no usable answer (connection refused, timeout, busy every time, an
+  error or a refusal), or whose slow answers this oracle cannot trust (gpumarket.oracle.trust),
+  gets no report: that says nothing about its hardware, and a provider registers before its
   agent can start. It is retried every ``no_answer_retry_s`` and given up on after
   ``no_answer_give_up_s`` until its next event; a verified one that stays silent simply
   lapses at its ``valid_until``.
@@ -51,23 +45,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from gpumarket.chain.errors import ContractRevert
 from gpumarket.chain.events import MarketEvent, ProviderRegistered, ProviderUpdated
 from gpumarket.chain.market import Market
 from gpumarket.measure.classes import class_by_id
-from gpumarket.measure.messages import Commitment, Opening
-from gpumarket.measure.verifier import ChallengeRejected, Verdict, Verifier
 from gpumarket.oracle.chain_submitter import ChainSubmitter
+from gpumarket.oracle.challenge import (
+    Bucket,
+    ChallengeConfig,
+    ChallengeOutcome,
+    canonical_throughput,
+    canonical_value,
+    challenge_provider,
+)
 from gpumarket.oracle.peers import GatherResult, PeerClient, gather_hardware_signatures
 from gpumarket.oracle.settlement import should_submit, submission_rank
 from gpumarket.oracle.signer import NoQuorum, OracleSigner, SignedReport, StaleEpoch
 from gpumarket.oracle.store import ConflictingDecision, DecisionStore
+from gpumarket.oracle.trust import measure_trusted
 from gpumarket.signing.eip712 import HardwareReport
 
 __all__ = [
@@ -86,9 +84,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-GOPS = 10**9
-BPS = 10_000
-SPOOF_THRESHOLD_BPS = 5_000  # contracts/modules/verification.vy: below this share of required, slash
 ANCHOR_GRANULARITY_S = 3_600
 # Reverts after which a report can never apply (contracts/modules/verification.vy).
 _FINAL_REVERTS = frozenset(
@@ -100,36 +95,16 @@ class UnknownClass(ValueError):
     """The provider's registered class is not in this oracle's class table: it cannot judge it."""
 
 
-class Bucket(StrEnum):
-    PASS = "pass"
-    SLOW = "slow"
-    FAIL = "fail"
-
-
 def canonical_valid_until(anchor_ts: int, hardware_validity: int) -> int:
     """The anchor rounded down to the hour plus the validity: identical across honest oracles."""
     return anchor_ts - anchor_ts % ANCHOR_GRANULARITY_S + hardware_validity
-
-
-def canonical_throughput(measured_gops: float, required_gops: int) -> tuple[Bucket, int]:
-    """The bucket of a measurement and the canonical value signed for it (see the module docstring)."""
-    slow_value = -(-required_gops * SPOOF_THRESHOLD_BPS // BPS)  # ceil: the least value not slashed
-    if measured_gops >= required_gops:
-        return Bucket.PASS, required_gops
-    if measured_gops >= slow_value and measured_gops > 0:
-        return Bucket.SLOW, slow_value
-    return Bucket.FAIL, 0
 
 
 @dataclass(frozen=True)
 class HardwareConfig:
     renewal_window_s: int = 3_600  # re-verify a provider whose verified_until is this close
     fallback_delay_s: float = 30.0
-    request_timeout_s: float = 30.0
-    busy_retries: int = 20  # 503 answers (the agent answers one challenge at a time)
-    busy_wait_s: float = 0.25
-    rtt_samples: int = 3
-    max_response_bytes: int = 64 << 20
+    challenge: ChallengeConfig = ChallengeConfig()  # each challenge, and confirming a slow one
     # An agent that does not answer at all is retried at this pace, and given up on after
     # the second delay (until its next ProviderRegistered/Updated event): no report is signed
     # for it, since silence says nothing about its hardware.
@@ -137,85 +112,8 @@ class HardwareConfig:
     no_answer_give_up_s: float = 3_600.0
 
 
-@dataclass(frozen=True)
-class ChallengeOutcome:
-    """One challenge's result: ``measured_gops`` is 0 when no valid answer came back."""
-
-    measured_gops: float
-    verdict: Verdict | None = None
-    error: str = ""  # transport / protocol failure (unreachable, refused, malformed answer)
-    # No answer at all (connection failed, timed out, busy every time): says nothing about the
-    # hardware, unlike a refusal or a malformed answer, which the provider chose to send.
-    unreachable: bool = False
-
-
 class NoAnswer(Exception):
-    """The provider's agent did not answer the challenge at all: nothing to report yet."""
-
-
-class _Busy(Exception):
-    """The agent answered 503: it is answering another oracle's challenge."""
-
-
-class _Http:
-    def __init__(self, endpoint: str, config: HardwareConfig) -> None:
-        self.endpoint = endpoint.rstrip("/")
-        self.config = config
-
-    def request(self, path: str, body: bytes | None = None) -> bytes:
-        req = urllib.request.Request(
-            self.endpoint + path, data=body, method="POST" if body is not None else "GET",
-            headers={"Content-Type": "application/json"} if body is not None else {},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=self.config.request_timeout_s) as answer:
-                return answer.read(self.config.max_response_bytes)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 503:
-                raise _Busy(path) from exc
-            detail = exc.read(512).decode(errors="replace")
-            raise RuntimeError(f"{path}: HTTP {exc.code} {detail}") from exc
-
-
-def challenge_provider(
-    endpoint: str,
-    gpu_class: int,
-    gpu_count: int,
-    *,
-    config: HardwareConfig = HardwareConfig(),
-    verifier: Verifier | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> ChallengeOutcome:
-    """Run one timed throughput challenge against a provider agent's HTTP API.
-
-    A busy agent (503 on ``/challenge``: it is answering another oracle) has not recorded our
-    challenge; since the clock started when the challenge was issued, we wait and issue a
-    *fresh* one (new t0), at most ``busy_retries`` times, so waiting is never timed as work.
-    """
-    verifier = verifier or Verifier()
-    http = _Http(endpoint, config)
-    try:
-        cls = class_by_id(gpu_class)
-        rtt = verifier.measure_rtt(lambda: http.request("/health"), samples=config.rtt_samples)
-        for attempt in range(config.busy_retries + 1):
-            challenge = verifier.issue(cls, gpu_count, rtt_seconds=rtt)
-            try:
-                commitment = Commitment.parse(http.request("/challenge", challenge.to_bytes()))
-                break
-            except _Busy:
-                if attempt == config.busy_retries:
-                    raise _Busy(f"agent busy after {attempt + 1} tries") from None
-                sleep(config.busy_wait_s)
-        opening_request = verifier.receive_commitment(commitment)
-        opening = Opening.parse(http.request("/challenge/open", opening_request.to_bytes()))
-        verdict = verifier.check_opening(opening)
-    except (_Busy, OSError, RuntimeError, ValueError, ChallengeRejected) as exc:
-        log.warning("challenge of %s failed: %s", endpoint, exc)
-        unreachable = isinstance(exc, (_Busy, OSError))  # HTTP error answers are RuntimeErrors here
-        return ChallengeOutcome(0.0, error=f"{type(exc).__name__}: {exc}", unreachable=unreachable)
-    gops = (verdict.throughput_ops_per_second or 0.0) / GOPS if verdict.reason in (None, "below_floor") else 0.0
-    log.info("challenge of %s: %s, %.2f GOPS", endpoint, verdict.reason or "passed", gops)
-    return ChallengeOutcome(gops, verdict)
+    """No usable answer, or no trusted verdict (the oracle abstains): nothing to report yet."""
 
 
 @dataclass(frozen=True)
@@ -376,11 +274,16 @@ class HardwareVerifier:
         committee = self.store.current_committee()
         if committee is None:
             raise StaleEpoch("no committee known: sync it from the chain first")
-        outcome = challenge_provider(record.endpoint, record.gpu_class, record.gpu_count, config=self.config)
-        if outcome.unreachable:
-            raise NoAnswer(f"{record.endpoint}: {outcome.error}")
         required = self.market.class_floor(record.gpu_class) * record.gpu_count
-        bucket, value = canonical_throughput(outcome.measured_gops, required)
+        measurement = measure_trusted(
+            lambda: challenge_provider(record.endpoint, record.gpu_class, record.gpu_count,
+                                       config=self.config.challenge),
+            required, good={Bucket.PASS}, config=self.config.challenge,
+        )
+        if measurement.bucket is None:
+            raise NoAnswer(f"{record.endpoint}: {measurement.detail}")
+        outcome, bucket = measurement.outcome, measurement.bucket
+        value = canonical_value(bucket, required)
         validity = self.market.parameters()["hardware_validity"]
         report = HardwareReport(
             provider=record.address, gpu_class=record.gpu_class, gpu_count=record.gpu_count,

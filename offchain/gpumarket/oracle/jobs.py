@@ -18,12 +18,19 @@ restart follows it again) until it ends on chain. Per job, on this oracle's own 
    (:func:`gpumarket.oracle.settlement.submit_if_due`; a job settled by anyone is never
    resubmitted).
 
-A challenge here checks that the provider's hardware is present and does valid work: an
-answer *passes* when it is valid and at or above half the class floor (the bucket under
-which a hardware report would slash: :func:`gpumarket.oracle.hardware.canonical_throughput`).
+A challenge here checks that the provider's hardware is present and does valid work: a
+judgement *passes* when the work is valid and at or above half the class floor (the bucket
+under which a hardware report would slash: :func:`gpumarket.oracle.challenge.canonical_throughput`).
 The full floor is the hardware report's business; during a job the device is shared with
-the job itself. No answer at all (connection refused, timeout, busy every time) is not a
-failure by itself: it only runs the silence clock.
+the job itself. Each judgement goes through :func:`gpumarket.oracle.trust.measure_trusted`:
+a slow result counts only when a fresh challenge confirms it and this oracle's own stalls
+cannot explain it. No usable answer (connection refused, timeout, busy every time, an error)
+is never a failure by itself: it only counts toward silence.
+
+Silence is what this oracle observed: ``silent_min_tries`` of its own tries went unanswered
+over at least ``silent_after_s`` (an oracle that was itself stopped or late does not find the
+agent silent on its first try back). Timings are read fresh after anything slow (a
+challenge, a usage read), never from when the pass began.
 
 The outcome, canonical so that honest oracles sign byte-identical reports:
 
@@ -35,16 +42,19 @@ The outcome, canonical so that honest oracles sign byte-identical reports:
   passing challenges, :func:`gpumarket.measure.metering.billable_gpu_seconds`, here with
   the job's own start and end as the brackets). A job's own exit status does not matter:
   the provider did the work the client asked for.
-- **FAILED** (``gpu_seconds`` 0, zero hashes) when a challenge failed, the agent reports the
-  job ``lost``, the usage record is missing, malformed, for another job, or claims more
-  time than has passed since the job started on chain, the agent has not answered for
-  ``silent_after_s`` (or, while the job runs, has answered its status but no challenge for
-  that long: heartbeats cannot be dodged by hanging them), or the job still runs
-  ``overrun_s`` past its paid time.
+- **FAILED** (``gpu_seconds`` 0, zero hashes) when a judgement failed (invalid work, or
+  below half the floor twice, undisturbed), the agent reports the job ``lost`` after it
+  held the spec, the usage record is refused, malformed, for another job, or claims more time
+  than has passed since the job started on chain (``usage_min_tries`` reads in a row), the
+  agent was observed silent (above; while the job runs, answering its status but no
+  challenge counts: heartbeats cannot be dodged by hanging them), or a fresh status says the
+  job still runs ``overrun_s`` past its paid time. Why an honest provider on a slow or busy
+  machine lands in none of these: docs/ARCHITECTURE.md, "The job loop's FAILED paths".
 - **No decision** when the job never got its spec (the agent still waits for it at the
-  deadline): the client did not start it; the job ends by ``expire_job`` (refund, no
-  slash). Nor when this oracle is not a member of the current committee, or the job's GPU
-  class is not in its class table (it cannot size a challenge).
+  deadline, or reports it lost without ever having been seen holding it: the spec came too
+  late): the client did not start it; the job ends by ``expire_job`` (refund, no slash). Nor
+  when this oracle is not a member of the current committee, or the job's GPU class is not
+  in its class table (it cannot size a challenge).
 
 A decision is final: after a crash the job is challenged again (challenge history is in
 memory), but a different outcome is refused by the store and the first one stands.
@@ -74,11 +84,12 @@ from gpumarket.client.http import HttpTimeouts, ProviderApi
 from gpumarket.measure.classes import class_by_id
 from gpumarket.measure.metering import UsageRecord, billable_gpu_seconds
 from gpumarket.oracle.chain_submitter import AlreadySettled
-from gpumarket.oracle.hardware import Bucket, ChallengeOutcome, HardwareConfig, canonical_throughput, challenge_provider
+from gpumarket.oracle.challenge import Bucket, ChallengeConfig, ChallengeOutcome, challenge_provider
 from gpumarket.oracle.peers import PeerClient, gather_job_signatures, push_signature
 from gpumarket.oracle.settlement import SettlementSubmitter, SubmitOutcome, submit_if_due
 from gpumarket.oracle.signer import OracleSigner, SignedReport
 from gpumarket.oracle.store import ConflictingDecision, DecisionStore, WatchedJob
+from gpumarket.oracle.trust import measure_trusted
 from gpumarket.signing.eip712 import JobReport, Outcome
 
 __all__ = ["ChallengeKind", "JobConfig", "JobMonitor", "JobStep"]
@@ -96,11 +107,13 @@ class JobConfig:
     heartbeat_interval_s: float = 60.0
     poll_interval_s: float = 2.0
     silent_after_s: float = 180.0  # no answer from the agent for this long: FAILED
+    silent_min_tries: int = 3  # ... and at least this many of our tries went unanswered
     overrun_s: float = 60.0  # still running this long past started_at + max_duration: FAILED
     fallback_delay_s: float = 30.0
     resubmit_after_s: float = 60.0
     clock_slack_s: int = 5  # metered time may exceed the chain's elapsed time by this much
     status_timeout_s: float = 10.0
+    usage_min_tries: int = 3  # a usage record refused or invalid this many times in a row: FAILED
 
     def __post_init__(self) -> None:
         for name in ("heartbeat_interval_s", "poll_interval_s", "silent_after_s", "status_timeout_s"):
@@ -109,6 +122,9 @@ class JobConfig:
         for name in ("overrun_s", "fallback_delay_s", "resubmit_after_s", "clock_slack_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"JobConfig.{name} must be >= 0")
+        for name in ("silent_min_tries", "usage_min_tries"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"JobConfig.{name} must be >= 1")
 
 
 class ChallengeKind(enum.StrEnum):
@@ -127,6 +143,32 @@ class JobStep:
 
 
 @dataclass
+class _Silence:
+    """This oracle's unanswered tries since the agent last answered.
+
+    Silence is what the oracle observed, not the time since it last heard: an oracle that was
+    itself stopped, starved or late does not find the agent silent on its first try back.
+    """
+
+    since: float | None = None  # our first unanswered try since the last answer
+    tries: int = 0
+
+    def answered(self) -> None:
+        self.since, self.tries = None, 0
+
+    def missed(self, now: float) -> None:
+        if self.since is None:
+            self.since = now
+        self.tries += 1
+
+    def observed(self, now: float, limit: float, min_tries: int) -> float:
+        """How long the agent has been silent, once it counts (0.0 before)."""
+        if self.since is None or self.tries < min_tries or now - self.since < limit:
+            return 0.0
+        return now - self.since
+
+
+@dataclass
 class _Followed:
     """A watched job as this process follows it (challenge history in memory)."""
 
@@ -137,13 +179,15 @@ class _Followed:
     gpu_class: int
     gpu_count: int
     end_deadline: int
-    last_contact: float  # the agent last answered anything (status or challenge)
-    last_proof: float  # the agent last answered a challenge, or the job was first seen running
+    contact: _Silence = field(default_factory=_Silence)  # any answer: status or challenge
+    proof: _Silence = field(default_factory=_Silence)  # challenges answered with work while it runs
     challenges: list[tuple[ChallengeKind, float, Bucket]] = field(default_factory=list)
     last_poll: float = float("-inf")
     last_start_try: float = float("-inf")
     last_heartbeat: float = float("-inf")
     agent_state: str | None = None
+    saw_spec: bool = False  # the agent was seen holding the spec (spec_received, running, finished)
+    usage_failures: int = 0  # consecutive refused or invalid usage records
     signed: SignedReport | None = None
     decided_at: float = 0.0
     last_gather: float = float("-inf")
@@ -166,7 +210,7 @@ class JobMonitor:
         submitter: SettlementSubmitter,
         *,
         config: JobConfig = JobConfig(),
-        challenge_config: HardwareConfig = HardwareConfig(),
+        challenge_config: ChallengeConfig = ChallengeConfig(),
         clock: Callable[[], float] = time.time,
         challenge: Callable[..., ChallengeOutcome] = challenge_provider,
     ) -> None:
@@ -259,8 +303,7 @@ class JobMonitor:
         record = self.market.providers(job.provider)
         followed = _Followed(
             job_id=job.job_id, provider=job.provider, started_at=job.started_at, endpoint=record.endpoint,
-            gpu_class=job.gpu_class, gpu_count=job.gpu_count, end_deadline=job.end_deadline, last_contact=now,
-            last_proof=now,
+            gpu_class=job.gpu_class, gpu_count=job.gpu_count, end_deadline=job.end_deadline,
         )
         decision = self.store.job_decision(job.job_id)
         if decision is not None:  # decided before a restart: only settlement is left
@@ -299,32 +342,41 @@ class JobMonitor:
 
     def _poll(self, job: _Followed, now: float) -> JobStep:
         api = self._agent(job)
-        status: dict | None = None
+        status: dict | None = None  # a fresh answer from this poll, or None
         try:
             status = api.status(job.job_id)
-            job.last_contact = now
-            state = str(status.get("state"))
-            if state == "running" and job.agent_state != "running":
-                job.last_proof = max(job.last_proof, now)  # heartbeats are owed from now on
-            job.agent_state = state
+            job.contact.answered()
+            job.agent_state = str(status.get("state"))
+            job.saw_spec |= job.agent_state in ("spec_received", "running", "finished")
         except ProviderRefused as exc:
-            job.last_contact = now  # it answers: alive, but does not know the job yet
+            job.contact.answered()  # it answers: alive, but does not know the job yet
             if exc.code != "unknown_job":
                 log.warning("job %d: the agent refused its status: %s", job.job_id, exc)
         except ProviderUnreachable as exc:
+            job.contact.missed(now)
             log.info("job %d: agent unreachable: %s", job.job_id, exc)
         silence = self._silence(job, now)
         if silence:
             return self._decide_failed(job, silence)
-        chain_now = max(now, self.market.block_timestamp())
         state = job.agent_state
-        if state == "lost":
-            return self._decide_failed(job, "the agent reports the job lost")
-        if state == "finished" and status is not None:
-            return self._finish(job, status, now, chain_now)
+        if status is not None and state == "lost":
+            detail = status.get("detail") or "no reason given"
+            if status.get("started_at") is None and not job.saw_spec:
+                # The spec reached the agent too late to run (or never could): the client's
+                # side, as far as anyone can tell. No report: the job ends by expiry, no slash.
+                return JobStep(job.job_id, "waiting", f"never started ({detail}): the job ends by expiry")
+            return self._decide_failed(job, f"the agent reports the job lost: {detail}")
+        if status is not None and state == "finished":
+            return self._finish(job, status)
+        # Fresh: a tick that ran late must not judge the deadline on an old reading.
+        chain_now = max(self.clock(), self.market.block_timestamp())
         if chain_now > job.end_deadline + self.config.overrun_s:
-            if state in ("spec_received", "running"):
+            # Only a fresh answer says it still runs: an agent down across the deadline stops
+            # the job when it is back, and its last answer from before says nothing now.
+            if status is not None and state in ("spec_received", "running"):
                 return self._decide_failed(job, "still running past its paid time")
+            if job.saw_spec:
+                return JobStep(job.job_id, "waiting", "past its paid time, no fresh status yet")
             return JobStep(job.job_id, "waiting", "no spec was ever sent: the job ends by expiry")
         if state == "running" and now - job.last_heartbeat >= self.config.heartbeat_interval_s:
             step = self._challenge_step(job, ChallengeKind.HEARTBEAT, now)
@@ -333,43 +385,53 @@ class JobMonitor:
         return JobStep(job.job_id, "polled", state or "unknown")
 
     def _silence(self, job: _Followed, now: float) -> str:
-        """Why the job fails for silence, or "": the agent answers nothing, or answers its
-        status but no challenge while the job runs (heartbeats are owed then)."""
-        limit = self.config.silent_after_s
-        if now - job.last_contact >= limit:
-            return f"the agent has not answered for {now - job.last_contact:.0f} s"
-        if job.agent_state == "running" and now - job.last_proof >= limit:
-            return f"the agent has answered no challenge for {now - job.last_proof:.0f} s while the job runs"
+        """Why the job fails for silence, or "": our tries found the agent answering nothing, or,
+        while the job runs, answering its status but no challenge (heartbeats are owed then)."""
+        limit, tries = self.config.silent_after_s, self.config.silent_min_tries
+        if silent := job.contact.observed(now, limit, tries):
+            return f"the agent has not answered {job.contact.tries} tries in {silent:.0f} s"
+        if job.agent_state == "running" and (silent := job.proof.observed(now, limit, tries)):
+            return f"the agent has answered none of {job.proof.tries} challenges in {silent:.0f} s while the job runs"
         return ""
 
     def _challenge_step(self, job: _Followed, kind: ChallengeKind, now: float) -> JobStep | None:
-        """Run one challenge; a FAILED decision when it fails, None when it passed or got no answer."""
-        outcome = self._challenge(job.endpoint, job.gpu_class, job.gpu_count, config=self.challenge_config)
+        """One judgement (gpumarket.oracle.trust): a FAILED decision when it failed, a step when
+        it got no answer or no trusted verdict, None when it passed."""
+        required = self.market.class_floor(job.gpu_class) * job.gpu_count
+        measurement = measure_trusted(
+            lambda: self._challenge(job.endpoint, job.gpu_class, job.gpu_count, config=self.challenge_config),
+            required, good={Bucket.PASS, Bucket.SLOW}, config=self.challenge_config,
+        )
+        now = self.clock()  # a judgement takes a while: time what follows from its end
         if kind is ChallengeKind.HEARTBEAT:
             job.last_heartbeat = now
-        if outcome.unreachable:
-            log.info("job %d: %s challenge got no answer: %s", job.job_id, kind, outcome.error)
-            silence = self._silence(job, self.clock())
+        if not measurement.answered:
+            log.info("job %d: %s challenge: %s", job.job_id, kind, measurement.detail)
+            job.contact.missed(now)
+            if job.agent_state == "running":
+                job.proof.missed(now)
+            silence = self._silence(job, now)
             if silence:
                 return self._decide_failed(job, silence)
             return JobStep(job.job_id, "challenged", f"{kind}: no answer")
-        job.last_contact = job.last_proof = now
-        required = self.market.class_floor(job.gpu_class) * job.gpu_count
-        bucket, _ = canonical_throughput(outcome.measured_gops, required)
+        job.contact.answered()
+        job.proof.answered()
+        bucket = measurement.bucket
+        if bucket is None:  # valid work, but no verdict this oracle can trust: try again later
+            return JobStep(job.job_id, "challenged", f"{kind}: {measurement.detail}")
         job.challenges.append((kind, now, bucket))
         log.info("job %d: %s challenge %s (%.2f GOPS, %d required)", job.job_id, kind, bucket,
-                 outcome.measured_gops, required)
+                 measurement.measured_gops, required)
         if bucket is Bucket.FAIL:
-            why = outcome.error or (outcome.verdict.reason if outcome.verdict else "") or "below half the floor"
-            return self._decide_failed(job, f"{kind} challenge failed: {why}")
+            return self._decide_failed(job, f"{kind} challenge failed: {measurement.detail}")
         return None
 
-    def _finish(self, job: _Followed, status: dict, now: float, chain_now: float) -> JobStep:
+    def _finish(self, job: _Followed, status: dict) -> JobStep:
         """The agent reports the job finished: end challenge, usage record, COMPLETED."""
         if not job.passed(ChallengeKind.START):
             return JobStep(job.job_id, "waiting", "finished, but the start challenge has not been answered yet")
         if not job.passed(ChallengeKind.END):
-            step = self._challenge_step(job, ChallengeKind.END, now)
+            step = self._challenge_step(job, ChallengeKind.END, self.clock())
             if step is not None:
                 return step if step.action == "decided" else JobStep(job.job_id, "waiting", step.detail)
         try:
@@ -385,9 +447,17 @@ class JobMonitor:
         except ProviderUnreachable as exc:
             return JobStep(job.job_id, "waiting", f"usage: {exc}")
         except (ProviderRefused, ValueError) as exc:
+            # Read again on the next polls first: an agent that just came back may still be
+            # writing it. The same answer every time is the provider's own.
+            job.usage_failures += 1
+            if job.usage_failures < self.config.usage_min_tries:
+                return JobStep(job.job_id, "waiting", f"usage ({job.usage_failures}): {exc}")
             return self._decide_failed(job, f"no valid usage record: {exc}")
+        job.usage_failures = 0
         metered = usage.summary.wall_ns // 1_000_000_000
-        elapsed = int(chain_now) - job.started_at
+        # Read now, after the challenges: the job ended before this moment, so however late this
+        # oracle looks, an honest record never claims more than the time since the on-chain start.
+        elapsed = int(max(self.clock(), self.market.block_timestamp())) - job.started_at
         if metered > elapsed + self.config.clock_slack_s:
             return self._decide_failed(job, f"usage claims {metered} s, only {elapsed} s passed since the start")
         # The job's own start and end, both bracketed by passing challenges.

@@ -144,7 +144,7 @@ class OracleService(ServiceLifecycle):
         submitter = ChainSubmitter(self.market, self.store)
         self.hardware = HardwareVerifier(self.store, self.signer, self.market, peers, submitter, config=config.hardware)
         self.jobs = JobMonitor(self.store, self.signer, self.market, peers, submitter,
-                               config=config.jobs, challenge_config=config.hardware)
+                               config=config.jobs, challenge_config=config.hardware.challenge)
         start_block = config.deployment.block
         self._known_providers.update(
             event.provider for event in scan_events(self.market, ["ProviderRegistered"], from_block=start_block)

@@ -25,29 +25,27 @@ start, like the spec's.
 Fetching the result (``result``): header, scope and signature, the signer is the job's client
 (403), the nonce (409), then the bundle when the job has finished (409 until then, or when lost).
 
-Challenges (``answer_challenge``, ``open_challenge``): only challenges of this agent's GPU
-class, with its sizes and at most its GPU count in rounds (422 otherwise: a hostile size would
-make the agent compute for hours); one at a time (503 "busy": queueing would spoil the
-verifier's timing); a challenge id is answered once and opened once (409), tracked in SQLite.
+Challenges (``request_turn``, ``answer_challenge``, ``open_challenge``) go through the
+challenge desk (gpumarket.provider.challenges): oracles take turns at the prover, first come
+first served, and their waiting is never inside the timed window.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from eth_utils import to_checksum_address
 
 from gpumarket import __version__
 from gpumarket.measure.classes import CPU_DEV, GpuClass
-from gpumarket.measure.messages import Challenge, Message, MessageError, OpeningRequest
-from gpumarket.measure.provers import ProverError, TileProver
+from gpumarket.measure.provers import TileProver
 from gpumarket.provider.auth import AuthScope, RequestVerifier, SignedRequest
+from gpumarket.provider.challenges import ChallengeDesk
 from gpumarket.provider.errors import AgentError
 from gpumarket.provider.jobsource import JobSource, JobState, OnChainJob
 from gpumarket.provider.runner import ProcessGone, Runner, RunningJob
@@ -57,9 +55,6 @@ from gpumarket.provider.store import JobRecord, JobStatus, Liveness, Probe, Reco
 __all__ = ["AgentConfig", "GpuPool", "ProviderAgent"]
 
 log = logging.getLogger(__name__)
-
-M = TypeVar("M", bound=Message)
-
 
 @dataclass(frozen=True)
 class AgentConfig:
@@ -153,7 +148,7 @@ class ProviderAgent:
         self.gpus = GpuPool(config.gpus)
         self._clock = clock
         self._submit_lock = threading.Lock()  # one spec at a time: check, store, start
-        self._prover_lock = threading.Lock()
+        self.challenges = ChallengeDesk(prover, store, config.gpu_class, len(config.gpus))
         self._followed: dict[int, _Followed] = {}
         self._followed_lock = threading.Lock()
 
@@ -410,71 +405,18 @@ class ProviderAgent:
 
     # ------------------------------------------------------------------ challenges
 
-    @staticmethod
-    def _parse_message(cls: type[M], raw: bytes) -> M:
-        try:
-            json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise AgentError(400, "malformed_json", f"{cls.message_type()}: not JSON: {error}") from None
-        except RecursionError:  # nesting deeper than the interpreter's recursion limit
-            raise AgentError(400, "malformed_json", f"{cls.message_type()}: JSON nested too deeply") from None
-        try:
-            return cls.parse(raw)
-        except MessageError as error:
-            raise AgentError(422, "invalid_message", str(error)) from None
+    def request_turn(self, max_wait_s: float | None = None) -> dict[str, Any]:
+        """Waits for the prover's turn (gpumarket.provider.challenges); the token and how long it holds."""
+        turn = self.challenges.request_turn(max_wait_s)
+        return {"turn": turn.token, "valid_for_s": self.challenges.turn_valid_s}
 
-    def _check_sizes(self, challenge: Challenge) -> None:
-        expected = self.config.gpu_class
-        if challenge.gpu_class != expected.id:
-            raise AgentError(
-                422,
-                "challenge_refused",
-                f"this agent serves gpu class {expected.id} ({expected.name}), not {challenge.gpu_class}",
-            )
-        sizes = ("m", "n", "p", "tile", "tiles_per_leaf")
-        wrong = [
-            f"{name}={getattr(challenge, name)}"
-            for name in sizes
-            if getattr(challenge, name) != getattr(expected, name)
-        ]
-        gpus = max(1, len(self.config.gpus))
-        if challenge.rounds % expected.rounds or not 1 <= challenge.rounds // expected.rounds <= gpus:
-            wrong.append(f"rounds={challenge.rounds} (expected {expected.rounds} per GPU, at most {gpus} GPUs)")
-        if wrong:
-            raise AgentError(422, "challenge_refused", f"sizes differ from class {expected.name}: {', '.join(wrong)}")
-
-    def answer_challenge(self, raw: bytes) -> bytes:
+    def answer_challenge(self, raw: bytes, turn: str | None = None) -> bytes:
         """A Challenge's wire bytes in, the Commitment's out."""
-        challenge = self._parse_message(Challenge, raw)
-        self._check_sizes(challenge)
-        if not self._prover_lock.acquire(blocking=False):
-            raise AgentError(503, "busy", "another challenge is being answered", headers={"Retry-After": "1"})
-        challenge_id: bytes = challenge.challenge_id
-        try:
-            if not self.store.record_challenge(challenge_id):
-                raise AgentError(409, "replayed_challenge", f"challenge {challenge_id.hex()} was already answered")
-            commitment = self.prover.commit(challenge)
-            self.store.set_challenge_root(challenge_id, commitment.root)
-        finally:
-            self._prover_lock.release()
-        return commitment.to_bytes()
+        return self.challenges.answer(raw, turn)
 
     def open_challenge(self, raw: bytes) -> bytes:
         """An OpeningRequest's wire bytes in, the Opening's out."""
-        request = self._parse_message(OpeningRequest, raw)
-        challenge_id: bytes = request.challenge_id
-        known = self.store.challenge(challenge_id)
-        if known is None:
-            raise AgentError(404, "unknown_challenge", f"challenge {challenge_id.hex()} was never answered here")
-        if not self.store.open_challenge(challenge_id):
-            reason = "was already opened" if known.opened_at is not None else "has no commitment"
-            raise AgentError(409, "replayed_challenge", f"challenge {challenge_id.hex()} {reason}")
-        with self._prover_lock:
-            try:
-                opening = self.prover.open(request)
-            except ProverError as error:
-                raise AgentError(422, "cannot_open", str(error)) from None
-        return opening.to_bytes()
+        return self.challenges.open(raw)
 
     # ------------------------------------------------------------------ health
 

@@ -1,7 +1,9 @@
 """The provider agent's HTTP API (standard library ``ThreadingHTTPServer``).
 
     GET  /health                 liveness and what this agent offers
-    POST /challenge              body: a Challenge (gpumarket.measure.messages) -> a Commitment
+    POST /challenge/turn         waits for the prover's turn -> {"turn": token, "valid_for_s": s}
+    POST /challenge              body: a Challenge (gpumarket.measure.messages) -> a Commitment;
+                                 header X-Challenge-Turn: a granted turn (challenges.py)
     POST /challenge/open         body: an OpeningRequest -> an Opening
     PUT  /jobs/<id>/spec         body: the job spec; signed by the job's client -> 202 (200 if already had)
     GET  /jobs/<id>/status       public: state, exit code, result_hash, evidence_hash
@@ -26,7 +28,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from gpumarket.measure.messages import Challenge, OpeningRequest
+from gpumarket.measure.messages import TURN_HEADER, Challenge, OpeningRequest
 from gpumarket.provider.agent import ProviderAgent
 from gpumarket.provider.errors import AgentError
 from gpumarket.provider.spec import MAX_SPEC_BYTES
@@ -41,7 +43,9 @@ BODY_LIMITS = {
     "spec": MAX_SPEC_BYTES,
 }
 _JOB_PATH = re.compile(r"/jobs/([0-9]{1,78})/(spec|status|usage|result)")
-_ROUTES: dict[str, set[str]] = {"/health": {"GET"}, "/challenge": {"POST"}, "/challenge/open": {"POST"}}
+_ROUTES: dict[str, set[str]] = {
+    "/health": {"GET"}, "/challenge/turn": {"POST"}, "/challenge": {"POST"}, "/challenge/open": {"POST"},
+}
 _JOB_METHODS = {"spec": {"PUT"}, "status": {"GET"}, "usage": {"GET"}, "result": {"GET"}}
 
 
@@ -184,8 +188,12 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if path == "/health":
             return 200, _json(agent.health()), {}
+        if path == "/challenge/turn":
+            self._body(0)  # no body: a turn names nothing but its place in the queue
+            return 200, _json(agent.request_turn()), {}
         if path == "/challenge":
-            return 200, agent.answer_challenge(self._body(BODY_LIMITS["challenge"])), {}
+            body = self._body(BODY_LIMITS["challenge"])
+            return 200, agent.answer_challenge(body, self.headers.get(TURN_HEADER)), {}
         if path == "/challenge/open":
             return 200, agent.open_challenge(self._body(BODY_LIMITS["challenge/open"])), {}
         assert match is not None

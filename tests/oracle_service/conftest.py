@@ -151,9 +151,7 @@ def deploy_world(w3: Web3, root: Path) -> Market3:
     params = load_params(PARAMS)
     # cpu-dev's floor at 2 GOPS instead of 10: an honest agent on a machine loaded by other
     # test runs must not be slashed by these tests (they test the loop, not the floor).
-    classes = [c.model_copy(update={"floor_per_gpu_gops": CPU_DEV_TEST_FLOOR}) if c.id == CPU_DEV else c
-               for c in params.gpu_classes]
-    params = params.model_copy(update={"gpu_classes": classes})
+    params = params.with_floor(CPU_DEV, CPU_DEV_TEST_FLOOR)
     return Market3(w3, deploy_market_web3(w3, test_account(0), params, artifacts=load_artifacts()), root)
 
 

@@ -190,6 +190,14 @@ class DeployParams(_Strict):
     def uses_mock(self) -> bool:
         return MOCK in (self.stake_token, self.payment_token)
 
+    def with_floor(self, class_id: int, floor_per_gpu_gops: int) -> DeployParams:
+        """These parameters with one class's floor changed (a local world on a shared machine)."""
+        if class_id not in {c.id for c in self.gpu_classes}:
+            raise ParamsError(f"no gpu class {class_id} in these parameters")
+        classes = [c.model_copy(update={"floor_per_gpu_gops": floor_per_gpu_gops}) if c.id == class_id else c
+                   for c in self.gpu_classes]
+        return self.model_copy(update={"gpu_classes": classes})
+
 
 def _allowed_fields(parent: tuple[Any, ...]) -> list[str]:
     """Field names allowed where an unknown field was found (for the error message)."""

@@ -166,3 +166,26 @@ def test_provider_whose_challenges_go_silent_fails_while_its_status_answers(worl
         assert_quorum_agrees(world, job_id, Outcome.FAILED)
     finally:
         release.set()
+
+
+def test_agent_down_across_the_jobs_end_settles_completed_from_its_real_start(world: Market3) -> None:
+    """The agent stops (its job keeps running), the job ends while the agent is down, and the
+    agent comes back on the same databases: the oracles find the job finished and it settles
+    COMPLETED, billed for its whole metered time from its real start; nobody is slashed."""
+    provider = world.start_provider(test_account(9))
+    client = world.client(test_account(4))
+    job_id = world.run_job(client, provider.address, busy_spec(4.0))
+    wait_for(lambda: ProviderApi(provider.url).status(job_id)["state"] == "running", 20, "job running")
+    wait_for(lambda: all(job_id in o.jobs.followed for o in world.oracles), 20, "oracles following")
+    provider.close()  # jobs keep running
+    workdir = provider.config.workdir / f"job-{job_id}"
+    wait_for(lambda: (workdir / "exit_status").exists(), 60, "the job ends while its agent is down")
+    restarted = type(provider)(provider.config, w3=world.w3).start()
+    world.providers.append(restarted)
+    job = world.wait_terminal(job_id, timeout_s=90)
+    assert job.state == JobState.COMPLETED
+    usage = UsageRecord.from_json(ProviderApi(restarted.url).request("GET", f"/jobs/{job_id}/usage"))
+    assert usage.summary.wall_ns >= 4 * 10**9  # from its real start, not from the restart
+    event = settled_event(world, job_id)
+    assert event.gpu_seconds == usage.summary.wall_ns // 10**9 and event.slashed == 0
+    assert_quorum_agrees(world, job_id, Outcome.COMPLETED)

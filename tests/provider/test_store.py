@@ -1,5 +1,6 @@
 """gpumarket.provider.store: SQLite settings, job transitions, challenges, and restart recovery with
-real job processes (a killed job is reported lost, a live one is followed again)."""
+real job processes (a killed job is reported lost, a live one is followed again and metered from
+its start, one that ended while the agent was down is recorded finished)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import sqlite3
 import time
 
 import pytest
+from eth_utils import keccak
 
+from gpumarket.measure.metering import UsageRecord, meter_pid
 from gpumarket.measure.provers import make_prover
 from gpumarket.provider.agent import AgentConfig, ProviderAgent
 from gpumarket.provider.store import JobStatus, Liveness, Probe, Store, StoreConflict
@@ -120,6 +123,20 @@ def test_recover_sorts_jobs_by_what_the_probe_finds(store):
     assert (store.get(4).state, store.get(4).pid) == (JobStatus.RUNNING, 44)
 
 
+def test_recover_returns_jobs_that_ended_while_the_agent_was_down(store):
+    for job_id in (1, 2):
+        store.receive_spec(job_id, CLIENT, HASH, b"{}", (), "/w")
+    store.mark_running(1, 11, 1, 1.0)
+    found = {
+        1: Probe(Liveness.ENDED),
+        2: Probe(Liveness.ENDED, 22, None, 2.0),  # started and ended, neither recorded
+    }
+    recovery = store.recover(lambda job: found[job.job_id])
+    assert [job.job_id for job in recovery.ended] == [1, 2] and not recovery.lost and not recovery.resume
+    assert (store.get(1).state, store.get(1).pid, store.get(1).start_ticks) == (JobStatus.RUNNING, 11, 1)
+    assert (store.get(2).state, store.get(2).pid, store.get(2).start_ticks) == (JobStatus.RUNNING, 22, None)
+
+
 def _agent(store, runner, jobs, provider_account) -> ProviderAgent:
     config = AgentConfig(address=provider_account.address, chain_id=CHAIN_ID, market=MARKET)
     return ProviderAgent(config, store, runner, jobs, make_prover("numpy"))
@@ -166,6 +183,61 @@ def test_a_restart_follows_live_jobs_and_reports_killed_ones_lost(tmp_path, runn
         agent.close(stop_jobs=True)
         for job in (live, unrecorded):
             job._process.wait()  # the test process is their parent; reap them
+        after.close()
+
+
+def test_a_restart_records_jobs_that_ended_while_the_agent_was_down(tmp_path, runner, jobs, provider_account):
+    path = tmp_path / "agent.sqlite"
+    before = Store(path)
+    ended = _started(before, runner, 1, "import sys, time; time.sleep(0.3); print('ended'); sys.exit(3)")
+    meter_pid(ended.pid, interval_s=0.05, job_id=1, journal=ended._journal, timeout_s=0.1)  # then the agent dies
+    spec = python_spec("print('unrecorded')")
+    before.receive_spec(2, CLIENT, spec.hash(), spec.canonical_bytes(), (), str(runner.paths(2).root))
+    unrecorded = runner.start(2, spec)  # the agent died before recording that it started
+    vanished = _started(before, runner, 3, "import time; time.sleep(60)")
+    before.close()
+    for job in (ended, unrecorded):
+        job._process.wait()  # both end while no agent follows them
+    os.killpg(vanished.pid, signal.SIGKILL)
+    vanished._process.wait()
+
+    after = Store(path)
+    agent = _agent(after, runner, jobs, provider_account)
+    try:
+        recovery = agent.recover()
+        assert [job.job_id for job in recovery.ended] == [1, 2] and [job.job_id for job in recovery.lost] == [3]
+        for job_id, exit_code in ((1, 3), (2, 0)):
+            record = after.get(job_id)
+            assert (record.state, record.exit_code) == (JobStatus.FINISHED, exit_code), record
+            usage = agent.usage(job_id)
+            assert keccak(usage) == record.evidence_hash and record.result_hash is not None
+            assert record.finished_at == runner.paths(job_id).exit_status.stat().st_mtime_ns / 1e9
+        assert UsageRecord.from_json(agent.usage(1)).summary.wall_seconds >= 0.3  # from its start to its end
+        assert after.get(3).state == JobStatus.LOST and "no exit status" in after.get(3).detail
+        assert agent.wait_idle(1)  # nothing left to follow
+    finally:
+        agent.close(stop_jobs=True)
+        after.close()
+
+
+def test_a_job_followed_again_is_metered_from_its_start(tmp_path, runner, jobs, provider_account):
+    path = tmp_path / "agent.sqlite"
+    before = Store(path)
+    job = _started(before, runner, 1, "import time; time.sleep(1.5)")
+    first = meter_pid(job.pid, interval_s=0.05, job_id=1, journal=job._journal, timeout_s=0.2)
+    before.close()
+    time.sleep(0.6)  # the agent is down
+    after = Store(path)
+    agent = _agent(after, runner, jobs, provider_account)
+    try:
+        assert [job.job_id for job in agent.recover().resume] == [1]
+        assert agent.wait_idle(15)
+        usage = UsageRecord.from_json(agent.usage(1))
+        assert usage.samples[: len(first.samples)] == first.samples  # the first agent's samples are kept
+        assert usage.summary.wall_seconds >= 1.3  # not the ~0.9 s since the restart
+    finally:
+        agent.close(stop_jobs=True)
+        job._process.wait()
         after.close()
 
 

@@ -10,6 +10,13 @@ A ``JobMeter`` follows one job, a process (``meter_pid``) or a callable run in t
   total-energy counter. Each of these is ``None`` where the GPU does not support it; NVML's
   utilisation and memory are per device, so the job must hold its GPUs alone.
 
+A job's meter may keep a ``SampleJournal``, a file in the job's directory: the job's start
+(wall clock, monotonic clock and the boot it belongs to) written before the job starts, then each
+sample appended as it is taken. A meter in a restarted agent reads it and continues on the same
+time base (the monotonic clock on the same boot, the wall clock otherwise), so the record spans
+the job from its real start, gap included; ``SampleJournal.conclude`` ends the record of a job
+that ended while no meter followed it.
+
 The result is a ``UsageRecord``: the samples and a ``UsageSummary`` derived from them by
 ``summarize`` (a pure function, so whoever receives a record recomputes the summary and
 ``UsageRecord.from_json`` refuses one that does not match). Every value is an integer in a named
@@ -31,7 +38,7 @@ import select
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from types import ModuleType
@@ -47,10 +54,14 @@ __all__ = [
     "GpuUsage",
     "JobFailed",
     "JobMeter",
+    "JournalError",
+    "JournalHeader",
     "Sample",
+    "SampleJournal",
     "UsageRecord",
     "UsageSummary",
     "billable_gpu_seconds",
+    "boot_id",
     "canonical_json",
     "evidence_hash",
     "meter_call",
@@ -61,12 +72,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 USAGE_VERSION = 1
+JOURNAL_VERSION = 1
 MIN_INTERVAL_S = 0.01  # below this the /proc scan itself becomes the load being measured
 
 _NS_PER_MS = 1_000_000
 _NS_PER_S = 1_000_000_000
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PROC = Path("/proc")
+_BOOT_ID = _PROC / "sys" / "kernel" / "random" / "boot_id"
 
 R = TypeVar("R")
 
@@ -93,7 +106,7 @@ class Sample:
 
     __pydantic_config__ = STRICT
 
-    t_ns: int  # monotonic nanoseconds since the meter started
+    t_ns: int  # monotonic nanoseconds since metering began (a journaled job: since its start)
     running: bool  # False once the job's process has exited
     cpu_ms: int  # CPU time charged to the job so far, never decreasing
     rss_bytes: int  # resident memory of the job's process tree now
@@ -158,8 +171,8 @@ class UsageRecord:
     pid: int
     gpu_uuids: tuple[str, ...]
     interval_ms: int
-    started_unix_ns: int  # wall clock when metering started (the samples use a monotonic clock)
-    complete: bool  # True when the job ended while metered; False when metering stopped first
+    started_unix_ns: int  # wall clock when metering began (the samples use a monotonic clock)
+    complete: bool  # True when the record reaches the job's end (metered, or concluded from its files)
     samples: tuple[Sample, ...]
     summary: UsageSummary
 
@@ -334,6 +347,173 @@ def _process_tree(root: int) -> dict[int, _Stat]:
     return tree
 
 
+# --------------------------------------------------------------------------- the journal
+
+
+def boot_id() -> str | None:
+    """This boot's id (the kernel's random ``boot_id``): monotonic readings compare only within one."""
+    try:
+        return _BOOT_ID.read_text().strip() or None
+    except OSError:
+        return None
+
+
+class JournalError(ValueError):
+    """A journal that cannot be read: no header, another job's, or a malformed line before the last."""
+
+
+@dataclass(frozen=True)
+class JournalHeader:
+    """The first line of a journal: when the job started, on both clocks."""
+
+    __pydantic_config__ = STRICT
+
+    version: int
+    job_id: int | None
+    started_unix_ns: int  # wall clock
+    started_monotonic_ns: int | None  # CLOCK_MONOTONIC; None when the journal was begun after the fact
+    boot_id: str | None  # the boot that monotonic reading belongs to
+
+
+def _no_reading(uuid: str, energy_mj: int | None = None) -> GpuSample:
+    """A GPU in a sample that could not read it (only a known energy counter may be carried over)."""
+    return GpuSample(uuid=uuid, utilization_percent=None, memory_used_bytes=None, power_mw=None, energy_mj=energy_mj)
+
+
+def _usage_record(
+    job_id: int | None, pid: int, uuids: tuple[str, ...], interval_ns: int, started_unix_ns: int,
+    complete: bool, samples: Sequence[Sample],
+) -> UsageRecord:
+    return UsageRecord(
+        version=USAGE_VERSION,
+        job_id=job_id,
+        pid=pid,
+        gpu_uuids=uuids,
+        interval_ms=interval_ns // _NS_PER_MS,
+        started_unix_ns=started_unix_ns,
+        complete=complete,
+        samples=tuple(samples),
+        summary=summarize(samples, uuids),
+    )
+
+
+class SampleJournal:
+    """A job's samples on disk, so that metering outlives the agent that began it.
+
+    JSON lines: a ``JournalHeader``, then one ``Sample`` per line, appended as each is taken (a
+    write without fsync: an agent that dies loses nothing it wrote; a machine that dies ends the
+    job too). ``begin`` writes the header (fsync'd) before the job starts; ``resume`` reads it
+    back in another process, and the journal's clock (``elapsed_ns``) is then the same as the
+    first meter's: the monotonic clock while the boot is the same, else the wall clock.
+    ``resumed`` says the next live sample follows a gap that no meter watched. A journal without
+    a path (``in_memory``) keeps its samples in memory only: a meter without a journal uses one.
+    """
+
+    def __init__(
+        self, path: Path | None, header: JournalHeader, samples: Sequence[Sample], *, resumed: bool
+    ) -> None:
+        self.path = path
+        self.header = header
+        self.samples: list[Sample] = list(samples)
+        self.resumed = resumed
+        same_boot = header.boot_id is not None and header.boot_id == boot_id()
+        self._monotonic = same_boot and header.started_monotonic_ns is not None
+        self._append_failed = False
+
+    @staticmethod
+    def _now(job_id: int | None) -> JournalHeader:
+        return JournalHeader(JOURNAL_VERSION, job_id, time.time_ns(), time.monotonic_ns(), boot_id())
+
+    @classmethod
+    def in_memory(cls, job_id: int | None) -> SampleJournal:
+        """A journal starting now that writes nothing."""
+        return cls(None, cls._now(job_id), (), resumed=False)
+
+    @classmethod
+    def begin(cls, path: Path, *, job_id: int | None, started_unix_ns: int | None = None) -> SampleJournal:
+        """A new journal for a job starting now; FileExistsError when there is one already.
+
+        ``started_unix_ns`` begins it after the fact, for a job that started then without one:
+        that instant's monotonic reading is unknown, so the wall clock is its time base."""
+        if started_unix_ns is None:
+            header = cls._now(job_id)
+        else:
+            header = JournalHeader(JOURNAL_VERSION, job_id, started_unix_ns, None, None)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, canonical_json(asdict(header)) + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return cls(path, header, (), resumed=started_unix_ns is not None)
+
+    @classmethod
+    def resume(cls, path: Path, *, job_id: int | None) -> SampleJournal:
+        """The journal another meter wrote; FileNotFoundError when there is none, JournalError
+        when it is unreadable or another job's. A torn last line (the writer died while
+        writing it) is dropped and cut from the file, so appending goes on after a whole line."""
+        raw = path.read_bytes()
+        lines = raw.split(b"\n")
+        whole = lines[:-1]  # the part after the last newline is empty, or a torn line
+        if not whole:
+            raise JournalError(f"journal {path}: no header")
+        try:
+            header = parse_json(JournalHeader, whole[0])
+            samples = [parse_json(Sample, line) for line in whole[1:]]
+        except ValueError as error:
+            raise JournalError(f"journal {path}: {error}") from error
+        if header.version != JOURNAL_VERSION or header.job_id != job_id:
+            raise JournalError(f"journal {path}: version {header.version} of job {header.job_id}, not job {job_id}")
+        if lines[-1]:
+            os.truncate(path, len(raw) - len(lines[-1]))
+        return cls(path, header, samples, resumed=True)
+
+    def elapsed_ns(self) -> int:
+        """Nanoseconds since the job's start, on the journal's clock."""
+        if self._monotonic:
+            assert self.header.started_monotonic_ns is not None
+            return time.monotonic_ns() - self.header.started_monotonic_ns
+        return time.time_ns() - self.header.started_unix_ns
+
+    def append(self, sample: Sample) -> None:
+        """Records a sample. A write that fails is logged, not raised: the journal only serves a
+        restart, and the meter's own record stays whole."""
+        self.samples.append(sample)
+        if self.path is None:
+            return
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(fd, canonical_json(asdict(sample)) + b"\n")
+            finally:
+                os.close(fd)
+        except OSError as error:
+            if not self._append_failed:
+                log.warning("journal %s: cannot append samples: %s", self.path, error)
+            self._append_failed = True
+
+    def conclude(self, *, pid: int, interval_s: float, ended_unix_ns: int) -> UsageRecord:
+        """The record of a job that ended while no meter followed it, at ``ended_unix_ns``.
+
+        When the journal already ends with the job's end (its meter saw it), the record is the one
+        that meter returned. Otherwise a last sample is added (and journaled): at the end time,
+        which is taken on the wall clock, never after now nor before the last sample; with the
+        last known CPU time and energy counters, no GPU reading, nothing resident. A journal
+        without samples starts with an empty one at the job's start (GPUs then unknown).
+        """
+        if not self.samples:
+            self.append(Sample(t_ns=0, running=True, cpu_ms=0, rss_bytes=0, gpus=()))
+        last = self.samples[-1]
+        if last.running:
+            t_end = min(ended_unix_ns - self.header.started_unix_ns, self.elapsed_ns())
+            gpus = tuple(_no_reading(gpu.uuid, gpu.energy_mj) for gpu in last.gpus)
+            self.append(Sample(max(t_end, last.t_ns + 1), running=False, cpu_ms=last.cpu_ms, rss_bytes=0, gpus=gpus))
+        uuids = tuple(gpu.uuid for gpu in self.samples[0].gpus)
+        interval_ns = round(interval_s * _NS_PER_S)
+        return _usage_record(self.header.job_id, pid, uuids, interval_ns, self.header.started_unix_ns, True,
+                             self.samples)
+
+
 # --------------------------------------------------------------------------- the meter
 
 
@@ -394,6 +574,10 @@ class JobMeter:
     ``count_from_start``: True charges the job all CPU time the process has used since it began
     (a job's own process); False charges only what it uses after the meter starts (``meter_call``,
     where the process is this one).
+
+    ``journal``: the job's ``SampleJournal``. Samples are then timed on its clock (from the job's
+    start) and appended to it; a resumed journal's samples come first in the record. It needs
+    ``count_from_start``: a CPU baseline would not survive the restart.
     """
 
     pid: int
@@ -401,6 +585,7 @@ class JobMeter:
     interval_s: float = 1.0
     job_id: int | None = None
     count_from_start: bool = True
+    journal: SampleJournal | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.pid, bool) or not isinstance(self.pid, int) or self.pid <= 0:
@@ -409,6 +594,8 @@ class JobMeter:
             raise ValueError(f"metering: interval_s must be >= {MIN_INTERVAL_S}, got {self.interval_s!r}")
         if self.job_id is not None and (isinstance(self.job_id, bool) or not isinstance(self.job_id, int) or self.job_id < 0):
             raise ValueError(f"metering: job_id must be a non-negative int or None, got {self.job_id!r}")
+        if self.journal is not None and not self.count_from_start:
+            raise ValueError("metering: a journal needs count_from_start (a CPU baseline is not journaled)")
         if _read_stat(self.pid) is None:
             raise ValueError(f"metering: no process {self.pid}")
 
@@ -438,24 +625,43 @@ class JobMeter:
         on_start: Callable[[], None] | None,
     ) -> UsageRecord:
         interval_ns = round(self.interval_s * _NS_PER_S)
-        started_unix_ns = time.time_ns()
-        start = time.monotonic_ns()
+        uuids = probe.uuids if probe else ()
+        journal = self.journal or SampleJournal.in_memory(self.job_id)
+        samples = journal.samples
+        unread: tuple[GpuSample, ...] | None = None
+        if samples and tuple(gpu.uuid for gpu in samples[0].gpus) != uuids:
+            if probe is not None:
+                raise ValueError(f"metering: the journal's samples cover other GPUs than {list(self.gpus)}")
+            # This meter cannot read GPUs (no NVML now) that the job was metered on: it goes on without readings.
+            uuids = tuple(gpu.uuid for gpu in samples[0].gpus)
+            unread = tuple(_no_reading(uuid) for uuid in uuids)
+        # After a gap no meter watched: a start that no sample records gets an empty sample, and the
+        # first reading's utilisation (NVML's last period only) is not spread over the whole gap.
+        blind = journal.resumed
+        if blind and not samples:
+            blank = tuple(_no_reading(uuid) for uuid in uuids)
+            journal.append(Sample(t_ns=0, running=True, cpu_ms=0, rss_bytes=0, gpus=blank))
         baseline = 0 if self.count_from_start else self._cpu_ticks(_process_tree(self.pid))
         if on_start is not None:
             on_start()
         pidfd = _pidfd(self.pid)
-        samples: list[Sample] = []
         complete = False
+        run_start = journal.elapsed_ns()
         try:
             tick = 0
             while True:
-                sample = self._sample(probe, start, baseline, samples[-1] if samples else None)
-                samples.append(sample)
+                sample = self._sample(probe, journal.elapsed_ns, baseline, samples[-1] if samples else None)
+                if unread is not None:
+                    sample = replace(sample, gpus=unread)
+                if blind:
+                    sample = replace(sample, gpus=tuple(replace(gpu, utilization_percent=None) for gpu in sample.gpus))
+                    blind = False
+                journal.append(sample)
                 if not sample.running or (done is not None and done.is_set()):
                     complete = True
                     break
-                now = time.monotonic_ns() - start
-                if timeout_s is not None and now >= timeout_s * _NS_PER_S:
+                now = journal.elapsed_ns()
+                if timeout_s is not None and now - run_start >= timeout_s * _NS_PER_S:
                     break
                 # Fixed grid, no drift: the next tick after now (ticks missed under load are skipped).
                 tick = max(tick + 1, now // interval_ns + 1)
@@ -463,17 +669,8 @@ class JobMeter:
         finally:
             if pidfd is not None:
                 os.close(pidfd)
-        return UsageRecord(
-            version=USAGE_VERSION,
-            job_id=self.job_id,
-            pid=self.pid,
-            gpu_uuids=probe.uuids if probe else (),
-            interval_ms=interval_ns // _NS_PER_MS,
-            started_unix_ns=started_unix_ns,
-            complete=complete,
-            samples=tuple(samples),
-            summary=summarize(samples, probe.uuids if probe else ()),
-        )
+        return _usage_record(self.job_id, self.pid, uuids, interval_ns, journal.header.started_unix_ns, complete,
+                             samples)
 
     @staticmethod
     def _wait(pidfd: int | None, done: threading.Event | None, seconds: float) -> None:
@@ -490,10 +687,12 @@ class JobMeter:
     def _cpu_ticks(tree: dict[int, _Stat]) -> int:
         return sum(stat.cpu_ticks for stat in tree.values())
 
-    def _sample(self, probe: _GpuProbe | None, start: int, baseline: int, previous: Sample | None) -> Sample:
+    def _sample(
+        self, probe: _GpuProbe | None, clock: Callable[[], int], baseline: int, previous: Sample | None
+    ) -> Sample:
         tree = _process_tree(self.pid)
         gpus = probe.read() if probe else ()
-        t_ns = time.monotonic_ns() - start
+        t_ns = clock()
         if previous is not None and t_ns <= previous.t_ns:
             t_ns = previous.t_ns + 1  # keep times strictly increasing even on a coarse clock
         root = tree.get(self.pid)
@@ -513,14 +712,16 @@ def meter_pid(
     interval_s: float = 1.0,
     timeout_s: float | None = None,
     job_id: int | None = None,
+    journal: SampleJournal | None = None,
 ) -> UsageRecord:
     """Meters a running process (and its descendants) until it exits or ``timeout_s`` passes.
 
     For a child of this process the final sample reads its times as a zombie, so call this
     before ``Popen.wait()``. Another process's child is reaped by its parent, so its final
-    CPU time is the last sample taken before it vanished.
+    CPU time is the last sample taken before it vanished. With a ``journal`` the samples are
+    kept there too, on the job's time base (see ``SampleJournal``).
     """
-    return JobMeter(pid, gpus, interval_s, job_id, count_from_start=True).run(timeout_s=timeout_s)
+    return JobMeter(pid, gpus, interval_s, job_id, count_from_start=True, journal=journal).run(timeout_s=timeout_s)
 
 
 class JobFailed(Exception):

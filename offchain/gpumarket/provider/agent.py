@@ -48,13 +48,14 @@ from gpumarket.provider.auth import AuthScope, RequestVerifier, SignedRequest
 from gpumarket.provider.challenges import ChallengeDesk
 from gpumarket.provider.errors import AgentError
 from gpumarket.provider.jobsource import JobSource, JobState, OnChainJob
-from gpumarket.provider.runner import ProcessGone, Runner, RunningJob
+from gpumarket.provider.runner import ProcessGone, Runner, RunningJob, RunResult
 from gpumarket.provider.spec import JobSpec, SpecError, parse_spec, spec_hash
 from gpumarket.provider.store import JobRecord, JobStatus, Liveness, Probe, Recovery, Store, StoreConflict
 
 __all__ = ["AgentConfig", "GpuPool", "ProviderAgent"]
 
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class AgentConfig:
@@ -155,19 +156,22 @@ class ProviderAgent:
     # ------------------------------------------------------------------ lifecycle
 
     def recover(self) -> Recovery:
-        """Follows jobs whose process survived a restart, starts jobs that never started, and
-        marks the others lost."""
+        """Follows jobs whose process survived a restart, records as finished the jobs that
+        ended while the agent was down (from their files), starts jobs that never started, and
+        marks the others lost. Runs before the API serves, so a status read after it is true."""
         recovery = self.store.recover(self._probe)
         for job in recovery.lost:
             log.warning("job %d: lost (%s)", job.job_id, job.detail)
+        for job in recovery.ended:
+            self._finalize(job)
         for job in recovery.resume:
             self.gpus.claim(job.gpus)
             spec = parse_spec(job.spec or b"")
             assert job.pid is not None and job.start_ticks is not None and job.started_at is not None
             try:
                 running = self.runner.adopt(job.job_id, spec, job.gpus, job.pid, job.start_ticks, job.started_at)
-            except ProcessGone as error:
-                self._lose(job, str(error))
+            except ProcessGone:
+                self._finalize(job)  # it ended since the probe: finished if it left its ending, else lost
                 continue
             self._follow(job.job_id, running)
         for job in recovery.start:
@@ -203,7 +207,7 @@ class ProviderAgent:
         if job.state == JobStatus.RUNNING and job.pid is not None:
             if self.runner.is_alive(job.job_id, job.pid, job.start_ticks):
                 return Probe(Liveness.ALIVE, job.pid, job.start_ticks, job.started_at)
-            return Probe(Liveness.GONE)
+            return Probe(Liveness.ENDED if self.runner.has_ended(job.job_id) else Liveness.GONE)
         # Stored but not known to have started: the wrapper's pid file tells.
         found = self.runner.find_started(job.job_id)
         if found is not None:
@@ -212,13 +216,18 @@ class ProviderAgent:
             except FileNotFoundError:  # found by its working directory an instant after it started
                 started_at = time.time()
             return Probe(Liveness.ALIVE, found[0], found[1], started_at)
+        recorded = self.runner.recorded_start(job.job_id)
+        if recorded is not None and self.runner.has_ended(job.job_id):
+            # It started and ended while no agent recorded either: its pid file says which process and when.
+            return Probe(Liveness.ENDED, recorded[0], None, recorded[1])
         if self.runner.paths(job.job_id).pidfile.exists():
             return Probe(Liveness.GONE)
         return Probe(Liveness.NOT_STARTED)
 
     def close(self, *, stop_jobs: bool = False, timeout_s: float = 30.0) -> None:
         """Stops following jobs. ``stop_jobs`` also stops their processes (and waits for them
-        to be recorded); otherwise they keep running and the next ``recover`` follows them."""
+        to be recorded); otherwise they keep running, their meters' journals on disk, and the
+        next ``recover`` follows them again, or records those that ended meanwhile."""
         with self._followed_lock:
             followed = list(self._followed.values())
         if stop_jobs:
@@ -334,25 +343,47 @@ class ProviderAgent:
 
     def _run_to_end(self, job_id: int, running: RunningJob) -> None:
         try:
-            result = running.wait()
-            self.store.mark_finished(
-                job_id,
-                finished_at=result.finished_at,
-                exit_code=result.exit_code,
-                stop_reason=result.stop_reason,
-                output_limit_exceeded=result.output_limit_exceeded,
-                result_hash=result.result_hash,
-                evidence_hash=result.evidence_hash,
-            )
+            self._record_end(running.wait())
         except Exception as error:  # the job thread must record every ending, whatever broke
             log.exception("job %d: following it failed", job_id)
             record = self.store.get(job_id)
-            if record is not None and record.state in (JobStatus.SPEC_RECEIVED, JobStatus.RUNNING):
+            if record is not None and record.state == JobStatus.RUNNING and self.runner.has_ended(job_id):
+                self._finalize(record)  # e.g. an adopted job that ended before its meter started
+            elif record is not None and record.state in (JobStatus.SPEC_RECEIVED, JobStatus.RUNNING):
                 self.store.mark_lost(job_id, f"the agent could not follow it: {type(error).__name__}: {error}")
         finally:
             self.gpus.release(running.gpus)
             with self._followed_lock:
                 self._followed.pop(job_id, None)
+
+    def _record_end(self, result: RunResult) -> None:
+        self.store.mark_finished(
+            result.job_id,
+            finished_at=result.finished_at,
+            exit_code=result.exit_code,
+            stop_reason=result.stop_reason,
+            output_limit_exceeded=result.output_limit_exceeded,
+            result_hash=result.result_hash,
+            evidence_hash=result.evidence_hash,
+        )
+
+    def _finalize(self, job: JobRecord) -> None:
+        """Records a job that ended while no agent followed it as finished, from its files; lost
+        when it left no ending (its process vanished) or its files cannot be read."""
+        assert job.pid is not None and job.started_at is not None
+        try:
+            result = self.runner.finalize(
+                job.job_id, parse_spec(job.spec or b""), job.pid, job.start_ticks, job.started_at
+            )
+        except ProcessGone as error:
+            self._lose(job, str(error))
+            return
+        except (OSError, ValueError) as error:  # unreadable files: nothing to show for the job
+            log.exception("job %d: recording its ending failed", job.job_id)
+            self._lose(job, f"its ending could not be recorded: {type(error).__name__}: {error}")
+            return
+        self._record_end(result)
+        self.gpus.release(job.gpus)
 
     def _lose(self, job: JobRecord, detail: str) -> None:
         self.gpus.release(job.gpus)

@@ -6,13 +6,18 @@ Each job gets a fresh directory ``<root>/job-<id>/``::
     stdout, stderr what the command writes (files, not pipes, so a job outlives an agent restart)
     pid            the wrapper's pid, written by the wrapper itself as it starts
     max_seconds    the job's wall-time limit, seconds from its start (written before it starts)
+    samples.jsonl  the metering journal: the job's start (wall clock, monotonic clock, boot id),
+                   written before it starts, then each sample as it is taken (metering.SampleJournal)
     exit_status    the command's exit status, written by the wrapper when the command ends
+    stop_reason    why the agent stopped the job, written before it signals the group
     usage.json     the metering record (its keccak-256 is the evidence hash)
     result.json    the result bundle (see result.py; its manifest's hash is the result hash)
 
 The command runs under a tiny POSIX sh wrapper, ``( exec "$@" )``, which is the leader of a new
 session and process group: the wrapper records the command's exit status in a file, so an agent
-that restarts while the job runs still learns how it ended (``Runner.adopt``). ``exec`` never
+that restarts while the job runs still learns how it ended (``Runner.adopt``), and one that
+restarts after it ended records that ending from the files (``Runner.finalize``: exit_status, or
+stop_reason for a job the agent was stopping; a job that left neither vanished). ``exec`` never
 runs a shell builtin or function, so argv[0] is always a program, found on the spec's PATH (or
 the shell's default path). The environment is the spec's ``env`` plus ``CUDA_VISIBLE_DEVICES``
 (the assigned GPU indices, empty on a CPU machine), ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (so CUDA
@@ -28,7 +33,11 @@ ends is killed. This is process isolation, not a sandbox: a job runs as the agen
 user and can escape its group with setsid; run the agent in a container or VM of its own.
 
 The run is metered with ``gpumarket.measure.metering.meter_pid`` (process tree CPU and memory,
-and NVML on the assigned GPUs when ``meter_gpus``).
+and NVML on the assigned GPUs when ``meter_gpus``) into the job's journal, so a job followed
+after a restart is metered from its real start, the time the agent was down included.
+Finishing a job (writing usage.json, then result.json, then cutting oversized outputs) can be
+repeated after a crash at any point of it and gives the same hashes: a file already written is
+kept, and the files it is made from do not change until result.json exists.
 """
 
 from __future__ import annotations
@@ -41,11 +50,11 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpumarket.measure.metering import UsageRecord, meter_pid
+from gpumarket.measure.metering import JournalError, SampleJournal, UsageRecord, meter_pid
 from gpumarket.provider.result import ResultBundle, collect_result
 from gpumarket.provider.spec import JobSpec
 
@@ -127,8 +136,16 @@ class JobPaths:
         return self.root / "max_seconds"
 
     @property
+    def journal(self) -> Path:
+        return self.root / "samples.jsonl"
+
+    @property
     def exit_status(self) -> Path:
         return self.root / "exit_status"
+
+    @property
+    def stop_reason(self) -> Path:
+        return self.root / "stop_reason"
 
     @property
     def usage(self) -> Path:
@@ -153,7 +170,7 @@ class RunResult:
     evidence_hash: bytes
     started_at: float  # wall clock, seconds
     finished_at: float
-    resumed: bool  # followed after an agent restart (metered only from then on)
+    resumed: bool  # followed, or found ended, after an agent restart (metered from its start all the same)
 
     @property
     def timed_out(self) -> bool:
@@ -233,6 +250,17 @@ def _kill_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+def _kill_leftovers(pid: int, start_ticks: int | None) -> None:
+    """SIGKILLs what is left of the group of the job's wrapper ``pid``, once the wrapper ended.
+
+    Linux gives no new process a pid that still names a live process group, so when ``pid`` now
+    names another process than the wrapper (a zombie wrapper keeps its start time), the job's
+    group is empty and killpg would reach a stranger's group instead."""
+    ticks = process_start_ticks(pid)
+    if ticks is None or (start_ticks is not None and ticks == start_ticks):
+        _kill_group(pid, signal.SIGKILL)
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     temporary = path.with_name(path.name + ".tmp")
     with open(temporary, "wb") as handle:
@@ -264,6 +292,103 @@ def _read_exit_status(path: Path) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def _read_stop_reason(path: Path) -> StopReason | None:
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """How a job ended, as its directory tells when no agent saw it end."""
+
+    exit_code: int | None
+    stop_reason: StopReason | None
+    ended_unix_ns: int
+
+
+def _ending(paths: JobPaths) -> _Ending | None:
+    """The job's ending from its files; None when it left none (it vanished, or still runs).
+
+    The end time is the kernel's modification time of the file written at the end: the wrapper
+    writes exit_status the instant the command returns, whether or not an agent is watching, and
+    plain sh has no finer clock to write (``date +%N`` is not POSIX). A job the agent was stopping
+    (stop_reason, no exit status: its wrapper died of the signal) ended within the grace period
+    after the stop, unobserved, so it is timed at the stop and the grace is not billed."""
+    for path in (paths.exit_status, paths.stop_reason):
+        try:
+            ended_unix_ns = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            continue
+        return _Ending(_read_exit_status(paths.exit_status), _read_stop_reason(paths.stop_reason), ended_unix_ns)
+    return None
+
+
+def _conclude(
+    job_id: int,
+    spec: JobSpec,
+    paths: JobPaths,
+    *,
+    exit_code: int | None,
+    stop_reason: StopReason | None,
+    usage: Callable[[], UsageRecord],
+    started_at: float,
+    finished_at: float,
+    resumed: bool,
+) -> RunResult:
+    """Writes what a job that ended leaves (usage.json, result.json, outputs cut to the limit) and
+    returns it; ``usage`` makes the record when usage.json is not written yet. A usage or result
+    file already written (by an agent that died before recording the job finished) is kept as it
+    is, so doing this again gives the same hashes."""
+    try:
+        record = UsageRecord.from_json(paths.usage.read_bytes())
+    except FileNotFoundError:
+        record = usage()
+        _write_atomic(paths.usage, record.canonical_json())
+    try:
+        bundle = ResultBundle.parse(paths.result.read_bytes())
+    except FileNotFoundError:
+        bundle = collect_result(
+            job_id=job_id,
+            exit_code=exit_code,
+            timed_out=stop_reason == "timeout",
+            killed_for_output=stop_reason == "output_limit",
+            stdout=paths.stdout,
+            stderr=paths.stderr,
+            work_dir=paths.work,
+            outputs=spec.outputs,
+            max_bytes=spec.limits.max_output_bytes,
+        )
+    if not paths.result.exists():
+        _write_atomic(paths.result, bundle.to_bytes())
+    # The watchdog notices a flood of output within one poll period; cut what came after. Only
+    # now: collecting the result again before result.json exists must read the same files.
+    for path in (paths.stdout, paths.stderr):
+        if path.stat().st_size > spec.limits.max_output_bytes:
+            os.truncate(path, spec.limits.max_output_bytes)
+    log.info(
+        "job %d: ended, exit %s%s, result 0x%s",
+        job_id,
+        exit_code,
+        f" ({stop_reason})" if stop_reason else "",
+        bundle.result_hash.hex(),
+    )
+    return RunResult(
+        job_id=job_id,
+        exit_code=exit_code,
+        stop_reason=stop_reason,
+        output_limit_exceeded=bundle.manifest.output_limit_exceeded,
+        paths=paths,
+        bundle=bundle,
+        usage=record,
+        evidence_hash=record.evidence_hash(),
+        started_at=started_at,
+        finished_at=finished_at,
+        resumed=resumed,
+    )
+
+
 class RunningJob:
     """A started (or adopted) job; ``wait`` follows it to the end and returns its RunResult."""
 
@@ -278,6 +403,7 @@ class RunningJob:
         start_ticks: int,
         started_at: float,
         process: subprocess.Popen[bytes] | None,
+        journal: SampleJournal,
         max_seconds: float | None = None,
     ) -> None:
         self.config = config
@@ -291,6 +417,7 @@ class RunningJob:
         # The wall-time limit from started_at: the spec's, or less when capped at the paid time.
         self.max_seconds = min(max_seconds or spec.limits.max_seconds, spec.limits.max_seconds)
         self._process = process  # None when adopted after a restart: not our child
+        self._journal = journal
         self._stop_reason: StopReason | None = None
         self._lock = threading.Lock()
         self._ended = threading.Event()
@@ -306,6 +433,11 @@ class RunningJob:
             if self._stop_reason is not None or self._reaped:
                 return
             self._stop_reason = reason
+            # On disk before the signal: an agent that dies now leaves a stopped job, not a vanished one.
+            try:
+                _write_atomic(self.paths.stop_reason, reason.encode())
+            except OSError as error:
+                log.warning("job %d: could not record the stop (%s): %s", self.job_id, reason, error)
             _kill_group(self.pid, signal.SIGTERM)
         log.info("job %d: stopping (%s)", self.job_id, reason)
         threading.Thread(target=self._kill_after_grace, name=f"job-{self.job_id}-kill", daemon=True).start()
@@ -336,64 +468,36 @@ class RunningJob:
         gpus = self.gpus if self.config.meter_gpus else ()
         try:
             # Before the wrapper is reaped: its final CPU times are read while it is a zombie.
-            usage = meter_pid(self.pid, gpus=gpus, interval_s=self.config.meter_interval_s, job_id=self.job_id)
+            usage = meter_pid(self.pid, gpus=gpus, interval_s=self.config.meter_interval_s, job_id=self.job_id,
+                              journal=self._journal)
         except ValueError:
             self._ended.set()
-            with self._lock:
-                _kill_group(self.pid, signal.SIGKILL)
-                if self._process is not None:
-                    self._process.wait()
-                self._reaped = True
+            self._reap()
             raise
         finally:
             self._ended.set()
             watchdog.join()
-        # Leftover background processes would hold the GPUs. Linux reuses no pid while it still
-        # names a live process group, and our own child is not reaped yet.
+        # Leftover background processes would hold the GPUs.
+        self._reap()
+        return _conclude(
+            self.job_id,
+            self.spec,
+            self.paths,
+            exit_code=_read_exit_status(self.paths.exit_status),
+            stop_reason=self._stop_reason,
+            usage=lambda: usage,
+            started_at=self.started_at,
+            finished_at=time.time(),
+            resumed=self.resumed,
+        )
+
+    def _reap(self) -> None:
+        """Kills what is left of the group and reaps our own child (not an adopted one)."""
         with self._lock:
-            _kill_group(self.pid, signal.SIGKILL)
+            _kill_leftovers(self.pid, self.start_ticks)  # our child, still unreaped, keeps the group's id
             if self._process is not None:
                 self._process.wait()
             self._reaped = True
-        finished_at = time.time()
-        exit_code = _read_exit_status(self.paths.exit_status)
-        bundle = collect_result(
-            job_id=self.job_id,
-            exit_code=exit_code,
-            timed_out=self._stop_reason == "timeout",
-            killed_for_output=self._stop_reason == "output_limit",
-            stdout=self.paths.stdout,
-            stderr=self.paths.stderr,
-            work_dir=self.paths.work,
-            outputs=self.spec.outputs,
-            max_bytes=self.spec.limits.max_output_bytes,
-        )
-        # The watchdog notices a flood of output within one poll period; cut what came after.
-        for path in (self.paths.stdout, self.paths.stderr):
-            if path.stat().st_size > self.spec.limits.max_output_bytes:
-                os.truncate(path, self.spec.limits.max_output_bytes)
-        _write_atomic(self.paths.usage, usage.canonical_json())
-        _write_atomic(self.paths.result, bundle.to_bytes())
-        log.info(
-            "job %d: ended, exit %s%s, result 0x%s",
-            self.job_id,
-            exit_code,
-            f" ({self._stop_reason})" if self._stop_reason else "",
-            bundle.result_hash.hex(),
-        )
-        return RunResult(
-            job_id=self.job_id,
-            exit_code=exit_code,
-            stop_reason=self._stop_reason,
-            output_limit_exceeded=bundle.manifest.output_limit_exceeded,
-            paths=self.paths,
-            bundle=bundle,
-            usage=usage,
-            evidence_hash=usage.evidence_hash(),
-            started_at=self.started_at,
-            finished_at=finished_at,
-            resumed=self.resumed,
-        )
 
 
 class Runner:
@@ -418,8 +522,10 @@ class Runner:
         paths = self.paths(job_id)
         paths.root.mkdir(parents=False)
         paths.work.mkdir()
-        # Before the process exists, so an agent that restarts while it runs never lacks it.
+        # Before the process exists, so an agent that restarts while it runs never lacks them:
+        # the limit, and the start that the meter's clock (and any later meter's) counts from.
         _write_atomic(paths.max_seconds, repr(float(limit)).encode())
+        journal = SampleJournal.begin(paths.journal, job_id=job_id)
         memory_kib = "" if spec.limits.max_memory_bytes is None else str(spec.limits.max_memory_bytes // 1024)
         argv = [SHELL, "-c", _WRAPPER, "sh", str(paths.pidfile), str(paths.exit_status), memory_kib, *spec.command]
         with open(paths.stdout, "wb") as stdout, open(paths.stderr, "wb") as stderr:
@@ -441,7 +547,8 @@ class Runner:
             log.info("job %d: wall-time limit %.1f s (its paid time left), not the spec's %d s",
                      job_id, limit, spec.limits.max_seconds)
         return RunningJob(
-            self.config, job_id, spec, tuple(gpus), paths, process.pid, start_ticks, started_at, process, limit
+            self.config, job_id, spec, tuple(gpus), paths, process.pid, start_ticks, started_at, process, journal,
+            limit,
         )
 
     def run(
@@ -466,22 +573,81 @@ class Runner:
                 return pid, ticks
         return None
 
+    def recorded_start(self, job_id: int) -> tuple[int, float] | None:
+        """(pid, wall-clock time) the wrapper wrote its pid file with; None when it never did."""
+        pidfile = self.paths(job_id).pidfile
+        try:
+            text, started_at = pidfile.read_text().strip(), pidfile.stat().st_mtime
+        except FileNotFoundError:
+            return None
+        return (int(text), started_at) if text.isdigit() else None
+
     def is_alive(self, job_id: int, pid: int, start_ticks: int | None) -> bool:
         """Whether the job's wrapper is still running (the same process, not a reused pid)."""
         return _alive(pid, start_ticks, self.paths(job_id).work)
+
+    def has_ended(self, job_id: int) -> bool:
+        """Whether the job left its ending on disk (an exit status, or the agent's stop)."""
+        return _ending(self.paths(job_id)) is not None
+
+    def _journal(self, job_id: int, started_at: float) -> SampleJournal:
+        """The job's journal to go on with. Without a readable one (an agent that kept none, a
+        damaged file: set aside), a new one begins at the recorded start, on the wall clock:
+        its samples are lost, its start is not, and a live job is never dropped for it."""
+        paths = self.paths(job_id)
+        try:
+            return SampleJournal.resume(paths.journal, job_id=job_id)
+        except FileNotFoundError:
+            pass
+        except JournalError as error:
+            log.warning("job %d: %s; its samples so far are lost", job_id, error)
+            paths.journal.replace(paths.journal.with_name(paths.journal.name + ".unreadable"))
+        return SampleJournal.begin(paths.journal, job_id=job_id, started_unix_ns=round(started_at * 1e9))
 
     def adopt(
         self, job_id: int, spec: JobSpec, gpus: Sequence[int], pid: int, start_ticks: int, started_at: float
     ) -> RunningJob:
         """Follows a job a previous agent started; ProcessGone when it is no longer running. Its
-        wall-time limit is the one written when it started, counted from ``started_at``."""
+        wall-time limit is the one written when it started, counted from ``started_at``; its
+        meter goes on with the job's journal; a stop the previous agent began is carried out."""
         if not self.is_alive(job_id, pid, start_ticks):
             raise ProcessGone(f"job {job_id}: process {pid} is gone")
         paths = self.paths(job_id)
-        log.info("job %d: re-attached to pid %d", job_id, pid)
-        return RunningJob(
-            self.config, job_id, spec, tuple(gpus), paths, pid, start_ticks, started_at, None,
+        journal = self._journal(job_id, started_at)
+        log.info("job %d: re-attached to pid %d (metered since its start, %d samples journaled)", job_id, pid,
+                 len(journal.samples))
+        job = RunningJob(
+            self.config, job_id, spec, tuple(gpus), paths, pid, start_ticks, started_at, None, journal,
             _read_limit(paths.max_seconds),
+        )
+        stopping = _read_stop_reason(paths.stop_reason)
+        if stopping is not None:
+            job.stop(stopping)
+        return job
+
+    def finalize(self, job_id: int, spec: JobSpec, pid: int, start_ticks: int | None, started_at: float) -> RunResult:
+        """Records a job that ended while no agent followed it, from the files it left, as
+        ``wait`` would have: ProcessGone when it left no ending (its wrapper was killed, or the
+        machine went down). Its usage record runs from its start (the journal) to its end (the
+        ending file's time, see ``_ending``). Safe to repeat: see ``_conclude``."""
+        paths = self.paths(job_id)
+        ending = _ending(paths)
+        if ending is None:
+            raise ProcessGone(f"job {job_id}: process {pid} is gone and left no exit status")
+        _kill_leftovers(pid, start_ticks)  # background processes it left would hold the GPUs
+        log.info("job %d: ended while no agent followed it (exit %s)", job_id, ending.exit_code)
+        return _conclude(
+            job_id,
+            spec,
+            paths,
+            exit_code=ending.exit_code,
+            stop_reason=ending.stop_reason,
+            usage=lambda: self._journal(job_id, started_at).conclude(
+                pid=pid, interval_s=self.config.meter_interval_s, ended_unix_ns=ending.ended_unix_ns
+            ),
+            started_at=started_at,
+            finished_at=ending.ended_unix_ns / 1e9,
+            resumed=True,
         )
 
     def discard(self, job_id: int) -> None:

@@ -21,8 +21,10 @@ verified, too little free stake, jailed, or an endpoint that differs from the re
 are warnings (logged, and in `service.checks`): the oracles need the API up to verify it,
 and an endpoint behind a proxy legitimately differs from the bound address.
 
-Shutdown (`stop`, then `close`): the watcher stops between events, the API stops; running jobs
-keep running (the next start follows them again). `wait` returns 1 when the watcher died (the
+Shutdown (`stop`, then `close`), or a SIGKILL: the watcher stops between events, the API
+stops; running jobs keep running, unwatched until the next start, which follows them again on
+their metering journals (so their usage spans the gap) and records as finished, from their
+files, those that ended meanwhile (runner.py, `ProviderAgent.recover`). `wait` returns 1 when the watcher died (the
 node stayed down past its retry budget, or the chain changed under it): a supervisor should
 restart the service; otherwise 0.
 """
@@ -187,8 +189,8 @@ class ProviderService(ServiceLifecycle):
         )
         recovery = self.agent.recover()
         log.info(
-            "recovered: %d followed again, %d started, %d lost", len(recovery.resume), len(recovery.start),
-            len(recovery.lost),
+            "recovered: %d followed again, %d ended while the agent was down, %d started, %d lost",
+            len(recovery.resume), len(recovery.ended), len(recovery.start), len(recovery.lost),
         )
         self.server = ProviderServer(self.agent, config.host, config.port).start()
         endpoint_checks = check_provider(self.market, self.address, self.url)

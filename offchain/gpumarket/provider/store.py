@@ -11,8 +11,11 @@ chain watcher (a job this provider took on chain whose spec has not come yet); a
 arrive for a job the store has not seen, since the chain is the authority.
 
 ``recover`` runs when the agent starts: it asks a probe about every job that was
-``spec_received`` or ``running`` and marks those whose process is gone ``lost``, returning the
-ones to follow again (their process still runs) and the ones to start (they never started).
+``spec_received`` or ``running`` and returns the ones to follow again (their process still
+runs), the ones to finish (their process ended while the agent was down and left its ending on
+disk: the agent records them ``finished`` from their files) and the ones to start (they never
+started); a job whose process vanished without an ending is marked ``lost``. A job found
+running or ended is ``running`` in the store before it is returned.
 """
 
 from __future__ import annotations
@@ -143,7 +146,8 @@ class ChallengeRecord:
 
 class Liveness(StrEnum):
     ALIVE = "alive"  # the job's process still runs
-    GONE = "gone"  # it ran and is no longer there
+    ENDED = "ended"  # it ran and ended, and left its ending on disk (an exit status)
+    GONE = "gone"  # it ran and vanished without an ending (killed, or the machine went down)
     NOT_STARTED = "not_started"  # it never started
 
 
@@ -160,6 +164,7 @@ class Probe:
 @dataclass(frozen=True)
 class Recovery:
     resume: list[JobRecord] = field(default_factory=list)  # running: follow them again
+    ended: list[JobRecord] = field(default_factory=list)  # ended while the agent was down: finish them
     start: list[JobRecord] = field(default_factory=list)  # spec received, never started
     lost: list[JobRecord] = field(default_factory=list)
 
@@ -265,7 +270,8 @@ class Store:
             )
         return self._must_get(job_id)
 
-    def mark_running(self, job_id: int, pid: int, start_ticks: int, started_at: float) -> JobRecord:
+    def mark_running(self, job_id: int, pid: int, start_ticks: int | None, started_at: float) -> JobRecord:
+        """``start_ticks`` is None for a process never seen alive (it ended before a restart)."""
         return self._transition(
             job_id,
             (JobStatus.SPEC_RECEIVED,),
@@ -336,19 +342,21 @@ class Store:
         return record
 
     def recover(self, probe: Callable[[JobRecord], Probe]) -> Recovery:
-        """After a restart: which unfinished jobs to follow again, to start, or to report lost."""
+        """After a restart: which unfinished jobs to follow again, to finish, to start, or to
+        report lost."""
         recovery = Recovery()
         for job in self.jobs((JobStatus.SPEC_RECEIVED, JobStatus.RUNNING)):
             found = probe(job)
-            if found.liveness == Liveness.ALIVE:
-                if job.state == JobStatus.SPEC_RECEIVED:
-                    assert found.pid is not None and found.start_ticks is not None and found.started_at is not None
+            if found.liveness in (Liveness.ALIVE, Liveness.ENDED):
+                if job.state == JobStatus.SPEC_RECEIVED:  # it started, but the agent died before recording so
+                    assert found.pid is not None and found.started_at is not None
                     job = self.mark_running(job.job_id, found.pid, found.start_ticks, found.started_at)
-                recovery.resume.append(job)
+                (recovery.resume if found.liveness == Liveness.ALIVE else recovery.ended).append(job)
             elif found.liveness == Liveness.NOT_STARTED and job.state == JobStatus.SPEC_RECEIVED:
                 recovery.start.append(job)
             else:
-                recovery.lost.append(self.mark_lost(job.job_id, "its process was gone when the agent restarted"))
+                detail = "its process was gone when the agent restarted, and it left no exit status"
+                recovery.lost.append(self.mark_lost(job.job_id, detail))
         return recovery
 
     # ------------------------------------------------------------------ nonces

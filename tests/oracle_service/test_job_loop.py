@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 
+import pytest
 from eth_utils import keccak
 
+from gpumarket.chain.connection import advance_time
 from gpumarket.chain.keys import test_account
 from gpumarket.chain.models import JobState
 from gpumarket.client.choose import scan_events
+from gpumarket.client.errors import ProviderRefused
 from gpumarket.client.http import ProviderApi
 from gpumarket.measure.metering import UsageRecord
 from gpumarket.measure.provers.cheats import LateSkippingProver
@@ -19,7 +23,7 @@ from gpumarket.oracle.settlement import submission_rank
 from gpumarket.signing import eip712
 from gpumarket.signing.eip712 import Outcome
 
-from .conftest import Market3, busy_spec, wait_for
+from .conftest import JOB_CONFIG, Market3, busy_spec, wait_for
 
 BPS = 10_000
 
@@ -189,3 +193,39 @@ def test_agent_down_across_the_jobs_end_settles_completed_from_its_real_start(wo
     event = settled_event(world, job_id)
     assert event.gpu_seconds == usage.summary.wall_ns // 10**9 and event.slashed == 0
     assert_quorum_agrees(world, job_id, Outcome.COMPLETED)
+
+
+def test_a_spec_sent_after_the_paid_time_is_not_the_providers_fault(world: Market3) -> None:
+    """The client sends its spec only after the job's paid time ended: the agent refuses it and
+    records the job lost without starting it. No oracle decides anything (the provider never
+    had the job's spec while it could run), and the job ends by expiry: the client refunded in
+    full, the provider's collateral unlocked, nobody slashed. (Runs last: it moves the clock.)"""
+    provider = world.start_provider(test_account(10))
+    client = world.client(test_account(4))
+    spec = busy_spec(1.0)
+    job_id = client.create_job(spec, gpu_class=1, gpu_count=1, max_price=10**12, max_duration=60,
+                               provider=provider.address)
+    job = client.wait_running(job_id, timeout_s=30)
+    wait_for(lambda: all(job_id in o.jobs.followed for o in world.oracles), 20, "oracles following")
+    advance_time(world.w3, 200)  # past end_deadline and the oracles' overrun margin
+    with pytest.raises(ProviderRefused) as refused:
+        client.send_spec(job_id, spec)
+    assert refused.value.code == "deadline_passed"
+    status = ProviderApi(provider.url).status(job_id)
+    assert status["state"] == "lost" and status["started_at"] is None
+
+    def seen_lost(oracle) -> bool:
+        followed = oracle.jobs._jobs.get(job_id)
+        return followed is not None and followed.agent_state == "lost"
+
+    wait_for(lambda: all(seen_lost(o) for o in world.oracles), 30, "every oracle polled the job lost")
+    time.sleep(2 * JOB_CONFIG.poll_interval_s)  # and stepped it again after that
+    assert decisions(world, job_id) == [None, None, None]
+    grace = world.market().parameters()["settle_grace"]
+    advance_time(world.w3, grace + 1)
+    client.expire(job_id)
+    expired = world.market().get_job(job_id)
+    assert expired.state == JobState.EXPIRED
+    assert world.market().stake_of(provider.address).locked == 0
+    assert not [e for e in scan_events(world.market(), ["JobSettled"]) if e.job_id == job_id]
+    assert job.escrow > 0

@@ -179,8 +179,8 @@ def test_agent_down_across_the_jobs_end_settles_completed_from_its_real_start(wo
     provider = world.start_provider(test_account(9))
     client = world.client(test_account(4))
     job_id = world.run_job(client, provider.address, busy_spec(4.0))
-    wait_for(lambda: ProviderApi(provider.url).status(job_id)["state"] == "running", 20, "job running")
-    wait_for(lambda: all(job_id in o.jobs.followed for o in world.oracles), 20, "oracles following")
+    wait_for(lambda: ProviderApi(provider.url).status(job_id)["state"] == "running", 60, "job running")
+    wait_for(lambda: all(job_id in o.jobs.followed for o in world.oracles), 60, "oracles following")
     provider.close()  # jobs keep running
     workdir = provider.config.workdir / f"job-{job_id}"
     wait_for(lambda: (workdir / "exit_status").exists(), 60, "the job ends while its agent is down")
@@ -205,8 +205,8 @@ def test_a_spec_sent_after_the_paid_time_is_not_the_providers_fault(world: Marke
     spec = busy_spec(1.0)
     job_id = client.create_job(spec, gpu_class=1, gpu_count=1, max_price=10**12, max_duration=60,
                                provider=provider.address)
-    job = client.wait_running(job_id, timeout_s=30)
-    wait_for(lambda: all(job_id in o.jobs.followed for o in world.oracles), 20, "oracles following")
+    job = client.wait_running(job_id, timeout_s=60)
+    wait_for(lambda: all(job_id in o.jobs.followed for o in world.oracles), 60, "oracles following")
     advance_time(world.w3, 200)  # past end_deadline and the oracles' overrun margin
     with pytest.raises(ProviderRefused) as refused:
         client.send_spec(job_id, spec)
@@ -218,7 +218,7 @@ def test_a_spec_sent_after_the_paid_time_is_not_the_providers_fault(world: Marke
         followed = oracle.jobs._jobs.get(job_id)
         return followed is not None and followed.agent_state == "lost"
 
-    wait_for(lambda: all(seen_lost(o) for o in world.oracles), 30, "every oracle polled the job lost")
+    wait_for(lambda: all(seen_lost(o) for o in world.oracles), 60, "every oracle polled the job lost")
     time.sleep(2 * JOB_CONFIG.poll_interval_s)  # and stepped it again after that
     assert decisions(world, job_id) == [None, None, None]
     grace = world.market().parameters()["settle_grace"]

@@ -8,10 +8,15 @@ signed by the deployment's 2-of-3 test committee, as the oracles would.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from web3 import Web3
@@ -76,13 +81,15 @@ class World:
         report = job_report(job_id, provider, outcome, gpu_seconds=gpu_seconds, epoch=market.epoch())
         market.settle(report, COMMITTEE.sign(market.domain, report))
 
-    def ready_provider(self, stake: int | None = None, price: int = PRICE) -> ServiceKey:
-        """A registered, verified provider with `stake` (default min stake + 10**21) staked."""
+    def ready_provider(self, stake: int | None = None, price: int = PRICE,
+                       endpoint: str = "http://127.0.0.1:9/provider") -> ServiceKey:
+        """A registered, verified provider with `stake` (default min stake + 10**21) staked; its
+        endpoint answers nothing (port 9) unless given."""
         key = self.new_key()
         stake = self.min_stake + 10**21 if stake is None else stake
         self.mint(key, stake=stake)
         market = self.market(key)
-        market.register(CPU_DEV, 1, price, "http://127.0.0.1:9/provider")
+        market.register(CPU_DEV, 1, price, endpoint)
         self.verify(key)
         market.stake_token.approve(market.address, stake)
         market.stake(stake)
@@ -96,3 +103,47 @@ def world() -> World:
     owner = test_account(0)
     deployment = deploy_market_web3(w3, owner, params)
     return World(w3, deployment, params, owner)
+
+
+class FakeAgent:
+    """An HTTP server that answers GET /health with `health` (as a provider agent would): what
+    the agent pre-checks see, without running jobs. Set `health` to change the answer."""
+
+    def __init__(self) -> None:
+        self.health: dict[str, Any] = {"status": "ok", "gpus": [], "free_gpus": 0}
+        agent = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                found = self.path == "/health"
+                body = json.dumps(agent.health if found else {"error": "not_found", "detail": ""}).encode()
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def serve(self, provider: str, gpus: int, free: int) -> None:
+        """Answer as `provider`'s agent with `gpus` GPUs (0: a CPU machine), `free` of them free."""
+        self.health = {"status": "ok", "provider": provider, "gpus": list(range(gpus)), "free_gpus": free}
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def fake_agent() -> Iterator[FakeAgent]:
+    agent = FakeAgent()
+    try:
+        yield agent
+    finally:
+        agent.close()

@@ -10,8 +10,9 @@ import pytest
 
 from gpumarket.actions import ActionError, guard, open_market
 from gpumarket.actions.context import load_deployment
-from gpumarket.actions.errors import from_revert
+from gpumarket.actions.errors import from_client_error, from_revert
 from gpumarket.chain.errors import ContractRevert
+from gpumarket.client.errors import JobNotAccepted, ProviderRefused, ProviderUnreachable
 
 from .conftest import CPU_DEV, PRICE
 
@@ -58,3 +59,24 @@ def test_deployment_files_that_are_not_records(tmp_path):
     (tmp_path / "partial.json").write_text(json.dumps({"chain_id": 1}))
     with pytest.raises(ActionError, match="not a deployment record"):
         load_deployment(tmp_path / "partial.json")
+
+
+def test_the_client_librarys_errors_keep_their_code_and_hint():
+    with pytest.raises(ActionError) as caught, guard():
+        raise ProviderUnreachable("http://127.0.0.1:9", "ConnectionRefusedError")
+    assert caught.value.code == "provider_unreachable" and caught.value.hint.startswith("retry later")
+    refused = from_client_error(ProviderRefused("http://a", 409, "spec_hash_mismatch", "no"))
+    assert refused.code == "spec_hash_mismatch" and refused.hint.startswith("send the exact spec")
+    waited = from_client_error(JobNotAccepted(7, 0, deadline_passed=False))
+    assert waited.code == "job_not_accepted" and "send-spec 7 --spec FILE --wait" in waited.hint
+    assert waited.message == "job 7 not accepted: the wait timed out (accept deadline 1970-01-01 00:00:00 UTC)"
+
+
+def test_an_expire_revert_says_when_it_is_allowed():
+    error = from_revert(ContractRevert("escrow: deadline not passed", function="expire_job"))
+    assert error.code == "reverted" and "after its accept deadline" in error.hint
+
+
+def test_details_travel_in_the_json_document():
+    error = ActionError("stopped", "resume", code="interrupted", details={"job_id": 7})
+    assert error.to_json() == {"job_id": 7, "error": "interrupted", "message": "stopped", "hint": "resume"}

@@ -11,6 +11,7 @@ from gpumarket.actions import ActionError, NeedsApproval, approve, jobs, provide
 from gpumarket.chain.connection import advance_time, latest_timestamp
 from gpumarket.chain.models import JobState
 from gpumarket.client.choose import job_collateral
+from gpumarket.client.http import HttpTimeouts
 
 from .conftest import CPU_DEV, PRICE, SPEC
 
@@ -156,7 +157,7 @@ def test_status_shows_stake_jobs_and_what_is_missing(world):
     client = world.new_key()
     world.mint(client, payment=10**24)
     created = jobs.create(world.market(client), SPEC, gpu_class=CPU_DEV, gpu_count=1, max_price=PRICE,
-                          max_duration=600, provider=key.address, approve=True)
+                          max_duration=600, provider=key.address, approve=True, agent_timeouts=None)
     job_id = created.details["job_id"]
     market.accept_job(job_id)
     parameters = market.parameters()
@@ -178,3 +179,24 @@ def test_status_of_a_bad_address_is_refused(world):
     with pytest.raises(ActionError) as caught:
         provider.status(world.market(), "0x1234")
     assert caught.value.code == "bad_address"
+
+
+def test_status_asks_the_agent_whether_it_can_start_a_job(world, fake_agent):
+    """The chain says "can take jobs"; the agent says whether it runs and has a GPU free."""
+    key = world.ready_provider(endpoint=fake_agent.url)
+    market = world.market()
+    fast = HttpTimeouts(1.0, 1.0)
+    assert provider.status(market, key.address).agent is None  # not asked unless timeouts are given
+    fake_agent.serve(key.address, gpus=1, free=1)
+    status = provider.status(market, key.address, agent_timeouts=fast)
+    assert status.problems() == [] and "agent up, 1 of 1 GPU(s) free" in status.render()
+    assert "can take jobs: yes" in status.render() and status.to_json()["agent"]["free_gpus"] == 1
+
+    fake_agent.serve(key.address, gpus=1, free=0)  # its only GPU held by a job
+    status = provider.status(market, key.address, agent_timeouts=fast)
+    assert [p for p in status.problems() if "held by running jobs" in p]
+    assert "can take jobs: no" in status.render()
+
+    down = world.ready_provider()
+    status = provider.status(market, down.address, agent_timeouts=fast)
+    assert any("does not answer" in p and "gpumarket provider run" in p for p in status.problems())

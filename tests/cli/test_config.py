@@ -73,6 +73,7 @@ def test_the_config_file_drives_the_provider_and_client_commands(cli_world, tmp_
     bad = tmp_path / "bad.toml"
     bad.write_text('nope = "x"\n')
     refused = CliRunner(mix_stderr=False).invoke(main, ["client", "--config", str(bad), "providers"])
-    assert refused.exit_code == 2 and "unknown field(s) nope" in refused.stderr
+    assert refused.exit_code == 1 and "unknown field(s) nope" in refused.stderr  # as the provider's commands
+    assert "fix the config file" in refused.stderr
     refused_provider = cli_world.invoke("provider", "status", "--json", "--config", str(bad), connect_flags=False)
     assert refused_provider.exit_code == 1 and json.loads(refused_provider.stdout)["error"] == "bad_config"

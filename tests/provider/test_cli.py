@@ -109,7 +109,7 @@ def test_kill_and_restart_resumes_live_jobs_and_reports_dead_ones_lost(tmp_path,
         second.send_signal(signal.SIGTERM)
         assert second.wait(10) == 0
         logs = (tmp_path / "first.log").read_text() + (tmp_path / "second.log").read_text()
-        assert "recovered: 1 followed again, 0 started, 1 lost" in logs
+        assert "recovered: 1 followed again, 0 ended while the agent was down, 0 started, 1 lost" in logs
         assert client_account.key.hex().removeprefix("0x") not in logs
     finally:
         for process in processes:

@@ -8,10 +8,17 @@ withdraw|status|claim` and `gpumarket market deploy|committee|params|mint`.
 
 Every command takes --config FILE (or $GPUMARKET_CONFIG; gpumarket.config) and the flags
 --rpc, --deployment, --key that override it, and --json: one JSON document on stdout, for
-scripts (reads: the status; writes: the transactions and amounts). A refusal exits 1 with
-the message and what to do (as {"error", "message", "hint"} on stdout under --json); a
-missing allowance is such a refusal unless --approve is given, which approves exactly the
-amount needed first. Amounts are base units, or "<n> tokens" (scaled by the token's decimals).
+scripts (reads: the status; writes: the transactions and amounts). The four connection flags
+are accepted before the subcommand too (`gpumarket provider --key K status`; the group takes
+them with `group_chain_options`), the subcommand's own win. A refusal exits 1 with the
+message and what to do (as {"error", "message", "hint"} on stdout under --json); a node that
+does not answer and a deployment whose contract is not on the node are such refusals too,
+never a traceback. A missing allowance is a refusal unless --approve is given, which approves
+exactly the amount needed first. Amounts are base units, or "<n> tokens" (scaled by the
+token's decimals).
+
+The `gpumarket client` group (gpumarket.client.cli) runs its commands through the same
+Session, so every role's command handles a node, a deployment and a key the same way.
 """
 
 from __future__ import annotations
@@ -29,32 +36,46 @@ from web3 import Web3
 from gpumarket.actions import faucet, governance, jobs, provider, render
 from gpumarket.actions.common import ActionResult, token_info
 from gpumarket.actions.context import load_deployment, open_market
-from gpumarket.actions.errors import ActionError, guard
+from gpumarket.actions.errors import ActionError, from_client_error, guard
 from gpumarket.actions.progress import waiting
-from gpumarket.chain.connection import connect
+from gpumarket.chain.connection import connect, is_transient
 from gpumarket.chain.errors import ChainError
 from gpumarket.chain.keys import ServiceKey, load_key
 from gpumarket.chain.market import Market
 from gpumarket.chain.deploy import DeploymentError
 from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3
 from gpumarket.chain.params import ParamsError, load_params
+from gpumarket.client.errors import ClientError
+from gpumarket.client.http import PROBE_TIMEOUTS
 from gpumarket.config import ChainSettings, ConfigError, resolve_settings
 from gpumarket.measure.classes import class_by_name
 
-__all__ = ["PROVIDER_COMMANDS", "ActionFailed", "Session", "chain_options", "market", "parse_gpu_class"]
+__all__ = [
+    "PROVIDER_COMMANDS",
+    "ActionFailed",
+    "GroupSettings",
+    "Session",
+    "chain_options",
+    "group_chain_options",
+    "group_settings",
+    "market",
+    "parse_gpu_class",
+    "preset_connection",
+]
 
 T = TypeVar("T")
 
 
 class ActionFailed(click.ClickException):
-    """An ActionError on the way out: exit 1, the message and the hint (JSON under --json)."""
+    """An ActionError on the way out: exit 1 (or `exit_code`), the message and the hint (JSON under --json)."""
 
     exit_code = 1
 
-    def __init__(self, error: ActionError, as_json: bool) -> None:
+    def __init__(self, error: ActionError, as_json: bool, exit_code: int = 1) -> None:
         super().__init__(error.message)
         self.error = error
         self.as_json = as_json
+        self.exit_code = exit_code
 
     def show(self, file: Any = None) -> None:
         if self.as_json:
@@ -67,12 +88,16 @@ class ActionFailed(click.ClickException):
 
 @dataclass
 class Session:
-    """One command's connection: settings resolved, node, deployment and key loaded on demand."""
+    """One command's connection: settings resolved, node, deployment and key loaded on demand
+    (once each). `_w3` may be preset by an embedding program (see preset_connection)."""
 
     settings: ChainSettings
     as_json: bool = False
     _w3: Web3 | None = field(default=None, repr=False)
     _deployment: MarketDeployment | None = field(default=None, repr=False)
+    _key: ServiceKey | None = field(default=None, repr=False)
+    _market: Market | None = field(default=None, repr=False)
+    _signed: Market | None = field(default=None, repr=False)  # one signer: one nonce sequence
 
     def w3(self) -> Web3:
         if self._w3 is None:
@@ -92,18 +117,27 @@ class Session:
             self._deployment = load_deployment(self.settings.deployment)
         return self._deployment
 
-    def key(self) -> ServiceKey:
-        if not self.settings.key:
-            raise ActionError("this command signs a transaction and no key was given",
-                              "pass --key (keystore:<alias>, or test-account:<i> on a local chain) or set key in the"
-                              " --config file", code="no_key")
-        with guard():
-            return load_key(self.settings.key, w3=self.w3())
+    def key(self, needed_for: str = "signs a transaction") -> ServiceKey:
+        """The --key account; `needed_for` says why, when no key was given ("this command ...")."""
+        if self._key is None:
+            if not self.settings.key:
+                raise ActionError(f"this command {needed_for} and no key was given",
+                                  "pass --key (keystore:<alias>, or test-account:<i> on a local chain) or set key in"
+                                  " the --config file", code="no_key")
+            with guard():
+                self._key = load_key(self.settings.key, w3=self.w3())
+        return self._key
 
     def market(self, *, signed: bool) -> Market:
-        """The deployment's market on the node (checked to be the deployment's chain first)."""
-        market = open_market(self.w3(), self.deployment())  # the chain id check before the key is loaded
-        return market.with_signer(self.key()) if signed else market
+        """The deployment's market on the node (checked to be the deployment's chain, with its
+        contract there, first)."""
+        if self._market is None:
+            self._market = open_market(self.w3(), self.deployment())  # checked before the key is loaded
+        if not signed:
+            return self._market
+        if self._signed is None:
+            self._signed = self._market.with_signer(self.key())
+        return self._signed
 
     def run(self, action: Callable[[], T], label: str = "") -> T:
         """`action()`, with every refusal turned into a clean exit 1 (and, given a `label`, a
@@ -113,18 +147,26 @@ class Session:
                 return action()
             with waiting(label):
                 return action()
-        except ActionError as error:
-            raise ActionFailed(error, self.as_json) from None
-        except ConfigError as error:
-            raise ActionFailed(ActionError(str(error), "fix the config file", code="bad_config"),
-                               self.as_json) from None
-        except ChainError as error:
-            raise ActionFailed(ActionError(f"{type(error).__name__}: {error}", "check the node and retry",
-                                           code="chain_error"), self.as_json) from None
-        except OSError as error:  # requests' connection errors too
-            raise ActionFailed(ActionError(f"node {self.settings.rpc} unreachable: {type(error).__name__}",
-                                           "check --rpc and that the node is up", code="node_unreachable"),
-                               self.as_json) from None
+        except Exception as error:  # the known failures become a refusal; anything else is a bug and propagates
+            refusal = self.refusal(error)
+            if refusal is None:
+                raise
+            raise ActionFailed(refusal, self.as_json) from None
+
+    def refusal(self, error: Exception) -> ActionError | None:
+        """The refusal to show for an error of an action, None for an unexpected one (a bug)."""
+        if isinstance(error, ActionError):
+            return error
+        if isinstance(error, ClientError):
+            return from_client_error(error)
+        if isinstance(error, ConfigError):
+            return ActionError(str(error), "fix the config file", code="bad_config")
+        if isinstance(error, ChainError):
+            return ActionError(f"{type(error).__name__}: {error}", "check the node and retry", code="chain_error")
+        if is_transient(error):  # requests' connection errors (OSError), web3's connection errors
+            return ActionError(f"node {self.settings.rpc or '(preset)'} unreachable: {type(error).__name__}",
+                               "check --rpc and that the node is up", code="node_unreachable")
+        return None
 
     def emit(self, document: Any, text: str) -> None:
         click.echo(json.dumps(document, sort_keys=True) if self.as_json else text)
@@ -135,19 +177,36 @@ class Session:
         self.emit(result.to_json(), "\n".join(lines))
 
 
-def chain_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --config/--rpc/--deployment/--key/--json to a command; it receives `session`."""
+@dataclass(frozen=True)
+class GroupSettings:
+    """The connection flags given before the subcommand (`gpumarket client --key K jobs`)."""
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, config: Path | None, rpc: str | None, deployment: Path | None, key: str | None,
-                as_json: bool, **kwargs: Any) -> Any:
-        try:
-            settings = resolve_settings(config, rpc=rpc, deployment=deployment, key=key)
-        except ConfigError as error:
-            raise ActionFailed(ActionError(str(error), "fix the config file", code="bad_config"), as_json) from None
-        return func(*args, session=Session(settings, as_json), **kwargs)
+    config: Path | None = None
+    rpc: str | None = None
+    deployment: Path | None = None
+    key: str | None = None
 
-    options = [
+
+# click's `meta` is shared by a context and all its children: the group's flags and an embedding
+# program's node connection reach the subcommand through it.
+_GROUP_SETTINGS = "gpumarket.group_settings"
+_PRESET_W3 = "gpumarket.preset_w3"
+
+
+def group_settings(ctx: click.Context | None = None) -> GroupSettings:
+    """What the enclosing group's connection flags said (all None when it took none)."""
+    ctx = ctx or click.get_current_context()
+    return ctx.meta.get(_GROUP_SETTINGS, GroupSettings())
+
+
+def preset_connection(ctx: click.Context, w3: Web3) -> None:
+    """Let the commands under `ctx` use this node connection unless --rpc names one (an
+    embedding program or a test: the embedded chain lives in one process)."""
+    ctx.meta[_PRESET_W3] = w3
+
+
+def _connection_options() -> list[Callable[[Any], Any]]:
+    return [
         click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="Config file (TOML or YAML: rpc, deployment, key) [default: $GPUMARKET_CONFIG]."),
         click.option("--rpc", default=None, help="Node URL (http(s)://...); overrides the config file."),
@@ -156,11 +215,48 @@ def chain_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--key", default=None,
                      help="keystore:<alias> (passphrase in $APE_ACCOUNTS_<alias>_PASSPHRASE) or, on a local chain,"
                           " test-account:<i>; overrides the config file."),
-        click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout (errors too)."),
     ]
+
+
+def _apply(options: list[Callable[[Any], Any]], func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
-        wrapper = option(wrapper)
-    return wrapper
+        func = option(func)
+    return func
+
+
+def group_chain_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --config/--rpc/--deployment/--key to a group: its chain_options subcommands use them
+    where they are not given after the subcommand. The group function does not receive them."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, config: Path | None, rpc: str | None, deployment: Path | None, key: str | None,
+                **kwargs: Any) -> Any:
+        click.get_current_context().meta[_GROUP_SETTINGS] = GroupSettings(config, rpc, deployment, key)
+        return func(*args, **kwargs)
+
+    return _apply(_connection_options(), wrapper)
+
+
+def chain_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --config/--rpc/--deployment/--key/--json to a command; it receives `session`."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, config: Path | None, rpc: str | None, deployment: Path | None, key: str | None,
+                as_json: bool, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        group = group_settings(ctx)
+        rpc = rpc or group.rpc
+        try:
+            settings = resolve_settings(config or group.config, rpc=rpc, deployment=deployment or group.deployment,
+                                        key=key or group.key)
+        except ConfigError as error:
+            raise ActionFailed(ActionError(str(error), "fix the config file", code="bad_config"), as_json) from None
+        preset = None if rpc else ctx.meta.get(_PRESET_W3)  # a flag names the node: it wins over a preset one
+        return func(*args, session=Session(settings, as_json, _w3=preset), **kwargs)
+
+    return _apply([*_connection_options(),
+                   click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout (errors too).")],
+                  wrapper)
 
 
 def parse_gpu_class(value: str) -> int:
@@ -270,8 +366,9 @@ def status_command(session: Session, address: str | None) -> None:
     unbonding stake with the release time, claimable balances and jobs."""
 
     def act() -> provider.ProviderStatus:
-        who = address or session.key().address
-        return provider.status(session.market(signed=False), who, from_block=session.deployment().block)
+        who = address or session.key("shows the --key account's standing (or give ADDRESS)").address
+        return provider.status(session.market(signed=False), who, from_block=session.deployment().block,
+                               agent_timeouts=PROBE_TIMEOUTS)
 
     status = session.run(act)
     session.emit(status.to_json(), status.render())
@@ -280,7 +377,7 @@ def status_command(session: Session, address: str | None) -> None:
 @click.command("claim")
 @chain_options
 def claim_command(session: Session) -> None:
-    """Withdraw the payments and stake the market credited to this account."""
+    """Withdraw everything the market credited to this account (payments, refunds, stake)."""
     session.emit_result(session.run(lambda: jobs.claim(session.market(signed=True)), "claim"))
 
 
@@ -292,6 +389,7 @@ PROVIDER_COMMANDS = (register_command, update_command, stake_command, unstake_co
 
 
 @click.group("market", context_settings={"help_option_names": ["-h", "--help"]})
+@group_chain_options
 def market() -> None:
     """The market's governance: the oracle committee and the bounded parameters (owner only to change)."""
 
@@ -321,8 +419,16 @@ def committee_command(session: Session, members: str | None, threshold: int | No
 def params_command(session: Session, assignment: str | None) -> None:
     """Show every governance parameter with its bounds; with --set NAME=VALUE, change one."""
     if assignment is None:
-        rows = session.run(lambda: governance.params_show(session.market(signed=False)))
-        session.emit({row.name: row.to_json() for row in rows}, governance.render_params(rows))
+        def show() -> tuple[list[governance.ParameterRow], str]:
+            on_chain = session.market(signed=False)
+            shown = governance.params_show(on_chain)
+            stake = token_info(on_chain.stake_token)
+            min_stake = next(row.value for row in shown if row.name == "min_stake")
+            # The table shows base units (the bounds too); the one amount is also shown in tokens.
+            return shown, f"min_stake is {render.amount(min_stake, stake.decimals, stake.symbol)} (stake token)"
+
+        rows, note = session.run(show)
+        session.emit({row.name: row.to_json() for row in rows}, governance.render_params(rows) + "\n\n" + note)
         return
     name, sep, raw = assignment.partition("=")
     try:

@@ -14,7 +14,9 @@ the message followed by the hint, so a command line prints it as it is:
 
 `guard()` turns the chain layer's exceptions into ActionErrors: a ContractRevert becomes
 code "reverted" naming the contract's reason (with a hint for the reasons a user can act
-on), a ChainMismatch becomes "wrong_network". A raw revert dump never reaches the user.
+on), a ChainMismatch becomes "wrong_network"; the client library's errors (a provider that
+does not answer, a result that does not verify) keep their code and hint. A raw revert dump
+never reaches the user.
 """
 
 from __future__ import annotations
@@ -25,24 +27,28 @@ from typing import Any
 
 from gpumarket.chain.errors import ChainMismatch, ContractRevert, NotLocalChain, TransactionTimeout
 from gpumarket.chain.keys import KeyLoadError
+from gpumarket.client.errors import ClientError
 
-__all__ = ["ActionError", "NeedsApproval", "from_revert", "guard"]
+__all__ = ["ActionError", "NeedsApproval", "from_client_error", "from_revert", "guard"]
 
 
 class ActionError(RuntimeError):
-    """An action refused: `code` (e.g. "insufficient_balance"), `message`, `hint`."""
+    """An action refused: `code` (e.g. "insufficient_balance"), `message`, `hint`, and
+    `details` a script needs to carry on (e.g. the id of a job that exists already)."""
 
-    def __init__(self, message: str, hint: str = "", *, code: str = "refused") -> None:
+    def __init__(self, message: str, hint: str = "", *, code: str = "refused",
+                 details: dict[str, Any] | None = None) -> None:
         self.message = message
         self.hint = hint
         self.code = code
+        self.details = dict(details or {})
         super().__init__(message)
 
     def __str__(self) -> str:
         return f"{self.message}; {self.hint}" if self.hint else self.message
 
     def to_json(self) -> dict[str, Any]:
-        return {"error": self.code, "message": self.message, "hint": self.hint}
+        return {**self.details, "error": self.code, "message": self.message, "hint": self.hint}
 
 
 class NeedsApproval(ActionError):
@@ -88,6 +94,12 @@ _REVERT_HINTS = {
     "ownable: caller is not the owner": "send it from the market's owner account",
     "governance: value out of bounds": "`gpumarket market params` shows each parameter's bounds",
     "pausable: contract is paused": "the market is paused by governance; retry once it is unpaused",
+    "escrow: deadline not passed": "an open job can be expired only after its accept deadline (`gpumarket client"
+                                   " status JOB` shows it, by the chain's clock)",
+    "escrow: settle grace not passed": "a running job can be expired only after its paid time and the settle grace"
+                                       " (`gpumarket client status JOB` shows when)",
+    "escrow: job not open or running": "it is over already: `gpumarket client claim` collects any refund",
+    "escrow: accept deadline passed": "nobody accepted it in time: expire it (`gpumarket client cancel JOB --expire`)",
 }
 
 
@@ -98,6 +110,11 @@ def from_revert(error: ContractRevert) -> ActionError:
     mined = f" (mined in {error.tx_hash})" if error.tx_hash else ""
     hint = next((hint for known, hint in _REVERT_HINTS.items() if reason.startswith(known)), "")
     return ActionError(f"{where}the contract refused: {reason}{mined}", hint, code="reverted")
+
+
+def from_client_error(error: ClientError) -> ActionError:
+    """The ActionError for the client library's error: its message, hint and code."""
+    return ActionError(error.args[0] if error.args else str(error), error.hint, code=error.code)
 
 
 @contextmanager
@@ -120,3 +137,5 @@ def guard() -> Iterator[None]:
     except TransactionTimeout as error:
         raise ActionError(str(error), "it may still be mined: check the state before sending it again",
                           code="tx_timeout") from None
+    except ClientError as error:
+        raise from_client_error(error) from None

@@ -38,6 +38,7 @@ from gpumarket.chain.events import JobAccepted, JobCreated, UnstakeRequested
 from gpumarket.chain.market import Market
 from gpumarket.chain.models import JobState, ProviderRecord, StakeInfo
 from gpumarket.client.choose import scan_events
+from gpumarket.client.http import AgentHealth, HttpTimeouts, probe_agent
 from gpumarket.measure.classes import class_by_id
 
 __all__ = [
@@ -274,6 +275,7 @@ class ProviderStatus:
     payment_token: TokenInfo
     claimable: dict[str, int]  # token address -> amount credited to the provider
     jobs: tuple[ProviderJob, ...] = field(default=())
+    agent: AgentHealth | None = None  # its agent's GET /health at the endpoint; None: not asked
 
     @property
     def released(self) -> bool:
@@ -294,6 +296,13 @@ class ProviderStatus:
             found.append("hardware not verified: run the agent (`gpumarket provider run`) so the committee measures it")
         if self.stake.free < self.min_stake:
             found.append(f"free stake {self.stake.free} is below the min stake {self.min_stake}: stake more")
+        agent = self.agent
+        if agent is not None and not agent.answered:
+            found.append(f"the agent at {self.record.endpoint} does not answer ({agent.error}): run it"
+                         " (`gpumarket provider run`) or fix the endpoint (`gpumarket provider update --endpoint`)")
+        elif agent is not None and not agent.can_run(1):
+            found.append(f"all {agent.gpus} GPU(s) of the agent are held by running jobs: it takes a new job once one"
+                         " ends")
         return found
 
     def to_json(self) -> dict[str, Any]:
@@ -317,6 +326,7 @@ class ProviderStatus:
                       "released": self.released, "min_stake": str(self.min_stake), "token": self.stake_token.address},
             "claimable": {token: str(value) for token, value in self.claimable.items()},
             "jobs": [job.to_json() for job in self.jobs],
+            "agent": None if self.agent is None else self.agent.to_json(),
             "problems": self.problems(),
         }
 
@@ -338,6 +348,7 @@ class ProviderStatus:
                 ("claim", f"{record.gpu_count} x {_class_name(record.gpu_class)} (class {record.gpu_class})"),
                 ("price", f"{record.price_per_gpu_second} {self.payment_token.symbol} base units per GPU-second"),
                 ("endpoint", record.endpoint),
+                ("agent", "not asked" if self.agent is None else self.agent.describe()),
                 ("verified", verified),
                 ("jailed", f"yes ({record.consecutive_failures} failures)" if record.jailed
                  else f"no ({record.consecutive_failures} consecutive failures)"),
@@ -367,7 +378,9 @@ class ProviderStatus:
             render.table(["job", "state", "client", "gpus", "price", "collateral", "paid time ends"], job_rows),
         ]
         problems = self.problems()
-        parts += ["", "can take jobs: " + ("yes" if not problems else "no"), *(f"  - {p}" for p in problems)]
+        verdict = "no" if problems else "yes" if self.agent is not None else \
+            "yes, by the chain (its agent was not asked)"
+        parts += ["", f"can take jobs: {verdict}", *(f"  - {p}" for p in problems)]
         return "\n".join(parts)
 
 
@@ -388,20 +401,24 @@ def _provider_jobs(market: Market, address: str, block: int, from_block: int) ->
     return tuple(jobs)
 
 
-def status(market: Market, address: str | None = None, *, from_block: int = 0) -> ProviderStatus:
+def status(market: Market, address: str | None = None, *, from_block: int = 0,
+           agent_timeouts: HttpTimeouts | None = None) -> ProviderStatus:
     """`address`'s standing (default: the sender), every read at one block. `from_block`
-    (the deployment's block) bounds the event scan for its jobs."""
+    (the deployment's block) bounds the event scan for its jobs; given `agent_timeouts`, its
+    agent is asked at its endpoint whether it runs and has a GPU free (the chain cannot say)."""
     address = address or require_signer(market)
     address = checksum(address)
     with guard():
         block_data = market.w3.eth.get_block("latest")
         block, now = int(block_data["number"]), int(block_data["timestamp"])
         stake_token, payment_token = market.stake_token, market.payment_token
+        record = market.providers(address, block=block)
+        agent = probe_agent(record.endpoint, agent_timeouts) if agent_timeouts and record.registered else None
         return ProviderStatus(
             address=address,
             block=block,
             now=now,
-            record=market.providers(address, block=block),
+            record=record,
             verified=market.is_verified(address, block=block),
             stake=market.stake_of(address, block=block),
             min_stake=int(market.parameters(block=block)["min_stake"]),
@@ -410,4 +427,5 @@ def status(market: Market, address: str | None = None, *, from_block: int = 0) -
             claimable={token.address: market.claimable(token, address, block=block)
                        for token in (payment_token, stake_token)},
             jobs=_provider_jobs(market, address, block, from_block),
+            agent=agent,
         )

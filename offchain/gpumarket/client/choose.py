@@ -12,16 +12,23 @@ throughput from its latest HardwareVerified event. A provider is a candidate onl
 at or below the job's max, and free stake >= MIN_STAKE + the job's collateral (computed
 as escrow.vy computes it). Candidates are ranked by price, then measured throughput
 (higher first), then address.
+
+The chain cannot say whether the provider's agent runs, nor whether its GPUs are free: with
+`probe` (the default for choose_providers) each chain-qualified candidate's agent is asked at
+GET /health, in parallel with short timeouts, and one that does not answer or has too few free
+GPUs for the job now is left out (a client would otherwise pay into escrow and wait in vain).
+`list_providers(..., probe=PROBE_TIMEOUTS)` shows every provider's agent the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gpumarket.chain.events import HardwareVerified, MarketEvent, ProviderRegistered, ProviderUpdated
 from gpumarket.chain.market import BlockId, Market
 from gpumarket.client.errors import NoProviderAvailable
+from gpumarket.client.http import PROBE_TIMEOUTS, AgentHealth, HttpTimeouts, probe_agents
 
 __all__ = [
     "JobRequirements",
@@ -31,6 +38,7 @@ __all__ = [
     "job_collateral",
     "list_providers",
     "scan_events",
+    "with_agents",
 ]
 
 BPS = 10_000
@@ -66,6 +74,7 @@ class ProviderOffer:
     jailed: bool
     free_stake: int
     measured_throughput: int  # of the latest HardwareVerified (GOPS, whole machine); 0 if never
+    agent: AgentHealth | None = None  # its agent's GET /health; None: not asked
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -79,6 +88,7 @@ class ProviderOffer:
             "jailed": self.jailed,
             "free_stake": str(self.free_stake),
             "measured_throughput": self.measured_throughput,
+            "agent": None if self.agent is None else self.agent.to_json(),
         }
 
 
@@ -109,8 +119,15 @@ def scan_events(
         low = high + 1
 
 
-def list_providers(market: Market, *, from_block: int = 0) -> list[ProviderOffer]:
-    """Every provider that ever registered and still is, with its standing now."""
+def with_agents(offers: list[ProviderOffer], timeouts: HttpTimeouts = PROBE_TIMEOUTS) -> list[ProviderOffer]:
+    """The offers with their agents' health (those not asked yet are asked, in parallel)."""
+    health = probe_agents((offer.endpoint for offer in offers if offer.agent is None), timeouts)
+    return [offer if offer.agent is not None else replace(offer, agent=health[offer.endpoint]) for offer in offers]
+
+
+def list_providers(market: Market, *, from_block: int = 0, probe: HttpTimeouts | None = None) -> list[ProviderOffer]:
+    """Every provider that ever registered and still is, with its standing now (and, given
+    `probe` timeouts, its agent's health)."""
     addresses: dict[str, None] = {}
     throughput: dict[str, int] = {}
     names = (ProviderRegistered.name, ProviderUpdated.name, HardwareVerified.name)
@@ -139,7 +156,7 @@ def list_providers(market: Market, *, from_block: int = 0) -> list[ProviderOffer
                 measured_throughput=throughput.get(address, 0),
             )
         )
-    return offers
+    return offers if probe is None else with_agents(offers, probe)
 
 
 def _rank(offer: ProviderOffer) -> tuple[int, int, str]:
@@ -148,9 +165,10 @@ def _rank(offer: ProviderOffer) -> tuple[int, int, str]:
 
 def choose_providers(
     market: Market, requirements: JobRequirements, *, offers: list[ProviderOffer] | None = None,
-    from_block: int = 0,
+    from_block: int = 0, probe: HttpTimeouts | None = PROBE_TIMEOUTS,
 ) -> list[ProviderOffer]:
-    """The providers that could accept this job now, best first (see the module docstring)."""
+    """The providers that could accept and start this job now, best first (see the module
+    docstring); `probe` None judges by the chain alone."""
     offers = list_providers(market, from_block=from_block) if offers is None else offers
     parameters = market.parameters()
     candidates = []
@@ -168,15 +186,20 @@ def choose_providers(
             and offer.free_stake >= parameters["min_stake"] + collateral
         ):
             candidates.append(offer)
+    if probe is not None:
+        candidates = [offer for offer in with_agents(candidates, probe)
+                      if offer.agent is not None and offer.agent.can_run(requirements.gpu_count)]
     return sorted(candidates, key=_rank)
 
 
-def choose_provider(market: Market, requirements: JobRequirements, *, from_block: int = 0) -> ProviderOffer:
+def choose_provider(market: Market, requirements: JobRequirements, *, from_block: int = 0,
+                    probe: HttpTimeouts | None = PROBE_TIMEOUTS) -> ProviderOffer:
     """The best candidate; NoProviderAvailable when none can take the job."""
-    ranked = choose_providers(market, requirements, from_block=from_block)
+    ranked = choose_providers(market, requirements, from_block=from_block, probe=probe)
     if not ranked:
+        agent = " whose agent answers with enough free GPUs" if probe is not None else ""
         raise NoProviderAvailable(
             f"no verified, unjailed provider of class {requirements.gpu_class} with {requirements.gpu_count} GPU(s) "
-            f"at <= {requirements.max_price_per_gpu_second} per GPU-second with enough free stake"
+            f"at <= {requirements.max_price_per_gpu_second} per GPU-second with enough free stake{agent}"
         )
     return ranked[0]

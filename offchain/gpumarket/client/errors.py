@@ -1,9 +1,12 @@
 """Typed errors of the client (gpumarket.client); each says what to do next in `hint`.
 
 None of them ever carries a key: they name addresses, job ids, endpoints and hashes only.
+`code` is a stable name for scripts (the command line's --json error documents carry it).
 """
 
 from __future__ import annotations
+
+from datetime import datetime, timezone
 
 __all__ = [
     "ClientError",
@@ -21,6 +24,7 @@ class ClientError(RuntimeError):
     """Base class; `hint` is the next step for the user (also shown by the CLI)."""
 
     hint: str = ""
+    code: str = "client_error"
 
     def __init__(self, message: str, hint: str = "") -> None:
         self.hint = hint or self.hint
@@ -32,12 +36,14 @@ class ClientError(RuntimeError):
 
 
 class NoProviderAvailable(ClientError):
+    code = "no_provider"
     hint = "raise --max-price, lower --gpus, or list candidates with `gpumarket client providers`"
 
 
 class ProviderUnreachable(ClientError):
     """The provider's endpoint did not answer (connection refused, timeout, bad HTTP)."""
 
+    code = "provider_unreachable"
     hint = "retry later; if it stays down after acceptance, the committee fails the job and you are refunded"
 
     def __init__(self, endpoint: str, reason: str) -> None:
@@ -47,8 +53,7 @@ class ProviderUnreachable(ClientError):
 
 
 class ProviderRefused(ClientError):
-    """The provider answered with an error document {"error", "detail"}."""
-
+    """The provider answered with an error document {"error", "detail"}; `code` is the provider's."""
     def __init__(self, endpoint: str, status: int, code: str, detail: str) -> None:
         self.endpoint = endpoint
         self.status = status
@@ -67,6 +72,7 @@ class ProviderRefused(ClientError):
 class ResultMismatch(ClientError):
     """The result bundle does not match the reported or the on-chain result_hash."""
 
+    code = "result_mismatch"
     hint = "do not use this result; the committee's settlement decides payment, report the provider"
 
     def __init__(self, job_id: int, detail: str) -> None:
@@ -77,6 +83,7 @@ class ResultMismatch(ClientError):
 class JobNotRunning(ClientError):
     """An action needs a RUNNING job (or a finished one) and the chain says otherwise."""
 
+    code = "job_not_running"
     def __init__(self, job_id: int, state: str, hint: str = "") -> None:
         self.job_id = job_id
         self.state = state
@@ -84,20 +91,26 @@ class JobNotRunning(ClientError):
 
 
 class JobNotAccepted(ClientError):
-    """No provider accepted the job before its accept deadline."""
+    """No provider accepted the job before its accept deadline, or within the wait."""
 
-    hint = "expire it to get the escrow back (JobClient.expire, or `gpumarket client cancel --expire JOB`)"
+    code = "job_not_accepted"
+    hint = "expire it to get the escrow back (JobClient.expire, or `gpumarket client cancel JOB --expire`)"
 
     def __init__(self, job_id: int, accept_deadline: int, deadline_passed: bool) -> None:
         self.job_id = job_id
         self.accept_deadline = accept_deadline
         self.deadline_passed = deadline_passed
         why = "its accept deadline passed" if deadline_passed else "the wait timed out"
-        hint = "" if deadline_passed else "wait longer, or cancel it while still open (`gpumarket client cancel`)"
-        super().__init__(f"job {job_id} not accepted: {why} (deadline {accept_deadline})", hint)
+        hint = (f"expire it for the refund: `gpumarket client cancel {job_id} --expire`" if deadline_passed else
+                f"it stays open until its accept deadline: wait for it and send the spec with `gpumarket client"
+                f" send-spec {job_id} --spec FILE --wait`, or take the escrow back with `gpumarket client cancel"
+                f" {job_id}`")
+        when = datetime.fromtimestamp(accept_deadline, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        super().__init__(f"job {job_id} not accepted: {why} (accept deadline {when})", hint)
 
 
 class FollowTimeout(ClientError):
+    code = "follow_timeout"
     hint = "follow again later (`gpumarket client status`); the job keeps going"
 
     def __init__(self, job_id: int, timeout_s: float) -> None:

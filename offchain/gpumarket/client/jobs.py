@@ -8,6 +8,7 @@
     for update in client.follow(job_id, timeout_s=600): print(update.describe())
     bundle = client.fetch_result(job_id)               # verified ResultBundle (ResultMismatch if not)
     client.claim()                                     # refunds credited to the client
+    ask_agents(market, jobs)                           # {job_id: AgentAnswer}, the agents asked in parallel
 
 Every wait is bounded (timeout and poll interval). The provider's endpoint is read from
 the chain (`Market.providers(job.provider).endpoint`) unless given. Requests to the agent
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,13 +40,13 @@ from gpumarket.client.errors import (
     ProviderUnreachable,
     ResultMismatch,
 )
-from gpumarket.client.http import HttpTimeouts, ProviderApi
+from gpumarket.client.http import HttpTimeouts, ProviderApi, in_parallel
 from gpumarket.provider.auth import sign_request
 from gpumarket.provider.result import BundleError, ResultBundle
 from gpumarket.provider.spec import JobSpec, spec_hash
 from gpumarket.signing.eip712 import Outcome
 
-__all__ = ["PROVIDER_DONE_STATES", "ClientKey", "JobClient", "JobUpdate"]
+__all__ = ["PROVIDER_DONE_STATES", "AgentAnswer", "ClientKey", "JobClient", "JobUpdate", "ask_agents"]
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +62,81 @@ class ClientKey(Protocol):
 
 
 @dataclass(frozen=True)
+class AgentAnswer:
+    """What a job's provider agent said about it at GET /jobs/<id>/status.
+
+    `status` is the agent's status document, None when it gave none: then `error` says why
+    and `code` is the agent's refusal code ("unknown_job": it never received the spec) or
+    "unreachable".
+    """
+
+    status: dict[str, Any] | None
+    error: str | None = None
+    code: str | None = None
+
+    @classmethod
+    def ask(cls, endpoint: str, job_id: int, timeouts: HttpTimeouts | None = None) -> AgentAnswer:
+        """Ask the agent at `endpoint`; never raises (an agent that does not answer is an answer too)."""
+        try:
+            return cls(ProviderApi(endpoint, timeouts).status(job_id))
+        except ProviderRefused as refused:  # the message, without the hint meant for the one who sent a request
+            return cls(None, refused.args[0], refused.code)
+        except ProviderUnreachable as unreachable:
+            return cls(None, unreachable.args[0], "unreachable")
+
+    @property
+    def state(self) -> str | None:
+        """accepted, spec_received, running, finished or lost (docs/provider-api.md); None: no answer."""
+        return None if self.status is None else str(self.status.get("state"))
+
+    @property
+    def exit_code(self) -> int | None:
+        value = None if self.status is None else self.status.get("exit_code")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def has_spec(self) -> bool | None:
+        """Whether the agent holds the job's spec; None when it did not say (down, or another refusal)."""
+        if self.state is not None:
+            return self.state != "accepted"  # "accepted": its chain watcher saw the job, no spec came yet
+        return False if self.code == "unknown_job" else None
+
+    def describe(self) -> str:
+        if self.state is None:
+            return "has no spec" if self.has_spec is False else f"no answer: {self.error}"
+        text = "has no spec (accepted)" if self.state == "accepted" else self.state
+        if self.exit_code:
+            text += f", command exit status {self.exit_code}"
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        return {"state": self.state, "has_spec": self.has_spec, "exit_code": self.exit_code, "error": self.error,
+                "code": self.code, "status": self.status}
+
+
+@dataclass(frozen=True)
 class JobUpdate:
     """What the chain and the provider say about a job at one moment."""
 
     job_id: int
     chain_state: JobState
     provider: str
-    provider_state: str | None  # None: no answer yet (spec not sent, or provider down)
-    provider_status: dict[str, Any] | None
-    provider_error: str | None  # why provider_state is None, when the provider was asked
+    agent: AgentAnswer | None  # None: not asked (no provider yet)
     settled: JobSettled | None
+
+    @property
+    def provider_state(self) -> str | None:
+        """The agent's state; None: no answer yet (spec not sent, or provider down)."""
+        return None if self.agent is None else self.agent.state
+
+    @property
+    def provider_status(self) -> dict[str, Any] | None:
+        return None if self.agent is None else self.agent.status
+
+    @property
+    def provider_error(self) -> str | None:
+        """Why provider_state is None, when the provider was asked."""
+        return None if self.agent is None else self.agent.error
 
     @property
     def done(self) -> bool:
@@ -88,6 +154,9 @@ class JobUpdate:
             text += f", provider: {self.provider_error}"
         if self.settled is not None:
             text += f", settled {self.settled.outcome.name} ({self.settled.gpu_seconds} gpu-s)"
+        exit_code = None if self.agent is None else self.agent.exit_code
+        if exit_code:  # a command that failed (127: not found) still "completes": say so
+            text += f", command exit status {exit_code}"
         return text
 
     def to_json(self) -> dict[str, Any]:
@@ -172,7 +241,10 @@ class JobClient:
         if accept_window < 1:
             raise ValueError("accept_window must be positive")
         self.ensure_allowance(max_price * gpu_count * max_duration)
-        deadline = self.market.block_timestamp() + accept_window
+        # The contract measures the window from the block that creates the job. A local node that
+        # mines only on transactions (anvil) can have its latest block minutes old, and the next
+        # block takes the wall clock's time: count from whichever is later.
+        deadline = max(self.market.block_timestamp(), int(time.time())) + accept_window
         result = self.market.create_job(
             gpu_class, gpu_count, max_price, max_duration, spec_hash(spec), deadline, provider=provider
         )
@@ -256,19 +328,13 @@ class JobClient:
     def update(self, job_id: int, endpoint: str | None = None) -> JobUpdate:
         """One look at the job on the chain and at the provider (a provider error is reported, not raised)."""
         job = self.job(job_id)
-        status: dict[str, Any] | None = None
-        error: str | None = None
-        if job.provider != ZERO_ADDRESS:
-            try:
-                status = self._api(job, endpoint).status(job_id)
-            except (ProviderUnreachable, ProviderRefused) as failure:
-                error = str(failure)
+        agent = None if job.provider == ZERO_ADDRESS else self.ask_agent(job, endpoint)
         settled = self.settlement(job_id) if job.state in (JobState.COMPLETED, JobState.FAILED) else None
-        return JobUpdate(
-            job_id=job_id, chain_state=job.state, provider=job.provider,
-            provider_state=None if status is None else str(status.get("state")),
-            provider_status=status, provider_error=error, settled=settled,
-        )
+        return JobUpdate(job_id=job_id, chain_state=job.state, provider=job.provider, agent=agent, settled=settled)
+
+    def ask_agent(self, job: Job, endpoint: str | None = None) -> AgentAnswer:
+        """The job's provider agent's view of it (an unreachable agent is an answer, not an error)."""
+        return AgentAnswer.ask(endpoint or self.market.providers(job.provider).endpoint, job.job_id, self.timeouts)
 
     def follow(
         self, job_id: int, *, endpoint: str | None = None, timeout_s: float = 600.0, until_settled: bool = False
@@ -310,3 +376,12 @@ class JobClient:
                 job_id, f"on-chain result_hash 0x{settled.result_hash.hex()} != bundle 0x{bundle.result_hash.hex()}"
             )
         return bundle
+
+
+def ask_agents(market: Market, jobs: Sequence[Job], timeouts: HttpTimeouts | None = None) -> dict[int, AgentAnswer]:
+    """Each job's provider agent's view of it, the agents asked in parallel (jobs without a provider are left out)."""
+    taken = [job for job in jobs if job.provider != ZERO_ADDRESS]
+    endpoints = {provider: market.providers(provider).endpoint for provider in {job.provider for job in taken}}
+
+    answers = in_parallel(lambda job: AgentAnswer.ask(endpoints[job.provider], job.job_id, timeouts), taken)
+    return {job.job_id: answer for job, answer in zip(taken, answers)}

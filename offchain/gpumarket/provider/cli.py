@@ -25,7 +25,7 @@ from types import FrameType
 
 import click
 
-from gpumarket.actions.cli import PROVIDER_COMMANDS
+from gpumarket.actions.cli import PROVIDER_COMMANDS, group_chain_options, group_settings
 from gpumarket.chain.connection import EMBEDDED, connect, is_local_chain
 from gpumarket.chain.errors import ChainError
 from gpumarket.chain.keys import KeyLoadError, load_key
@@ -70,9 +70,12 @@ def _log_to_stderr() -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@group_chain_options
 def provider() -> None:
     """The provider: its agent (run, serve-api) and its actions on the market (register, update,
-    stake, unstake, withdraw, status, claim)."""
+    stake, unstake, withdraw, status, claim).
+
+    --config, --rpc, --deployment and --key go before or after the subcommand."""
 
 
 # The provider's actions on the market (gpumarket.actions.cli): register .. claim.
@@ -152,12 +155,7 @@ def serve_api(
     runner = Runner(RunnerConfig(root=workdir, meter_interval_s=meter_interval, meter_gpus=meter_gpus))
     agent = ProviderAgent(config, store, runner, JsonFileJobSource(jobs_file) if jobs_file else _NoJobs(), prover)
     recovery = agent.recover()
-    log.info(
-        "recovered: %d followed again, %d started, %d lost",
-        len(recovery.resume),
-        len(recovery.start),
-        len(recovery.lost),
-    )
+    log.info("%s", recovery.summary())
     server = ProviderServer(agent, host, port)
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -243,8 +241,10 @@ def run(
 
     Exits 0 when stopped by a signal, 1 when the chain watcher gave up (node down too long)."""
     _log_to_stderr()
+    group = group_settings()  # the flags given before `run`: the subcommand's own win
     try:
-        settings = require_settings(config_path, rpc=rpc, deployment=deployment_path, key=key_spec)
+        settings = require_settings(config_path or group.config, rpc=rpc or group.rpc,
+                                    deployment=deployment_path or group.deployment, key=key_spec or group.key)
     except ConfigError as error:
         raise click.UsageError(str(error)) from None
     rpc, deployment_path, key_spec = str(settings.rpc), Path(str(settings.deployment)), str(settings.key)

@@ -188,10 +188,7 @@ class ProviderService(ServiceLifecycle):
             self._prover if self._prover is not None else make_prover(config.backend),
         )
         recovery = self.agent.recover()
-        log.info(
-            "recovered: %d followed again, %d ended while the agent was down, %d started, %d lost",
-            len(recovery.resume), len(recovery.ended), len(recovery.start), len(recovery.lost),
-        )
+        log.info("%s", recovery.summary())
         self.server = ProviderServer(self.agent, config.host, config.port).start()
         endpoint_checks = check_provider(self.market, self.address, self.url)
         self.checks = endpoint_checks

@@ -168,6 +168,11 @@ class Recovery:
     start: list[JobRecord] = field(default_factory=list)  # spec received, never started
     lost: list[JobRecord] = field(default_factory=list)
 
+    def summary(self) -> str:
+        """One log line: what a restart found."""
+        return (f"recovered: {len(self.resume)} followed again, {len(self.ended)} ended while the agent was down, "
+                f"{len(self.start)} started, {len(self.lost)} lost")
+
 
 def _job(row: sqlite3.Row) -> JobRecord:
     return JobRecord(

@@ -16,13 +16,14 @@ RUN := env PATH="$(abspath $(BIN)):$(ANVIL_BIN):$$PATH" PYTHONWARNINGS="ignore:F
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv anvil test test-torch fuzz compile demo devnet walkthrough bench-gas clean distclean
+.PHONY: help venv anvil test test-torch fuzz compile demo devnet soak walkthrough bench-gas clean distclean
 
 help:
 	@echo "make test       run the whole test suite (bootstraps $(VENV) first)"
 	@echo "make test-torch install the optional gpu extra (torch) into $(VENV) and run the torch tests"
 	@echo "make demo       the whole market on an embedded chain: 3 oracles, 3 providers (one lazy), real jobs"
 	@echo "make devnet     the same story on anvil, every oracle, provider and the client its own process"
+	@echo "make soak       fault soak: 200 jobs on anvil, CPUs saturated, agents/oracles/node killed (bench/soak.json)"
 	@echo "make walkthrough one job walked through every contract call (ape, embedded chain)"
 	@echo "make fuzz       stateful/property fuzz tests (tests/fuzz), thorough profile"
 	@echo "make compile    compile the contracts (ape compile)"
@@ -88,6 +89,11 @@ demo: venv
 
 devnet: venv anvil
 	$(RUN) $(BIN)/gpumarket devnet
+
+# The fault soak (docs/auditor.md): exits 1 on an honest provider slashed or turned away, a stuck
+# payment or books that do not balance.
+soak: venv anvil
+	$(RUN) $(BIN)/gpumarket soak --jobs 200 --out bench/soak.json
 
 walkthrough: venv $(BUILD_STAMP)
 	$(RUN) $(APE) run walkthrough

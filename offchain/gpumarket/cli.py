@@ -12,6 +12,7 @@ from gpumarket.measure.cli import bench
 from gpumarket.oracle.cli import oracle
 from gpumarket.provider.cli import provider
 from gpumarket.signing.cli import report
+from gpumarket.soak.cli import soak
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,6 +30,7 @@ main.add_command(market)
 main.add_command(demo)
 main.add_command(devnet)
 main.add_command(demo_client)
+main.add_command(soak)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,10 @@ once it serves, a ready file; a service that exits before (or a client that fail
 LaunchError with the end of its log. The client's lines are relayed to the story's progress
 as it prints them. `close` sends SIGTERM to every process, waits, and kills what is left;
 then anvil stops.
+
+For the fault soak (gpumarket.soak) a service can be signalled and started again with the
+same command line (`process_of`, `restart_service`), and anvil restarted on its saved state
+(`restart_chain`, with `chain_state`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from web3 import Web3
@@ -48,6 +52,8 @@ class _Service:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    arguments: list[str] = field(default_factory=list)  # after `python -m gpumarket`: a restart reuses them
+    ready_file: Path | None = None
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -60,8 +66,10 @@ def _tail(path: Path, lines: int = 15) -> str:
 class ProcessLauncher(Launcher):
     description = "on anvil, every oracle, provider and the client its own process"
 
-    def __init__(self, workdir: Path, timing: ServiceTiming) -> None:
+    def __init__(self, workdir: Path, timing: ServiceTiming, *, chain_state: Path | None = None) -> None:
+        """`chain_state`: anvil keeps its chain in this file, so `restart_chain` resumes it."""
         super().__init__(workdir, timing)
+        self._chain_state = chain_state
         self._node: AnvilNode | None = None
         self._services: list[_Service] = []
         self._deployment_path = workdir / "deployment.json"
@@ -74,7 +82,7 @@ class ProcessLauncher(Launcher):
 
     def start_chain(self) -> Web3:
         try:
-            self._node = AnvilNode(log_path=self.workdir / "anvil.log").start()
+            self._node = AnvilNode(log_path=self.workdir / "anvil.log", state_path=self._chain_state).start()
         except AnvilError as error:
             raise LaunchError(str(error)) from None
         return connect(self._node.url)
@@ -91,7 +99,7 @@ class ProcessLauncher(Launcher):
                 [sys.executable, "-m", "gpumarket", *arguments], stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
-        service = _Service(name, process, log_path)
+        service = _Service(name, process, log_path, arguments, ready_file)
         self._services.append(service)
         if ready_file is not None:
             deadline = time.monotonic() + READY_TIMEOUT_S
@@ -133,6 +141,43 @@ class ProcessLauncher(Launcher):
         for peer in setup.peers:
             arguments += ["--peer", peer]
         self._spawn(setup.name, arguments, ready)
+
+    def _service(self, name: str) -> _Service:
+        for service in self._services:
+            if service.name == name:
+                return service
+        raise LaunchError(f"no service named {name}")
+
+    def process_of(self, name: str) -> subprocess.Popen[bytes]:
+        """The service's current process (`restart_service` replaces it)."""
+        return self._service(name).process
+
+    def restart_service(self, name: str, note: str | None = None) -> None:
+        """Start an exited service again with its command line; returns once it serves.
+        `note` is appended to its log first (a marker between the two runs)."""
+        old = self._service(name)
+        if old.process.poll() is None:
+            raise LaunchError(f"{name} is still running (pid {old.process.pid})")
+        if note is not None:
+            with open(old.log_path, "a") as log:
+                log.write(f"{note}\n")
+        if old.ready_file is not None:
+            old.ready_file.unlink(missing_ok=True)  # the new process writes it once it serves
+        self._services.remove(old)
+        self._spawn(name, old.arguments, old.ready_file)
+
+    def restart_chain(self, down_s: float) -> None:
+        """Stop anvil (SIGTERM: it writes `chain_state`), wait `down_s`, start it on the same port."""
+        if self._node is None:
+            raise LaunchError("anvil has not started")
+        if self._chain_state is None:
+            raise LaunchError("restarting anvil needs chain_state, or the chain would start empty")
+        self._node.stop()
+        time.sleep(down_s)
+        try:
+            self._node.start()
+        except AnvilError as error:
+            raise LaunchError(str(error)) from None
 
     def stopped_services(self) -> list[str]:
         return [

@@ -7,7 +7,12 @@ Deployments are module-scoped; ape's isolation snapshots the chain per test.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
+
+from gpumarket.chain.anvil import ANVIL_NPM_PACKAGE, find_anvil
 
 from gpumarket.signing.eip712 import Domain, Outcome
 from gpumarket.testing.hypothesis_profiles import register_profiles
@@ -16,6 +21,21 @@ from helpers.committee import Committee, hardware_report, job_report
 from helpers.constants import CLASS_FLOORS, CPU_DEV, DAY, HOUR, MIN_STAKE, PRICE, TOKEN
 
 register_profiles()
+
+
+@pytest.fixture
+def anvil_binary() -> Path:
+    """anvil's binary (the off-chain suites' local node). Skipped, saying why, only where neither
+    anvil nor npm exists; with npm present an uninstalled anvil is a failure: `make test`
+    installs it (`make anvil`)."""
+    binary = find_anvil()
+    if binary is None:
+        if shutil.which("npm") is not None:
+            pytest.fail(f"anvil is not installed but npm is: run `make anvil` (npm install {ANVIL_NPM_PACKAGE})")
+        reason = f"neither anvil nor npm is installed: this test needs anvil ({ANVIL_NPM_PACKAGE} from npm)"
+        print(reason)
+        pytest.skip(reason)
+    return binary
 
 
 @pytest.fixture(scope="session")

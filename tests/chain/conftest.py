@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from web3 import Web3
 
-from gpumarket.chain.anvil import ANVIL_NPM_PACKAGE, AnvilNode, find_anvil
+from gpumarket.chain.anvil import AnvilNode
 from gpumarket.chain.artifacts import Artifacts, load_artifacts
 from gpumarket.chain.connection import EMBEDDED, connect, latest_timestamp
 from gpumarket.chain.keys import ServiceKey, test_account
@@ -141,16 +141,6 @@ def kit(module_kit) -> Iterator[Kit]:
     snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
     yield module_kit
     w3.provider.make_request("evm_revert", [snapshot])
-
-
-@pytest.fixture
-def anvil_binary() -> Path:
-    binary = find_anvil()
-    if binary is None:
-        reason = f"anvil not installed: `make anvil` installs it with npm ({ANVIL_NPM_PACKAGE}); npm is missing here"
-        print(reason)
-        pytest.skip(reason)
-    return binary
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from web3 import Web3
 
-from gpumarket.chain.anvil import ANVIL_NPM_PACKAGE, find_anvil
 from gpumarket.chain.artifacts import Artifacts, load_artifacts
 from gpumarket.chain.connection import EMBEDDED, connect, latest_timestamp
 from gpumarket.chain.events import JobCreated
@@ -121,13 +120,3 @@ def store(tmp_path: Path) -> Iterator[Store]:
     yield store
     store.close()
 
-
-@pytest.fixture
-def anvil_binary() -> Path:
-    """anvil's binary; skips the test, printing why, where it is not installed."""
-    binary = find_anvil()
-    if binary is None:
-        reason = f"anvil not installed: `make anvil` installs it with npm ({ANVIL_NPM_PACKAGE})"
-        print(reason)
-        pytest.skip(reason)
-    return binary

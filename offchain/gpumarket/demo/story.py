@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,7 +143,7 @@ def _play(launcher: Launcher, params: StoryParams, progress: Progress) -> DemoRe
         client=test_account(CLIENT_ACCOUNT).address,
         providers={test_account(role.account).address: role for role in params.providers},
     )
-    _fund(market, params)
+    fund_roles(market, params.providers, params.provider_mint, params.client_mint)
     before = snapshot(market, roles.accounts())
     progress(f"minted {params.provider_mint // TOKEN:,} mSTK to each provider, {params.client_mint // TOKEN:,} mPAY "
              "to the client")
@@ -170,8 +170,10 @@ def _play(launcher: Launcher, params: StoryParams, progress: Progress) -> DemoRe
             provider_market.register(CPU_DEV.id, 1, role.price, setup.url)  # before its service: it checks
             launcher.start_provider(setup, deployment)
             tell(f"{setup.name}: provider service up at {setup.url}" + (" (lazy prover)" if lazy else ""))
-            _wait_verified(launcher, market, roles, test_account(role.account).address, deployment,
-                           params.verify_timeout_s)
+            why_not = wait_verified(launcher, market, deployment, test_account(role.account).address,
+                                    params.verify_timeout_s)
+            if why_not is not None:
+                raise DemoError(f"{role.name}: {why_not}")
         tell("every provider is verified: the client starts")
 
         plan = ClientPlan(
@@ -189,31 +191,34 @@ def _play(launcher: Launcher, params: StoryParams, progress: Progress) -> DemoRe
     return result
 
 
-def _fund(market: Market, params: StoryParams) -> None:
-    for role in params.providers:
+def fund_roles(market: Market, providers: Sequence[ProviderRole], provider_mint: int, client_mint: int) -> None:
+    """Mint and approve: stake tokens to each provider, payment tokens to the client (mock tokens)."""
+    for role in providers:
         key = test_account(role.account)
         token = market.stake_token.with_signer(key)
-        token.mint(key.address, params.provider_mint)
+        token.mint(key.address, provider_mint)
         token.approve(market.address)
     client = test_account(CLIENT_ACCOUNT)
     token = market.payment_token.with_signer(client)
-    token.mint(client.address, params.client_mint)
+    token.mint(client.address, client_mint)
     token.approve(market.address)
 
 
-def _wait_verified(launcher: Launcher, market: Market, roles: Roles, provider: str, deployment: MarketDeployment,
-                   timeout_s: float) -> None:
-    """Until the committee verified `provider`; DemoError when it is rejected or time runs out."""
+def wait_verified(launcher: Launcher, market: Market, deployment: MarketDeployment, provider: str,
+                  timeout_s: float) -> str | None:
+    """None once the committee verified `provider`; why not when it rejected its hardware or time ran
+    out. LaunchError when a service stopped meanwhile."""
     deadline = time.monotonic() + timeout_s
     while not market.is_verified(provider):
         rejected = [e for e in scan_events(market, [HardwareRejected.name], from_block=deployment.block)
                     if isinstance(e, HardwareRejected) and e.provider == provider]
         if rejected:
-            raise DemoError(f"the committee rejected the hardware of {roles.name(provider)} "
-                            f"({rejected[0].measured_throughput} GOPS): every provider should pass at registration")
+            return (f"the committee rejected its hardware ({rejected[0].measured_throughput} of "
+                    f"{rejected[0].required_throughput} GOPS, slashed {rejected[0].slashed})")
         stopped = launcher.stopped_services()
         if stopped:
-            raise DemoError("services stopped: " + "; ".join(stopped))
+            raise LaunchError("services stopped: " + "; ".join(stopped))
         if time.monotonic() > deadline:
-            raise DemoError(f"the committee did not verify {roles.name(provider)} within {timeout_s:g} s")
+            return f"the committee did not verify it within {timeout_s:g} s"
         time.sleep(0.25)
+    return None

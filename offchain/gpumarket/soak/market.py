@@ -21,21 +21,18 @@ both for the soak's sake:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from web3 import Web3
 
-from gpumarket.chain.events import HardwareRejected
 from gpumarket.chain.keys import test_account
 from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3
 from gpumarket.chain.params import load_params
-from gpumarket.client.choose import scan_events
 from gpumarket.demo.devnet import ProcessLauncher
 from gpumarket.demo.judge import Roles
-from gpumarket.demo.launcher import OracleSetup, ProviderSetup, free_ports
+from gpumarket.demo.launcher import LaunchError, OracleSetup, ProviderSetup, free_ports
 from gpumarket.demo.story import (
     CLIENT_ACCOUNT,
     COMMITTEE,
@@ -45,6 +42,8 @@ from gpumarket.demo.story import (
     SHARED_MACHINE_CPU_DEV_FLOOR_GOPS,
     TOKEN,
     ProviderRole,
+    fund_roles,
+    wait_verified,
 )
 from gpumarket.measure.classes import CPU_DEV
 
@@ -96,7 +95,7 @@ def bring_up(launcher: ProcessLauncher, *, client_mint: int, echo: Callable[[str
          f"cpu-dev floor {SHARED_MACHINE_CPU_DEV_FLOOR_GOPS} GOPS)")
     roles = Roles(treasury=deployer.address, client=test_account(CLIENT_ACCOUNT).address,
                   providers={test_account(role.account).address: role for role in SOAK_PROVIDERS})
-    _fund(market, client_mint)
+    fund_roles(market, SOAK_PROVIDERS, PROVIDER_MINT, client_mint)
 
     workdir = launcher.workdir
     ports = free_ports(COMMITTEE + len(SOAK_PROVIDERS))
@@ -123,7 +122,11 @@ def bring_up(launcher: ProcessLauncher, *, client_mint: int, echo: Callable[[str
         own.register(CPU_DEV.id, 1, role.price, setup.url)  # before its agent starts: the agent checks
         launcher.start_provider(setup, deployment)
         providers.append(setup)
-        why_not = _wait_verified(launcher, market, deployment, test_account(role.account).address)
+        try:
+            why_not = wait_verified(launcher, market, deployment, test_account(role.account).address,
+                                    VERIFY_TIMEOUT_S)
+        except LaunchError as error:
+            raise SoakError(f"while starting: {error}") from None
         if why_not is None:
             verified.append(role.name)
             echo(f"{role.name}: verified by the committee")
@@ -132,34 +135,3 @@ def bring_up(launcher: ProcessLauncher, *, client_mint: int, echo: Callable[[str
             echo(f"{role.name}: NOT VERIFIED ({why_not}): left out of the load")
     return SoakMarket(w3, deployment, market, roles, oracles, tuple(providers), tuple(verified), left_out,
                       SETTLE_GRACE_S)
-
-
-def _fund(market: Market, client_mint: int) -> None:
-    for role in SOAK_PROVIDERS:
-        key = test_account(role.account)
-        token = market.stake_token.with_signer(key)
-        token.mint(key.address, PROVIDER_MINT)
-        token.approve(market.address)
-    client = test_account(CLIENT_ACCOUNT)
-    token = market.payment_token.with_signer(client)
-    token.mint(client.address, client_mint)
-    token.approve(market.address)
-
-
-def _wait_verified(launcher: ProcessLauncher, market: Market, deployment: MarketDeployment,
-                   provider: str) -> str | None:
-    """None once the committee verified `provider`; why not when it rejected it or time ran out."""
-    deadline = time.monotonic() + VERIFY_TIMEOUT_S
-    while not market.is_verified(provider):
-        rejected = [e for e in scan_events(market, [HardwareRejected.name], from_block=deployment.block)
-                    if isinstance(e, HardwareRejected) and e.provider == provider]
-        if rejected:
-            return (f"hardware rejected: {rejected[0].measured_throughput} of {rejected[0].required_throughput} "
-                    f"GOPS, slashed {rejected[0].slashed}")
-        stopped = launcher.stopped_services()
-        if stopped:
-            raise SoakError("services stopped while starting: " + "; ".join(stopped))
-        if time.monotonic() > deadline:
-            return f"no hardware report within {VERIFY_TIMEOUT_S:g} s (the oracles' logs say what each measured)"
-        time.sleep(0.25)
-    return None

@@ -192,3 +192,18 @@ def test_rounds_scale_with_the_agents_gpu_count(store, runner, jobs, provider_ac
     with pytest.raises(AgentError) as caught:
         agent.answer_challenge(Verifier().issue(CPU_DEV, gpu_count=3).to_bytes())
     assert (caught.value.status, caught.value.code) == (422, "challenge_refused")
+
+
+def test_the_oracles_challenge_takes_a_turn_and_a_lapsed_turn_is_busy_not_an_error(served):
+    """gpumarket.oracle.challenge against a real agent: with turns the challenge goes through; when
+    every turn lapses before the challenge comes (a late oracle), it asks again and, past its
+    budget, gives up as no answer (a 409 turn_expired is never a refusal of the provider's)."""
+    from gpumarket.oracle.challenge import ChallengeConfig, challenge_provider
+
+    config = ChallengeConfig(request_timeout_s=10.0, turn_give_up_s=1.0, busy_wait_s=0.05)
+    outcome = challenge_provider(served.server.url, CPU_DEV.id, 1, config=config)
+    assert not outcome.unreachable and outcome.verdict is not None and outcome.measured_gops > 0, outcome.error
+    served.agent.challenges.turn_valid_s = 0.0  # every granted turn has lapsed by the time the challenge comes
+    outcome = challenge_provider(served.server.url, CPU_DEV.id, 1, config=config)
+    assert outcome.unreachable and outcome.verdict is None
+    assert "busy" in outcome.error and "turn_expired" in outcome.error

@@ -136,7 +136,8 @@ class ChallengeOutcome:
 
 
 class _Busy(Exception):
-    """The agent answered 503: it is answering another oracle's challenge."""
+    """The prover is not ours now: the agent answered 503 (another oracle's challenge), or 409
+    ``turn_expired`` (our turn lapsed before our challenge came: this oracle was late)."""
 
 
 class _NoTurns(Exception):
@@ -158,17 +159,25 @@ class _Http:
             with urllib.request.urlopen(req, timeout=self.config.request_timeout_s) as answer:
                 return answer.read(self.config.max_response_bytes)
         except urllib.error.HTTPError as exc:
-            if exc.code == 503:
-                raise _Busy(path) from exc
+            detail = exc.read(512).decode(errors="replace")
+            if exc.code == 503 or (exc.code == 409 and _error_code(detail) == "turn_expired"):
+                raise _Busy(f"{path}: HTTP {exc.code} {detail}") from exc
             if exc.code == 404 and path == "/challenge/turn":
                 raise _NoTurns(path) from exc
-            detail = exc.read(512).decode(errors="replace")
             raise RuntimeError(f"{path}: HTTP {exc.code} {detail}") from exc
 
 
-def _turn(agent: _Http, config: ChallengeConfig, sleep: Callable[[float], None]) -> dict[str, str]:
-    """The header of a granted turn; {} for an agent without turns. _Busy after turn_give_up_s."""
-    give_up = time.monotonic() + config.turn_give_up_s
+def _error_code(detail: str) -> str | None:
+    """The ``error`` code of an agent's JSON error document, if that is what ``detail`` is."""
+    try:
+        document = json.loads(detail)
+    except ValueError:
+        return None
+    return document.get("error") if isinstance(document, dict) else None
+
+
+def _turn(agent: _Http, give_up: float, config: ChallengeConfig, sleep: Callable[[float], None]) -> dict[str, str]:
+    """The header of a granted turn; {} for an agent without turns. _Busy once ``give_up`` passed."""
     while True:
         try:
             return {TURN_HEADER: str(json.loads(agent.request("/challenge/turn", b""))["turn"])}
@@ -184,27 +193,24 @@ def _commit(
     agent: _Http, verifier: Verifier, cls: object, gpu_count: int, rtt: float, config: ChallengeConfig,
     sleep: Callable[[float], None],
 ) -> tuple[OpeningRequest, SchedulingWatch]:
-    """Issue (t0), send, receive the commitment (t1), all under a SchedulingWatch."""
+    """Issue (t0), send, receive the commitment (t1), all under a SchedulingWatch; a turn first,
+    and again after a busy answer, until ``turn_give_up_s`` has passed."""
     give_up = time.monotonic() + config.turn_give_up_s
     while True:
-        turn = _turn(agent, config, sleep)
+        turn = _turn(agent, give_up, config, sleep)
         with SchedulingWatch() as watch:
             challenge = verifier.issue(cls, gpu_count, rtt_seconds=rtt)  # type: ignore[arg-type]
             try:
-                answer = agent.request("/challenge", challenge.to_bytes(), turn)
-            except _Busy:
-                answer = None
-            except RuntimeError as exc:
-                # Our turn lapsed before we sent the challenge (this oracle was late): ask again.
-                if "turn_expired" not in str(exc):
-                    raise
-                answer = None
-            # t1 is taken in receive_commitment, before the watch stops.
-            opening_request = verifier.receive_commitment(Commitment.parse(answer)) if answer is not None else None
+                # t1 is taken in receive_commitment, before the watch stops.
+                opening_request = verifier.receive_commitment(
+                    Commitment.parse(agent.request("/challenge", challenge.to_bytes(), turn))
+                )
+            except _Busy as busy:
+                opening_request, last_busy = None, busy
         if opening_request is not None:
             return opening_request, watch
         if time.monotonic() >= give_up:
-            raise _Busy(f"agent busy for {config.turn_give_up_s:.0f} s")
+            raise _Busy(f"agent busy for {config.turn_give_up_s:.0f} s (last: {last_busy})")
         sleep(config.busy_wait_s)
 
 

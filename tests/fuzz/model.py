@@ -1,6 +1,6 @@
 """A pure-Python reference model of GpuMarket's books, in the style of curve-stablecoin's.
 
-Written from the rules of /work/shared/PROTOCOL.md and the NatSpec of each external
+Written from the rules of docs/PROTOCOL.md and the NatSpec of each external
 function, not from the contract's code. Every action either applies itself to the books
 and returns what it paid (`Effects`), or raises `Rejected` with EVERY reason the protocol
 has to refuse it in the current state, without touching the books. The state machine then

@@ -26,6 +26,7 @@ from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3
 from gpumarket.chain.models import Job
 from gpumarket.chain.params import load_params
+from gpumarket.demo.story import SHARED_MACHINE_CPU_DEV_FLOOR_GOPS
 from gpumarket.client.jobs import JobClient
 from gpumarket.measure.provers import TileProver
 from gpumarket.oracle.challenge import ChallengeConfig
@@ -37,7 +38,6 @@ from gpumarket.provider.spec import JobSpec
 
 PARAMS = Path(__file__).resolve().parents[2] / "deploy" / "params" / "default.yaml"
 CPU_DEV = 1
-CPU_DEV_TEST_FLOOR = 2
 PRICE = 10**12
 STAKE = 10**22
 # Heartbeats every 2 s from three oracles keep the one-challenge-at-a-time agent busy but not
@@ -149,9 +149,9 @@ class Market3:
 def deploy_world(w3: Web3, root: Path) -> Market3:
     """Deploys the market on ``w3`` (cpu-dev floor lowered, see below); no service runs yet."""
     params = load_params(PARAMS)
-    # cpu-dev's floor at 2 GOPS instead of 10: an honest agent on a machine loaded by other
+    # cpu-dev at the shared-machine floor instead of 10: an honest agent on a machine loaded by other
     # test runs must not be slashed by these tests (they test the loop, not the floor).
-    params = params.with_floor(CPU_DEV, CPU_DEV_TEST_FLOOR)
+    params = params.with_floor(CPU_DEV, SHARED_MACHINE_CPU_DEV_FLOOR_GOPS)
     return Market3(w3, deploy_market_web3(w3, test_account(0), params, artifacts=load_artifacts()), root)
 
 

@@ -16,7 +16,8 @@ state of their claimable balances where its cost differs:
 The treasury is a payee too; its first credit in each token happens once per deployment,
 measured on its own (settle_completed_2of3/first_of_deployment) and done before every
 other case. Operations without payees have first_time/steady_state for their own slots.
-Writes <out-dir>/gas.json (name -> gas) and <out-dir>/GAS.md (the table, the targets).
+Writes <out-dir>/gas.json (name -> gas), <out-dir>/code_size.json (GpuMarket's code size and
+its headroom under EIP-170) and <out-dir>/GAS.md (the table, the targets, the code size).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ TOKEN = 10**18
 ETHER = 10**18
 HOUR = 3_600
 CPU_DEV = 1
+# GPUs each provider claims: enough for the jobs a scenario runs at once (accept reserves them).
+GPUS = 4
 PRICE = 10**15
 MAX_PRICE = 2 * PRICE
 ENDPOINT = "https://provider-01.example.net:8700"  # 36 characters: 2 data slots + length
@@ -55,6 +58,8 @@ COMMITTEES = (DEPLOYMENT_COMMITTEE, (1, 1), (9, 5))
 COMPLETED, FAILED = 1, 2
 # Payee cases in the order they are measured (see `GasBench.payee_cases`).
 PAYEE_CASES = ("first_time", "after_claim", "steady_state")
+# EIP-170: the most code a contract may have on mainnet (and on every chain that follows it).
+EIP170_LIMIT = 24_576
 
 # Targets from the project's issues: operation -> gas. Every measured case of the
 # operation is held to it; GAS.md says which cases miss and why.
@@ -91,6 +96,14 @@ class GasBench:
         params = params.model_copy(update={"treasury": self.treasury.address})
         _, self.market = deploy_market(params, self.owner, deploy_mock_tokens=True, project=project, report=lambda _: None)
         self.record("deploy", "deploy", "single", chain.get_receipt(self.market.txn_hash), "GpuMarket creation (code size dominates)")
+        # What EIP-170 limits is the code on the chain: the compiled runtime plus the
+        # immutables Vyper appends to it at deployment (tokens, cached EIP-712 domain).
+        self.code_size = {
+            "deployed_bytes": len(chain.provider.get_code(self.market.address)),
+            "compiled_runtime_bytes": len(bytes.fromhex(project.GpuMarket.contract_type.runtime_bytecode.bytecode.removeprefix("0x"))),
+            "eip170_limit": EIP170_LIMIT,
+        }
+        self.code_size["headroom_bytes"] = EIP170_LIMIT - self.code_size["deployed_bytes"]
         self.stake_token = project.MockToken.at(self.market.STAKE_TOKEN())
         self.payment_token = project.MockToken.at(self.market.PAYMENT_TOKEN())
         self.domain = Domain(chain_id=chain.chain_id, verifying_contract=self.market.address)
@@ -125,12 +138,16 @@ class GasBench:
 
     def hardware(self, account: Any, valid_for: int = 6 * HOUR):
         # Reports must come in increasing valid_until order per provider.
-        valid_until = max(self.chain.pending_timestamp + valid_for, self.market.last_report_valid_until(account) + 1)
-        report = hardware_report(account, CPU_DEV, 1, 100, valid_until, epoch=self.market.epoch())
+        valid_until = max(self.chain.pending_timestamp + valid_for, self.market.last_report_valid_until(account, 0) + 1)
+        record = self.market.providers(account)
+        # 100 GOPS passes cpu-dev (10 a GPU) for every count the bench claims.
+        report = hardware_report(
+            account, CPU_DEV, record.gpu_count, 100, valid_until, epoch=self.market.epoch(), claim_version=record.claim_version
+        )
         return self.market.submit_hardware_report(report, self.committee.sign(self.domain, report), sender=self.keeper)
 
     def ready(self, account: Any, stake: int = 2_000 * TOKEN) -> None:
-        self.market.register(CPU_DEV, 1, PRICE, ENDPOINT, sender=account)
+        self.market.register(CPU_DEV, GPUS, PRICE, ENDPOINT, sender=account)
         self.hardware(account)
         self.market.stake(stake, sender=account)
 
@@ -181,7 +198,7 @@ class GasBench:
 
         The payees must never have been credited. First their first credit; then they (and
         the treasury) claim everything and are credited again; then once more, unclaimed.
-        `between` runs before the second and third (e.g. to reset a failure count).
+        `between` runs before the second and third (e.g. to bring the other state back).
         """
         first, after_claim, steady = jobs
         self.record(f"{name}/first_time", operation, "first_time", act(first), notes["first_time"])
@@ -195,10 +212,11 @@ class GasBench:
 
     def provider_lifecycle(self) -> None:
         market, provider = self.market, self.provider
-        self.record("register", "register", "single", market.register(CPU_DEV, 1, PRICE, ENDPOINT, sender=provider),
-                    f"fresh provider record; a {len(ENDPOINT)}-character endpoint")
+        self.record("register", "register", "single", market.register(CPU_DEV, GPUS, PRICE, ENDPOINT, sender=provider),
+                    f"fresh provider record; a {len(ENDPOINT)}-character endpoint; the GPUs-in-use word written"
+                    " from zero (it holds in-use + 1 from registration on)")
         self.record("submit_hardware_report_2of3/first_time", "submit_hardware_report", "first_time", self.hardware(provider),
-                    "first report: verified_until and last_report_valid_until written from zero")
+                    "first report: verified_until and the claim version's last_report_valid_until written from zero")
         self.record("submit_hardware_report_2of3/steady_state", "submit_hardware_report", "steady_state",
                     self.hardware(provider, valid_for=12 * HOUR), "renewal: both slots already set")
         # Someone else stakes first, so the market's token balance is already non-zero
@@ -232,9 +250,11 @@ class GasBench:
         directed_job = self.job_id(receipt)
         market.accept_job(first_job, sender=provider)
         self.record("accept_job_open", "accept_job", "open", market.accept_job(open_job, sender=provider),
-                    "open job: the provider-and-collateral word written from zero")
+                    "open job: the provider-and-collateral word written from zero; the provider's"
+                    " GPUs-in-use word rewritten (non-zero since registration)")
         self.record("accept_job_directed", "accept_job", "directed", market.accept_job(directed_job, sender=provider),
-                    "directed job: the provider-and-collateral word already holds the provider")
+                    "directed job: the provider-and-collateral word already holds the provider; the"
+                    " provider's GPUs-in-use word rewritten")
 
         label = committee_label(*DEPLOYMENT_COMMITTEE)
         self.record(f"settle_completed_{label}/first_of_deployment", f"settle_completed_{label}", "first_of_deployment",
@@ -245,7 +265,7 @@ class GasBench:
         # The treasury's first slash share (its stake-token balance), also once per deployment,
         # is paid here so no FAILED case below carries it.
         self.settle(open_job, FAILED)
-        self.settle_completed(directed_job)  # ends the last job; resets the failure count
+        self.settle_completed(directed_job)  # ends the last job
 
     def claims(self, client: Any) -> None:
         """Claims after the first settlement: the treasury has never held the token, the client has."""
@@ -265,31 +285,34 @@ class GasBench:
         provider, client, failing_client = self.fresh_account(), self.fresh_account(), self.fresh_account()
         self.ready(provider)
         completed = [self.running_job(client, provider) for _ in PAYEE_CASES]
-        failed = [self.running_job(failing_client, provider) for _ in PAYEE_CASES]
-        successes = iter([self.running_job(failing_client, provider) for _ in range(2)])
+        # Each FAILED case on a provider of its own, so each is that provider's first failure:
+        # completed jobs no longer reset the failure count, and a third failure would jail.
+        failing_providers = [self.fresh_account() for _ in PAYEE_CASES]
+        for failing_provider in failing_providers:
+            self.ready(failing_provider)
+        failed = [self.running_job(failing_client, failing_provider) for failing_provider in failing_providers]
         self.payee_cases(
             f"settle_completed_{label}", f"settle_completed_{label}", completed, self.settle_completed, [provider, client],
             {
                 "first_time": "provider and client never credited: both payment balances written from zero;"
-                              " the treasury's fee balance already non-zero",
+                              " the treasury's fee balance already non-zero; the provider's GPUs-in-use word"
+                              " rewritten (no failure count read)",
                 "after_claim": "provider, client and treasury paid before and claimed everything: the three"
-                               " balances hold 1",
-                "steady_state": "the three balances hold unclaimed amounts",
+                               " balances hold 1; the GPUs-in-use word rewritten",
+                "steady_state": "the three balances hold unclaimed amounts; the GPUs-in-use word rewritten",
             },
         )
-        # Failures count towards the jail; a success between them keeps every FAILED case
-        # the provider's first failure since a success (count 0 -> 1, a fresh slot).
+        first_failure = "the provider's first failure (its failure count and window start written from zero)"
         self.payee_cases(
             f"settle_failed_{label}", f"settle_failed_{label}", failed, lambda job: self.settle(job, FAILED),
             [failing_client],
             {
                 "first_time": "client never credited: its refund and slash share (two tokens) written from"
-                              " zero; treasury's slash balance already non-zero; failure count 0 -> 1",
+                              f" zero; treasury's slash balance already non-zero; {first_failure}",
                 "after_claim": "client and treasury paid before and claimed everything (balances hold 1);"
-                               " failure count 0 -> 1",
-                "steady_state": "client's and treasury's balances unclaimed; failure count 0 -> 1",
+                               f" {first_failure}",
+                "steady_state": f"client's and treasury's balances unclaimed; {first_failure}",
             },
-            between=lambda: self.settle_completed(next(successes)),
         )
 
     def expiry(self) -> None:
@@ -358,7 +381,7 @@ def to_json(results: list[Measurement]) -> dict[str, int]:
     return {m.name: m.gas for m in results}
 
 
-def render_markdown(results: list[Measurement], explanations: dict[str, str], meta: dict[str, str]) -> str:
+def render_markdown(results: list[Measurement], explanations: dict[str, str], meta: dict[str, Any]) -> str:
     targets = {m.name: (target, ok) for m, target, ok in target_rows(results)}
     lines = [
         "# Gas of GpuMarket operations",
@@ -385,6 +408,18 @@ def render_markdown(results: list[Measurement], explanations: dict[str, str], me
         target_text = f"{target:,}" if target else ""
         result = "" if ok is None else ("pass" if ok else "**miss**")
         lines.append(f"| {m.name.split('/')[0]} | {m.case} | {m.gas:,} | {target_text} | {result} | {m.note} |")
+    size = meta["code_size"]
+    over = size["headroom_bytes"] < 0
+    lines += [
+        "",
+        "## Code size",
+        "",
+        f"GpuMarket's code on the chain is **{size['deployed_bytes']:,} bytes** (the compiled runtime,"
+        f" {size['compiled_runtime_bytes']:,} bytes, plus {size['deployed_bytes'] - size['compiled_runtime_bytes']:,}"
+        " of immutables Vyper appends at deployment). EIP-170 limit: "
+        f"{size['eip170_limit']:,} bytes; headroom: **{size['headroom_bytes']:,} bytes**"
+        + (" (**over the limit: the contract cannot be deployed on mainnet**)." if over else "."),
+    ]
     lines += ["", "## Targets", ""]
     for operation, target in TARGETS.items():
         lines.append(f"- **{operation} <= {target:,}**: {explanations[operation]}")
@@ -398,9 +433,12 @@ def render_markdown(results: list[Measurement], explanations: dict[str, str], me
         "- Jobs: 1 cpu-dev GPU, 1 hour, settled with 1,800 GPU-seconds (so the client gets a refund);",
         f"  endpoint of {len(ENDPOINT)} characters (register writes ceil(len/32) + 1 string slots).",
         "- Each committee signs with exactly its threshold (more signatures only add ecrecovers).",
-        "- FAILED settlements: a fresh provider per committee, and a COMPLETED job settled before each",
-        "  measured FAILED one after the first, so every case is a first failure since a success (the",
-        "  failure count goes 0 -> 1, a fresh slot); a second failure in a row would rewrite it (17,100 less).",
+        "- Settlements rewrite the provider's GPUs-in-use word (the job's GPUs are free again); COMPLETED",
+        "  no longer reads the failure count (completed jobs leave it alone).",
+        "- FAILED settlements: each case on a fresh provider, so every case is the provider's first",
+        "  failure: its failure count and failure window start are written from zero (2 fresh slots); a",
+        "  later failure in the same window rewrites the count only (2 * 17,100 + 5,000 less), and the first",
+        "  failure of a later window rewrites both (2 * 17,100 less).",
         "- Collateral = ceil(value * collateral_bps * collateral_rate / (10,000 * 1e18)) with the default",
         "  parameters (collateral_rate 1e18); the rate changes the amount locked, not the gas.",
         "",
@@ -520,14 +558,14 @@ def _explain_settle_completed(gas: dict[str, int]) -> str:
     return text + "."
 
 
-def measure() -> tuple[list[Measurement], dict[str, str]]:
+def measure() -> tuple[list[Measurement], dict[str, Any]]:
     from ape import accounts, chain, networks, project
 
     with networks.parse_network_choice(NETWORK) as provider:
         bench = GasBench(project, chain, accounts.test_accounts)
         results = bench.run()
         fork = _evm_fork(provider)
-    return results, {"network": NETWORK, "fork": fork}
+    return results, {"network": NETWORK, "fork": fork, "code_size": bench.code_size}
 
 
 def _evm_fork(provider: Any) -> str:
@@ -539,7 +577,7 @@ def _evm_fork(provider: Any) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gas", description=__doc__.split("\n")[0])
-    parser.add_argument("--out-dir", type=Path, default=Path(__file__).parent, help="where gas.json and GAS.md go")
+    parser.add_argument("--out-dir", type=Path, default=Path(__file__).parent, help="where gas.json, code_size.json and GAS.md go")
     args = parser.parse_args(argv)
     started = time.monotonic()
     from ape.logging import LogLevel, logger
@@ -548,13 +586,19 @@ def main(argv: list[str] | None = None) -> int:
     results, meta = measure()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "gas.json").write_text(json.dumps(to_json(results), indent=2) + "\n")
+    (args.out_dir / "code_size.json").write_text(json.dumps(meta["code_size"], indent=2) + "\n")
     (args.out_dir / "GAS.md").write_text(render_markdown(results, _explain(results), meta))
     width = max(len(m.name) for m in results)
     for m in results:
         print(f"{m.name:<{width}}  {m.gas:>10,}")
     for m, target, ok in target_rows(results):
         print(f"target {m.name}: {m.gas:,} {'<=' if ok else '>'} {target:,} {'pass' if ok else 'MISS'}")
-    print(f"wrote {args.out_dir / 'gas.json'} and {args.out_dir / 'GAS.md'} in {time.monotonic() - started:.1f} s")
+    size = meta["code_size"]
+    print(
+        f"code size: {size['deployed_bytes']:,} bytes deployed ({size['compiled_runtime_bytes']:,} runtime + immutables),"
+        f" EIP-170 headroom {size['headroom_bytes']:,}{' OVER THE LIMIT' if size['headroom_bytes'] < 0 else ''}"
+    )
+    print(f"wrote gas.json, code_size.json and GAS.md in {args.out_dir} in {time.monotonic() - started:.1f} s")
     return 0
 
 

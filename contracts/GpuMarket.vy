@@ -24,8 +24,8 @@
 from snekmate.auth import ownable
 from snekmate.auth import ownable_2step
 from snekmate.utils import pausable
-from snekmate.utils import eip712_domain_separator
 
+from modules import eip712_domain
 from modules import governance
 from modules import ledger
 from modules import committee
@@ -37,10 +37,9 @@ from modules import verification
 initializes: ownable
 initializes: ownable_2step[ownable := ownable]
 initializes: pausable
-initializes: eip712_domain_separator
 initializes: governance[ownable := ownable, pausable := pausable]
 initializes: ledger
-initializes: committee[ownable := ownable, eip712_domain_separator := eip712_domain_separator]
+initializes: committee[ownable := ownable]
 initializes: registry[ownable := ownable, governance := governance]
 initializes: staking[governance := governance, ledger := ledger]
 initializes: escrow[
@@ -66,7 +65,7 @@ exports: (
     ownable_2step.transfer_ownership,
     ownable_2step.accept_ownership,
     pausable.paused,
-    eip712_domain_separator.eip712Domain,
+    eip712_domain.eip712Domain,
 )
 exports: governance.__interface__
 exports: ledger.__interface__
@@ -75,11 +74,6 @@ exports: registry.__interface__
 exports: staking.__interface__
 exports: escrow.__interface__
 exports: verification.__interface__
-
-
-# @dev EIP-712 domain name and version; the off-chain signer uses the same.
-EIP712_NAME: constant(String[50]) = "gpumarket"
-EIP712_VERSION: constant(String[20]) = "1"
 
 
 @deploy
@@ -102,7 +96,6 @@ def __init__(
     ownable.__init__()
     ownable_2step.__init__()
     pausable.__init__()
-    eip712_domain_separator.__init__(EIP712_NAME, EIP712_VERSION)
     governance.__init__(treasury)
     ledger.__init__(stake_token, payment_token)
     committee.__init__(committee_members, committee_threshold)

@@ -154,6 +154,7 @@ def verify(market, committee, domain, chain, keeper):
             floor if measured is None else measured,
             at + valid_for,
             epoch=market.epoch(),
+            claim_version=record.claim_version,
         )
         return market.submit_hardware_report(report, committee.sign(domain, report), sender=keeper)
 

@@ -11,19 +11,22 @@
         carries its epoch and only the current epoch's members count, so
         signatures of a former committee are void. Signatures are passed
         sorted by recovered signer, strictly ascending, so no member counts
-        twice; snekmate's ecdsa rejects high-s and zero-address recoveries.
+        twice; high-s twins and signatures that recover to no address are
+        refused.
 """
 
 from snekmate.auth import ownable
-from snekmate.utils import ecdsa
-from snekmate.utils import eip712_domain_separator
+from modules import eip712_domain
 
 uses: ownable
-uses: eip712_domain_separator
 
 
 # @dev Largest committee; bounds the quorum loop (see tests/security for gas).
 MAX_MEMBERS: constant(uint256) = 31
+
+# @dev secp256k1n / 2: a signature with a larger s is the malleable twin of
+# one with a smaller s.
+HALF_CURVE_ORDER: constant(uint256) = 57896044618658097711785492504343953926418782139537452191302581570759080747168
 
 # @dev Report outcomes as signed by the committee.
 OUTCOME_COMPLETED: constant(uint8) = 1
@@ -33,7 +36,7 @@ JOB_REPORT_TYPEHASH: constant(bytes32) = keccak256(
     "JobReport(uint256 job_id,address provider,uint8 outcome,uint256 gpu_seconds,bytes32 result_hash,bytes32 evidence_hash,uint256 epoch)"
 )
 HARDWARE_REPORT_TYPEHASH: constant(bytes32) = keccak256(
-    "HardwareReport(address provider,uint16 gpu_class,uint16 gpu_count,uint256 measured_throughput,uint64 valid_until,uint256 epoch)"
+    "HardwareReport(address provider,uint16 gpu_class,uint16 gpu_count,uint64 claim_version,uint256 measured_throughput,uint64 valid_until,uint256 epoch)"
 )
 
 
@@ -48,11 +51,13 @@ struct JobReport:
     epoch: uint256
 
 
-# @dev The committee's measurement of one provider's hardware.
+# @dev The committee's measurement of one provider's hardware: the claim it
+# measured (class, count and the registry's claim version) and the result.
 struct HardwareReport:
     provider: address
     gpu_class: uint16
     gpu_count: uint16
+    claim_version: uint64
     measured_throughput: uint256
     valid_until: uint64
     epoch: uint256
@@ -137,7 +142,7 @@ def domain_separator() -> bytes32:
     """
     @notice The EIP-712 domain separator of this deployment on this chain.
     """
-    return eip712_domain_separator._domain_separator_v4()
+    return eip712_domain._domain_separator()
 
 
 @internal
@@ -173,16 +178,34 @@ def _verify_quorum(digest: bytes32, signatures: DynArray[Bytes[65], MAX_MEMBERS]
         # Only the 65-byte form: EIP-2098 compact signatures are a second
         # encoding of the same signature and buy nothing here.
         assert len(signature) == 65, "committee: bad signature length"
-        signer: address = ecdsa._recover_sig(digest, signature)
+        signer: address = self._recover(digest, signature)
         assert convert(signer, uint256) > previous_signer, "committee: signers not ascending"
         assert self._membership[current_epoch][signer], "committee: signer not a member"
         previous_signer = convert(signer, uint256)
 
 
 @internal
+@pure
+def _recover(digest: bytes32, signature: Bytes[65]) -> address:
+    """
+    @dev The signer of a 65-byte (r, s, v) signature. Only the low-s form is
+         accepted; a v other than 27 or 28 recovers no address and fails.
+         (Our own few lines rather than snekmate's ecdsa, whose EIP-2098
+         path we refuse anyway: the market is near the EIP-170 size limit.)
+    """
+    r: uint256 = extract32(signature, 0, output_type=uint256)
+    s: uint256 = extract32(signature, 32, output_type=uint256)
+    v: uint256 = convert(slice(signature, 64, 1), uint256)
+    assert s <= HALF_CURVE_ORDER, "committee: high-s signature"
+    signer: address = ecrecover(digest, v, r, s)
+    assert signer != empty(address), "committee: invalid signature"
+    return signer
+
+
+@internal
 @view
 def _job_report_digest(report: JobReport) -> bytes32:
-    return eip712_domain_separator._hash_typed_data_v4(
+    return eip712_domain._hash_typed_data(
         keccak256(
             abi_encode(
                 JOB_REPORT_TYPEHASH,
@@ -201,13 +224,14 @@ def _job_report_digest(report: JobReport) -> bytes32:
 @internal
 @view
 def _hardware_report_digest(report: HardwareReport) -> bytes32:
-    return eip712_domain_separator._hash_typed_data_v4(
+    return eip712_domain._hash_typed_data(
         keccak256(
             abi_encode(
                 HARDWARE_REPORT_TYPEHASH,
                 report.provider,
                 report.gpu_class,
                 report.gpu_count,
+                report.claim_version,
                 report.measured_throughput,
                 report.valid_until,
                 report.epoch,

@@ -209,11 +209,13 @@ def create_job(
 @external
 def accept_job(job_id: uint256):
     """
-    @notice The caller takes an open job at its current price and locks
-            collateral (job value * COLLATERAL_BPS * collateral_rate, rounded
-            up, in stake tokens) from its free stake. The caller must be verified for the job's class, not
-            jailed, priced at or below the job's maximum, and keep MIN_STAKE
-            free on top of the collateral.
+    @notice The caller takes an open job at its current price, reserves the
+            job's GPUs and locks collateral (job value * COLLATERAL_BPS *
+            collateral_rate, rounded up, in stake tokens) from its free
+            stake. The caller must be verified for the job's class, not
+            jailed, have the job's GPUs free (its gpu_count less those its
+            running jobs hold), be priced at or below the job's maximum, and
+            keep MIN_STAKE free on top of the collateral.
     @param job_id An OPEN job whose accept deadline has not passed.
     """
     pausable._require_not_paused()
@@ -221,7 +223,7 @@ def accept_job(job_id: uint256):
     assert job.state == OPEN, "escrow: job not open"
     assert block.timestamp <= job.accept_deadline, "escrow: accept deadline passed"
     assert job.provider == empty(address) or job.provider == msg.sender, "escrow: job directed elsewhere"
-    price: uint256 = registry._price_if_can_serve(msg.sender, job.gpu_class, job.gpu_count, job.max_price_per_gpu_second)
+    price: uint256 = registry._take_gpus_at_price(msg.sender, job.gpu_class, job.gpu_count, job.max_price_per_gpu_second)
     collateral: uint256 = self._collateral(price * convert(job.gpu_count, uint256) * job.max_duration)
     assert collateral <= MAX_COLLATERAL, "escrow: collateral too large"
     staking._lock_collateral(msg.sender, collateral)
@@ -247,8 +249,9 @@ def settle(report: committee.JobReport, signatures: DynArray[Bytes[65], committe
             COMPLETED pays price * min(gpu_seconds, gpu_count * max_duration)
             less PROTOCOL_FEE_BPS (rounded up, to the treasury), refunds the
             rest of the escrow and unlocks the collateral. FAILED refunds
-            the client in full and slashes SLASH_BPS of the collateral (at
-            least 1 unit), CLIENT_SHARE_BPS of it to the client.
+            the client in full, slashes SLASH_BPS of the collateral (at
+            least 1 unit), CLIENT_SHARE_BPS of it to the client, and counts
+            towards the provider's jail. Either way the job's GPUs are free.
     @param report The committee's JobReport for this job.
     @param signatures 65-byte signatures sorted by signer, strictly ascending.
     """
@@ -272,7 +275,6 @@ def settle(report: committee.JobReport, signatures: DynArray[Bytes[65], committe
         client_refund = job.escrow - payment
         self._jobs[report.job_id].terms = self._with_state(self._jobs[report.job_id].terms, COMPLETED)
         staking._release_collateral(job.provider, job.collateral, 0, empty(address))
-        registry._record_success(job.provider)
         ledger._credit(ledger.PAYMENT_TOKEN, job.provider, provider_payment)
         ledger._credit(ledger.PAYMENT_TOKEN, governance.treasury, protocol_fee)
     else:
@@ -281,6 +283,7 @@ def settle(report: committee.JobReport, signatures: DynArray[Bytes[65], committe
         self._jobs[report.job_id].terms = self._with_state(self._jobs[report.job_id].terms, FAILED)
         staking._release_collateral(job.provider, job.collateral, slashed, job.client)
         registry._record_failure(job.provider)
+    registry._release_gpus(job.provider, job.gpu_count)
     ledger._credit(ledger.PAYMENT_TOKEN, job.client, client_refund)
     log JobSettled(
         job_id=report.job_id,
@@ -317,8 +320,9 @@ def expire_job(job_id: uint256):
     @notice Anyone ends a job that can no longer be settled in time: an OPEN
             job past its accept deadline, or a RUNNING job past
             started_at + max_duration + SETTLE_GRACE. The client gets the
-            whole escrow back; collateral is unlocked without a slash (a
-            silent committee is not the provider's fault).
+            whole escrow back; a running job's collateral is unlocked without
+            a slash (a silent committee is not the provider's fault) and its
+            GPUs are free.
     @param job_id An OPEN or RUNNING job past its deadline.
     """
     job: JobView = self._load(job_id)
@@ -331,8 +335,9 @@ def expire_job(job_id: uint256):
     else:
         raise "escrow: job not open or running"
     self._jobs[job_id].terms = self._with_state(self._jobs[job_id].terms, EXPIRED)
-    if collateral_released != 0:
+    if job.state == RUNNING:
         staking._release_collateral(job.provider, collateral_released, 0, empty(address))
+        registry._release_gpus(job.provider, job.gpu_count)
     ledger._credit(ledger.PAYMENT_TOKEN, job.client, job.escrow)
     log JobExpired(job_id=job_id, previous_state=job.state, refund=job.escrow, collateral_released=collateral_released)
 

@@ -42,8 +42,8 @@ struct Unbonding:
 # One slot, because accept_job and settle move stake between the two and
 # each extra cold slot costs 2,100-22,100 gas on those paths.
 _stake: HashMap[address, uint256]
-# @dev provider => its unbonding entry.
-unbonding: public(HashMap[address, Unbonding])
+# @dev provider => its unbonding entry (`stake_of` shows it).
+_unbonding: HashMap[address, Unbonding]
 
 
 # @dev Emitted when a provider adds stake.
@@ -113,10 +113,10 @@ def request_unstake(amount: uint256):
     free, locked = self._unpack(self._stake[msg.sender])
     assert free >= amount, "staking: insufficient free stake"
     self._stake[msg.sender] = self._pack(free - amount, locked)
-    entry: Unbonding = self.unbonding[msg.sender]
+    entry: Unbonding = self._unbonding[msg.sender]
     entry.amount += amount
     entry.release_at = block.timestamp + governance.unbonding_period
-    self.unbonding[msg.sender] = entry
+    self._unbonding[msg.sender] = entry
     log UnstakeRequested(provider=msg.sender, amount=amount, unbonding_total=entry.amount, release_at=entry.release_at)
 
 
@@ -126,10 +126,10 @@ def withdraw() -> uint256:
     @notice Pays the caller its unbonding stake once released.
     @return uint256 The amount paid.
     """
-    entry: Unbonding = self.unbonding[msg.sender]
+    entry: Unbonding = self._unbonding[msg.sender]
     assert entry.amount != 0, "staking: nothing unbonding"
     assert block.timestamp >= entry.release_at, "staking: unbonding not released"
-    self.unbonding[msg.sender] = empty(Unbonding)
+    self._unbonding[msg.sender] = empty(Unbonding)
     token_io._push(ledger.STAKE_TOKEN, msg.sender, entry.amount)
     log Withdrawn(provider=msg.sender, amount=entry.amount)
     return entry.amount
@@ -145,7 +145,7 @@ def stake_of(provider: address) -> StakeView:
     free: uint256 = 0
     locked: uint256 = 0
     free, locked = self._unpack(self._stake[provider])
-    entry: Unbonding = self.unbonding[provider]
+    entry: Unbonding = self._unbonding[provider]
     return StakeView(free=free, locked=locked, unbonding=entry.amount, release_at=entry.release_at)
 
 
@@ -188,7 +188,7 @@ def _slash_unlocked(provider: address, slash_bps: uint256) -> uint256:
     free: uint256 = 0
     locked: uint256 = 0
     free, locked = self._unpack(self._stake[provider])
-    entry: Unbonding = self.unbonding[provider]
+    entry: Unbonding = self._unbonding[provider]
     amount: uint256 = self._bps_round_up(free + locked + entry.amount, slash_bps)
     amount = min(amount, free + entry.amount)
     if amount == 0:
@@ -196,7 +196,7 @@ def _slash_unlocked(provider: address, slash_bps: uint256) -> uint256:
     from_free: uint256 = min(amount, free)
     self._stake[provider] = self._pack(free - from_free, locked)
     if amount > from_free:
-        self.unbonding[provider].amount = entry.amount - (amount - from_free)
+        self._unbonding[provider].amount = entry.amount - (amount - from_free)
     self._distribute_slash(provider, amount, empty(address))
     return amount
 

@@ -62,6 +62,13 @@ def test_create_refuses_a_provider_that_cannot_accept(world):
             max_duration=DURATION, provider=ready.address)
     refused("wrong_class", jobs.create, market, SPEC, gpu_class=2, gpu_count=1, max_price=2 * PRICE,
             max_duration=DURATION, provider=ready.address)
+    # Its one GPU runs a job: the chain would refuse the accept until that job ends.
+    running = create(world, client, gpu_class=CPU_DEV, gpu_count=1, max_price=2 * PRICE, max_duration=DURATION,
+                     provider=ready.address, approve=True, agent_timeouts=None).details["job_id"]
+    world.market(ready).accept_job(running)
+    error = refused("provider_busy", jobs.create, market, SPEC, gpu_class=CPU_DEV, gpu_count=1, max_price=2 * PRICE,
+                    max_duration=DURATION, provider=ready.address)
+    assert "hold 1 of its 1 GPU(s)" in error.message and "retry once its running jobs end" in error.hint
 
 
 def test_create_needs_the_escrow_and_its_allowance(world):

@@ -142,13 +142,13 @@ def test_status_shows_stake_jobs_and_what_is_missing(world):
     assert not fresh.record.registered and fresh.problems() == ["not registered: `gpumarket provider register`"]
     assert "registered  no" in fresh.render()
 
-    provider.register(market, CPU_DEV, 1, PRICE, ENDPOINT)
+    provider.register(market, CPU_DEV, 2, PRICE, ENDPOINT)
     status = provider.status(world.market(), key.address)  # read-only market
     assert not status.verified
     assert any("not verified" in p for p in status.problems())
     assert any("below the min stake" in p for p in status.problems())
 
-    world.verify(key)
+    world.verify(key, gpu_count=2)
     stake = world.min_stake + 10**21
     world.mint(key, stake=stake)
     provider.stake(market, stake, approve=True)
@@ -156,10 +156,14 @@ def test_status_shows_stake_jobs_and_what_is_missing(world):
     # A client's directed job, accepted: its collateral is locked and the job shows as running.
     client = world.new_key()
     world.mint(client, payment=10**24)
-    created = jobs.create(world.market(client), SPEC, gpu_class=CPU_DEV, gpu_count=1, max_price=PRICE,
-                          max_duration=600, provider=key.address, approve=True, agent_timeouts=None)
-    job_id = created.details["job_id"]
-    market.accept_job(job_id)
+
+    def accepted_job() -> int:
+        created = jobs.create(world.market(client), SPEC, gpu_class=CPU_DEV, gpu_count=1, max_price=PRICE,
+                              max_duration=600, provider=key.address, approve=True, agent_timeouts=None)
+        market.accept_job(created.details["job_id"])
+        return created.details["job_id"]
+
+    job_id = accepted_job()
     parameters = market.parameters()
     collateral = job_collateral(PRICE, 1, 600, parameters["collateral_bps"], parameters["collateral_rate"])
 
@@ -170,9 +174,18 @@ def test_status_shows_stake_jobs_and_what_is_missing(world):
     document = status.to_json()
     assert document["stake"]["locked"] == str(collateral)
     assert document["jobs"][0]["job_id"] == job_id
+    assert (document["gpus_in_use"], document["claim_version"], document["recent_failures"]) == (1, 0, 0)
     text = status.render()
     assert re.search(rf"^\s*{job_id}\s+RUNNING\s+{client.address}", text, re.M)
+    assert "1 of 2 (held by running jobs)" in text
     assert "can take jobs: yes" in text
+
+    # A second job holds the other GPU: the chain refuses a third, and the count cannot drop.
+    accepted_job()
+    status = provider.status(market, from_block=world.deployment.block)
+    assert status.problems() == ["all 2 GPU(s) it claims are held by running jobs: it takes a new job once one ends"]
+    assert "can take jobs: no" in status.render()
+    refused("gpus_in_use", provider.update, market, gpu_count=1)
 
 
 def test_status_of_a_bad_address_is_refused(world):

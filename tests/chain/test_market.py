@@ -61,10 +61,14 @@ def test_register_update_and_their_reverts(kit):
     assert caught.value.function == "register"
 
     updated = market.update_provider(CPU_DEV, 2, 2 * PRICE, "http://127.0.0.1:8701").event(ProviderUpdated)
-    assert updated.price_per_gpu_second == 2 * PRICE
+    assert (updated.price_per_gpu_second, updated.claim_version) == (2 * PRICE, 0)  # the same claim
     record = market.providers(key.address)
     assert (record.price_per_gpu_second, record.endpoint) == (2 * PRICE, "http://127.0.0.1:8701")
     assert record.registered
+    assert (record.claim_version, record.recent_failures, record.failure_window_start) == (0, 0, 0)
+    new_claim = market.update_provider(CPU_DEV, 3, 2 * PRICE, "http://127.0.0.1:8701").event(ProviderUpdated)
+    assert new_claim.claim_version == 1
+    assert market.providers(key.address).claim_version == 1
     with pytest.raises(ContractRevert, match="registry: empty endpoint"):
         market.update_provider(CPU_DEV, 2, PRICE, "")
     with pytest.raises(ContractRevert, match="registry: not registered"):
@@ -81,18 +85,23 @@ def test_hardware_reports_verify_and_reject(kit, committee):
     assert keeper_market.hardware_report_digest(report) == eip712.digest(market.domain, report)
     signatures = committee.sign(market.domain, report)
     verified = keeper_market.submit_hardware_report(report, signatures).event(HardwareVerified)
-    assert verified.provider == key.address and verified.epoch == 1
+    assert verified.provider == key.address and verified.epoch == 1 and verified.claim_version == 0
     assert market.is_verified(key.address)
-    assert market.last_report_valid_until(key.address) == report.valid_until
+    assert market.last_report_valid_until(key.address, 0) == report.valid_until
 
     with pytest.raises(ContractRevert, match="verification: stale report"):
         keeper_market.submit_hardware_report(report, committee.sign(market.domain, report))
     with pytest.raises(ContractRevert, match="committee: not enough signatures"):
         keeper_market.submit_hardware_report(report, committee.sign(market.domain, report, signers=1))
 
-    low = kit.hardware_report(key, measured=1, valid_for=25 * HOUR)
+    with pytest.raises(ContractRevert, match="verification: too far ahead"):
+        far = kit.hardware_report(key, valid_for=25 * HOUR)
+        keeper_market.submit_hardware_report(far, committee.sign(market.domain, far))
+    advance_time(kit.w3, 60)  # a later report, valid no further than hardware_validity ahead
+    low = kit.hardware_report(key, measured=1)
     rejected = keeper_market.submit_hardware_report(low, committee.sign(market.domain, low)).event(HardwareRejected)
     assert rejected.required_throughput == 10 and rejected.measured_throughput == 1
+    assert rejected.claim_version == 0
     assert not market.is_verified(key.address)
 
 
@@ -131,8 +140,10 @@ def test_create_accept_settle_claim(kit, committee):
     assert client.payment_token.balance_of(roles.client.address) == paid_before - created.escrow
     job_id = created.job_id
 
+    assert provider.gpus_in_use(roles.provider.address) == 0
     accepted = provider.accept_job(job_id).event(JobAccepted)
     assert accepted.price_per_gpu_second == PRICE
+    assert provider.gpus_in_use(roles.provider.address) == 1
     job = client.get_job(job_id)
     assert job.state == JobState.RUNNING and job.provider == roles.provider.address
     assert job.collateral == accepted.collateral and job.spec_hash == SPEC_HASH
@@ -149,6 +160,7 @@ def test_create_accept_settle_claim(kit, committee):
     assert settled.provider_payment + settled.protocol_fee == 600 * PRICE
     assert settled.client_refund == created.escrow - 600 * PRICE
     assert client.get_job(job_id).state == JobState.COMPLETED
+    assert provider.gpus_in_use(roles.provider.address) == 0
     with pytest.raises(ContractRevert, match="escrow: job not running"):
         keeper.settle(report, committee.sign(client.domain, report))
 
@@ -171,6 +183,9 @@ def test_failed_job_slashes_collateral(kit, committee):
     settled = kit.market(roles.keeper).settle(report, committee.sign(provider.domain, report)).event(JobSettled)
     assert settled.outcome == Outcome.FAILED and settled.slashed == collateral
     assert provider.get_job(job_id).state == JobState.FAILED
+    record = provider.providers(roles.provider.address)
+    failed_at = provider.block_timestamp(settled.meta.block_number)
+    assert (record.recent_failures, record.failure_window_start) == (1, failed_at)
     assert provider.claimable(provider.stake_token, roles.client.address) > 0
 
 
@@ -191,6 +206,9 @@ def test_accept_reverts(kit):
     directed = kit.create_job(roles.client, provider=roles.provider2.address)
     with pytest.raises(ContractRevert, match="escrow: job directed elsewhere"):
         provider.accept_job(directed)
+    provider.accept_job(job_id)  # its one GPU is now held
+    with pytest.raises(ContractRevert, match="registry: not enough free gpus"):
+        provider.accept_job(kit.create_job(roles.client))
 
 
 def test_cancel_and_its_reverts(kit):

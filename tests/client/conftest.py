@@ -12,7 +12,9 @@ Providers, all registered on chain (test accounts):
 - poor: cpu-dev, PRICE / 2, verified, only MIN_STAKE staked (no room for collateral).
 - other_class: class 2 at PRICE / 2, verified, staked.
 Accept is done by the test with the provider's key: the agent's chain watcher is not this
-package's concern.
+package's concern. Every provider has one GPU, which a running job holds: the jobs a test
+accepted and left running are settled after it (`release_gpus`), so the next test finds the
+providers free.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from gpumarket.chain.events import JobCreated
 from gpumarket.chain.keys import ServiceKey, test_account
 from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3
+from gpumarket.chain.models import JobState
 from gpumarket.chain.params import load_params
 from gpumarket.client.jobs import JobClient
 from gpumarket.measure.provers import make_prover
@@ -67,6 +70,7 @@ class World:
     agent: ProviderAgent
     min_stake: int
     markets: dict[str, Market] = field(default_factory=dict)
+    accepted: dict[int, str] = field(default_factory=dict)  # job id -> provider address
 
     def market(self, key: ServiceKey) -> Market:
         if key.address not in self.markets:
@@ -79,6 +83,14 @@ class World:
 
     def accept(self, name: str, job_id: int) -> None:
         self.market(self.providers[name]).accept_job(job_id)
+        self.accepted[job_id] = self.providers[name].address
+
+    def settle_running(self) -> None:
+        """Settle (COMPLETED) the accepted jobs still running: their GPUs are free again."""
+        for job_id, provider in self.accepted.items():
+            if self.market(self.deployer).get_job(job_id).state == JobState.RUNNING:
+                self.settle(job_id, provider, Outcome.COMPLETED)
+        self.accepted.clear()
 
     def settle(self, job_id: int, provider: str, outcome: Outcome, result_hash: bytes = b"\x11" * 32) -> None:
         market = self.market(self.deployer)
@@ -149,8 +161,15 @@ def world(tmp_path_factory) -> Iterator[World]:
         world.accept("jailed", job_id)
         world.settle(job_id, providers["jailed"].address, Outcome.FAILED, result_hash=b"\x00" * 32)
         assert owner_market.providers(providers["jailed"].address).jailed
+        world.accepted.clear()
         yield world
     finally:
         server.stop()
         agent.close(stop_jobs=True, timeout_s=10)
         store.close()
+
+
+@pytest.fixture(autouse=True)
+def release_gpus(world: World) -> Iterator[None]:
+    yield
+    world.settle_running()

@@ -7,9 +7,11 @@ from dataclasses import replace
 
 import pytest
 
+from gpumarket.chain.events import JobCreated
 from gpumarket.client.choose import JobRequirements, choose_provider, choose_providers, list_providers
 from gpumarket.client.errors import NoProviderAvailable
 from gpumarket.client.http import PROBE_TIMEOUTS, AgentHealth
+from gpumarket.signing.eip712 import Outcome
 
 from .conftest import CPU_DEV, DURATION, OTHER_CLASS, PRICE
 
@@ -53,6 +55,26 @@ def test_other_class_and_gpu_count(world):
     with pytest.raises(NoProviderAvailable) as raised:
         choose_provider(market, JobRequirements(CPU_DEV, 2, 2 * PRICE, DURATION))
     assert "gpumarket client providers" in str(raised.value)
+
+
+def test_a_provider_whose_gpus_running_jobs_hold_is_no_candidate(world):
+    """runner_up's only GPU runs a job: the chain would refuse its next accept, so it is left out
+    before any agent is asked; once the job settles it is a candidate again."""
+    market = world.deployment.market_at(world.w3)
+    runner_up = world.providers["runner_up"].address
+    other = world.market(world.other)
+    job_id = other.create_job(CPU_DEV, 1, PRICE, 60, b"\x02" * 32, market.block_timestamp() + 600,
+                              provider=runner_up).event(JobCreated).job_id
+    world.accept("runner_up", job_id)
+    try:
+        offer = {offer.address: offer for offer in list_providers(market)}[runner_up]
+        assert (offer.gpu_count, offer.gpus_in_use, offer.free_gpus) == (1, 1, 0)
+        assert offer.to_json()["gpus_in_use"] == 1
+        requirements = JobRequirements(CPU_DEV, 1, 2 * PRICE, DURATION)
+        assert _names(world, choose_providers(market, requirements, probe=None)) == ["best"]
+    finally:
+        world.settle(job_id, runner_up, Outcome.COMPLETED)
+    assert _names(world, choose_providers(market, requirements, probe=None)) == ["best", "runner_up"]
 
 
 def test_stake_needed_for_collateral_excludes_the_poor_provider(world):

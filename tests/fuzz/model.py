@@ -30,6 +30,8 @@ MAX_JOB_DURATION = 30 * DAY
 MAX_ACCEPT_WINDOW = 30 * DAY
 # A measurement below half of the class requirement is spoofed hardware.
 SPOOF_THRESHOLD_BPS = 5_000
+# Failed jobs count towards jail within a window of this length (registry.FAILURE_WINDOW).
+FAILURE_WINDOW = 7 * DAY
 
 # Job states and report outcomes, as PROTOCOL.md names them.
 OPEN, RUNNING, COMPLETED, FAILED, CANCELLED, EXPIRED = 1, 2, 3, 4, 5, 6
@@ -112,12 +114,21 @@ class ProviderBook:
 
     gpu_class: int = 0
     gpu_count: int = 0  # zero: not registered
+    # Counts changes of class or count; a hardware report names the version it measured.
+    claim_version: int = 0
     price_per_gpu_second: int = 0
     endpoint: str = ""
     verified_until: int = 0
-    consecutive_failures: int = 0
+    recent_failures: int = 0  # failed jobs in the window that opened at failure_window_start
+    failure_window_start: int = 0
     jailed: bool = False
-    last_report_valid_until: int = 0
+    # GPUs held by RUNNING jobs: a job is accepted only if it fits in gpu_count minus these.
+    gpus_in_use: int = 0
+    # claim version -> valid_until of the last report of it accepted (reports of one
+    # version must come in increasing valid_until order).
+    last_report_valid_until: dict[int, int] = field(default_factory=dict)
+    # claim version -> (gpu_class, gpu_count) it claimed: what a report of it measures.
+    claims: dict[int, tuple[int, int]] = field(default_factory=dict)
     free: int = 0
     locked: int = 0
     unbonding: int = 0
@@ -290,19 +301,24 @@ class MarketModel:
         checks.done()
         book = self.provider(sender)
         book.gpu_class, book.gpu_count, book.price_per_gpu_second, book.endpoint = gpu_class, gpu_count, price, endpoint
-        return Effects()
+        book.claims[0] = (gpu_class, gpu_count)
+        return Effects({"claim_version": 0})
 
     def update_provider(self, sender: str, gpu_class: int, gpu_count: int, price: int, endpoint: str) -> Effects:
         checks = _Checks()
-        checks.require(self.provider(sender).registered, "registry: not registered")
-        self._check_claim(checks, gpu_class, gpu_count, price, endpoint)
-        checks.done()
         book = self.provider(sender)
+        checks.require(book.registered, "registry: not registered")
+        self._check_claim(checks, gpu_class, gpu_count, price, endpoint)
+        # The count is what the market sells: never below what running jobs hold.
+        checks.require(gpu_count >= book.gpus_in_use, "registry: fewer gpus than in use")
+        checks.done()
         if (book.gpu_class, book.gpu_count) != (gpu_class, gpu_count):
-            # A new claim needs a new hardware report.
+            # A new claim version, which needs a report of its own.
+            book.claim_version += 1
+            book.claims[book.claim_version] = (gpu_class, gpu_count)
             book.verified_until = 0
         book.gpu_class, book.gpu_count, book.price_per_gpu_second, book.endpoint = gpu_class, gpu_count, price, endpoint
-        return Effects()
+        return Effects({"claim_version": book.claim_version})
 
     def unjail(self, sender: str, provider: str) -> Effects:
         checks = _Checks()
@@ -310,7 +326,7 @@ class MarketModel:
         checks.require(self.provider(provider).jailed, "registry: provider not jailed")
         checks.done()
         book = self.provider(provider)
-        book.jailed, book.consecutive_failures = False, 0
+        book.jailed, book.recent_failures = False, 0
         return Effects()
 
     # ------------------------------------------------------------------ staking
@@ -353,34 +369,45 @@ class MarketModel:
         provider: str,
         gpu_class: int,
         gpu_count: int,
+        claim_version: int,
         measured_throughput: int,
         valid_until: int,
         report_epoch: int,
         signers: list[str],
     ) -> Effects:
+        """A report of claim version `claim_version`. Of the current version it verifies
+        (at or above the floor) or unverifies; of an outdated one it is accepted only if it
+        slashes (spoofed), and never touches the new claim's verification. valid_until lies
+        at most HARDWARE_VALIDITY ahead, and increases per claim version."""
         book = self.provider(provider)
         checks = _Checks()
         self._check_quorum(checks, report_epoch, signers)
         checks.require(book.registered, "verification: not registered")
-        if book.registered:
+        checks.require(claim_version <= book.claim_version, "verification: unknown claim")
+        is_current = claim_version == book.claim_version
+        if book.registered and is_current:
             checks.require(
                 (gpu_class, gpu_count) == (book.gpu_class, book.gpu_count),
                 "verification: claim mismatch",
             )
         checks.require(valid_until > self.now, "verification: report expired")
-        checks.require(valid_until > book.last_report_valid_until, "verification: stale report")
+        checks.require(valid_until <= self.now + self.parameters["hardware_validity"], "verification: too far ahead")
+        checks.require(valid_until > book.last_report_valid_until.get(claim_version, 0), "verification: stale report")
         floor = self.class_floor.get(gpu_class, 0)
         checks.require(floor != 0, "verification: unknown gpu class")
+        required = floor * gpu_count
+        spoofed = measured_throughput * BPS < required * SPOOF_THRESHOLD_BPS
+        checks.require(is_current or spoofed, "verification: outdated claim")
         checks.done()
 
-        book.last_report_valid_until = valid_until
-        required = floor * gpu_count
+        book.last_report_valid_until[claim_version] = valid_until
         if measured_throughput >= required:
-            book.verified_until = min(valid_until, self.now + self.parameters["hardware_validity"])
+            book.verified_until = valid_until
             return Effects({"verified": True, "verified_until": book.verified_until})
-        book.verified_until = 0
+        if is_current:
+            book.verified_until = 0
         slashed = 0
-        if measured_throughput * BPS < required * SPOOF_THRESHOLD_BPS:
+        if spoofed:
             slashed = self._slash_whole_stake(book, self.parameters["spoof_slash_bps"])
         return Effects({"verified": False, "required": required, "slashed": slashed})
 
@@ -440,7 +467,7 @@ class MarketModel:
             return checks.reasons
         checks.require(not book.jailed, "registry: provider jailed")
         checks.require(book.gpu_class == job.gpu_class, "registry: wrong gpu class")
-        checks.require(book.gpu_count >= job.gpu_count, "registry: not enough gpus")
+        checks.require(book.gpus_in_use + job.gpu_count <= book.gpu_count, "registry: not enough free gpus")
         checks.require(book.verified_until >= self.now, "registry: hardware not verified")
         checks.require(book.price_per_gpu_second <= job.max_price_per_gpu_second, "registry: price above job max")
         collateral = self._collateral(book.price_per_gpu_second, job)
@@ -466,6 +493,7 @@ class MarketModel:
         job.collateral = self._collateral(book.price_per_gpu_second, job)
         job.started_at = self.now
         job.state = RUNNING
+        book.gpus_in_use += job.gpu_count
         book.free -= job.collateral
         book.locked += job.collateral
         return Effects({"price_per_gpu_second": job.price_per_gpu_second, "collateral": job.collateral})
@@ -496,20 +524,26 @@ class MarketModel:
             fee = bps_round_up(payment, self.parameters["protocol_fee_bps"])
             job.state = COMPLETED
             self._release_collateral(job, 0)
-            book.consecutive_failures = 0
+            # Completed jobs leave the failure count alone (self-dealt ones cannot wash it).
             self._credit(self.payment_token, job.provider, payment - fee)
             self._credit(self.payment_token, self.treasury, fee)
-            refund, slashed, client_share, jailed_now = job.escrow - payment, 0, 0, False
+            refund, slashed, client_share, jailed_now, window_reopened = job.escrow - payment, 0, 0, False, False
         else:
             billed = payment = fee = 0
             slashed = bps_round_up(job.collateral, self.parameters["slash_bps"])
             job.state = FAILED
             client_share = self._release_collateral(job, slashed)
-            book.consecutive_failures += 1
-            # Jailed after JAIL_AFTER_FAILURES consecutive failures (counted while jailed too).
-            jailed_now = not book.jailed and book.consecutive_failures >= self.parameters["jail_after_failures"]
+            window_reopened = book.failure_window_start != 0 and self.now >= book.failure_window_start + FAILURE_WINDOW
+            if self.now >= book.failure_window_start + FAILURE_WINDOW:
+                # The last window has closed: a new one opens at this failure.
+                book.failure_window_start, book.recent_failures = self.now, 0
+            book.recent_failures += 1
+            # Jailed at JAIL_AFTER_FAILURES failures in one window (counted while jailed too).
+            jailed_now = not book.jailed and book.recent_failures >= self.parameters["jail_after_failures"]
             book.jailed = book.jailed or jailed_now
             refund = job.escrow
+        # Either way the job's GPUs are free again.
+        book.gpus_in_use -= job.gpu_count
         self._credit(self.payment_token, job.client, refund)
         return Effects(
             {
@@ -520,7 +554,8 @@ class MarketModel:
                 "slashed": slashed,
                 "client_share": client_share,
                 "jailed_now": jailed_now,
-                "consecutive_failures": book.consecutive_failures,
+                "window_reopened": window_reopened,
+                "recent_failures": book.recent_failures,
             }
         )
 
@@ -550,6 +585,7 @@ class MarketModel:
             # A silent committee is not the provider's fault: no slash.
             released = job.collateral
             self._release_collateral(job, 0)
+            self.provider(job.provider).gpus_in_use -= job.gpu_count
         job.state = EXPIRED
         self._credit(self.payment_token, job.client, job.escrow)
         return Effects({"previous_state": previous_state, "refund": job.escrow, "collateral_released": released})

@@ -7,7 +7,9 @@ snapshot), runs random actions and time jumps, and after every step checks that
    unbonding stake (stake token) + escrow of OPEN/RUNNING jobs (payment token) + every
    claimable balance, and each of those numbers equals the reference model's;
 2. every job is in exactly one of the six states, and a terminal state never changes;
-3. each provider's locked stake equals the collateral of its RUNNING jobs.
+3. each provider's locked stake equals the collateral of its RUNNING jobs;
+4. each provider's GPUs in use (the contract's gpus_in_use) are the GPUs of its RUNNING
+   jobs, and never more than it claims.
 
 Actions the protocol refuses in the current state are attempted too: the model names the
 reasons, the contract must revert with one of them, and since the model did not change,
@@ -43,6 +45,7 @@ from fuzz.model import (
     BPS,
     DAY,
     DEFAULT_PARAMETERS,
+    FAILURE_WINDOW,
     HOUR,
     LIVE_STATES,
     MAX_ACCEPT_WINDOW,
@@ -107,7 +110,7 @@ JOB_MUTATIONS: dict[str, Callable[[int, str], tuple[str, Any]]] = {
 # Ways to get a report's signatures wrong (see MarketMachine._signed).
 QUORUM_FAULTS = ["old_epoch", "too_few", "outsiders", "unsorted", "other_report"]
 # At most one fault per report, so that each refusal has one cause.
-HARDWARE_FAULT = st.sampled_from([None] * 10 + QUORUM_FAULTS + ["expired", "stale", "mismatch"])
+HARDWARE_FAULT = st.sampled_from([None] * 12 + QUORUM_FAULTS + ["expired", "stale", "mismatch", "unknown_claim", "far_ahead", "far_ahead"])
 SETTLE_FAULT = st.sampled_from([None] * 10 + QUORUM_FAULTS + ["wrong_provider", "unknown_outcome", "zero_outcome"])
 
 
@@ -129,7 +132,16 @@ def _weighted(*actions: tuple[str, int, Any]) -> Any:
 # several of them; unpausing is likelier than pausing, so markets are mostly open.
 ACTIONS = _weighted(
     _action("register", 2, index=PROVIDER, claim=CLAIM, mutation=CLAIM_MUTATION),
-    _action("update_provider", 2, index=PROVIDER, claim=CLAIM, same_hardware=st.booleans(), mutation=CLAIM_MUTATION),
+    _action(
+        "update_provider",
+        3,
+        index=PROVIDER,
+        claim=CLAIM,
+        same_hardware=st.booleans(),
+        # A GPU count at, or one below, the GPUs running jobs hold (the boundary update_provider enforces).
+        count=st.sampled_from([None] * 2 + ["in_use", "below_in_use"]),
+        mutation=CLAIM_MUTATION,
+    ),
     _action("stake", 4, index=PROVIDER, amount=st.one_of(st.integers(1, 3_000 * TOKEN), st.integers(0, 1_000))),
     _action("request_unstake", 4, index=PROVIDER, share_bps=st.integers(0, BPS), mode=st.sampled_from(["share"] * 3 + ["all", "too_much", "zero"])),
     _action("withdraw", 2, index=PROVIDER),
@@ -138,16 +150,20 @@ ACTIONS = _weighted(
         6,
         index=PROVIDER,
         kind=st.sampled_from(["pass"] * 3 + ["below", "spoof"]),
+        # Mostly the claim as it stands; sometimes one the provider has changed since, then
+        # mostly a spoof report (the only kind of an outdated claim that applies).
+        version=st.sampled_from(["current"] * 2 + ["outdated", "outdated_spoof", "outdated_spoof"]),
         position=PICK,
         edge=EDGE,
-        valid_for=st.one_of(st.integers(1, 2 * DAY), st.integers(1, 40 * DAY)),
+        # Capped at HARDWARE_VALIDITY (further ahead is the "far_ahead" fault), so often exactly it.
+        valid_for=st.integers(1, 2 * DAY),
         fault=HARDWARE_FAULT,
     ),
     _action(
         "create_job",
         10,
         client=CLIENT,
-        shape=st.sampled_from(["fit"] * 3 + ["random"]),
+        shape=st.sampled_from(["fit"] * 2 + ["fit_free", "random"]),
         offered_by=PROVIDER,
         directed=st.booleans(),
         size=PICK,
@@ -200,7 +216,7 @@ ACTIONS = _weighted(
     _action(
         "advance_time",
         10,
-        to_deadline=st.sampled_from([None, None, "job", "release", "verified"]),
+        to_deadline=st.sampled_from([None, None, "job", "release", "verified", "failure_window", "failure_window"]),
         seconds=st.one_of(st.integers(1, 120), st.integers(1, 6 * HOUR), st.integers(1, 3 * DAY)),
         index=PICK,
         delta=st.sampled_from([-1, 0, 1]),
@@ -414,7 +430,7 @@ class MarketMachine(RuleBasedStateMachine):
         ready=st.lists(st.sampled_from([True, True, False]), min_size=3, max_size=3),
         claims=st.lists(CLAIM, min_size=3, max_size=3),
         extra=st.integers(100 * TOKEN, 1_000 * TOKEN),
-        jobs=st.lists(st.tuples(CLIENT, PROVIDER, st.sampled_from([True, True, False])), min_size=1, max_size=4),
+        jobs=st.lists(st.tuples(CLIENT, PROVIDER, st.sampled_from([True, True, False]), st.integers(1, 4)), min_size=1, max_size=4),
         tuning=st.lists(st.tuples(st.sampled_from(sorted(PARAMETER_BOUNDS)), st.integers(0, 2**64), EDGE), max_size=3),
     )
     def start_with_ready_providers_and_jobs(
@@ -422,25 +438,27 @@ class MarketMachine(RuleBasedStateMachine):
         ready: list[bool],
         claims: list[tuple[int, int, int]],
         extra: int,
-        jobs: list[tuple[int, int, bool]],
+        jobs: list[tuple[int, int, bool, int]],
         tuning: list[tuple[str, int, str | None]],
     ) -> None:
         """Some providers registered, verified and staked, some jobs open or running, and
         some parameters away from their defaults: so that every example has jobs to settle
         or expire from its first step, and paths such as jailing (JAIL_AFTER_FAILURES
-        consecutive failures) come within reach of a few settlements. These are the same
+        failures in a window) come within reach of a few settlements. These are the same
         actions as the rule's, checked the same way."""
         for index in (i for i, is_ready in enumerate(ready) if is_ready):
             self._register(index, claims[index], None)
-            self._submit_hardware_report(index, "pass", 0, "low", DAY, None)
+            self._submit_hardware_report(index, "pass", "current", 0, "low", DAY, None)
             self._stake(index, DEFAULT_PARAMETERS["min_stake"] + extra)
-        for client, offered_by, accept in jobs:
+        for client, offered_by, accept, gpus in jobs:
             book = self.model.provider(str(self.providers[offered_by]))
             if not book.registered:
                 continue
             job_id = len(self.model.jobs) + 1
             spec_hash = keccak(text=f"job spec {job_id}")
-            self._post_job(client, book.gpu_class, 1, book.price_per_gpu_second, HOUR, ZERO_ADDRESS, self.model.now + DAY, spec_hash)
+            # Sized to the provider's claim, so some providers start with all their GPUs in use.
+            gpu_count = min(gpus, book.gpu_count)
+            self._post_job(client, book.gpu_class, gpu_count, book.price_per_gpu_second, HOUR, ZERO_ADDRESS, self.model.now + DAY, spec_hash)
             if accept and self.model.job(job_id) is not None:
                 self._accept_job(("exact", job_id), "eligible", offered_by)
         for name, position, edge in tuning:
@@ -469,7 +487,9 @@ class MarketMachine(RuleBasedStateMachine):
         - a live job's (accept deadline, or start + duration + grace): accept it if OPEN,
           then expire it;
         - an unbonding entry's release: withdraw it;
-        - a verification's end: accept an open job as that provider.
+        - a verification's end: accept an open job as that provider;
+        - a failure window's end (FAILURE_WINDOW after it opened): fail a running job of
+          that provider, which counts in the old window or opens a new one.
         """
         if to_deadline is None:
             self.model.now += seconds
@@ -483,6 +503,10 @@ class MarketMachine(RuleBasedStateMachine):
                 targets.append((book.release_at, functools.partial(self._withdraw, provider_index)))
             elif to_deadline == "verified" and book.verified_until:
                 targets.append((book.verified_until, functools.partial(self._probe_verification, account)))
+            elif to_deadline == "failure_window" and book.recent_failures and self._running_jobs_of(str(account)):
+                # A failure at start + FAILURE_WINDOW opens a new window; one a second earlier does not.
+                closes = book.failure_window_start + FAILURE_WINDOW
+                targets.append((closes, functools.partial(self._probe_failure_window, str(account))))
         later = [(deadline + delta, action) for deadline, action in targets if deadline + delta > model.now]
         if not later:
             return
@@ -500,6 +524,15 @@ class MarketMachine(RuleBasedStateMachine):
         open_jobs = [job_id for job_id, job in enumerate(self.model.jobs, 1) if job.state == OPEN]
         if open_jobs:
             self._accept(open_jobs[0], account)
+
+    def _running_jobs_of(self, provider: str) -> list[int]:
+        return [job_id for job_id, job in enumerate(self.model.jobs, 1) if job.state == RUNNING and job.provider == provider]
+
+    def _probe_failure_window(self, provider: str) -> None:
+        """Fails a job of `provider` as its failure window closes (or just after)."""
+        running = self._running_jobs_of(provider)
+        if running:
+            self._settle(("exact", running[0]), OUTCOME_FAILED, 0, None, None)
 
 
     # ------------------------------------------------------------------ provider actions
@@ -521,19 +554,31 @@ class MarketMachine(RuleBasedStateMachine):
         elif mutation == "empty_endpoint":
             endpoint = ""
         method = "update_provider" if update else "register"
+        version_before = self.model.provider(str(account)).claim_version
         done = self._act(
             lambda: getattr(self.model, method)(str(account), gpu_class, gpu_count, price, endpoint),
             lambda: getattr(self.market, method)(gpu_class, gpu_count, price, endpoint, sender=account),
         )
         if done:
-            event = "ProviderUpdated" if update else "ProviderRegistered"
-            self._assert_emitted(done[1], event, provider=str(account), gpu_class=gpu_class, gpu_count=gpu_count, price_per_gpu_second=price, endpoint=endpoint)
+            effects, receipt = done
+            fields = {"provider": str(account), "gpu_class": gpu_class, "gpu_count": gpu_count, "price_per_gpu_second": price, "endpoint": endpoint}
+            if update:
+                self.outcomes[f"{self.current_step}: done, claim version {'changed' if effects['claim_version'] != version_before else 'kept'}"] += 1
+                self._assert_emitted(receipt, "ProviderUpdated", claim_version=effects["claim_version"], **fields)
+            else:
+                self._assert_emitted(receipt, "ProviderRegistered", **fields)
 
-    def _update_provider(self, index: int, claim: tuple[int, int, int], same_hardware: bool, mutation: str | None) -> None:
+    def _update_provider(self, index: int, claim: tuple[int, int, int], same_hardware: bool, count: str | None, mutation: str | None) -> None:
+        if count is not None:
+            # The provider whose running jobs hold the most GPUs (ties: the drawn one first).
+            order = [(index + offset) % len(self.providers) for offset in range(len(self.providers))]
+            index = max(order, key=lambda i: self.model.provider(str(self.providers[i])).gpus_in_use)
         book = self.model.provider(str(self.providers[index]))
         if same_hardware and book.registered:
             # Only price and endpoint change: the verification must survive.
             claim = (book.gpu_class, book.gpu_count, claim[2])
+        if count is not None and book.gpus_in_use:
+            claim = (claim[0], book.gpus_in_use - (count == "below_in_use"), claim[2])
         self._register(index, claim, mutation, update=True)
 
     def _stake(self, index: int, amount: int) -> None:
@@ -559,40 +604,62 @@ class MarketMachine(RuleBasedStateMachine):
             assert receipt.return_value == effects["amount"]
             self._assert_emitted(receipt, "Withdrawn", provider=str(account), amount=effects["amount"])
 
-    def _submit_hardware_report(self, index: int, kind: str, position: int, edge: str | None, valid_for: int, fault: str | None) -> None:
+    def _submit_hardware_report(
+        self, index: int, kind: str, version: str, position: int, edge: str | None, valid_for: int, fault: str | None
+    ) -> None:
+        """A report of the provider's current claim, or of one it has changed since
+        (`version`): an outdated claim's report applies only if it is a spoof, and slashes."""
         account = str(self.providers[index])
         book = self.model.provider(account)
-        gpu_class, gpu_count = (book.gpu_class, book.gpu_count) if book.registered else (CPU_DEV, 1)
+        claim_version = book.claim_version
+        if version != "current" and book.claim_version:
+            claim_version = position % book.claim_version
+            kind = "spoof" if version == "outdated_spoof" else kind
+        gpu_class, gpu_count = book.claims.get(claim_version, (CPU_DEV, 1))
         if fault == "mismatch":
             gpu_count = gpu_count % MAX_GPUS + 1
+        elif fault == "unknown_claim":
+            claim_version = book.claim_version + 1
         required = max(self.model.class_floor.get(gpu_class, 0), 1) * gpu_count
         # pass: at least the requirement; below: under it but not under half; spoof: under half.
         low, high = {"pass": (required, 2 * required), "below": ((required + 1) // 2, required - 1), "spoof": (0, (required - 1) // 2)}[kind]
         measured = _within(low, max(low, high), position, edge)
-        valid_until = self.model.now + valid_for
+        # At most HARDWARE_VALIDITY ahead; a quorum may still sign further (far_ahead).
+        validity = self.model.parameters["hardware_validity"]
+        valid_until = self.model.now + min(valid_for, validity)
         if fault == "expired":
             valid_until = self.model.now
         elif fault == "stale":
-            valid_until = book.last_report_valid_until or self.model.now
+            valid_until = book.last_report_valid_until.get(claim_version) or self.model.now
+        elif fault == "far_ahead":
+            valid_until = (self.model.now + validity + 1, self.model.now + validity + valid_for, 2**64 - 1)[position % 3]
 
         def build(epoch: int) -> tuple[Any, bytes, bytes]:
-            report = HardwareReport(account, gpu_class, gpu_count, measured, valid_until, epoch)
-            other = HardwareReport(account, gpu_class, gpu_count, measured + 1, valid_until, epoch)
+            report = HardwareReport(account, gpu_class, gpu_count, claim_version, measured, valid_until, epoch)
+            other = HardwareReport(account, gpu_class, gpu_count, claim_version, measured + 1, valid_until, epoch)
             return report, eip712.digest(self.domain, report), eip712.digest(self.domain, other)
 
         report, epoch, signatures, signers = self._signed(fault, build)
         done = self._act(
-            lambda: self.model.submit_hardware_report(account, gpu_class, gpu_count, measured, valid_until, epoch, signers),
+            lambda: self.model.submit_hardware_report(account, gpu_class, gpu_count, claim_version, measured, valid_until, epoch, signers),
             lambda: self.market.submit_hardware_report(report, signatures, sender=self.keeper),
         )
         if done is None:
             return
         effects, receipt = done
-        common = {"provider": account, "gpu_class": gpu_class, "gpu_count": gpu_count, "measured_throughput": measured, "epoch": epoch}
+        common = {
+            "provider": account,
+            "gpu_class": gpu_class,
+            "gpu_count": gpu_count,
+            "claim_version": claim_version,
+            "measured_throughput": measured,
+            "epoch": epoch,
+        }
         if effects["verified"]:
             self._assert_emitted(receipt, "HardwareVerified", verified_until=effects["verified_until"], **common)
             return
-        self.outcomes[f"{self.current_step}: done, {'spoofed (slashed)' if effects['slashed'] else 'below the floor'}"] += 1
+        outdated = ", outdated claim" if claim_version != book.claim_version else ""
+        self.outcomes[f"{self.current_step}: done, {'spoofed (slashed)' if effects['slashed'] else 'below the floor'}{outdated}"] += 1
         self._assert_emitted(receipt, "HardwareRejected", required_throughput=effects["required"], slashed=effects["slashed"], **common)
         slashes = 1 if effects["slashed"] else 0
         self._assert_emitted(receipt, "Slashed", count=slashes, provider=account, amount=effects["slashed"], beneficiary=ZERO_ADDRESS, beneficiary_share=0)
@@ -616,8 +683,10 @@ class MarketMachine(RuleBasedStateMachine):
         that it can usually be taken) or to a random claim; `mutation` changes one term."""
         provider = str(self.providers[offered_by])
         book = self.model.provider(provider)
-        if shape == "fit" and book.registered:
-            gpu_class, gpu_count = book.gpu_class, 1 + size % book.gpu_count
+        if shape in ("fit", "fit_free") and book.registered:
+            # fit: at most the claimed count; fit_free: at most what running jobs leave free.
+            room = book.gpu_count - book.gpus_in_use if shape == "fit_free" else book.gpu_count
+            gpu_class, gpu_count = book.gpu_class, 1 + size % max(room, 1)
             max_price = min(max(book.price_per_gpu_second + price_offset, 1), MAX_PRICE)
         else:
             gpu_class, gpu_count, max_price = claim
@@ -708,7 +777,8 @@ class MarketMachine(RuleBasedStateMachine):
         if done is None:
             return
         effects, receipt = done
-        self.outcomes[f"{self.current_step}: done, {('', 'completed', 'failed')[outcome]}{', jailed' if effects['jailed_now'] else ''}"] += 1
+        window = ", new failure window" if effects["window_reopened"] else ""
+        self.outcomes[f"{self.current_step}: done, {('', 'completed', 'failed')[outcome]}{window}{', jailed' if effects['jailed_now'] else ''}"] += 1
         self._assert_emitted(
             receipt,
             "JobSettled",
@@ -726,7 +796,7 @@ class MarketMachine(RuleBasedStateMachine):
         slashes = 1 if effects["slashed"] else 0
         self._assert_emitted(receipt, "Slashed", count=slashes, provider=provider, amount=effects["slashed"], beneficiary=job.client, beneficiary_share=effects["client_share"])
         jailings = 1 if effects["jailed_now"] else 0
-        self._assert_emitted(receipt, "ProviderJailed", count=jailings, provider=provider, consecutive_failures=effects["consecutive_failures"])
+        self._assert_emitted(receipt, "ProviderJailed", count=jailings, provider=provider, recent_failures=effects["recent_failures"])
 
     def _cancel_job(self, pick: tuple[str, int], by_client: bool, index: int) -> None:
         job_id = self._job_id(pick, (OPEN,))
@@ -850,7 +920,13 @@ class MarketMachine(RuleBasedStateMachine):
         return {
             "stakes": {p: view(market, "stake_of", p) for p in provider_addresses},
             "records": {p: view(market, "providers", p) for p in provider_addresses},
-            "last_reports": {p: view(market, "last_report_valid_until", p) for p in provider_addresses},
+            "gpus_in_use": {p: view(market, "gpus_in_use", p) for p in provider_addresses},
+            # Every claim version the provider has had (the model's count; a version the
+            # contract knows beyond it would show in the record's claim_version).
+            "last_reports": {
+                p: {v: view(market, "last_report_valid_until", p, v) for v in range(self.model.provider(p).claim_version + 1)}
+                for p in provider_addresses
+            },
             "jobs": {i: view(market, "get_job", i) for i in range(1, view(market, "job_count") + 1)},
             "claimable": {(str(t), str(a)): view(market, "claimable", t, a) for t in self.tokens for a in self.accounts},
             "held": {str(t): view(t, "balanceOf", market) for t in self.tokens},
@@ -879,6 +955,7 @@ class MarketMachine(RuleBasedStateMachine):
         self._assert_conserved_and_modelled(self.books)
         self._assert_one_state_per_job(self.books)
         self._assert_locked_is_running_collateral(self.books)
+        self._assert_gpus_in_use_are_running_gpus(self.books)
 
     def _assert_conserved_and_modelled(self, books: dict[str, Any]) -> None:
         """Invariant 1: each token's balance is what the market owes, number by number as the model says."""
@@ -901,10 +978,14 @@ class MarketMachine(RuleBasedStateMachine):
             assert (record.gpu_class, record.gpu_count, record.price_per_gpu_second, record.endpoint) == (
                 book.gpu_class, book.gpu_count, book.price_per_gpu_second, book.endpoint
             ), address
-            assert (record.verified_until, record.consecutive_failures, record.jailed) == (
-                book.verified_until, book.consecutive_failures, book.jailed
+            assert record.claim_version == book.claim_version, address
+            assert (record.verified_until, record.recent_failures, record.failure_window_start, record.jailed) == (
+                book.verified_until, book.recent_failures, book.failure_window_start, book.jailed
             ), address
-            assert books["last_reports"][address] == book.last_report_valid_until, address
+            assert books["gpus_in_use"][address] == book.gpus_in_use, address
+            assert books["last_reports"][address] == {
+                version: book.last_report_valid_until.get(version, 0) for version in range(book.claim_version + 1)
+            }, address
 
         assert len(books["jobs"]) == len(model.jobs)
         for job_id, job in books["jobs"].items():
@@ -936,6 +1017,13 @@ class MarketMachine(RuleBasedStateMachine):
             collateral = sum(j.collateral for j in books["jobs"].values() if j.state == RUNNING and j.provider == address)
             assert stake.locked == collateral, f"{address}: locked {stake.locked}, running collateral {collateral}"
 
+    def _assert_gpus_in_use_are_running_gpus(self, books: dict[str, Any]) -> None:
+        """Invariant 4: a provider's GPUs in use are the GPUs of its RUNNING jobs, at most its claim."""
+        for address, in_use in books["gpus_in_use"].items():
+            running = sum(j.gpu_count for j in books["jobs"].values() if j.state == RUNNING and j.provider == address)
+            claimed = books["records"][address].gpu_count
+            assert in_use == running <= claimed, f"{address}: gpus_in_use {in_use}, running jobs hold {running}, claims {claimed}"
+
     # ------------------------------------------------------------------ teardown
 
     def teardown(self) -> None:
@@ -965,7 +1053,9 @@ class MarketMachine(RuleBasedStateMachine):
         books = self.books = self._read_books()
         self._assert_conserved_and_modelled(books)
         self._assert_one_state_per_job(books)
+        self._assert_gpus_in_use_are_running_gpus(books)
         assert all(job.state in TERMINAL_STATES for job in books["jobs"].values())
+        assert not any(books["gpus_in_use"].values())
         assert not any(books["claimable"].values())
         assert all(stake.locked == stake.unbonding == 0 for stake in books["stakes"].values())
         free = sum(stake.free for stake in books["stakes"].values())

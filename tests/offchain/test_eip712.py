@@ -53,6 +53,7 @@ hardware_reports = st.builds(
     provider=addresses,
     gpu_class=st.integers(min_value=0, max_value=2**16 - 1),
     gpu_count=st.integers(min_value=0, max_value=2**16 - 1),
+    claim_version=st.integers(min_value=0, max_value=2**64 - 1),
     measured_throughput=uint256,
     valid_until=st.integers(min_value=0, max_value=2**64 - 1),
     epoch=uint256,
@@ -94,6 +95,7 @@ def _reference_message(domain: Domain, report) -> dict:
             {"name": "provider", "type": "address"},
             {"name": "gpu_class", "type": "uint16"},
             {"name": "gpu_count", "type": "uint16"},
+            {"name": "claim_version", "type": "uint64"},
             {"name": "measured_throughput", "type": "uint256"},
             {"name": "valid_until", "type": "uint64"},
             {"name": "epoch", "type": "uint256"},
@@ -102,6 +104,7 @@ def _reference_message(domain: Domain, report) -> dict:
             "provider": report.provider,
             "gpu_class": report.gpu_class,
             "gpu_count": report.gpu_count,
+            "claim_version": report.claim_version,
             "measured_throughput": report.measured_throughput,
             "valid_until": report.valid_until,
             "epoch": report.epoch,
@@ -138,6 +141,7 @@ HARDWARE = HardwareReport(
     provider="0x" + "22" * 20,
     gpu_class=3,
     gpu_count=8,
+    claim_version=2,
     measured_throughput=790 * 10**12,
     valid_until=1_900_000_000,
     epoch=1,
@@ -156,7 +160,7 @@ def test_type_strings_are_exactly_what_the_contract_verifies():
         "bytes32 result_hash,bytes32 evidence_hash,uint256 epoch)"
     )
     assert eip712.HARDWARE_REPORT_TYPE == (
-        "HardwareReport(address provider,uint16 gpu_class,uint16 gpu_count,"
+        "HardwareReport(address provider,uint16 gpu_class,uint16 gpu_count,uint64 claim_version,"
         "uint256 measured_throughput,uint64 valid_until,uint256 epoch)"
     )
     assert eip712.DOMAIN_TYPEHASH == keccak(text=eip712.DOMAIN_TYPE)
@@ -363,6 +367,7 @@ def test_job_report_validation(kwargs, message):
     [
         ({"gpu_class": 2**16}, r"HardwareReport.gpu_class: 65536 is out of range for uint16"),
         ({"gpu_count": -1}, r"HardwareReport.gpu_count: -1 is out of range for uint16"),
+        ({"claim_version": 2**64}, r"HardwareReport.claim_version: .* out of range for uint64"),
         ({"valid_until": 2**64}, r"HardwareReport.valid_until: .* out of range for uint64"),
         ({"measured_throughput": 2**256}, r"HardwareReport.measured_throughput: .* uint256"),
         ({"epoch": None}, r"HardwareReport.epoch: expected an int \(uint256\), got NoneType"),
@@ -419,7 +424,7 @@ def test_to_tuple_is_abi_order():
         7, JOB.provider, 1, 3600, b"\xaa" * 32, b"\xbb" * 32, 1,
     )
     assert type(eip712.to_tuple(JOB)[2]) is int
-    assert eip712.to_tuple(HARDWARE) == (HARDWARE.provider, 3, 8, 790 * 10**12, 1_900_000_000, 1)
+    assert eip712.to_tuple(HARDWARE) == (HARDWARE.provider, 3, 8, 2, 790 * 10**12, 1_900_000_000, 1)
 
 
 @given(report=reports)

@@ -270,13 +270,13 @@ CASES = [
     Case("job id > uint256", lambda r, d: ("GET", f"/reports/job/{2**256}", None, {}), 400, "invalid_field", "job_id"),
     Case("undecided job", lambda r, d: ("GET", "/reports/job/999", None, {}), 404, "not_decided"),
     Case(
-        "bad provider", lambda r, d: ("GET", "/reports/hardware/0xnope/5", None, {}), 400, "invalid_field", "provider"
+        "bad provider", lambda r, d: ("GET", "/reports/hardware/0xnope/0/5", None, {}), 400, "invalid_field", "provider"
     ),
     Case(
         "bad EIP-55 checksum",
         lambda r, d: (
             "GET",
-            "/reports/hardware/" + PROVIDER[:-1] + ("c" if PROVIDER[-1] == "C" else "C") + "/5",
+            "/reports/hardware/" + PROVIDER[:-1] + ("c" if PROVIDER[-1] == "C" else "C") + "/0/5",
             None,
             {},
         ),
@@ -286,10 +286,23 @@ CASES = [
     ),
     Case(
         "valid_until > uint64",
-        lambda r, d: ("GET", f"/reports/hardware/{PROVIDER}/{2**64}", None, {}),
+        lambda r, d: ("GET", f"/reports/hardware/{PROVIDER}/0/{2**64}", None, {}),
         400,
         "invalid_field",
         "valid_until",
+    ),
+    Case(
+        "claim_version > uint64",
+        lambda r, d: ("GET", f"/reports/hardware/{PROVIDER}/{2**64}/5", None, {}),
+        400,
+        "invalid_field",
+        "claim_version",
+    ),
+    Case(
+        "hardware path without its claim version",
+        lambda r, d: ("GET", f"/reports/hardware/{PROVIDER}/5", None, {}),
+        404,
+        "not_found",
     ),
     Case("unknown route", lambda r, d: ("GET", "/admin", None, {}), 404, "not_found"),
     Case("wrong method", lambda r, d: ("DELETE", f"/reports/job/{JOB}", None, {}), 405, "method_not_allowed"),
@@ -393,16 +406,18 @@ def test_a_decided_but_unsigned_report_is_signed_when_served(make_node, domain):
 
 def test_hardware_report_and_push(make_node, domain):
     node = make_node(0, serve=True)
-    report = hardware_report(PROVIDER, 1, 4, 4 * 10**12, 1_900_000_000)
+    report = hardware_report(PROVIDER, 1, 4, 4 * 10**12, 1_900_000_000, claim_version=3)
     node.signer.decide_and_sign(report)
-    status, body, _ = call(node.url, "GET", f"/reports/hardware/{PROVIDER.lower()}/1900000000")
+    status, body, _ = call(node.url, "GET", f"/reports/hardware/{PROVIDER.lower()}/3/1900000000")
     assert status == 200 and eip712.from_json(body["report"], "hardware") == report
-    path = f"/signatures/hardware/{PROVIDER}/1900000000"
+    status, body, _ = call(node.url, "GET", f"/reports/hardware/{PROVIDER}/2/1900000000")  # another claim
+    assert (status, body["error"]) == (404, "not_decided")
+    path = f"/signatures/hardware/{PROVIDER}/3/1900000000"
     status, _, _ = call(node.url, "POST", path, push_body(report, _sig(2, domain, report)))
     assert status == 202
-    other = replace(report, valid_until=1_900_000_001)
-    status, body, _ = call(node.url, "POST", path, push_body(other, _sig(2, domain, other)))
-    assert (status, body["error"]) == (400, "key_mismatch")
+    for other in (replace(report, valid_until=1_900_000_001), replace(report, claim_version=4)):
+        status, body, _ = call(node.url, "POST", path, push_body(other, _sig(2, domain, other)))
+        assert (status, body["error"]) == (400, "key_mismatch")
 
 
 def test_health(served, members):

@@ -39,7 +39,7 @@ from .test_api import call, push_body, snapshot
 JOB = 5
 NEXT_EPOCH_JOB = 6
 VALID_UNTIL = 1_900_000_000
-HW_PATH = f"/signatures/hardware/{PROVIDER}/{VALID_UNTIL}"
+HW_PATH = f"/signatures/hardware/{PROVIDER}/0/{VALID_UNTIL}"
 
 
 def sign(index: int, domain: Domain, report: Any) -> bytes:
@@ -140,14 +140,18 @@ CASES = [
          _post(HW_PATH, lambda s: push_body(replace(s.hardware, provider=s.node.key.address),
                                             sign(1, s.domain, replace(s.hardware, provider=s.node.key.address)))),
          400, "key_mismatch"),
+    Case("hardware: a report of another claim version on this URL",
+         _post(HW_PATH, lambda s: push_body(replace(s.hardware, claim_version=1),
+                                            sign(1, s.domain, replace(s.hardware, claim_version=1)))),
+         400, "key_mismatch"),
     Case("hardware: a signature replayed",
          _post(HW_PATH, lambda s: push_body(s.hardware, sign(2, s.domain, s.hardware))), 409, "duplicate_signature"),
     Case("hardware: a report not decided",
-         _post(f"/signatures/hardware/{PROVIDER}/{VALID_UNTIL + 1}",
+         _post(f"/signatures/hardware/{PROVIDER}/0/{VALID_UNTIL + 1}",
                lambda s: push_body(replace(s.hardware, valid_until=VALID_UNTIL + 1),
                                    sign(1, s.domain, replace(s.hardware, valid_until=VALID_UNTIL + 1)))),
          409, "not_decided"),
-    Case("hardware: GET a report not decided", _get(f"/reports/hardware/{PROVIDER}/{VALID_UNTIL + 1}"),
+    Case("hardware: GET a report not decided", _get(f"/reports/hardware/{PROVIDER}/0/{VALID_UNTIL + 1}"),
          404, "not_decided"),
     Case("URI too long", lambda s: raw_answer(s.node.api.port, b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n"),
          414, "uri_too_long"),

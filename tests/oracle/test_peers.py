@@ -216,14 +216,14 @@ def test_push_our_signature(committee, domain):
 
 
 def test_gather_hardware(committee, domain):
-    report = hardware_report(PROVIDER, 1, 8, 8 * 10**12, 1_900_000_000)
+    report = hardware_report(PROVIDER, 1, 8, 8 * 10**12, 1_900_000_000, claim_version=1)
     for node in committee[:2]:
         node.signer.decide_and_sign(report)
     result = gather_hardware_signatures(
-        committee[0].store, PROVIDER, 1_900_000_000, peers_of(committee[0], committee, domain)
+        committee[0].store, PROVIDER, 1, 1_900_000_000, peers_of(committee[0], committee, domain)
     )
     assert len(result.added) == 1 and result.held == 2
-    quorum = committee[0].signer.hardware_quorum(PROVIDER, 1_900_000_000)
+    quorum = committee[0].signer.hardware_quorum(PROVIDER, 1, 1_900_000_000)
     assert sorted(eip712.recover(domain, report, s) for s in quorum.signatures) == sorted(quorum.signers)
 
 

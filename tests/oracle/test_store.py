@@ -11,6 +11,7 @@ import pytest
 from gpumarket.chain.keys import ServiceKey, test_oracle
 from gpumarket.oracle.signer import NoQuorum, OracleSigner, ReportKey, StaleEpoch
 from gpumarket.oracle.store import (
+    _MIGRATIONS,
     SCHEMA_VERSION,
     AddResult,
     ConflictingDecision,
@@ -74,7 +75,7 @@ def test_decide_without_signing_then_sign_later(make_node, report_for, domain):
         node.signer.sign_job(4)
 
 
-def test_hardware_decisions_are_keyed_by_provider_and_valid_until(make_node, domain):
+def test_hardware_decisions_are_keyed_by_provider_claim_version_and_valid_until(make_node, domain):
     node = make_node(0)
     report = hardware_report(PROVIDER, gpu_class=1, gpu_count=2, measured_throughput=10**12, valid_until=1_900_000_000)
     signed = node.signer.decide_and_sign(report)
@@ -84,8 +85,12 @@ def test_hardware_decisions_are_keyed_by_provider_and_valid_until(make_node, dom
     # Another validity window is another decision.
     later = replace(report, valid_until=1_900_086_400, measured_throughput=1)
     assert node.signer.decide_and_sign(later).signature != signed.signature
-    assert node.signer.sign_hardware(PROVIDER.lower(), 1_900_000_000).signature == signed.signature
-    assert node.store.counts().hardware_decisions == 2
+    # So is another claim measured within the same hour: the two never collide.
+    new_claim = replace(report, gpu_count=4, claim_version=1, measured_throughput=0)
+    assert node.signer.decide_and_sign(new_claim).signature != signed.signature
+    assert node.signer.sign_hardware(PROVIDER.lower(), 0, 1_900_000_000).signature == signed.signature
+    assert node.store.hardware_decision(PROVIDER, 1, 1_900_000_000).report == new_claim
+    assert node.store.counts().hardware_decisions == 3
 
 
 def test_a_signature_only_attaches_when_it_is_this_oracles_over_the_stored_decision(make_node, report_for, domain):
@@ -160,7 +165,7 @@ def test_hardware_quorum(make_node, domain):
     report = hardware_report(PROVIDER, 1, 1, 5 * 10**11, 1_800_000_000)
     node.signer.decide_and_sign(report)
     node.store.add_peer_signature(report, eip712.sign(oracle_key(2), domain, report))
-    quorum = node.signer.hardware_quorum(PROVIDER, 1_800_000_000)
+    quorum = node.signer.hardware_quorum(PROVIDER, 0, 1_800_000_000)
     assert sorted(eip712.recover(domain, report, s) for s in quorum.signatures) == sorted(quorum.signers)
 
 
@@ -233,6 +238,36 @@ def test_schema_pragmas_and_migration_from_empty(tmp_path, domain, keys):
     with DecisionStore.open(path, domain, keys[0].address) as store:  # reopening migrates nothing
         assert store.schema_version() == SCHEMA_VERSION
         assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_a_store_of_schema_2_keeps_its_jobs_and_drops_its_old_type_hardware_decisions(
+    tmp_path, report_for, domain, keys
+):
+    """Schema 2 keyed hardware decisions by (provider, valid_until) and held reports of the old
+    HardwareReport type (no claim version), which no current contract verifies: migration 3
+    drops them and their signatures and keeps everything else."""
+    path = tmp_path / "v2.db"
+    raw = sqlite3.connect(path)
+    for migration in _MIGRATIONS[:2]:
+        raw.executescript(migration)
+    raw.execute("PRAGMA user_version = 2")
+    old_report = '{"provider":"%s","gpu_class":1,"gpu_count":1,"measured_throughput":5,"valid_until":7,"epoch":1}'
+    raw.execute("INSERT INTO hardware_decisions VALUES (?, '7', ?, ?, 1, 0.0, NULL, NULL)",
+                (PROVIDER, old_report % PROVIDER, b"\x01" * 32))
+    raw.execute("INSERT INTO signatures VALUES (?, ?, ?, 'self', 0.0)", (b"\x01" * 32, keys[0].address, b"\x02" * 65))
+    raw.commit()
+    raw.close()
+    with DecisionStore.open(path, domain, keys[0].address) as store:
+        store.set_committee(1, [key.address for key in keys], 2)
+        job = report_for(1)
+        store.decide(job)
+        assert store.schema_version() == SCHEMA_VERSION
+        counts = store.counts()
+        assert (counts.job_decisions, counts.hardware_decisions, counts.signatures) == (1, 0, 0)
+        assert store.signatures(b"\x01" * 32) == []
+        report = hardware_report(PROVIDER, 1, 1, 5, 7, claim_version=2)
+        assert store.decide(report).created and store.hardware_decision(PROVIDER, 2, 7).report == report
+        assert store.job_decision(1).report == job
 
 
 def test_a_newer_schema_is_refused(tmp_path, domain, keys):

@@ -9,11 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from gpumarket.chain.connection import advance_time, fund
 from gpumarket.chain.events import ProviderRegistered, ProviderUpdated
-from gpumarket.chain.keys import test_account
+from gpumarket.chain.keys import ServiceKey, test_account
 from gpumarket.measure.provers.cheats import SkippingProver
 from gpumarket.measure.provers.numpy_prover import NumpyProver
 from gpumarket.oracle.hardware import (
+    ANCHOR_GRANULARITY_S,
     Bucket,
     HardwareConfig,
     HardwareVerifier,
@@ -24,10 +26,17 @@ from gpumarket.oracle.hardware import (
 from gpumarket.oracle.settlement import submission_rank
 from gpumarket.testing.committee import oracle_key
 
-from .conftest import World
+from .conftest import CPU_DEV, PRICE, World
 
 
 def _run_committee(world: World, provider: str) -> list:
+    attempts = _decide(world, provider)
+    _submit(world, attempts)
+    return attempts
+
+
+def _decide(world: World, provider: str) -> list:
+    """Every oracle challenges the provider and signs its report."""
     # Each oracle's follower hands it the ProviderRegistered event; the event's block time
     # is the shared anchor of valid_until.
     attempts = []
@@ -38,13 +47,25 @@ def _run_committee(world: World, provider: str) -> list:
         attempts.append(oracle.hv.verify(*due[0]))
     # Identical canonical reports from every oracle.
     assert len({a.signed.digest for a in attempts}) == 1
+    return attempts
+
+
+def _submit(world: World, attempts: list) -> None:
+    """Two passes of every oracle's step: the designated one submits, exactly once."""
     now = time.time()
     first = [oracle.hv.step(a, now=now) for oracle, a in zip(world.oracles, attempts)]
     second = [oracle.hv.step(a, now=now) for oracle, a in zip(world.oracles, attempts)]
     submitted = [r for r in first + second if r.submitted]
     assert len(submitted) == 1, [r.detail for r in first + second]
     assert all(r.detail == "already applied" for r in second)
-    return attempts
+
+
+def _funded_provider(world: World, index: int, prover) -> tuple[ServiceKey, str]:
+    """test_account(index) (beyond the pre-funded ones) registered and staked; (key, endpoint)."""
+    key = test_account(index)
+    fund(world.w3, key.address, 10**20)
+    world.start_provider(key, prover, stake=10**21)
+    return key, world.market().providers(key.address).endpoint
 
 
 def test_canonical_values() -> None:
@@ -54,6 +75,10 @@ def test_canonical_values() -> None:
     assert canonical_throughput(4.9, 10) == (Bucket.FAIL, 0)
     assert canonical_throughput(0.0, 10) == (Bucket.FAIL, 0)
     assert canonical_valid_until(7_200 + 59, 86_400) == 7_200 + 86_400
+    # A renewal's anchor lies ANCHOR_GRANULARITY_S before verified_until: a wider window would
+    # decide renewals whose valid_until the chain refuses as too far ahead.
+    with pytest.raises(ValueError, match="renewal_window_s"):
+        HardwareConfig(renewal_window_s=ANCHOR_GRANULARITY_S + 1)
 
 
 def test_honest_provider_becomes_verified(world: World, honest_prover) -> None:
@@ -64,7 +89,8 @@ def test_honest_provider_becomes_verified(world: World, honest_prover) -> None:
     assert {a.bucket for a in attempts} == {Bucket.PASS}
     assert all(a.outcome.measured_gops >= market.class_floor(1) for a in attempts)
     assert market.is_verified(provider)
-    assert market.last_report_valid_until(provider) == attempts[0].report.valid_until
+    assert attempts[0].report.claim_version == 0
+    assert market.last_report_valid_until(provider, 0) == attempts[0].report.valid_until
 
 
 def test_skipping_provider_ends_unverified_and_slashed(world: World) -> None:
@@ -78,6 +104,45 @@ def test_skipping_provider_ends_unverified_and_slashed(world: World) -> None:
     assert attempts[0].report.measured_throughput == 0
     assert not market.is_verified(provider)
     assert market.stake_of(provider).free < before
+
+
+def test_a_failing_report_slashes_even_after_the_provider_changed_its_claim(world: World) -> None:
+    """The committee decides that a provider's claim 0 is spoofed; before the report lands the
+    provider changes its GPU count (claim 1). The report of claim 0 is still submitted, lands
+    and slashes; the new claim is left to its own report."""
+    key, endpoint = _funded_provider(world, 12, SkippingProver(0.5))
+    market = world.market()
+    attempts = _decide(world, key.address)
+    assert {a.bucket for a in attempts} == {Bucket.FAIL} and attempts[0].report.claim_version == 0
+    before = market.stake_of(key.address).free
+    update = world.market(key).update_provider(CPU_DEV, 2, PRICE, endpoint).event(ProviderUpdated)
+    assert update.claim_version == 1
+    _submit(world, attempts)
+    assert market.stake_of(key.address).free < before
+    assert market.last_report_valid_until(key.address, 0) == attempts[0].report.valid_until
+    record = market.providers(key.address)
+    assert (record.claim_version, record.gpu_count, record.verified_until) == (1, 2, 0)
+    assert market.last_report_valid_until(key.address, 1) == 0
+
+
+def test_a_passing_report_of_an_outdated_claim_is_dropped_without_verifying_the_new_one(
+    world: World, honest_prover
+) -> None:
+    """The committee decides that a provider's claim 0 passes; the provider then claims more
+    GPUs. The contract refuses the report of the outdated claim (it would not slash): every
+    oracle drops it, and the new claim stays unverified until it is measured itself."""
+    key, endpoint = _funded_provider(world, 13, honest_prover)
+    market = world.market()
+    attempts = _decide(world, key.address)
+    assert {a.bucket for a in attempts} == {Bucket.PASS}
+    world.market(key).update_provider(CPU_DEV, 4, PRICE, endpoint)
+    for oracle, attempt in zip(world.oracles, attempts):  # every fallback due: each one tries
+        results = oracle.hv.tick(now=attempt.decided_at + 10 * oracle.hv.config.fallback_delay_s)
+        assert not any(r.submitted for r in results)
+        assert oracle.hv.open_attempts == []
+    assert not market.is_verified(key.address)
+    assert market.providers(key.address).claim_version == 1
+    assert market.last_report_valid_until(key.address, 0) == market.last_report_valid_until(key.address, 1) == 0
 
 
 def test_unreachable_provider_gets_no_report_and_is_retried(world: World, honest_prover) -> None:
@@ -143,7 +208,8 @@ def test_concurrent_challenges_all_pass_and_a_fallback_submits(world: World, hon
 
 def test_renewal_window_and_keys_never_logged(world: World, honest_prover, caplog) -> None:
     """A verified provider is due again only once its verified_until is within the renewal
-    window; a whole verify-and-submit round logs no oracle key."""
+    window; the renewal is anchored an hour before that verified_until, so it is valid no further
+    ahead than the contract accepts; a whole verify-and-submit round logs no oracle key."""
     caplog.set_level(logging.DEBUG)
     provider = world.start_provider(test_account(11), honest_prover, stake=10**21)
     hv = world.oracles[0].hv
@@ -155,18 +221,45 @@ def test_renewal_window_and_keys_never_logged(world: World, honest_prover, caplo
     verified_until = world.market().providers(provider).verified_until
     assert hv.due(now, known=[provider]) == []
     later = verified_until - hv.config.renewal_window_s + 1
-    assert hv.due(later, known=[provider]) == [(provider, verified_until, 0)]
+    assert hv.due(later, known=[provider]) == [(provider, verified_until - ANCHOR_GRANULARITY_S, verified_until + 1)]
     # Unverified providers are not renewals: only a registration or update queues them.
     assert hv.due(later, known=[test_account(2).address]) == []
-    # The renewal goes through: every oracle anchors on the same verified_until.
+    # The renewal goes through once the chain's clock is in the window: every oracle anchors on
+    # the same verified_until, and the report is not too far ahead of the chain.
+    advance_time(world.w3, later - world.market().block_timestamp())
     renewals = [o.hv.verify(*o.hv.due(later, known=[provider])[0]) for o in world.oracles]
     assert len({a.signed.digest for a in renewals}) == 1
-    assert renewals[0].report.valid_until > verified_until
-    assert sum(o.hv.step(a, now=now).submitted for o, a in zip(world.oracles, renewals)) == 1
-    assert world.market().last_report_valid_until(provider) == renewals[0].report.valid_until
+    validity = world.market().parameters()["hardware_validity"]
+    assert verified_until < renewals[0].report.valid_until <= world.market().block_timestamp() + validity
+    assert sum(o.hv.step(a, now=later).submitted for o, a in zip(world.oracles, renewals)) == 1
+    assert world.market().last_report_valid_until(provider, 0) == renewals[0].report.valid_until
+    assert world.market().providers(provider).verified_until == renewals[0].report.valid_until
     for i in range(3):
         secret = oracle_key(i).hex()
         assert secret not in caplog.text and secret.lower() not in caplog.text.lower()
+
+
+def test_a_renewal_ahead_of_the_chains_clock_waits_for_it(world: World, honest_prover, caplog) -> None:
+    """The oracles' clocks run ahead of the chain's: a renewal decided in the window is refused
+    as too far ahead of the chain. That is not final: the report stays open and lands on a
+    later pass, once the chain's clock has caught up."""
+    key, _ = _funded_provider(world, 14, honest_prover)
+    _run_committee(world, key.address)
+    market = world.market()
+    verified_until = market.providers(key.address).verified_until
+    later = verified_until - world.oracles[0].hv.config.renewal_window_s + 1
+    with caplog.at_level(logging.INFO, logger="gpumarket.oracle.hardware"):
+        for _ in range(2):  # decide, then every oracle tries to submit
+            for oracle in world.oracles:
+                assert not any(r.submitted for r in oracle.hv.tick(now=later, known=[key.address]))
+    assert "verification: too far ahead" in caplog.text
+    assert all(len(oracle.hv.open_attempts) == 1 for oracle in world.oracles)
+    assert market.providers(key.address).verified_until == verified_until
+    advance_time(world.w3, later - market.block_timestamp())
+    submitted = sum(r.submitted for oracle in world.oracles for r in oracle.hv.tick(now=later, known=[key.address]))
+    assert submitted == 1
+    assert market.providers(key.address).verified_until > verified_until
+    assert all(not oracle.hv.open_attempts for oracle in world.oracles)
 
 
 def test_tick_loop_verifies_a_new_provider(world: World, honest_prover) -> None:
@@ -200,8 +293,9 @@ def test_unknown_class_is_refused_not_failed(world: World) -> None:
 
 
 def test_tick_drops_a_report_the_chain_can_no_longer_apply(world: World, honest_prover) -> None:
-    """The provider changes its claim after the committee decided: the fallback's submission
-    reverts with claim mismatch; tick logs it and drops the attempt instead of raising."""
+    """The provider changes its claim after the committee decided a passing report: the
+    fallback's submission reverts (outdated claim); tick logs it and drops the attempt instead
+    of raising."""
     key = test_account(3)  # registered by test_unreachable_provider_gets_no_report... when run in order
     market = world.market(key)
     endpoint = world.start_agent(key, honest_prover)
@@ -214,7 +308,7 @@ def test_tick_drops_a_report_the_chain_can_no_longer_apply(world: World, honest_
     validity = world.market().parameters()["hardware_validity"]
     block = event.meta.block_number
     valid_until = max(canonical_valid_until(world.market().block_timestamp(block), validity),
-                      world.market().last_report_valid_until(key.address, block=block) + 1)
+                      world.market().last_report_valid_until(key.address, event.claim_version, block=block) + 1)
     members = world.oracles[0].store.current_committee().members
     by_rank = sorted(world.oracles, key=lambda o: submission_rank(int(key.address, 16) + valid_until, members,
                                                                   o.signer.address))

@@ -84,8 +84,9 @@ class Chain:
         market.stake(self.params.parameters.min_stake + 100 * 10**18)
 
 
-def build_chain(w3: Web3) -> Chain:
-    """Deploys a market on `w3` and readies the provider, the competitor and the client."""
+def build_chain(w3: Web3, provider_gpus: int = PROVIDER_GPUS) -> Chain:
+    """Deploys a market on `w3` and readies the provider (with `provider_gpus` GPUs), the
+    competitor and the client."""
     artifacts = load_artifacts()
     params = load_params(PARAMS)
     deployer, provider, competitor, client = (test_account(i) for i in (0, 2, 3, 4))
@@ -97,7 +98,7 @@ def build_chain(w3: Web3) -> Chain:
         for token in (market.stake_token, market.payment_token):
             token.mint(key.address, FUNDING)
             token.approve(market.address)
-    chain.ready_provider(provider, PROVIDER_GPUS, PROVIDER_ENDPOINT)
+    chain.ready_provider(provider, provider_gpus, PROVIDER_ENDPOINT)
     chain.ready_provider(competitor, 1, "http://127.0.0.1:8701")
     return chain
 

@@ -137,7 +137,7 @@ def fetch_usage(chain: Chain, agent: Agent, job_id: int, status: dict) -> UsageR
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda sig: sig.name)
 def test_jobs_across_an_agent_stopped_with_a_signal(tmp_path, anvil_binary, sig):
     with AnvilNode(anvil_binary, log_path=tmp_path / "anvil.log") as node:
-        chain = build_chain(connect(node.url))
+        chain = build_chain(connect(node.url), provider_gpus=3)  # the three jobs run at once
         agent = Agent(tmp_path, node.url, chain.deployment.write(tmp_path / "deployment.json"))
         try:
             agent.start("first")

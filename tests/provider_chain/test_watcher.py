@@ -73,6 +73,33 @@ def test_policy_limits_gpus_held_and_job_value(chain, tmp_path, store):
     watcher.close()
 
 
+def test_a_provider_at_capacity_on_chain_skips_a_job_instead_of_reverting(chain, tmp_path, store, caplog):
+    """The chain's gpus_in_use counts the GPUs of every running job of the provider, also those
+    this watcher's database never saw (accepted by an earlier install, or by hand): a job that
+    does not fit is skipped, never sent to revert; once a job ends, its GPUs take the next one."""
+    market = chain.market(chain.provider)
+    running = [chain.create_job(), chain.create_job()]
+    for job_id in running:
+        market.accept_job(job_id)  # not through this watcher
+    assert market.gpus_in_use(chain.provider.address) == PROVIDER_GPUS
+    watcher = watcher_for(chain, tmp_path, store)
+    waiting = chain.create_job()
+    with caplog.at_level(logging.WARNING, logger="gpumarket.provider.watcher"):
+        watcher.poll_once()
+    assert watcher.decisions == {waiting: Decision.BUSY}
+    assert "reverted" not in caplog.text and market.get_job(waiting).state == JobState.OPEN
+    owner = chain.market(chain.deployer)
+    report = job_report(running[0], chain.provider.address, Outcome.COMPLETED, gpu_seconds=60, epoch=owner.epoch())
+    owner.settle(report, chain.committee.sign(owner.domain, report))
+    assert market.gpus_in_use(chain.provider.address) == PROVIDER_GPUS - 1
+    two = chain.create_job(gpu_count=2)
+    one = chain.create_job()
+    watcher.poll_once()
+    assert (watcher.decisions[two], watcher.decisions[one]) == (Decision.BUSY, Decision.ACCEPTED)
+    assert market.gpus_in_use(chain.provider.address) == PROVIDER_GPUS
+    watcher.close()
+
+
 def test_a_past_deadline_and_a_job_taken_first_are_skipped(chain, tmp_path, store):
     watcher = watcher_for(chain, tmp_path, store)
     late = chain.create_job(accept_within=10)
@@ -128,7 +155,7 @@ def test_a_restart_resumes_from_the_cursor_without_accepting_again(chain, tmp_pa
     assert restarted.held_jobs() == {first: 1}
     second = chain.create_job()
     restarted.poll_once()
-    assert restarted.decisions == {second: Decision.BUSY}  # the held job still counts after the restart
+    assert restarted.decisions == {second: Decision.BUSY}  # the running job still counts after the restart
     restarted.close()
 
 

@@ -55,7 +55,9 @@ class MarketKit:
         self.market.register(CPU_DEV, gpu_count, price, "http://127.0.0.1:8700", sender=account)
 
     def hardware_report(self, account, measured: int | None = None, valid_for: int = DAY) -> HardwareReport:
-        """A report of `account`'s current claim; passing (the class floor) unless `measured` says."""
+        """A report of `account`'s current claim (class, count and claim version); passing (the
+        class floor) unless `measured` says. valid_until is `valid_for` after the pending block
+        time, and a report may be valid at most HARDWARE_VALIDITY (a day by default) ahead."""
         record = self.market.providers(account)
         floor = self.market.class_floor(record.gpu_class) * record.gpu_count
         return hardware_report(
@@ -65,15 +67,17 @@ class MarketKit:
             floor if measured is None else measured,
             self.chain.pending_timestamp + valid_for,
             epoch=self.market.epoch(),
+            claim_version=record.claim_version,
         )
 
     def submit_hardware(self, report: HardwareReport):
         signatures = self.committee.sign(self.domain, report)
         return self.market.submit_hardware_report(report, signatures, sender=self.keeper)
 
-    def ready_provider(self, account, stake: int = MIN_STAKE + 100 * TOKEN, price: int = PRICE):
-        """Registered, verified for cpu-dev and staked."""
-        self.register(account, price=price)
+    def ready_provider(self, account, stake: int = MIN_STAKE + 100 * TOKEN, price: int = PRICE, gpu_count: int = 1):
+        """Registered (`gpu_count` GPUs, so that many 1-GPU jobs can run at once), verified
+        for cpu-dev and staked."""
+        self.register(account, price=price, gpu_count=gpu_count)
         self.submit_hardware(self.hardware_report(account))
         self.market.stake(stake, sender=account)
         return account

@@ -28,7 +28,7 @@ def test_every_step_keeps_the_books_balanced(kit, chain, owner, provider, provid
     check = kit.assert_conserved
 
     for account in (provider, provider2):
-        kit.ready_provider(account)
+        kit.ready_provider(account, gpu_count=2)  # provider runs two jobs at once below
         check()
 
     completed = kit.running_job(client, provider)
@@ -55,10 +55,11 @@ def test_every_step_keeps_the_books_balanced(kit, chain, owner, provider, provid
     for account in (provider, provider2):
         market.request_unstake(market.stake_of(account).free * 9 // 10, sender=account)
         check()
-    kit.submit_hardware(kit.hardware_report(provider2, measured=0, valid_for=2 * DAY))
+    # Hours after provider2's passing report, so valid_until moves forward at a day ahead (the most).
+    kit.submit_hardware(kit.hardware_report(provider2, measured=0, valid_for=DAY))
     check()
 
-    chain.mine(timestamp=max(market.unbonding(a).release_at for a in (provider, provider2)))
+    chain.mine(timestamp=max(market.stake_of(a).release_at for a in (provider, provider2)))
     for account in (provider, provider2):
         market.withdraw(sender=account)
         check()

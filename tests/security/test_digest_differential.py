@@ -38,6 +38,7 @@ hardware_reports = st.builds(
     provider=addresses,
     gpu_class=uint(16),
     gpu_count=uint(16),
+    claim_version=uint(64),
     measured_throughput=uint(256),
     valid_until=uint(64),
     epoch=uint(256),

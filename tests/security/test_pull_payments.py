@@ -84,7 +84,7 @@ def test_a_provider_that_cannot_receive_blocks_no_other_withdrawal(blacklist_kit
         kit.ready_provider(account)
         market.request_unstake(market.stake_of(account).free, sender=account)
     blacklist(kit, provider)
-    chain.mine(timestamp=max(market.unbonding(a).release_at for a in (provider, provider2)))
+    chain.mine(timestamp=max(market.stake_of(a).release_at for a in (provider, provider2)))
 
     unbonding = market.stake_of(provider).unbonding
     with ape.reverts("token_io: transfer reverted"):

@@ -100,7 +100,7 @@ def stage(project, deploy_token, make_kit, chain, provider, provider2, client, c
     token.execute(market, market.cancel_job.encode_input(market.job_count()), sender=client)
     assert market.claimable(token, token) > 0
 
-    chain.mine(timestamp=max(market.unbonding(a).release_at for a in (provider2, token)))
+    chain.mine(timestamp=max(market.stake_of(a).release_at for a in (provider2, token)))
     kit.assert_conserved()
     return Stage(kit, token, job_id, report, kit.committee.sign(kit.domain, report), provider, provider2, client, client2)
 

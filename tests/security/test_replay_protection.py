@@ -14,7 +14,7 @@ import pytest
 from gpumarket.signing.eip712 import Domain, Outcome
 
 from helpers.committee import Committee
-from helpers.constants import RUNNING
+from helpers.constants import DAY, HOUR, RUNNING
 
 KINDS = ["job", "hardware"]
 
@@ -67,7 +67,7 @@ def test_former_members_cannot_sign_for_the_new_epoch(case, committee, market, o
 
 
 def test_a_job_report_does_not_settle_another_job(root_kit, client, provider, committee, market):
-    root_kit.ready_provider(provider)
+    root_kit.ready_provider(provider, gpu_count=2)
     first = root_kit.running_job(client, provider)
     second = root_kit.running_job(client, provider)
     report = root_kit.job_report(first, Outcome.COMPLETED, gpu_seconds=60)
@@ -91,8 +91,10 @@ def test_a_hardware_report_applies_once(root_kit, provider, market):
 
 def test_an_older_passing_report_cannot_undo_a_newer_failing_one(root_kit, provider, market):
     root_kit.register(provider)
-    passing = root_kit.hardware_report(provider)
-    failing = root_kit.hardware_report(provider, measured=0, valid_for=passing.valid_until - root_kit.chain.pending_timestamp + 1)
+    # Both at most a day ahead (HARDWARE_VALIDITY), the failing one valid at least an hour later.
+    passing = root_kit.hardware_report(provider, valid_for=DAY - HOUR)
+    failing = root_kit.hardware_report(provider, measured=0, valid_for=DAY)
+    assert failing.valid_until > passing.valid_until
     root_kit.submit_hardware(passing)
     root_kit.submit_hardware(failing)
     assert not market.is_verified(provider)

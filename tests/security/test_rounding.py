@@ -102,6 +102,7 @@ def test_a_spoof_slash_on_a_tiny_stake_takes_at_least_one_unit(stake, market, ow
         "provider": provider.address,
         "gpu_class": CPU_DEV,
         "gpu_count": 1,
+        "claim_version": 0,
         "measured_throughput": 0,
         "required_throughput": CLASS_FLOORS[CPU_DEV],
         "slashed": slashed,

@@ -53,7 +53,7 @@ def test_a_usdt_like_token_works_end_to_end(usdt_kit, provider, client, treasury
     assert kit.payment_token.balanceOf(market) == 0
 
     market.request_unstake(STAKE, sender=provider)
-    chain.pending_timestamp = market.unbonding(provider).release_at
+    chain.pending_timestamp = market.stake_of(provider).release_at
     market.withdraw(sender=provider)
     assert kit.stake_token.balanceOf(provider) == stake_start
     assert kit.stake_token.balanceOf(market) == 0
@@ -113,7 +113,7 @@ def test_a_false_returning_withdraw_keeps_the_unbonding_stake(false_kit, provide
     market.stake(STAKE, sender=provider)
     market.request_unstake(STAKE, sender=provider)
     # Mining the block at the release time keeps the clock there for every later tx.
-    chain.mine(timestamp=market.unbonding(provider).release_at)
+    chain.mine(timestamp=market.stake_of(provider).release_at)
     false_kit.stake_token.set_refuse_all(True, sender=provider)
     with ape.reverts("token_io: token returned false"):
         market.withdraw(sender=provider)

@@ -14,7 +14,7 @@ The chain work is gpumarket.client.jobs.JobClient's (create, send the spec, canc
 settlement); this module adds the checks in front of it: the job's terms within the contract's
 ranges (escrow.vy create_job), the payment token's balance and allowance for the escrow, a
 directed job's provider able to accept it (registered, verified, not jailed, its class, its
-GPUs, its price) and its agent able to start it now (it answers GET /health and has the GPUs
+GPUs and enough of them not held by its running jobs, its price) and its agent able to start it now (it answers GET /health and has the GPUs
 free; `agent_timeouts=None` skips that question); for send_spec the job's client and its
 on-chain spec_hash; for cancel the job's state and client; for expire the job's deadline by
 the chain's clock. A status says what to do next, from the chain and (given `agent_timeouts`)
@@ -82,10 +82,11 @@ _SEE_OTHERS = "see `gpumarket client providers`, or create an open job"
 
 
 def _check_provider(market: Market, provider: str, gpu_class: int, gpu_count: int, max_price: int) -> ProviderRecord:
-    """A directed job's provider could accept it now (registry.vy _price_if_can_serve)."""
+    """A directed job's provider could accept it now (registry.vy _take_gpus_at_price)."""
     with guard():
         record = market.providers(provider)
         verified = market.is_verified(provider)
+        in_use = market.gpus_in_use(provider)
     see = _SEE_OTHERS
     if not record.registered:
         raise ActionError(f"provider {provider} is not registered", see, code="not_registered")
@@ -100,6 +101,9 @@ def _check_provider(market: Market, provider: str, gpu_class: int, gpu_count: in
     if record.gpu_count < gpu_count:
         raise ActionError(f"provider {provider} has {record.gpu_count} GPU(s), the job needs {gpu_count}", see,
                           code="not_enough_gpus")
+    if record.gpu_count - in_use < gpu_count:
+        raise ActionError(f"provider {provider}'s running jobs hold {in_use} of its {record.gpu_count} GPU(s), the job"
+                          f" needs {gpu_count} free", f"retry once its running jobs end, or {see}", code="provider_busy")
     if record.price_per_gpu_second > max_price:
         raise ActionError(f"provider {provider} asks {record.price_per_gpu_second} per GPU-second, above the job's"
                           f" max {max_price}", f"raise the max price, or {see}", code="price_above_max")

@@ -8,8 +8,9 @@
     print(provider.status(market, key.address).render())
 
 The checks mirror the contract's (contracts/modules/registry.vy, staking.vy): a listed GPU
-class, 1 .. 1,024 GPUs, a price of 1 .. 2**96 - 1, an endpoint of 1 .. 128 bytes (and an
-http(s) URL, which the clients need), the stake token's balance and allowance, the free stake
+class, 1 .. 1,024 GPUs and no fewer than running jobs hold, a price of 1 .. 2**96 - 1, an
+endpoint of 1 .. 128 bytes (and an http(s) URL, which the clients need), the stake token's
+balance and allowance, the free stake
 an unstake takes, and the release time of the unbonding stake. Each refusal is an
 ActionError whose hint says what to do; nothing is sent when a check fails.
 """
@@ -136,6 +137,11 @@ def update(market: Market, *, gpu_class: int | None = None, gpu_count: int | Non
         raise ActionError("nothing to change: the record already says so",
                           "give a new --class, --gpus, --price or --endpoint", code="no_change")
     _check_claim(market, new_class, new_count, new_price, new_endpoint)
+    with guard():
+        in_use = market.gpus_in_use(sender)
+    if new_count < in_use:
+        raise ActionError(f"running jobs hold {in_use} GPU(s); the count cannot drop below that",
+                          f"claim at least {in_use} GPUs, or wait for the running jobs to end", code="gpus_in_use")
     require_gas(market)
     voids = (new_class, new_count) != (current.gpu_class, current.gpu_count)
     with guard():
@@ -269,6 +275,7 @@ class ProviderStatus:
     now: int
     record: ProviderRecord
     verified: bool
+    gpus_in_use: int  # held by its running jobs (registry.gpus_in_use)
     stake: StakeInfo
     min_stake: int
     stake_token: TokenInfo
@@ -300,7 +307,10 @@ class ProviderStatus:
         if agent is not None and not agent.answered:
             found.append(f"the agent at {self.record.endpoint} does not answer ({agent.error}): run it"
                          " (`gpumarket provider run`) or fix the endpoint (`gpumarket provider update --endpoint`)")
-        elif agent is not None and not agent.can_run(1):
+        if self.gpus_in_use >= self.record.gpu_count:
+            found.append(f"all {self.record.gpu_count} GPU(s) it claims are held by running jobs: it takes a new job"
+                         " once one ends")
+        elif agent is not None and agent.answered and not agent.can_run(1):
             found.append(f"all {agent.gpus} GPU(s) of the agent are held by running jobs: it takes a new job once one"
                          " ends")
         return found
@@ -320,7 +330,10 @@ class ProviderStatus:
             "verified": self.verified,
             "verified_until": record.verified_until,
             "jailed": record.jailed,
-            "consecutive_failures": record.consecutive_failures,
+            "claim_version": record.claim_version,
+            "gpus_in_use": self.gpus_in_use,
+            "recent_failures": record.recent_failures,
+            "failure_window_start": record.failure_window_start,
             "stake": {"free": str(self.stake.free), "locked": str(self.stake.locked),
                       "unbonding": str(self.stake.unbonding), "release_at": self.stake.release_at,
                       "released": self.released, "min_stake": str(self.min_stake), "token": self.stake_token.address},
@@ -345,13 +358,16 @@ class ProviderStatus:
                 f"no (expired {render.when(record.verified_until, now)})" if record.verified_until else "no"
             head = [
                 ("provider", self.address),
-                ("claim", f"{record.gpu_count} x {_class_name(record.gpu_class)} (class {record.gpu_class})"),
+                ("claim", f"{record.gpu_count} x {_class_name(record.gpu_class)} (class {record.gpu_class}),"
+                          f" version {record.claim_version}"),
+                ("gpus in use", f"{self.gpus_in_use} of {record.gpu_count} (held by running jobs)"),
                 ("price", f"{record.price_per_gpu_second} {self.payment_token.symbol} base units per GPU-second"),
                 ("endpoint", record.endpoint),
                 ("agent", "not asked" if self.agent is None else self.agent.describe()),
                 ("verified", verified),
-                ("jailed", f"yes ({record.consecutive_failures} failures)" if record.jailed
-                 else f"no ({record.consecutive_failures} consecutive failures)"),
+                ("jailed", f"yes ({record.recent_failures} failures)" if record.jailed
+                 else f"no ({record.recent_failures} failures in the window since "
+                      f"{render.when(record.failure_window_start, now)})" if record.recent_failures else "no"),
             ]
         if stake_.unbonding:
             release = render.when(stake_.release_at, now) + ("; withdraw now" if self.released else "")
@@ -420,6 +436,7 @@ def status(market: Market, address: str | None = None, *, from_block: int = 0,
             now=now,
             record=record,
             verified=market.is_verified(address, block=block),
+            gpus_in_use=market.gpus_in_use(address, block=block),
             stake=market.stake_of(address, block=block),
             min_stake=int(market.parameters(block=block)["min_stake"]),
             stake_token=token_info(stake_token),

@@ -169,6 +169,7 @@ class ProviderUpdated(MarketEvent):
     provider: str
     gpu_class: int
     gpu_count: int
+    claim_version: int
     price_per_gpu_second: int
     endpoint: str
 
@@ -177,7 +178,7 @@ class ProviderUpdated(MarketEvent):
 @dataclass(frozen=True, kw_only=True)
 class ProviderJailed(MarketEvent):
     provider: str
-    consecutive_failures: int
+    recent_failures: int
 
 
 @_event
@@ -192,6 +193,7 @@ class HardwareVerified(MarketEvent):
     provider: str
     gpu_class: int
     gpu_count: int
+    claim_version: int
     measured_throughput: int
     verified_until: int
     epoch: int
@@ -203,6 +205,7 @@ class HardwareRejected(MarketEvent):
     provider: str
     gpu_class: int
     gpu_count: int
+    claim_version: int
     measured_throughput: int
     required_throughput: int
     slashed: int

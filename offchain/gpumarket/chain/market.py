@@ -253,18 +253,26 @@ class Market(_Bound):
             address=_address(provider),
             gpu_class=int(raw[0]),
             gpu_count=int(raw[1]),
-            price_per_gpu_second=int(raw[2]),
-            endpoint=str(raw[3]),
-            verified_until=int(raw[4]),
-            consecutive_failures=int(raw[5]),
-            jailed=bool(raw[6]),
+            claim_version=int(raw[2]),
+            price_per_gpu_second=int(raw[3]),
+            endpoint=str(raw[4]),
+            verified_until=int(raw[5]),
+            recent_failures=int(raw[6]),
+            failure_window_start=int(raw[7]),
+            jailed=bool(raw[8]),
         )
 
     def is_verified(self, provider: str, *, block: BlockId = "latest") -> bool:
         return bool(self._call("is_verified", _address(provider), block=block))
 
-    def last_report_valid_until(self, provider: str, *, block: BlockId = "latest") -> int:
-        return int(self._call("last_report_valid_until", _address(provider), block=block))
+    def gpus_in_use(self, provider: str, *, block: BlockId = "latest") -> int:
+        """GPUs `provider`'s running jobs hold: a job fits if gpus_in_use + its count <= gpu_count."""
+        return int(self._call("gpus_in_use", _address(provider), block=block))
+
+    def last_report_valid_until(self, provider: str, claim_version: int, *, block: BlockId = "latest") -> int:
+        """valid_until of the last hardware report accepted for `provider`'s claim `claim_version`
+        (0 if none): the next report of that claim must be valid later."""
+        return int(self._call("last_report_valid_until", _address(provider), claim_version, block=block))
 
     def stake_of(self, provider: str, *, block: BlockId = "latest") -> StakeInfo:
         free, locked, unbonding, release_at = self._call("stake_of", _address(provider), block=block)

@@ -61,15 +61,20 @@ class Job:
 
 @dataclass(frozen=True)
 class ProviderRecord:
-    """`providers(address)`: a provider's claim and standing; gpu_count 0 = not registered."""
+    """`providers(address)`: a provider's claim and standing; gpu_count 0 = not registered.
+    claim_version counts changes of class or count (a hardware report names the version it
+    measured); recent_failures counts failed jobs in the window opened at
+    failure_window_start (the registry's FAILURE_WINDOW long)."""
 
     address: str
     gpu_class: int
     gpu_count: int
+    claim_version: int
     price_per_gpu_second: int
     endpoint: str
     verified_until: int
-    consecutive_failures: int
+    recent_failures: int
+    failure_window_start: int
     jailed: bool
 
     @property

@@ -6,18 +6,21 @@
     best = choose_provider(market, requirements)            # NoProviderAvailable if none
 
 Providers come from the chain's ProviderRegistered/ProviderUpdated events; each one's
-current standing from `Market.providers`, `is_verified` and `stake_of`, and its measured
-throughput from its latest HardwareVerified event. A provider is a candidate only when
-`accept_job` would succeed for it: its class, enough GPUs, verified now, not jailed, price
-at or below the job's max, and free stake >= MIN_STAKE + the job's collateral (computed
-as escrow.vy computes it). Candidates are ranked by price, then measured throughput
-(higher first), then address.
+current standing from `Market.providers`, `gpus_in_use`, `is_verified` and `stake_of`, and its
+measured throughput from its latest HardwareVerified event. A provider is a candidate only
+when `accept_job` would succeed for it: its class, enough free GPUs (gpu_count less the GPUs
+its running jobs hold: `gpus_in_use + job.gpu_count <= gpu_count`, the contract's rule),
+verified now, not jailed, price at or below the job's max, and free stake >= MIN_STAKE + the
+job's collateral (computed as escrow.vy computes it). Candidates are ranked by price, then
+measured throughput (higher first), then address.
 
-The chain cannot say whether the provider's agent runs, nor whether its GPUs are free: with
-`probe` (the default for choose_providers) each chain-qualified candidate's agent is asked at
-GET /health, in parallel with short timeouts, and one that does not answer or has too few free
-GPUs for the job now is left out (a client would otherwise pay into escrow and wait in vain).
-`list_providers(..., probe=PROBE_TIMEOUTS)` shows every provider's agent the same way.
+The chain cannot say whether the provider's agent runs, nor whether the machine itself has
+the GPUs free (an agent may allow fewer than it claims): with `probe` (the default for
+choose_providers) each chain-qualified candidate's agent is asked at GET /health, in parallel
+with short timeouts, and one that does not answer or has too few free GPUs for the job now is
+left out (a client would otherwise pay into escrow and wait in vain). A provider the chain
+already shows too busy is left out before any agent is asked. `list_providers(...,
+probe=PROBE_TIMEOUTS)` shows every provider's agent the same way.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class ProviderOffer:
     address: str
     gpu_class: int
     gpu_count: int
+    gpus_in_use: int  # held by its running jobs
     price_per_gpu_second: int
     endpoint: str
     verified: bool
@@ -76,11 +80,17 @@ class ProviderOffer:
     measured_throughput: int  # of the latest HardwareVerified (GOPS, whole machine); 0 if never
     agent: AgentHealth | None = None  # its agent's GET /health; None: not asked
 
+    @property
+    def free_gpus(self) -> int:
+        """GPUs a new job may still take on chain."""
+        return self.gpu_count - self.gpus_in_use
+
     def to_json(self) -> dict[str, object]:
         return {
             "address": self.address,
             "gpu_class": self.gpu_class,
             "gpu_count": self.gpu_count,
+            "gpus_in_use": self.gpus_in_use,
             "price_per_gpu_second": str(self.price_per_gpu_second),
             "endpoint": self.endpoint,
             "verified": self.verified,
@@ -147,6 +157,7 @@ def list_providers(market: Market, *, from_block: int = 0, probe: HttpTimeouts |
                 address=address,
                 gpu_class=record.gpu_class,
                 gpu_count=record.gpu_count,
+                gpus_in_use=market.gpus_in_use(address, block=block),
                 price_per_gpu_second=record.price_per_gpu_second,
                 endpoint=record.endpoint,
                 verified=market.is_verified(address, block=block),
@@ -179,7 +190,7 @@ def choose_providers(
         )
         if (
             offer.gpu_class == requirements.gpu_class
-            and offer.gpu_count >= requirements.gpu_count
+            and offer.free_gpus >= requirements.gpu_count
             and offer.verified
             and not offer.jailed
             and offer.price_per_gpu_second <= requirements.max_price_per_gpu_second
@@ -199,7 +210,8 @@ def choose_provider(market: Market, requirements: JobRequirements, *, from_block
     if not ranked:
         agent = " whose agent answers with enough free GPUs" if probe is not None else ""
         raise NoProviderAvailable(
-            f"no verified, unjailed provider of class {requirements.gpu_class} with {requirements.gpu_count} GPU(s) "
+            f"no verified, unjailed provider of class {requirements.gpu_class} with {requirements.gpu_count} free "
+            f"GPU(s) "
             f"at <= {requirements.max_price_per_gpu_second} per GPU-second with enough free stake{agent}"
         )
     return ranked[0]

@@ -154,7 +154,7 @@ def _requirements_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def _offer_row(offer: ProviderOffer, payment: Any) -> tuple[Any, ...]:
     standing = ("verified" if offer.verified else "unverified") + ("  JAILED" if offer.jailed else "")
     agent = "not asked" if offer.agent is None else offer.agent.describe()
-    return (offer.address, offer.gpu_class, offer.gpu_count,
+    return (offer.address, offer.gpu_class, f"{offer.free_gpus} of {offer.gpu_count} free",
             render.amount(offer.price_per_gpu_second, payment.decimals, payment.symbol),
             offer.measured_throughput, standing, agent, offer.endpoint)
 
@@ -183,8 +183,8 @@ def providers(session: Session, gpu_class: str | None, gpu_count: int, max_price
 
     offers, payment = session.run(run)
     empty = "no provider is registered on this market" if requirements is None else (
-        "no provider can take this job now: it needs one of the class, with the GPUs, verified, not jailed, at most"
-        " --max-price, with free stake for the collateral, and an agent that answers with the GPUs free")
+        "no provider can take this job now: it needs one of the class, with the GPUs free, verified, not jailed, at"
+        " most --max-price, with free stake for the collateral, and an agent that answers with the GPUs free")
     text = render.table(["provider", "class", "gpus", "price per GPU-second", "throughput", "standing", "agent",
                          "endpoint"], [_offer_row(offer, payment) for offer in offers], empty=empty)
     session.emit([offer.to_json() for offer in offers], text)

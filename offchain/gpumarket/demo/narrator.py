@@ -73,7 +73,7 @@ def describe(event: MarketEvent, names: Mapping[str, str]) -> str | None:
         share = f" ({tokens(event.beneficiary_share)} to {who(event.beneficiary)})" if event.beneficiary_share else ""
         return f"{who(event.provider)} slashed {tokens(event.amount)} mSTK{share}"
     if isinstance(event, ProviderJailed):
-        return f"{who(event.provider)} jailed after {event.consecutive_failures} failed jobs"
+        return f"{who(event.provider)} jailed after {event.recent_failures} failed jobs"
     if isinstance(event, JobExpired):
         return f"job {event.job_id} expired ({event.previous_state.name})"
     return None

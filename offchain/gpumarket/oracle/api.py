@@ -5,9 +5,10 @@ Routes::
     GET  /health                                       status, epoch, address, counts
     GET  /metrics                                      Prometheus text format
     GET  /reports/job/<job_id>                         our signed report (404 not_decided)
-    GET  /reports/hardware/<provider>/<valid_until>    likewise for a hardware decision
+    GET  /reports/hardware/<provider>/<claim_version>/<valid_until>
+                                                       likewise for a hardware decision
     POST /signatures/job/<job_id>                      a peer pushes its signature: 202
-    POST /signatures/hardware/<provider>/<valid_until>
+    POST /signatures/hardware/<provider>/<claim_version>/<valid_until>
 
 The report and push bodies are documented in :mod:`gpumarket.oracle.wire`. A report is served
 only from a committed decision; one decided but not yet signed (a crash between the two) is
@@ -192,15 +193,15 @@ class OracleAPI:
             _Route("GET", re.compile(rf"/reports/job/{_SEGMENT}"), "/reports/job/{id}", self._get_job),
             _Route(
                 "GET",
-                re.compile(rf"/reports/hardware/{_SEGMENT}/{_SEGMENT}"),
-                "/reports/hardware/{provider}/{valid_until}",
+                re.compile(rf"/reports/hardware/{_SEGMENT}/{_SEGMENT}/{_SEGMENT}"),
+                "/reports/hardware/{provider}/{claim_version}/{valid_until}",
                 self._get_hardware,
             ),
             _Route("POST", re.compile(rf"/signatures/job/{_SEGMENT}"), "/signatures/job/{id}", self._post_job),
             _Route(
                 "POST",
-                re.compile(rf"/signatures/hardware/{_SEGMENT}/{_SEGMENT}"),
-                "/signatures/hardware/{provider}/{valid_until}",
+                re.compile(rf"/signatures/hardware/{_SEGMENT}/{_SEGMENT}/{_SEGMENT}"),
+                "/signatures/hardware/{provider}/{claim_version}/{valid_until}",
                 self._post_hardware,
             ),
         ]
@@ -357,10 +358,8 @@ class OracleAPI:
         return self._serve_report("job", job_key(job_id), lambda: self.signer.sign_job(job_id))
 
     def _get_hardware(self, request: _RequestHandler, match: re.Match[str]) -> _Response:
-        provider, valid_until = _path_hardware(match)
-        return self._serve_report(
-            "hardware", hardware_key(provider, valid_until), lambda: self.signer.sign_hardware(provider, valid_until)
-        )
+        key = _path_hardware(match)
+        return self._serve_report("hardware", hardware_key(*key), lambda: self.signer.sign_hardware(*key))
 
     def _serve_report(self, kind: ReportKind, key: tuple[str, ...], sign: Callable[[], Any]) -> _Response:
         try:
@@ -452,9 +451,11 @@ def _path_uint(text: str, bits: int, field: str) -> int:
         raise ApiError.from_wire(exc) from None
 
 
-def _path_hardware(match: re.Match[str]) -> tuple[str, int]:
+def _path_hardware(match: re.Match[str]) -> tuple[str, int, int]:
+    """(provider, claim_version, valid_until) of a hardware path."""
     try:
-        return parse_address(match.group(1), "provider"), parse_uint(match.group(2), 64, "valid_until")
+        return (parse_address(match.group(1), "provider"), parse_uint(match.group(2), 64, "claim_version"),
+                parse_uint(match.group(3), 64, "valid_until"))
     except WireError as exc:
         raise ApiError.from_wire(exc) from None
 

@@ -15,8 +15,9 @@ It implements :class:`gpumarket.oracle.settlement.SettlementSubmitter`:
   happens in a race). Any other revert propagates as ``ContractRevert``.
 
 ``submit_hardware(report, signatures)`` sends ``submit_hardware_report``; a revert
-``"verification: stale report"`` (a report with this or a later ``valid_until`` was already
-applied, e.g. by a peer) returns ``None`` instead of a tx hash: already applied, nothing to do.
+``"verification: stale report"`` (a report of the same claim version with this or a later
+``valid_until`` was already applied, e.g. by a peer) returns ``None`` instead of a tx hash:
+already applied, nothing to do.
 """
 
 from __future__ import annotations
@@ -77,8 +78,10 @@ class ChainSubmitter:
             result = self.market.submit_hardware_report(report, list(signatures))
         except ContractRevert as exc:
             if exc.reason == STALE_REPORT:
-                log.info("hardware report %s/%d already applied", report.provider, report.valid_until)
+                log.info("hardware report %s/v%d/%d already applied", report.provider, report.claim_version,
+                         report.valid_until)
                 return None
             raise
-        log.info("applied hardware report %s/%d: %s", report.provider, report.valid_until, result.tx_hash)
+        log.info("applied hardware report %s/v%d/%d: %s", report.provider, report.claim_version, report.valid_until,
+                 result.tx_hash)
         return result.tx_hash

@@ -26,18 +26,38 @@ report all sign must be byte-identical. Each oracle therefore signs a *canonical
   agent can start. It is retried every ``no_answer_retry_s`` and given up on after
   ``no_answer_give_up_s`` until its next event; a verified one that stays silent simply
   lapses at its ``valid_until``.
-- ``valid_until`` = the anchor rounded down to the hour, plus the governance
-  ``hardware_validity``. The anchor is the triggering event's block time (ProviderRegistered
-  / ProviderUpdated), or for a renewal the provider's on-chain ``verified_until``: values
-  every oracle reads alike; and at least the applied report's ``valid_until`` + 1 as read at
-  the event's block, so a claim changed within the hour still gets a fresh key. (A renewal's
-  ``valid_until`` is always later than the applied one, as the stale-report check needs.) ``epoch`` is the store's current committee epoch.
+- ``gpu_class``, ``gpu_count``, ``claim_version`` and the endpoint challenged all come from one
+  read of the provider's record, so the report names exactly the claim that was measured. A
+  decision is keyed by ``(provider, claim_version, valid_until)``: two claims of one provider
+  measured within the same hour never share a key.
+- ``valid_until`` = ``max(canonical_valid_until(anchor), min_valid_until)``: the anchor
+  rounded down to the hour, plus the governance ``hardware_validity``, and at least the
+  valid_until of the last report applied for the claim version + 1 (the contract's
+  stale-report order). Both come from chain values every oracle reads alike:
+
+  - event-triggered (ProviderRegistered / ProviderUpdated): the anchor is the event's block
+    time; the minimum is ``last_report_valid_until(provider, claim_version)`` + 1, read at
+    the event's block for the claim version the event names;
+  - renewal: the anchor is the on-chain ``verified_until - ANCHOR_GRANULARITY_S`` and the
+    minimum ``verified_until + 1`` (a verified claim's ``verified_until`` is the
+    valid_until of its last applied report). A renewal is due once ``verified_until`` is
+    within ``renewal_window_s`` (at most ``ANCHOR_GRANULARITY_S``) of now, so its anchor
+    is already in the past.
+
+  Either way ``valid_until`` is never further than ``hardware_validity`` ahead of the chain's
+  time, which the contract requires (``"verification: too far ahead"``, which is
+  therefore only ever transient: retried).
+- ``epoch`` is the store's current committee epoch.
 
 Submission: one designated member per report, computed like a job's
 (:func:`gpumarket.oracle.settlement.submission_rank`) with the key ``int(provider) +
 valid_until``; the k-th fallback submits once ``k * fallback_delay`` seconds have passed since
 the report was decided and it is still not applied. ``"verification: stale report"`` means it
-(or a later one) was already applied: done, never resubmitted.
+(or a later one of the same claim) was already applied: done, never resubmitted. A report
+stays worth submitting after the provider changes its claim only if it fails the old claim
+badly enough to slash (the contract applies it anyway, so a claim change cannot dodge the
+slash); any other report of an outdated claim is refused (``"verification: outdated
+claim"``) and dropped.
 """
 
 from __future__ import annotations
@@ -69,6 +89,7 @@ from gpumarket.oracle.trust import measure_trusted
 from gpumarket.signing.eip712 import HardwareReport
 
 __all__ = [
+    "ANCHOR_GRANULARITY_S",
     "Attempt",
     "Bucket",
     "ChallengeOutcome",
@@ -86,9 +107,18 @@ log = logging.getLogger(__name__)
 
 ANCHOR_GRANULARITY_S = 3_600
 # Reverts after which a report can never apply (contracts/modules/verification.vy).
+# "too far ahead" is not one: chain time catches up with it.
 _FINAL_REVERTS = frozenset(
-    {"verification: report expired", "verification: claim mismatch", "verification: not registered"}
+    {
+        "verification: report expired",
+        "verification: claim mismatch",
+        "verification: not registered",
+        "verification: outdated claim",
+        "verification: unknown claim",
+    }
 )
+# (provider, claim_version, valid_until): what identifies one hardware report of one claim.
+ReportId = tuple[str, int, int]
 
 
 class UnknownClass(ValueError):
@@ -100,9 +130,15 @@ def canonical_valid_until(anchor_ts: int, hardware_validity: int) -> int:
     return anchor_ts - anchor_ts % ANCHOR_GRANULARITY_S + hardware_validity
 
 
+def _report_id(report: HardwareReport) -> ReportId:
+    return (report.provider, report.claim_version, report.valid_until)
+
+
 @dataclass(frozen=True)
 class HardwareConfig:
-    renewal_window_s: int = 3_600  # re-verify a provider whose verified_until is this close
+    # Re-verify a provider whose verified_until is this close; at most ANCHOR_GRANULARITY_S,
+    # so a renewal's anchor (verified_until - ANCHOR_GRANULARITY_S) is already past.
+    renewal_window_s: int = ANCHOR_GRANULARITY_S
     fallback_delay_s: float = 30.0
     challenge: ChallengeConfig = ChallengeConfig()  # each challenge, and confirming a slow one
     # An agent that does not answer at all is retried at this pace, and given up on after
@@ -110,6 +146,11 @@ class HardwareConfig:
     # for it, since silence says nothing about its hardware.
     no_answer_retry_s: float = 10.0
     no_answer_give_up_s: float = 3_600.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.renewal_window_s <= ANCHOR_GRANULARITY_S:
+            raise ValueError(f"renewal_window_s must be in 1 .. {ANCHOR_GRANULARITY_S}: a renewal report must not be"
+                             " valid further ahead than the contract accepts")
 
 
 class NoAnswer(Exception):
@@ -155,8 +196,8 @@ class HardwareVerifier:
     config: HardwareConfig = field(default_factory=HardwareConfig)
     clock: Callable[[], float] = time.time
     _queue: dict[str, tuple[int, int]] = field(default_factory=dict)  # provider -> (anchor, min valid_until)
-    _applied: set[tuple[str, int]] = field(default_factory=set)
-    _open: dict[tuple[str, int], Attempt] = field(default_factory=dict)  # decided, not yet applied
+    _applied: set[ReportId] = field(default_factory=set)
+    _open: dict[ReportId, Attempt] = field(default_factory=dict)  # decided, not yet applied
     _not_before: dict[str, float] = field(default_factory=dict)  # provider -> next try after no answer
     _silent_since: dict[str, float] = field(default_factory=dict)  # provider -> first unanswered try
     _given_up: set[str] = field(default_factory=set)
@@ -180,17 +221,20 @@ class HardwareVerifier:
                 log.warning("cannot verify %s: %s", provider, exc)
                 continue
             self._silent_since.pop(provider, None)
-            self._open[(attempt.report.provider, attempt.report.valid_until)] = attempt
+            self._open[_report_id(attempt.report)] = attempt
         results = []
         for key, attempt in list(self._open.items()):
             try:
                 results.append(self.step(attempt, now=now))
             except ContractRevert as exc:
-                # The report can no longer apply (expired, the claim changed, deregistered):
-                # drop it; a ProviderUpdated event queues the provider again.
-                log.warning("hardware report %s/%d refused on chain: %s", key[0], key[1], exc.reason)
+                # The report can no longer apply (expired, the claim changed and it would not
+                # slash, deregistered): drop it; a ProviderUpdated event queues the provider
+                # again. Other reverts (too far ahead) are retried on the next pass.
                 if exc.reason in _FINAL_REVERTS:
+                    log.warning("hardware report %s/v%d/%d refused on chain: %s", *key, exc.reason)
                     self._applied.add(key)
+                else:
+                    log.info("hardware report %s/v%d/%d not applicable yet (%s): retrying", *key, exc.reason)
             if key in self._applied or attempt.report.valid_until <= now:
                 del self._open[key]
         return results
@@ -217,8 +261,9 @@ class HardwareVerifier:
         if isinstance(event, (ProviderRegistered, ProviderUpdated)):
             block = event.meta.block_number
             anchor = self.market.block_timestamp(block)
+            claim_version = event.claim_version if isinstance(event, ProviderUpdated) else 0
             # Read at the event's block, so every oracle gets the same bound.
-            min_valid_until = self.market.last_report_valid_until(event.provider, block=block) + 1
+            min_valid_until = self.market.last_report_valid_until(event.provider, claim_version, block=block) + 1
             with self._lock:
                 self._queue[event.provider] = (anchor, min_valid_until)
                 self._given_up.discard(event.provider)
@@ -229,10 +274,11 @@ class HardwareVerifier:
         """(provider, anchor, min_valid_until) to verify now: the queued ones, plus renewals among ``known``.
 
         A renewal is a provider of ``known`` that is verified (``verified_until`` > 0), not
-        jailed, and whose ``verified_until`` falls within the renewal window; its anchor is
-        that on-chain ``verified_until``, which every oracle reads alike, so their reports
-        agree. An unverified provider is challenged again only when it registers or updates
-        its claim (an event), never on every pass. A provider with an open attempt waits.
+        jailed, and whose ``verified_until`` falls within the renewal window; its anchor and
+        minimum derive from that on-chain ``verified_until`` (see the module docstring),
+        which every oracle reads alike, so their reports agree. An unverified provider is
+        challenged again only when it registers or updates its claim (an event), never on
+        every pass. A provider with an open attempt waits.
         """
         def waiting(provider: str) -> bool:
             return self._has_open(provider) or self._not_before.get(provider, 0.0) > now
@@ -249,18 +295,17 @@ class HardwareVerifier:
                 and not record.jailed
                 and 0 < record.verified_until < now + self.config.renewal_window_s
             ):
-                due[provider] = (record.verified_until, 0)
+                due[provider] = (record.verified_until - ANCHOR_GRANULARITY_S, record.verified_until + 1)
         return [(provider, anchor, floor) for provider, (anchor, floor) in sorted(due.items())]
 
     def _has_open(self, provider: str) -> bool:
         return any(key[0] == provider for key in self._open)
 
     def verify(self, provider: str, anchor_ts: int, min_valid_until: int = 0) -> Attempt:
-        """Challenge ``provider``, then decide and sign the canonical report.
+        """Challenge ``provider``'s current claim, then decide and sign the canonical report.
 
-        ``valid_until`` is ``max(canonical_valid_until(anchor_ts), min_valid_until)``; the
-        minimum (the applied report's valid_until + 1, read at the triggering event's block)
-        keeps a claim changed within the hour of an applied report from mapping to it.
+        ``valid_until`` is ``max(canonical_valid_until(anchor_ts), min_valid_until)`` (see the
+        module docstring); the report names the claim version of the record read here.
         """
         record = self.market.providers(provider)
         if not record.registered:
@@ -287,7 +332,7 @@ class HardwareVerifier:
         validity = self.market.parameters()["hardware_validity"]
         report = HardwareReport(
             provider=record.address, gpu_class=record.gpu_class, gpu_count=record.gpu_count,
-            measured_throughput=value,
+            claim_version=record.claim_version, measured_throughput=value,
             valid_until=max(canonical_valid_until(anchor_ts, validity), min_valid_until),
             epoch=committee.epoch,
         )
@@ -295,10 +340,10 @@ class HardwareVerifier:
             signed = self.signer.decide_and_sign(report)
         except ConflictingDecision:
             # Decided for this key by an earlier attempt (same anchor hour): the first stands.
-            signed = self.signer.sign_hardware(report.provider, report.valid_until)
+            signed = self.signer.sign_hardware(*_report_id(report))
             assert isinstance(signed.report, HardwareReport)
             bucket, _ = canonical_throughput(signed.report.measured_throughput, required)
-            log.warning("hardware %s/%d was already decided (%s); keeping it", provider, report.valid_until, bucket)
+            log.warning("hardware %s/v%d/%d was already decided (%s); keeping it", *_report_id(report), bucket)
         log.info("hardware %s: %s (%.2f GOPS measured, %d required)", provider, bucket, outcome.measured_gops, required)
         return Attempt(signed, bucket, outcome, self.clock())
 
@@ -306,9 +351,10 @@ class HardwareVerifier:
         """Gather peers' signatures; submit the quorum if we are designated or our fallback is due."""
         now = self.clock() if now is None else now
         report = attempt.report
-        gathered = gather_hardware_signatures(self.store, report.provider, report.valid_until, self.peers)
-        key = (report.provider, report.valid_until)
-        if key in self._applied or self.market.last_report_valid_until(report.provider) >= report.valid_until:
+        key = _report_id(report)
+        gathered = gather_hardware_signatures(self.store, *key, self.peers)
+        if (key in self._applied
+                or self.market.last_report_valid_until(report.provider, report.claim_version) >= report.valid_until):
             self._applied.add(key)
             return StepResult(gathered, detail="already applied")
         committee = self.store.current_committee()
@@ -318,7 +364,7 @@ class HardwareVerifier:
         if not should_submit(now, attempt.decided_at, rank == 0, self.config.fallback_delay_s, rank=rank):
             return StepResult(gathered, detail=f"fallback rank {rank}: not due")
         try:
-            quorum = self.signer.hardware_quorum(report.provider, report.valid_until)
+            quorum = self.signer.hardware_quorum(*key)
         except (NoQuorum, StaleEpoch) as exc:
             return StepResult(gathered, detail=str(exc))
         assert isinstance(quorum.report, HardwareReport)

@@ -111,13 +111,15 @@ class PeerClient:
         key = job_key(job_id)
         return self._fetch("job", key, f"/reports/job/{key[0]}")
 
-    def fetch_hardware(self, provider: str, valid_until: int) -> SignedReport | None:
-        key = hardware_key(provider, valid_until)
-        return self._fetch("hardware", key, f"/reports/hardware/{key[0]}/{key[1]}")
+    def fetch_hardware(self, provider: str, claim_version: int, valid_until: int) -> SignedReport | None:
+        """The peer's signed report of ``provider``'s claim ``claim_version`` valid until ``valid_until``."""
+        key = hardware_key(provider, claim_version, valid_until)
+        return self._fetch("hardware", key, "/reports/hardware/" + "/".join(key))
 
     def push(self, signed: SignedReport) -> PeerAnswer:
         """POST ``signed`` to the peer; returns its status and JSON answer (4xx included)."""
-        path = "/signatures/" + ("job" if signed.kind == "job" else "hardware") + "/" + "/".join(_key_of(signed))
+        kind, key = report_key(signed.report)
+        path = f"/signatures/{kind}/" + "/".join(key)
         body = {"report": eip712.to_json(signed.report), "signature": "0x" + signed.signature.hex()}
         return self._request("POST", path, json.dumps(body).encode())
 
@@ -183,13 +185,6 @@ class PeerClient:
             return None
 
 
-def _key_of(signed: SignedReport) -> tuple[str, ...]:
-    report = signed.report
-    if signed.kind == "job":
-        return job_key(report.job_id)  # type: ignore[union-attr]
-    return hardware_key(report.provider, report.valid_until)  # type: ignore[union-attr]
-
-
 @dataclass
 class GatherResult:
     """What one gathering round did, by peer URL (signers for the stored ones)."""
@@ -215,14 +210,18 @@ def gather_job_signatures(
 def gather_hardware_signatures(
     store: DecisionStore,
     provider: str,
+    claim_version: int,
     valid_until: int,
     peers: Sequence[PeerClient],
     metrics: OracleMetrics | None = None,
 ) -> GatherResult:
-    decision = store.hardware_decision(provider, valid_until)
+    """Like gather_job_signatures, for our decided report of ``provider``'s claim ``claim_version``."""
+    decision = store.hardware_decision(provider, claim_version, valid_until)
     if decision is None:
-        raise NotDecided(f"hardware {provider}/{valid_until}: decide before gathering")
-    return _gather(store, decision.digest, peers, lambda peer: peer.fetch_hardware(provider, valid_until), metrics)
+        raise NotDecided(f"hardware {'/'.join(hardware_key(provider, claim_version, valid_until))}: "
+                         "decide before gathering")
+    return _gather(store, decision.digest, peers,
+                   lambda peer: peer.fetch_hardware(provider, claim_version, valid_until), metrics)
 
 
 def _gather(

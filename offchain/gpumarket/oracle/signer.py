@@ -140,10 +140,11 @@ class OracleSigner:
             raise NotDecided(f"job {job_id}: no committed decision")
         return self._sign(decision)
 
-    def sign_hardware(self, provider: str, valid_until: int) -> SignedReport:
-        decision = self.store.hardware_decision(provider, valid_until)
+    def sign_hardware(self, provider: str, claim_version: int, valid_until: int) -> SignedReport:
+        decision = self.store.hardware_decision(provider, claim_version, valid_until)
         if decision is None:
-            raise NotDecided(f"hardware {'/'.join(hardware_key(provider, valid_until))}: no committed decision")
+            key = hardware_key(provider, claim_version, valid_until)
+            raise NotDecided(f"hardware {'/'.join(key)}: no committed decision")
         return self._sign(decision)
 
     def _sign(self, decision: Decision) -> SignedReport:
@@ -162,10 +163,11 @@ class OracleSigner:
             raise NotDecided(f"job {job_key(job_id)[0]}: no committed decision")
         return self._quorum(decision)
 
-    def hardware_quorum(self, provider: str, valid_until: int) -> Quorum:
-        decision = self.store.hardware_decision(provider, valid_until)
+    def hardware_quorum(self, provider: str, claim_version: int, valid_until: int) -> Quorum:
+        decision = self.store.hardware_decision(provider, claim_version, valid_until)
         if decision is None:
-            raise NotDecided(f"hardware {'/'.join(hardware_key(provider, valid_until))}: no committed decision")
+            key = hardware_key(provider, claim_version, valid_until)
+            raise NotDecided(f"hardware {'/'.join(key)}: no committed decision")
         return self._quorum(decision)
 
     def _quorum(self, decision: Decision) -> Quorum:

@@ -6,8 +6,8 @@ job (or one hardware measurement), even across a crash.** It holds because
 1. a decision (the exact EIP-712 report) is committed, durably, *before* anything signs it:
    WAL journal, ``synchronous=FULL`` (the WAL is fsynced at every commit), explicit
    ``BEGIN IMMEDIATE`` transactions;
-2. the decision for a key (a job id; a hardware report's ``(provider, valid_until)``) is
-   write-once: :meth:`DecisionStore.decide` with different content raises
+2. the decision for a key (a job id; a hardware report's ``(provider, claim_version,
+   valid_until)``) is write-once: :meth:`DecisionStore.decide` with different content raises
    :class:`ConflictingDecision`, with the same content returns the stored decision (and its
    signature, when one was attached) unchanged;
 3. signatures are made only from a :class:`Decision` this store returned, i.e. from a
@@ -23,7 +23,11 @@ and named event cursors for the chain follower.
 uint256 values (job ids, valid_until) are stored as canonical decimal TEXT: SQLite integers
 are 64-bit. Epochs are INTEGER (they count committee changes from 1). The schema is
 versioned with ``PRAGMA user_version`` and built by the ordered migrations in
-``_MIGRATIONS`` from an empty file; a file from a newer version is refused.
+``_MIGRATIONS`` from an empty file; a file from a newer version is refused. Migration 3
+(hardware reports name the claim version they measured) drops the hardware decisions of an
+older file and their signatures: they are of the old HardwareReport type, which no current
+contract verifies, so nothing signed under the new type can conflict with them; job
+decisions, committees, settlements and cursors are kept.
 
 One store is bound, at first open, to one EIP-712 domain (chain id, contract, name,
 version) and one oracle address; opening it with another raises :class:`StoreMismatch`,
@@ -82,7 +86,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MAX_MEMBERS = 31  # the contract's bound on a committee (committee.vy MAX_MEMBERS)
 _BUSY_TIMEOUT_MS = 10_000
 
@@ -156,6 +160,24 @@ _MIGRATIONS: tuple[str, ...] = (
         provider TEXT NOT NULL,
         started_at INTEGER NOT NULL CHECK (started_at >= 0),
         watched_at REAL NOT NULL
+    ) STRICT;
+    """,
+    """
+    -- hardware reports carry the provider's claim version (two claims measured in one hour
+    -- must not share a key); the old rows are of the old report type: dropped, see above
+    DELETE FROM signatures WHERE digest IN (SELECT digest FROM hardware_decisions);
+    DROP TABLE hardware_decisions;
+    CREATE TABLE hardware_decisions (
+        provider TEXT NOT NULL,
+        claim_version TEXT NOT NULL,
+        valid_until TEXT NOT NULL,
+        report_json TEXT NOT NULL,
+        digest BLOB NOT NULL UNIQUE CHECK (length(digest) = 32),
+        epoch INTEGER NOT NULL,
+        decided_at REAL NOT NULL,
+        signature BLOB CHECK (signature IS NULL OR length(signature) = 65),
+        signed_at REAL,
+        PRIMARY KEY (provider, claim_version, valid_until)
     ) STRICT;
     """,
 )
@@ -312,16 +334,20 @@ def job_key(job_id: int) -> tuple[str, ...]:
     return (str(_uint(job_id, 256, "job_id")),)
 
 
-def hardware_key(provider: str, valid_until: int) -> tuple[str, ...]:
-    """The store key of a hardware decision: (checksummed provider, valid_until)."""
-    return (to_checksum_address(provider), str(_uint(valid_until, 64, "valid_until")))
+def hardware_key(provider: str, claim_version: int, valid_until: int) -> tuple[str, ...]:
+    """The store key of a hardware decision: (checksummed provider, claim version, valid_until)."""
+    return (
+        to_checksum_address(provider),
+        str(_uint(claim_version, 64, "claim_version")),
+        str(_uint(valid_until, 64, "valid_until")),
+    )
 
 
 def report_key(report: Report) -> tuple[ReportKind, tuple[str, ...]]:
     if isinstance(report, JobReport):
         return "job", job_key(report.job_id)
     if isinstance(report, HardwareReport):
-        return "hardware", hardware_key(report.provider, report.valid_until)
+        return "hardware", hardware_key(report.provider, report.claim_version, report.valid_until)
     raise TypeError(f"expected a JobReport or HardwareReport, got {type(report).__name__}")
 
 
@@ -344,7 +370,7 @@ class _Table:
 
 _TABLES: dict[ReportKind, _Table] = {
     "job": _Table("job_decisions", ("job_id",), JobReport),
-    "hardware": _Table("hardware_decisions", ("provider", "valid_until"), HardwareReport),
+    "hardware": _Table("hardware_decisions", ("provider", "claim_version", "valid_until"), HardwareReport),
 }
 
 
@@ -484,8 +510,8 @@ class DecisionStore:
     def job_decision(self, job_id: int) -> Decision | None:
         return self._get_decision("job", job_key(job_id))
 
-    def hardware_decision(self, provider: str, valid_until: int) -> Decision | None:
-        return self._get_decision("hardware", hardware_key(provider, valid_until))
+    def hardware_decision(self, provider: str, claim_version: int, valid_until: int) -> Decision | None:
+        return self._get_decision("hardware", hardware_key(provider, claim_version, valid_until))
 
     def decision_for(self, report: Report) -> Decision | None:
         """The stored decision under ``report``'s key (whatever its content)."""

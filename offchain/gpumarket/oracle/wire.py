@@ -1,12 +1,14 @@
 """JSON shapes the oracles exchange over HTTP, parsed with field-precise errors.
 
-Served by ``GET /reports/job/<id>`` and ``GET /reports/hardware/<provider>/<valid_until>``
+Served by ``GET /reports/job/<id>`` and
+``GET /reports/hardware/<provider>/<claim_version>/<valid_until>``
 (a :class:`~gpumarket.oracle.signer.SignedReport`)::
 
     {"kind": "job", "report": {<eip712.to_json(report)>}, "signature": "0x<130 hex>",
      "signer": "0x<checksummed>", "digest": "0x<64 hex>"}
 
-Pushed to ``POST /signatures/job/<id>`` (or ``/signatures/hardware/<provider>/<valid_until>``)::
+Pushed to ``POST /signatures/job/<id>`` (or
+``/signatures/hardware/<provider>/<claim_version>/<valid_until>``)::
 
     {"report": {<eip712.to_json(report)>}, "signature": "0x<130 hex>"}
 

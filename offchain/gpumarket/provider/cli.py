@@ -203,7 +203,8 @@ def serve_api(
 @click.option("--confirmations", type=click.IntRange(min=0), default=2, show_default=True)
 @click.option("--poll-interval", type=click.FloatRange(min=0.01), default=0.5, show_default=True)
 @click.option("--meter-interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True)
-@click.option("--max-gpus", type=click.IntRange(min=1), default=None, help="GPUs all held jobs may use together.")
+@click.option("--max-gpus", type=click.IntRange(min=1), default=None,
+              help="GPUs all running jobs may use together (at most the registered count).")
 @click.option("--min-job-value", type=click.IntRange(min=0), default=0, help="Least price * GPUs * duration to take.")
 @click.option(
     "--ready-file",

@@ -13,15 +13,18 @@ On JobCreated the job is offered to `consider`: it re-reads the job (`get_job`: 
 be old, another provider may have taken it) and the provider's on-chain record, and accepts
 when the job is OPEN, open to anyone or directed to this provider, of its GPU class, within
 its GPU count, at a max price >= its price, before the accept deadline (the latest block's
-time), and within the policy (GPUs of the jobs it holds, minimum job value). A revert (taken
-first by a competitor, stake too low, no longer verified...) is logged with the contract's
-reason and skipped: the event is done, never retried blindly. Node failures propagate, so the
-follower offers the event again.
+time), worth the policy's minimum job value, and when its GPUs are free: the chain's
+`gpus_in_use` (what the provider's running jobs hold, whoever accepted them and across
+restarts) plus the job's count within the registered gpu_count (the contract's own rule) and
+the policy's max_gpus. A job that does not fit is skipped (BUSY) rather than sent to revert.
+A revert (taken first by a competitor, stake too low, no longer verified...) is logged with
+the contract's reason and skipped: the event is done, never retried blindly. Node failures
+propagate, so the follower offers the event again.
 
 On JobAccepted naming this provider (its own accept, or one made before a crash cut the
 bookkeeping short) the job is recorded in the agent's Store (`store.accept`), so the client's
-signed spec is then accepted, and counted as held. On JobSettled/JobExpired of a held job it is
-released, and the Store marks an ``accepted`` job that never got its spec ``lost``.
+signed spec is then accepted, and held. On JobSettled/JobExpired of a held job it is released,
+and the Store marks an ``accepted`` job that never got its spec ``lost``.
 
 The held jobs live in the follower's database and change inside the event's transaction, so a
 restart resumes from the cursor without re-accepting or forgetting a job.
@@ -62,9 +65,9 @@ CREATE TABLE IF NOT EXISTS watcher_jobs (
 
 @dataclass(frozen=True)
 class WatchPolicy:
-    """Limits beyond the chain's rules. ``max_gpus``: GPUs the held jobs may use together (None:
-    the registered gpu_count); ``min_job_value``: least price * gpu_count * max_duration
-    (payment-token units) worth taking."""
+    """Limits beyond the chain's rules. ``max_gpus``: GPUs the provider's running jobs may use
+    together (None: the registered gpu_count, the chain's own limit); ``min_job_value``: least
+    price * gpu_count * max_duration (payment-token units) worth taking."""
 
     max_gpus: int | None = None
     min_job_value: int = 0
@@ -171,10 +174,12 @@ class JobWatcher:
             return Decision.DEADLINE_PASSED
         if record.price_per_gpu_second * job.gpu_count * job.max_duration < self.policy.min_job_value:
             return Decision.TOO_SMALL
-        held = sum(self._held(db).values())
-        capacity = self.policy.max_gpus if self.policy.max_gpus is not None else record.gpu_count
-        if held + job.gpu_count > capacity:
-            log.info("job %d: %d GPUs held of %d, not taking %d more", job_id, held, capacity, job.gpu_count)
+        # The chain counts the GPUs of every running job of this provider, so the count survives a
+        # lost or restarted watcher database; accept_job reverts past the registered count.
+        in_use = self.market.gpus_in_use(self.provider)
+        capacity = min(record.gpu_count, self.policy.max_gpus or record.gpu_count)
+        if in_use + job.gpu_count > capacity:
+            log.info("job %d: %d of %d GPUs in use, not taking %d more", job_id, in_use, capacity, job.gpu_count)
             return Decision.BUSY
         try:
             result = self.market.accept_job(job_id)

@@ -5,7 +5,7 @@ The contract verifies exactly these types; any change here MUST be mirrored ther
     EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)
     JobReport(uint256 job_id,address provider,uint8 outcome,uint256 gpu_seconds,
               bytes32 result_hash,bytes32 evidence_hash,uint256 epoch)
-    HardwareReport(address provider,uint16 gpu_class,uint16 gpu_count,
+    HardwareReport(address provider,uint16 gpu_class,uint16 gpu_count,uint64 claim_version,
                    uint256 measured_throughput,uint64 valid_until,uint256 epoch)
 
 All structs have only static members, so ``encodeData`` is the plain ABI encoding of
@@ -15,7 +15,7 @@ the members in declaration order, and
     digest     = keccak256(0x1901 || domainSeparator || structHash)
 
 Signatures are 65 bytes ``r || s || v`` with ``v`` in {27, 28} and a low ``s``
-(``s <= n / 2``), the form the contract's ECDSA check (snekmate) accepts. A quorum
+(``s <= n / 2``), the only form the contract's signature check accepts. A quorum
 is passed to the contract sorted strictly ascending by recovered signer address.
 """
 
@@ -208,13 +208,16 @@ class JobReport(_Report):
 
 @dataclass(frozen=True)
 class HardwareReport(_Report):
-    """The committee's measurement of a provider's hardware."""
+    """The committee's measurement of a provider's hardware: the claim it measured (class,
+    count and the registry's claim version, which counts the provider's claim changes) and
+    the canonical result."""
 
     TYPE_NAME: ClassVar[str] = "HardwareReport"
     MEMBERS: ClassVar[tuple[tuple[str, str], ...]] = (
         ("provider", "address"),
         ("gpu_class", "uint16"),
         ("gpu_count", "uint16"),
+        ("claim_version", "uint64"),
         ("measured_throughput", "uint256"),
         ("valid_until", "uint64"),
         ("epoch", "uint256"),
@@ -223,6 +226,7 @@ class HardwareReport(_Report):
     provider: str
     gpu_class: int
     gpu_count: int
+    claim_version: int
     measured_throughput: int
     valid_until: int
     epoch: int

@@ -90,12 +90,20 @@ def job_report(
 
 
 def hardware_report(
-    provider, gpu_class: int, gpu_count: int, measured_throughput: int, valid_until: int, epoch: int = 1
+    provider,
+    gpu_class: int,
+    gpu_count: int,
+    measured_throughput: int,
+    valid_until: int,
+    epoch: int = 1,
+    claim_version: int = 0,
 ) -> HardwareReport:
+    """A report of the claim ``(gpu_class, gpu_count)`` at ``claim_version`` (0: as registered)."""
     return HardwareReport(
         provider=str(provider),
         gpu_class=gpu_class,
         gpu_count=gpu_count,
+        claim_version=claim_version,
         measured_throughput=measured_throughput,
         valid_until=valid_until,
         epoch=epoch,

@@ -25,9 +25,10 @@ JOB_REPORTS = [
     JobReport(UINT256_MAX, MAX_ADDRESS, Outcome.FAILED, UINT256_MAX, b"\xff" * 32, b"\xff" * 32, UINT256_MAX),
 ]
 HARDWARE_REPORTS = [
-    HardwareReport("0x" + "11" * 20, 1, 1, 10, 1_800_000_000, 1),
-    HardwareReport(ZERO_ADDRESS, 0, 0, 0, 0, 0),
-    HardwareReport(MAX_ADDRESS, UINT16_MAX, UINT16_MAX, UINT256_MAX, UINT64_MAX, UINT256_MAX),
+    HardwareReport("0x" + "11" * 20, 1, 1, 0, 10, 1_800_000_000, 1),
+    HardwareReport("0x" + "11" * 20, 1, 1, 3, 10, 1_800_000_000, 1),  # a later claim version
+    HardwareReport(ZERO_ADDRESS, 0, 0, 0, 0, 0, 0),
+    HardwareReport(MAX_ADDRESS, UINT16_MAX, UINT16_MAX, UINT64_MAX, UINT256_MAX, UINT64_MAX, UINT256_MAX),
 ]
 VIEW_OF = {JobReport: "job_report_digest", HardwareReport: "hardware_report_digest"}
 

@@ -71,7 +71,8 @@ def test_jailed_provider_reverts(market, owner, client, provider, running_job, c
     "job_terms, reason",
     [
         (dict(gpu_class=H100), "registry: wrong gpu class"),
-        (dict(gpu_count=2), "registry: not enough gpus"),
+        # A job bigger than the provider's whole claim does not fit either.
+        (dict(gpu_count=2), "registry: not enough free gpus"),
         (dict(max_price=PRICE - 1), "registry: price above job max"),
     ],
     ids=["wrong-class", "not-enough-gpus", "price-above-max"],
@@ -81,6 +82,64 @@ def test_provider_that_cannot_serve_the_job_reverts(market, client, provider, re
     job_id = create_job(client, **job_terms)
     with ape.reverts(reason):
         market.accept_job(job_id, sender=provider)
+
+
+def test_one_gpu_provider_cannot_take_a_second_job(market, client, client2, provider, ready_provider, create_job):
+    ready_provider(provider)  # one GPU
+    first, second = create_job(client), create_job(client2)
+    market.accept_job(first, sender=provider)
+    with ape.reverts("registry: not enough free gpus"):
+        market.accept_job(second, sender=provider)
+    assert market.get_job(second).state == OPEN
+    assert market.gpus_in_use(provider) == 1
+
+
+def test_two_gpu_provider_takes_two_one_gpu_jobs_then_refuses_a_third(market, client, provider, ready_provider, create_job, books):
+    ready_provider(provider, gpu_count=2)
+    jobs = [create_job(client) for _ in range(3)]
+    for job_id in jobs[:2]:
+        market.accept_job(job_id, sender=provider)
+    stake_before = market.stake_of(provider)
+    with ape.reverts("registry: not enough free gpus"):
+        market.accept_job(jobs[2], sender=provider)
+    assert market.stake_of(provider) == stake_before  # no collateral locked for the refused job
+    assert [market.get_job(job_id).state for job_id in jobs] == [RUNNING, RUNNING, OPEN]
+    assert market.gpus_in_use(provider) == 2
+    books()
+
+
+@pytest.mark.parametrize("running_gpus, job_gpus, fits", [(2, 2, True), (2, 3, False), (3, 2, False), (4, 1, False), (0, 4, True), (0, 5, False)])
+def test_job_fits_only_in_the_free_gpus(market, client, provider, ready_provider, create_job, running_gpus: int, job_gpus: int, fits: bool):
+    ready_provider(provider, gpu_count=4)
+    if running_gpus:
+        market.accept_job(create_job(client, gpu_count=running_gpus), sender=provider)
+    job_id = create_job(client, gpu_count=job_gpus)
+    if fits:
+        market.accept_job(job_id, sender=provider)
+        assert market.gpus_in_use(provider) == running_gpus + job_gpus
+    else:
+        with ape.reverts("registry: not enough free gpus"):
+            market.accept_job(job_id, sender=provider)
+        assert market.gpus_in_use(provider) == running_gpus
+
+
+@pytest.mark.parametrize("ending", ["completed", "failed", "expired"])
+def test_gpus_freed_by_an_ended_job_take_the_next_one(market, chain, client, keeper, provider, ready_provider, create_job, settle, ending: str):
+    ready_provider(provider)  # one GPU
+    first = create_job(client)
+    market.accept_job(first, sender=provider)
+    waiting = create_job(client, accept_window=2 * DAY)
+    with ape.reverts("registry: not enough free gpus"):
+        market.accept_job(waiting, sender=provider)
+    if ending == "expired":
+        job = market.get_job(first)
+        next_tx_at(chain, job.started_at + job.max_duration + market.settle_grace() + 1)
+        market.expire_job(first, sender=keeper)
+        next_tx_at(chain, job.started_at + job.max_duration + market.settle_grace() + 2)
+    else:
+        settle(first, Outcome.COMPLETED if ending == "completed" else Outcome.FAILED)
+    market.accept_job(waiting, sender=provider)
+    assert market.get_job(waiting).state == RUNNING
 
 
 def test_price_equal_to_the_maximum_is_accepted(market, client, provider, ready_provider, create_job):

@@ -63,6 +63,7 @@ def test_running_job_expires_without_slash(market, chain, stake_token, payment_t
     free_before_accept = market.stake_of(provider).free
     job_id = create_job(client)
     market.accept_job(job_id, sender=provider)
+    assert market.gpus_in_use(provider) == 1
     job = market.get_job(job_id)
     next_tx_at(chain, running_deadline(market, job_id) + 1)
 
@@ -75,7 +76,8 @@ def test_running_job_expires_without_slash(market, chain, stake_token, payment_t
     assert emitted(tx, market.Slashed) == []
     stake = market.stake_of(provider)
     assert (stake.free, stake.locked) == (free_before_accept, 0)
-    assert market.providers(provider).consecutive_failures == 0
+    assert (market.providers(provider).recent_failures, market.providers(provider).failure_window_start) == (0, 0)
+    assert market.gpus_in_use(provider) == 0
     assert market.claimable(payment_token, client) == job.escrow
     assert market.claimable(payment_token, provider) == 0
     assert market.claimable(stake_token, client) == 0

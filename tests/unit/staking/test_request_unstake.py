@@ -63,8 +63,8 @@ def test_adding_to_the_entry_restarts_its_clock(market, provider, chain, funded)
     assert emitted(tx, market.UnstakeRequested) == [
         {"provider": provider, "amount": 2 * TOKEN, "unbonding_total": 3 * TOKEN, "release_at": second_release_at}
     ]
-    entry = market.unbonding(provider)
-    assert (entry.amount, entry.release_at) == (3 * TOKEN, second_release_at)
+    entry = market.stake_of(provider)
+    assert (entry.unbonding, entry.release_at) == (3 * TOKEN, second_release_at)
 
 
 def test_release_uses_the_current_unbonding_period(market, owner, provider, funded):
@@ -72,4 +72,4 @@ def test_release_uses_the_current_unbonding_period(market, owner, provider, fund
     market.stake(MIN_STAKE, sender=provider)
     tx = market.request_unstake(TOKEN, sender=provider)
 
-    assert market.unbonding(provider).release_at == tx.timestamp + HOUR
+    assert market.stake_of(provider).release_at == tx.timestamp + HOUR

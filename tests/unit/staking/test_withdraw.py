@@ -16,7 +16,7 @@ def release_at(market, provider, funded) -> int:
     """Stakes MIN_STAKE and starts unbonding UNSTAKED of it; returns when it is released."""
     market.stake(MIN_STAKE, sender=provider)
     market.request_unstake(UNSTAKED, sender=provider)
-    return market.unbonding(provider).release_at
+    return market.stake_of(provider).release_at
 
 
 def test_nothing_unbonding_reverts(market, provider, funded):
@@ -49,8 +49,8 @@ def test_withdraw_at_release_pays_clears_entry_and_logs(market, provider, chain,
     assert emitted(tx, market.Withdrawn) == [{"provider": provider, "amount": UNSTAKED}]
     assert stake_token.balanceOf(provider) == wallet_before + UNSTAKED
     assert stake_token.balanceOf(market) == market_before - UNSTAKED
-    entry = market.unbonding(provider)
-    assert (entry.amount, entry.release_at) == (0, 0)
+    entry = market.stake_of(provider)
+    assert (entry.unbonding, entry.release_at) == (0, 0)
     # Free stake is not touched by a withdrawal.
     assert market.stake_of(provider).free == MIN_STAKE - UNSTAKED
     books()

@@ -9,7 +9,6 @@ import pytest
 from gpumarket.signing.eip712 import HardwareReport
 
 from helpers.committee import hardware_report
-from helpers.constants import DAY
 from unit.expectations import books  # noqa: F401  (re-exported fixtures)
 
 
@@ -17,15 +16,29 @@ from unit.expectations import books  # noqa: F401  (re-exported fixtures)
 def signed_hardware_report(market, committee, domain, chain) -> Callable[..., tuple[HardwareReport, list[bytes]]]:
     """Builder: a HardwareReport with the committee's quorum signatures.
 
-    Class and count default to the provider's current claim, the epoch to the current one,
-    and valid_until to a day ahead, or just after the provider's last report if later,
-    so that a default report is never stale.
+    Class, count and claim version default to the provider's current claim, the epoch to
+    the current one. valid_until defaults to HARDWARE_VALIDITY ahead (a day by default), the
+    furthest ahead a report may be valid; if that is not after the last report of the same claim
+    version, the next transaction is pinned just late enough that it is, so that a default
+    report is never stale nor too far ahead.
     """
 
-    def build(account, measured: int, valid_until: int | None = None, gpu_class: int | None = None, gpu_count: int | None = None, epoch: int | None = None):
+    def build(
+        account,
+        measured: int,
+        valid_until: int | None = None,
+        gpu_class: int | None = None,
+        gpu_count: int | None = None,
+        epoch: int | None = None,
+        claim_version: int | None = None,
+    ):
         record = market.providers(account)
+        claim_version = record.claim_version if claim_version is None else claim_version
         if valid_until is None:
-            valid_until = max(chain.pending_timestamp + DAY, market.last_report_valid_until(account) + 1)
+            validity = market.hardware_validity()
+            at = max(chain.pending_timestamp, market.last_report_valid_until(account, claim_version) + 1 - validity)
+            chain.pending_timestamp = at
+            valid_until = at + validity
         report = hardware_report(
             account,
             record.gpu_class if gpu_class is None else gpu_class,
@@ -33,6 +46,7 @@ def signed_hardware_report(market, committee, domain, chain) -> Callable[..., tu
             measured,
             valid_until,
             epoch=market.epoch() if epoch is None else epoch,
+            claim_version=claim_version,
         )
         return report, committee.sign(domain, report)
 

@@ -14,9 +14,9 @@ The chain work is gpumarket.client.jobs.JobClient's (create, send the spec, canc
 settlement); this module adds the checks in front of it: the job's terms within the contract's
 ranges (escrow.vy create_job), the payment token's balance and allowance for the escrow, a
 directed job's provider able to accept it (registered, verified, not jailed, its class, its
-GPUs and enough of them not held by its running jobs, its price) and its agent able to start it now (it answers GET /health and has the GPUs
-free; `agent_timeouts=None` skips that question); for send_spec the job's client and its
-on-chain spec_hash; for cancel the job's state and client; for expire the job's deadline by
+GPUs and enough of them not held by its running jobs, its price) and its agent able to start
+it now (it answers GET /health and has the GPUs free; `agent_timeouts=None` skips that
+question); for send_spec the job's client and its on-chain spec_hash; for cancel the job's state and client; for expire the job's deadline by
 the chain's clock. A status says what to do next, from the chain and (given `agent_timeouts`)
 from what the provider's agent says about the job.
 """
@@ -102,8 +102,9 @@ def _check_provider(market: Market, provider: str, gpu_class: int, gpu_count: in
         raise ActionError(f"provider {provider} has {record.gpu_count} GPU(s), the job needs {gpu_count}", see,
                           code="not_enough_gpus")
     if record.gpu_count - in_use < gpu_count:
-        raise ActionError(f"provider {provider}'s running jobs hold {in_use} of its {record.gpu_count} GPU(s), the job"
-                          f" needs {gpu_count} free", f"retry once its running jobs end, or {see}", code="provider_busy")
+        raise ActionError(f"provider {provider}'s running jobs hold {in_use} of its {record.gpu_count} GPU(s),"
+                          f" the job needs {gpu_count} free", f"retry once its running jobs end, or {see}",
+                          code="provider_busy")
     if record.price_per_gpu_second > max_price:
         raise ActionError(f"provider {provider} asks {record.price_per_gpu_second} per GPU-second, above the job's"
                           f" max {max_price}", f"raise the max price, or {see}", code="price_above_max")

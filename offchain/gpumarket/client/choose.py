@@ -210,8 +210,7 @@ def choose_provider(market: Market, requirements: JobRequirements, *, from_block
     if not ranked:
         agent = " whose agent answers with enough free GPUs" if probe is not None else ""
         raise NoProviderAvailable(
-            f"no verified, unjailed provider of class {requirements.gpu_class} with {requirements.gpu_count} free "
-            f"GPU(s) "
-            f"at <= {requirements.max_price_per_gpu_second} per GPU-second with enough free stake{agent}"
+            f"no verified, unjailed provider of class {requirements.gpu_class} with {requirements.gpu_count} free"
+            f" GPU(s) at <= {requirements.max_price_per_gpu_second} per GPU-second with enough free stake{agent}"
         )
     return ranked[0]

@@ -177,7 +177,7 @@ class JobWatcher:
         # The chain counts the GPUs of every running job of this provider, so the count survives a
         # lost or restarted watcher database; accept_job reverts past the registered count.
         in_use = self.market.gpus_in_use(self.provider)
-        capacity = min(record.gpu_count, self.policy.max_gpus or record.gpu_count)
+        capacity = record.gpu_count if self.policy.max_gpus is None else min(record.gpu_count, self.policy.max_gpus)
         if in_use + job.gpu_count > capacity:
             log.info("job %d: %d of %d GPUs in use, not taking %d more", job_id, in_use, capacity, job.gpu_count)
             return Decision.BUSY

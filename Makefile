@@ -16,7 +16,7 @@ RUN := env PATH="$(abspath $(BIN)):$(ANVIL_BIN):$$PATH" PYTHONWARNINGS="ignore:F
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv anvil test test-soak test-torch fuzz compile demo devnet soak walkthrough bench-gas clean distclean
+.PHONY: help venv anvil containers test test-soak test-torch fuzz compile demo devnet soak walkthrough bench-gas clean distclean
 
 help:
 	@echo "make test       run the test suite but the small fault soak (bootstraps $(VENV) first)"
@@ -31,6 +31,7 @@ help:
 	@echo "make bench-gas  gas benchmark (python -m bench.gas)"
 	@echo "make venv       create $(VENV) and install the project with its pinned deps"
 	@echo "make anvil      install anvil (local node) from the npm registry into ./node_modules, if npm exists"
+	@echo "make containers install podman, runc, catatonit, mmdebstrap and docker-registry (Debian, as root), if missing"
 	@echo "make clean      remove build outputs and caches (keeps $(VENV)); distclean removes it too"
 
 venv: $(STAMP)
@@ -64,9 +65,27 @@ anvil:
 		npm install --no-save --no-audit --no-fund $(ANVIL_NPM_PACKAGE) && "$(ANVIL_BIN)/anvil" --version; \
 	else echo "anvil: npm not found, so $(ANVIL_NPM_PACKAGE) is not installed; tests that need anvil will skip"; fi
 
+# Job containers (podman with runc, catatonit for --init, mmdebstrap to build the tests' Python
+# image, docker-registry for a registry on loopback) come from Debian's packages. Without root or
+# apt-get this prints why and goes on: the container tests then skip, saying so. Each package
+# is named after its program (catatonit's lies in /usr/libexec/podman).
+CONTAINER_PACKAGES := podman runc catatonit mmdebstrap docker-registry
+
+containers:
+	@missing=""; \
+	for tool in $(CONTAINER_PACKAGES); do \
+		command -v $$tool >/dev/null 2>&1 || [ -x /usr/libexec/podman/$$tool ] || missing="$$missing $$tool"; \
+	done; \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "containers: installing$$missing from Debian's packages"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(CONTAINER_PACKAGES) >/dev/null \
+		|| { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(CONTAINER_PACKAGES) >/dev/null; }; \
+	else echo "containers:$$missing missing and not installable here (needs root and apt-get); container tests will skip"; fi
+
 # The small fault soak (marker `soak`, minutes of a saturated machine) has its own target, so
 # `make test` stays within 15 minutes on 2 cores; .ci/run calls both.
-test: venv $(BUILD_STAMP) anvil
+test: venv $(BUILD_STAMP) anvil containers
 	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(APE) test tests -q -m "not soak"
 
 test-soak: venv $(BUILD_STAMP) anvil

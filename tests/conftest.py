@@ -7,12 +7,14 @@ Deployments are module-scoped; ape's isolation snapshots the chain per test.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from gpumarket.chain.anvil import ANVIL_NPM_PACKAGE, find_anvil
+from gpumarket.containers.local_image import ImageBuildError, ensure_python_image
 
 from gpumarket.signing.eip712 import Domain, Outcome
 from gpumarket.testing.hypothesis_profiles import register_profiles
@@ -36,6 +38,36 @@ def anvil_binary() -> Path:
         print(reason)
         pytest.skip(reason)
     return binary
+
+
+PODMAN_CONF = Path(__file__).resolve().parents[1] / "deploy" / "podman" / "containers.conf"
+
+
+def _can_install_containers() -> bool:
+    return os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+@pytest.fixture(scope="session")
+def podman_env() -> dict[str, str]:
+    """The environment podman runs with in tests (the project's containers.conf). Skipped, saying
+    why, only where podman is missing and cannot be installed (no root or no apt-get); where it
+    could be, a missing podman is a failure: `make test` installs it (`make containers`)."""
+    if shutil.which("podman") is None or shutil.which("runc") is None:
+        if _can_install_containers():
+            pytest.fail("podman is not installed but could be: run `make containers`")
+        reason = "podman and runc are not installed and cannot be here (needs root and apt-get)"
+        print(reason)
+        pytest.skip(reason)
+    return {"CONTAINERS_CONF": str(PODMAN_CONF)}
+
+
+@pytest.fixture(scope="session")
+def python_image(podman_env) -> str:
+    """A local Python image pinned by digest (built once, about 20 s; gpumarket.containers.local_image)."""
+    try:
+        return ensure_python_image(podman_env)
+    except ImageBuildError as error:
+        pytest.fail(f"the local Python image could not be built: {error}")
 
 
 @pytest.fixture(scope="session")

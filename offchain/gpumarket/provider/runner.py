@@ -1,6 +1,7 @@
-"""Runs one job: its own directory, process group, environment, limits, meter and result.
+"""The process runtime (development only): runs one job as a host process in its own directory,
+process group, environment, limits, meter and result.
 
-Each job gets a fresh directory ``<root>/job-<id>/``::
+Each job gets a fresh directory ``<root>/job-<id>/`` (jobdir.py)::
 
     work/          the command's working directory; declared outputs are read from here
     stdout, stderr what the command writes (files, not pipes, so a job outlives an agent restart)
@@ -50,12 +51,23 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpumarket.measure.metering import JournalError, SampleJournal, UsageRecord, meter_pid
-from gpumarket.provider.result import ResultBundle, collect_result
+from gpumarket.measure.metering import JournalError, SampleJournal, meter_pid
+from gpumarket.provider.jobdir import (
+    JobPaths,
+    ProcessGone,
+    RunnerConfig,
+    RunResult,
+    StopReason,
+    conclude,
+    read_exit_status,
+    read_limit,
+    read_stop_reason,
+    write_atomic,
+)
 from gpumarket.provider.spec import JobSpec
 
 __all__ = [
@@ -84,112 +96,6 @@ code=$?
 printf '%s\n' "$code" > "$status_file"
 exit "$code"
 """
-
-StopReason = str  # "timeout", "output_limit" or "stopped" (the agent was told to stop it)
-
-
-class ProcessGone(RuntimeError):
-    """A job's process is no longer there to follow."""
-
-
-@dataclass(frozen=True)
-class RunnerConfig:
-    """Where jobs live and how they are watched.
-
-    ``meter_interval_s``: metering sample period; ``meter_gpus``: also meter the assigned GPUs
-    through NVML (needs a driver); ``poll_s``: how often time and output are checked;
-    ``kill_grace_s``: between SIGTERM and SIGKILL when a job is stopped."""
-
-    root: Path
-    meter_interval_s: float = 1.0
-    meter_gpus: bool = True
-    poll_s: float = 0.05
-    kill_grace_s: float = 2.0
-
-
-@dataclass(frozen=True)
-class JobPaths:
-    root: Path
-
-    @classmethod
-    def of(cls, runner_root: Path, job_id: int) -> JobPaths:
-        return cls(Path(runner_root) / f"job-{job_id}")
-
-    @property
-    def work(self) -> Path:
-        return self.root / "work"
-
-    @property
-    def stdout(self) -> Path:
-        return self.root / "stdout"
-
-    @property
-    def stderr(self) -> Path:
-        return self.root / "stderr"
-
-    @property
-    def pidfile(self) -> Path:
-        return self.root / "pid"
-
-    @property
-    def max_seconds(self) -> Path:
-        return self.root / "max_seconds"
-
-    @property
-    def journal(self) -> Path:
-        return self.root / "samples.jsonl"
-
-    @property
-    def exit_status(self) -> Path:
-        return self.root / "exit_status"
-
-    @property
-    def stop_reason(self) -> Path:
-        return self.root / "stop_reason"
-
-    @property
-    def usage(self) -> Path:
-        return self.root / "usage.json"
-
-    @property
-    def result(self) -> Path:
-        return self.root / "result.json"
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """How a job ended, what it left, what it used."""
-
-    job_id: int
-    exit_code: int | None  # None when the agent stopped it (or its wrapper died first)
-    stop_reason: StopReason | None
-    output_limit_exceeded: bool
-    paths: JobPaths
-    bundle: ResultBundle
-    usage: UsageRecord
-    evidence_hash: bytes
-    started_at: float  # wall clock, seconds
-    finished_at: float
-    resumed: bool  # followed, or found ended, after an agent restart (metered from its start all the same)
-
-    @property
-    def timed_out(self) -> bool:
-        return self.stop_reason == "timeout"
-
-    @property
-    def result_hash(self) -> bytes:
-        return self.bundle.result_hash
-
-    @property
-    def output_paths(self) -> dict[str, Path]:
-        """Each included file of the bundle and where it lies on disk."""
-        where = {"stdout": self.paths.stdout, "stderr": self.paths.stderr}
-        return {
-            entry.name: where.get(entry.name, self.paths.work / entry.name.removeprefix("outputs/"))
-            for entry in self.bundle.manifest.files
-            if entry.included
-        }
-
 
 def job_environment(spec: JobSpec, gpus: Sequence[int]) -> dict[str, str]:
     """The job's whole environment (the shell adds PWD)."""
@@ -261,43 +167,6 @@ def _kill_leftovers(pid: int, start_ticks: int | None) -> None:
         _kill_group(pid, signal.SIGKILL)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def _read_limit(path: Path) -> float | None:
-    """The wall-time limit written at start; None (the spec's) when absent or unreadable."""
-    try:
-        value = float(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-    return value if value > 0 else None
-
-
-def _read_exit_status(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except FileNotFoundError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def _read_stop_reason(path: Path) -> StopReason | None:
-    try:
-        return path.read_text().strip() or None
-    except FileNotFoundError:
-        return None
-
 
 @dataclass(frozen=True)
 class _Ending:
@@ -321,72 +190,8 @@ def _ending(paths: JobPaths) -> _Ending | None:
             ended_unix_ns = path.stat().st_mtime_ns
         except FileNotFoundError:
             continue
-        return _Ending(_read_exit_status(paths.exit_status), _read_stop_reason(paths.stop_reason), ended_unix_ns)
+        return _Ending(read_exit_status(paths.exit_status), read_stop_reason(paths.stop_reason), ended_unix_ns)
     return None
-
-
-def _conclude(
-    job_id: int,
-    spec: JobSpec,
-    paths: JobPaths,
-    *,
-    exit_code: int | None,
-    stop_reason: StopReason | None,
-    usage: Callable[[], UsageRecord],
-    started_at: float,
-    finished_at: float,
-    resumed: bool,
-) -> RunResult:
-    """Writes what a job that ended leaves (usage.json, result.json, outputs cut to the limit) and
-    returns it; ``usage`` makes the record when usage.json is not written yet. A usage or result
-    file already written (by an agent that died before recording the job finished) is kept as it
-    is, so doing this again gives the same hashes."""
-    try:
-        record = UsageRecord.from_json(paths.usage.read_bytes())
-    except FileNotFoundError:
-        record = usage()
-        _write_atomic(paths.usage, record.canonical_json())
-    try:
-        bundle = ResultBundle.parse(paths.result.read_bytes())
-    except FileNotFoundError:
-        bundle = collect_result(
-            job_id=job_id,
-            exit_code=exit_code,
-            timed_out=stop_reason == "timeout",
-            killed_for_output=stop_reason == "output_limit",
-            stdout=paths.stdout,
-            stderr=paths.stderr,
-            work_dir=paths.work,
-            outputs=spec.outputs,
-            max_bytes=spec.limits.max_output_bytes,
-        )
-    if not paths.result.exists():
-        _write_atomic(paths.result, bundle.to_bytes())
-    # The watchdog notices a flood of output within one poll period; cut what came after. Only
-    # now: collecting the result again before result.json exists must read the same files.
-    for path in (paths.stdout, paths.stderr):
-        if path.stat().st_size > spec.limits.max_output_bytes:
-            os.truncate(path, spec.limits.max_output_bytes)
-    log.info(
-        "job %d: ended, exit %s%s, result 0x%s",
-        job_id,
-        exit_code,
-        f" ({stop_reason})" if stop_reason else "",
-        bundle.result_hash.hex(),
-    )
-    return RunResult(
-        job_id=job_id,
-        exit_code=exit_code,
-        stop_reason=stop_reason,
-        output_limit_exceeded=bundle.manifest.output_limit_exceeded,
-        paths=paths,
-        bundle=bundle,
-        usage=record,
-        evidence_hash=record.evidence_hash(),
-        started_at=started_at,
-        finished_at=finished_at,
-        resumed=resumed,
-    )
 
 
 class RunningJob:
@@ -435,7 +240,7 @@ class RunningJob:
             self._stop_reason = reason
             # On disk before the signal: an agent that dies now leaves a stopped job, not a vanished one.
             try:
-                _write_atomic(self.paths.stop_reason, reason.encode())
+                write_atomic(self.paths.stop_reason, reason.encode())
             except OSError as error:
                 log.warning("job %d: could not record the stop (%s): %s", self.job_id, reason, error)
             _kill_group(self.pid, signal.SIGTERM)
@@ -479,11 +284,11 @@ class RunningJob:
             watchdog.join()
         # Leftover background processes would hold the GPUs.
         self._reap()
-        return _conclude(
+        return conclude(
             self.job_id,
             self.spec,
             self.paths,
-            exit_code=_read_exit_status(self.paths.exit_status),
+            exit_code=read_exit_status(self.paths.exit_status),
             stop_reason=self._stop_reason,
             usage=lambda: usage,
             started_at=self.started_at,
@@ -524,7 +329,7 @@ class Runner:
         paths.work.mkdir()
         # Before the process exists, so an agent that restarts while it runs never lacks them:
         # the limit, and the start that the meter's clock (and any later meter's) counts from.
-        _write_atomic(paths.max_seconds, repr(float(limit)).encode())
+        write_atomic(paths.max_seconds, repr(float(limit)).encode())
         journal = SampleJournal.begin(paths.journal, job_id=job_id)
         memory_kib = "" if spec.limits.max_memory_bytes is None else str(spec.limits.max_memory_bytes // 1024)
         argv = [SHELL, "-c", _WRAPPER, "sh", str(paths.pidfile), str(paths.exit_status), memory_kib, *spec.command]
@@ -618,9 +423,9 @@ class Runner:
                  len(journal.samples))
         job = RunningJob(
             self.config, job_id, spec, tuple(gpus), paths, pid, start_ticks, started_at, None, journal,
-            _read_limit(paths.max_seconds),
+            read_limit(paths.max_seconds),
         )
-        stopping = _read_stop_reason(paths.stop_reason)
+        stopping = read_stop_reason(paths.stop_reason)
         if stopping is not None:
             job.stop(stopping)
         return job
@@ -636,7 +441,7 @@ class Runner:
             raise ProcessGone(f"job {job_id}: process {pid} is gone and left no exit status")
         _kill_leftovers(pid, start_ticks)  # background processes it left would hold the GPUs
         log.info("job %d: ended while no agent followed it (exit %s)", job_id, ending.exit_code)
-        return _conclude(
+        return conclude(
             job_id,
             spec,
             paths,

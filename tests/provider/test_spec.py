@@ -159,7 +159,7 @@ def test_invalid_documents_are_refused_with_the_reason(document, where):
         (b'{"version": 1, "version": 1}', "malformed_json", "twice"),
         (b'{"version": 1, "limits": {"max_seconds": NaN}}', "malformed_json", "NaN"),
         (b"[1, 2]", "invalid_spec", "JSON object"),
-        (b'{"version": 2, "command": ["x"]}', "invalid_spec", "unsupported version 2"),
+        (b'{"version": 3, "command": ["x"]}', "invalid_spec", "unsupported version 3"),
         (b'{"command": ["x"]}', "invalid_spec", "unsupported version None"),
         (b'{"version": "1"}', "invalid_spec", "unsupported version"),
     ],

@@ -4,7 +4,9 @@
 follows the market, verifies providers' hardware, challenges and settles running jobs and
 serves its API, until SIGINT or SIGTERM (exit 0), or exit 1 when the chain follower gave up
 (the node stayed down too long, or the chain changed under it). ``--key`` signs reports;
-``--sender`` (default: the same key) pays for the settlement transactions.
+``--sender`` (default: the same key) pays for the settlement transactions. ``--registry
+HOST=URL`` (repeat) names the image registries it checks container jobs' images on
+(gpumarket.oracle.images).
 
 ``gpumarket oracle serve-api`` serves the HTTP API over a decision store (health, metrics,
 signed reports, peers' signature pushes) until SIGINT or SIGTERM. The key is an ape keystore
@@ -29,6 +31,7 @@ from gpumarket.chain.errors import ChainError
 from gpumarket.chain.keys import KeyLoadError, ServiceKey, load_key, load_keystore, test_oracle
 from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.config import ConfigError, require_settings
+from gpumarket.containers.registry import RegistryClient
 from gpumarket.lifecycle import serve_until_signalled
 from gpumarket.oracle.hardware import HardwareConfig
 from gpumarket.oracle.jobs import JobConfig
@@ -59,6 +62,25 @@ def _load_key(key_alias: str | None, test_key: int | None, chain_id: int) -> Ser
         return load_keystore(key_alias)  # type: ignore[arg-type]
     except KeyLoadError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def _registries(values: tuple[str, ...]) -> dict[str, str]:
+    """``--registry HOST=URL`` options as a map (each checked as RegistryClient checks it)."""
+    registries: dict[str, str] = {}
+    for value in values:
+        host, equals, url = value.partition("=")
+        host, url = host.strip(), url.strip()
+        if not equals or not host or not url:
+            raise click.BadParameter(f"{value!r} is not HOST=URL (e.g. ghcr.io=https://ghcr.io)",
+                                     param_hint="--registry")
+        if host.lower() in {known.lower() for known in registries}:
+            raise click.BadParameter(f"registry {host} is given twice", param_hint="--registry")
+        registries[host] = url
+    try:
+        RegistryClient(registries)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--registry") from None
+    return registries
 
 
 @click.group()
@@ -150,6 +172,10 @@ def serve_api(
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8800, show_default=True, help="0: an ephemeral port.")
 @click.option("--peer", "peers", multiple=True, metavar="URL", help="Another committee member's API (repeat).")
+@click.option("--registry", "registries", multiple=True, metavar="HOST=URL",
+              help="An image registry this oracle checks jobs' images on: HOST[:PORT] as image references write "
+                   "it, and its base URL, e.g. ghcr.io=https://ghcr.io (repeat). Images on other registries "
+                   "are never checked, so their failures are never the provider's fault.")
 @click.option("--confirmations", type=click.IntRange(min=0), default=2, show_default=True)
 @click.option("--poll-interval", type=click.FloatRange(min=0.01), default=0.5, show_default=True,
               help="Seconds between the follower's polls of the node.")
@@ -179,6 +205,7 @@ def run(
     host: str,
     port: int,
     peers: tuple[str, ...],
+    registries: tuple[str, ...],
     confirmations: int,
     poll_interval: float,
     tick_interval: float,
@@ -199,6 +226,7 @@ def run(
     except ConfigError as error:
         raise click.UsageError(str(error)) from None
     rpc, deployment_path, key_spec = str(settings.rpc), Path(str(settings.deployment)), str(settings.key)
+    registry_map = _registries(registries)
     if rpc == EMBEDDED:
         raise click.BadParameter("the embedded chain lives inside one process: give a node's URL", param_hint="--rpc")
     try:
@@ -208,7 +236,8 @@ def run(
         sender = load_key(sender_spec, w3=w3) if sender_spec else None
         config = OracleServiceConfig(
             rpc=rpc, deployment=deployment, key=key, sender=sender, db_path=db_path, host=host, port=port,
-            peers=peers, confirmations=confirmations, poll_interval=poll_interval, tick_interval=tick_interval,
+            peers=peers, registries=registry_map, confirmations=confirmations, poll_interval=poll_interval,
+            tick_interval=tick_interval,
             hardware=HardwareConfig(fallback_delay_s=fallback_delay, no_answer_retry_s=no_answer_retry),
             jobs=JobConfig(heartbeat_interval_s=heartbeat_interval, poll_interval_s=job_poll_interval,
                            silent_after_s=silent_after, fallback_delay_s=fallback_delay),

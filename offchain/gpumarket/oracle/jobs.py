@@ -50,6 +50,11 @@ The outcome, canonical so that honest oracles sign byte-identical reports:
   challenge counts: heartbeats cannot be dodged by hanging them), or a fresh status says the
   job still runs ``overrun_s`` past its paid time. Why an honest provider on a slow or busy
   machine lands in none of these: docs/ARCHITECTURE.md, "The job loop's FAILED paths".
+  A job the agent reports lost because its image could not be had (``reason``
+  ``image_not_found``, ``image_unavailable``, ``image_too_large``, before it started) is
+  decided by :mod:`gpumarket.oracle.images` instead: FAILED only when this oracle itself
+  fetched the image every time it checked, at least twice over the attempt, within the
+  provider's advertised ``max_image_bytes``; no decision (expiry) otherwise.
 - **No decision** when the job never got its spec (the agent still waits for it at the
   deadline, or reports it lost without ever having been seen holding it: the spec came too
   late): the client did not start it; the job ends by ``expire_job`` (refund, no slash). Nor
@@ -69,7 +74,7 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -85,6 +90,7 @@ from gpumarket.measure.classes import class_by_id
 from gpumarket.measure.metering import UsageRecord, billable_gpu_seconds
 from gpumarket.oracle.chain_submitter import AlreadySettled
 from gpumarket.oracle.challenge import Bucket, ChallengeConfig, ChallengeOutcome, challenge_provider
+from gpumarket.oracle.images import ImageConfig, ImagePolicy, ImageWatch
 from gpumarket.oracle.peers import PeerClient, gather_job_signatures, push_signature
 from gpumarket.oracle.settlement import SettlementSubmitter, SubmitOutcome, submit_if_due
 from gpumarket.oracle.signer import OracleSigner, SignedReport
@@ -193,6 +199,7 @@ class _Followed:
     last_gather: float = float("-inf")
     pushed: bool = False
     cannot_judge: str = ""  # why this oracle cannot challenge the job (then it decides nothing)
+    image: ImageWatch = field(default_factory=ImageWatch)  # this oracle's checks of the job's image
 
     def passed(self, kind: ChallengeKind) -> bool:
         return any(k is kind and bucket is not Bucket.FAIL for k, _, bucket in self.challenges)
@@ -213,6 +220,8 @@ class JobMonitor:
         challenge_config: ChallengeConfig = ChallengeConfig(),
         clock: Callable[[], float] = time.time,
         challenge: Callable[..., ChallengeOutcome] = challenge_provider,
+        registries: Mapping[str, str] | None = None,
+        image_config: ImageConfig = ImageConfig(),
     ) -> None:
         self.store = store
         self.signer = signer
@@ -223,6 +232,7 @@ class JobMonitor:
         self.challenge_config = challenge_config
         self.clock = clock
         self._challenge = challenge
+        self.images = ImagePolicy(registries or {}, image_config)  # registry host -> base URL
         self._jobs: dict[int, _Followed] = {}
         self.max_parallel = 8
         self._ended: set[int] = set()
@@ -359,6 +369,12 @@ class JobMonitor:
         if silence:
             return self._decide_failed(job, silence)
         state = job.agent_state
+        # Checks the job's image while the agent pulls it; a verdict once the agent reports the
+        # job lost because the image could not be had, before it started (gpumarket.oracle.images).
+        if status is not None and (image := self.images.observe(job.image, status, now, api.health)) is not None:
+            if image.failed:
+                return self._decide_failed(job, image.detail)
+            return JobStep(job.job_id, "waiting", image.detail)
         if status is not None and state == "lost":
             detail = status.get("detail") or "no reason given"
             if status.get("started_at") is None and not job.saw_spec:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,7 @@ from gpumarket.lifecycle import ServiceLifecycle
 from gpumarket.oracle.api import ApiConfig, OracleAPI
 from gpumarket.oracle.chain_submitter import ChainSubmitter
 from gpumarket.oracle.hardware import HardwareConfig, HardwareVerifier
+from gpumarket.oracle.images import ImageConfig
 from gpumarket.oracle.jobs import JobConfig, JobMonitor
 from gpumarket.oracle.metrics import OracleMetrics
 from gpumarket.oracle.peers import PeerClient
@@ -63,7 +65,8 @@ log = logging.getLogger(__name__)
 class OracleServiceConfig:
     """What ``gpumarket oracle run`` takes. ``sender``: the funded account that sends the
     settlement and hardware-report transactions (default: ``key``). ``peers``: the other
-    committee members' API URLs (may be changed after start with ``set_peers``)."""
+    committee members' API URLs (may be changed after start with ``set_peers``). ``registries``:
+    the image registries it checks a job's image on (gpumarket.oracle.images)."""
 
     rpc: str
     deployment: MarketDeployment
@@ -82,6 +85,10 @@ class OracleServiceConfig:
     max_outages: int = 3
     max_body_bytes: int = 16 * 1024
     follower_db: Path | None = None
+    # Image registries this oracle asks about a job's image (host[:port] as written in image
+    # references -> base URL, e.g. {"ghcr.io": "https://ghcr.io"}): gpumarket.oracle.images.
+    registries: Mapping[str, str] = field(default_factory=dict)
+    images: ImageConfig = field(default_factory=ImageConfig)
 
     @property
     def follower_db_path(self) -> Path:
@@ -144,7 +151,8 @@ class OracleService(ServiceLifecycle):
         submitter = ChainSubmitter(self.market, self.store)
         self.hardware = HardwareVerifier(self.store, self.signer, self.market, peers, submitter, config=config.hardware)
         self.jobs = JobMonitor(self.store, self.signer, self.market, peers, submitter,
-                               config=config.jobs, challenge_config=config.hardware.challenge)
+                               config=config.jobs, challenge_config=config.hardware.challenge,
+                               registries=config.registries, image_config=config.images)
         start_block = config.deployment.block
         self._known_providers.update(
             event.provider for event in scan_events(self.market, ["ProviderRegistered"], from_block=start_block)

@@ -1,0 +1,470 @@
+"""Who pays when a job's image cannot be had (gpumarket.oracle.images): the verdict's rules, and the
+job loop (JobMonitor) deciding from its own checks of a real registry (Debian's docker-registry on
+loopback, the test image pushed with podman) while a real HTTP agent double reports the job
+pulling, then lost for an image reason.
+
+The chain side is a small double (the job and its provider's endpoint, as Market reads them):
+the policy acts before any settlement, and settlement is tested elsewhere (tests/oracle_service).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from gpumarket.chain.artifacts import load_artifacts
+from gpumarket.chain.connection import EMBEDDED, connect
+from gpumarket.chain.keys import test_account, test_oracle
+from gpumarket.chain.market_deploy import deploy_market_web3
+from gpumarket.chain.models import Job, JobState
+from gpumarket.chain.params import load_params
+from gpumarket.cli import main
+from gpumarket.client.errors import ProviderUnreachable
+from gpumarket.containers.registry import ImageStatus
+from gpumarket.oracle.challenge import ChallengeOutcome
+from gpumarket.oracle.images import (
+    EXPIRY,
+    IMAGE_REASONS,
+    ImageConfig,
+    ImagePolicy,
+    ImageWatch,
+    RecordedCheck,
+    advertised_limit,
+    verdict,
+)
+from gpumarket.oracle.jobs import JobConfig, JobMonitor
+from gpumarket.oracle.service import OracleService, OracleServiceConfig
+from gpumarket.oracle.signer import OracleSigner
+from gpumarket.oracle.store import DecisionStore
+from gpumarket.signing.eip712 import Domain, Outcome
+from helpers.registry import LocalRegistry, local_registry
+
+from .doubles import ContractDouble
+
+IMAGE = "ghcr.io/team/train@sha256:" + "ab" * 32
+MiB = 2**20
+
+
+def found(size: int = 100 * MiB, at: float = 0.0) -> RecordedCheck:
+    return RecordedCheck(at, ImageStatus.FOUND, size, "found")
+
+
+def missed(status: ImageStatus = ImageStatus.UNREACHABLE, at: float = 0.0) -> RecordedCheck:
+    return RecordedCheck(at, status, None, "ConnectionRefusedError")
+
+
+# ---------------------------------------------------------------------- the verdict (unit)
+
+
+def test_failed_only_with_two_found_checks_within_the_advertised_limit() -> None:
+    result = verdict(IMAGE, "image_not_found", [found(at=1), found(at=3)], 200 * MiB)
+    assert result.failed
+    assert result.detail == (
+        f"the agent reports image_not_found for {IMAGE}, but this oracle fetched its manifest 2 times over the "
+        f"attempt, size {100 * MiB} bytes (100.0 MiB) within the advertised max_image_bytes {200 * MiB}")
+    # The size exactly at the limit is within it.
+    assert verdict(IMAGE, "image_too_large", [found(), found()], 100 * MiB).failed
+
+
+@pytest.mark.parametrize(("checks", "limit", "why"), [
+    ([], 200 * MiB, "made no check of it"),
+    ([found()], 200 * MiB, "only 1 time(s) over the attempt (at least 2 needed)"),
+    ([found(), missed(), found()], 200 * MiB, "1 of this oracle's 3 check(s) did not find it (unreachable"),
+    ([missed(ImageStatus.NOT_FOUND), missed(ImageStatus.NOT_FOUND)], 200 * MiB, "did not find it (not_found"),
+    ([missed(ImageStatus.UNCHECKABLE)] * 3, 200 * MiB, "did not find it (uncheckable"),
+    ([found(), found()], None, "the provider advertises no max_image_bytes"),
+    ([found(), found(200 * MiB + 1)], 200 * MiB, "is over the advertised max_image_bytes"),
+])
+def test_anything_else_is_no_decision_and_says_the_job_ends_by_expiry(checks, limit, why) -> None:
+    for reason in sorted(IMAGE_REASONS):
+        result = verdict(IMAGE, reason, checks, limit)
+        assert not result.failed
+        assert why in result.detail, result.detail
+        assert result.detail.startswith(f"the agent reports {reason} for {IMAGE}; ")
+        assert result.detail.endswith(EXPIRY) and EXPIRY == "the job ends by expiry: client refunded, provider not slashed"
+
+
+def test_no_image_named_is_no_decision_and_thresholds_are_config() -> None:
+    assert not verdict(None, "image_not_found", [found(), found()], 200 * MiB).failed
+    strict = ImageConfig(min_checks=3)
+    assert not verdict(IMAGE, "image_not_found", [found(), found()], 200 * MiB, strict).failed
+    assert verdict(IMAGE, "image_not_found", [found()] * 3, 200 * MiB, strict).failed
+    assert verdict(IMAGE, "image_not_found", [found()], 200 * MiB, ImageConfig(min_checks=1)).failed
+    for bad in ({"min_checks": 0}, {"check_interval_s": -1}, {"min_checks": 4, "max_checks": 3}):
+        with pytest.raises(ValueError):
+            ImageConfig(**bad)
+
+
+@pytest.mark.parametrize(("health", "limit"), [
+    ({"max_image_bytes": 5}, 5), ({"max_image_bytes": 0}, 0), ({}, None), ({"max_image_bytes": None}, None),
+    ({"max_image_bytes": -1}, None), ({"max_image_bytes": True}, None), ({"max_image_bytes": "5"}, None),
+    ({"max_image_bytes": 5.0}, None),
+])
+def test_advertised_limit(health, limit) -> None:
+    assert advertised_limit(health) == limit
+
+
+def test_observe_records_checks_at_its_pace_and_concludes_once() -> None:
+    calls: list[str] = []
+
+    class Counting(ImagePolicy):
+        def check(self, image: str):
+            calls.append(image)
+            return super().check(image)
+
+    policy = Counting({}, ImageConfig(check_interval_s=5))
+    watch = ImageWatch()
+    health = lambda: {"max_image_bytes": 10}
+    pulling = {"state": "spec_received", "started_at": None, "image": IMAGE, "pulling": True}
+    for now in (0, 1, 4, 5, 6, 10.5):
+        assert policy.observe(watch, pulling, now, health) is None
+    assert [c.at for c in watch.checks] == [0, 5, 10.5]
+    lost = {**pulling, "state": "lost", "pulling": False, "reason": "image_unavailable"}
+    first = policy.observe(watch, lost, 11, health)
+    assert first is not None and not first.failed and "uncheckable" in first.detail  # ghcr.io: not configured
+    assert len(calls) == 4  # one more check when the failure was reported
+    assert policy.observe(watch, lost, 20, health) is first and len(calls) == 4  # final: nothing more
+
+
+def test_a_health_that_does_not_answer_is_asked_again_before_the_verdict() -> None:
+    policy = ImagePolicy({}, ImageConfig(check_interval_s=0))
+    watch = ImageWatch()
+
+    def down() -> dict:
+        raise ProviderUnreachable("http://agent", "ConnectionRefusedError")
+
+    lost = {"state": "lost", "started_at": None, "image": IMAGE, "pulling": False, "reason": "image_not_found"}
+    pending = policy.observe(watch, lost, 0, down)
+    assert pending is not None and not pending.failed and "asking again on the next poll" in pending.detail
+    assert watch.concluded is None and len(watch.checks) == 1
+    final = policy.observe(watch, lost, 1, lambda: {"max_image_bytes": 10})
+    assert final is watch.concluded and final.detail.endswith(EXPIRY)
+    assert len(watch.checks) == 1  # the failure's check is made once
+
+
+def test_an_image_failure_claimed_after_the_start_is_left_to_the_job_loop() -> None:
+    policy = ImagePolicy({}, ImageConfig(check_interval_s=0))
+    watch = ImageWatch()
+    health = dict
+    running = {"state": "running", "started_at": 1000.0, "image": IMAGE, "pulling": False}
+    assert policy.observe(watch, running, 0, health) is None
+    lost = {**running, "state": "lost", "reason": "image_not_found"}
+    assert policy.observe(watch, lost, 1, health) is None and watch.started
+
+
+# ---------------------------------------------------------------------- JobMonitor, real HTTP
+
+
+@dataclass
+class AgentDouble:
+    """A provider agent over real HTTP on loopback: the job's public status and /health, as set."""
+
+    status: dict[str, Any] = field(default_factory=dict)
+    health: dict[str, Any] = field(default_factory=dict)
+    health_requests: int = 0
+
+    def __post_init__(self) -> None:
+        agent = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.path == "/health":
+                    agent.health_requests += 1
+                    self._send(200, agent.health)
+                elif self.path.startswith("/jobs/") and self.path.endswith("/status") and agent.status:
+                    self._send(200, agent.status)
+                else:
+                    self._send(404, {"error": "unknown_job", "detail": "no such job"})
+
+            def _send(self, code: int, document: dict) -> None:
+                body = json.dumps(document).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def report(self, job_id: int, image: str, state: str, *, reason: str | None = None,
+               started_at: float | None = None) -> None:
+        self.status = {
+            "job_id": job_id, "state": state, "started_at": started_at, "finished_at": None, "exit_code": None,
+            "result_hash": None, "evidence_hash": None, "runtime": "container", "image": image,
+            "pulling": state == "spec_received", "reason": reason,
+            "detail": f"image: {reason}" if reason else None,
+        }
+
+
+@dataclass
+class MarketDouble:
+    """What JobMonitor reads from the chain for a followed job."""
+
+    jobs: dict[int, Job]
+    endpoint: str
+
+    def get_job(self, job_id: int) -> Job:
+        return self.jobs[job_id]
+
+    def providers(self, address: str) -> SimpleNamespace:
+        return SimpleNamespace(endpoint=self.endpoint)
+
+    def class_floor(self, gpu_class: int) -> int:
+        return 1
+
+    def block_timestamp(self) -> int:
+        return int(time.time())
+
+
+PROVIDER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+DOMAIN = Domain(chain_id=1337, verifying_contract="0x5FbDB2315678afecb367f032d93F642f64180aa3")
+MAX_IMAGE_BYTES = 2**30  # 1 GiB: the test image (~70 MB) is within it
+
+
+def passing_challenge(*args: object, **kwargs: object) -> ChallengeOutcome:
+    return ChallengeOutcome(10.0**6)  # far above any floor: the start challenge passes
+
+
+@dataclass
+class Pushed:
+    registry: LocalRegistry
+    digest: str
+
+    @property
+    def image(self) -> str:
+        return self.registry.reference("gm/python", self.digest)
+
+    @property
+    def absent(self) -> str:
+        return self.registry.reference("gm/python", "sha256:" + hashlib.sha256(b"never pushed").hexdigest())
+
+
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory, podman_env, python_image) -> Iterator[Pushed]:
+    with local_registry(tmp_path_factory.mktemp("registry")) as registry:
+        yield Pushed(registry, registry.push(python_image, "gm/python:t", podman_env))
+
+
+@pytest.fixture
+def agent() -> Iterator[AgentDouble]:
+    double = AgentDouble(health={"status": "ok", "runtime": "container", "max_image_bytes": MAX_IMAGE_BYTES})
+    yield double
+    double.close()
+
+
+@pytest.fixture
+def monitors(tmp_path: Path, pushed: Pushed, agent: AgentDouble) -> Iterator[Callable[..., JobMonitor]]:
+    """Builder: oracle i's JobMonitor (2-of-3 committee) following job ``job_id`` at the agent double."""
+    stores: list[DecisionStore] = []
+    members = [test_oracle(i).address for i in range(3)]
+
+    def make(i: int, job_id: int, registries: dict[str, str] | None = None,
+             config: ImageConfig = ImageConfig(check_interval_s=0)) -> JobMonitor:
+        key = test_oracle(i)
+        store = DecisionStore.open(tmp_path / f"oracle{i}-{len(stores)}.db", DOMAIN, key.address)
+        stores.append(store)
+        store.set_committee(1, members, 2)
+        started = int(time.time()) - 5
+        job = Job(job_id=job_id, client=PROVIDER, provider=PROVIDER, state=JobState.RUNNING, gpu_class=1,
+                  gpu_count=1, max_price_per_gpu_second=1, price_per_gpu_second=1, max_duration=3600,
+                  accept_deadline=started, started_at=started, collateral=1, escrow=3600, spec_hash=b"\x5e" * 32)
+        store.watch_job(job_id, PROVIDER, started)
+        contract = ContractDouble(DOMAIN, 1, members, 2)
+        registries = {pushed.registry.host: pushed.registry.url} if registries is None else registries
+        return JobMonitor(
+            store, OracleSigner(store, key), MarketDouble({job_id: job}, agent.url), [], contract,
+            config=JobConfig(poll_interval_s=1.0), challenge=passing_challenge, registries=registries,
+            image_config=config,
+        )
+
+    yield make
+    for store in stores:
+        store.close()
+
+
+def drive(monitors: list[JobMonitor], agent: AgentDouble, job_id: int, image: str, pulling_polls: int,
+          reason: str = "image_not_found", extra_polls: int = 2) -> list[list]:
+    """The agent reports the job pulling for ``pulling_polls`` polls, then lost for ``reason``; each
+    monitor ticks once per poll (its clock advanced by the poll interval). Returns each poll's steps."""
+    polls = []
+    now = 1000.0
+    for index in range(pulling_polls + 1 + extra_polls):
+        if index < pulling_polls:
+            agent.report(job_id, image, "spec_received")
+        else:
+            agent.report(job_id, image, "lost", reason=reason)
+        polls.append([monitor.tick(now=now) for monitor in monitors])
+        now += 1.0
+    return polls
+
+
+def the_step(steps: list) -> Any:
+    [step] = steps
+    return step
+
+
+def test_an_image_the_oracle_fetched_every_time_fails_the_job(monitors, pushed: Pushed, agent: AgentDouble) -> None:
+    oracles = [monitors(0, 7), monitors(1, 7)]
+    polls = drive(oracles, agent, 7, pushed.image, pulling_polls=2, extra_polls=0)
+    for monitor_steps in polls[-1]:
+        step = the_step(monitor_steps)
+        assert step.action == "decided", step
+        assert step.detail.startswith(f"FAILED: the agent reports image_not_found for {pushed.image}, but this "
+                                      "oracle fetched its manifest 3 times over the attempt, size ")
+        assert f"within the advertised max_image_bytes {MAX_IMAGE_BYTES}" in step.detail
+    decisions = [monitor.store.job_decision(7) for monitor in oracles]
+    for decision in decisions:
+        report = decision.report
+        assert (report.outcome, report.gpu_seconds, report.result_hash, report.evidence_hash) == (
+            Outcome.FAILED, 0, b"\x00" * 32, b"\x00" * 32)
+    # Canonical: both oracles decided the byte-identical report.
+    assert decisions[0].digest == decisions[1].digest and decisions[0].report == decisions[1].report
+    assert agent.health_requests >= 2  # the limit read at the attempt's start and at its failure
+
+
+def expect_no_decision(monitor: JobMonitor, polls: list, job_id: int, *phrases: str) -> str:
+    details = {the_step(steps[0]).detail for steps in polls[-3:]}
+    [detail] = details  # the same verdict on every later poll
+    for steps in polls[-3:]:
+        assert the_step(steps[0]).action == "waiting"
+    assert detail.endswith("the job ends by expiry: client refunded, provider not slashed"), detail
+    for phrase in phrases:
+        assert phrase in detail, detail
+    assert monitor.store.job_decision(job_id) is None
+    return detail
+
+
+def test_an_image_absent_from_the_registry_is_no_decision(monitors, pushed: Pushed, agent: AgentDouble) -> None:
+    monitor = monitors(0, 8)
+    polls = drive([monitor], agent, 8, pushed.absent, pulling_polls=2)
+    expect_no_decision(monitor, polls, 8, "did not find it (not_found", "MANIFEST_UNKNOWN")
+    assert len(monitor._jobs[8].image.checks) == 3  # two while pulling, one at the failure, none after
+
+
+def test_a_provider_local_image_is_no_decision(monitors, pushed: Pushed, agent: AgentDouble) -> None:
+    monitor = monitors(0, 9)
+    local = f"localhost/gpumarket-python@{pushed.digest}"
+    polls = drive([monitor], agent, 9, local, pulling_polls=2, reason="image_unavailable")
+    expect_no_decision(monitor, polls, 9, "provider-local image")
+
+
+def test_an_unconfigured_registry_is_no_decision(monitors, pushed: Pushed, agent: AgentDouble) -> None:
+    monitor = monitors(0, 10, registries={})
+    polls = drive([monitor], agent, 10, pushed.image, pulling_polls=2)
+    expect_no_decision(monitor, polls, 10, "not configured to ask")
+
+
+def test_a_single_found_check_is_no_decision(monitors, pushed: Pushed, agent: AgentDouble) -> None:
+    # The agent reports the failure at once: this oracle never saw it pulling, so it checks once.
+    monitor = monitors(0, 11)
+    polls = drive([monitor], agent, 11, pushed.image, pulling_polls=0, reason="image_unavailable")
+    expect_no_decision(monitor, polls, 11, "fetched its manifest only 1 time(s)")
+
+
+def test_an_image_over_the_advertised_limit_or_no_limit_is_no_decision(
+    monitors, pushed: Pushed, agent: AgentDouble,
+) -> None:
+    agent.health = {"status": "ok", "max_image_bytes": 1000}
+    monitor = monitors(0, 12)
+    polls = drive([monitor], agent, 12, pushed.image, pulling_polls=2, reason="image_too_large")
+    expect_no_decision(monitor, polls, 12, "is over the advertised max_image_bytes 1000")
+    agent.health = {"status": "ok"}
+    monitor = monitors(0, 13)
+    polls = drive([monitor], agent, 13, pushed.image, pulling_polls=2, reason="image_not_found")
+    expect_no_decision(monitor, polls, 13, "advertises no max_image_bytes")
+
+
+def test_a_limit_lowered_during_the_attempt_does_not_escape(monitors, pushed: Pushed, agent: AgentDouble) -> None:
+    monitor = monitors(0, 14)
+    now = 1000.0
+    for _ in range(2):
+        agent.report(14, pushed.image, "spec_received")
+        monitor.tick(now=now)
+        now += 1
+        agent.health = {"status": "ok", "max_image_bytes": 1000}  # lowered after the attempt began
+    agent.report(14, pushed.image, "lost", reason="image_too_large")
+    step = the_step(monitor.tick(now=now))
+    assert step.action == "decided" and f"max_image_bytes {MAX_IMAGE_BYTES}" in step.detail
+
+
+def test_an_image_failure_claimed_after_the_job_started_is_a_lost_job(
+    monitors, pushed: Pushed, agent: AgentDouble,
+) -> None:
+    monitor = monitors(0, 15, registries={})  # no registry: the image rule could never fail it
+    agent.report(15, pushed.image, "running", started_at=time.time())
+    assert the_step(monitor.tick(now=1000.0)).action == "polled"
+    agent.report(15, pushed.image, "lost", reason="image_not_found", started_at=time.time())
+    step = the_step(monitor.tick(now=1001.0))
+    assert step.action == "decided" and step.detail.startswith("FAILED: the agent reports the job lost")
+
+
+# ---------------------------------------------------------------------- the setting: CLI and service
+
+
+def deployment_file(tmp_path: Path) -> Path:
+    path = tmp_path / "deployment.json"
+    address = "0x" + "11" * 20
+    path.write_text(json.dumps({
+        "chain_id": 31337, "market": address, "stake_token": address, "payment_token": address,
+        "deployer": address, "block": 1, "mock_tokens": True,
+    }))
+    return path
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("ghcr.io", "is not HOST=URL"),
+    ("=https://ghcr.io", "is not HOST=URL"),
+    ("ghcr.io=", "is not HOST=URL"),
+    ("ghcr.io=ftp://ghcr.io", "is not an http(s) URL"),
+    ("ghcr.io/x=https://ghcr.io", "is not host[:port]"),
+])
+def test_the_registry_option_is_checked_before_anything_starts(tmp_path: Path, option: str, message: str) -> None:
+    result = CliRunner().invoke(main, [
+        "oracle", "run", "--rpc", "http://127.0.0.1:9", "--deployment", str(deployment_file(tmp_path)),
+        "--key", "test-oracle:0", "--db", str(tmp_path / "o.sqlite"), "--registry", option])
+    assert result.exit_code == 2 and "--registry" in result.output and message in result.output, result.output
+    result = CliRunner().invoke(main, [
+        "oracle", "run", "--rpc", "http://127.0.0.1:9", "--deployment", str(deployment_file(tmp_path)),
+        "--key", "test-oracle:0", "--db", str(tmp_path / "o.sqlite"),
+        "--registry", "ghcr.io=https://ghcr.io", "--registry", "127.0.0.1:5000=http://127.0.0.1:5000"])
+    assert result.exit_code == 1 and "Error: node http://127.0.0.1:9" in result.output  # got as far as the node
+
+
+def test_the_service_hands_its_registries_to_the_job_loop(tmp_path: Path) -> None:
+    params = Path(__file__).resolve().parents[2] / "deploy" / "params" / "default.yaml"
+    w3 = connect(EMBEDDED)
+    deployment = deploy_market_web3(w3, test_account(0), load_params(params), artifacts=load_artifacts())
+    registries = {"ghcr.io": "https://ghcr.io", "127.0.0.1:5000": "http://127.0.0.1:5000"}
+    config = OracleServiceConfig(rpc=EMBEDDED, deployment=deployment, key=test_oracle(0), db_path=tmp_path / "o.db",
+                                 port=0, confirmations=0, registries=registries, images=ImageConfig(min_checks=3))
+    service = OracleService(config, w3=w3).start()
+    try:
+        assert service.jobs is not None
+        assert service.jobs.images.client.registries == registries
+        assert service.jobs.images.config.min_checks == 3
+    finally:
+        service.close()

@@ -8,11 +8,12 @@ BIN   := $(VENV)/bin
 APE   := $(BIN)/ape
 STAMP := $(VENV)/.installed
 
-# Run tools with the venv first on PATH (ape may spawn helpers), and anvil from npm when
-# it is installed (only the foundry network needs it).
+# Run tools with the venv first on PATH (ape may spawn helpers), anvil from npm when it is
+# installed (only the foundry network needs it), and podman with the project's containers.conf
+# (deploy/podman: ulimits and runc that every machine here accepts).
 ANVIL_BIN := $(CURDIR)/node_modules/@foundry-rs/anvil-linux-amd64/bin
 # Silence one warning that ape's pydantic-settings prints on every start (not ours to fix).
-RUN := env PATH="$(abspath $(BIN)):$(ANVIL_BIN):$$PATH" PYTHONWARNINGS="ignore:Field 'import_remapping' has an incomplete definition"
+RUN := env PATH="$(abspath $(BIN)):$(ANVIL_BIN):$$PATH" CONTAINERS_CONF="$(CURDIR)/deploy/podman/containers.conf" PYTHONWARNINGS="ignore:Field 'import_remapping' has an incomplete definition"
 
 .DEFAULT_GOAL := help
 

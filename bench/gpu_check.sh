@@ -13,15 +13,20 @@
 #   pip install --target .gpu-deps --python-version 3.12 --only-binary=:all: \
 #       pydantic==2.14.4 eth-utils==5.3.1 eth-abi==5.2.0 eth-keys==0.8.0 click==8.1.8
 #
-# Steps, each under `timeout` (40 + 40 + 120 + 90 s, under 5 minutes in all):
+# Steps, each under `timeout` (40 + 40 + 120 + 90 + 90 s, under 7 minutes in all):
 #   1. packages: which of torch (and whether it sees CUDA), nvidia-ml-py, numpy, pytest, and the
 #      CLI's pydantic, eth-utils, eth-abi, eth-keys and click import, with their versions;
 #   2. inventory: gpumarket.measure.inventory.detect() (runs with or without a GPU);
 #   3. GPU tests: pytest tests/offchain/measure -m gpu (conftest lookup cut at that folder, so the
 #      chain fixtures of tests/conftest.py are not loaded);
-#   4. benchmark: python -m gpumarket bench challenge --json --backend torch.
+#   4. benchmark: python -m gpumarket bench challenge --json --backend torch;
+#   5. container: where podman and an NVIDIA CDI specification exist (nvidia-ctk cdi generate),
+#      a container given only the CDI device nvidia.com/gpu=0, as the agent gives a job its GPU,
+#      must see exactly one GPU and compute a CUDA matmul that equals the CPU's. No registry is
+#      needed: the container's root filesystem is this machine's own, read-only (podman --rootfs),
+#      so its python and torch are the ones step 1 found. Skipped, saying why, without podman or CDI.
 # It then writes ONE JSON object: {ok, dry_run, reason, python, packages, inventory, tests,
-# benchmark, seconds}.
+# benchmark, container, seconds}.
 #
 # Without a CUDA device it writes the JSON with the inventory (which says why: no NVML library,
 # no driver, no device, or a CPU-only torch), skips steps 3 and 4, prints "no CUDA device: ..."
@@ -147,6 +152,34 @@ if [[ $RUN_GPU_STEPS == 1 ]]; then
     [[ $BENCH_RC -eq 0 ]] || { say "benchmark failed (exit $BENCH_RC): $(tail -n 3 "$WORK/bench.log")"; STATUS=1; }
 fi
 
+# ---------------------------------------------------------------- 5. a CUDA job in a container
+CONTAINER_RC=skipped
+CONTAINER_WHY=""
+if [[ $RUN_GPU_STEPS != 1 || -n "$CUDA_REASON" ]]; then
+    CONTAINER_WHY="no CUDA device"
+elif ! command -v podman >/dev/null 2>&1; then
+    CONTAINER_WHY="podman is not installed"
+elif ! (nvidia-ctk cdi list 2>/dev/null | grep -q "nvidia.com/gpu=0"); then
+    CONTAINER_WHY="no CDI device nvidia.com/gpu=0 (install the NVIDIA Container Toolkit, then nvidia-ctk cdi generate)"
+else
+    CONTAINERS_CONF=${CONTAINERS_CONF:-$ROOT/deploy/podman/containers.conf} timeout 90 podman run --rm \
+        --read-only --network none --cap-drop all --security-opt no-new-privileges \
+        --device nvidia.com/gpu=0 --env PYTHONDONTWRITEBYTECODE=1 --rootfs / "$PY" -c '
+import json, torch
+a = torch.randint(-8, 8, (2048, 2048), dtype=torch.float32)
+b = torch.randint(-8, 8, (2048, 2048), dtype=torch.float32)
+gpu = (a.cuda() @ b.cuda()).cpu()
+print(json.dumps({"visible_gpus": torch.cuda.device_count(), "name": torch.cuda.get_device_name(0),
+                  "matmul_equals_cpu": bool(torch.equal(gpu, a @ b))}))' \
+        >"$WORK/container.json" 2>"$WORK/container.log"
+    CONTAINER_RC=$?
+    if [[ $CONTAINER_RC -eq 0 ]] && ! "$PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r["visible_gpus"] == 1 and r["matmul_equals_cpu"] else 1)' "$WORK/container.json"; then
+        CONTAINER_RC=1
+    fi
+    [[ $CONTAINER_RC -eq 0 ]] || { say "container check failed (exit $CONTAINER_RC): $(tail -n 3 "$WORK/container.log")"; STATUS=1; }
+fi
+[[ -z "$CONTAINER_WHY" ]] || say "container check skipped: $CONTAINER_WHY"
+
 # A failure where packages are missing is most likely theirs: say so.
 if [[ $STATUS == 1 && -n "$missing" ]]; then
     STATUS=3
@@ -154,12 +187,13 @@ if [[ $STATUS == 1 && -n "$missing" ]]; then
 fi
 
 # ---------------------------------------------------------------- the JSON
-"$PY" - "$WORK" "$OUTPUT" "$STATUS" "$DRY_RUN" "$REASON" "$PY" "$TESTS_RC" "$BENCH_RC" "$(($(date +%s) - START))" <<'EOF'
+"$PY" - "$WORK" "$OUTPUT" "$STATUS" "$DRY_RUN" "$REASON" "$PY" "$TESTS_RC" "$BENCH_RC" "$(($(date +%s) - START))" \
+    "$CONTAINER_RC" "$CONTAINER_WHY" <<'EOF'
 import json, sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-work, output, status, dry_run, reason, python, tests_rc, bench_rc, seconds = sys.argv[1:]
+work, output, status, dry_run, reason, python, tests_rc, bench_rc, seconds, container_rc, container_why = sys.argv[1:]
 work = Path(work)
 
 
@@ -209,6 +243,13 @@ def benchmark():
             "log_tail": tail("bench.log") if result is None or bench_rc != "0" else []}
 
 
+def container():
+    if container_rc == "skipped":
+        return {"ran": False, "reason": container_why}
+    return {"ran": True, "exit_code": int(container_rc), "result": load("container.json"),
+            "log_tail": tail("container.log") if container_rc != "0" else []}
+
+
 inventory = load("inventory.json")
 report = {
     "ok": status == "0",
@@ -220,6 +261,7 @@ report = {
     "inventory": inventory if inventory is not None else {"error": tail("inventory.log")},
     "tests": tests(),
     "benchmark": benchmark(),
+    "container": container(),
     "seconds": int(seconds),
 }
 Path(output).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")

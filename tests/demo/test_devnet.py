@@ -57,3 +57,18 @@ def test_cheat_skip_after_needs_a_fraction(tmp_path):
         "--db", str(tmp_path / "p.sqlite"), "--workdir", str(tmp_path / "jobs"), "--cheat-skip-after", "3",
     ])  # fmt: skip
     assert result.exit_code == 2 and "--cheat-skip-after needs --cheat-skip-fraction" in result.output
+
+
+def test_devnet_story_with_every_job_in_a_container(tmp_path, anvil_binary, deploy_params, podman_env, python_image):
+    completed = subprocess.run(
+        [sys.executable, "-m", "gpumarket", "devnet", "--json", "--workdir", str(tmp_path),
+         "--runtime", "container", "--containers-conf", podman_env["CONTAINERS_CONF"]],
+        capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-5000:]
+    summary = json.loads(completed.stdout)
+    check_story_json(summary, StoryParams(image=python_image), deploy_params)
+    ran = [job for job in summary["jobs"] if job["state"] == "COMPLETED"]
+    assert ran and all(job["runtime"] == "container" for job in ran), summary["jobs"]
+    assert all(job["runtime"] in ("container", None) for job in summary["jobs"])
+    assert f"jobs' image: {python_image}" in completed.stderr

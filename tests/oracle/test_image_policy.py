@@ -73,7 +73,15 @@ def test_failed_only_with_two_found_checks_within_the_advertised_limit() -> None
         f"the agent reports image_not_found for {IMAGE}, but this oracle fetched its manifest 2 times over the "
         f"attempt, size {100 * MiB} bytes (100.0 MiB) within the advertised max_image_bytes {200 * MiB}")
     # The size exactly at the limit is within it.
-    assert verdict(IMAGE, "image_too_large", [found(), found()], 100 * MiB).failed
+    assert verdict(IMAGE, "image_unavailable", [found(), found()], 100 * MiB).failed
+
+
+def test_an_image_too_large_is_never_a_slash() -> None:
+    # The agent sizes the image unpacked; the manifest only tells its compressed size.
+    result = verdict(IMAGE, "image_too_large", [found(at=1), found(at=3)], 200 * MiB)
+    assert not result.failed
+    assert "measures an image unpacked, which its manifest does not tell" in result.detail
+    assert result.detail.endswith(EXPIRY)
 
 
 @pytest.mark.parametrize(("checks", "limit", "why"), [
@@ -86,7 +94,7 @@ def test_failed_only_with_two_found_checks_within_the_advertised_limit() -> None
     ([found(), found(200 * MiB + 1)], 200 * MiB, "is over the advertised max_image_bytes"),
 ])
 def test_anything_else_is_no_decision_and_says_the_job_ends_by_expiry(checks, limit, why) -> None:
-    for reason in sorted(IMAGE_REASONS):
+    for reason in sorted(IMAGE_REASONS - {"image_too_large"}):
         result = verdict(IMAGE, reason, checks, limit)
         assert not result.failed
         assert why in result.detail, result.detail
@@ -390,7 +398,7 @@ def test_an_image_over_the_advertised_limit_or_no_limit_is_no_decision(
 ) -> None:
     agent.health = {"status": "ok", "max_image_bytes": 1000}
     monitor = monitors(0, 12)
-    polls = drive([monitor], agent, 12, pushed.image, pulling_polls=2, reason="image_too_large")
+    polls = drive([monitor], agent, 12, pushed.image, pulling_polls=2, reason="image_unavailable")
     expect_no_decision(monitor, polls, 12, "is over the advertised max_image_bytes 1000")
     agent.health = {"status": "ok"}
     monitor = monitors(0, 13)
@@ -406,7 +414,7 @@ def test_a_limit_lowered_during_the_attempt_does_not_escape(monitors, pushed: Pu
         monitor.tick(now=now)
         now += 1
         agent.health = {"status": "ok", "max_image_bytes": 1000}  # lowered after the attempt began
-    agent.report(14, pushed.image, "lost", reason="image_too_large")
+    agent.report(14, pushed.image, "lost", reason="image_unavailable")
     step = the_step(monitor.tick(now=now))
     assert step.action == "decided" and f"max_image_bytes {MAX_IMAGE_BYTES}" in step.detail
 

@@ -35,6 +35,7 @@ from gpumarket.oracle.jobs import JobConfig
 from gpumarket.oracle.service import OracleService, OracleServiceConfig
 from gpumarket.provider.service import ProviderService, ServiceConfig
 from gpumarket.provider.spec import JobSpec
+from gpumarket.provider.runtime import RuntimeSettings
 
 PARAMS = Path(__file__).resolve().parents[2] / "deploy" / "params" / "default.yaml"
 CPU_DEV = 1
@@ -121,6 +122,7 @@ class Market3:
         config = ServiceConfig(
             rpc=EMBEDDED, deployment=self.deployment, key=key, db_path=self.root / f"provider-{name}.sqlite",
             workdir=self.root / f"jobs-{name}", port=port, confirmations=0, poll_interval=0.1, meter_interval=0.1,
+            runtime=RuntimeSettings(kind="process"),
         )
         service = ProviderService(config, w3=self.w3, prover=prover).start()
         self.providers.append(service)

@@ -21,14 +21,14 @@ from gpumarket.provider.result import ResultBundle
 from .support import CHAIN_ID, MARKET, Http, python_spec
 
 
-def start_agent(tmp_path: Path, name: str, provider: str) -> tuple[subprocess.Popen, Http]:
+def start_agent(tmp_path: Path, name: str, provider: str, *options: str) -> tuple[subprocess.Popen, Http]:
     ready = tmp_path / f"{name}.ready"
     command = [
         sys.executable, "-m", "gpumarket", "provider", "serve-api",
         "--db", str(tmp_path / "agent.sqlite"), "--workdir", str(tmp_path / "jobs"),
         "--port", "0", "--address", provider, "--chain-id", str(CHAIN_ID), "--market", MARKET,
         "--jobs-file", str(tmp_path / "jobs.json"), "--backend", "numpy", "--meter-interval", "0.05",
-        "--ready-file", str(ready),
+        "--ready-file", str(ready), "--runtime", "process", *options,
     ]  # fmt: skip
     with open(tmp_path / f"{name}.log", "wb") as log:  # the child keeps its own copy of the fd
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -119,3 +119,58 @@ def test_kill_and_restart_resumes_live_jobs_and_reports_dead_ones_lost(tmp_path,
         for pid_file in (tmp_path / "jobs").glob("job-*/pid"):
             with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):  # already gone
                 os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_a_killed_container_agent_adopts_its_container_and_removes_the_ones_it_no_longer_owns(
+    tmp_path, client_account, provider_account, podman_env, python_image,
+):
+    from gpumarket.containers.engine import PodmanEngine
+    from gpumarket.provider.runtime import container_owner
+    from gpumarket.provider.spec import ContainerJobSpec, ContainerLimits
+
+    limits = ContainerLimits(max_seconds=60, max_output_bytes=4096, max_memory_bytes=256 << 20)
+    survivor = ContainerJobSpec(image=python_image, gpu_count=1, limits=limits, outputs=["out.txt"], command=[
+        "python3", "-c", "import time; time.sleep(3); open('out.txt', 'w').write('survived')"])
+    table = {"jobs": [{"job_id": 1, "client": client_account.address, "provider": provider_account.address,
+                       "state": "RUNNING", "spec_hash": "0x" + survivor.hash().hex(), "gpu_count": 1}]}
+    (tmp_path / "jobs.json").write_text(json.dumps(table))
+    container_options = ("--runtime", "container", "--containers-conf", podman_env["CONTAINERS_CONF"])
+    engine = PodmanEngine(containers_conf=Path(podman_env["CONTAINERS_CONF"]))
+    owner = container_owner(provider_account.address, tmp_path / "jobs")
+    processes: list[subprocess.Popen] = []
+    try:
+        first, http = start_agent(tmp_path, "first", provider_account.address, *container_options)
+        processes.append(first)
+        signed = sign_request(client_account, action="put-spec", chain_id=CHAIN_ID, market=MARKET, job_id=1,
+                              spec_hash=survivor.hash())
+        response = http.request("PUT", "/jobs/1/spec", survivor.canonical_bytes(), {"Authorization": signed.to_header()})
+        assert response.status == 202, response.body
+        deadline = time.monotonic() + 30
+        while status(http, 1)["state"] != "running":
+            assert time.monotonic() < deadline, status(http, 1)
+            time.sleep(0.1)
+        first.kill()  # SIGKILL: its container runs on under podman's conmon
+        first.wait(10)
+        # A container of this agent's for a job its database never held: the next agent removes it.
+        stray = subprocess.run(
+            ["podman", "run", "-d", "--name", f"stray-{owner[-12:]}", "--label", f"gpumarket.owner={owner}",
+             "--label", "gpumarket.job=99", python_image, "sleep", "120"], env={**os.environ, **podman_env}, capture_output=True, text=True, timeout=60)
+        assert stray.returncode == 0, stray.stderr
+
+        second, http = start_agent(tmp_path, "second", provider_account.address, *container_options)
+        processes.append(second)
+        assert [c.labels.get("gpumarket.job") for c in engine.list(f"gpumarket.owner={owner}")] in ([], ["1"])
+        deadline = time.monotonic() + 30
+        while (done := status(http, 1))["state"] == "running":
+            assert time.monotonic() < deadline, done
+            time.sleep(0.1)
+        assert (done["state"], done["exit_code"], done["runtime"]) == ("finished", 0, "container"), done
+        signed = sign_request(client_account, action="get-result", chain_id=CHAIN_ID, market=MARKET, job_id=1)
+        bundle = ResultBundle.parse(http.request("GET", "/jobs/1/result", headers={"Authorization": signed.to_header()}).body)
+        assert bundle.contents["outputs/out.txt"] == b"survived"
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        for container in engine.list(f"gpumarket.owner={owner}"):
+            engine.remove(container.id)

@@ -39,6 +39,7 @@ from gpumarket.provider.agent import AgentConfig, ProviderAgent
 from gpumarket.provider.api import ProviderServer
 from gpumarket.provider.auth import sign_request
 from gpumarket.provider.store import Store
+from gpumarket.provider.runtime import RuntimeSettings
 
 from .support import CHAIN_ID, MARKET, Http, python_spec
 
@@ -338,7 +339,7 @@ def test_a_provider_service_run_logs_no_key_material(tmp_path, provider_keystore
     service = ProviderService(
         ServiceConfig(rpc=EMBEDDED, deployment=deployment, key=key, db_path=tmp_path / "provider.sqlite",
                       workdir=tmp_path / "jobs", port=port, backend="numpy", confirmations=0, poll_interval=0.05,
-                      meter_interval=0.1),
+                      meter_interval=0.1, runtime=RuntimeSettings(kind="process")),
         w3=w3,
     ).start()
     try:

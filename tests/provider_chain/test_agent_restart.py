@@ -63,7 +63,7 @@ class Agent:
             sys.executable, "-m", "gpumarket", "provider", "run", "--rpc", rpc, "--deployment", str(deployment),
             "--key", "test-account:2", "--db", str(tmp_path / "provider.sqlite"), "--workdir", str(self.jobs),
             "--port", "0", "--backend", "numpy", "--confirmations", "0", "--poll-interval", "0.1",
-            "--meter-interval", "0.1", "--max-gpus", "3", "--ready-file", str(self.ready),
+            "--meter-interval", "0.1", "--max-gpus", "3", "--ready-file", str(self.ready), "--runtime", "process",
         ]  # fmt: skip
         self.process: subprocess.Popen | None = None
         self.http: Http | None = None

@@ -26,6 +26,7 @@ from gpumarket.cli import main
 from gpumarket.provider.auth import sign_request
 from gpumarket.provider.service import ProviderService, ServiceConfig, StartupError
 from gpumarket.provider.store import JobStatus
+from gpumarket.provider.runtime import RuntimeSettings
 
 from .conftest import CPU_DEV, PRICE, PROVIDER_ENDPOINT, Chain, build_chain, python_spec
 
@@ -36,7 +37,7 @@ def service_config(chain: Chain, tmp_path: Path, key: ServiceKey, **overrides) -
     values = dict(
         rpc="embedded", deployment=chain.deployment, key=key, db_path=tmp_path / "provider.sqlite",
         workdir=tmp_path / "jobs", port=0, backend="numpy", confirmations=0, poll_interval=0.05,
-        meter_interval=0.05,
+        meter_interval=0.05, runtime=RuntimeSettings(kind="process"),
     )  # fmt: skip
     values.update(overrides)
     return ServiceConfig(**values)
@@ -111,7 +112,7 @@ def test_run_command_as_a_process_on_anvil(tmp_path, anvil_binary):
             sys.executable, "-m", "gpumarket", "provider", "run", "--rpc", node.url,
             "--deployment", str(deployment), "--key", "test-account:2", "--db", str(tmp_path / "provider.sqlite"),
             "--workdir", str(tmp_path / "jobs"), "--port", "0", "--backend", "numpy", "--confirmations", "0",
-            "--poll-interval", "0.1", "--ready-file", str(ready),
+            "--poll-interval", "0.1", "--ready-file", str(ready), "--runtime", "process",
         ]  # fmt: skip
         log_path = tmp_path / "provider.log"
         with open(log_path, "wb") as log:

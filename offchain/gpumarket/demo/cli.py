@@ -22,6 +22,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -31,9 +32,11 @@ from gpumarket.chain.keys import load_key
 from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.client.jobs import JobClient
 from gpumarket.demo.client import ClientPlan, run_client, write_reports
-from gpumarket.demo.launcher import Launcher, ServiceTiming
+from gpumarket.containers.local_image import ImageBuildError, ensure_python_image
+from gpumarket.demo.launcher import PROCESS_RUNTIME, Launcher, ServiceTiming
 from gpumarket.demo.story import DemoError, StoryParams, run_story
 from gpumarket.demo.summary import render
+from gpumarket.provider.runtime import RUNTIMES, RuntimeSettings
 
 __all__ = ["demo", "demo_client", "devnet"]
 
@@ -55,9 +58,13 @@ def _logs_to(path: Path) -> Iterator[None]:
         handler.close()
 
 
-def tell(make_launcher: Callable[[Path, ServiceTiming], Launcher], *, as_json: bool, workdir: Path | None,
-         keep: bool, params: StoryParams = StoryParams()) -> int:
-    """Play the story with the launcher `make_launcher` builds; print the summary; the exit status."""
+def tell(make_launcher: Callable[[Path, ServiceTiming, RuntimeSettings], Launcher], *, as_json: bool,
+         workdir: Path | None, keep: bool, params: StoryParams = StoryParams(),
+         runtime: RuntimeSettings = PROCESS_RUNTIME) -> int:
+    """Play the story with the launcher `make_launcher` builds; print the summary; the exit status.
+
+    With the container runtime the jobs run in the local Python image (built first when missing,
+    gpumarket.containers.local_image), unless ``params`` names an image already."""
     root = workdir or Path(tempfile.mkdtemp(prefix="gpumarket-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     progress_out = sys.stderr if as_json else sys.stdout
@@ -65,7 +72,16 @@ def tell(make_launcher: Callable[[Path, ServiceTiming], Launcher], *, as_json: b
     def echo(line: str) -> None:
         click.echo(line, file=progress_out)
 
-    launcher = make_launcher(root, ServiceTiming())
+    if runtime.kind == "container" and params.image is None:
+        conf = {} if runtime.containers_conf is None else {"CONTAINERS_CONF": str(runtime.containers_conf)}
+        echo("jobs run in containers: finding (or building, about 20 s) the local Python image")
+        try:
+            params = replace(params, image=ensure_python_image(conf))
+        except ImageBuildError as error:
+            click.echo(f"demo failed: {error}", err=True)
+            return 1
+        echo(f"jobs' image: {params.image}")
+    launcher = make_launcher(root, ServiceTiming(), runtime)
     try:
         with _logs_to(root / "demo.log"), launcher:
             result = run_story(launcher, params, echo=echo)
@@ -93,33 +109,51 @@ _workdir_option = click.option(
     help="Where the services keep their files and logs [default: a temporary directory].",
 )
 _keep_option = click.option("--keep", is_flag=True, help="Keep the temporary working directory after a clean run.")
+_runtime_option = click.option(
+    "--runtime", "runtime_kind", type=click.Choice(RUNTIMES), default="process", show_default=True,
+    help="How the providers run jobs: host processes, or Podman containers of a local Python image.",
+)
+_containers_conf_option = click.option(
+    "--containers-conf", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+    help="A containers.conf for podman [default: $CONTAINERS_CONF, else podman's own].",
+)
+
+
+def _runtime(kind: str, containers_conf: Path | None) -> RuntimeSettings:
+    return RuntimeSettings(kind=kind, containers_conf=containers_conf)
 
 
 @click.command("demo")
 @_json_option
 @_workdir_option
 @_keep_option
-def demo(as_json: bool, workdir: Path | None, keep: bool) -> None:
+@_runtime_option
+@_containers_conf_option
+def demo(as_json: bool, workdir: Path | None, keep: bool, runtime_kind: str, containers_conf: Path | None) -> None:
     """The whole market on an embedded chain: 3 oracles (2-of-3), 3 providers (one lazy), real jobs.
 
     Exits 1 when anything did not go as the protocol says."""
     from gpumarket.demo.inprocess import InProcessLauncher
 
-    sys.exit(tell(InProcessLauncher, as_json=as_json, workdir=workdir, keep=keep))
+    sys.exit(tell(InProcessLauncher, as_json=as_json, workdir=workdir, keep=keep,
+                  runtime=_runtime(runtime_kind, containers_conf)))
 
 
 @click.command("devnet")
 @_json_option
 @_workdir_option
 @_keep_option
-def devnet(as_json: bool, workdir: Path | None, keep: bool) -> None:
+@_runtime_option
+@_containers_conf_option
+def devnet(as_json: bool, workdir: Path | None, keep: bool, runtime_kind: str, containers_conf: Path | None) -> None:
     """The demo's story on anvil, each oracle, provider and the client in its own process.
 
-    anvil comes from the npm registry (`make anvil`). Exits 1 when anything did not go as the
-    protocol says."""
+    anvil comes from the npm registry (`make anvil`); podman for --runtime container from
+    Debian's packages (`make containers`). Exits 1 when anything did not go as the protocol says."""
     from gpumarket.demo.devnet import ProcessLauncher
 
-    sys.exit(tell(ProcessLauncher, as_json=as_json, workdir=workdir, keep=keep))
+    sys.exit(tell(ProcessLauncher, as_json=as_json, workdir=workdir, keep=keep,
+                  runtime=_runtime(runtime_kind, containers_conf)))
 
 
 @click.command("demo-client", hidden=True)

@@ -53,6 +53,7 @@ class ClientPlan:
     max_duration: int
     gpu_class: int
     gpu_count: int = 1
+    image: str | None = None  # the jobs' container image (pinned by digest); None: host-process jobs
     accept_window: int = 600
     wave_timeout_s: float = 90.0
     poll_interval_s: float = 0.25
@@ -80,6 +81,7 @@ class ClientJobReport:
     job_id: int | None = None
     chain_state: str | None = None
     spec: str = "not sent"  # "sent", or why not
+    runtime: str | None = None  # how the provider's agent said it runs the job ("container", "process")
     result: str | None = None  # "ok", or what is wrong; None when there is no result to fetch
     notes: list[str] = field(default_factory=list)
 
@@ -99,7 +101,7 @@ def run_client(
     for wave in sorted({job.wave for job in plan.jobs}):
         members = [(job, report) for job, report in zip(plan.jobs, reports) if job.wave == wave]
         for job, report in members:
-            spec = workload(job.index).spec()
+            spec = workload(job.index).spec(plan.image, plan.gpu_count)
             report.job_id = client.create_job(
                 spec, gpu_class=plan.gpu_class, gpu_count=plan.gpu_count, max_price=plan.max_price,
                 max_duration=plan.max_duration, provider=job.provider, accept_window=plan.accept_window,
@@ -124,7 +126,7 @@ def _follow_wave(client: JobClient, plan: ClientPlan, reports: list[ClientJobRep
             assert job_id is not None
             job = client.job(job_id)
             if job.state == JobState.RUNNING and report.spec == "not sent":
-                report.spec = _send_spec(client, job_id, report, echo)
+                report.spec = _send_spec(client, plan, job_id, report, echo)
             if job.state.terminal:
                 report.chain_state = job.state.name
                 if job.state == JobState.COMPLETED:
@@ -139,14 +141,17 @@ def _follow_wave(client: JobClient, plan: ClientPlan, reports: list[ClientJobRep
             time.sleep(plan.poll_interval_s)
 
 
-def _send_spec(client: JobClient, job_id: int, report: ClientJobReport, echo: Callable[[str], None]) -> str:
+def _send_spec(client: JobClient, plan: ClientPlan, job_id: int, report: ClientJobReport,
+               echo: Callable[[str], None]) -> str:
     try:
-        client.send_spec(job_id, workload(report.index).spec())
+        answer = client.send_spec(job_id, workload(report.index).spec(plan.image, plan.gpu_count))
     except ClientError as error:
         # The committee may have failed the job between our read and the provider's.
         report.notes.append(f"spec refused: {error}")
         return f"refused: {error}"
-    echo(f"client: sent job {job_id}'s spec to its provider")
+    job = answer.get("job")
+    report.runtime = job.get("runtime") if isinstance(job, dict) else None
+    echo(f"client: sent job {job_id}'s spec to its provider (runtime: {report.runtime or 'not said'})")
     return "sent"
 
 

@@ -38,7 +38,8 @@ from gpumarket.chain.anvil import AnvilError, AnvilNode
 from gpumarket.chain.connection import connect
 from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.demo.client import ClientJobReport, ClientPlan
-from gpumarket.demo.launcher import Launcher, LaunchError, OracleSetup, ProviderSetup, ServiceTiming
+from gpumarket.demo.launcher import PROCESS_RUNTIME, Launcher, LaunchError, OracleSetup, ProviderSetup, ServiceTiming
+from gpumarket.provider.runtime import RuntimeSettings
 
 __all__ = ["ProcessLauncher"]
 
@@ -66,9 +67,10 @@ def _tail(path: Path, lines: int = 15) -> str:
 class ProcessLauncher(Launcher):
     description = "on anvil, every oracle, provider and the client its own process"
 
-    def __init__(self, workdir: Path, timing: ServiceTiming, *, chain_state: Path | None = None) -> None:
+    def __init__(self, workdir: Path, timing: ServiceTiming, runtime: RuntimeSettings = PROCESS_RUNTIME, *,
+                 chain_state: Path | None = None) -> None:
         """`chain_state`: anvil keeps its chain in this file, so `restart_chain` resumes it."""
-        super().__init__(workdir, timing)
+        super().__init__(workdir, timing, runtime)
         self._chain_state = chain_state
         self._node: AnvilNode | None = None
         self._services: list[_Service] = []
@@ -119,8 +121,10 @@ class ProcessLauncher(Launcher):
             "--key", setup.key_spec, "--db", str(setup.root / "provider.sqlite"), "--workdir", str(setup.root / "jobs"),
             "--port", str(setup.port), "--backend", "numpy", "--confirmations", "0",
             "--poll-interval", str(timing.poll_interval_s), "--meter-interval", str(timing.meter_interval_s),
-            "--ready-file", str(ready),
+            "--ready-file", str(ready), "--runtime", self.runtime.kind,
         ]  # fmt: skip
+        if self.runtime.containers_conf is not None:
+            arguments += ["--containers-conf", str(self.runtime.containers_conf)]
         if setup.lazy is not None:
             arguments += ["--cheat-skip-fraction", str(setup.lazy.skip_fraction),
                           "--cheat-skip-after", str(setup.lazy.honest_challenges)]

@@ -18,11 +18,12 @@ from gpumarket.chain.keys import load_key
 from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.client.jobs import JobClient
 from gpumarket.demo.client import ClientJobReport, ClientPlan, run_client
-from gpumarket.demo.launcher import Launcher, LaunchError, OracleSetup, ProviderSetup, ServiceTiming
+from gpumarket.demo.launcher import PROCESS_RUNTIME, Launcher, LaunchError, OracleSetup, ProviderSetup, ServiceTiming
 from gpumarket.measure.provers.cheats import LateSkippingProver
 from gpumarket.oracle.hardware import HardwareConfig
 from gpumarket.oracle.jobs import JobConfig
 from gpumarket.oracle.service import OracleService, OracleServiceConfig
+from gpumarket.provider.runtime import RuntimeSettings
 from gpumarket.provider.service import ProviderService, ServiceConfig
 
 __all__ = ["InProcessLauncher"]
@@ -31,8 +32,8 @@ __all__ = ["InProcessLauncher"]
 class InProcessLauncher(Launcher):
     description = "in process, on the embedded py-evm chain"
 
-    def __init__(self, workdir: Path, timing: ServiceTiming) -> None:
-        super().__init__(workdir, timing)
+    def __init__(self, workdir: Path, timing: ServiceTiming, runtime: RuntimeSettings = PROCESS_RUNTIME) -> None:
+        super().__init__(workdir, timing, runtime)
         self._w3: Web3 | None = None
         self._providers: list[tuple[str, ProviderService]] = []
         self._oracles: list[tuple[str, OracleService]] = []
@@ -56,7 +57,7 @@ class InProcessLauncher(Launcher):
             rpc=EMBEDDED, deployment=deployment, key=load_key(setup.key_spec, w3=self.w3),
             db_path=setup.root / "provider.sqlite", workdir=setup.root / "jobs", port=setup.port,
             backend="numpy", confirmations=0, poll_interval=timing.poll_interval_s,
-            meter_interval=timing.meter_interval_s,
+            meter_interval=timing.meter_interval_s, runtime=self.runtime,
         )
         self._providers.append((setup.name, ProviderService(config, w3=self.w3, prover=prover).start()))
 

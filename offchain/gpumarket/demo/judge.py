@@ -83,6 +83,7 @@ class JobRow:
     collateral: int
     result: str | None
     expected: dict[str, Any] | None
+    runtime: str | None  # how the provider's agent ran it, as it answered the spec
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -172,8 +173,9 @@ def _compare(label: str, expected: rules.Money, actual: rules.Money, deviations:
 
 
 def judge(market: Market, deployment: MarketDeployment, roles: Roles, reports: list[ClientJobReport],
-          before: Snapshot) -> DemoResult:
-    """The story's result; see the module docstring."""
+          before: Snapshot, runtime: str = "process") -> DemoResult:
+    """The story's result; see the module docstring. ``runtime``: how every job whose spec was
+    sent must have run ("process" or "container")."""
     result = DemoResult(chain=f"chain {deployment.chain_id}", market=deployment.market)
     deviations = result.deviations
     parameters = market.parameters()
@@ -245,8 +247,10 @@ def judge(market: Market, deployment: MarketDeployment, roles: Roles, reports: l
             fee=actual.fee, provider_received=actual.provider_payment, refunded=actual.client_refund,
             slashed=actual.slashed, client_share=actual.client_share, escrow=job.escrow,
             collateral=job.collateral, result=report.result,
-            expected=None if expected is None else asdict(expected),
+            expected=None if expected is None else asdict(expected), runtime=report.runtime,
         ))
+        if report.spec == "sent" and report.runtime != runtime:
+            deviations.append(f"{label}: ran in the {report.runtime} runtime, not the story's {runtime} runtime")
 
     spoofed: dict[str, int] = {}
     for event in slashes:

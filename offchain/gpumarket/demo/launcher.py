@@ -27,8 +27,12 @@ from web3 import Web3
 
 from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.demo.client import ClientJobReport, ClientPlan
+from gpumarket.provider.runtime import RuntimeSettings
 
 __all__ = ["LaunchError", "Launcher", "LazyPlan", "OracleSetup", "ProviderSetup", "ServiceTiming", "free_ports"]
+
+# The demo and the devnet run jobs as host processes unless told to use containers (--runtime).
+PROCESS_RUNTIME = RuntimeSettings(kind="process")
 
 
 class LaunchError(RuntimeError):
@@ -103,9 +107,11 @@ class Launcher(ABC):
     #: how the services run, for the summary ("in process on the embedded chain", ...)
     description: str = ""
 
-    def __init__(self, workdir: Path, timing: ServiceTiming) -> None:
+    def __init__(self, workdir: Path, timing: ServiceTiming, runtime: RuntimeSettings = PROCESS_RUNTIME) -> None:
+        """``runtime``: how the providers run jobs (the story's specs must match it)."""
         self.workdir = workdir
         self.timing = timing
+        self.runtime = runtime
 
     @abstractmethod
     def start_chain(self) -> Web3:

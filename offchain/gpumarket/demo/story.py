@@ -96,6 +96,7 @@ class StoryParams:
     verify_timeout_s: float = 60.0  # per provider
     wave_timeout_s: float = 90.0
     params_path: Path = DEFAULT_PARAMS
+    image: str | None = None  # jobs in containers of this image (pinned by digest); None: host processes
 
     def __post_init__(self) -> None:
         if not self.providers or len({p.name for p in self.providers}) != len(self.providers):
@@ -122,6 +123,9 @@ class Progress:
 def run_story(launcher: Launcher, params: StoryParams = StoryParams(), *,
               echo: Callable[[str], None] = print) -> DemoResult:
     """Play the story (see the module docstring) and judge it."""
+    if (params.image is None) != (launcher.runtime.kind == "process"):
+        raise DemoError(f"the story's jobs need the {'process' if params.image is None else 'container'} runtime, "
+                        f"the launcher's providers run the {launcher.runtime.kind} runtime")
     progress = Progress(echo)
     try:
         return _play(launcher, params, progress)
@@ -181,13 +185,13 @@ def _play(launcher: Launcher, params: StoryParams, progress: Progress) -> DemoRe
                        for i, role in enumerate(params.providers))
             + ((JobPlan(len(params.providers), None, wave=1),) if params.open_job else ()),
             max_price=params.max_price, max_duration=params.max_duration, gpu_class=CPU_DEV.id,
-            wave_timeout_s=params.wave_timeout_s,
+            wave_timeout_s=params.wave_timeout_s, image=params.image,
         )
         reports = launcher.run_client(f"test-account:{CLIENT_ACCOUNT}", deployment, plan, tell)
         stopped = launcher.stopped_services()
         if stopped:
             raise DemoError("services stopped during the story: " + "; ".join(stopped))
-        result = judge(market, deployment, roles, reports, before)
+        result = judge(market, deployment, roles, reports, before, "process" if params.image is None else "container")
     return result
 
 

@@ -1,7 +1,8 @@
 """The demo client's jobs: small real computations, each a few seconds of one CPU core.
 
 Each workload is a Python program run by the provider as ``python -c PROGRAM PARAMS_JSON``
-(the interpreter running the demo, so it exists on the provider's machine: the same one). It
+(as a host process: the interpreter running the demo, so it exists on the provider's machine,
+the same one; in a container: the image's ``python3``). It
 writes ``result.json``; ``check`` reads the verified result bundle and says what is wrong with
 it, if anything, doing far less work than the job did (a product, a short Collatz chain, the
 first digits of pi).
@@ -16,13 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpumarket.provider.result import ResultBundle
-from gpumarket.provider.spec import JobSpec, Limits
+from gpumarket.provider.spec import AnyJobSpec, ContainerJobSpec, ContainerLimits, JobSpec, Limits
 
 __all__ = ["OUTPUT", "WORKLOADS", "Workload", "workload"]
 
 OUTPUT = "result.json"
 MAX_SECONDS = 60
 MAX_OUTPUT_BYTES = 1 << 20
+CONTAINER_MEMORY_BYTES = 512 << 20  # the largest workload (pi's big integers) needs a few tens of MiB
 
 _COLLATZ = """
 import json, sys
@@ -136,10 +138,20 @@ class Workload:
     params: dict[str, Any] = field(hash=False)
     checker: Callable[[dict[str, Any], dict[str, Any]], str | None] = field(hash=False, repr=False)
 
-    def spec(self) -> JobSpec:
-        return JobSpec(
-            command=[sys.executable, "-c", self.program, json.dumps(self.params, sort_keys=True)],
-            limits=Limits(max_seconds=MAX_SECONDS, max_output_bytes=MAX_OUTPUT_BYTES),
+    def spec(self, image: str | None = None, gpu_count: int = 1) -> AnyJobSpec:
+        """A host-process spec (version 1) running this interpreter, or with ``image`` (pinned by
+        digest, with python3 on its PATH) a container spec (version 2) for ``gpu_count`` GPUs."""
+        params = json.dumps(self.params, sort_keys=True)
+        if image is None:
+            return JobSpec(
+                command=[sys.executable, "-c", self.program, params],
+                limits=Limits(max_seconds=MAX_SECONDS, max_output_bytes=MAX_OUTPUT_BYTES),
+                outputs=[OUTPUT],
+            )
+        return ContainerJobSpec(
+            image=image, command=["python3", "-c", self.program, params], gpu_count=gpu_count,
+            limits=ContainerLimits(max_seconds=MAX_SECONDS, max_output_bytes=MAX_OUTPUT_BYTES,
+                                   max_memory_bytes=CONTAINER_MEMORY_BYTES),
             outputs=[OUTPUT],
         )
 

@@ -5,7 +5,12 @@ A ``JobMeter`` follows one job, a process (``meter_pid``) or a callable run in t
 
 - always: the CPU time charged to the job (user + system, of the process and every live or
   reaped descendant, from ``/proc/<pid>/stat``) and the resident memory of that process tree
-  (``VmRSS`` from ``/proc/<pid>/status``);
+  (``VmRSS`` from ``/proc/<pid>/status``); or, for a job whose usage is accounted elsewhere,
+  what its ``usage_source`` reads (a ``UsageReading``: whether it runs, its CPU time, the
+  memory to record). A container job's source is its cgroup (container_runner.py): the CPU
+  time of every process the container ran, and as ``rss_bytes`` the cgroup's memory
+  high-water mark so far, so a container's record has its memory peak as ``max_rss_bytes``
+  (a process job's is the largest resident memory a sample saw);
 - for each GPU assigned to the job, through NVML: utilisation, memory used, power draw and the
   total-energy counter. Each of these is ``None`` where the GPU does not support it; NVML's
   utilisation and memory are per device, so the job must hold its GPUs alone.
@@ -58,6 +63,7 @@ __all__ = [
     "JournalHeader",
     "Sample",
     "SampleJournal",
+    "UsageReading",
     "UsageRecord",
     "UsageSummary",
     "billable_gpu_seconds",
@@ -295,6 +301,15 @@ def summarize(samples: Sequence[Sample], gpu_uuids: Sequence[str]) -> UsageSumma
 
 
 # --------------------------------------------------------------------------- /proc
+
+
+@dataclass(frozen=True)
+class UsageReading:
+    """A job's usage read from outside its process tree, by a ``JobMeter.usage_source``."""
+
+    running: bool  # whether the job still runs (False ends the metering)
+    cpu_ms: int  # CPU time charged to the job so far (the meter never lets it go backwards)
+    rss_bytes: int  # the memory a sample records (a container: its cgroup's peak so far)
 
 
 @dataclass(frozen=True)
@@ -578,6 +593,10 @@ class JobMeter:
     ``journal``: the job's ``SampleJournal``. Samples are then timed on its clock (from the job's
     start) and appended to it; a resumed journal's samples come first in the record. It needs
     ``count_from_start``: a CPU baseline would not survive the restart.
+
+    ``usage_source``: where each sample's running state, CPU time and memory come from instead
+    of the process tree under ``pid`` (a container's cgroup); ``pid`` is then only what the
+    record names and what the meter waits on to see the end at once (it need not exist).
     """
 
     pid: int
@@ -586,6 +605,7 @@ class JobMeter:
     job_id: int | None = None
     count_from_start: bool = True
     journal: SampleJournal | None = None
+    usage_source: Callable[[], UsageReading] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.pid, bool) or not isinstance(self.pid, int) or self.pid <= 0:
@@ -596,7 +616,7 @@ class JobMeter:
             raise ValueError(f"metering: job_id must be a non-negative int or None, got {self.job_id!r}")
         if self.journal is not None and not self.count_from_start:
             raise ValueError("metering: a journal needs count_from_start (a CPU baseline is not journaled)")
-        if _read_stat(self.pid) is None:
+        if self.usage_source is None and _read_stat(self.pid) is None:
             raise ValueError(f"metering: no process {self.pid}")
 
     def run(
@@ -641,7 +661,7 @@ class JobMeter:
         if blind and not samples:
             blank = tuple(_no_reading(uuid) for uuid in uuids)
             journal.append(Sample(t_ns=0, running=True, cpu_ms=0, rss_bytes=0, gpus=blank))
-        baseline = 0 if self.count_from_start else self._cpu_ticks(_process_tree(self.pid))
+        baseline = 0 if self.count_from_start else self._baseline()
         if on_start is not None:
             on_start()
         pidfd = _pidfd(self.pid)
@@ -687,21 +707,34 @@ class JobMeter:
     def _cpu_ticks(tree: dict[int, _Stat]) -> int:
         return sum(stat.cpu_ticks for stat in tree.values())
 
+    def _baseline(self) -> int:
+        """The CPU time not charged to the job: clock ticks of the tree, or the source's ms."""
+        if self.usage_source is not None:
+            return self.usage_source().cpu_ms
+        return self._cpu_ticks(_process_tree(self.pid))
+
+    def _usage(self, baseline: int) -> tuple[bool, int, int]:
+        """(running, CPU ms since the baseline, memory) now."""
+        if self.usage_source is not None:
+            reading = self.usage_source()
+            return reading.running, max(reading.cpu_ms - baseline, 0), reading.rss_bytes
+        tree = _process_tree(self.pid)
+        root = tree.get(self.pid)
+        running = root is not None and root.state not in ("Z", "X")
+        cpu_ms = max(self._cpu_ticks(tree) - baseline, 0) * 1000 // _CLOCK_TICKS
+        return running, cpu_ms, sum(_read_rss_bytes(pid) for pid in tree)
+
     def _sample(
         self, probe: _GpuProbe | None, clock: Callable[[], int], baseline: int, previous: Sample | None
     ) -> Sample:
-        tree = _process_tree(self.pid)
+        running, cpu_ms, rss = self._usage(baseline)
         gpus = probe.read() if probe else ()
         t_ns = clock()
         if previous is not None and t_ns <= previous.t_ns:
             t_ns = previous.t_ns + 1  # keep times strictly increasing even on a coarse clock
-        root = tree.get(self.pid)
-        running = root is not None and root.state not in ("Z", "X")
-        cpu_ms = max(self._cpu_ticks(tree) - baseline, 0) * 1000 // _CLOCK_TICKS
         # A grandchild orphaned to init takes its time with it when it exits: never go backwards.
         if previous is not None:
             cpu_ms = max(cpu_ms, previous.cpu_ms)
-        rss = sum(_read_rss_bytes(pid) for pid in tree)
         return Sample(t_ns=t_ns, running=running, cpu_ms=cpu_ms, rss_bytes=rss, gpus=gpus)
 
 

@@ -44,6 +44,7 @@ from gpumarket.chain.keys import ServiceKey, test_oracle
 from gpumarket.oracle.signer import OracleSigner
 from gpumarket.oracle.store import DecisionStore
 from gpumarket.signing.eip712 import Domain, JobReport, Outcome, Report
+from gpumarket.provider.runtime import RuntimeSettings
 
 __all__ = ["ReportBench", "SettleBench", "SettleTimings", "bench_reports", "bench_settlement", "default_timings", "run_bench"]
 
@@ -272,7 +273,8 @@ def bench_settlement(
         provider = ProviderService(
             ServiceConfig(rpc=EMBEDDED, deployment=deployment, key=key, db_path=root / "provider.sqlite",
                           workdir=root / "jobs", port=port, backend="numpy", confirmations=0,
-                          poll_interval=timings.follower_poll_interval_s, meter_interval=0.1),
+                          poll_interval=timings.follower_poll_interval_s, meter_interval=0.1,
+                          runtime=RuntimeSettings(kind="process")),
             w3=w3,
         ).start()
         _wait_for(lambda: market.is_verified(key.address), timeout_s, "the provider's verification", 0.1)

@@ -143,7 +143,8 @@ def verdict(
     config: ImageConfig = ImageConfig(),
 ) -> ImageVerdict:
     """FAILED when this oracle fetched the image at least ``min_checks`` times, every check it
-    made found it, and its size is within ``max_image_bytes``; no decision otherwise."""
+    made found it, and its size is within ``max_image_bytes``; no decision otherwise, and always
+    for ``image_too_large`` (the agent's measure, the unpacked size, is not in the manifest)."""
     shown = image or "(no image named)"
 
     def no_decision(why: str) -> ImageVerdict:
@@ -151,6 +152,10 @@ def verdict(
 
     if not image:
         return no_decision("the status names no image this oracle could check")
+    if reason == "image_too_large":
+        # The agent sizes an image unpacked, the registry's manifest gives its compressed size:
+        # a claim this oracle cannot check without risking a slash of an honest provider.
+        return no_decision("the agent measures an image unpacked, which its manifest does not tell")
     if not checks:
         return no_decision("this oracle made no check of it")
     missed = [c for c in checks if c.status is not ImageStatus.FOUND]

@@ -48,8 +48,10 @@ from gpumarket.provider.auth import AuthScope, RequestVerifier, SignedRequest
 from gpumarket.provider.challenges import ChallengeDesk
 from gpumarket.provider.errors import AgentError
 from gpumarket.provider.jobsource import JobSource, JobState, OnChainJob
-from gpumarket.provider.runner import ProcessGone, Runner, RunningJob, RunResult
-from gpumarket.provider.spec import JobSpec, SpecError, parse_spec, spec_hash
+from gpumarket.containers.engine import ImageUnavailable
+from gpumarket.provider.jobdir import ProcessGone, RunResult
+from gpumarket.provider.runtime import JobRuntime, RunningJobHandle
+from gpumarket.provider.spec import AnyJobSpec, ContainerJobSpec, SpecError, parse_spec, spec_hash
 from gpumarket.provider.store import JobRecord, JobStatus, Liveness, Probe, Recovery, Store, StoreConflict
 
 __all__ = ["AgentConfig", "GpuPool", "ProviderAgent"]
@@ -117,8 +119,24 @@ class GpuPool:
 
 @dataclass
 class _Followed:
-    running: RunningJob
+    running: RunningJobHandle
     thread: threading.Thread = field(init=False)
+
+
+@dataclass(frozen=True)
+class PullPolicy:
+    """How long the agent keeps trying to get a job's image (container runtime).
+
+    A registry that cannot be reached (or answers 5xx) may come back: the pull is tried again
+    after ``first_retry_s``, doubling up to ``max_retry_s``, until ``give_up_s`` have passed or
+    the job's paid time is up. A registry that says the image does not exist, or an image over
+    the provider's size limit, ends the attempt at once. Either way the job is recorded lost with
+    the reason (``image_not_found``, ``image_unavailable``, ``image_too_large``) and never starts;
+    the oracles check the image themselves before anyone pays for it (docs/ARCHITECTURE.md)."""
+
+    first_retry_s: float = 2.0
+    max_retry_s: float = 30.0
+    give_up_s: float = 900.0
 
 
 class ProviderAgent:
@@ -128,11 +146,12 @@ class ProviderAgent:
         self,
         config: AgentConfig,
         store: Store,
-        runner: Runner,
+        runner: JobRuntime,
         jobs: JobSource,
         prover: TileProver,
         *,
         clock: Callable[[], float] = time.time,
+        pull_policy: PullPolicy = PullPolicy(),
     ) -> None:
         self.config = config
         self.store = store
@@ -152,6 +171,9 @@ class ProviderAgent:
         self.challenges = ChallengeDesk(prover, store, config.gpu_class, len(config.gpus))
         self._followed: dict[int, _Followed] = {}
         self._followed_lock = threading.Lock()
+        self.pull_policy = pull_policy
+        self._pulling: dict[int, threading.Thread] = {}  # jobs whose image is being got
+        self._closing = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -185,22 +207,26 @@ class ProviderAgent:
                 chain_job = None
             else:
                 if chain_job is None or chain_job.state != JobState.RUNNING:
-                    self.store.mark_lost(job.job_id, "the job is no longer running on chain")
+                    self.store.mark_lost(job.job_id, "the job is no longer running on chain", "ended_on_chain")
                     continue
                 left = self._time_left(chain_job)
                 if left is not None and left <= 0:
                     detail = self._deadline_detail(chain_job, left)
-                    self.store.mark_lost(job.job_id, detail)
+                    self.store.mark_lost(job.job_id, detail, "deadline_passed")
                     log.warning("job %d: %s", job.job_id, detail)
                     continue
             gpus = self.gpus.acquire(chain_job.gpu_count if chain_job else max(1, len(job.gpus)))
             if gpus is None:
-                self.store.mark_lost(job.job_id, "too few free GPUs to start it after the restart")
+                self.store.mark_lost(job.job_id, "too few free GPUs to start it after the restart", "gpus_busy")
                 continue
             try:
-                self._start(job.job_id, parse_spec(job.spec or b""), gpus, left)
+                self._launch(job.job_id, parse_spec(job.spec or b""), gpus, left)
             except AgentError:
                 continue  # recorded lost by _start, with the reason
+        keep = {job.job_id for job in self.store.jobs((JobStatus.SPEC_RECEIVED, JobStatus.RUNNING))}
+        for job_id in self.runner.sweep(keep):
+            log.warning("job %d: removed what the %s runtime still held for it (the job is over here)",
+                        job_id, self.runner.name)
         return recovery
 
     def _probe(self, job: JobRecord) -> Probe:
@@ -208,19 +234,16 @@ class ProviderAgent:
             if self.runner.is_alive(job.job_id, job.pid, job.start_ticks):
                 return Probe(Liveness.ALIVE, job.pid, job.start_ticks, job.started_at)
             return Probe(Liveness.ENDED if self.runner.has_ended(job.job_id) else Liveness.GONE)
-        # Stored but not known to have started: the wrapper's pid file tells.
+        # Stored but not known to have started: the runtime's own record of the start tells.
         found = self.runner.find_started(job.job_id)
-        if found is not None:
-            try:
-                started_at = self.runner.paths(job.job_id).pidfile.stat().st_mtime
-            except FileNotFoundError:  # found by its working directory an instant after it started
-                started_at = time.time()
-            return Probe(Liveness.ALIVE, found[0], found[1], started_at)
         recorded = self.runner.recorded_start(job.job_id)
+        if found is not None:
+            # Without a recorded start it was found an instant after it started: now is close enough.
+            return Probe(Liveness.ALIVE, found[0], found[1], recorded[1] if recorded else time.time())
         if recorded is not None and self.runner.has_ended(job.job_id):
-            # It started and ended while no agent recorded either: its pid file says which process and when.
+            # It started and ended while no agent recorded either: the runtime says which process and when.
             return Probe(Liveness.ENDED, recorded[0], None, recorded[1])
-        if self.runner.paths(job.job_id).pidfile.exists():
+        if recorded is not None:
             return Probe(Liveness.GONE)
         return Probe(Liveness.NOT_STARTED)
 
@@ -228,8 +251,12 @@ class ProviderAgent:
         """Stops following jobs. ``stop_jobs`` also stops their processes (and waits for them
         to be recorded); otherwise they keep running, their meters' journals on disk, and the
         next ``recover`` follows them again, or records those that ended meanwhile."""
+        self._closing.set()  # a pull waiting to retry gives up; its job starts again after a restart
         with self._followed_lock:
             followed = list(self._followed.values())
+            pulling = list(self._pulling.values())
+        for thread in pulling:
+            thread.join(timeout_s)
         if stop_jobs:
             for item in followed:
                 item.running.stop("stopped")
@@ -242,7 +269,7 @@ class ProviderAgent:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._followed_lock:
-                if not self._followed:
+                if not self._followed and not self._pulling:
                     return True
             time.sleep(0.02)
         return False
@@ -276,7 +303,13 @@ class ProviderAgent:
                 return known, False
             left = self._time_left(job)
             if left is not None and left <= 0:
-                self._refuse_late(job_id, job, digest, spec, left)
+                detail = self._deadline_detail(job, left)
+                self._refuse(job_id, job, digest, spec, AgentError(409, "deadline_passed", f"job {job_id}: {detail}"))
+            why = self.runner.refusal(spec)
+            if why is None and isinstance(spec, ContainerJobSpec) and spec.gpu_count != job.gpu_count:
+                why = f"the spec asks for {spec.gpu_count} GPUs, the job on chain has gpu_count {job.gpu_count}"
+            if why is not None:
+                self._refuse(job_id, job, digest, spec, AgentError(422, "spec_not_runnable", f"job {job_id}: {why}"))
             gpus = self.gpus.acquire(job.gpu_count)
             if gpus is None:
                 raise AgentError(
@@ -292,7 +325,7 @@ class ProviderAgent:
             except StoreConflict as error:
                 self.gpus.release(gpus)
                 raise AgentError(409, "spec_already_received", str(error)) from None
-            return self._start(job_id, spec, gpus, left), True
+            return self._launch(job_id, spec, gpus, left), True
 
     def _time_left(self, job: OnChainJob | None) -> float | None:
         """Seconds of paid time the job has left now; None when its deadline is unknown."""
@@ -307,32 +340,95 @@ class ProviderAgent:
     def _deadline_detail(job: OnChainJob, left: float) -> str:
         return f"not started: its paid time (on-chain end_deadline {job.end_deadline}) ended {-left:.0f} s ago"
 
-    def _refuse_late(self, job_id: int, job: OnChainJob, digest: bytes, spec: JobSpec, left: float) -> None:
-        """Records a job whose paid time is up as lost (its status says why) and refuses it."""
-        detail = self._deadline_detail(job, left)
+    def _refuse(self, job_id: int, job: OnChainJob, digest: bytes, spec: AnyJobSpec, refusal: AgentError) -> None:
+        """Records a job that can never run here as lost, its status saying why (``refusal``'s
+        code as the reason: its paid time is up, or its spec asks what this agent cannot run),
+        and raises the refusal. It never started: the job ends by expiry, nobody is slashed."""
         try:
             self.store.receive_spec(job_id, job.client, digest, spec.canonical_bytes(), (), "")
-            self.store.mark_lost(job_id, detail)
+            self.store.mark_lost(job_id, refusal.detail.removeprefix(f"job {job_id}: "), refusal.code)
         except StoreConflict as error:
             raise AgentError(409, "spec_already_received", str(error)) from None
-        log.warning("job %d: %s", job_id, detail)
-        raise AgentError(409, "deadline_passed", f"job {job_id}: {detail}")
+        log.warning("job %d: refused: %s", job_id, refusal.detail)
+        raise refusal
+
+    def _launch(
+        self, job_id: int, spec: AnyJobSpec, gpus: tuple[int, ...], time_left: float | None = None
+    ) -> JobRecord:
+        """Starts the job now, or, on a runtime that pulls images, gets its image on a thread of
+        its own first (the job stays ``spec_received``, its status ``pulling``) and starts it then."""
+        if not self.runner.pulls_images:
+            return self._start(job_id, spec, gpus, time_left)
+        give_up_at = time.monotonic() + min(self.pull_policy.give_up_s, time_left or self.pull_policy.give_up_s)
+        thread = threading.Thread(
+            target=self._prepare_then_start, args=(job_id, spec, gpus, time_left, give_up_at),
+            name=f"job-{job_id}-pull", daemon=True,
+        )
+        with self._followed_lock:
+            self._pulling[job_id] = thread
+        thread.start()
+        record = self.store.get(job_id)
+        assert record is not None  # stored by submit_spec or recover before the launch
+        return record
+
+    def _prepare_then_start(
+        self, job_id: int, spec: AnyJobSpec, gpus: tuple[int, ...], time_left: float | None, give_up_at: float
+    ) -> None:
+        began = time.monotonic()
+        retry_s = self.pull_policy.first_retry_s
+        try:
+            while True:
+                try:
+                    self.runner.prepare(job_id, spec)
+                    break
+                except ImageUnavailable as error:
+                    definitive = error.code != "image_unavailable"
+                    if definitive or time.monotonic() + retry_s >= give_up_at:
+                        self._lose_before_start(job_id, gpus, f"{error.code}: {error.detail}", error.code)
+                        return
+                    log.warning("job %d: %s; trying again in %.0f s", job_id, error.detail, retry_s)
+                if self._closing.wait(retry_s):
+                    return  # the agent is stopping: the job is still spec_received, the next agent starts it
+                retry_s = min(retry_s * 2, self.pull_policy.max_retry_s)
+            left = None if time_left is None else time_left - (time.monotonic() - began)
+            if left is not None and left <= 0:
+                detail = f"not started: its paid time ran out while its image was got ({time_left:.0f} s)"
+                self._lose_before_start(job_id, gpus, detail, "deadline_passed")
+                return
+            try:
+                self._start(job_id, spec, gpus, left)
+            except AgentError:
+                pass  # recorded lost by _start, with the reason
+        except Exception as error:  # the thread must leave the job recorded, whatever broke
+            log.exception("job %d: getting it started failed", job_id)
+            self._lose_before_start(job_id, gpus, f"could not start: {type(error).__name__}: {error}", "start_failed")
+        finally:
+            with self._followed_lock:
+                self._pulling.pop(job_id, None)
+
+    def _lose_before_start(self, job_id: int, gpus: tuple[int, ...], detail: str, reason: str) -> None:
+        self.gpus.release(gpus)
+        try:
+            self.store.mark_lost(job_id, detail, reason)
+        except StoreConflict:
+            return
+        log.warning("job %d: lost before it started (%s)", job_id, detail)
 
     def _start(
-        self, job_id: int, spec: JobSpec, gpus: tuple[int, ...], time_left: float | None = None
+        self, job_id: int, spec: AnyJobSpec, gpus: tuple[int, ...], time_left: float | None = None
     ) -> JobRecord:
         try:
             running = self.runner.start(job_id, spec, gpus, max_seconds=time_left)
         except OSError as error:
             self.gpus.release(gpus)
-            self.store.mark_lost(job_id, f"could not start: {error.strerror or error}")
+            self.store.mark_lost(job_id, f"could not start: {error.strerror or error}", "start_failed")
             log.error("job %d: could not start: %s", job_id, error)
             raise AgentError(500, "start_failed", f"job {job_id} could not start: {error.strerror or error}") from None
         record = self.store.mark_running(job_id, running.pid, running.start_ticks, running.started_at)
         self._follow(job_id, running)
         return record
 
-    def _follow(self, job_id: int, running: RunningJob) -> None:
+    def _follow(self, job_id: int, running: RunningJobHandle) -> None:
         item = _Followed(running)
         item.thread = threading.Thread(
             target=self._run_to_end, args=(job_id, running), name=f"job-{job_id}", daemon=True
@@ -341,7 +437,7 @@ class ProviderAgent:
             self._followed[job_id] = item
         item.thread.start()
 
-    def _run_to_end(self, job_id: int, running: RunningJob) -> None:
+    def _run_to_end(self, job_id: int, running: RunningJobHandle) -> None:
         try:
             self._record_end(running.wait())
         except Exception as error:  # the job thread must record every ending, whatever broke
@@ -350,7 +446,8 @@ class ProviderAgent:
             if record is not None and record.state == JobStatus.RUNNING and self.runner.has_ended(job_id):
                 self._finalize(record)  # e.g. an adopted job that ended before its meter started
             elif record is not None and record.state in (JobStatus.SPEC_RECEIVED, JobStatus.RUNNING):
-                self.store.mark_lost(job_id, f"the agent could not follow it: {type(error).__name__}: {error}")
+                self.store.mark_lost(job_id, f"the agent could not follow it: {type(error).__name__}: {error}",
+                                     "follow_failed")
         finally:
             self.gpus.release(running.gpus)
             with self._followed_lock:
@@ -387,7 +484,7 @@ class ProviderAgent:
 
     def _lose(self, job: JobRecord, detail: str) -> None:
         self.gpus.release(job.gpus)
-        self.store.mark_lost(job.job_id, detail)
+        self.store.mark_lost(job.job_id, detail, "vanished")
         log.warning("job %d: lost (%s)", job.job_id, detail)
 
     def _chain_job(self, job_id: int) -> OnChainJob | None:
@@ -398,7 +495,7 @@ class ProviderAgent:
             raise AgentError(503, "chain_unavailable", f"could not read job {job_id} from the chain") from None
 
     @staticmethod
-    def _parse_spec(raw: bytes) -> JobSpec:
+    def _parse_spec(raw: bytes) -> AnyJobSpec:
         try:
             return parse_spec(raw)
         except SpecError as error:
@@ -410,6 +507,13 @@ class ProviderAgent:
         if record is None:
             raise AgentError(404, "unknown_job", f"this agent has no job {job_id}")
         return record
+
+    def public_status(self, record: JobRecord) -> dict[str, Any]:
+        """What anyone may see of a job: its record's public part, the runtime that runs it and
+        whether its image is being got."""
+        with self._followed_lock:
+            pulling = record.job_id in self._pulling
+        return {**record.public(), "runtime": self.runner.name, "pulling": pulling}
 
     def usage(self, job_id: int) -> bytes:
         """The finished job's usage record (canonical JSON; keccak-256 of it is evidence_hash)."""
@@ -462,5 +566,6 @@ class ProviderAgent:
             "gpus": list(self.config.gpus),
             "free_gpus": self.gpus.free,
             "prover": self.prover.backend,
+            **self.runner.offer(),
             "jobs": self.store.counts(),
         }

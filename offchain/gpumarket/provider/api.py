@@ -203,9 +203,9 @@ class _Handler(BaseHTTPRequestHandler):
         authorization = self.headers.get("Authorization")
         if action == "spec":
             record, started = agent.submit_spec(job_id, self._body(BODY_LIMITS["spec"]), authorization)
-            return (202 if started else 200), _json({"started": started, "job": record.public()}), {}
+            return (202 if started else 200), _json({"started": started, "job": agent.public_status(record)}), {}
         if action == "status":
-            return 200, _json(agent.status(job_id).public()), {}
+            return 200, _json(agent.public_status(agent.status(job_id))), {}
         if action == "usage":
             return 200, agent.usage(job_id), {}
         return 200, agent.result(job_id, authorization), {}

@@ -16,12 +16,15 @@ actions on the market, each checked before it is sent; they live in gpumarket.ac
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
@@ -39,7 +42,8 @@ from gpumarket.measure.provers.cheats import LateSkippingProver
 from gpumarket.provider.agent import AgentConfig, ProviderAgent
 from gpumarket.provider.api import ProviderServer
 from gpumarket.provider.jobsource import JsonFileJobSource, OnChainJob
-from gpumarket.provider.runner import Runner, RunnerConfig
+from gpumarket.provider.jobdir import RunnerConfig
+from gpumarket.provider.runtime import RUNTIMES, RuntimeSettings, make_runtime
 from gpumarket.provider.service import ProviderService, ServiceConfig, StartupError
 from gpumarket.provider.store import Store
 from gpumarket.provider.watcher import WatchPolicy
@@ -63,6 +67,39 @@ def _gpu_list(value: str) -> tuple[int, ...]:
         return tuple(int(part) for part in value.split(","))
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a comma-separated list of GPU indices") from None
+
+
+def runtime_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The job runtime's options, the same for `serve-api` and `run`; they reach the command as
+    one ``runtime`` argument (a RuntimeSettings)."""
+    options = [
+        click.option("--runtime", "runtime_kind", type=click.Choice(RUNTIMES), default="container", show_default=True,
+                     help="How jobs run: in Podman containers (spec version 2), or as host processes (spec "
+                          "version 1; development only: no isolation, so it must be named)."),
+        click.option("--containers-conf", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                     help="A containers.conf for podman (CONTAINERS_CONF) [default: podman's own]."),
+        click.option("--network", "networks", multiple=True,
+                     help="A podman network jobs may name in their spec besides 'none' (repeat for more)."),
+        click.option("--max-image-bytes", type=click.IntRange(min=1), default=RuntimeSettings.max_image_bytes,
+                     show_default=True, help="The largest image the agent pulls for a job."),
+    ]
+
+    @functools.wraps(command)
+    def with_runtime(*args: Any, runtime_kind: str, containers_conf: Path | None, networks: tuple[str, ...],
+                     max_image_bytes: int, **kwargs: Any) -> None:
+        try:
+            runtime = RuntimeSettings(kind=runtime_kind, containers_conf=containers_conf, networks=networks,
+                                      max_image_bytes=max_image_bytes)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
+        if runtime.kind == "process":
+            log.warning("the process runtime runs clients' jobs as host processes of this user, without "
+                        "isolation: for development only")
+        command(*args, runtime=runtime, **kwargs)
+
+    for option in reversed(options):
+        with_runtime = option(with_runtime)
+    return with_runtime
 
 
 def _log_to_stderr() -> None:
@@ -123,6 +160,7 @@ for _command in PROVIDER_COMMANDS:
     default=None,
     help='Written with {"url": ...} once the API listens (for scripts that start the agent).',
 )
+@runtime_options
 def serve_api(
     db_path: Path,
     workdir: Path,
@@ -137,6 +175,7 @@ def serve_api(
     backend: str,
     meter_interval: float,
     ready_file: Path | None,
+    runtime: RuntimeSettings,
 ) -> None:
     """Run the agent's HTTP API until SIGTERM or SIGINT (running jobs keep running)."""
     _log_to_stderr()
@@ -152,7 +191,8 @@ def serve_api(
     if gpu_indices and not meter_gpus:
         log.warning("NVML is not available: jobs' GPUs will not be metered, only their processes")
     store = Store(db_path)
-    runner = Runner(RunnerConfig(root=workdir, meter_interval_s=meter_interval, meter_gpus=meter_gpus))
+    runner = make_runtime(runtime, RunnerConfig(root=workdir, meter_interval_s=meter_interval, meter_gpus=meter_gpus),
+                          config.address)
     agent = ProviderAgent(config, store, runner, JsonFileJobSource(jobs_file) if jobs_file else _NoJobs(), prover)
     recovery = agent.recover()
     log.info("%s", recovery.summary())
@@ -217,6 +257,7 @@ def serve_api(
               help="Cheat (local chains only): skip this fraction of each challenge's tiles.")
 @click.option("--cheat-skip-after", type=click.IntRange(min=0), default=None, hidden=True,
               help="Cheat (local chains only): answer this many challenges honestly first [default: 0].")
+@runtime_options
 def run(
     config_path: Path | None,
     rpc: str | None,
@@ -237,6 +278,7 @@ def run(
     ready_file: Path | None,
     cheat_skip_fraction: float | None,
     cheat_skip_after: int | None,
+    runtime: RuntimeSettings,
 ) -> None:
     """Run the provider on a market until SIGTERM or SIGINT (running jobs keep running).
 
@@ -279,6 +321,7 @@ def run(
             poll_interval=poll_interval,
             meter_interval=meter_interval,
             policy=WatchPolicy(max_gpus=max_gpus, min_job_value=min_job_value),
+            runtime=runtime,
         )
         service = ProviderService(config, w3=w3, prover=prover).start()
     except OSError as error:  # requests' connection errors too

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpumarket.measure.metering import UsageRecord
+from gpumarket.measure.metering import JournalError, SampleJournal, UsageRecord
 from gpumarket.provider.result import ResultBundle, collect_result
-from gpumarket.provider.spec import JobSpec
+from gpumarket.provider.spec import AnyJobSpec
 
 __all__ = [
     "JobPaths",
@@ -38,6 +38,7 @@ __all__ = [
     "read_exit_status",
     "read_limit",
     "read_stop_reason",
+    "resume_journal",
     "write_atomic",
 ]
 
@@ -189,7 +190,7 @@ def read_stop_reason(path: Path) -> StopReason | None:
 
 def conclude(
     job_id: int,
-    spec: JobSpec,
+    spec: AnyJobSpec,
     paths: JobPaths,
     *,
     exit_code: int | None,
@@ -249,3 +250,17 @@ def conclude(
         finished_at=finished_at,
         resumed=resumed,
     )
+
+
+def resume_journal(paths: JobPaths, job_id: int, started_at: float) -> SampleJournal:
+    """The job's journal to go on with after a restart. Without a readable one (an agent that
+    kept none, a damaged file: set aside), a new one begins at the recorded start, on the wall
+    clock: its samples are lost, its start is not, and a live job is never dropped for it."""
+    try:
+        return SampleJournal.resume(paths.journal, job_id=job_id)
+    except FileNotFoundError:
+        pass
+    except JournalError as error:
+        log.warning("job %d: %s; its samples so far are lost", job_id, error)
+        paths.journal.replace(paths.journal.with_name(paths.journal.name + ".unreadable"))
+    return SampleJournal.begin(paths.journal, job_id=job_id, started_unix_ns=round(started_at * 1e9))

@@ -54,8 +54,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from gpumarket.measure.metering import JournalError, SampleJournal, meter_pid
+from gpumarket.measure.metering import SampleJournal, meter_pid
 from gpumarket.provider.jobdir import (
     JobPaths,
     ProcessGone,
@@ -66,9 +67,10 @@ from gpumarket.provider.jobdir import (
     read_exit_status,
     read_limit,
     read_stop_reason,
+    resume_journal,
     write_atomic,
 )
-from gpumarket.provider.spec import JobSpec
+from gpumarket.provider.spec import AnyJobSpec, JobSpec
 
 __all__ = [
     "JobPaths",
@@ -306,7 +308,11 @@ class RunningJob:
 
 
 class Runner:
-    """Starts jobs under ``config.root`` and re-attaches to them after a restart."""
+    """The process runtime (gpumarket.provider.runtime.JobRuntime): starts jobs under
+    ``config.root`` as host processes and re-attaches to them after a restart."""
+
+    name = "process"
+    pulls_images = False
 
     def __init__(self, config: RunnerConfig) -> None:
         self.config = config
@@ -314,6 +320,22 @@ class Runner:
 
     def paths(self, job_id: int) -> JobPaths:
         return JobPaths.of(self.config.root, job_id)
+
+    def offer(self) -> dict[str, Any]:
+        return {"runtime": self.name}
+
+    def refusal(self, spec: AnyJobSpec) -> str | None:
+        if not isinstance(spec, JobSpec):
+            return (f"this agent runs jobs as host processes (the development runtime); a version {spec.version}"
+                    " spec (a container) needs an agent with the container runtime")
+        return None
+
+    def prepare(self, job_id: int, spec: AnyJobSpec) -> None:
+        """Nothing to get: the command runs on the host as it is."""
+
+    def sweep(self, keep: set[int]) -> list[int]:
+        """Nothing outlives its job here: leftover processes are killed with their group."""
+        return []
 
     def start(
         self, job_id: int, spec: JobSpec, gpus: Sequence[int] = (), *, max_seconds: float | None = None
@@ -396,18 +418,7 @@ class Runner:
         return _ending(self.paths(job_id)) is not None
 
     def _journal(self, job_id: int, started_at: float) -> SampleJournal:
-        """The job's journal to go on with. Without a readable one (an agent that kept none, a
-        damaged file: set aside), a new one begins at the recorded start, on the wall clock:
-        its samples are lost, its start is not, and a live job is never dropped for it."""
-        paths = self.paths(job_id)
-        try:
-            return SampleJournal.resume(paths.journal, job_id=job_id)
-        except FileNotFoundError:
-            pass
-        except JournalError as error:
-            log.warning("job %d: %s; its samples so far are lost", job_id, error)
-            paths.journal.replace(paths.journal.with_name(paths.journal.name + ".unreadable"))
-        return SampleJournal.begin(paths.journal, job_id=job_id, started_unix_ns=round(started_at * 1e9))
+        return resume_journal(self.paths(job_id), job_id, started_at)
 
     def adopt(
         self, job_id: int, spec: JobSpec, gpus: Sequence[int], pid: int, start_ticks: int, started_at: float

@@ -50,7 +50,8 @@ from gpumarket.measure.provers import TileProver, make_prover
 from gpumarket.provider.agent import AgentConfig, ProviderAgent
 from gpumarket.provider.api import ProviderServer
 from gpumarket.provider.jobsource import MarketJobSource
-from gpumarket.provider.runner import Runner, RunnerConfig
+from gpumarket.provider.jobdir import RunnerConfig
+from gpumarket.provider.runtime import RuntimeSettings, make_runtime
 from gpumarket.provider.store import Store
 from gpumarket.provider.watcher import JobWatcher, WatchPolicy
 
@@ -87,6 +88,7 @@ class ServiceConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_outages: int = 3
     watcher_db: Path | None = None
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
 
     @property
     def watcher_db_path(self) -> Path:
@@ -173,8 +175,10 @@ class ProviderService(ServiceLifecycle):
         meter_gpus = bool(config.gpus) and nvml_available()
         if config.gpus and not meter_gpus:
             log.warning("NVML is not available: jobs' GPUs will not be metered, only their processes")
-        runner = Runner(
-            RunnerConfig(root=config.workdir, meter_interval_s=config.meter_interval, meter_gpus=meter_gpus)
+        runner = make_runtime(
+            config.runtime,
+            RunnerConfig(root=config.workdir, meter_interval_s=config.meter_interval, meter_gpus=meter_gpus),
+            self.address,
         )
         agent_config = AgentConfig(
             address=self.address,

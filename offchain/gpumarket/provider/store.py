@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     result_hash BLOB,
     evidence_hash BLOB,
     detail TEXT,
+    reason TEXT,                        -- a lost job's stable code (image_not_found, deadline_passed, ...)
     updated_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS nonces (
@@ -117,7 +118,16 @@ class JobRecord:
     result_hash: bytes | None
     evidence_hash: bytes | None
     detail: str | None
+    reason: str | None
     updated_at: float
+
+    @property
+    def image(self) -> str | None:
+        """The image of a container job's spec (version 2), None for a process job or no spec."""
+        if not self.spec:
+            return None
+        image = json.loads(self.spec).get("image")
+        return image if isinstance(image, str) else None
 
     def public(self) -> dict[str, Any]:
         """What anyone may see of the job (the status endpoint): no spec, no client data."""
@@ -133,6 +143,8 @@ class JobRecord:
             "result_hash": "0x" + self.result_hash.hex() if self.result_hash else None,
             "evidence_hash": "0x" + self.evidence_hash.hex() if self.evidence_hash else None,
             "detail": self.detail,
+            "reason": self.reason,
+            "image": self.image,
         }
 
 
@@ -193,6 +205,7 @@ def _job(row: sqlite3.Row) -> JobRecord:
         result_hash=bytes(row["result_hash"]) if row["result_hash"] is not None else None,
         evidence_hash=bytes(row["evidence_hash"]) if row["evidence_hash"] is not None else None,
         detail=row["detail"],
+        reason=row["reason"],
         updated_at=row["updated_at"],
     )
 
@@ -208,6 +221,9 @@ class Store:
         self._db.row_factory = sqlite3.Row
         with self._lock:
             self._db.executescript(_SCHEMA)  # idempotent: CREATE ... IF NOT EXISTS
+            columns = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            if "reason" not in columns:  # a database from before lost jobs carried a reason code
+                self._db.execute("ALTER TABLE jobs ADD COLUMN reason TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -309,13 +325,16 @@ class Store:
             evidence_hash=evidence_hash,
         )
 
-    def mark_lost(self, job_id: int, detail: str) -> JobRecord:
+    def mark_lost(self, job_id: int, detail: str, reason: str | None = None) -> JobRecord:
+        """``reason``: a stable code for why (``image_not_found``, ``deadline_passed``, ...);
+        ``detail`` says it in words."""
         return self._transition(
             job_id,
             (JobStatus.SPEC_RECEIVED, JobStatus.RUNNING),
             JobStatus.LOST,
             finished_at=self._clock(),
             detail=detail,
+            reason=reason,
         )
 
     def end_on_chain(self, job_id: int, detail: str) -> JobRecord | None:
@@ -361,7 +380,7 @@ class Store:
                 recovery.start.append(job)
             else:
                 detail = "its process was gone when the agent restarted, and it left no exit status"
-                recovery.lost.append(self.mark_lost(job.job_id, detail))
+                recovery.lost.append(self.mark_lost(job.job_id, detail, "vanished"))
         return recovery
 
     # ------------------------------------------------------------------ nonces

@@ -20,6 +20,8 @@ from gpumarket.measure.metering import (
     JobFailed,
     JobMeter,
     Sample,
+    SampleJournal,
+    UsageReading,
     UsageRecord,
     billable_gpu_seconds,
     canonical_json,
@@ -409,3 +411,50 @@ def test_a_gpu_listed_twice_is_refused(nvml_gpus):
 def test_an_absent_gpu_is_refused(nvml_gpus):
     with pytest.raises(ValueError, match="no GPU 'GPU-00000000-0000-0000-0000-000000000000'"):
         JobMeter(os.getpid(), gpus=["GPU-00000000-0000-0000-0000-000000000000"], interval_s=INTERVAL).run(timeout_s=0.1)
+
+
+# --------------------------------------------------------------------------- a usage source (containers)
+
+
+class Readings:
+    """A usage source that replays readings (as a container's cgroup reader would give them)."""
+
+    def __init__(self, *readings: UsageReading) -> None:
+        self.readings = list(readings)
+        self.calls = 0
+
+    def __call__(self) -> UsageReading:
+        self.calls += 1
+        return self.readings.pop(0) if len(self.readings) > 1 else self.readings[0]
+
+
+def test_a_usage_source_replaces_the_process_tree(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        source = Readings(
+            UsageReading(running=True, cpu_ms=10, rss_bytes=5_000),
+            UsageReading(running=True, cpu_ms=250, rss_bytes=9_000),
+            UsageReading(running=True, cpu_ms=200, rss_bytes=9_000),  # a source that goes back is not followed
+            UsageReading(running=False, cpu_ms=300, rss_bytes=9_500),
+        )
+        journal = SampleJournal.begin(tmp_path / "samples.jsonl", job_id=5)
+        record = JobMeter(child.pid, interval_s=INTERVAL, job_id=5, journal=journal, usage_source=source).run()
+    finally:
+        child.kill()
+        child.wait()
+    # The process still ran: the source said the job ended, and its figures are the record's.
+    assert record.complete and record.pid == child.pid and source.calls == 4
+    assert [(s.running, s.cpu_ms, s.rss_bytes) for s in record.samples] == [
+        (True, 10, 5_000), (True, 250, 9_000), (True, 250, 9_000), (False, 300, 9_500)]
+    assert (record.summary.cpu_ms, record.summary.max_rss_bytes) == (300, 9_500)
+    assert SampleJournal.resume(tmp_path / "samples.jsonl", job_id=5).samples == list(record.samples)
+    UsageRecord.from_json(record.canonical_json())  # the same record format
+
+
+def test_a_usage_source_needs_no_live_process_and_may_start_from_a_baseline():
+    gone = 2**22 + 12345  # no such process: the source alone tells
+    source = Readings(UsageReading(True, 1_000, 1), UsageReading(True, 1_400, 2), UsageReading(False, 1_500, 3))
+    record = JobMeter(gone, interval_s=INTERVAL, count_from_start=False, usage_source=source).run()
+    assert [s.cpu_ms for s in record.samples] == [400, 500]  # less the first reading, the baseline
+    assert record.summary.max_rss_bytes == 3 and record.pid == gone
+

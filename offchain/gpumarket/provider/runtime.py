@@ -1,0 +1,152 @@
+"""What the agent asks of a job runtime, whichever runs the jobs.
+
+Two runtimes implement ``JobRuntime``:
+
+- ``container`` (container_runner.py, the default): each job in its own OCI container under
+  Podman: the spec's image pinned by digest, a read-only root, the job's work directory as the
+  only writable place, a non-root user, no capabilities, no network, cgroup limits, only its
+  assigned GPUs. It runs job specs of version 2.
+- ``process`` (runner.py, development only): each job a host process group running as the
+  agent's user. It runs job specs of version 1, and only where the agent's configuration names
+  it explicitly: it is not a sandbox.
+
+Both keep a job's files in the same directory layout (jobdir.py) and end a job the same way
+(``jobdir.conclude``), so the result and usage hashes mean the same whichever ran it. The agent
+stores a job's ``pid`` and ``start_ticks`` as the runtime gives them: a process runtime's
+wrapper, a container's main process; only the runtime interprets them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from gpumarket.provider.jobdir import JobPaths, RunnerConfig, RunResult, StopReason
+from gpumarket.provider.spec import AnyJobSpec
+
+__all__ = ["RUNTIMES", "JobRuntime", "RunningJobHandle", "RuntimeSettings", "make_runtime"]
+
+RUNTIMES = ("container", "process")
+
+
+class RunningJobHandle(Protocol):
+    """A started or adopted job; ``wait`` follows it to its end (call it once)."""
+
+    job_id: int
+    gpus: tuple[int, ...]
+    pid: int
+    start_ticks: int
+    started_at: float
+
+    @property
+    def resumed(self) -> bool: ...
+
+    def stop(self, reason: StopReason = "stopped") -> None: ...
+
+    def wait(self) -> RunResult: ...
+
+
+class JobRuntime(Protocol):
+    """Runs jobs under ``config.root`` and finds them again after an agent restart."""
+
+    name: str  # "container" or "process": shown in the agent's /health and each job's status
+    pulls_images: bool  # whether ``prepare`` may take long (the agent then runs it off the request thread)
+    config: RunnerConfig
+
+    def paths(self, job_id: int) -> JobPaths: ...
+
+    def offer(self) -> dict[str, Any]:
+        """What the agent's /health says of this runtime: ``runtime`` and, for containers, the
+        ``networks`` a spec may name and ``max_image_bytes``."""
+        ...
+
+    def refusal(self, spec: AnyJobSpec) -> str | None:
+        """Why this runtime cannot run ``spec`` here (its version, a network not offered), or None."""
+        ...
+
+    def prepare(self, job_id: int, spec: AnyJobSpec) -> None:
+        """Gets what the job needs before it starts (a container's image); ImageUnavailable when it cannot."""
+        ...
+
+    def start(
+        self, job_id: int, spec: AnyJobSpec, gpus: Sequence[int] = (), *, max_seconds: float | None = None
+    ) -> RunningJobHandle: ...
+
+    def adopt(
+        self, job_id: int, spec: AnyJobSpec, gpus: Sequence[int], pid: int, start_ticks: int, started_at: float
+    ) -> RunningJobHandle: ...
+
+    def finalize(
+        self, job_id: int, spec: AnyJobSpec, pid: int, start_ticks: int | None, started_at: float
+    ) -> RunResult: ...
+
+    def is_alive(self, job_id: int, pid: int, start_ticks: int | None) -> bool: ...
+
+    def has_ended(self, job_id: int) -> bool: ...
+
+    def find_started(self, job_id: int) -> tuple[int, int] | None: ...
+
+    def recorded_start(self, job_id: int) -> tuple[int, float] | None: ...
+
+    def discard(self, job_id: int) -> None: ...
+
+    def sweep(self, keep: set[int]) -> list[int]:
+        """Removes what this agent runs for jobs not in ``keep`` (leftover containers); their ids."""
+        ...
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """Which runtime the agent runs jobs with, and the container runtime's settings.
+
+    ``kind``: "container" (the default) or "process" (development only: it must be named).
+    ``podman``: the podman program; ``containers_conf``: a containers.conf for it (CONTAINERS_CONF);
+    ``networks``: networks a spec may name besides "none" (a provider that offers none keeps the
+    default); ``max_image_bytes``: the largest image the agent pulls; ``pull_timeout_s``: one pull's
+    limit; ``job_user``: uid:gid jobs run as in their containers (never root)."""
+
+    kind: str = "container"
+    podman: str = "podman"
+    containers_conf: Path | None = None
+    networks: tuple[str, ...] = ()
+    max_image_bytes: int = 20 * 2**30
+    pull_timeout_s: float = 600.0
+    job_user: str = "65534:65534"
+
+    def __post_init__(self) -> None:
+        if self.kind not in RUNTIMES:
+            raise ValueError(f"runtime {self.kind!r}: expected one of {', '.join(RUNTIMES)}")
+        if "host" in self.networks:
+            raise ValueError("network 'host' is never offered: a job would reach the provider's own services")
+        if self.max_image_bytes < 1 or self.pull_timeout_s <= 0:
+            raise ValueError("max_image_bytes and pull_timeout_s must be positive")
+
+
+def container_owner(provider: str, root: Path) -> str:
+    """The label value that marks one agent's containers: its provider and its jobs' folder, so
+    two agents on one host (a devnet, a test run) never adopt or remove each other's."""
+    where = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:12]
+    return f"{provider.lower()}-{where}"
+
+
+def make_runtime(settings: RuntimeSettings, config: RunnerConfig, provider: str) -> JobRuntime:
+    """The runtime ``settings`` name, for the agent of ``provider`` keeping its jobs under ``config.root``."""
+    if settings.kind == "process":
+        from gpumarket.provider.runner import Runner
+
+        return Runner(config)
+    from gpumarket.containers.engine import PodmanEngine
+    from gpumarket.provider.container_runner import ContainerRunner, ContainerSettings
+
+    engine = PodmanEngine(binary=settings.podman, containers_conf=settings.containers_conf)
+    return ContainerRunner(config, ContainerSettings(
+        engine=engine,
+        owner=container_owner(provider, config.root),
+        user=settings.job_user,
+        networks=settings.networks,
+        max_image_bytes=settings.max_image_bytes,
+        pull_timeout_s=settings.pull_timeout_s,
+    ))

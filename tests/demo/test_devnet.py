@@ -68,7 +68,7 @@ def test_devnet_story_with_every_job_in_a_container(tmp_path, anvil_binary, depl
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-5000:]
     summary = json.loads(completed.stdout)
     check_story_json(summary, StoryParams(image=python_image), deploy_params)
-    ran = [job for job in summary["jobs"] if job["state"] == "COMPLETED"]
+    ran = [job for job in summary["jobs"] if job["outcome"] == "COMPLETED"]
     assert ran and all(job["runtime"] == "container" for job in ran), summary["jobs"]
     assert all(job["runtime"] in ("container", None) for job in summary["jobs"])
     assert f"jobs' image: {python_image}" in completed.stderr

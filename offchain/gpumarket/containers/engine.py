@@ -317,8 +317,10 @@ class PodmanEngine:
         could not be started or did not finish in time)."""
         argv = [self.binary, *args]
         try:
+            # From the filesystem root: podman's conmon outlives this call and writes files (an
+            # "oom" marker) into the directory it was started in, which must not be the caller's.
             return subprocess.run(
-                argv, env=self._environment(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                argv, env=self._environment(), cwd="/", stdin=subprocess.DEVNULL, capture_output=True, text=True,
                 errors="replace", timeout=self.timeout_s if timeout_s is None else timeout_s, check=False,
             )
         except subprocess.TimeoutExpired as error:

@@ -42,14 +42,14 @@ from typing import Any
 from eth_utils import to_checksum_address
 
 from gpumarket import __version__
+from gpumarket.containers.engine import ImageUnavailable
 from gpumarket.measure.classes import CPU_DEV, GpuClass
 from gpumarket.measure.provers import TileProver
 from gpumarket.provider.auth import AuthScope, RequestVerifier, SignedRequest
 from gpumarket.provider.challenges import ChallengeDesk
 from gpumarket.provider.errors import AgentError
-from gpumarket.provider.jobsource import JobSource, JobState, OnChainJob
-from gpumarket.containers.engine import ImageUnavailable
 from gpumarket.provider.jobdir import ProcessGone, RunResult
+from gpumarket.provider.jobsource import JobSource, JobState, OnChainJob
 from gpumarket.provider.runtime import JobRuntime, RunningJobHandle
 from gpumarket.provider.spec import AnyJobSpec, ContainerJobSpec, SpecError, parse_spec, spec_hash
 from gpumarket.provider.store import JobRecord, JobStatus, Liveness, Probe, Recovery, Store, StoreConflict
@@ -303,13 +303,12 @@ class ProviderAgent:
                 return known, False
             left = self._time_left(job)
             if left is not None and left <= 0:
-                detail = self._deadline_detail(job, left)
-                self._refuse(job_id, job, digest, spec, AgentError(409, "deadline_passed", f"job {job_id}: {detail}"))
+                self._refuse(job_id, job, digest, spec, 409, "deadline_passed", self._deadline_detail(job, left))
             why = self.runner.refusal(spec)
             if why is None and isinstance(spec, ContainerJobSpec) and spec.gpu_count != job.gpu_count:
                 why = f"the spec asks for {spec.gpu_count} GPUs, the job on chain has gpu_count {job.gpu_count}"
             if why is not None:
-                self._refuse(job_id, job, digest, spec, AgentError(422, "spec_not_runnable", f"job {job_id}: {why}"))
+                self._refuse(job_id, job, digest, spec, 422, "spec_not_runnable", why)
             gpus = self.gpus.acquire(job.gpu_count)
             if gpus is None:
                 raise AgentError(
@@ -340,17 +339,19 @@ class ProviderAgent:
     def _deadline_detail(job: OnChainJob, left: float) -> str:
         return f"not started: its paid time (on-chain end_deadline {job.end_deadline}) ended {-left:.0f} s ago"
 
-    def _refuse(self, job_id: int, job: OnChainJob, digest: bytes, spec: AnyJobSpec, refusal: AgentError) -> None:
-        """Records a job that can never run here as lost, its status saying why (``refusal``'s
-        code as the reason: its paid time is up, or its spec asks what this agent cannot run),
-        and raises the refusal. It never started: the job ends by expiry, nobody is slashed."""
+    def _refuse(
+        self, job_id: int, job: OnChainJob, digest: bytes, spec: AnyJobSpec, status: int, code: str, detail: str
+    ) -> None:
+        """Records a job that can never run here as lost, its status saying why (``code`` as the
+        reason: its paid time is up, or its spec asks what this agent cannot run), and refuses it
+        with ``status``. It never started: the job ends by expiry, nobody is slashed."""
         try:
             self.store.receive_spec(job_id, job.client, digest, spec.canonical_bytes(), (), "")
-            self.store.mark_lost(job_id, refusal.detail.removeprefix(f"job {job_id}: "), refusal.code)
+            self.store.mark_lost(job_id, detail, code)
         except StoreConflict as error:
             raise AgentError(409, "spec_already_received", str(error)) from None
-        log.warning("job %d: refused: %s", job_id, refusal.detail)
-        raise refusal
+        log.warning("job %d: refused: %s", job_id, detail)
+        raise AgentError(status, code, f"job {job_id}: {detail}")
 
     def _launch(
         self, job_id: int, spec: AnyJobSpec, gpus: tuple[int, ...], time_left: float | None = None

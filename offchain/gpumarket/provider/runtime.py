@@ -24,7 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from gpumarket.containers.engine import PodmanEngine
+from gpumarket.provider.container_runner import ContainerRunner, ContainerSettings
 from gpumarket.provider.jobdir import JobPaths, RunnerConfig, RunResult, StopReason
+from gpumarket.provider.runner import Runner
 from gpumarket.provider.spec import AnyJobSpec
 
 __all__ = ["RUNTIMES", "JobRuntime", "RunningJobHandle", "RuntimeSettings", "make_runtime"]
@@ -135,12 +138,7 @@ def container_owner(provider: str, root: Path) -> str:
 def make_runtime(settings: RuntimeSettings, config: RunnerConfig, provider: str) -> JobRuntime:
     """The runtime ``settings`` name, for the agent of ``provider`` keeping its jobs under ``config.root``."""
     if settings.kind == "process":
-        from gpumarket.provider.runner import Runner
-
         return Runner(config)
-    from gpumarket.containers.engine import PodmanEngine
-    from gpumarket.provider.container_runner import ContainerRunner, ContainerSettings
-
     engine = PodmanEngine(binary=settings.podman, containers_conf=settings.containers_conf)
     return ContainerRunner(config, ContainerSettings(
         engine=engine,

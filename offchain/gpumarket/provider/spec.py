@@ -227,11 +227,7 @@ class JobSpec(BaseModel):
     def _whole_document(self) -> JobSpec:
         if not self.command[0]:
             raise ValueError("command[0] (the program) is empty")
-        if len(set(self.outputs)) != len(self.outputs):
-            raise ValueError("outputs repeat a path")
-        size = len(canonical_spec(self))
-        if size > MAX_SPEC_BYTES:
-            raise ValueError(f"the canonical encoding is {size} bytes, more than {MAX_SPEC_BYTES}")
+        _check_outputs_and_size(self)
         return self
 
     @property
@@ -305,11 +301,7 @@ class ContainerJobSpec(BaseModel):
             raise ValueError(
                 f"command and args together have {len(self.command) + len(self.args)} items, more than {MAX_ARGS}"
             )
-        if len(set(self.outputs)) != len(self.outputs):
-            raise ValueError("outputs repeat a path")
-        size = len(canonical_spec(self))
-        if size > MAX_SPEC_BYTES:
-            raise ValueError(f"the canonical encoding is {size} bytes, more than {MAX_SPEC_BYTES}")
+        _check_outputs_and_size(self)
         return self
 
     @property
@@ -339,6 +331,16 @@ _MODELS: Final[dict[int, type[JobSpec] | type[ContainerJobSpec]]] = {
     SPEC_VERSION: JobSpec,
     CONTAINER_SPEC_VERSION: ContainerJobSpec,
 }
+
+
+def _check_outputs_and_size(spec: AnyJobSpec) -> None:
+    """What every version checks of the whole document: no output path twice, and a canonical
+    encoding within MAX_SPEC_BYTES."""
+    if len(set(spec.outputs)) != len(spec.outputs):
+        raise ValueError("outputs repeat a path")
+    size = len(canonical_spec(spec))
+    if size > MAX_SPEC_BYTES:
+        raise ValueError(f"the canonical encoding is {size} bytes, more than {MAX_SPEC_BYTES}")
 
 
 def canonical_spec(spec: AnyJobSpec) -> bytes:

@@ -22,17 +22,9 @@ from gpumarket.containers.engine import (
 from gpumarket.provider.container_runner import ContainerRunner, ContainerSettings
 from gpumarket.provider.jobdir import RunnerConfig
 from gpumarket.provider.spec import ContainerJobSpec, ContainerLimits
+from helpers.waiting import eventually
 
 MISSING = "sha256:" + "0" * 64
-
-
-def _wait_for(predicate, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 # --------------------------------------------------------------------------- pure
@@ -159,7 +151,7 @@ def test_a_container_is_run_inspected_killed_listed_and_removed(engine, python_i
     assert [(c.id, c.names, c.state) for c in listed] == [(container_id, (config.name,), "running")]
     assert engine.list(f"gpumarket.owner={owner}-other") == []
     engine.kill(container_id, "TERM")
-    assert _wait_for(lambda: engine.inspect(container_id).exited)
+    assert eventually(lambda: engine.inspect(container_id).exited, 10.0)
     ended = engine.inspect(container_id)
     assert ended.exit_code == 128 + 15 and not ended.running and ended.pid == 0
     assert ended.finished_at_ns is not None and ended.finished_at_ns >= ended.started_at_ns

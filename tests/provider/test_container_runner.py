@@ -33,6 +33,7 @@ from gpumarket.provider.container_runner import (
 from gpumarket.provider.jobdir import ProcessGone, RunnerConfig
 from gpumarket.provider.result import FileStatus, ResultBundle
 from gpumarket.provider.spec import ContainerJobSpec, ContainerLimits, JobSpec, Limits
+from helpers.waiting import eventually
 
 MiB = 1 << 20
 
@@ -90,15 +91,6 @@ def python_spec(python_image) -> Callable[..., ContainerJobSpec]:
                                 **fields)
 
     return make
-
-
-def _wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def _report(result) -> dict[str, Any]:
@@ -335,7 +327,7 @@ def test_a_setsid_child_does_not_outlive_the_job(runner, python_spec):
     )
     result = runner.run(11, python_spec(code))
     assert result.exit_code == 0 and result.bundle.contents["stdout"] == b"1\n"  # it ran, escaped its session
-    assert _wait_for(lambda: not _sleeping(marker), 10), "the setsid child outlived its container"
+    assert eventually(lambda: not _sleeping(marker), 10), "the setsid child outlived its container"
 
 
 def test_a_job_past_its_time_is_stopped_and_metered_to_the_limit(runner, python_spec):
@@ -400,7 +392,7 @@ def test_an_adopted_job_carries_out_the_stop_its_first_agent_began(runner, make_
 def test_a_container_that_ended_unfollowed_is_finalized(runner, make_runner, python_spec, engine):
     spec = python_spec("import sys; print('quick'); sys.exit(4)")
     job = runner.start(23, spec)
-    assert _wait_for(lambda: runner.has_ended(23))
+    assert eventually(lambda: runner.has_ended(23), 20.0)
     assert not runner.is_alive(23, job.pid, job.start_ticks) and runner.find_started(23) is None
     finished_ns = engine.inspect(job.container_id).finished_at_ns
     later = make_runner()

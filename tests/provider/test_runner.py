@@ -15,6 +15,7 @@ from gpumarket.measure.metering import UsageRecord
 from gpumarket.provider.result import FileStatus, ResultBundle
 from gpumarket.provider.runner import ProcessGone, job_environment, process_start_ticks
 from gpumarket.provider.spec import JobSpec, Limits
+from helpers.waiting import eventually
 
 from .support import python_spec
 
@@ -25,15 +26,6 @@ def _pid_alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state not in ("Z", "X")
-
-
-def _wait_for(predicate, timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def files(result) -> dict[str, object]:
@@ -104,7 +96,7 @@ def test_timeout_kills_the_whole_process_group(runner, tmp_path):
     assert result.bundle.manifest.timed_out
     assert 1.0 <= elapsed < 5.0
     for pid in json.loads(pids.read_text()):
-        assert _wait_for(lambda pid=pid: not _pid_alive(pid)), f"process {pid} survived the timeout"
+        assert eventually(lambda pid=pid: not _pid_alive(pid), 5.0, 0.02), f"process {pid} survived the timeout"
 
 
 def test_a_job_that_ignores_sigterm_is_killed_after_the_grace(runner, tmp_path):
@@ -124,7 +116,7 @@ def test_background_processes_left_behind_are_killed(runner, tmp_path):
     )
     result = runner.run(9, python_spec(code))
     assert result.exit_code == 0
-    assert _wait_for(lambda: not _pid_alive(int(pid_file.read_text())))
+    assert eventually(lambda: not _pid_alive(int(pid_file.read_text())), 5.0, 0.02)
 
 
 def test_output_over_the_limit_stops_the_job_and_is_cut(runner):
@@ -216,7 +208,7 @@ def test_usage_counts_the_jobs_cpu_time(runner):
 def test_adopting_a_running_job_follows_it_to_the_end(runner):
     spec = python_spec("import time; time.sleep(0.8); print('done')")
     first = runner.start(17, spec)
-    assert _wait_for(lambda: runner.find_started(17) is not None)  # once the wrapper wrote its pid
+    assert eventually(lambda: runner.find_started(17) is not None, 5.0, 0.02)  # once the wrapper wrote its pid
     assert runner.find_started(17) == (first.pid, first.start_ticks)
     assert runner.is_alive(17, first.pid, first.start_ticks)
     assert not runner.is_alive(17, first.pid, first.start_ticks + 1)  # another process with that pid
@@ -247,7 +239,7 @@ def test_non_ascii_and_odd_arguments_reach_the_program_unchanged(runner):
 
 def test_a_started_job_is_found_even_without_its_pid_file(runner):
     job = runner.start(20, python_spec("import time; time.sleep(0.5)"))
-    assert _wait_for(lambda: runner.paths(20).pidfile.exists())
+    assert eventually(lambda: runner.paths(20).pidfile.exists(), 5.0, 0.02)
     runner.paths(20).pidfile.unlink()  # as in the instant before the wrapper writes it
     assert runner.find_started(20) == (job.pid, job.start_ticks)
     assert job.wait().exit_code == 0

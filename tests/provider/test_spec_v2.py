@@ -23,11 +23,13 @@ from gpumarket.provider.spec import (
     ContainerJobSpec,
     ContainerLimits,
     JobSpec,
-    SpecError,
     canonical_spec,
     parse_spec,
     spec_hash,
 )
+
+from .test_spec import BASE as V1
+from .test_spec import encode, refused
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "job-spec.md"
 HEX = hashlib.sha256(b"gpumarket example image").hexdigest()
@@ -52,24 +54,6 @@ BASE = {
     "outputs": ["model.bin"],
     "network": "none",
 }
-V1 = {
-    "version": 1,
-    "command": ["python3", "-c", "print(1)"],
-    "env": {"PATH": "/usr/bin:/bin", "SEED": "7"},
-    "limits": {"max_seconds": 60, "max_output_bytes": 4096, "max_memory_bytes": None},
-    "outputs": ["out.txt"],
-}
-
-
-def encode(document: object) -> bytes:
-    return json.dumps(document).encode()
-
-
-def refused(document: object | bytes) -> SpecError:
-    raw = document if isinstance(document, bytes) else encode(document)
-    with pytest.raises(SpecError) as caught:
-        parse_spec(raw)
-    return caught.value
 
 
 def changed(**top: object) -> dict:

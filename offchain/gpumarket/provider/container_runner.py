@@ -104,10 +104,13 @@ from gpumarket.provider.jobdir import (
     read_exit_status,
     read_limit,
     read_stop_reason,
+    record_stop,
     resume_journal,
+    start_limit,
+    wall_limit,
     write_atomic,
 )
-from gpumarket.provider.runner import process_start_ticks
+from gpumarket.provider.runner import process_start_ticks, process_state
 from gpumarket.provider.spec import (
     CONTAINER_WORKDIR,
     DEFAULT_NETWORK,
@@ -121,6 +124,7 @@ __all__ = [
     "ContainerJob",
     "ContainerRunner",
     "ContainerSettings",
+    "check_offer",
     "container_id_file",
     "container_log_file",
 ]
@@ -145,6 +149,14 @@ def container_id_file(paths: JobPaths) -> Path:
 
 def container_log_file(paths: JobPaths) -> Path:
     return paths.root / "container.log"
+
+
+def check_offer(networks: Sequence[str], max_image_bytes: int, pull_timeout_s: float) -> None:
+    """ValueError unless a provider's container offer is one this runtime serves safely."""
+    if "host" in networks:
+        raise ValueError("network 'host' is never offered: a job would reach the provider's own services")
+    if max_image_bytes < 1 or not pull_timeout_s > 0:
+        raise ValueError("max_image_bytes and pull_timeout_s must be positive")
 
 
 @dataclass(frozen=True)
@@ -175,15 +187,12 @@ class ContainerSettings:
             raise ValueError(f"container user {self.user!r}: expected numeric uid:gid (e.g. 65534:65534)")
         if int(user.group(1)) == 0:
             raise ValueError("container user: jobs never run as root (uid 0) in their containers")
-        if "host" in self.networks:
-            raise ValueError("network 'host' is never offered: a job would reach the provider's own services")
+        check_offer(self.networks, self.max_image_bytes, self.pull_timeout_s)
         if self.gpu_device_style not in GPU_DEVICE_STYLES:
             raise ValueError(
                 f"gpu_device_style {self.gpu_device_style!r} is not supported (only {', '.join(GPU_DEVICE_STYLES)};"
                 " 'docker' is reserved for later)"
             )
-        if self.max_image_bytes < 1 or not self.pull_timeout_s > 0:
-            raise ValueError("max_image_bytes and pull_timeout_s must be positive")
 
     @property
     def offered_networks(self) -> tuple[str, ...]:
@@ -207,17 +216,9 @@ def _find_init() -> str | None:
     return shutil.which("catatonit")
 
 
-def _process_state(pid: int) -> str | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return text[text.rindex(")") + 2 :].split(maxsplit=1)[0]
-
-
 def _main_process_alive(pid: int, start_ticks: int | None, container_id: str) -> bool:
     """Whether ``pid`` is still the container's main process: running, same start, in its cgroup."""
-    state = _process_state(pid)
+    state = process_state(pid)
     if state is None or state in ("Z", "X"):
         return False
     if start_ticks is not None and process_start_ticks(pid) != start_ticks:
@@ -289,7 +290,7 @@ class ContainerJob:
         self.start_ticks = start_ticks
         self.started_at = started_at
         # The wall-time limit from started_at: the spec's, or less when capped at the paid time.
-        self.max_seconds = min(max_seconds or spec.limits.max_seconds, spec.limits.max_seconds)
+        self.max_seconds = wall_limit(spec, max_seconds)
         self._resumed = resumed
         self._stop_reason: StopReason | None = None
         self._lock = threading.Lock()
@@ -315,11 +316,7 @@ class ContainerJob:
             if self._stop_reason is not None or self._ended.is_set():
                 return
             self._stop_reason = reason
-            # On disk before the signal: an agent that dies now leaves a stopped job, not a vanished one.
-            try:
-                write_atomic(self.paths.stop_reason, reason.encode())
-            except OSError as error:
-                log.warning("job %d: could not record the stop (%s): %s", self.job_id, reason, error)
+            record_stop(self.paths, self.job_id, reason)  # before the signal
         log.info("job %d: stopping (%s)", self.job_id, reason)
         self._signal("TERM")
         threading.Thread(target=self._kill_after_grace, name=f"job-{self.job_id}-kill", daemon=True).start()
@@ -517,9 +514,7 @@ class ContainerRunner:
         if refusal is not None:
             raise ValueError(f"job {job_id}: {refusal}")
         assert isinstance(spec, ContainerJobSpec)
-        if max_seconds is not None and not max_seconds > 0:
-            raise ValueError(f"job {job_id}: max_seconds must be positive, got {max_seconds}")
-        limit = min(max_seconds or spec.limits.max_seconds, spec.limits.max_seconds)
+        limit = start_limit(job_id, spec, max_seconds)
         paths = self.paths(job_id)
         paths.root.mkdir(parents=False)
         paths.work.mkdir()

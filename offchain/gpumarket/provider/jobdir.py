@@ -38,7 +38,10 @@ __all__ = [
     "read_exit_status",
     "read_limit",
     "read_stop_reason",
+    "record_stop",
     "resume_journal",
+    "start_limit",
+    "wall_limit",
     "write_atomic",
 ]
 
@@ -264,3 +267,25 @@ def resume_journal(paths: JobPaths, job_id: int, started_at: float) -> SampleJou
         log.warning("job %d: %s; its samples so far are lost", job_id, error)
         paths.journal.replace(paths.journal.with_name(paths.journal.name + ".unreadable"))
     return SampleJournal.begin(paths.journal, job_id=job_id, started_unix_ns=round(started_at * 1e9))
+
+
+def wall_limit(spec: AnyJobSpec, max_seconds: float | None) -> float:
+    """A job's wall-time limit from its start: the spec's ``max_seconds``, or less when the agent
+    capped it (at the job's paid time left)."""
+    return min(max_seconds or spec.limits.max_seconds, spec.limits.max_seconds)
+
+
+def start_limit(job_id: int, spec: AnyJobSpec, max_seconds: float | None) -> float:
+    """``wall_limit`` for a job about to start; ValueError when the cap is not positive."""
+    if max_seconds is not None and not max_seconds > 0:
+        raise ValueError(f"job {job_id}: max_seconds must be positive, got {max_seconds}")
+    return wall_limit(spec, max_seconds)
+
+
+def record_stop(paths: JobPaths, job_id: int, reason: StopReason) -> None:
+    """Writes why the agent stops the job, before it signals it: an agent that dies in between
+    leaves a stopped job, not a vanished one. A failed write is logged, never raised."""
+    try:
+        write_atomic(paths.stop_reason, reason.encode())
+    except OSError as error:
+        log.warning("job %d: could not record the stop (%s): %s", job_id, reason, error)

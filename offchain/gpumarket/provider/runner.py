@@ -67,7 +67,10 @@ from gpumarket.provider.jobdir import (
     read_exit_status,
     read_limit,
     read_stop_reason,
+    record_stop,
     resume_journal,
+    start_limit,
+    wall_limit,
     write_atomic,
 )
 from gpumarket.provider.spec import AnyJobSpec, JobSpec
@@ -82,6 +85,7 @@ __all__ = [
     "StopReason",
     "job_environment",
     "process_start_ticks",
+    "process_state",
 ]
 
 log = logging.getLogger(__name__)
@@ -113,6 +117,12 @@ def _stat_fields(pid: int) -> list[str] | None:
     except (FileNotFoundError, ProcessLookupError):
         return None
     return text[text.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of ``pid`` (R, S, Z, ...), None when there is no such process."""
+    fields = _stat_fields(pid)
+    return fields[0] if fields else None
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -222,7 +232,7 @@ class RunningJob:
         self.start_ticks = start_ticks
         self.started_at = started_at
         # The wall-time limit from started_at: the spec's, or less when capped at the paid time.
-        self.max_seconds = min(max_seconds or spec.limits.max_seconds, spec.limits.max_seconds)
+        self.max_seconds = wall_limit(spec, max_seconds)
         self._process = process  # None when adopted after a restart: not our child
         self._journal = journal
         self._stop_reason: StopReason | None = None
@@ -240,11 +250,7 @@ class RunningJob:
             if self._stop_reason is not None or self._reaped:
                 return
             self._stop_reason = reason
-            # On disk before the signal: an agent that dies now leaves a stopped job, not a vanished one.
-            try:
-                write_atomic(self.paths.stop_reason, reason.encode())
-            except OSError as error:
-                log.warning("job %d: could not record the stop (%s): %s", self.job_id, reason, error)
+            record_stop(self.paths, self.job_id, reason)  # before the signal
             _kill_group(self.pid, signal.SIGTERM)
         log.info("job %d: stopping (%s)", self.job_id, reason)
         threading.Thread(target=self._kill_after_grace, name=f"job-{self.job_id}-kill", daemon=True).start()
@@ -343,9 +349,7 @@ class Runner:
         """Creates the job's fresh directory and starts its command; FileExistsError if the
         directory exists (a job id runs once). ``max_seconds`` caps the spec's wall-time limit
         (the agent passes the job's paid time left); it must be positive."""
-        if max_seconds is not None and not max_seconds > 0:
-            raise ValueError(f"job {job_id}: max_seconds must be positive, got {max_seconds}")
-        limit = min(max_seconds or spec.limits.max_seconds, spec.limits.max_seconds)
+        limit = start_limit(job_id, spec, max_seconds)
         paths = self.paths(job_id)
         paths.root.mkdir(parents=False)
         paths.work.mkdir()

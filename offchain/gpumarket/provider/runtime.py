@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gpumarket.containers.engine import PodmanEngine
-from gpumarket.provider.container_runner import ContainerRunner, ContainerSettings
+from gpumarket.provider.container_runner import ContainerRunner, ContainerSettings, check_offer
 from gpumarket.provider.jobdir import JobPaths, RunnerConfig, RunResult, StopReason
 from gpumarket.provider.runner import Runner
 from gpumarket.provider.spec import AnyJobSpec
@@ -115,17 +115,14 @@ class RuntimeSettings:
     podman: str = "podman"
     containers_conf: Path | None = None
     networks: tuple[str, ...] = ()
-    max_image_bytes: int = 20 * 2**30
-    pull_timeout_s: float = 600.0
-    job_user: str = "65534:65534"
+    max_image_bytes: int = ContainerSettings.max_image_bytes
+    pull_timeout_s: float = ContainerSettings.pull_timeout_s
+    job_user: str = ContainerSettings.user
 
     def __post_init__(self) -> None:
         if self.kind not in RUNTIMES:
             raise ValueError(f"runtime {self.kind!r}: expected one of {', '.join(RUNTIMES)}")
-        if "host" in self.networks:
-            raise ValueError("network 'host' is never offered: a job would reach the provider's own services")
-        if self.max_image_bytes < 1 or self.pull_timeout_s <= 0:
-            raise ValueError("max_image_bytes and pull_timeout_s must be positive")
+        check_offer(self.networks, self.max_image_bytes, self.pull_timeout_s)
 
 
 def container_owner(provider: str, root: Path) -> str:

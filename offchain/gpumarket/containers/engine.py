@@ -310,6 +310,9 @@ class PodmanEngine:
         if self.containers_conf is not None:
             environment["CONTAINERS_CONF"] = str(self.containers_conf)
         environment.update(self.env)
+        # podman runs from / (see _call): a relative CONTAINERS_CONF means the caller's directory.
+        if environment.get("CONTAINERS_CONF"):
+            environment["CONTAINERS_CONF"] = os.path.abspath(environment["CONTAINERS_CONF"])
         return environment
 
     def _call(self, args: Sequence[str], *, timeout_s: float | None = None) -> subprocess.CompletedProcess[str]:
@@ -427,6 +430,12 @@ class PodmanEngine:
     def image_digest(self, image: str) -> str:
         """The image's manifest digest as stored (``sha256:<hex>``)."""
         return self._image_field(image, "{{.Digest}}")
+
+    def import_rootfs(self, tarball: Path, image: str, changes: Sequence[str] = (), *, timeout_s: float) -> None:
+        """Makes ``image`` from a root filesystem tarball (``podman import``), with Dockerfile
+        ``changes`` such as ``ENV PATH=...``."""
+        args = ["import", *(f"--change={change}" for change in changes), str(tarball), image]
+        self._check(args, timeout_s=timeout_s)
 
     def remove_image(self, image: str) -> None:
         """Removes the image (not when a container uses it: EngineError then)."""

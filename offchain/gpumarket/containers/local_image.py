@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+from gpumarket.containers.engine import EngineError, PodmanEngine
 
 __all__ = ["PYTHON_IMAGE", "ImageBuildError", "ensure_python_image", "local_digest"]
 
@@ -33,18 +34,14 @@ class ImageBuildError(RuntimeError):
     """The local image could not be built; the message says what was missing or failed."""
 
 
-def _podman(args: list[str], env: Mapping[str, str] | None, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["podman", *args], env=None if env is None else {**os.environ, **env},
-        capture_output=True, text=True, timeout=timeout_s, check=False,
-    )
-
-
 def local_digest(image: str, env: Mapping[str, str] | None = None) -> str | None:
     """The manifest digest (``sha256:<hex>``) of a local image, None when there is none."""
-    inspected = _podman(["image", "inspect", "--format", "{{.Digest}}", image], env)
-    digest = inspected.stdout.strip()
-    return digest if inspected.returncode == 0 and digest.startswith("sha256:") else None
+    engine = PodmanEngine(env=dict(env or {}))
+    try:
+        digest = engine.image_digest(image) if engine.image_exists(image) else ""
+    except EngineError:
+        return None
+    return digest if digest.startswith("sha256:") else None
 
 
 @contextlib.contextmanager
@@ -86,10 +83,9 @@ def _build(image: str, env: Mapping[str, str] | None) -> None:
         )
         if built.returncode != 0:
             raise ImageBuildError(f"mmdebstrap failed ({built.returncode}): {built.stderr.strip()[-2000:]}")
-        imported = _podman(
-            ["import", "--change", "ENV PATH=/usr/local/bin:/usr/bin:/bin", "--change", "WORKDIR /work",
-             str(rootfs), image],
-            env, timeout_s=_BUILD_TIMEOUT_S,
-        )
-        if imported.returncode != 0:
-            raise ImageBuildError(f"podman import failed ({imported.returncode}): {imported.stderr.strip()[-2000:]}")
+        try:
+            PodmanEngine(env=dict(env or {})).import_rootfs(
+                rootfs, image, ("ENV PATH=/usr/local/bin:/usr/bin:/bin", "WORKDIR /work"), timeout_s=_BUILD_TIMEOUT_S
+            )
+        except EngineError as error:
+            raise ImageBuildError(f"podman import failed: {error}") from None

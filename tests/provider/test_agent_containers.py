@@ -6,6 +6,8 @@ SIGKILL: tests/provider/test_cli.py)."""
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,3 +132,20 @@ def test_an_image_that_cannot_be_had_is_lost_with_its_reason(agents, python_imag
     assert status["state"] == "lost" and status["started_at"] is None, status
     assert status["reason"] in ("image_not_found", "image_unavailable") and MISSING_DIGEST in status["image"]
     assert served.agent.gpus.free == served.agent.gpus.size  # nothing held for it
+
+
+def test_a_pull_that_hangs_ends_with_the_attempt_not_the_pull_timeout(agents, python_image, client_account,
+                                                                      provider_account):
+    # A registry that accepts connections and never answers: the pull would hang for the whole
+    # pull timeout (ten minutes), past the job's paid time, were it not bounded by the attempt.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        served = agents.start(PullPolicy(first_retry_s=0.2, max_retry_s=0.2, give_up_s=3.0))
+        spec = container_spec(f"127.0.0.1:{silent.getsockname()[1]}/silent@{MISSING_DIGEST}", "print(1)")
+        on_chain(served, client_account, provider_account, spec)
+        began = time.monotonic()
+        assert put_spec(served, client_account, spec).status == 202
+        status = wait_finished(served, timeout_s=60)
+    assert (status["state"], status["reason"], status["started_at"]) == ("lost", "image_unavailable", None), status
+    assert time.monotonic() - began < 30

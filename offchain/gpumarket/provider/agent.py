@@ -380,7 +380,9 @@ class ProviderAgent:
         try:
             while True:
                 try:
-                    self.runner.prepare(job_id, spec)
+                    # A pull never outlasts the attempt: past the paid time a job still waiting
+                    # for its image would read to the oracles as one running over it.
+                    self.runner.prepare(job_id, spec, timeout_s=max(give_up_at - time.monotonic(), 1.0))
                     break
                 except ImageUnavailable as error:
                     definitive = error.code != "image_unavailable"

@@ -437,9 +437,9 @@ class ContainerRunner:
 
     # ------------------------------------------------------------------ images
 
-    def prepare(self, job_id: int, spec: AnyJobSpec) -> None:
+    def prepare(self, job_id: int, spec: AnyJobSpec, *, timeout_s: float | None = None) -> None:
         """Makes sure the spec's image is here: found locally (by its pinned reference) or pulled
-        (at most ``pull_timeout_s``), and no larger than ``max_image_bytes`` (podman's size: its
+        (at most ``pull_timeout_s``, and at most ``timeout_s`` when given), and no larger than ``max_image_bytes`` (podman's size: its
         layers unpacked). ImageUnavailable says why not. An image pulled here that is too large
         is removed; one that was here already is left (it may serve others). Writes nothing in
         the job's directory: the job has none before it starts."""
@@ -449,9 +449,10 @@ class ContainerRunner:
         try:
             pulled = not engine.image_exists(image)
             if pulled:
-                log.info("job %d: pulling %s (at most %.0f s)", job_id, image, self.settings.pull_timeout_s)
+                limit_s = self.settings.pull_timeout_s if timeout_s is None else min(timeout_s, self.settings.pull_timeout_s)
+                log.info("job %d: pulling %s (at most %.0f s)", job_id, image, limit_s)
                 started = time.monotonic()
-                engine.pull(image, timeout_s=self.settings.pull_timeout_s)
+                engine.pull(image, timeout_s=limit_s)
                 log.info("job %d: pulled %s in %.1f s", job_id, image, time.monotonic() - started)
             size = engine.image_size(image)
         except EngineError as error:

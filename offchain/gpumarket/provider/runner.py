@@ -336,7 +336,7 @@ class Runner:
                     " spec (a container) needs an agent with the container runtime")
         return None
 
-    def prepare(self, job_id: int, spec: AnyJobSpec) -> None:
+    def prepare(self, job_id: int, spec: AnyJobSpec, *, timeout_s: float | None = None) -> None:
         """Nothing to get: the command runs on the host as it is."""
 
     def sweep(self, keep: set[int]) -> list[int]:

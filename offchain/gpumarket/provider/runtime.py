@@ -70,8 +70,9 @@ class JobRuntime(Protocol):
         """Why this runtime cannot run ``spec`` here (its version, a network not offered), or None."""
         ...
 
-    def prepare(self, job_id: int, spec: AnyJobSpec) -> None:
-        """Gets what the job needs before it starts (a container's image); ImageUnavailable when it cannot."""
+    def prepare(self, job_id: int, spec: AnyJobSpec, *, timeout_s: float | None = None) -> None:
+        """Gets what the job needs before it starts (a container's image), within ``timeout_s``
+        when given; ImageUnavailable when it cannot."""
         ...
 
     def start(

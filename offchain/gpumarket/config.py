@@ -1,12 +1,17 @@
-"""The command line's config file: which node, which deployment, which key.
+"""The command line's config file: which node, which deployment, which key, which registries.
 
     # ~/.config/gpumarket.toml (or .yaml / .yml)     --config FILE, or $GPUMARKET_CONFIG
     rpc = "https://sepolia.example/v3/..."
     deployment = "deployments/sepolia.json"          # relative: to the config file's folder
     key = "keystore:provider1"                       # never a raw key: a key *source*
 
+    [registries]                                     # optional: image registries (host -> base URL)
+    "ghcr.io" = "https://ghcr.io"                    # that an oracle checks jobs' images on, or
+    "10.0.0.5:5000" = "http://10.0.0.5:5000"         # that a provider's agent sizes them on
+
 Flags (--rpc, --deployment, --key) override the file, the file fills what the flags leave
-out. The file holds no secret: `key` names a source (gpumarket.chain.keys), and a keystore's
+out; ``--registry HOST=URL`` options add to the file's registries (a host named in both takes
+the option's URL). The file holds no secret: `key` names a source (gpumarket.chain.keys), and a keystore's
 passphrase stays in $APE_ACCOUNTS_<alias>_PASSPHRASE. Unknown fields are refused (a typo
 would otherwise silently fall back to a default), and so is anything that looks like a raw
 private key.
@@ -17,16 +22,20 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from gpumarket.containers.registry import registry_map
+
 __all__ = ["CONFIG_ENV", "ChainSettings", "ConfigError", "load_config", "require_settings", "resolve_settings"]
 
 CONFIG_ENV = "GPUMARKET_CONFIG"
 _FIELDS = ("rpc", "deployment", "key")
+_TABLES = ("registries",)
 _RAW_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 
 
@@ -42,6 +51,7 @@ class ChainSettings:
     deployment: Path | None = None
     key: str | None = None
     source: Path | None = None  # the config file they came from, if any
+    registries: Mapping[str, str] = field(default_factory=dict)  # host[:port] -> base URL
 
 
 def _parse(path: Path, text: str) -> Any:
@@ -68,9 +78,11 @@ def load_config(path: str | Path) -> ChainSettings:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a table of {', '.join(_FIELDS)}, got {type(data).__name__}")
-    unknown = sorted(set(data) - set(_FIELDS))
+    allowed = (*_FIELDS, *_TABLES)
+    unknown = sorted(set(data) - set(allowed))
     if unknown:
-        raise ConfigError(f"{path}: unknown field(s) {', '.join(unknown)} (allowed: {', '.join(_FIELDS)})")
+        raise ConfigError(f"{path}: unknown field(s) {', '.join(unknown)} (allowed: {', '.join(allowed)})")
+    registries = _registries(path, data.pop("registries", {}))
     for name, value in data.items():
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{path}: {name} must be a non-empty string")
@@ -85,7 +97,16 @@ def load_config(path: str | Path) -> ChainSettings:
         deployment_path = Path(deployment).expanduser()
         if not deployment_path.is_absolute():
             deployment_path = path.parent / deployment_path
-    return ChainSettings(rpc=data.get("rpc"), deployment=deployment_path, key=key, source=path)
+    return ChainSettings(rpc=data.get("rpc"), deployment=deployment_path, key=key, source=path, registries=registries)
+
+
+def _registries(path: Path, table: Any) -> dict[str, str]:
+    if not isinstance(table, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in table.items()):
+        raise ConfigError(f"{path}: registries must be a table of host[:port] = base URL strings")
+    try:
+        return registry_map(base=table)
+    except ValueError as error:
+        raise ConfigError(f"{path}: registries: {error}") from None
 
 
 def resolve_settings(config: str | Path | None = None, *, rpc: str | None = None, deployment: Path | None = None,

@@ -4,6 +4,7 @@ and its refusals; then the file used by the provider commands and by the client 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 
 from gpumarket.cli import main
 from gpumarket.config import ConfigError, load_config, resolve_settings
+from gpumarket.containers.registry import registry_map
 
 from .conftest import key, ok
 
@@ -43,6 +45,36 @@ def test_bad_files_are_refused_precisely(tmp_path, name, text, words):
     (tmp_path / name).write_text(text)
     with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         load_config(tmp_path / name)
+
+
+def test_registries_from_the_file_and_the_options(tmp_path):
+    (tmp_path / "r.toml").write_text('rpc = "u"\n[registries]\n"GHCR.io" = "https://ghcr.io"\n'
+                                     '"10.0.0.5:5000" = "http://10.0.0.5:5000"\n')
+    (tmp_path / "r.yaml").write_text("registries:\n  ghcr.io: https://ghcr.io\n")
+    from_toml = load_config(tmp_path / "r.toml").registries
+    assert from_toml == {"ghcr.io": "https://ghcr.io", "10.0.0.5:5000": "http://10.0.0.5:5000"}
+    assert load_config(tmp_path / "r.yaml").registries == {"ghcr.io": "https://ghcr.io"}
+    assert resolve_settings(None, environ={}).registries == {}
+    # Options add to the file's table, and a host named in both takes the option's URL.
+    merged = registry_map(["ghcr.io=https://mirror.example", "quay.io=https://quay.io"], from_toml)
+    assert merged == {"ghcr.io": "https://mirror.example", "10.0.0.5:5000": "http://10.0.0.5:5000",
+                      "quay.io": "https://quay.io"}
+    for options, words in ((["ghcr.io"], "is not HOST=URL"), (["a.io=https://a", "A.io=https://b"], "given twice"),
+                           (["a.io=ftp://a"], "is not an http(s) URL")):
+        with pytest.raises(ValueError, match=re.escape(words)):
+            registry_map(options)
+
+
+@pytest.mark.parametrize("text, words", [
+    ('registries = "ghcr.io"\n', "registries must be a table of host[:port] = base URL strings"),
+    ("[registries]\n\"ghcr.io\" = 5\n", "registries must be a table"),
+    ('[registries]\n"ghcr.io" = "ghcr.io"\n', "registries: registry 'ghcr.io': base URL 'ghcr.io' is not an http(s) URL"),
+    ('[registries]\n"a/b" = "https://a"\n', "registries: registry host 'a/b' is not host[:port]"),
+])
+def test_bad_registries_are_refused_precisely(tmp_path, text, words):
+    (tmp_path / "r.toml").write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(f"{tmp_path / 'r.toml'}: {words}")):
+        load_config(tmp_path / "r.toml")
 
 
 def test_a_raw_private_key_is_refused_without_repeating_it(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import pickle
 import time
 from pathlib import Path
@@ -13,12 +14,14 @@ import pytest
 from gpumarket.containers.engine import (
     ContainerConfig,
     EngineError,
+    EngineHost,
     ImageUnavailable,
     PodmanEngine,
     classify_pull_error,
     parse_timestamp_ns,
     run_argv,
 )
+from gpumarket.containers.registry import RegistryClient
 from gpumarket.provider.container_runner import ContainerRunner, ContainerSettings
 from gpumarket.provider.jobdir import RunnerConfig
 from gpumarket.provider.spec import ContainerJobSpec, ContainerLimits
@@ -198,6 +201,28 @@ def test_an_unreachable_registry_is_image_unavailable(engine):
     assert raised.value.code == "image_unavailable" and "connection refused" in raised.value.detail
 
 
+@pytest.mark.parametrize(("host", "words"), [
+    (EngineHost(rootless=False, cgroup_version="v1", cgroup_controllers=()), None),
+    (EngineHost(rootless=False, cgroup_version="v2", cgroup_controllers=("memory",)), None),
+    (EngineHost(rootless=True, cgroup_version="v1", cgroup_controllers=("cpu", "memory", "pids")),
+     "rootless podman on cgroups v1 ignores memory, CPU and pids limits"),
+    (EngineHost(rootless=True, cgroup_version="v2", cgroup_controllers=("cpu", "io", "memory", "pids")), None),
+    (EngineHost(rootless=True, cgroup_version="v2", cgroup_controllers=("memory",)),
+     "rootless podman here has no cpu, pids cgroup controller"),
+])
+def test_limits_refusal_says_when_a_host_would_ignore_jobs_limits(host, words):
+    refusal = host.limits_refusal()
+    assert refusal is None if words is None else words in refusal
+
+
+def test_host_describes_this_podman(engine):
+    host = engine.host()
+    assert host.cgroup_version in ("v1", "v2") and "memory" in host.cgroup_controllers
+    assert host.rootless == (os.geteuid() != 0)
+    if not host.rootless:
+        assert host.limits_refusal() is None  # as root podman enforces the limits the tests check
+
+
 def test_a_pull_past_its_timeout_is_image_unavailable(engine):
     with pytest.raises(ImageUnavailable) as raised:
         engine.pull(f"127.0.0.1:9/gpumarket-nonesuch@{MISSING}", timeout_s=0.5)
@@ -211,20 +236,38 @@ def _spec(image: str) -> ContainerJobSpec:
     )
 
 
-def test_prepare_pulls_and_removes_an_image_it_pulled_that_is_too_large(registry, tiny_image, tmp_path):
-    def runner(max_image_bytes: int) -> ContainerRunner:
-        settings = ContainerSettings(engine=registry.engine, owner="test-prepare", max_image_bytes=max_image_bytes)
-        return ContainerRunner(RunnerConfig(root=tmp_path / "jobs", meter_gpus=False), settings)
+def _sizing_runner(registry, root: Path, max_image_bytes: int, *, sized: bool = True) -> ContainerRunner:
+    """A container runner pulling from the loopback registry; ``sized``: it is told the registry's
+    plain-HTTP address, as a provider names one with --registry (else it asks https://, and cannot)."""
+    registries = {registry.address: f"http://{registry.address}"} if sized else {}
+    settings = ContainerSettings(engine=registry.engine, owner="test-prepare", max_image_bytes=max_image_bytes,
+                                 registries=registries)
+    return ContainerRunner(RunnerConfig(root=root, meter_gpus=False), settings)
 
+
+def test_prepare_refuses_an_image_its_manifest_declares_too_large_without_pulling_it(registry, tiny_image, tmp_path):
     spec = _spec(tiny_image.pushed)
+    declared = RegistryClient({registry.address: f"http://{registry.address}"}).check(spec.image_reference)
+    assert declared.found and declared.size_bytes is not None  # the oracles' measure of it
     with pytest.raises(ImageUnavailable) as raised:
-        runner(max_image_bytes=100).prepare(1, spec)
-    assert raised.value.code == "image_too_large" and "max_image_bytes 100" in raised.value.detail
-    assert not registry.engine.image_exists(tiny_image.pushed)  # pulled for nothing: not kept
-    runner(max_image_bytes=1 << 20).prepare(2, spec)
+        _sizing_runner(registry, tmp_path / "jobs", declared.size_bytes - 1).prepare(1, spec)
+    assert raised.value.code == "image_too_large"
+    assert f"is {declared.size_bytes} bytes as its registry's manifest declares it" in raised.value.detail
+    assert f"max_image_bytes {declared.size_bytes - 1}" in raised.value.detail
+    assert not registry.engine.image_exists(tiny_image.pushed)  # refused before a byte was pulled
+    _sizing_runner(registry, tmp_path / "jobs", declared.size_bytes).prepare(2, spec)  # at the limit: within it
     assert registry.engine.image_exists(tiny_image.pushed)
     assert not (tmp_path / "jobs" / "job-2").exists()  # nothing recorded before the job starts
     with pytest.raises(ImageUnavailable) as raised:
-        runner(max_image_bytes=1 << 20).prepare(3, _spec(f"{tiny_image.repository}@{MISSING}"))
+        _sizing_runner(registry, tmp_path / "jobs", 1 << 20).prepare(3, _spec(f"{tiny_image.repository}@{MISSING}"))
     assert raised.value.code == "image_not_found"
+    registry.engine.remove_image(tiny_image.pushed)
+
+
+def test_prepare_pulls_an_image_it_cannot_size_without_the_limit(registry, tiny_image, tmp_path):
+    # Not told where the registry is, the agent asks https://<host>, which this plain-HTTP
+    # registry does not serve; podman (its registries.conf says insecure) still pulls. A refusal
+    # the oracles could not confirm would be no refusal: the image is pulled, limit or not.
+    _sizing_runner(registry, tmp_path / "jobs", 1, sized=False).prepare(1, _spec(tiny_image.pushed))
+    assert registry.engine.image_exists(tiny_image.pushed)
     registry.engine.remove_image(tiny_image.pushed)

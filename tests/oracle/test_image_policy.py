@@ -30,7 +30,7 @@ from gpumarket.chain.models import Job, JobState
 from gpumarket.chain.params import load_params
 from gpumarket.cli import main
 from gpumarket.client.errors import ProviderUnreachable
-from gpumarket.containers.registry import ImageStatus
+from gpumarket.containers.registry import ImageCheck, ImageStatus
 from gpumarket.oracle.challenge import ChallengeOutcome
 from gpumarket.oracle.images import (
     EXPIRY,
@@ -66,22 +66,18 @@ def missed(status: ImageStatus = ImageStatus.UNREACHABLE, at: float = 0.0) -> Re
 # ---------------------------------------------------------------------- the verdict (unit)
 
 
-def test_failed_only_with_two_found_checks_within_the_advertised_limit() -> None:
-    result = verdict(IMAGE, "image_not_found", [found(at=1), found(at=3)], 200 * MiB)
+@pytest.mark.parametrize("reason", sorted(IMAGE_REASONS))
+def test_failed_only_with_two_found_checks_within_the_advertised_limit(reason) -> None:
+    # image_too_large included: the agent sizes an image from its manifest, the oracle's measure,
+    # so an image found within the limit every time makes that claim false too.
+    result = verdict(IMAGE, reason, [found(at=1), found(at=3)], 200 * MiB)
     assert result.failed
     assert result.detail == (
-        f"the agent reports image_not_found for {IMAGE}, but this oracle fetched its manifest 2 times over the "
+        f"the agent reports {reason} for {IMAGE}, but this oracle fetched its manifest 2 times over the "
         f"attempt, size {100 * MiB} bytes (100.0 MiB) within the advertised max_image_bytes {200 * MiB}")
-    # The size exactly at the limit is within it.
-    assert verdict(IMAGE, "image_unavailable", [found(), found()], 100 * MiB).failed
-
-
-def test_an_image_too_large_is_never_a_slash() -> None:
-    # The agent sizes the image unpacked; the manifest only tells its compressed size.
-    result = verdict(IMAGE, "image_too_large", [found(at=1), found(at=3)], 200 * MiB)
-    assert not result.failed
-    assert "measures an image unpacked, which its manifest does not tell" in result.detail
-    assert result.detail.endswith(EXPIRY)
+    # The size exactly at the limit is within it; one byte over is the client's image too large.
+    assert verdict(IMAGE, reason, [found(), found()], 100 * MiB).failed
+    assert not verdict(IMAGE, reason, [found(), found(100 * MiB + 1)], 100 * MiB).failed
 
 
 @pytest.mark.parametrize(("checks", "limit", "why"), [
@@ -94,7 +90,7 @@ def test_an_image_too_large_is_never_a_slash() -> None:
     ([found(), found(200 * MiB + 1)], 200 * MiB, "is over the advertised max_image_bytes"),
 ])
 def test_anything_else_is_no_decision_and_says_the_job_ends_by_expiry(checks, limit, why) -> None:
-    for reason in sorted(IMAGE_REASONS - {"image_too_large"}):
+    for reason in sorted(IMAGE_REASONS):
         result = verdict(IMAGE, reason, checks, limit)
         assert not result.failed
         assert why in result.detail, result.detail
@@ -158,6 +154,45 @@ def test_a_health_that_does_not_answer_is_asked_again_before_the_verdict() -> No
     final = policy.observe(watch, lost, 1, lambda: {"max_image_bytes": 10})
     assert final is watch.concluded and final.detail.endswith(EXPIRY)
     assert len(watch.checks) == 1  # the failure's check is made once
+
+
+class FoundEveryTime(ImagePolicy):
+    """A policy whose registry serves the image (100 MiB) at every check; counts the checks."""
+
+    def __init__(self, config: ImageConfig) -> None:
+        super().__init__({}, config)
+        self.calls: list[str] = []
+
+    def check(self, image: str):
+        self.calls.append(image)
+        return ImageCheck(ImageStatus.FOUND, 100 * MiB, "found")
+
+
+@pytest.mark.parametrize("reason", sorted(IMAGE_REASONS))
+def test_a_failure_claimed_at_once_is_checked_again_until_there_are_enough_checks(reason) -> None:
+    # The agent never reported pulling: the failure's own check is the first. One check is too
+    # few to slash on, and too few to let go: the oracle checks again, check_interval_s apart.
+    policy = FoundEveryTime(ImageConfig(check_interval_s=5, min_checks=3))
+    watch = ImageWatch()
+    health = lambda: {"max_image_bytes": 200 * MiB}
+    lost = {"state": "lost", "started_at": None, "image": IMAGE, "pulling": False, "reason": reason}
+    for now, checks in ((0, 1), (2, 1), (5, 2), (6, 2)):
+        pending = policy.observe(watch, lost, now, health)
+        assert pending is not None and not pending.failed and watch.concluded is None
+        assert "checks again (3 checks needed for a verdict)" in pending.detail
+        assert len(policy.calls) == checks
+    final = policy.observe(watch, lost, 10, health)
+    assert final is watch.concluded and final.failed and len(policy.calls) == 3
+    assert policy.observe(watch, lost, 20, health) is final and len(policy.calls) == 3
+
+
+def test_a_failure_claimed_at_once_and_not_found_is_decided_at_once() -> None:
+    policy = ImagePolicy({}, ImageConfig(check_interval_s=5))  # ghcr.io is not configured: UNCHECKABLE
+    watch = ImageWatch()
+    lost = {"state": "lost", "started_at": None, "image": IMAGE, "pulling": False, "reason": "image_too_large"}
+    final = policy.observe(watch, lost, 0, lambda: {"max_image_bytes": 200 * MiB})
+    assert final is watch.concluded and not final.failed and final.detail.endswith(EXPIRY)
+    assert len(watch.checks) == 1
 
 
 def test_an_image_failure_claimed_after_the_start_is_left_to_the_job_loop() -> None:
@@ -386,11 +421,21 @@ def test_an_unconfigured_registry_is_no_decision(monitors, pushed: Pushed, agent
     expect_no_decision(monitor, polls, 10, "not configured to ask")
 
 
-def test_a_single_found_check_is_no_decision(monitors, pushed: Pushed, agent: AgentDouble) -> None:
-    # The agent reports the failure at once: this oracle never saw it pulling, so it checks once.
+@pytest.mark.parametrize("reason", ["image_unavailable", "image_too_large"])
+def test_a_failure_claimed_at_once_is_checked_again_then_fails_the_job(
+    monitors, pushed: Pushed, agent: AgentDouble, reason: str,
+) -> None:
+    # The agent reports the failure at once: this oracle never saw it pulling. One check (at the
+    # failure) is too few to decide on; it checks again on its next poll, then decides. A claim
+    # of image_too_large for an image within the advertised limit is as false as any other.
     monitor = monitors(0, 11)
-    polls = drive([monitor], agent, 11, pushed.image, pulling_polls=0, reason="image_unavailable")
-    expect_no_decision(monitor, polls, 11, "fetched its manifest only 1 time(s)")
+    polls = drive([monitor], agent, 11, pushed.image, pulling_polls=0, reason=reason)
+    first, second = the_step(polls[0][0]), the_step(polls[1][0])
+    assert first.action == "waiting" and "found it 1 time(s) so far and checks again (2 checks needed" in first.detail
+    assert second.action == "decided", second
+    assert second.detail.startswith(f"FAILED: the agent reports {reason} for {pushed.image}, but this oracle "
+                                    "fetched its manifest 2 times over the attempt")
+    assert monitor.store.job_decision(11).report.outcome is Outcome.FAILED
 
 
 def test_an_image_over_the_advertised_limit_or_no_limit_is_no_decision(

@@ -19,7 +19,7 @@ from gpumarket.provider.agent import AgentConfig, ProviderAgent, PullPolicy
 from gpumarket.provider.api import ProviderServer
 from gpumarket.provider.jobdir import RunnerConfig
 from gpumarket.provider.result import ResultBundle
-from gpumarket.provider.runtime import RuntimeSettings, container_owner, make_runtime
+from gpumarket.provider.runtime import RuntimeSettings, RuntimeUnavailable, container_owner, make_runtime
 from gpumarket.provider.spec import ContainerJobSpec, ContainerLimits
 from gpumarket.provider.store import Store
 
@@ -77,6 +77,12 @@ def agents(tmp_path, provider_account, podman_env) -> Iterator[ContainerAgents]:
 def on_chain(served: Served, client, provider, spec, job_id: int = JOB, gpu_count: int = 1) -> None:
     served.jobs.put(job_id, client=client.address, provider=provider.address, spec_hash=spec.hash(),
                     gpu_count=gpu_count)
+
+
+def test_the_container_runtime_needs_a_podman_that_answers(tmp_path):
+    settings = RuntimeSettings(kind="container", podman=str(tmp_path / "no-podman"))
+    with pytest.raises(RuntimeUnavailable, match="the container runtime needs podman, which did not answer: "):
+        make_runtime(settings, RunnerConfig(root=tmp_path / "jobs"), "0x" + "11" * 20)
 
 
 def test_a_container_job_runs_and_its_result_is_served(agents, python_image, client_account, provider_account):

@@ -295,6 +295,34 @@ def _options(config: ContainerConfig) -> list[str]:
 # --------------------------------------------------------------------------- the engine
 
 
+# What a job's limits need: memory (and its high-water mark for the meter), CPU quota, pids.
+LIMIT_CONTROLLERS: Final = ("cpu", "memory", "pids")
+
+
+@dataclass(frozen=True)
+class EngineHost:
+    """How podman runs on this host (``podman info``)."""
+
+    rootless: bool
+    cgroup_version: str  # "v1" or "v2"
+    cgroup_controllers: tuple[str, ...]  # those podman can use (rootless: those delegated to the user)
+
+    def limits_refusal(self) -> str | None:
+        """Why containers here would run without the limits a spec sets, or None. Podman as root
+        enforces them on cgroups v1 and v2. Rootless podman ignores every limit on cgroups v1 (it
+        only warns), and on v2 has only the controllers systemd delegates to the user."""
+        if not self.rootless:
+            return None
+        if self.cgroup_version != "v2":
+            return ("rootless podman on cgroups v1 ignores memory, CPU and pids limits: run the agent as root, "
+                    "or rootless on a cgroups v2 host with systemd's controller delegation")
+        missing = [name for name in LIMIT_CONTROLLERS if name not in self.cgroup_controllers]
+        if missing:
+            return (f"rootless podman here has no {', '.join(missing)} cgroup controller (not delegated to this "
+                    "user by systemd: Delegate=cpu memory pids in user@.service), so jobs' limits would be ignored")
+        return None
+
+
 @dataclass(frozen=True)
 class PodmanEngine:
     """The ``podman`` program (``binary``), with ``containers_conf`` as CONTAINERS_CONF and
@@ -338,6 +366,20 @@ class PodmanEngine:
         if done.returncode != 0:
             raise EngineError([self.binary, *args], done.returncode, done.stderr)
         return done.stdout
+
+    def host(self) -> EngineHost:
+        """How podman runs here (``podman info``); EngineError when it cannot say."""
+        args = ["info", "--format", "json"]
+        try:
+            info = json.loads(self._check(args))
+            host = info["host"]
+            return EngineHost(
+                rootless=bool(host["security"]["rootless"]),
+                cgroup_version=str(host["cgroupVersion"]),
+                cgroup_controllers=tuple(str(name) for name in host.get("cgroupControllers") or ()),
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise EngineError([self.binary, *args], 0, f"printed no host description podman gives: {error}") from None
 
     # ------------------------------------------------------------------ containers
 

@@ -11,7 +11,9 @@ What it does, and nothing more:
 - Only the registries in the map are asked, each at its base URL (the map is the operator's:
   the registries the providers use). A reference without a registry part, or with one not in
   the map (``localhost/...``: an image that lives only on a provider's machine), is
-  ``UNCHECKABLE`` and nothing is sent anywhere.
+  ``UNCHECKABLE`` and nothing is sent anywhere. With ``default_https`` (a provider agent sizing
+  the images it is about to pull, from wherever its engine would pull them), a registry not in
+  the map is asked at ``https://<host[:port]>``; ``localhost`` still never is.
 - ``GET <base>/v2/<repository>/manifests/<digest>`` with the OCI and Docker v2 manifest and
   index media types in ``Accept``. The body must hash (sha256) to the digest: a registry that
   serves other bytes is not trusted (``UNREACHABLE``).
@@ -45,7 +47,7 @@ import json
 import re
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -59,6 +61,7 @@ __all__ = [
     "ImageStatus",
     "RegistryClient",
     "RegistryTimeouts",
+    "registry_map",
 ]
 
 MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
@@ -176,6 +179,7 @@ class RegistryClient:
         timeouts: RegistryTimeouts | None = None,
         max_manifest_bytes: int = MAX_MANIFEST_BYTES,
         max_index_manifests: int = MAX_INDEX_MANIFESTS,
+        default_https: bool = False,
     ) -> None:
         if max_manifest_bytes < 1024 or max_index_manifests < 1:
             raise ValueError("max_manifest_bytes must be >= 1024 and max_index_manifests >= 1")
@@ -187,6 +191,7 @@ class RegistryClient:
         self.timeouts = timeouts or RegistryTimeouts()
         self.max_manifest_bytes = max_manifest_bytes
         self.max_index_manifests = max_index_manifests
+        self.default_https = default_https
 
     @property
     def registries(self) -> dict[str, str]:
@@ -198,17 +203,22 @@ class RegistryClient:
 
     # ------------------------------------------------------------------ the check
 
-    def check(self, reference: ImageReference) -> ImageCheck:
-        """Whether the reference's registry serves its manifest by digest, and the image's size."""
+    def check(self, reference: ImageReference, *, timeout_s: float | None = None) -> ImageCheck:
+        """Whether the reference's registry serves its manifest by digest, and the image's size;
+        within ``timeout_s`` when given (and ``timeouts.total_s`` in any case)."""
         if reference.registry is None:
             return ImageCheck(ImageStatus.UNCHECKABLE, detail=(
                 f"{reference} names no registry (the engine's default applies): this oracle does not check it"))
-        base = self._bases.get(reference.registry.lower())
+        host = reference.registry.lower()
+        local = host.partition(":")[0] == "localhost"
+        base = self._bases.get(host)
+        if base is None and self.default_https and not local:
+            base = _parse_base(host, f"https://{host}")
         if base is None:
-            local = reference.registry.lower().partition(":")[0] == "localhost"
             why = "a provider-local image" if local else "on a registry this oracle is not configured to ask"
             return ImageCheck(ImageStatus.UNCHECKABLE, detail=f"{reference} is {why}: not checked")
-        session = _Session(base, reference.repository, time.monotonic() + self.timeouts.total_s)
+        total_s = self.timeouts.total_s if timeout_s is None else min(timeout_s, self.timeouts.total_s)
+        session = _Session(base, reference.repository, time.monotonic() + total_s)
         try:
             size = self._size(session, reference.digest)
         except _Failed as failed:
@@ -441,3 +451,22 @@ def _manifest_size(document: dict[str, Any], media_type: str) -> int:
     for index, layer in enumerate(layers):
         total += _blob_size(layer, f"layer {index}")
     return total
+
+
+def registry_map(options: Iterable[str] = (), base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Registries (host[:port] -> base URL) from ``HOST=URL`` texts (``--registry`` options) over
+    ``base`` (a config file's table): a host the options name again takes their URL. ValueError
+    for text that is no HOST=URL, a host the options give twice, or an entry RegistryClient
+    refuses."""
+    given: dict[str, str] = {}
+    for value in options:
+        host, equals, url = value.partition("=")
+        host, url = host.strip().lower(), url.strip()
+        if not equals or not host or not url:
+            raise ValueError(f"{value!r} is not HOST=URL (e.g. ghcr.io=https://ghcr.io)")
+        if host in given:
+            raise ValueError(f"registry {host} is given twice")
+        given[host] = url
+    merged = {str(host).lower(): url for host, url in (base or {}).items()} | given
+    RegistryClient(merged)  # raises ValueError naming the entry it refuses
+    return merged

@@ -31,7 +31,7 @@ from gpumarket.chain.errors import ChainError
 from gpumarket.chain.keys import KeyLoadError, ServiceKey, load_key, load_keystore, test_oracle
 from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.config import ConfigError, require_settings
-from gpumarket.containers.registry import RegistryClient
+from gpumarket.containers.registry import registry_map
 from gpumarket.lifecycle import serve_until_signalled
 from gpumarket.oracle.hardware import HardwareConfig
 from gpumarket.oracle.jobs import JobConfig
@@ -62,25 +62,6 @@ def _load_key(key_alias: str | None, test_key: int | None, chain_id: int) -> Ser
         return load_keystore(key_alias)  # type: ignore[arg-type]
     except KeyLoadError as exc:
         raise click.UsageError(str(exc)) from None
-
-
-def _registries(values: tuple[str, ...]) -> dict[str, str]:
-    """``--registry HOST=URL`` options as a map (each checked as RegistryClient checks it)."""
-    registries: dict[str, str] = {}
-    for value in values:
-        host, equals, url = value.partition("=")
-        host, url = host.strip(), url.strip()
-        if not equals or not host or not url:
-            raise click.BadParameter(f"{value!r} is not HOST=URL (e.g. ghcr.io=https://ghcr.io)",
-                                     param_hint="--registry")
-        if host.lower() in {known.lower() for known in registries}:
-            raise click.BadParameter(f"registry {host} is given twice", param_hint="--registry")
-        registries[host] = url
-    try:
-        RegistryClient(registries)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--registry") from None
-    return registries
 
 
 @click.group()
@@ -173,7 +154,8 @@ def serve_api(
 @click.option("--port", type=click.IntRange(0, 65535), default=8800, show_default=True, help="0: an ephemeral port.")
 @click.option("--peer", "peers", multiple=True, metavar="URL", help="Another committee member's API (repeat).")
 @click.option("--registry", "registries", multiple=True, metavar="HOST=URL",
-              help="An image registry this oracle checks jobs' images on: HOST[:PORT] as image references write "
+              help="An image registry this oracle checks jobs' images on (added to the config file's "
+                   "[registries]): HOST[:PORT] as image references write "
                    "it, and its base URL, e.g. ghcr.io=https://ghcr.io (repeat). Images on other registries "
                    "are never checked, so their failures are never the provider's fault.")
 @click.option("--confirmations", type=click.IntRange(min=0), default=2, show_default=True)
@@ -226,7 +208,10 @@ def run(
     except ConfigError as error:
         raise click.UsageError(str(error)) from None
     rpc, deployment_path, key_spec = str(settings.rpc), Path(str(settings.deployment)), str(settings.key)
-    registry_map = _registries(registries)
+    try:
+        registries_by_host = registry_map(registries, settings.registries)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--registry") from None
     if rpc == EMBEDDED:
         raise click.BadParameter("the embedded chain lives inside one process: give a node's URL", param_hint="--rpc")
     try:
@@ -236,7 +221,7 @@ def run(
         sender = load_key(sender_spec, w3=w3) if sender_spec else None
         config = OracleServiceConfig(
             rpc=rpc, deployment=deployment, key=key, sender=sender, db_path=db_path, host=host, port=port,
-            peers=peers, registries=registry_map, confirmations=confirmations, poll_interval=poll_interval,
+            peers=peers, registries=registries_by_host, confirmations=confirmations, poll_interval=poll_interval,
             tick_interval=tick_interval,
             hardware=HardwareConfig(fallback_delay_s=fallback_delay, no_answer_retry_s=no_answer_retry),
             jobs=JobConfig(heartbeat_interval_s=heartbeat_interval, poll_interval_s=job_poll_interval,

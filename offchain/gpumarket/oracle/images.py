@@ -15,14 +15,21 @@ registries it is configured with (gpumarket.containers.registry):
 
 - while the agent reports ``"pulling": true`` for the job, one check of the status's ``image``
   at most every ``check_interval_s`` (and at most ``max_checks`` of them);
-- once more when the agent reports the image failure (then the verdict is final: later polls
-  of the same lost job check nothing more).
+- once more when the agent reports the image failure;
+- and, while every check so far found the image but fewer than ``min_checks`` were made (an
+  agent that reported the failure at once, before this oracle saw it pulling), one more on
+  each later poll, ``check_interval_s`` apart, until there are enough: an instant claim gets
+  the same scrutiny as a long pull. Then the verdict is final: later polls of the same lost
+  job check nothing more.
 
 The verdict (:func:`verdict`) is FAILED only when this oracle made at least ``min_checks``
 checks over the agent's attempt, every one FOUND, and the image's size (config + layers; the
 largest linux platform of an index) is within the ``max_image_bytes`` the provider advertised
 (the largest it advertised during the attempt, as read here: a provider cannot lower it to
-escape). Anything else is no decision: the oracle could not fetch it every time (so the fault
+escape). This holds for ``image_too_large`` too: the agent sizes an image before pulling it by
+the same measure, with the same client (gpumarket.containers.registry), so an image within the
+limit by this oracle's checks was within it for the agent, and the claim is false. Anything
+else is no decision: the oracle could not fetch it every time (so the fault
 may be the registry's or the oracle's own network), the image is on a registry it does not
 know, it names no registry, or it lives only on the provider (``localhost/...``), the provider
 advertises no limit, or the image is over it. Then the job ends by ``expire_job``: the client is
@@ -143,8 +150,7 @@ def verdict(
     config: ImageConfig = ImageConfig(),
 ) -> ImageVerdict:
     """FAILED when this oracle fetched the image at least ``min_checks`` times, every check it
-    made found it, and its size is within ``max_image_bytes``; no decision otherwise, and always
-    for ``image_too_large`` (the agent's measure, the unpacked size, is not in the manifest)."""
+    made found it, and its size is within ``max_image_bytes``; no decision otherwise."""
     shown = image or "(no image named)"
 
     def no_decision(why: str) -> ImageVerdict:
@@ -152,10 +158,6 @@ def verdict(
 
     if not image:
         return no_decision("the status names no image this oracle could check")
-    if reason == "image_too_large":
-        # The agent sizes an image unpacked, the registry's manifest gives its compressed size:
-        # a claim this oracle cannot check without risking a slash of an honest provider.
-        return no_decision("the agent measures an image unpacked, which its manifest does not tell")
     if not checks:
         return no_decision("this oracle made no check of it")
     missed = [c for c in checks if c.status is not ImageStatus.FOUND]
@@ -247,17 +249,28 @@ class ImagePolicy:
                 self._record(watch, image, now)
         return None
 
+    def _owes_checks(self, watch: ImageWatch) -> bool:
+        """Every check so far found the image, and too few were made for a verdict."""
+        return (len(watch.checks) < self.config.min_checks
+                and all(check.status is ImageStatus.FOUND for check in watch.checks))
+
     def _conclude(
         self, watch: ImageWatch, reason: str, now: float, health: Callable[[], Mapping[str, Any]],
     ) -> ImageVerdict:
         if watch.image is not None and not watch.final_checked:
             self._record(watch, watch.image, now)  # once, when the failure is reported
             watch.final_checked = True
+        elif watch.image is not None and self._owes_checks(watch) and now - watch.last_check >= self.config.check_interval_s:
+            self._record(watch, watch.image, now)
         self._read_health(watch, health)
         if not watch.health_answered:
             return ImageVerdict(False, (
                 f"the agent reports {reason} for {watch.image}, but {watch.health_detail}: "
                 "asking again on the next poll"))
+        if watch.image is not None and self._owes_checks(watch):
+            return ImageVerdict(False, (
+                f"the agent reports {reason} for {watch.image}; this oracle found it {len(watch.checks)} time(s) "
+                f"so far and checks again ({self.config.min_checks} checks needed for a verdict)"))
         result = verdict(watch.image, reason, watch.checks, watch.max_image_bytes, self.config)
         watch.concluded = result
         return result

@@ -22,6 +22,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -34,6 +35,7 @@ from gpumarket.chain.errors import ChainError
 from gpumarket.chain.keys import KeyLoadError, load_key
 from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.config import ConfigError, require_settings
+from gpumarket.containers.registry import registry_map
 from gpumarket.lifecycle import serve_until_signalled, write_ready_file
 from gpumarket.measure.classes import GPU_CLASSES, class_by_name
 from gpumarket.measure.nvml import nvml_available
@@ -43,7 +45,7 @@ from gpumarket.provider.agent import AgentConfig, ProviderAgent
 from gpumarket.provider.api import ProviderServer
 from gpumarket.provider.jobsource import JsonFileJobSource, OnChainJob
 from gpumarket.provider.jobdir import RunnerConfig
-from gpumarket.provider.runtime import RUNTIMES, RuntimeSettings, make_runtime
+from gpumarket.provider.runtime import RUNTIMES, RuntimeSettings, RuntimeUnavailable, make_runtime
 from gpumarket.provider.service import ProviderService, ServiceConfig, StartupError
 from gpumarket.provider.store import Store
 from gpumarket.provider.watcher import WatchPolicy
@@ -81,15 +83,24 @@ def runtime_options(command: Callable[..., None]) -> Callable[..., None]:
         click.option("--network", "networks", multiple=True,
                      help="A podman network jobs may name in their spec besides 'none' (repeat for more)."),
         click.option("--max-image-bytes", type=click.IntRange(min=1), default=RuntimeSettings.max_image_bytes,
-                     show_default=True, help="The largest image the agent pulls for a job."),
+                     show_default=True,
+                     help="The largest image the agent pulls for a job, as its registry's manifest declares it "
+                          "(config and layers: the size the oracles check an image_too_large claim against)."),
+        click.option("--registry", "registries", multiple=True, metavar="HOST=URL",
+                     help="Where a registry is served when not at https://HOST, e.g. 10.0.0.5:5000=http://10.0.0.5:5000 "
+                          "(repeat; the config file's [registries] too): the agent sizes images there before pulling."),
     ]
 
     @functools.wraps(command)
     def with_runtime(*args: Any, runtime_kind: str, containers_conf: Path | None, networks: tuple[str, ...],
-                     max_image_bytes: int, **kwargs: Any) -> None:
+                     max_image_bytes: int, registries: tuple[str, ...], **kwargs: Any) -> None:
+        try:
+            registries_by_host = registry_map(registries)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--registry") from None
         try:
             runtime = RuntimeSettings(kind=runtime_kind, containers_conf=containers_conf, networks=networks,
-                                      max_image_bytes=max_image_bytes)
+                                      max_image_bytes=max_image_bytes, registries=registries_by_host)
         except ValueError as error:
             raise click.UsageError(str(error)) from None
         if runtime.kind == "process":
@@ -190,9 +201,12 @@ def serve_api(
     meter_gpus = bool(gpu_indices) and nvml_available()
     if gpu_indices and not meter_gpus:
         log.warning("NVML is not available: jobs' GPUs will not be metered, only their processes")
+    try:
+        runner = make_runtime(runtime, RunnerConfig(root=workdir, meter_interval_s=meter_interval,
+                                                    meter_gpus=meter_gpus), config.address)
+    except RuntimeUnavailable as error:
+        raise click.ClickException(str(error)) from None
     store = Store(db_path)
-    runner = make_runtime(runtime, RunnerConfig(root=workdir, meter_interval_s=meter_interval, meter_gpus=meter_gpus),
-                          config.address)
     agent = ProviderAgent(config, store, runner, JsonFileJobSource(jobs_file) if jobs_file else _NoJobs(), prover)
     recovery = agent.recover()
     log.info("%s", recovery.summary())
@@ -291,6 +305,7 @@ def run(
     except ConfigError as error:
         raise click.UsageError(str(error)) from None
     rpc, deployment_path, key_spec = str(settings.rpc), Path(str(settings.deployment)), str(settings.key)
+    runtime = replace(runtime, registries={**settings.registries, **runtime.registries})  # the options win
     if rpc == EMBEDDED:
         raise click.BadParameter("the embedded chain lives inside one process: give a node's URL", param_hint="--rpc")
     if cheat_skip_after is not None and cheat_skip_fraction is None:

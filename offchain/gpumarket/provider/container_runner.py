@@ -72,8 +72,8 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -88,6 +88,7 @@ from gpumarket.containers.engine import (
     PodmanEngine,
 )
 from gpumarket.containers.logs import LogCounter, split_log
+from gpumarket.containers.registry import RegistryClient
 from gpumarket.measure.metering import (
     JobMeter,
     SampleJournal,
@@ -167,8 +168,11 @@ class ContainerSettings:
     agent passes its provider address and a hash of its job root, so two agents on one host
     never touch each other's); ``user``: ``uid:gid`` jobs run as (never root); ``networks``:
     networks a spec may name besides "none"; ``max_image_bytes``: the largest image ``prepare``
-    accepts; ``pull_timeout_s``: one pull's limit; ``gpu_device_style``: how GPUs are given
-    ("cdi" only, for now); ``init``: catatonit as each container's init, where it is installed."""
+    pulls (as its registry's manifest declares it); ``pull_timeout_s``: one pull's limit;
+    ``registries``: base URLs of registries not served at ``https://<host>`` (host[:port] ->
+    URL, e.g. a plain-HTTP one on loopback), used to size images; ``gpu_device_style``: how
+    GPUs are given ("cdi" only, for now); ``init``: catatonit as each container's init, where
+    it is installed."""
 
     engine: PodmanEngine
     owner: str
@@ -176,6 +180,7 @@ class ContainerSettings:
     networks: tuple[str, ...] = ()
     max_image_bytes: int = 20 * 2**30
     pull_timeout_s: float = 600.0
+    registries: Mapping[str, str] = field(default_factory=dict)
     gpu_device_style: str = "cdi"
     init: bool = True
 
@@ -407,6 +412,8 @@ class ContainerRunner:
             raise ValueError(f"job root {root!r}: a path with ':' or ',' cannot be mounted into a container")
         self.config = config
         self.settings = settings
+        # Sizes images before a pull the way the oracles size them (gpumarket.oracle.images).
+        self.sizer = RegistryClient(settings.registries, default_https=True)
         self._init_path = _find_init() if settings.init else None
         if settings.init and self._init_path is None:
             log.warning("catatonit is not installed: containers run without an init (SIGTERM then reaches "
@@ -438,35 +445,44 @@ class ContainerRunner:
     # ------------------------------------------------------------------ images
 
     def prepare(self, job_id: int, spec: AnyJobSpec, *, timeout_s: float | None = None) -> None:
-        """Makes sure the spec's image is here: found locally (by its pinned reference) or pulled
-        (at most ``pull_timeout_s``, and at most ``timeout_s`` when given), and no larger than ``max_image_bytes`` (podman's size: its
-        layers unpacked). ImageUnavailable says why not. An image pulled here that is too large
-        is removed; one that was here already is left (it may serve others). Writes nothing in
-        the job's directory: the job has none before it starts."""
+        """Makes sure the spec's image is here: found locally (by its pinned reference, whatever
+        its size: the provider keeps it), or sized on its registry and pulled, all within
+        ``pull_timeout_s`` (and ``timeout_s`` when given). ImageUnavailable says why not.
+        Writes nothing in the job's directory: the job has none before it starts.
+
+        The size is the one the oracles check a claim against (gpumarket.oracle.images): what
+        the registry's manifest declares, config and layers, read with the same client. An
+        image over ``max_image_bytes`` by that measure is refused before a byte of it is
+        pulled; one whose manifest this agent cannot read (a registry that wants credentials
+        the engine has and this client has not) is pulled without the limit, since a refusal
+        the oracles could not confirm would be no refusal at all."""
         if not isinstance(spec, ContainerJobSpec):
             raise TypeError(f"job {job_id}: {self.refusal(spec)}")
         engine, image = self.settings.engine, spec.image
+        limit_s = self.settings.pull_timeout_s if timeout_s is None else min(timeout_s, self.settings.pull_timeout_s)
+        deadline = time.monotonic() + limit_s
         try:
-            pulled = not engine.image_exists(image)
-            if pulled:
-                limit_s = self.settings.pull_timeout_s if timeout_s is None else min(timeout_s, self.settings.pull_timeout_s)
-                log.info("job %d: pulling %s (at most %.0f s)", job_id, image, limit_s)
-                started = time.monotonic()
-                engine.pull(image, timeout_s=limit_s)
-                log.info("job %d: pulled %s in %.1f s", job_id, image, time.monotonic() - started)
-            size = engine.image_size(image)
+            if engine.image_exists(image):
+                return
+            self._check_size(job_id, spec, timeout_s=limit_s)
+            log.info("job %d: pulling %s (at most %.0f s)", job_id, image, deadline - time.monotonic())
+            engine.pull(image, timeout_s=max(deadline - time.monotonic(), 0.001))
+            log.info("job %d: pulled %s in %.1f s, %d bytes unpacked",
+                     job_id, image, limit_s - (deadline - time.monotonic()), engine.image_size(image))
         except EngineError as error:
             raise ImageUnavailable(IMAGE_UNAVAILABLE, f"podman could not look at {image}: {error}") from None
+
+    def _check_size(self, job_id: int, spec: ContainerJobSpec, *, timeout_s: float) -> None:
+        check = self.sizer.check(spec.image_reference, timeout_s=timeout_s)
         limit = self.settings.max_image_bytes
-        if size > limit:
-            if pulled:
-                try:
-                    engine.remove_image(image)
-                except EngineError as error:
-                    log.warning("job %d: could not remove the too large image %s: %s", job_id, image, error)
-            raise ImageUnavailable(
-                IMAGE_TOO_LARGE, f"{image} is {size} bytes unpacked, more than this provider's max_image_bytes {limit}"
-            )
+        if not check.found or check.size_bytes is None:
+            log.warning("job %d: could not size %s before pulling it (%s: %s); pulling it without the "
+                        "max_image_bytes limit", job_id, spec.image, check.status.value, check.detail)
+            return
+        if check.size_bytes > limit:
+            raise ImageUnavailable(IMAGE_TOO_LARGE, (
+                f"{spec.image} is {check.size_bytes} bytes as its registry's manifest declares it (config and "
+                f"layers), more than this provider's max_image_bytes {limit}"))
 
     # ------------------------------------------------------------------ starting
 

@@ -19,18 +19,18 @@ wrapper, a container's main process; only the runtime interprets them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from gpumarket.containers.engine import PodmanEngine
+from gpumarket.containers.engine import EngineError, PodmanEngine
 from gpumarket.provider.container_runner import ContainerRunner, ContainerSettings, check_offer
 from gpumarket.provider.jobdir import JobPaths, RunnerConfig, RunResult, StopReason
 from gpumarket.provider.runner import Runner
 from gpumarket.provider.spec import AnyJobSpec
 
-__all__ = ["RUNTIMES", "JobRuntime", "RunningJobHandle", "RuntimeSettings", "make_runtime"]
+__all__ = ["RUNTIMES", "JobRuntime", "RunningJobHandle", "RuntimeSettings", "RuntimeUnavailable", "make_runtime"]
 
 RUNTIMES = ("container", "process")
 
@@ -109,8 +109,10 @@ class RuntimeSettings:
     ``kind``: "container" (the default) or "process" (development only: it must be named).
     ``podman``: the podman program; ``containers_conf``: a containers.conf for it (CONTAINERS_CONF);
     ``networks``: networks a spec may name besides "none" (a provider that offers none keeps the
-    default); ``max_image_bytes``: the largest image the agent pulls; ``pull_timeout_s``: one pull's
-    limit; ``job_user``: uid:gid jobs run as in their containers (never root)."""
+    default); ``max_image_bytes``: the largest image the agent pulls (as its registry's manifest
+    declares it); ``pull_timeout_s``: one pull's limit; ``job_user``: uid:gid jobs run as in
+    their containers (never root); ``registries``: registries not served at https://<host>
+    (host[:port] -> base URL), where the agent sizes images before pulling them."""
 
     kind: str = "container"
     podman: str = "podman"
@@ -119,6 +121,7 @@ class RuntimeSettings:
     max_image_bytes: int = ContainerSettings.max_image_bytes
     pull_timeout_s: float = ContainerSettings.pull_timeout_s
     job_user: str = ContainerSettings.user
+    registries: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in RUNTIMES:
@@ -133,11 +136,22 @@ def container_owner(provider: str, root: Path) -> str:
     return f"{provider.lower()}-{where}"
 
 
+class RuntimeUnavailable(ValueError):
+    """The runtime cannot run jobs safely on this host; the message says why and what to do."""
+
+
 def make_runtime(settings: RuntimeSettings, config: RunnerConfig, provider: str) -> JobRuntime:
-    """The runtime ``settings`` name, for the agent of ``provider`` keeping its jobs under ``config.root``."""
+    """The runtime ``settings`` name, for the agent of ``provider`` keeping its jobs under
+    ``config.root``. RuntimeUnavailable when podman cannot be run, or would ignore jobs' limits."""
     if settings.kind == "process":
         return Runner(config)
     engine = PodmanEngine(binary=settings.podman, containers_conf=settings.containers_conf)
+    try:
+        refusal = engine.host().limits_refusal()
+    except EngineError as error:
+        raise RuntimeUnavailable(f"the container runtime needs podman, which did not answer: {error}") from None
+    if refusal is not None:
+        raise RuntimeUnavailable(f"the container runtime cannot run jobs here: {refusal}")
     return ContainerRunner(config, ContainerSettings(
         engine=engine,
         owner=container_owner(provider, config.root),
@@ -145,4 +159,5 @@ def make_runtime(settings: RuntimeSettings, config: RunnerConfig, provider: str)
         networks=settings.networks,
         max_image_bytes=settings.max_image_bytes,
         pull_timeout_s=settings.pull_timeout_s,
+        registries=settings.registries,
     ))

@@ -17,33 +17,63 @@ RUN := env PATH="$(abspath $(BIN)):$(ANVIL_BIN):$$PATH" CONTAINERS_CONF="$(CURDI
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv anvil containers test test-soak test-torch fuzz compile demo devnet soak walkthrough bench-gas clean distclean
+.PHONY: help venv lock artifacts anvil containers test test-soak test-torch test-packaging fuzz compile demo devnet soak walkthrough bench-gas clean distclean
 
 help:
-	@echo "make test       run the test suite but the small fault soak (bootstraps $(VENV) first)"
+	@echo "make test       run the test suite but the small fault soak and the packaging test (bootstraps $(VENV) first)"
 	@echo "make test-soak  run the small fault soak (tests marked soak: about 1.5 minutes)"
 	@echo "make test-torch install the optional gpu extra (torch) into $(VENV) and run the torch tests"
+	@echo "make test-packaging  install the core package alone into a fresh venv and check it (tests marked packaging)"
 	@echo "make demo       the whole market on an embedded chain: 3 oracles, 3 providers (one lazy), real jobs"
 	@echo "make devnet     the same story on anvil, every oracle, provider and the client its own process"
 	@echo "make soak       fault soak: 200 jobs on anvil, CPUs saturated, agents/oracles/node killed (bench/soak.json)"
 	@echo "make walkthrough one job walked through every contract call (ape, embedded chain)"
 	@echo "make fuzz       stateful/property fuzz tests (tests/fuzz), thorough profile"
 	@echo "make compile    compile the contracts (ape compile)"
+	@echo "make artifacts  rebuild the contracts' ABI and bytecode the package ships (after changing contracts/)"
 	@echo "make bench-gas  gas benchmark (python -m bench.gas)"
-	@echo "make venv       create $(VENV) and install the project with its pinned deps"
+	@echo "make venv       create $(VENV) and install the project with its dev and demo extras, as $(LOCK) pins them"
+	@echo "make lock       re-resolve $(LOCK) from pyproject.toml (UPGRADE=1: newest versions within the ranges)"
 	@echo "make anvil      install anvil (local node) from the npm registry into ./node_modules, if npm exists"
 	@echo "make containers install podman, runc, catatonit, mmdebstrap and docker-registry (Debian, as root), if missing"
 	@echo "make clean      remove build outputs and caches (keeps $(VENV)); distclean removes it too"
 
 venv: $(STAMP)
 
-# One pip call for the project and all its pinned dependencies, so the resolver
-# settles on packaging 23.x. Re-runs are instant until pyproject.toml changes.
-$(STAMP): pyproject.toml
+# pyproject.toml gives ranges; $(LOCK) the exact versions of everything `make venv` installs: the
+# core, the dev extra (tests, ape, vyper) and the demo extra (the embedded chain), passed to pip as
+# constraints. One pip call for the project and all its dependencies, so the resolver settles on
+# packaging 23.x (eth-ape needs <24). Re-runs are instant until pyproject.toml or the lock changes.
+LOCK := requirements.lock
+DEV_EXTRAS := .[dev,demo]
+
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -e .
+	$(BIN)/python -m pip install --disable-pip-version-check -c $(LOCK) -e '$(DEV_EXTRAS)'
 	$(BIN)/python -m pip check
 	touch $@
+
+# The lock is resolved in a throwaway venv, so it holds exactly what the project needs (nothing
+# installed by hand). By default the current lock's versions are kept and a new dependency gets
+# the newest in its range; UPGRADE=1 takes the newest of everything within the ranges. The gpu
+# extra is not locked: a GPU machine brings its own torch build. Then `make test`, and commit.
+LOCK_VENV := .cache/lock-venv
+
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --disable-pip-version-check $(if $(UPGRADE),,-c $(LOCK)) -e '$(DEV_EXTRAS)'
+	$(LOCK_VENV)/bin/python -m pip check
+	{ echo "# The exact set \`make venv\` and CI install (as pip constraints): \`make lock\` regenerates it"; \
+	  echo "# from pyproject.toml's ranges; see the Makefile."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable --exclude pip --exclude setuptools; } > $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK)
+	rm -rf $(LOCK_VENV)
+
+# The contracts' ABI and bytecode ship with the package (gpumarket/chain/compiled), so the
+# services never compile; tests/chain/test_artifacts.py fails while they differ from contracts/.
+artifacts: venv
+	$(RUN) $(BIN)/python -m gpumarket.chain.artifacts
 
 # ape caches compiled contracts by the hash of each compiled source, and modules/ is
 # excluded from compilation, so a change to a module alone would leave a stale
@@ -84,10 +114,11 @@ containers:
 		|| { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(CONTAINER_PACKAGES) >/dev/null; }; \
 	else echo "containers:$$missing missing and not installable here (needs root and apt-get); container tests will skip"; fi
 
-# The small fault soak (marker `soak`, minutes of a saturated machine) has its own target, so
-# `make test` stays within 15 minutes on 2 cores; .ci/run calls both.
+# The small fault soak (marker `soak`, minutes of a saturated machine) and the packaging test
+# (marker `packaging`, a venv installed from scratch) have their own targets, so `make test` stays
+# within 15 minutes on 2 cores; .ci/run calls them all.
 test: venv $(BUILD_STAMP) anvil containers
-	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(APE) test tests -q -m "not soak"
+	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(APE) test tests -q -m "not soak and not packaging"
 
 test-soak: venv $(BUILD_STAMP) anvil
 	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(APE) test tests/soak -q -m soak
@@ -97,18 +128,24 @@ test-soak: venv $(BUILD_STAMP) anvil
 GPU_STAMP := $(VENV)/.installed-gpu
 
 $(GPU_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/python -m pip install --disable-pip-version-check -e '.[gpu]'
+	$(BIN)/python -m pip install --disable-pip-version-check -c $(LOCK) -e '.[gpu]'
 	touch $@
 
 test-torch: $(GPU_STAMP)
 	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(APE) test tests/offchain/measure -q -m torch -rs
+
+# `pip install gpumarket` with no extra, into a fresh venv under a temporary folder (a minute or
+# two): none of the dev or demo packages come along, and the operators' commands run (a market
+# deploys from it on anvil).
+test-packaging: venv anvil
+	$(RUN) $(BIN)/python -m pytest tests/packaging -q -m packaging
 
 fuzz: venv $(BUILD_STAMP)
 	GPUMARKET_HYPOTHESIS_PROFILE=thorough $(RUN) $(APE) test tests/fuzz -q
 
 compile: venv $(BUILD_STAMP)
 
-# The services compile the contracts themselves (gpumarket.chain.artifacts), so the demo
+# The services load the contracts the package ships (gpumarket.chain.artifacts), so the demo
 # needs no ape build; the walkthrough is an ape script and does.
 demo: venv
 	$(RUN) $(BIN)/gpumarket demo

@@ -1,47 +1,52 @@
-"""Compiled contracts (ABI and bytecode) for the services, without ape.
+"""Compiled contracts (ABI and bytecode), shipped with the package.
 
-The services reach the chain through web3.py, so they need the market's ABI and bytecode
-but not ape's project machinery. This module compiles the Vyper sources with vyper's
-Python API, the same compiler and settings ape-vyper uses (the bytecode is identical), and
-caches the result on disk by a hash of every contract source, the vyper version and the
-snekmate version, so a service starts in milliseconds after the first compile (~3 s).
+The services reach the chain through web3.py: they need each contract's ABI and bytecode, not a
+compiler. Both ship as package data, gpumarket/chain/compiled/contracts.json, built from contracts/
+by `make artifacts` (``python -m gpumarket.chain.artifacts``) and committed; loading it needs
+nothing but the standard library.
 
-    artifacts = load_artifacts()              # cached in .build/gpumarket-artifacts/<hash>.json
+    artifacts = load_artifacts()              # the shipped contracts (read once per process)
     market = artifacts["GpuMarket"]           # Artifact(name, abi, bytecode, runtime_bytecode)
 
-Search paths: the contracts folder (GpuMarket imports ``from modules import ...``) and
+`compile_contracts` compiles the Vyper sources afresh with vyper's Python API, the same compiler
+and settings ape-vyper uses (the bytecode is identical). It needs vyper and snekmate, the dev extra,
+and a checkout of the repository. `make artifacts` writes its output; tests/chain/test_artifacts.py
+checks that the shipped file equals it, so a contract changed without `make artifacts` fails CI.
+
+Search paths of a compile: the contracts folder (GpuMarket imports ``from modules import ...``) and
 site-packages (``from snekmate.auth import ...``), as ape-vyper passes them.
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
 import hashlib
 import json
-import logging
 import os
 import site
 import sysconfig
 import tempfile
-from dataclasses import dataclass
-from importlib import metadata
+from dataclasses import dataclass, field
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "ARTIFACTS_DIR_ENV",
     "CONTRACTS",
-    "CONTRACTS_DIR_ENV",
+    "REGENERATE_COMMAND",
+    "SHIPPED_PATH",
     "Artifact",
     "Artifacts",
     "ArtifactsError",
     "compile_contracts",
-    "default_cache_dir",
     "default_contracts_dir",
     "load_artifacts",
+    "read_artifacts",
+    "shipped_file",
     "source_hash",
+    "write_artifacts",
 ]
-
-log = logging.getLogger(__name__)
 
 # Contract name -> source path relative to the contracts folder.
 CONTRACTS: dict[str, str] = {
@@ -49,16 +54,18 @@ CONTRACTS: dict[str, str] = {
     "MockToken": "mocks/MockToken.vy",
 }
 
-CONTRACTS_DIR_ENV = "GPUMARKET_CONTRACTS_DIR"
-ARTIFACTS_DIR_ENV = "GPUMARKET_ARTIFACTS_DIR"
+# The shipped file, relative to this package (gpumarket.chain), and the command that rebuilds it.
+SHIPPED_PATH = "compiled/contracts.json"
+REGENERATE_COMMAND = "make artifacts"
 
-# offchain/gpumarket/chain/artifacts.py -> the repository root (an editable install).
+# offchain/gpumarket/chain/artifacts.py -> the repository root (a checkout, an editable install).
 _REPO_ROOT = Path(__file__).resolve().parents[3]
-_CACHE_FORMAT = 1
+_FORMAT = 2
+_COMPILER_PACKAGES = ("vyper", "snekmate")
 
 
 class ArtifactsError(RuntimeError):
-    """The contract sources cannot be found or do not compile."""
+    """The contracts cannot be loaded (a damaged install) or compiled (no sources, no vyper, a bad source)."""
 
 
 @dataclass(frozen=True)
@@ -80,10 +87,15 @@ class Artifact:
 
 @dataclass(frozen=True)
 class Artifacts:
-    """The compiled contracts of one set of sources, keyed by contract name."""
+    """The compiled contracts of one set of sources, keyed by contract name.
+
+    `source_hash` identifies the sources (`source_hash()`); `compiler` maps vyper and snekmate to
+    the versions that compiled them.
+    """
 
     source_hash: str
     contracts: dict[str, Artifact]
+    compiler: dict[str, str] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Artifact:
         try:
@@ -92,31 +104,86 @@ class Artifacts:
             raise KeyError(f"no artifact {name!r} (have {', '.join(sorted(self.contracts))})") from None
 
 
-def default_contracts_dir() -> Path:
-    """$GPUMARKET_CONTRACTS_DIR, else the repository's contracts/ folder."""
-    return Path(os.environ.get(CONTRACTS_DIR_ENV) or _REPO_ROOT / "contracts")
+# --------------------------------------------------------------------------- the shipped file
 
 
-def default_cache_dir() -> Path:
-    """$GPUMARKET_ARTIFACTS_DIR, else <repo>/.build/gpumarket-artifacts (git-ignored)."""
-    return Path(os.environ.get(ARTIFACTS_DIR_ENV) or _REPO_ROOT / ".build" / "gpumarket-artifacts")
+def load_artifacts() -> Artifacts:
+    """The contracts shipped with the package. Parsed once per process and shared: do not mutate."""
+    return _shipped()
 
 
-def _package_version(name: str) -> str:
+@functools.cache
+def _shipped() -> Artifacts:
+    shipped = resources.files("gpumarket.chain").joinpath(SHIPPED_PATH)
     try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "absent"
+        text = shipped.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ArtifactsError(
+            f"the package has no {SHIPPED_PATH} (a damaged install?); in a checkout, {REGENERATE_COMMAND} builds it"
+        ) from None
+    return _parse(text, str(shipped))
+
+
+def read_artifacts(path: Path) -> Artifacts:
+    """Artifacts from a file `write_artifacts` wrote."""
+    return _parse(Path(path).read_text(encoding="utf-8"), str(path))
+
+
+def _parse(text: str, where: str) -> Artifacts:
+    try:
+        data = json.loads(text)
+        if data.get("format") != _FORMAT:
+            raise ValueError(f"format {data.get('format')!r}, expected {_FORMAT}")
+        artifacts = Artifacts(
+            source_hash=data["source_hash"],
+            compiler=dict(data["compiler"]),
+            contracts={name: Artifact(name=name, **fields) for name, fields in data["contracts"].items()},
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ArtifactsError(f"{where} is not a contracts file ({error}); {REGENERATE_COMMAND} rebuilds it") from None
+    missing = set(CONTRACTS) - set(artifacts.contracts)
+    if missing:
+        raise ArtifactsError(f"{where} lacks {', '.join(sorted(missing))}; {REGENERATE_COMMAND} rebuilds it")
+    return artifacts
+
+
+def write_artifacts(artifacts: Artifacts, path: Path) -> Path:
+    """Write `artifacts` as JSON (stable: sorted keys, one diff per changed field), atomically."""
+    path = Path(path)
+    data = {
+        "format": _FORMAT,
+        "built_by": REGENERATE_COMMAND,
+        "source_hash": artifacts.source_hash,
+        "compiler": artifacts.compiler,
+        "contracts": {
+            name: {"abi": a.abi, "bytecode": a.bytecode, "runtime_bytecode": a.runtime_bytecode}
+            for name, a in artifacts.contracts.items()
+        },
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".tmp-", suffix=".json", delete=False) as out:
+        json.dump(data, out, indent=1, sort_keys=True)
+        out.write("\n")
+    os.chmod(out.name, 0o644)  # a temporary file is private; this one is read by every user of the package
+    os.replace(out.name, path)
+    return path
+
+
+# --------------------------------------------------------------------------- compiling (dev extra)
+
+
+def default_contracts_dir() -> Path:
+    """The repository's contracts/ folder (sources are in a checkout, not in the package)."""
+    return _REPO_ROOT / "contracts"
 
 
 def source_hash(contracts_dir: Path | None = None) -> str:
-    """sha256 over every .vy/.vyi source (path and content), vyper's and snekmate's versions."""
+    """sha256 over every .vy/.vyi source under `contracts_dir`, path and content."""
     root = Path(contracts_dir) if contracts_dir is not None else default_contracts_dir()
     sources = sorted(p for p in root.rglob("*") if p.suffix in (".vy", ".vyi") and p.is_file())
     if not sources:
-        raise ArtifactsError(f"no Vyper sources under {root}")
+        raise ArtifactsError(f"no Vyper sources under {root} (compiling needs a checkout of the repository)")
     digest = hashlib.sha256()
-    digest.update(f"vyper {_package_version('vyper')} snekmate {_package_version('snekmate')}\n".encode())
     for path in sources:
         content = path.read_bytes()
         digest.update(f"{path.relative_to(root).as_posix()} {len(content)}\n".encode())
@@ -133,13 +200,24 @@ def _search_paths(contracts_dir: Path) -> list[Path]:
     return paths
 
 
+def _compiler_versions() -> dict[str, str]:
+    try:
+        return {name: metadata.version(name) for name in _COMPILER_PACKAGES}
+    except metadata.PackageNotFoundError as error:
+        raise ArtifactsError(
+            f"compiling the contracts needs {error.name} (the dev extra): pip install 'gpumarket[dev]'"
+        ) from None
+
+
 def compile_contracts(contracts_dir: Path | None = None, names: tuple[str, ...] = tuple(CONTRACTS)) -> Artifacts:
-    """Compile `names` (keys of CONTRACTS) with vyper's Python API; no cache."""
+    """Compile `names` (keys of CONTRACTS) under `contracts_dir` (default: the checkout's) with vyper."""
+    root = Path(contracts_dir) if contracts_dir is not None else default_contracts_dir()
+    hashed = source_hash(root)
+    compiler = _compiler_versions()
     from vyper.compiler import compile_from_file_input
     from vyper.compiler.input_bundle import FilesystemInputBundle
     from vyper.exceptions import VyperException
 
-    root = Path(contracts_dir) if contracts_dir is not None else default_contracts_dir()
     bundle = FilesystemInputBundle(_search_paths(root))
     compiled: dict[str, Artifact] = {}
     for name in names:
@@ -155,58 +233,28 @@ def compile_contracts(contracts_dir: Path | None = None, names: tuple[str, ...] 
         compiled[name] = Artifact(
             name=name, abi=output["abi"], bytecode=output["bytecode"], runtime_bytecode=output["bytecode_runtime"]
         )
-    return Artifacts(source_hash=source_hash(root), contracts=compiled)
+    return Artifacts(source_hash=hashed, contracts=compiled, compiler=compiler)
 
 
-def _to_json(artifacts: Artifacts) -> dict[str, Any]:
-    return {
-        "format": _CACHE_FORMAT,
-        "source_hash": artifacts.source_hash,
-        "contracts": {
-            name: {"abi": a.abi, "bytecode": a.bytecode, "runtime_bytecode": a.runtime_bytecode}
-            for name, a in artifacts.contracts.items()
-        },
-    }
+def shipped_file() -> Path:
+    """Where the shipped file lies in this checkout (what `make artifacts` overwrites)."""
+    return Path(__file__).resolve().parent / SHIPPED_PATH
 
 
-def _from_json(data: dict[str, Any]) -> Artifacts:
-    return Artifacts(
-        source_hash=data["source_hash"],
-        contracts={name: Artifact(name=name, **fields) for name, fields in data["contracts"].items()},
-    )
-
-
-def _read_cache(path: Path, expected_hash: str) -> Artifacts | None:
-    if not path.is_file():
-        return None
+def main(argv: list[str] | None = None) -> None:
+    """`python -m gpumarket.chain.artifacts`: compile contracts/ and write the shipped file."""
+    parser = argparse.ArgumentParser(prog="python -m gpumarket.chain.artifacts", description=main.__doc__)
+    parser.add_argument("--contracts", type=Path, default=None, help="the sources (default: the checkout's)")
+    parser.add_argument("--out", type=Path, default=None, help=f"the file to write (default: the package's {SHIPPED_PATH})")
+    args = parser.parse_args(argv)
     try:
-        data = json.loads(path.read_text())
-        if data.get("format") != _CACHE_FORMAT or data.get("source_hash") != expected_hash:
-            return None
-        artifacts = _from_json(data)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        log.warning("ignoring unreadable artifact cache %s: %s", path, error)
-        return None
-    return artifacts if set(CONTRACTS) <= set(artifacts.contracts) else None
+        artifacts = compile_contracts(args.contracts)
+    except ArtifactsError as error:
+        parser.exit(1, f"error: {error}\n")
+    path = write_artifacts(artifacts, args.out or shipped_file())
+    versions = ", ".join(f"{name} {version}" for name, version in artifacts.compiler.items())
+    print(f"wrote {path} ({', '.join(artifacts.contracts)}; {versions}; sources {artifacts.source_hash[:12]})")
 
 
-def load_artifacts(contracts_dir: Path | None = None, cache_dir: Path | None = None) -> Artifacts:
-    """The compiled contracts for the current sources: from the cache, else compiled and cached.
-
-    The cache file is written atomically (a temporary file renamed into place), so
-    processes that start together and all compile never read a partial file.
-    """
-    root = Path(contracts_dir) if contracts_dir is not None else default_contracts_dir()
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    expected = source_hash(root)
-    path = cache / f"{expected}.json"
-    cached = _read_cache(path, expected)
-    if cached is not None:
-        return cached
-    log.info("compiling contracts under %s (sources %s)", root, expected[:12])
-    artifacts = compile_contracts(root)
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=cache, prefix=".tmp-", suffix=".json", delete=False) as out:
-        json.dump(_to_json(artifacts), out)
-    os.replace(out.name, path)
-    return artifacts
+if __name__ == "__main__":  # pragma: no cover
+    main()

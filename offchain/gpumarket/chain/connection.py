@@ -1,7 +1,7 @@
 """Connections to a node, and the few operations only local chains allow.
 
     w3 = connect("http://127.0.0.1:8545")   # anvil, or any JSON-RPC node over HTTP(S)
-    w3 = connect("embedded")                # an in-process py-evm chain (web3's eth-tester)
+    w3 = connect("embedded")                # an in-process py-evm chain (web3's eth-tester; the demo extra)
 
 The embedded chain funds the twelve accounts of ape's public test mnemonic (the same
 accounts anvil funds with `--accounts 12`), so `gpumarket.chain.keys.test_account(i)` pays
@@ -77,7 +77,15 @@ class _LockedTesterProvider(EthereumTesterProvider):
 
 
 def _embedded_provider() -> EthereumTesterProvider:
-    from eth_tester import EthereumTester, PyEVMBackend
+    try:
+        import eth  # noqa: F401  (py-evm, eth-tester's PyEVMBackend: without it eth-tester fails only at first use)
+        from eth_tester import EthereumTester, PyEVMBackend
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(
+            f"the embedded chain needs eth-tester and py-evm ({error.name} is not installed): "
+            "pip install 'gpumarket[demo]'",
+            name=error.name,
+        ) from None
 
     backend = PyEVMBackend.from_mnemonic(TEST_MNEMONIC, num_accounts=TEST_ACCOUNT_COUNT, hd_path=TEST_HD_PATH)
     return _LockedTesterProvider(EthereumTester(backend))
@@ -85,6 +93,8 @@ def _embedded_provider() -> EthereumTesterProvider:
 
 def connect(url: str, *, timeout: float = 10.0) -> Web3:
     """A Web3 for `url`: "embedded" (a fresh in-process chain) or an http(s):// node URL.
+
+    The embedded chain needs the demo extra; without it this raises ModuleNotFoundError saying so.
 
     Nothing is sent yet; a node that is down shows up on the first request (wrap it in
     `call_with_retry` to wait for it). `timeout` bounds each HTTP request in seconds.

@@ -2,6 +2,8 @@
 
 Shared by `ape run deploy` (scripts/deploy.py), the walkthrough and the tests. Runs
 inside an ape network context: the caller connects (a ConnectedProviderCommand does).
+It deploys the contracts the package ships (gpumarket.chain.artifacts), the same bytecode
+`gpumarket market deploy` deploys, unless the caller hands it an ape project (the tests do).
 Order: every check that can fail without the chain (the YAML) or with read-only calls
 (the network's kind, token code) runs before the first transaction.
 """
@@ -13,8 +15,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+from gpumarket.chain.artifacts import load_artifacts
 from gpumarket.chain.params import (
     DEPLOYER,
     MOCK,
@@ -31,6 +35,7 @@ __all__ = [
     "deploy_market",
     "deployment_path",
     "read_back",
+    "shipped_contracts",
     "write_deployment",
 ]
 
@@ -85,6 +90,22 @@ def _default_report(message: str) -> None:
     log.info(message)
 
 
+def shipped_contracts() -> SimpleNamespace:
+    """The shipped contracts as ape contract containers: `.GpuMarket` and `.MockToken`, as on a project."""
+    from ape.contracts import ContractContainer
+    from ethpm_types import ContractType
+
+    return SimpleNamespace(**{
+        name: ContractContainer(ContractType.model_validate({
+            "contractName": name,
+            "abi": artifact.abi,
+            "deploymentBytecode": {"bytecode": artifact.bytecode},
+            "runtimeBytecode": {"bytecode": artifact.runtime_bytecode},
+        }))
+        for name, artifact in load_artifacts().contracts.items()
+    })
+
+
 def _has_code(provider: Any, address: str) -> bool:
     return len(provider.get_code(address)) > 0
 
@@ -101,14 +122,15 @@ def deploy_market(
     """Deploy tokens (if mock), the market, its classes and overrides; check it; return it.
 
     `deployer` is an ape account; `deploy_mock_tokens` replaces both tokens with fresh
-    MockTokens (local networks only). Returns the Deployment record and the ape contract.
+    MockTokens (local networks only); `project` supplies the contracts (default: the shipped
+    ones, `shipped_contracts()`). Returns the Deployment record and the ape contract.
     Raises ParamsError before any transaction when the params do not fit this network,
     DeploymentError when the deployed contract does not read back as the params say.
     """
     from ape import chain, networks
 
     if project is None:
-        from ape import project
+        project = shipped_contracts()
 
     provider = networks.provider
     network = provider.network

@@ -17,10 +17,12 @@ RUN := env PATH="$(abspath $(BIN)):$(ANVIL_BIN):$$PATH" CONTAINERS_CONF="$(CURDI
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv lock artifacts anvil containers test test-soak test-torch test-packaging fuzz compile demo devnet soak walkthrough bench-gas clean distclean
+.PHONY: help venv lock artifacts anvil containers test test-scripts lint test-soak test-torch test-packaging fuzz compile demo devnet soak walkthrough bench-gas clean distclean
 
 help:
-	@echo "make test       run the test suite but the small fault soak and the packaging test (bootstraps $(VENV) first)"
+	@echo "make test       run the test suite but the scripts, the small fault soak and the packaging test (bootstraps $(VENV) first)"
+	@echo "make test-scripts run the ape scripts' tests (tests/scripts: about 6 minutes)"
+	@echo "make lint       ruff (lint, format) and mypy"
 	@echo "make test-soak  run the small fault soak (tests marked soak: about 1.5 minutes)"
 	@echo "make test-torch install the optional gpu extra (torch) into $(VENV) and run the torch tests"
 	@echo "make test-packaging  install the core package alone into a fresh venv and check it (tests marked packaging)"
@@ -118,7 +120,18 @@ containers:
 # (marker `packaging`, a venv installed from scratch) have their own targets, so `make test` stays
 # within 15 minutes on 2 cores; .ci/run calls them all.
 test: venv $(BUILD_STAMP) anvil containers
-	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(APE) test tests -q -m "not soak and not packaging"
+	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(APE) test tests -q -m "not soak and not packaging" --ignore=tests/scripts
+
+# The ape scripts' tests (tests/scripts: each runs `ape run <script>` as a developer does, half a
+# minute apiece) have their own target, for the same reason.
+test-scripts: venv $(BUILD_STAMP) anvil
+	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(APE) test tests/scripts -q
+
+# ruff (lint and format) over the Python and mypy over the package (configured in pyproject.toml).
+lint: venv
+	$(BIN)/ruff check offchain tests bench scripts
+	$(BIN)/ruff format --check offchain tests bench scripts
+	$(BIN)/mypy
 
 test-soak: venv $(BUILD_STAMP) anvil
 	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(APE) test tests/soak -q -m soak

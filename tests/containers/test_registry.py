@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from gpumarket.containers.reference import parse_image_reference
 from gpumarket.containers.registry import (
     DOCKER_LIST,
@@ -286,6 +289,36 @@ def test_server_errors_and_timeouts_are_unreachable() -> None:
         check = scripted_client(fake, timeouts=RegistryTimeouts(connect_s=1, read_s=0.3)).check(scripted_ref(fake))
         assert check.status is ImageStatus.UNREACHABLE and "timed out" in check.detail
         assert time.monotonic() - started < 1.5
+
+
+def test_a_registry_that_drips_its_manifest_is_cut_off_by_the_checks_time_limit() -> None:
+    # Each byte comes well within the read timeout; the whole would take 20 s.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def drip() -> None:
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: " + OCI_MANIFEST.encode()
+                                   + b"\r\nContent-Length: %d\r\n\r\n" % len(MANIFEST))
+                try:
+                    for byte in MANIFEST[:100]:
+                        connection.sendall(bytes([byte]))
+                        time.sleep(0.2)
+                except OSError:
+                    pass  # the client hung up
+
+        server = threading.Thread(target=drip, daemon=True)
+        server.start()
+        client = RegistryClient({f"127.0.0.1:{port}": f"http://127.0.0.1:{port}"},
+                                timeouts=RegistryTimeouts(connect_s=1, read_s=2, total_s=1.5))
+        started = time.monotonic()
+        check = client.check(ref(f"127.0.0.1:{port}/gm/app@{DIGEST}"))
+        elapsed = time.monotonic() - started
+        server.join(30)
+    assert check.status is ImageStatus.UNREACHABLE and "timed out" in check.detail
+    assert 1.4 <= elapsed < 5, elapsed
 
 
 def test_redirects_stay_on_the_registry() -> None:

@@ -6,7 +6,7 @@ None of them ever carries a key: they name addresses, job ids, endpoints and has
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 __all__ = [
     "ClientError",
@@ -41,7 +41,7 @@ class NoProviderAvailable(ClientError):
 
 
 class ProviderUnreachable(ClientError):
-    """The provider's endpoint did not answer (connection refused, timeout, bad HTTP)."""
+    """The provider's endpoint did not answer (connection refused, timeout, bad HTTP, an answer over the size cap)."""
 
     code = "provider_unreachable"
     hint = "retry later; if it stays down after acceptance, the committee fails the job and you are refunded"
@@ -53,12 +53,15 @@ class ProviderUnreachable(ClientError):
 
 
 class ProviderRefused(ClientError):
-    """The provider answered with an error document {"error", "detail"}; `code` is the provider's."""
-    def __init__(self, endpoint: str, status: int, code: str, detail: str) -> None:
+    """The provider answered with an error: `code`, `detail` (and `field`, when it names one) from
+    its error document {"error", "detail", "field"}, or `http_error` when it sent none."""
+
+    def __init__(self, endpoint: str, status: int, code: str, detail: str, field: str | None = None) -> None:
         self.endpoint = endpoint
         self.status = status
         self.code = code
         self.detail = detail
+        self.field = field
         hints = {
             "spec_hash_mismatch": "send the exact spec whose hash the job was created with",
             "wrong_signer": "use the key of the account that created the job",
@@ -105,7 +108,7 @@ class JobNotAccepted(ClientError):
                 f"it stays open until its accept deadline: wait for it and send the spec with `gpumarket client"
                 f" send-spec {job_id} --spec FILE --wait`, or take the escrow back with `gpumarket client cancel"
                 f" {job_id}`")
-        when = datetime.fromtimestamp(accept_deadline, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        when = datetime.fromtimestamp(accept_deadline, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         super().__init__(f"job {job_id} not accepted: {why} (accept deadline {when})", hint)
 
 

@@ -6,10 +6,11 @@
     api.result(7, header)             # -> bytes (the result bundle, size-capped)
     probe_agents(["http://a:8700", "http://b:8700"])   # -> {endpoint: AgentHealth}, asked in parallel
 
-Connection failures and timeouts raise ProviderUnreachable; an error document
-{"error", "detail"} raises ProviderRefused with the provider's code. Responses are read up
-to a size cap, so a hostile endpoint cannot fill memory. Proxies from the environment are
-ignored (the endpoint is on chain, it is contacted directly).
+Requests go through gpumarket.web.client (a connection pool per ProviderApi, reused by its
+requests, closed by close() or `with`; a response-size cap; environment proxies ignored: the endpoint is on chain,
+it is contacted directly). Connection failures, timeouts and oversized answers raise
+ProviderUnreachable; an error answer raises ProviderRefused with the provider's code (its JSON
+error envelope {"error", "detail"}; `http_error` when it sent none).
 
 `probe_agent` asks an agent's GET /health with short timeouts (PROBE_TIMEOUTS) and never
 raises: the answer says whether the agent is up and how many of its GPUs are free now, so a
@@ -18,17 +19,16 @@ client does not pick, or pay for, a provider that cannot start its job.
 
 from __future__ import annotations
 
-import http.client
 import json
-import socket
 import urllib.parse
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from gpumarket.client.errors import ProviderRefused, ProviderUnreachable
 from gpumarket.provider.spec import MAX_OUTPUT_BYTES
+from gpumarket.web.client import Timeouts, Unreachable, WebClient
 
 __all__ = [
     "MAX_JSON_BYTES",
@@ -50,72 +50,52 @@ MAX_JSON_BYTES = 256 * 1024
 MAX_RESULT_BYTES = MAX_OUTPUT_BYTES * 4 // 3 + 1024 * 1024
 
 
-@dataclass(frozen=True)
-class HttpTimeouts:
-    """Seconds to connect, and to wait for each read of an answer."""
-
-    connect_s: float = 5.0
-    read_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.connect_s <= 0 or self.read_s <= 0:
-            raise ValueError("timeouts must be positive")
+# Seconds to connect and to wait for each read (and write) of an answer: HttpTimeouts(connect_s, read_s).
+HttpTimeouts = Timeouts
 
 
 class ProviderApi:
-    """One provider agent's endpoint (http:// or https://)."""
+    """One provider agent's endpoint (http:// or https://); its connections are pooled across
+    requests. close() it (or use `with`) when done, or let it go: its pool closes when collected."""
 
     def __init__(self, endpoint: str, timeouts: HttpTimeouts | None = None) -> None:
         parsed = urllib.parse.urlsplit(endpoint)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ProviderUnreachable(endpoint, "not an http(s) URL")
         self.endpoint = endpoint.rstrip("/")
-        self._parsed = parsed
         self.timeouts = timeouts or HttpTimeouts()
+        self._web = WebClient(self.endpoint, timeouts=self.timeouts, max_response_bytes=MAX_JSON_BYTES,
+                              headers={"Accept": "application/json"})
 
     def __repr__(self) -> str:
         return f"ProviderApi({self.endpoint})"
 
-    def _connection(self) -> http.client.HTTPConnection:
-        cls = http.client.HTTPSConnection if self._parsed.scheme == "https" else http.client.HTTPConnection
-        return cls(self._parsed.hostname, self._parsed.port, timeout=self.timeouts.connect_s)
+    def close(self) -> None:
+        self._web.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def request(
         self, method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
         limit: int = MAX_JSON_BYTES,
     ) -> bytes:
-        """The body of a 2xx answer; ProviderRefused for an error answer, ProviderUnreachable otherwise."""
-        prefix = self._parsed.path.rstrip("/")
-        connection = self._connection()
+        """The body of a 2xx answer; ProviderRefused for any other answer (a redirect is not
+        followed), ProviderUnreachable when there is none (or it is over ``limit`` bytes)."""
+        all_headers = dict(headers or {})
+        if body is not None:
+            all_headers.setdefault("Content-Type", "application/json")
         try:
-            connection.connect()
-            assert connection.sock is not None
-            connection.sock.settimeout(self.timeouts.read_s)
-            all_headers = {"Accept": "application/json", **(headers or {})}
-            if body is not None:
-                all_headers.setdefault("Content-Type", "application/json")
-            connection.request(method, prefix + path, body=body, headers=all_headers)
-            response = connection.getresponse()
-            declared = response.getheader("Content-Length")
-            if declared is not None and declared.isdigit() and int(declared) > limit:
-                raise ProviderUnreachable(self.endpoint, f"answer of {declared} bytes exceeds {limit}")
-            raw = response.read(limit + 1)
-            if len(raw) > limit:
-                raise ProviderUnreachable(self.endpoint, f"answer exceeds {limit} bytes")
-            status = response.status
-        except (OSError, socket.timeout, http.client.HTTPException) as error:
-            raise ProviderUnreachable(self.endpoint, f"{type(error).__name__}: {error}") from None
-        finally:
-            connection.close()
-        if status >= 400:
-            code, detail = "http_error", raw[:200].decode("utf-8", "replace")
-            try:
-                document = json.loads(raw)
-                code, detail = str(document["error"]), str(document.get("detail", ""))
-            except (ValueError, TypeError, KeyError):
-                pass
-            raise ProviderRefused(self.endpoint, status, code, detail)
-        return raw
+            answer = self._web.request(method, path, content=body, headers=all_headers, limit=limit)
+        except Unreachable as error:
+            raise ProviderUnreachable(self.endpoint, error.reason) from None
+        if not answer.ok:
+            refused = answer.refusal()
+            raise ProviderRefused(self.endpoint, refused.status, refused.code, refused.detail, refused.field)
+        return answer.body
 
     def _json(self, raw: bytes) -> dict[str, Any]:
         try:
@@ -196,7 +176,8 @@ def _count(value: Any) -> int | None:
 def probe_agent(endpoint: str, timeouts: HttpTimeouts = PROBE_TIMEOUTS) -> AgentHealth:
     """The agent's health at `endpoint`; never raises (a failure is an AgentHealth that did not answer)."""
     try:
-        document = ProviderApi(endpoint, timeouts).health()
+        with ProviderApi(endpoint, timeouts) as api:
+            document = api.health()
     except (ProviderUnreachable, ProviderRefused) as error:
         reason = error.reason if isinstance(error, ProviderUnreachable) else f"{error.status} {error.code}"
         return AgentHealth(endpoint, answered=False, error=reason)
@@ -211,4 +192,4 @@ def probe_agent(endpoint: str, timeouts: HttpTimeouts = PROBE_TIMEOUTS) -> Agent
 def probe_agents(endpoints: Iterable[str], timeouts: HttpTimeouts = PROBE_TIMEOUTS) -> dict[str, AgentHealth]:
     """Each distinct endpoint's health, asked in parallel."""
     distinct = list(dict.fromkeys(endpoints))
-    return dict(zip(distinct, in_parallel(lambda endpoint: probe_agent(endpoint, timeouts), distinct)))
+    return dict(zip(distinct, in_parallel(lambda endpoint: probe_agent(endpoint, timeouts), distinct), strict=True))

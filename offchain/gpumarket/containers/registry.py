@@ -31,18 +31,18 @@ What it does, and nothing more:
   ``UNREACHABLE``. Bytes that hash right but are no manifest this client can size (schema 1,
   a nested index, an index with too many linux manifests) are ``UNCHECKABLE``.
 
-Bounded: a connect timeout and a read timeout per request, a time limit for the whole check
-(``RegistryTimeouts.total_s``), each answer read up to a size cap
-(``max_manifest_bytes``, 4 MiB), redirects followed only to the same scheme, host and port (at
-most ``_MAX_REDIRECTS``), proxies from the environment ignored. ``check`` never raises for
-anything the network or the registry does.
+Bounded, over gpumarket.web.client (its connections pooled across checks): a connect timeout
+and a read timeout per request, a time limit for the whole check (``RegistryTimeouts.total_s``:
+every wait of every request ends by then, however slowly a registry drips its bytes), each
+answer read up to a size cap (``max_manifest_bytes``, 4 MiB; an error answer is cut at 64 KiB),
+redirects followed only to the same scheme, host and port (at most ``_MAX_REDIRECTS``), proxies
+from the environment ignored. ``check`` never raises for anything the network or the registry does.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
-import http.client
 import json
 import re
 import time
@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from gpumarket.containers.reference import ImageReference
+from gpumarket.web.client import Answer, Timeouts, TooLarge, Unreachable, WebClient
 
 __all__ = [
     "ACCEPT_MANIFESTS",
@@ -127,13 +128,6 @@ class _Failed(Exception):
         self.detail = detail
 
 
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    headers: http.client.HTTPMessage
-    body: bytes
-
-
 @dataclass
 class _Session:
     """One check's requests to one registry: the token, once one was fetched, is reused."""
@@ -158,7 +152,7 @@ def _origin(url: urllib.parse.SplitResult) -> tuple[str, str, int]:
 def _parse_base(host: str, base: str) -> urllib.parse.SplitResult:
     try:
         parsed = urllib.parse.urlsplit(base)
-        parsed.port
+        _ = parsed.port  # ValueError for a port that is no number or out of range
     except ValueError as error:
         raise ValueError(f"registry {host!r}: base URL {base!r} is not a URL ({error})") from None
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -192,6 +186,13 @@ class RegistryClient:
         self.max_manifest_bytes = max_manifest_bytes
         self.max_index_manifests = max_index_manifests
         self.default_https = default_https
+        self._web = WebClient(timeouts=Timeouts(self.timeouts.connect_s, self.timeouts.read_s),
+                              max_response_bytes=max_manifest_bytes, max_error_bytes=_MAX_ERROR_BYTES,
+                              headers={"User-Agent": "gpumarket-oracle"})
+
+    def close(self) -> None:
+        """Close the pooled connections (also done when the client is collected)."""
+        self._web.close()
 
     @property
     def registries(self) -> dict[str, str]:
@@ -228,7 +229,7 @@ class RegistryClient:
     def _size(self, session: _Session, digest: str) -> int:
         body, media_type = self._manifest(session, digest)
         document = _json_object(body)
-        media_type = document.get("mediaType") if isinstance(document.get("mediaType"), str) else media_type
+        media_type = _declared_type(document, media_type)
         if "manifests" in document or media_type in _INDEX_TYPES:
             return self._index_size(session, document)
         return _manifest_size(document, media_type)
@@ -256,7 +257,7 @@ class RegistryClient:
         for child in linux:
             body, media_type = self._manifest(session, child)
             document = _json_object(body)
-            media_type = document.get("mediaType") if isinstance(document.get("mediaType"), str) else media_type
+            media_type = _declared_type(document, media_type)
             if "manifests" in document or media_type in _INDEX_TYPES:
                 raise _Failed(ImageStatus.UNCHECKABLE, f"the index's manifest {child} is itself an index")
             sizes.append(_manifest_size(document, media_type))
@@ -284,12 +285,12 @@ class RegistryClient:
 
     # ------------------------------------------------------------------ HTTP
 
-    def _get(self, session: _Session, path: str, headers: dict[str, str], limit: int) -> _Answer:
+    def _get(self, session: _Session, path: str, headers: dict[str, str], limit: int) -> Answer:
         """GET ``path`` on the session's registry, through the token dance once if it asks for it."""
         url = session.base._replace(path=session.base.path.rstrip("/") + path)
         answer = self._follow(session, url, self._with_token(session, headers), limit)
         if answer.status == 401 and session.token is None:
-            challenge = answer.headers.get("WWW-Authenticate") or ""
+            challenge = next(iter(answer.headers.get_list("WWW-Authenticate")), "")
             session.token = self._token(session, challenge)
             answer = self._follow(session, url, self._with_token(session, headers), limit)
         return answer
@@ -301,7 +302,7 @@ class RegistryClient:
         return {**headers, "Authorization": f"Bearer {session.token}"}
 
     def _follow(self, session: _Session, url: urllib.parse.SplitResult, headers: dict[str, str],
-                limit: int) -> _Answer:
+                limit: int) -> Answer:
         """One GET, following redirects only within the same origin."""
         origin = _origin(url)
         for _ in range(_MAX_REDIRECTS + 1):
@@ -329,7 +330,7 @@ class RegistryClient:
         realm = params.get("realm", "")
         try:
             target = urllib.parse.urlsplit(realm)
-            target.port
+            _ = target.port  # ValueError for a port that is no number or out of range
         except ValueError:
             raise _Failed(ImageStatus.UNREACHABLE, f"the token realm {realm[:120]!r} is not a URL") from None
         if target.scheme not in ("http", "https") or not target.hostname:
@@ -356,41 +357,16 @@ class RegistryClient:
         return token
 
     def _request(self, session: _Session, url: urllib.parse.SplitResult, headers: dict[str, str],
-                 limit: int) -> _Answer:
-        cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
-        connection = cls(url.hostname, url.port, timeout=min(self.timeouts.connect_s, session.remaining()))
-        target = (url.path or "/") + (f"?{url.query}" if url.query else "")
+                 limit: int) -> Answer:
+        """One GET; every wait in it (connect, each read) ends by the check's deadline."""
+        session.remaining()  # _Failed once the check's time is up
         try:
-            connection.connect()
-            sock = connection.sock  # kept: the connection hands it to the response when it will close
-            assert sock is not None
-            sock.settimeout(min(self.timeouts.read_s, session.remaining()))
-            connection.request("GET", target, headers={"User-Agent": "gpumarket-oracle", **headers})
-            response = connection.getresponse()
-            cap = limit if response.status == 200 else min(limit, _MAX_ERROR_BYTES)
-            declared = response.getheader("Content-Length")
-            if response.status == 200 and declared is not None and declared.isdigit() and int(declared) > cap:
-                raise _Failed(ImageStatus.UNREACHABLE, f"an answer of {declared} bytes is over the {cap} byte cap")
-            chunks: list[bytes] = []
-            size = 0
-            while size <= cap:  # in pieces, each read bounded by what is left of the check's time
-                sock.settimeout(min(self.timeouts.read_s, session.remaining()))
-                chunk = response.read1(min(64 * 1024, cap + 1 - size))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-            body = b"".join(chunks)
-            if len(body) > cap:
-                if response.status == 200:
-                    raise _Failed(ImageStatus.UNREACHABLE, f"an answer over the {cap} byte cap")
-                body = body[:cap]
-            return _Answer(response.status, response.headers, body)
-        except (TimeoutError, OSError, http.client.HTTPException) as error:
+            return self._web.request("GET", url.geturl(), headers=headers, limit=limit, deadline=session.deadline)
+        except TooLarge as error:
+            raise _Failed(ImageStatus.UNREACHABLE, error.reason) from None
+        except Unreachable as error:
             host = f"{url.hostname}:{url.port}" if url.port else str(url.hostname)
-            raise _Failed(ImageStatus.UNREACHABLE, f"{host}: {type(error).__name__}: {error}") from None
-        finally:
-            connection.close()
+            raise _Failed(ImageStatus.UNREACHABLE, f"{host}: {error.reason}") from None
 
 
 def _auth_params(text: str) -> dict[str, str]:
@@ -416,6 +392,12 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise _Failed(ImageStatus.UNCHECKABLE, "the manifest is not a JSON object")
     return document
+
+
+def _declared_type(document: dict[str, Any], served: str) -> str:
+    """The manifest's own ``mediaType`` when it declares one, else the type it was served as."""
+    declared = document.get("mediaType")
+    return declared if isinstance(declared, str) else served
 
 
 def _error_codes(body: bytes) -> set[str]:

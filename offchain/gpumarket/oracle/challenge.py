@@ -22,8 +22,9 @@ What an outcome is:
 - **proven invalid**: the opened tiles are wrong (values, fingerprints, proofs, another root,
   other tiles): evidence anyone can re-check, whatever the load;
 - **no answer** (``unreachable``): anything else: no connection, a timeout, busy every time,
-  an HTTP error, a malformed message, a refusal, an answer too fast to time. None of these
-  says anything about the hardware; they only run the caller's silence clock.
+  an HTTP error, an answer over the size cap, a malformed message, a refusal, an answer too
+  fast to time. None of these says anything about the hardware; they only run the caller's
+  silence clock.
 
 Units: the contract compares ``measured_throughput`` with ``class_floor(class) * gpu_count``
 in **GOPS** (10^9 ops/s); the verifier measures ops/s.
@@ -31,12 +32,9 @@ in **GOPS** (10^9 ops/s); the verifier measures ops/s.
 
 from __future__ import annotations
 
-from http.client import HTTPException
 import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -45,6 +43,7 @@ from gpumarket.measure.classes import class_by_id
 from gpumarket.measure.messages import TURN_HEADER, Commitment, Opening, OpeningRequest
 from gpumarket.measure.timing import Disturbance, SchedulingWatch
 from gpumarket.measure.verifier import ChallengeRejected, Reason, Verdict, Verifier
+from gpumarket.web.client import Timeouts, WebClient, WebError
 
 __all__ = [
     "Bucket",
@@ -144,39 +143,39 @@ class _NoTurns(Exception):
     """The agent has no turn route (an older agent): challenge it directly."""
 
 
-class _Http:
+class _Agent:
+    """The agent's challenge routes over gpumarket.web.client.
+
+    A fresh connection for every request (``keepalive=False``), as before: the RTT pings and the
+    timed challenge each pay one connection setup, so the RTT subtracted from the challenge's time
+    is measured the same way as the challenge itself, and no request finds a pooled connection the
+    agent closed meanwhile (a reconnect inside the timed window would be timed as work)."""
+
     def __init__(self, endpoint: str, config: ChallengeConfig) -> None:
         self.endpoint = endpoint.rstrip("/")
-        self.config = config
+        self._web = WebClient(self.endpoint, timeouts=Timeouts(config.request_timeout_s, config.request_timeout_s),
+                              max_response_bytes=config.max_response_bytes, keepalive=False)
+
+    def close(self) -> None:
+        self._web.close()
 
     def request(self, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> bytes:
+        """POST ``body`` (GET without one) to ``path``; the 2xx answer's body. _Busy when the prover
+        is another's, _NoTurns for an agent without the turn route, WebError otherwise."""
         all_headers = {"Content-Type": "application/json"} if body else {}
         all_headers.update(headers or {})
-        req = urllib.request.Request(
-            self.endpoint + path, data=body, method="POST" if body is not None else "GET", headers=all_headers,
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=self.config.request_timeout_s) as answer:
-                return answer.read(self.config.max_response_bytes)
-        except urllib.error.HTTPError as exc:
-            detail = exc.read(512).decode(errors="replace")
-            if exc.code == 503 or (exc.code == 409 and _error_code(detail) == "turn_expired"):
-                raise _Busy(f"{path}: HTTP {exc.code} {detail}") from exc
-            if exc.code == 404 and path == "/challenge/turn":
-                raise _NoTurns(path) from exc
-            raise RuntimeError(f"{path}: HTTP {exc.code} {detail}") from exc
+        answer = self._web.request("POST" if body is not None else "GET", path, content=body, headers=all_headers)
+        if answer.ok:
+            return answer.body
+        refused = answer.refusal()
+        if answer.status == 503 or (answer.status == 409 and refused.code == "turn_expired"):
+            raise _Busy(f"{path}: HTTP {answer.status} {refused.code}: {refused.detail}")
+        if answer.status == 404 and path == "/challenge/turn":
+            raise _NoTurns(path)
+        raise refused
 
 
-def _error_code(detail: str) -> str | None:
-    """The ``error`` code of an agent's JSON error document, if that is what ``detail`` is."""
-    try:
-        document = json.loads(detail)
-    except ValueError:
-        return None
-    return document.get("error") if isinstance(document, dict) else None
-
-
-def _turn(agent: _Http, give_up: float, config: ChallengeConfig, sleep: Callable[[float], None]) -> dict[str, str]:
+def _turn(agent: _Agent, give_up: float, config: ChallengeConfig, sleep: Callable[[float], None]) -> dict[str, str]:
     """The header of a granted turn; {} for an agent without turns. _Busy once ``give_up`` passed."""
     while True:
         try:
@@ -190,7 +189,7 @@ def _turn(agent: _Http, give_up: float, config: ChallengeConfig, sleep: Callable
 
 
 def _commit(
-    agent: _Http, verifier: Verifier, cls: object, gpu_count: int, rtt: float, config: ChallengeConfig,
+    agent: _Agent, verifier: Verifier, cls: object, gpu_count: int, rtt: float, config: ChallengeConfig,
     sleep: Callable[[float], None],
 ) -> tuple[OpeningRequest, SchedulingWatch]:
     """Issue (t0), send, receive the commitment (t1), all under a SchedulingWatch; a turn first,
@@ -225,16 +224,18 @@ def challenge_provider(
 ) -> ChallengeOutcome:
     """Run one timed throughput challenge against a provider agent's HTTP API (see the module docstring)."""
     verifier = verifier or Verifier()
-    agent = _Http(endpoint, config)
+    agent = _Agent(endpoint, config)
     try:
         cls = class_by_id(gpu_class)
         rtt = verifier.measure_rtt(lambda: agent.request("/health"), samples=config.rtt_samples)
         opening_request, watch = _commit(agent, verifier, cls, gpu_count, rtt, config, sleep)
         opening = Opening.parse(agent.request("/challenge/open", opening_request.to_bytes()))
         verdict = verifier.check_opening(opening)
-    except (_Busy, OSError, HTTPException, RuntimeError, ValueError, ChallengeRejected) as exc:
+    except (_Busy, WebError, OSError, RuntimeError, ValueError, ChallengeRejected) as exc:
         log.warning("challenge of %s got no usable answer: %s", endpoint, exc)
         return ChallengeOutcome(0.0, error=f"{type(exc).__name__}: {exc}", unreachable=True)
+    finally:
+        agent.close()
     if verdict.reason in PROVEN_INVALID:
         log.warning("challenge of %s: invalid work: %s", endpoint, verdict.detail)
         return ChallengeOutcome(0.0, verdict, error=verdict.detail, disturbance=watch.result)

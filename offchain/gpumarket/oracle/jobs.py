@@ -200,6 +200,7 @@ class _Followed:
     pushed: bool = False
     cannot_judge: str = ""  # why this oracle cannot challenge the job (then it decides nothing)
     image: ImageWatch = field(default_factory=ImageWatch)  # this oracle's checks of the job's image
+    agent: ProviderApi | None = field(default=None, repr=False)  # its agent's API, pooled across polls
 
     def passed(self, kind: ChallengeKind) -> bool:
         return any(k is kind and bucket is not Bucket.FAIL for k, _, bucket in self.challenges)
@@ -271,7 +272,8 @@ class JobMonitor:
         with self._lock:
             ended, self._ended = self._ended, set()
         for job_id in ended:
-            self._jobs.pop(job_id, None)
+            if (gone := self._jobs.pop(job_id, None)) is not None and gone.agent is not None:
+                gone.agent.close()
         steps: list[JobStep] = []
         followed: list[_Followed] = []
         for watched in self.store.watched_jobs():
@@ -346,9 +348,12 @@ class JobMonitor:
         return self._poll(job, now)
 
     def _agent(self, job: _Followed) -> ProviderApi:
-        """The job's agent over HTTP, bounded by status_timeout_s (connect and each read)."""
-        timeout = self.config.status_timeout_s
-        return ProviderApi(job.endpoint, HttpTimeouts(timeout, timeout))
+        """The job's agent over HTTP, bounded by status_timeout_s (connect and each read); one per
+        followed job, so that its polls reuse a connection."""
+        if job.agent is None:
+            timeout = self.config.status_timeout_s
+            job.agent = ProviderApi(job.endpoint, HttpTimeouts(timeout, timeout))
+        return job.agent
 
     def _poll(self, job: _Followed, now: float) -> JobStep:
         api = self._agent(job)

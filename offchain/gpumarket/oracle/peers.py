@@ -9,11 +9,13 @@ verified it (the report must be exactly our decision, the signer a member of its
     if result.held >= threshold: signer.quorum(job_id) ...
 
 It can also push our signature to them (``POST /signatures/job/<id>``), see
-:func:`push_signature`. Every request has a timeout; transport errors and 5xx answers are
-retried a bounded number of times with a doubling backoff; 4xx answers are not retried;
-a response is read up to ``max_response_bytes`` only. A peer that disagrees (serves a
-different report for the job) is reported in ``GatherResult.refused`` and logged: its
-signature is never stored.
+:func:`push_signature`. Requests go through gpumarket.web.client (a connection pool per peer,
+no proxies: peers are addressed directly, and an environment proxy must not see our traffic).
+Every request has a timeout; transport errors and 5xx answers are retried a bounded number of
+times with a doubling backoff; 4xx answers are not retried; a response is read up to
+``max_response_bytes`` only (a larger 2xx answer is ``too_large``, not retried). A peer that
+disagrees (serves a different report for the job) is reported in ``GatherResult.refused`` and
+logged: its signature is never stored.
 
 Who submits the settlement once a quorum is held is :mod:`gpumarket.oracle.settlement`
 (``designated_submitter``, ``should_submit``), re-exported here.
@@ -21,12 +23,9 @@ Who submits the settlement once a quorum is held is :mod:`gpumarket.oracle.settl
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ from gpumarket.oracle.store import (
 from gpumarket.oracle.wire import WireError, loads_strict, parse_served
 from gpumarket.signing import eip712
 from gpumarket.signing.eip712 import Domain
+from gpumarket.web.client import Timeouts, TooLarge, Unreachable, WebClient
 
 __all__ = [
     "GatherResult",
@@ -94,17 +94,21 @@ class PeerAnswer:
 
 
 class PeerClient:
-    """One peer oracle's HTTP API."""
+    """One peer oracle's HTTP API, its connections pooled across requests (close() when done)."""
 
     def __init__(self, base_url: str, domain: Domain, config: PeerConfig = PeerConfig()) -> None:
         self.base_url = base_url.rstrip("/")
         self.domain = domain
         self.config = config
-        # No proxies: peers are addressed directly, and an environment proxy must not see our traffic.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._web = WebClient(self.base_url, timeouts=Timeouts(config.timeout_s, config.timeout_s),
+                              max_response_bytes=config.max_response_bytes,
+                              max_error_bytes=config.max_response_bytes)
 
     def __repr__(self) -> str:
         return f"PeerClient({self.base_url!r})"
+
+    def close(self) -> None:
+        self._web.close()
 
     def fetch_job(self, job_id: int) -> SignedReport | None:
         """The peer's signed report for ``job_id``; None while it has not decided."""
@@ -150,35 +154,28 @@ class PeerClient:
         return SignedReport(kind, report, signature, signer, eip712.digest(self.domain, report))
 
     def _request(self, method: str, path: str, body: bytes | None = None) -> PeerAnswer:
-        url = self.base_url + path
         delay = self.config.backoff_s
         last = "no attempt"
+        headers = {"Content-Type": "application/json"} if body is not None else None
         for attempt in range(1, max(1, self.config.attempts) + 1):
-            request = urllib.request.Request(url, data=body, method=method)
-            if body is not None:
-                request.add_header("Content-Type", "application/json")
-            answer: PeerAnswer | None = None
             try:
-                with self._opener.open(request, timeout=self.config.timeout_s) as response:
-                    answer = PeerAnswer(response.status, self._parse(response.read(self.config.max_response_bytes + 1)))
-            except urllib.error.HTTPError as exc:  # a 4xx/5xx answer is still an answer
-                with exc:
-                    answer = PeerAnswer(exc.code, self._parse(exc.read(self.config.max_response_bytes + 1)))
-            except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
-                last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
-                logger.debug("%s %s attempt %d failed: %s", method, url, attempt, last)
-            if answer is not None:
+                answer = self._web.request(method, path, content=body, headers=headers)
+            except TooLarge as exc:
+                raise PeerError(self.base_url, "too_large", exc.reason) from None
+            except Unreachable as exc:
+                last = exc.reason
+                logger.debug("%s %s attempt %d failed: %s", method, exc.url, attempt, last)
+            else:  # a 4xx/5xx answer is still an answer
                 if answer.status < 500:
-                    return answer
+                    return PeerAnswer(answer.status, self._parse(answer.body))
                 last = f"HTTP {answer.status}"
             if attempt < self.config.attempts:
                 time.sleep(delay)
                 delay *= 2
         raise PeerError(self.base_url, "unreachable", f"{method} {path}: {last} after {self.config.attempts} attempts")
 
-    def _parse(self, raw: bytes) -> Any:
-        if len(raw) > self.config.max_response_bytes:
-            raise PeerError(self.base_url, "too_large", f"answer larger than {self.config.max_response_bytes} bytes")
+    @staticmethod
+    def _parse(raw: bytes) -> Any:
         try:
             return loads_strict(raw)
         except WireError:

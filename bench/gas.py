@@ -94,13 +94,18 @@ class GasBench:
         self.owner, self.treasury, self.keeper = (test_accounts[index] for index in range(3))
         params = load_params(PARAMS_FILE)
         params = params.model_copy(update={"treasury": self.treasury.address})
-        _, self.market = deploy_market(params, self.owner, deploy_mock_tokens=True, project=project, report=lambda _: None)
-        self.record("deploy", "deploy", "single", chain.get_receipt(self.market.txn_hash), "GpuMarket creation (code size dominates)")
+        _, self.market = deploy_market(
+            params, self.owner, deploy_mock_tokens=True, project=project, report=lambda _: None
+        )
+        self.record("deploy", "deploy", "single", chain.get_receipt(self.market.txn_hash),
+                    "GpuMarket creation (code size dominates)")
         # What EIP-170 limits is the code on the chain: the compiled runtime plus the
         # immutables Vyper appends to it at deployment (tokens, cached EIP-712 domain).
         self.code_size = {
             "deployed_bytes": len(chain.provider.get_code(self.market.address)),
-            "compiled_runtime_bytes": len(bytes.fromhex(project.GpuMarket.contract_type.runtime_bytecode.bytecode.removeprefix("0x"))),
+            "compiled_runtime_bytes": len(
+                bytes.fromhex(project.GpuMarket.contract_type.runtime_bytecode.bytecode.removeprefix("0x"))
+            ),
             "eip170_limit": EIP170_LIMIT,
         }
         self.code_size["headroom_bytes"] = EIP170_LIMIT - self.code_size["deployed_bytes"]
@@ -142,7 +147,8 @@ class GasBench:
         record = self.market.providers(account)
         # 100 GOPS passes cpu-dev (10 a GPU) for every count the bench claims.
         report = hardware_report(
-            account, CPU_DEV, record.gpu_count, 100, valid_until, epoch=self.market.epoch(), claim_version=record.claim_version
+            account, CPU_DEV, record.gpu_count, 100, valid_until, epoch=self.market.epoch(),
+            claim_version=record.claim_version,
         )
         return self.market.submit_hardware_report(report, self.committee.sign(self.domain, report), sender=self.keeper)
 
@@ -215,7 +221,8 @@ class GasBench:
         self.record("register", "register", "single", market.register(CPU_DEV, GPUS, PRICE, ENDPOINT, sender=provider),
                     f"fresh provider record; a {len(ENDPOINT)}-character endpoint; the GPUs-in-use word written"
                     " from zero (it holds in-use + 1 from registration on)")
-        self.record("submit_hardware_report_2of3/first_time", "submit_hardware_report", "first_time", self.hardware(provider),
+        self.record("submit_hardware_report_2of3/first_time", "submit_hardware_report", "first_time",
+                    self.hardware(provider),
                     "first report: verified_until and the claim version's last_report_valid_until written from zero")
         self.record("submit_hardware_report_2of3/steady_state", "submit_hardware_report", "steady_state",
                     self.hardware(provider, valid_for=12 * HOUR), "renewal: both slots already set")
@@ -226,9 +233,11 @@ class GasBench:
                     "provider's stake word written from zero")
         self.record("stake/steady_state", "stake", "steady_state", market.stake(1_000 * TOKEN, sender=provider),
                     "adds to existing stake")
-        self.record("request_unstake/first_time", "request_unstake", "first_time", market.request_unstake(10 * TOKEN, sender=provider),
+        self.record("request_unstake/first_time", "request_unstake", "first_time",
+                    market.request_unstake(10 * TOKEN, sender=provider),
                     "unbonding entry (amount, release time) written from zero")
-        self.record("request_unstake/steady_state", "request_unstake", "steady_state", market.request_unstake(10 * TOKEN, sender=provider),
+        self.record("request_unstake/steady_state", "request_unstake", "steady_state",
+                    market.request_unstake(10 * TOKEN, sender=provider),
                     "adds to the unbonding entry, restarts its clock")
         self.chain.pending_timestamp += market.unbonding_period()
         self.record("withdraw", "withdraw", "single", market.withdraw(sender=provider),
@@ -245,7 +254,8 @@ class GasBench:
         self.record("create_job_open/steady_state", "create_job", "steady_state", receipt := self.create_job(client),
                     "open job (provider zero): 3 fresh job words")
         open_job = self.job_id(receipt)
-        self.record("create_job_directed/steady_state", "create_job", "steady_state", receipt := self.create_job(client, provider),
+        self.record("create_job_directed/steady_state", "create_job", "steady_state",
+                    receipt := self.create_job(client, provider),
                     "directed job: 4 fresh job words and a registry read")
         directed_job = self.job_id(receipt)
         market.accept_job(first_job, sender=provider)
@@ -292,7 +302,8 @@ class GasBench:
             self.ready(failing_provider)
         failed = [self.running_job(failing_client, failing_provider) for failing_provider in failing_providers]
         self.payee_cases(
-            f"settle_completed_{label}", f"settle_completed_{label}", completed, self.settle_completed, [provider, client],
+            f"settle_completed_{label}", f"settle_completed_{label}", completed, self.settle_completed,
+            [provider, client],
             {
                 "first_time": "provider and client never credited: both payment balances written from zero;"
                               " the treasury's fee balance already non-zero; the provider's GPUs-in-use word"
@@ -540,7 +551,10 @@ def _explain_settle_completed(gas: dict[str, int]) -> str:
     shared = TX_BASE + 2 * per_signature
 
     def smallest_batch(overshoot: int) -> int:
-        return next(n for n in range(2, 1_025) if shared * (n - 1) // n - MERKLE_LEVEL_ESTIMATE * (n - 1).bit_length() > overshoot)
+        return next(
+            n for n in range(2, 1_025)
+            if shared * (n - 1) // n - MERKLE_LEVEL_ESTIMATE * (n - 1).bit_length() > overshoot
+        )
 
     text += (
         " What would reach it: batch settlement (PROTOCOL.md's later plan: the committee signs one Merkle"
@@ -577,7 +591,8 @@ def _evm_fork(provider: Any) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gas", description=__doc__.split("\n")[0])
-    parser.add_argument("--out-dir", type=Path, default=Path(__file__).parent, help="where gas.json, code_size.json and GAS.md go")
+    parser.add_argument("--out-dir", type=Path, default=Path(__file__).parent,
+                        help="where gas.json, code_size.json and GAS.md go")
     args = parser.parse_args(argv)
     started = time.monotonic()
     from ape.logging import LogLevel, logger
@@ -595,7 +610,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"target {m.name}: {m.gas:,} {'<=' if ok else '>'} {target:,} {'pass' if ok else 'MISS'}")
     size = meta["code_size"]
     print(
-        f"code size: {size['deployed_bytes']:,} bytes deployed ({size['compiled_runtime_bytes']:,} runtime + immutables),"
+        f"code size: {size['deployed_bytes']:,} bytes deployed"
+        f" ({size['compiled_runtime_bytes']:,} runtime + immutables),"
         f" EIP-170 headroom {size['headroom_bytes']:,}{' OVER THE LIMIT' if size['headroom_bytes'] < 0 else ''}"
     )
     print(f"wrote gas.json, code_size.json and GAS.md in {args.out_dir} in {time.monotonic() - started:.1f} s")

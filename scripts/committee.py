@@ -15,9 +15,9 @@ from pathlib import Path
 
 import click
 from ape.cli import ConnectedProviderCommand, account_option
+from scripts._support import deployment_option, emit, emit_result, json_option, open_market, refusals, run_action
 
 from gpumarket.actions import governance
-from scripts._support import deployment_option, emit, emit_result, json_option, open_market, refusals, run_action
 
 
 @click.group()

@@ -19,9 +19,6 @@ from pathlib import Path
 
 import click
 from ape.cli import ConnectedProviderCommand, account_option
-
-from gpumarket.actions import jobs as actions
-from gpumarket.provider.spec import SpecError, parse_spec
 from scripts._support import (
     approve_option,
     deployment_block,
@@ -35,6 +32,9 @@ from scripts._support import (
     run_action,
     with_approval,
 )
+
+from gpumarket.actions import jobs as actions
+from gpumarket.provider.spec import SpecError, parse_spec
 
 
 @click.group()

@@ -20,8 +20,6 @@ from pathlib import Path
 
 import click
 from ape.cli import ConnectedProviderCommand, account_option
-
-from gpumarket.actions import provider as actions
 from scripts._support import (
     approve_option,
     deployment_block,
@@ -36,6 +34,8 @@ from scripts._support import (
     run_action,
     with_approval,
 )
+
+from gpumarket.actions import provider as actions
 
 
 @click.group()

@@ -15,10 +15,8 @@ import pytest
 
 from gpumarket.chain.anvil import ANVIL_NPM_PACKAGE, find_anvil
 from gpumarket.containers.local_image import ImageBuildError, ensure_python_image
-
 from gpumarket.signing.eip712 import Domain, Outcome
 from gpumarket.testing.hypothesis_profiles import register_profiles
-
 from helpers.committee import Committee, hardware_report, job_report
 from helpers.constants import CLASS_FLOORS, CPU_DEV, DAY, HOUR, MIN_STAKE, PRICE, TOKEN
 

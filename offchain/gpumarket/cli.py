@@ -21,7 +21,6 @@ from gpumarket.provider.cli import provider
 from gpumarket.signing.cli import report
 from gpumarket.soak.cli import soak
 
-
 # Top-level modules only an extra installs -> (their package, that extra); see pyproject.toml.
 EXTRA_OF_MODULE = {
     "eth_tester": ("eth-tester", "demo"),

@@ -110,7 +110,7 @@ def _registries(path: Path, table: Any) -> dict[str, str]:
 
 
 def resolve_settings(config: str | Path | None = None, *, rpc: str | None = None, deployment: Path | None = None,
-                     key: str | None = None, environ: dict[str, str] | None = None) -> ChainSettings:
+                     key: str | None = None, environ: Mapping[str, str] | None = None) -> ChainSettings:
     """The flags over the config file (`config`, else $GPUMARKET_CONFIG, else none)."""
     environ = os.environ if environ is None else environ
     path = config or environ.get(CONFIG_ENV) or None

@@ -105,7 +105,7 @@ def test_the_key_never_shows_itself(keystore_dir, secret, monkeypatch, caplog):
         log.info("config %s", ServiceConfig("oracle", key))
         log.info("mapping %s", {"key": key, "list": [key]})
         log.info("formatted %s", f"{key} {key!r} {key:>80}")
-    shown = [repr(key), str(key), format(key), f"{key!s:^90}", "%s" % key, caplog.text]
+    shown = [repr(key), str(key), format(key), f"{key!s:^90}", "%s" % key, caplog.text]  # noqa: UP031 - %-formatting too
     for text in shown:
         assert key.address in text or text == caplog.text
         for form in _secret_forms(secret):

@@ -68,7 +68,8 @@ def test_registries_from_the_file_and_the_options(tmp_path):
 @pytest.mark.parametrize("text, words", [
     ('registries = "ghcr.io"\n', "registries must be a table of host[:port] = base URL strings"),
     ("[registries]\n\"ghcr.io\" = 5\n", "registries must be a table"),
-    ('[registries]\n"ghcr.io" = "ghcr.io"\n', "registries: registry 'ghcr.io': base URL 'ghcr.io' is not an http(s) URL"),
+    ('[registries]\n"ghcr.io" = "ghcr.io"\n',
+     "registries: registry 'ghcr.io': base URL 'ghcr.io' is not an http(s) URL"),
     ('[registries]\n"a/b" = "https://a"\n', "registries: registry host 'a/b' is not host[:port]"),
 ])
 def test_bad_registries_are_refused_precisely(tmp_path, text, words):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from gpumarket.containers.engine import PodmanEngine
 
 DOCKER_REGISTRY = "/usr/bin/docker-registry"

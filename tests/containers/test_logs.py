@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from gpumarket.containers.engine import ContainerConfig
 from gpumarket.containers.logs import (
     LogCounter,

@@ -1,12 +1,13 @@
 """The whole story of one job, completed and failed, with the books checked."""
 
 from gpumarket.signing.eip712 import Outcome
-
 from helpers.accounting import assert_conserved
-from helpers.constants import COMPLETED, FAILED, HOUR, PRICE, RUNNING
+from helpers.constants import COMPLETED, FAILED, PRICE, RUNNING
 
 
-def test_completed_job_pays_provider_fee_and_refund(market, client, provider, treasury, running_job, settle, stake_token, payment_token):
+def test_completed_job_pays_provider_fee_and_refund(
+    market, client, provider, treasury, running_job, settle, stake_token, payment_token
+):
     job_id = running_job(client, provider)
     job = market.get_job(job_id)
     assert job.state == RUNNING
@@ -24,7 +25,9 @@ def test_completed_job_pays_provider_fee_and_refund(market, client, provider, tr
     assert_conserved(market, [stake_token, payment_token], [provider], [client, provider, treasury])
 
 
-def test_failed_job_refunds_client_and_slashes(market, client, provider, treasury, running_job, settle, stake_token, payment_token):
+def test_failed_job_refunds_client_and_slashes(
+    market, client, provider, treasury, running_job, settle, stake_token, payment_token
+):
     job_id = running_job(client, provider)
     job = market.get_job(job_id)
     stake_before = market.stake_of(provider)

@@ -12,7 +12,6 @@ import os
 import pytest
 
 from gpumarket.testing.hypothesis_profiles import ENV_VAR
-
 from helpers.constants import TOKEN
 
 # Root conftest uses accounts[0..7]; these are the spare ones.

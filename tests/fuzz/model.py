@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -254,7 +255,7 @@ class MarketModel:
         checks.require(len(signers) >= self.threshold, "committee: not enough signatures")
         as_ints = [int(signer, 16) for signer in signers]
         checks.require(
-            all(a < b for a, b in zip([0, *as_ints], as_ints)), "committee: signers not ascending"
+            all(a < b for a, b in pairwise([0, *as_ints])), "committee: signers not ascending"
         )
         members = {member.lower() for member in self.committee}
         checks.require(
@@ -480,7 +481,10 @@ class MarketModel:
     def _collateral(self, price: int, job: JobBook) -> int:
         """Job value at the accepted price times COLLATERAL_BPS, in stake tokens at
         COLLATERAL_RATE, rounded up (in the protocol's favour)."""
-        scaled = price * job.gpu_count * job.max_duration * self.parameters["collateral_bps"] * self.parameters["collateral_rate"]
+        scaled = (
+            price * job.gpu_count * job.max_duration
+            * self.parameters["collateral_bps"] * self.parameters["collateral_rate"]
+        )
         return -(-scaled // (BPS * RATE_SCALE))
 
     def accept_job(self, sender: str, job_id: int) -> Effects:

@@ -38,9 +38,6 @@ from eth_utils import keccak
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from gpumarket.signing import eip712
-from gpumarket.signing.eip712 import Domain, HardwareReport, JobReport
-
 from fuzz.model import (
     BPS,
     DAY,
@@ -64,6 +61,8 @@ from fuzz.model import (
     Rejected,
 )
 from fuzz.views import ViewReader
+from gpumarket.signing import eip712
+from gpumarket.signing.eip712 import Domain, HardwareReport, JobReport
 from helpers.committee import oracle_key
 from helpers.constants import CLASS_FLOORS, CPU_DEV, H100, TOKEN
 
@@ -110,7 +109,9 @@ JOB_MUTATIONS: dict[str, Callable[[int, str], tuple[str, Any]]] = {
 # Ways to get a report's signatures wrong (see MarketMachine._signed).
 QUORUM_FAULTS = ["old_epoch", "too_few", "outsiders", "unsorted", "other_report"]
 # At most one fault per report, so that each refusal has one cause.
-HARDWARE_FAULT = st.sampled_from([None] * 12 + QUORUM_FAULTS + ["expired", "stale", "mismatch", "unknown_claim", "far_ahead", "far_ahead"])
+HARDWARE_FAULT = st.sampled_from(
+    [None] * 12 + QUORUM_FAULTS + ["expired", "stale", "mismatch", "unknown_claim", "far_ahead", "far_ahead"]
+)
 SETTLE_FAULT = st.sampled_from([None] * 10 + QUORUM_FAULTS + ["wrong_provider", "unknown_outcome", "zero_outcome"])
 
 
@@ -143,7 +144,8 @@ ACTIONS = _weighted(
         mutation=CLAIM_MUTATION,
     ),
     _action("stake", 4, index=PROVIDER, amount=st.one_of(st.integers(1, 3_000 * TOKEN), st.integers(0, 1_000))),
-    _action("request_unstake", 4, index=PROVIDER, share_bps=st.integers(0, BPS), mode=st.sampled_from(["share"] * 3 + ["all", "too_much", "zero"])),
+    _action("request_unstake", 4, index=PROVIDER, share_bps=st.integers(0, BPS),
+            mode=st.sampled_from(["share"] * 3 + ["all", "too_much", "zero"])),
     _action("withdraw", 2, index=PROVIDER),
     _action(
         "submit_hardware_report",
@@ -173,7 +175,8 @@ ACTIONS = _weighted(
         window=st.integers(1, 2 * DAY),
         mutation=st.sampled_from([None] * 2 * len(JOB_MUTATIONS) + sorted(JOB_MUTATIONS)),
     ),
-    _action("accept_job", 8, pick=JOB_PICK, caller=st.sampled_from(["eligible"] * 3 + ["provider", "client"]), index=PICK),
+    _action("accept_job", 8, pick=JOB_PICK, caller=st.sampled_from(["eligible"] * 3 + ["provider", "client"]),
+            index=PICK),
     _action(
         "settle",
         8,
@@ -211,7 +214,9 @@ ACTIONS = _weighted(
         2,
         members=st.lists(st.integers(0, ORACLE_POOL_SIZE - 1), min_size=1, max_size=5, unique=True),
         extra=st.integers(0, 4),
-        mutation=st.sampled_from([None] * 4 + ["minority", "too_high", "duplicate", "zero_member", "empty", "not_owner"]),
+        mutation=st.sampled_from(
+            [None] * 4 + ["minority", "too_high", "duplicate", "zero_member", "empty", "not_owner"]
+        ),
     ),
     _action(
         "advance_time",
@@ -243,7 +248,7 @@ def _step(decorator: Callable[..., Any], **strategies: Any) -> Callable[[Callabl
 
     def decorate(action: Callable[..., None]) -> Any:
         @functools.wraps(action)
-        def tracked(self: "MarketMachine", **kwargs: Any) -> None:
+        def tracked(self: MarketMachine, **kwargs: Any) -> None:
             self.clean, self.current_step = False, action.__name__
             action(self, **kwargs)
             self.clean = True
@@ -355,7 +360,9 @@ class MarketMachine(RuleBasedStateMachine):
         self.books = None  # stale: the next invariant check reads everything again
         for (token, account), balance in self.model.wallets.items():
             if balance != wallets_before.get((token, account)):
-                assert self.views(self._token(token), "balanceOf", account) == balance, f"wallet of {account} in {token}"
+                assert self.views(self._token(token), "balanceOf", account) == balance, (
+                    f"wallet of {account} in {token}"
+                )
         return effects, receipt
 
     def _token(self, address: str) -> Any:
@@ -369,7 +376,9 @@ class MarketMachine(RuleBasedStateMachine):
         assert len(logs) == count, f"{event}: {len(logs)} emitted, expected {count}"
         for log in logs:
             for name, expected in fields.items():
-                assert log.event_arguments[name] == expected, f"{event}.{name}: {log.event_arguments[name]} != {expected}"
+                assert log.event_arguments[name] == expected, (
+                    f"{event}.{name}: {log.event_arguments[name]} != {expected}"
+                )
 
     def _job_id(self, pick: tuple[str, int], states: tuple[int, ...], due: bool | None = None) -> int:
         """The job a ("live" | "any" | "missing" | "exact", index) pick names.
@@ -383,7 +392,9 @@ class MarketMachine(RuleBasedStateMachine):
         if mode == "missing" or count == 0:
             return (0, count + 1)[index % 2]
         in_state = [i for i, job in enumerate(self.model.jobs, 1) if job.state in states]
-        on_time = [i for i in in_state if due is None or (self.model.now > self.model.expiry_of(self.model.job(i))) == due]
+        on_time = [
+            i for i in in_state if due is None or (self.model.now > self.model.expiry_of(self.model.job(i))) == due
+        ]
         candidates = (on_time or in_state) if mode == "live" else []
         candidates = candidates or list(range(1, count + 1))
         return candidates[index % len(candidates)]
@@ -391,7 +402,9 @@ class MarketMachine(RuleBasedStateMachine):
     def _quorum_keys(self, members: list[str], threshold: int) -> list[bytes]:
         return [self.oracle_keys[member] for member in members[:threshold]]
 
-    def _signed(self, fault: str | None, build: Callable[[int], tuple[Any, bytes, bytes]]) -> tuple[Any, int, list[bytes], list[str]]:
+    def _signed(
+        self, fault: str | None, build: Callable[[int], tuple[Any, bytes, bytes]]
+    ) -> tuple[Any, int, list[bytes], list[str]]:
         """Signs a report, wrongly if `fault` is a QUORUM_FAULTS entry.
 
         `build(epoch)` gives the report to submit, its digest, and the digest of a different
@@ -430,7 +443,9 @@ class MarketMachine(RuleBasedStateMachine):
         ready=st.lists(st.sampled_from([True, True, False]), min_size=3, max_size=3),
         claims=st.lists(CLAIM, min_size=3, max_size=3),
         extra=st.integers(100 * TOKEN, 1_000 * TOKEN),
-        jobs=st.lists(st.tuples(CLIENT, PROVIDER, st.sampled_from([True, True, False]), st.integers(1, 4)), min_size=1, max_size=4),
+        jobs=st.lists(
+            st.tuples(CLIENT, PROVIDER, st.sampled_from([True, True, False]), st.integers(1, 4)), min_size=1, max_size=4
+        ),
         tuning=st.lists(st.tuples(st.sampled_from(sorted(PARAMETER_BOUNDS)), st.integers(0, 2**64), EDGE), max_size=3),
     )
     def start_with_ready_providers_and_jobs(
@@ -458,7 +473,10 @@ class MarketMachine(RuleBasedStateMachine):
             spec_hash = keccak(text=f"job spec {job_id}")
             # Sized to the provider's claim, so some providers start with all their GPUs in use.
             gpu_count = min(gpus, book.gpu_count)
-            self._post_job(client, book.gpu_class, gpu_count, book.price_per_gpu_second, HOUR, ZERO_ADDRESS, self.model.now + DAY, spec_hash)
+            self._post_job(
+                client, book.gpu_class, gpu_count, book.price_per_gpu_second, HOUR, ZERO_ADDRESS,
+                self.model.now + DAY, spec_hash,
+            )
             if accept and self.model.job(job_id) is not None:
                 self._accept_job(("exact", job_id), "eligible", offered_by)
         for name, position, edge in tuning:
@@ -496,7 +514,11 @@ class MarketMachine(RuleBasedStateMachine):
             return
         model, targets = self.model, []
         if to_deadline == "job":
-            targets = [(model.expiry_of(job), functools.partial(self._probe_job, job_id, index)) for job_id, job in enumerate(model.jobs, 1) if job.state in LIVE_STATES]
+            targets = [
+                (model.expiry_of(job), functools.partial(self._probe_job, job_id, index))
+                for job_id, job in enumerate(model.jobs, 1)
+                if job.state in LIVE_STATES
+            ]
         for provider_index, account in enumerate(self.providers):
             book = model.provider(str(account))
             if to_deadline == "release" and book.unbonding:
@@ -526,7 +548,9 @@ class MarketMachine(RuleBasedStateMachine):
             self._accept(open_jobs[0], account)
 
     def _running_jobs_of(self, provider: str) -> list[int]:
-        return [job_id for job_id, job in enumerate(self.model.jobs, 1) if job.state == RUNNING and job.provider == provider]
+        return [
+            job_id for job_id, job in enumerate(self.model.jobs, 1) if job.state == RUNNING and job.provider == provider
+        ]
 
     def _probe_failure_window(self, provider: str) -> None:
         """Fails a job of `provider` as its failure window closes (or just after)."""
@@ -561,14 +585,20 @@ class MarketMachine(RuleBasedStateMachine):
         )
         if done:
             effects, receipt = done
-            fields = {"provider": str(account), "gpu_class": gpu_class, "gpu_count": gpu_count, "price_per_gpu_second": price, "endpoint": endpoint}
+            fields = {"provider": str(account), "gpu_class": gpu_class, "gpu_count": gpu_count,
+                      "price_per_gpu_second": price, "endpoint": endpoint}
             if update:
-                self.outcomes[f"{self.current_step}: done, claim version {'changed' if effects['claim_version'] != version_before else 'kept'}"] += 1
+                self.outcomes[
+                    f"{self.current_step}: done, claim version "
+                    f"{'changed' if effects['claim_version'] != version_before else 'kept'}"
+                ] += 1
                 self._assert_emitted(receipt, "ProviderUpdated", claim_version=effects["claim_version"], **fields)
             else:
                 self._assert_emitted(receipt, "ProviderRegistered", **fields)
 
-    def _update_provider(self, index: int, claim: tuple[int, int, int], same_hardware: bool, count: str | None, mutation: str | None) -> None:
+    def _update_provider(
+        self, index: int, claim: tuple[int, int, int], same_hardware: bool, count: str | None, mutation: str | None
+    ) -> None:
         if count is not None:
             # The provider whose running jobs hold the most GPUs (ties: the drawn one first).
             order = [(index + offset) % len(self.providers) for offset in range(len(self.providers))]
@@ -583,7 +613,8 @@ class MarketMachine(RuleBasedStateMachine):
 
     def _stake(self, index: int, amount: int) -> None:
         account = self.providers[index]
-        done = self._act(lambda: self.model.stake(str(account), amount), lambda: self.market.stake(amount, sender=account))
+        done = self._act(lambda: self.model.stake(str(account), amount),
+                         lambda: self.market.stake(amount, sender=account))
         if done:
             self._assert_emitted(done[1], "Staked", provider=str(account), amount=amount)
 
@@ -591,7 +622,8 @@ class MarketMachine(RuleBasedStateMachine):
         account = self.providers[index]
         free = self.model.provider(str(account)).free
         amount = {"share": free * share_bps // BPS, "all": free, "too_much": free + 1, "zero": 0}[mode]
-        done = self._act(lambda: self.model.request_unstake(str(account), amount), lambda: self.market.request_unstake(amount, sender=account))
+        done = self._act(lambda: self.model.request_unstake(str(account), amount),
+                         lambda: self.market.request_unstake(amount, sender=account))
         if done:
             effects, receipt = done
             self._assert_emitted(receipt, "UnstakeRequested", provider=str(account), amount=amount, **effects.values)
@@ -622,7 +654,11 @@ class MarketMachine(RuleBasedStateMachine):
             claim_version = book.claim_version + 1
         required = max(self.model.class_floor.get(gpu_class, 0), 1) * gpu_count
         # pass: at least the requirement; below: under it but not under half; spoof: under half.
-        low, high = {"pass": (required, 2 * required), "below": ((required + 1) // 2, required - 1), "spoof": (0, (required - 1) // 2)}[kind]
+        low, high = {
+            "pass": (required, 2 * required),
+            "below": ((required + 1) // 2, required - 1),
+            "spoof": (0, (required - 1) // 2),
+        }[kind]
         measured = _within(low, max(low, high), position, edge)
         # At most HARDWARE_VALIDITY ahead; a quorum may still sign further (far_ahead).
         validity = self.model.parameters["hardware_validity"]
@@ -632,7 +668,9 @@ class MarketMachine(RuleBasedStateMachine):
         elif fault == "stale":
             valid_until = book.last_report_valid_until.get(claim_version) or self.model.now
         elif fault == "far_ahead":
-            valid_until = (self.model.now + validity + 1, self.model.now + validity + valid_for, 2**64 - 1)[position % 3]
+            valid_until = (
+                self.model.now + validity + 1, self.model.now + validity + valid_for, 2**64 - 1
+            )[position % 3]
 
         def build(epoch: int) -> tuple[Any, bytes, bytes]:
             report = HardwareReport(account, gpu_class, gpu_count, claim_version, measured, valid_until, epoch)
@@ -641,7 +679,9 @@ class MarketMachine(RuleBasedStateMachine):
 
         report, epoch, signatures, signers = self._signed(fault, build)
         done = self._act(
-            lambda: self.model.submit_hardware_report(account, gpu_class, gpu_count, claim_version, measured, valid_until, epoch, signers),
+            lambda: self.model.submit_hardware_report(
+                account, gpu_class, gpu_count, claim_version, measured, valid_until, epoch, signers
+            ),
             lambda: self.market.submit_hardware_report(report, signatures, sender=self.keeper),
         )
         if done is None:
@@ -659,10 +699,14 @@ class MarketMachine(RuleBasedStateMachine):
             self._assert_emitted(receipt, "HardwareVerified", verified_until=effects["verified_until"], **common)
             return
         outdated = ", outdated claim" if claim_version != book.claim_version else ""
-        self.outcomes[f"{self.current_step}: done, {'spoofed (slashed)' if effects['slashed'] else 'below the floor'}{outdated}"] += 1
-        self._assert_emitted(receipt, "HardwareRejected", required_throughput=effects["required"], slashed=effects["slashed"], **common)
+        self.outcomes[
+            f"{self.current_step}: done, {'spoofed (slashed)' if effects['slashed'] else 'below the floor'}{outdated}"
+        ] += 1
+        self._assert_emitted(receipt, "HardwareRejected", required_throughput=effects["required"],
+                             slashed=effects["slashed"], **common)
         slashes = 1 if effects["slashed"] else 0
-        self._assert_emitted(receipt, "Slashed", count=slashes, provider=account, amount=effects["slashed"], beneficiary=ZERO_ADDRESS, beneficiary_share=0)
+        self._assert_emitted(receipt, "Slashed", count=slashes, provider=account, amount=effects["slashed"],
+                             beneficiary=ZERO_ADDRESS, beneficiary_share=0)
 
     # ------------------------------------------------------------------ job actions
 
@@ -705,12 +749,17 @@ class MarketMachine(RuleBasedStateMachine):
         self._post_job(client, **terms)
 
     def _post_job(
-        self, client: int, gpu_class: int, gpu_count: int, max_price: int, max_duration: int, provider: str, accept_deadline: int, spec_hash: bytes
+        self, client: int, gpu_class: int, gpu_count: int, max_price: int, max_duration: int, provider: str,
+        accept_deadline: int, spec_hash: bytes,
     ) -> None:
         account = self.clients[client]
         done = self._act(
-            lambda: self.model.create_job(str(account), gpu_class, gpu_count, max_price, max_duration, spec_hash, provider, accept_deadline),
-            lambda: self.market.create_job(gpu_class, gpu_count, max_price, max_duration, spec_hash, provider, accept_deadline, sender=account),
+            lambda: self.model.create_job(
+                str(account), gpu_class, gpu_count, max_price, max_duration, spec_hash, provider, accept_deadline
+            ),
+            lambda: self.market.create_job(
+                gpu_class, gpu_count, max_price, max_duration, spec_hash, provider, accept_deadline, sender=account
+            ),
         )
         if done is None:
             return
@@ -743,12 +792,16 @@ class MarketMachine(RuleBasedStateMachine):
         self._accept(job_id, account)
 
     def _accept(self, job_id: int, account: Any) -> None:
-        done = self._act(lambda: self.model.accept_job(str(account), job_id), lambda: self.market.accept_job(job_id, sender=account))
+        done = self._act(lambda: self.model.accept_job(str(account), job_id),
+                         lambda: self.market.accept_job(job_id, sender=account))
         if done:
             effects, receipt = done
-            self._assert_emitted(receipt, "JobAccepted", job_id=job_id, provider=str(account), started_at=self.model.now, **effects.values)
+            self._assert_emitted(receipt, "JobAccepted", job_id=job_id, provider=str(account),
+                                 started_at=self.model.now, **effects.values)
 
-    def _settle(self, pick: tuple[str, int], outcome: int, billing_bps: int, edge: str | None, fault: str | None) -> None:
+    def _settle(
+        self, pick: tuple[str, int], outcome: int, billing_bps: int, edge: str | None, fault: str | None
+    ) -> None:
         """A report on a job; gpu_seconds a share of the billing cap, or an edge of it."""
         job_id = self._job_id(pick, (RUNNING,))
         job = self.model.job(job_id)
@@ -758,7 +811,9 @@ class MarketMachine(RuleBasedStateMachine):
             provider = others[job_id % len(others)]
         outcome = {"unknown_outcome": 3, "zero_outcome": 0}.get(fault, outcome)
         cap = job.billing_cap if job is not None else 1_000
-        gpu_seconds = {None: cap * billing_bps // BPS, "zero": 0, "cap": cap, "over_cap": cap + 1, "max_uint": 2**256 - 1}[edge]
+        gpu_seconds = {
+            None: cap * billing_bps // BPS, "zero": 0, "cap": cap, "over_cap": cap + 1, "max_uint": 2**256 - 1
+        }[edge]
 
         def build(epoch: int) -> tuple[Any, bytes, bytes]:
             fields = (job_id, provider, outcome, gpu_seconds, RESULT_HASH, EVIDENCE_HASH, epoch)
@@ -778,7 +833,10 @@ class MarketMachine(RuleBasedStateMachine):
             return
         effects, receipt = done
         window = ", new failure window" if effects["window_reopened"] else ""
-        self.outcomes[f"{self.current_step}: done, {('', 'completed', 'failed')[outcome]}{window}{', jailed' if effects['jailed_now'] else ''}"] += 1
+        self.outcomes[
+            f"{self.current_step}: done, {('', 'completed', 'failed')[outcome]}{window}"
+            f"{', jailed' if effects['jailed_now'] else ''}"
+        ] += 1
         self._assert_emitted(
             receipt,
             "JobSettled",
@@ -794,15 +852,18 @@ class MarketMachine(RuleBasedStateMachine):
             evidence_hash=EVIDENCE_HASH,
         )
         slashes = 1 if effects["slashed"] else 0
-        self._assert_emitted(receipt, "Slashed", count=slashes, provider=provider, amount=effects["slashed"], beneficiary=job.client, beneficiary_share=effects["client_share"])
+        self._assert_emitted(receipt, "Slashed", count=slashes, provider=provider, amount=effects["slashed"],
+                             beneficiary=job.client, beneficiary_share=effects["client_share"])
         jailings = 1 if effects["jailed_now"] else 0
-        self._assert_emitted(receipt, "ProviderJailed", count=jailings, provider=provider, recent_failures=effects["recent_failures"])
+        self._assert_emitted(receipt, "ProviderJailed", count=jailings, provider=provider,
+                             recent_failures=effects["recent_failures"])
 
     def _cancel_job(self, pick: tuple[str, int], by_client: bool, index: int) -> None:
         job_id = self._job_id(pick, (OPEN,))
         job = self.model.job(job_id)
         account = self._account(job.client) if by_client and job is not None else self.clients[index]
-        done = self._act(lambda: self.model.cancel_job(str(account), job_id), lambda: self.market.cancel_job(job_id, sender=account))
+        done = self._act(lambda: self.model.cancel_job(str(account), job_id),
+                         lambda: self.market.cancel_job(job_id, sender=account))
         if done:
             effects, receipt = done
             self._assert_emitted(receipt, "JobCancelled", job_id=job_id, client=str(account), refund=effects["refund"])
@@ -811,7 +872,8 @@ class MarketMachine(RuleBasedStateMachine):
         self._expire(self._job_id(pick, LIVE_STATES, due=True))
 
     def _expire(self, job_id: int) -> None:
-        done = self._act(lambda: self.model.expire_job(job_id), lambda: self.market.expire_job(job_id, sender=self.keeper))
+        done = self._act(lambda: self.model.expire_job(job_id),
+                         lambda: self.market.expire_job(job_id, sender=self.keeper))
         if done:
             effects, receipt = done
             self._assert_emitted(receipt, "JobExpired", job_id=job_id, **effects.values)
@@ -822,11 +884,14 @@ class MarketMachine(RuleBasedStateMachine):
         if owed and pairs:
             token, account = pairs[index % len(pairs)]
         else:
-            token, account = (self.stake_token, self.payment_token)[token_index], self.accounts[index % len(self.accounts)]
+            token, account = (
+                (self.stake_token, self.payment_token)[token_index], self.accounts[index % len(self.accounts)]
+            )
         self._claim_from(account, token)
 
     def _claim_from(self, account: Any, token: Any) -> None:
-        done = self._act(lambda: self.model.claim(str(account), str(token)), lambda: self.market.claim(token, sender=account))
+        done = self._act(lambda: self.model.claim(str(account), str(token)),
+                         lambda: self.market.claim(token, sender=account))
         if done:
             effects, receipt = done
             assert receipt.return_value == effects["amount"]
@@ -848,16 +913,19 @@ class MarketMachine(RuleBasedStateMachine):
         if value < 0:
             return  # a uint256 cannot go below a zero lower bound
         sender = self._sender(as_owner)
-        done = self._act(lambda: self.model.set_parameter(str(sender), name, value), lambda: getattr(self.market, f"set_{name}")(value, sender=sender))
+        done = self._act(lambda: self.model.set_parameter(str(sender), name, value),
+                         lambda: getattr(self.market, f"set_{name}")(value, sender=sender))
         if done:
             effects, receipt = done
-            self._assert_emitted(receipt, "ParameterChanged", name=name, old_value=effects["old_value"], new_value=value)
+            self._assert_emitted(receipt, "ParameterChanged", name=name, old_value=effects["old_value"],
+                                 new_value=value)
             assert self.views(self.market, name) == value
 
     def _set_treasury(self, index: int, as_owner: bool) -> None:
         new_treasury = str(self.treasuries[index]) if index < len(self.treasuries) else ZERO_ADDRESS
         old_treasury, sender = self.model.treasury, self._sender(as_owner)
-        done = self._act(lambda: self.model.set_treasury(str(sender), new_treasury), lambda: self.market.set_treasury(new_treasury, sender=sender))
+        done = self._act(lambda: self.model.set_treasury(str(sender), new_treasury),
+                         lambda: self.market.set_treasury(new_treasury, sender=sender))
         if done:
             self._assert_emitted(done[1], "TreasuryChanged", old_treasury=old_treasury, new_treasury=new_treasury)
 
@@ -881,7 +949,8 @@ class MarketMachine(RuleBasedStateMachine):
 
     def _unjail(self, index: int, as_owner: bool) -> None:
         provider, sender = str(self.providers[index]), self._sender(as_owner)
-        done = self._act(lambda: self.model.unjail(str(sender), provider), lambda: self.market.unjail(provider, sender=sender))
+        done = self._act(lambda: self.model.unjail(str(sender), provider),
+                         lambda: self.market.unjail(provider, sender=sender))
         if done:
             self._assert_emitted(done[1], "ProviderUnjailed", provider=provider)
 
@@ -909,7 +978,8 @@ class MarketMachine(RuleBasedStateMachine):
         if done:
             effects, receipt = done
             self.previous_committee = before
-            self._assert_emitted(receipt, "CommitteeChanged", epoch=effects["epoch"], members=addresses, threshold=threshold)
+            self._assert_emitted(receipt, "CommitteeChanged", epoch=effects["epoch"], members=addresses,
+                                 threshold=threshold)
 
     # ------------------------------------------------------------------ invariants
 
@@ -924,19 +994,28 @@ class MarketMachine(RuleBasedStateMachine):
             # Every claim version the provider has had (the model's count; a version the
             # contract knows beyond it would show in the record's claim_version).
             "last_reports": {
-                p: {v: view(market, "last_report_valid_until", p, v) for v in range(self.model.provider(p).claim_version + 1)}
+                p: {
+                    v: view(market, "last_report_valid_until", p, v)
+                    for v in range(self.model.provider(p).claim_version + 1)
+                }
                 for p in provider_addresses
             },
             "jobs": {i: view(market, "get_job", i) for i in range(1, view(market, "job_count") + 1)},
-            "claimable": {(str(t), str(a)): view(market, "claimable", t, a) for t in self.tokens for a in self.accounts},
+            "claimable": {
+                (str(t), str(a)): view(market, "claimable", t, a) for t in self.tokens for a in self.accounts
+            },
             "held": {str(t): view(t, "balanceOf", market) for t in self.tokens},
-            "governance": (view(market, "paused"), view(market, "epoch"), view(market, "threshold"), view(market, "treasury")),
+            "governance": (
+                view(market, "paused"), view(market, "epoch"), view(market, "threshold"), view(market, "treasury")
+            ),
             "fingerprint": self._fingerprint(),
         }
 
     def _fingerprint(self) -> tuple[Any, ...]:
         view, market = self.views, self.market
-        return tuple(view(t, "balanceOf", market) for t in self.tokens), view(market, "job_count"), view(market, "epoch")
+        return (
+            tuple(view(t, "balanceOf", market) for t in self.tokens), view(market, "job_count"), view(market, "epoch")
+        )
 
     @_step(invariant)
     def the_books_hold(self) -> None:
@@ -951,7 +1030,9 @@ class MarketMachine(RuleBasedStateMachine):
         if self.books is None:
             self.books = self._read_books()
         else:
-            assert self._fingerprint() == self.books["fingerprint"], "a step without a successful transaction changed the market"
+            assert self._fingerprint() == self.books["fingerprint"], (
+                "a step without a successful transaction changed the market"
+            )
         self._assert_conserved_and_modelled(self.books)
         self._assert_one_state_per_job(self.books)
         self._assert_locked_is_running_collateral(self.books)
@@ -991,11 +1072,15 @@ class MarketMachine(RuleBasedStateMachine):
         for job_id, job in books["jobs"].items():
             expected = model.job(job_id)
             assert (job.client, job.provider, job.state) == (expected.client, expected.provider, expected.state), job_id
-            assert (job.gpu_class, job.gpu_count, job.max_price_per_gpu_second, job.max_duration, job.accept_deadline) == (
-                expected.gpu_class, expected.gpu_count, expected.max_price_per_gpu_second, expected.max_duration, expected.accept_deadline
+            assert (
+                job.gpu_class, job.gpu_count, job.max_price_per_gpu_second, job.max_duration, job.accept_deadline
+            ) == (
+                expected.gpu_class, expected.gpu_count, expected.max_price_per_gpu_second, expected.max_duration,
+                expected.accept_deadline,
             ), job_id
             assert (job.price_per_gpu_second, job.started_at, job.collateral, job.escrow, job.spec_hash) == (
-                expected.price_per_gpu_second, expected.started_at, expected.collateral, expected.escrow, expected.spec_hash
+                expected.price_per_gpu_second, expected.started_at, expected.collateral, expected.escrow,
+                expected.spec_hash,
             ), job_id
 
         for key, amount in books["claimable"].items():
@@ -1007,14 +1092,18 @@ class MarketMachine(RuleBasedStateMachine):
         for job_id, job in books["jobs"].items():
             assert job.state in (*LIVE_STATES, *TERMINAL_STATES), f"job {job_id} in state {job.state}"
             if job_id in self.terminal_seen:
-                assert job.state == self.terminal_seen[job_id], f"job {job_id} left terminal state {self.terminal_seen[job_id]}"
+                assert job.state == self.terminal_seen[job_id], (
+                    f"job {job_id} left terminal state {self.terminal_seen[job_id]}"
+                )
             elif job.state in TERMINAL_STATES:
                 self.terminal_seen[job_id] = job.state
 
     def _assert_locked_is_running_collateral(self, books: dict[str, Any]) -> None:
         """Invariant 3: a provider's locked stake is exactly the collateral of its RUNNING jobs."""
         for address, stake in books["stakes"].items():
-            collateral = sum(j.collateral for j in books["jobs"].values() if j.state == RUNNING and j.provider == address)
+            collateral = sum(
+                j.collateral for j in books["jobs"].values() if j.state == RUNNING and j.provider == address
+            )
             assert stake.locked == collateral, f"{address}: locked {stake.locked}, running collateral {collateral}"
 
     def _assert_gpus_in_use_are_running_gpus(self, books: dict[str, Any]) -> None:
@@ -1022,7 +1111,9 @@ class MarketMachine(RuleBasedStateMachine):
         for address, in_use in books["gpus_in_use"].items():
             running = sum(j.gpu_count for j in books["jobs"].values() if j.state == RUNNING and j.provider == address)
             claimed = books["records"][address].gpu_count
-            assert in_use == running <= claimed, f"{address}: gpus_in_use {in_use}, running jobs hold {running}, claims {claimed}"
+            assert in_use == running <= claimed, (
+                f"{address}: gpus_in_use {in_use}, running jobs hold {running}, claims {claimed}"
+            )
 
     # ------------------------------------------------------------------ teardown
 
@@ -1061,14 +1152,19 @@ class MarketMachine(RuleBasedStateMachine):
         free = sum(stake.free for stake in books["stakes"].values())
         for token in map(str, self.tokens):
             left = free if token == model.stake_token else 0
-            assert books["held"][token] == left, f"{token}: {books['held'][token]} left in the market, free stake is {left}"
+            assert books["held"][token] == left, (
+                f"{token}: {books['held'][token]} left in the market, free stake is {left}"
+            )
         for token in self.tokens:
             for account in self.accounts:
-                assert self.views(token, "balanceOf", account) == model.wallets[(str(token), str(account))], f"wallet of {account}"
+                assert self.views(token, "balanceOf", account) == model.wallets[(str(token), str(account))], (
+                    f"wallet of {account}"
+                )
 
 
 @pytest.fixture
-def market_machine(accounts, chain, fuzz_market, owner, attacker, keeper, fuzz_providers, fuzz_clients, fuzz_treasuries, committee):
+def market_machine(accounts, chain, fuzz_market, owner, attacker, keeper, fuzz_providers, fuzz_clients,
+                   fuzz_treasuries, committee):
     """Hands one deployment and the cast to the machine class (hypothesis instantiates it).
 
     The cast sends unsigned (impersonated) transactions from the same addresses: signing

@@ -68,6 +68,6 @@ class ViewReader:
         return SimpleNamespace(
             **{
                 component.name: _normalize(_canonical(component), field)
-                for component, field in zip(output.components, value)
+                for component, field in zip(output.components, value, strict=True)
             }
         )

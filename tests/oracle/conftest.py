@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from gpumarket.chain.keys import ServiceKey, test_oracle
 from gpumarket.oracle.api import ApiConfig, OracleAPI
 from gpumarket.oracle.metrics import OracleMetrics
-from gpumarket.chain.keys import ServiceKey, test_oracle
 from gpumarket.oracle.signer import OracleSigner
 from gpumarket.oracle.store import DecisionStore
 from gpumarket.signing.eip712 import Domain

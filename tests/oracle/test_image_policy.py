@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+
 from gpumarket.chain.artifacts import load_artifacts
 from gpumarket.chain.connection import EMBEDDED, connect
 from gpumarket.chain.keys import test_account, test_oracle
@@ -53,6 +54,7 @@ from .doubles import ContractDouble
 
 IMAGE = "ghcr.io/team/train@sha256:" + "ab" * 32
 MiB = 2**20
+CHECK_EVERY_STEP = ImageConfig(check_interval_s=0)
 
 
 def found(size: int = 100 * MiB, at: float = 0.0) -> RecordedCheck:
@@ -95,7 +97,9 @@ def test_anything_else_is_no_decision_and_says_the_job_ends_by_expiry(checks, li
         assert not result.failed
         assert why in result.detail, result.detail
         assert result.detail.startswith(f"the agent reports {reason} for {IMAGE}; ")
-        assert result.detail.endswith(EXPIRY) and EXPIRY == "the job ends by expiry: client refunded, provider not slashed"
+        assert result.detail.endswith(EXPIRY) and (
+            EXPIRY == "the job ends by expiry: client refunded, provider not slashed"
+        )
 
 
 def test_no_image_named_is_no_decision_and_thresholds_are_config() -> None:
@@ -128,7 +132,10 @@ def test_observe_records_checks_at_its_pace_and_concludes_once() -> None:
 
     policy = Counting({}, ImageConfig(check_interval_s=5))
     watch = ImageWatch()
-    health = lambda: {"max_image_bytes": 10}
+
+    def health() -> dict[str, int]:
+        return {"max_image_bytes": 10}
+
     pulling = {"state": "spec_received", "started_at": None, "image": IMAGE, "pulling": True}
     for now in (0, 1, 4, 5, 6, 10.5):
         assert policy.observe(watch, pulling, now, health) is None
@@ -174,7 +181,10 @@ def test_a_failure_claimed_at_once_is_checked_again_until_there_are_enough_check
     # few to slash on, and too few to let go: the oracle checks again, check_interval_s apart.
     policy = FoundEveryTime(ImageConfig(check_interval_s=5, min_checks=3))
     watch = ImageWatch()
-    health = lambda: {"max_image_bytes": 200 * MiB}
+
+    def health() -> dict[str, int]:
+        return {"max_image_bytes": 200 * MiB}
+
     lost = {"state": "lost", "started_at": None, "image": IMAGE, "pulling": False, "reason": reason}
     for now, checks in ((0, 1), (2, 1), (5, 2), (6, 2)):
         pending = policy.observe(watch, lost, now, health)
@@ -326,7 +336,7 @@ def monitors(tmp_path: Path, pushed: Pushed, agent: AgentDouble) -> Iterator[Cal
     members = [test_oracle(i).address for i in range(3)]
 
     def make(i: int, job_id: int, registries: dict[str, str] | None = None,
-             config: ImageConfig = ImageConfig(check_interval_s=0)) -> JobMonitor:
+             config: ImageConfig = CHECK_EVERY_STEP) -> JobMonitor:
         key = test_oracle(i)
         store = DecisionStore.open(tmp_path / f"oracle{i}-{len(stores)}.db", DOMAIN, key.address)
         stores.append(store)

@@ -53,8 +53,8 @@ def _decide(world: World, provider: str) -> list:
 def _submit(world: World, attempts: list) -> None:
     """Two passes of every oracle's step: the designated one submits, exactly once."""
     now = time.time()
-    first = [oracle.hv.step(a, now=now) for oracle, a in zip(world.oracles, attempts)]
-    second = [oracle.hv.step(a, now=now) for oracle, a in zip(world.oracles, attempts)]
+    first = [oracle.hv.step(a, now=now) for oracle, a in zip(world.oracles, attempts, strict=True)]
+    second = [oracle.hv.step(a, now=now) for oracle, a in zip(world.oracles, attempts, strict=True)]
     submitted = [r for r in first + second if r.submitted]
     assert len(submitted) == 1, [r.detail for r in first + second]
     assert all(r.detail == "already applied" for r in second)
@@ -136,7 +136,7 @@ def test_a_passing_report_of_an_outdated_claim_is_dropped_without_verifying_the_
     attempts = _decide(world, key.address)
     assert {a.bucket for a in attempts} == {Bucket.PASS}
     world.market(key).update_provider(CPU_DEV, 4, PRICE, endpoint)
-    for oracle, attempt in zip(world.oracles, attempts):  # every fallback due: each one tries
+    for oracle, attempt in zip(world.oracles, attempts, strict=True):  # every fallback due: each one tries
         results = oracle.hv.tick(now=attempt.decided_at + 10 * oracle.hv.config.fallback_delay_s)
         assert not any(r.submitted for r in results)
         assert oracle.hv.open_attempts == []
@@ -187,13 +187,13 @@ def test_concurrent_challenges_all_pass_and_a_fallback_submits(world: World, hon
         oracle.hv.handle(world.registrations[provider])
     due = [oracle.hv.due(time.time())[0] for oracle in world.oracles]
     with ThreadPoolExecutor(max_workers=3) as pool:
-        attempts = list(pool.map(lambda pair: pair[0].hv.verify(*pair[1]), zip(world.oracles, due)))
+        attempts = list(pool.map(lambda pair: pair[0].hv.verify(*pair[1]), zip(world.oracles, due, strict=True)))
     assert {a.bucket for a in attempts} == {Bucket.PASS}
     assert len({a.signed.digest for a in attempts}) == 1
     report = attempts[0].report
     members = world.oracles[0].store.current_committee().members
     ranks = {submission_rank(int(report.provider, 16) + report.valid_until, members, o.signer.address): (o, a)
-             for o, a in zip(world.oracles, attempts)}
+             for o, a in zip(world.oracles, attempts, strict=True)}
     delay = world.oracles[0].hv.config.fallback_delay_s
     first_fallback, attempt1 = ranks[1]
     second_fallback, attempt2 = ranks[2]
@@ -217,7 +217,7 @@ def test_renewal_window_and_keys_never_logged(world: World, honest_prover, caplo
         oracle.hv.handle(world.registrations[provider])
     attempts = [oracle.hv.verify(*oracle.hv.due(time.time())[0]) for oracle in world.oracles]
     now = time.time()
-    assert sum(o.hv.step(a, now=now).submitted for o, a in zip(world.oracles, attempts)) == 1
+    assert sum(o.hv.step(a, now=now).submitted for o, a in zip(world.oracles, attempts, strict=True)) == 1
     verified_until = world.market().providers(provider).verified_until
     assert hv.due(now, known=[provider]) == []
     later = verified_until - hv.config.renewal_window_s + 1
@@ -231,7 +231,7 @@ def test_renewal_window_and_keys_never_logged(world: World, honest_prover, caplo
     assert len({a.signed.digest for a in renewals}) == 1
     validity = world.market().parameters()["hardware_validity"]
     assert verified_until < renewals[0].report.valid_until <= world.market().block_timestamp() + validity
-    assert sum(o.hv.step(a, now=later).submitted for o, a in zip(world.oracles, renewals)) == 1
+    assert sum(o.hv.step(a, now=later).submitted for o, a in zip(world.oracles, renewals, strict=True)) == 1
     assert world.market().last_report_valid_until(provider, 0) == renewals[0].report.valid_until
     assert world.market().providers(provider).verified_until == renewals[0].report.valid_until
     for i in range(3):

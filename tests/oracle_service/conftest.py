@@ -26,16 +26,16 @@ from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3
 from gpumarket.chain.models import Job
 from gpumarket.chain.params import load_params
-from gpumarket.demo.story import SHARED_MACHINE_CPU_DEV_FLOOR_GOPS
 from gpumarket.client.jobs import JobClient
+from gpumarket.demo.story import SHARED_MACHINE_CPU_DEV_FLOOR_GOPS
 from gpumarket.measure.provers import TileProver
 from gpumarket.oracle.challenge import ChallengeConfig
 from gpumarket.oracle.hardware import HardwareConfig
 from gpumarket.oracle.jobs import JobConfig
 from gpumarket.oracle.service import OracleService, OracleServiceConfig
+from gpumarket.provider.runtime import RuntimeSettings
 from gpumarket.provider.service import ProviderService, ServiceConfig
 from gpumarket.provider.spec import JobSpec
-from gpumarket.provider.runtime import RuntimeSettings
 
 PARAMS = Path(__file__).resolve().parents[2] / "deploy" / "params" / "default.yaml"
 CPU_DEV = 1

@@ -29,6 +29,7 @@ from .test_api import expect, put_spec, result_auth, wait_finished
 
 JOB = 7
 MISSING_DIGEST = "sha256:" + "ab" * 32
+DEFAULT_PULLS = PullPolicy()
 
 
 def container_spec(image: str, code: str, *, gpu_count: int = 1, max_seconds: int = 30, **fields) -> ContainerJobSpec:
@@ -46,7 +47,7 @@ class ContainerAgents:
         self.jobs = MemoryJobSource()
         self.running: list[tuple[ProviderAgent, ProviderServer, Store]] = []
 
-    def start(self, pull_policy: PullPolicy = PullPolicy()) -> Served:
+    def start(self, pull_policy: PullPolicy = DEFAULT_PULLS) -> Served:
         store = Store(self.root / "agent.sqlite")
         runner = make_runtime(self.settings, RunnerConfig(root=self.root / "jobs", meter_interval_s=0.1,
                                                           meter_gpus=False, kill_grace_s=1.0), self.provider)
@@ -58,7 +59,7 @@ class ContainerAgents:
         return Served(agent, server, Http("127.0.0.1", server.port), store, runner, self.jobs)
 
     def close(self) -> None:
-        for agent, server, store in self.running:
+        for agent, server, _store in self.running:
             server.stop()
             agent.close(stop_jobs=True, timeout_s=20)
         engine = PodmanEngine(containers_conf=self.settings.containers_conf)

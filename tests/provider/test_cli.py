@@ -143,7 +143,8 @@ def test_a_killed_container_agent_adopts_its_container_and_removes_the_ones_it_n
         processes.append(first)
         signed = sign_request(client_account, action="put-spec", chain_id=CHAIN_ID, market=MARKET, job_id=1,
                               spec_hash=survivor.hash())
-        response = http.request("PUT", "/jobs/1/spec", survivor.canonical_bytes(), {"Authorization": signed.to_header()})
+        response = http.request("PUT", "/jobs/1/spec", survivor.canonical_bytes(),
+                                {"Authorization": signed.to_header()})
         assert response.status == 202, response.body
         deadline = time.monotonic() + 30
         while status(http, 1)["state"] != "running":
@@ -154,7 +155,8 @@ def test_a_killed_container_agent_adopts_its_container_and_removes_the_ones_it_n
         # A container of this agent's for a job its database never held: the next agent removes it.
         stray = subprocess.run(
             ["podman", "run", "-d", "--name", f"stray-{owner[-12:]}", "--label", f"gpumarket.owner={owner}",
-             "--label", "gpumarket.job=99", python_image, "sleep", "120"], env={**os.environ, **podman_env}, capture_output=True, text=True, timeout=60)
+             "--label", "gpumarket.job=99", python_image, "sleep", "120"],
+            env={**os.environ, **podman_env}, capture_output=True, text=True, timeout=60)
         assert stray.returncode == 0, stray.stderr
 
         second, http = start_agent(tmp_path, "second", provider_account.address, *container_options)
@@ -166,7 +168,9 @@ def test_a_killed_container_agent_adopts_its_container_and_removes_the_ones_it_n
             time.sleep(0.1)
         assert (done["state"], done["exit_code"], done["runtime"]) == ("finished", 0, "container"), done
         signed = sign_request(client_account, action="get-result", chain_id=CHAIN_ID, market=MARKET, job_id=1)
-        bundle = ResultBundle.parse(http.request("GET", "/jobs/1/result", headers={"Authorization": signed.to_header()}).body)
+        bundle = ResultBundle.parse(
+            http.request("GET", "/jobs/1/result", headers={"Authorization": signed.to_header()}).body
+        )
         assert bundle.contents["outputs/out.txt"] == b"survived"
     finally:
         for process in processes:

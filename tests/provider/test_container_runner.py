@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from eth_utils import keccak
+
 from gpumarket.containers.engine import ImageUnavailable, PodmanEngine, run_argv
 from gpumarket.measure.metering import UsageRecord
 from gpumarket.provider.container_runner import (
@@ -232,7 +233,8 @@ def test_the_root_is_read_only_the_user_is_not_root_and_has_no_capabilities(runn
         "with tempfile.TemporaryFile() as scratch:\n"
         "    scratch.write(b'scratch')\n"
         "seen['uid'], seen['gid'] = os.getuid(), os.getgid()\n"
-        "status = dict(line.split(':\\t', 1) for line in open('/proc/self/status').read().splitlines() if ':\\t' in line)\n"
+        "status = dict(line.split(':\\t', 1) for line in open('/proc/self/status').read().splitlines()"
+        " if ':\\t' in line)\n"
         "for key in ('CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb', 'NoNewPrivs'):\n"
         "    seen[key] = status[key].strip()\n"
         "print(json.dumps(seen))\n"
@@ -462,7 +464,9 @@ def test_prepare_uses_a_local_image_whatever_its_size(make_runner, python_spec, 
 def test_refusals_and_the_offer(make_runner, python_spec):
     runner = make_runner(networks=("research", "none"))
     v1 = JobSpec(command=["true"], limits=Limits(max_seconds=5, max_output_bytes=100))
-    assert runner.refusal(v1) == "this provider runs jobs in containers; a version 1 spec (a host process) is not accepted"
+    assert runner.refusal(v1) == (
+        "this provider runs jobs in containers; a version 1 spec (a host process) is not accepted"
+    )
     assert runner.refusal(python_spec("pass")) is None
     assert runner.refusal(python_spec("pass", network="research")) is None
     assert runner.refusal(python_spec("pass", network="internet")) == (

@@ -40,7 +40,9 @@ def _wait_for(predicate, timeout_s: float = 15.0) -> None:
 
 
 def _gpu(util: int | None, energy: int | None) -> tuple[GpuSample, ...]:
-    return (GpuSample(uuid=GPU, utilization_percent=util, memory_used_bytes=1 << 30, power_mw=50_000, energy_mj=energy),)
+    return (
+        GpuSample(uuid=GPU, utilization_percent=util, memory_used_bytes=1 << 30, power_mw=50_000, energy_mj=energy),
+    )
 
 
 def _journal_with_header(path: Path, header: JournalHeader, *samples: Sample) -> None:

@@ -14,7 +14,7 @@ from eth_utils import keccak
 from gpumarket.measure.metering import UsageRecord
 from gpumarket.provider.result import FileStatus, ResultBundle
 from gpumarket.provider.runner import ProcessGone, job_environment, process_start_ticks
-from gpumarket.provider.spec import JobSpec, Limits
+from gpumarket.provider.spec import ContainerJobSpec, ContainerLimits, JobSpec, Limits
 from helpers.waiting import eventually
 
 from .support import python_spec
@@ -245,3 +245,22 @@ def test_a_started_job_is_found_even_without_its_pid_file(runner):
     assert job.wait().exit_code == 0
     assert runner.find_started(20) is None
     assert runner.find_started(21) is None  # never started: no directory at all
+
+
+def test_a_container_spec_never_runs_as_a_host_process(runner, tmp_path):
+    """The agent asks ``refusal`` first; the runner refuses on its own too, so a version 2 spec's
+    command never runs unsandboxed on the host."""
+    marker = tmp_path / "ran-on-the-host"
+    spec = ContainerJobSpec(
+        image="ghcr.io/team/train@sha256:" + "ab" * 32,
+        command=[sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"],
+        gpu_count=0,
+        limits=ContainerLimits(max_seconds=5, max_output_bytes=4096, max_memory_bytes=1 << 30),
+    )
+    with pytest.raises(ValueError, match="needs an agent with the container runtime"):
+        runner.start(22, spec)
+    assert not runner.paths(22).root.exists() and not marker.exists()
+    with pytest.raises(TypeError, match="needs an agent with the container runtime"):
+        runner.adopt(22, spec, (), 1, 1, 0.0)
+    with pytest.raises(TypeError, match="needs an agent with the container runtime"):
+        runner.finalize(22, spec, 1, None, 0.0)

@@ -24,9 +24,9 @@ from gpumarket.chain.keys import ServiceKey, test_account
 from gpumarket.chain.models import JobState
 from gpumarket.cli import main
 from gpumarket.provider.auth import sign_request
+from gpumarket.provider.runtime import RuntimeSettings
 from gpumarket.provider.service import ProviderService, ServiceConfig, StartupError
 from gpumarket.provider.store import JobStatus
-from gpumarket.provider.runtime import RuntimeSettings
 
 from .conftest import CPU_DEV, PRICE, PROVIDER_ENDPOINT, Chain, build_chain, python_spec
 

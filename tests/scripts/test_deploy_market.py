@@ -66,7 +66,9 @@ def test_default_params_deploy_mock_tokens_classes_and_overrides(project, owner,
 def test_deployment_record_says_what_the_chain_holds(chain, owner, mock_deployment, default_params_path):
     params, deployment, market = mock_deployment
     record = deployment.to_json()
-    assert {k: record[k] for k in ("ecosystem", "network", "chain_id", "deployer", "market", "mock_tokens", "params_file")} == {
+    assert {
+        k: record[k] for k in ("ecosystem", "network", "chain_id", "deployer", "market", "mock_tokens", "params_file")
+    } == {
         "ecosystem": "ethereum",
         "network": "local",
         "chain_id": chain.chain_id,
@@ -95,19 +97,26 @@ def test_deployment_file_is_named_by_network_with_the_ecosystem_off_ethereum(tmp
     assert deployment_path("arbitrum", "sepolia", tmp_path) == tmp_path / "arbitrum-sepolia.json"
 
 
-def test_existing_tokens_treasury_owner_and_untouched_defaults(project, owner, treasury, existing_stake_token, existing_payment_token, params_data, accounts):
+def test_existing_tokens_treasury_owner_and_untouched_defaults(
+    project, owner, treasury, existing_stake_token, existing_payment_token, params_data, accounts
+):
     new_owner = accounts[9]
-    params_data.update(stake_token=existing_stake_token.address, payment_token=existing_payment_token.address, treasury=treasury.address, owner=new_owner.address)
+    params_data.update(stake_token=existing_stake_token.address, payment_token=existing_payment_token.address,
+                       treasury=treasury.address, owner=new_owner.address)
     params_data["parameters"] = {"collateral_bps": 3_000}
     deployment, market = deploy_market(parse_params(params_data), owner, project=project)
-    assert (deployment.stake_token, deployment.payment_token, deployment.mock_tokens) == (existing_stake_token.address, existing_payment_token.address, False)
+    assert (deployment.stake_token, deployment.payment_token, deployment.mock_tokens) == (
+        existing_stake_token.address, existing_payment_token.address, False
+    )
     assert market.treasury() == treasury.address
     # Two-step: the new owner is offered the market and must accept it.
     assert market.owner() == owner.address
     assert market.pending_owner() == new_owner.address
     market.accept_ownership(sender=new_owner)
     assert market.owner() == new_owner.address
-    assert {name: getattr(market, name)() for name in PARAMETER_BOUNDS} == {**PROTOCOL_DEFAULTS, "collateral_bps": 3_000}
+    assert {name: getattr(market, name)() for name in PARAMETER_BOUNDS} == {
+        **PROTOCOL_DEFAULTS, "collateral_bps": 3_000
+    }
 
 
 def test_same_token_for_stake_and_payment(project, owner, existing_stake_token, params_data):
@@ -116,17 +125,22 @@ def test_same_token_for_stake_and_payment(project, owner, existing_stake_token, 
     assert market.STAKE_TOKEN() == market.PAYMENT_TOKEN() == existing_stake_token.address
 
 
-def test_deploy_mock_tokens_flag_replaces_the_yaml_tokens(project, owner, existing_stake_token, existing_payment_token, params_data):
+def test_deploy_mock_tokens_flag_replaces_the_yaml_tokens(
+    project, owner, existing_stake_token, existing_payment_token, params_data
+):
     params_data.update(stake_token=existing_stake_token.address, payment_token=existing_payment_token.address)
     deployment, _ = deploy_market(parse_params(params_data), owner, deploy_mock_tokens=True, project=project)
     assert deployment.mock_tokens
-    assert {deployment.stake_token, deployment.payment_token}.isdisjoint({existing_stake_token.address, existing_payment_token.address})
+    assert {deployment.stake_token, deployment.payment_token}.isdisjoint(
+        {existing_stake_token.address, existing_payment_token.address}
+    )
 
 
 def test_token_without_code_is_refused_before_any_transaction(project, owner, params_data, accounts):
     params_data["payment_token"] = accounts[10].address  # an account, not a contract
     nonce = owner.nonce
-    with pytest.raises(ParamsError, match=f"payment_token: no contract code at {accounts[10].address} on ethereum:local"):
+    with pytest.raises(ParamsError,
+                       match=f"payment_token: no contract code at {accounts[10].address} on ethereum:local"):
         deploy_market(parse_params(params_data), owner, project=project)
     assert owner.nonce == nonce
 

@@ -92,7 +92,8 @@ def test_report_table_agrees_with_the_json(bench):
     gas, report = bench
     for name, value in gas.items():
         operation, _, case = name.partition("/")
-        row = re.search(rf"^\| {re.escape(operation)} \| {case or '[a-z_]+'} \| ([\d,]+) \| ([\d,]*) \| (\S*) \|", report, flags=re.MULTILINE)
+        row = re.search(rf"^\| {re.escape(operation)} \| {case or '[a-z_]+'} \| ([\d,]+) \| ([\d,]*) \| (\S*) \|",
+                        report, flags=re.MULTILINE)
         assert row, f"no table row for {name}"
         assert int(row.group(1).replace(",", "")) == value
         target = next((t for prefix, t in TARGETS.items() if operation.startswith(prefix)), None)
@@ -106,7 +107,9 @@ def test_report_table_agrees_with_the_json(bench):
 def test_each_target_explanation_names_its_missed_cases_and_its_figures(bench):
     gas, report = bench
     for operation, target in TARGETS.items():
-        line = next((line for line in report.splitlines() if line.startswith(f"- **{operation} <= {target:,}**: ")), None)
+        line = next(
+            (line for line in report.splitlines() if line.startswith(f"- **{operation} <= {target:,}**: ")), None
+        )
         assert line, f"no explanation for {operation}"
         rows = {name: value for name, value in gas.items() if name.startswith(operation)}
         missed = {name: value for name, value in rows.items() if value > target}

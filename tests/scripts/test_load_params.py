@@ -69,25 +69,74 @@ def _delete(key: str) -> Callable[[dict], None]:
 MEMBERS = Committee.of_size(4, threshold=3).addresses
 
 INVALID = {
-    "unquoted address": (_set(("treasury",), 0x5A57291253C12149A63865CB43889AD663A7EA2D), "treasury: an address must be a quoted string"),
-    "bad checksum": (_set(("treasury",), CHECKSUMMED[:-1] + "D"), "treasury: '0x5A57291253C12149A63865cb43889Ad663A7EA2D' has mixed case but an invalid EIP-55 checksum"),
-    "short address": (_set(("stake_token",), "0x1234"), "stake_token: '0x1234' is not a 20-byte 0x-prefixed hex address (or use 'mock')"),
+    "unquoted address": (
+        _set(("treasury",), 0x5A57291253C12149A63865CB43889AD663A7EA2D),
+        "treasury: an address must be a quoted string",
+    ),
+    "bad checksum": (
+        _set(("treasury",), CHECKSUMMED[:-1] + "D"),
+        "treasury: '0x5A57291253C12149A63865cb43889Ad663A7EA2D' has mixed case but an invalid EIP-55 checksum",
+    ),
+    "short address": (
+        _set(("stake_token",), "0x1234"),
+        "stake_token: '0x1234' is not a 20-byte 0x-prefixed hex address (or use 'mock')",
+    ),
     "zero treasury": (_set(("treasury",), "0x" + "00" * 20), "treasury: the zero address is not allowed"),
-    "unknown top-level field": (_set(("tresury",), CHECKSUMMED), "tresury: unknown field (allowed: stake_token, payment_token, treasury, committee, gpu_classes, parameters, owner)"),
-    "misspelt parameter": (_set(("parameters", "colateral_bps"), 2_000), "parameters.colateral_bps: unknown field (allowed: min_stake,"),
-    "parameter below its bound": (_set(("parameters", "collateral_bps"), 499), "parameters.collateral_bps: Input should be greater than or equal to 500"),
-    "parameter above its bound": (_set(("parameters", "protocol_fee_bps"), 1_001), "parameters.protocol_fee_bps: Input should be less than or equal to 1000"),
-    "parameter as a string": (_set(("parameters", "settle_grace"), "3600"), "parameters.settle_grace: Input should be a valid integer"),
-    "parameter as a bool": (_set(("parameters", "jail_after_failures"), True), "parameters.jail_after_failures: Input should be a valid integer"),
-    "threshold not a majority": (_set(("committee",), {"members": MEMBERS, "threshold": 2}), "committee: threshold 2 of 4 is not a strict majority (needs > 2)"),
-    "threshold above members": (_set(("committee", "threshold"), 4), "committee: threshold 4 is above the member count 3"),
-    "duplicate member": (_set(("committee", "members"), [MEMBERS[0], MEMBERS[1], MEMBERS[0]]), f"committee: duplicate member {MEMBERS[0]}"),
-    "too many members": (_set(("committee",), {"members": Committee.of_size(32, 17).addresses, "threshold": 17}), "committee.members: List should have at most 31 items"),
+    "unknown top-level field": (
+        _set(("tresury",), CHECKSUMMED),
+        "tresury: unknown field"
+        " (allowed: stake_token, payment_token, treasury, committee, gpu_classes, parameters, owner)",
+    ),
+    "misspelt parameter": (
+        _set(("parameters", "colateral_bps"), 2_000),
+        "parameters.colateral_bps: unknown field (allowed: min_stake,",
+    ),
+    "parameter below its bound": (
+        _set(("parameters", "collateral_bps"), 499),
+        "parameters.collateral_bps: Input should be greater than or equal to 500",
+    ),
+    "parameter above its bound": (
+        _set(("parameters", "protocol_fee_bps"), 1_001),
+        "parameters.protocol_fee_bps: Input should be less than or equal to 1000",
+    ),
+    "parameter as a string": (
+        _set(("parameters", "settle_grace"), "3600"),
+        "parameters.settle_grace: Input should be a valid integer",
+    ),
+    "parameter as a bool": (
+        _set(("parameters", "jail_after_failures"), True),
+        "parameters.jail_after_failures: Input should be a valid integer",
+    ),
+    "threshold not a majority": (
+        _set(("committee",), {"members": MEMBERS, "threshold": 2}),
+        "committee: threshold 2 of 4 is not a strict majority (needs > 2)",
+    ),
+    "threshold above members": (
+        _set(("committee", "threshold"), 4),
+        "committee: threshold 4 is above the member count 3",
+    ),
+    "duplicate member": (
+        _set(("committee", "members"), [MEMBERS[0], MEMBERS[1], MEMBERS[0]]),
+        f"committee: duplicate member {MEMBERS[0]}",
+    ),
+    "too many members": (
+        _set(("committee",), {"members": Committee.of_size(32, 17).addresses, "threshold": 17}),
+        "committee.members: List should have at most 31 items",
+    ),
     "no members": (_set(("committee", "members"), []), "committee.members: List should have at least 1 item"),
     "no gpu class": (_set(("gpu_classes",), []), "gpu_classes: List should have at least 1 item"),
-    "class id zero": (_set(("gpu_classes", 0, "id"), 0), "gpu_classes.0.id: Input should be greater than or equal to 1"),
-    "class floor zero": (_set(("gpu_classes", 1, "floor_per_gpu_gops"), 0), "gpu_classes.1.floor_per_gpu_gops: Input should be greater than or equal to 1"),
-    "class name with spaces": (_set(("gpu_classes", 1, "name"), "H100 SXM"), "gpu_classes.1.name: String should match pattern"),
+    "class id zero": (
+        _set(("gpu_classes", 0, "id"), 0),
+        "gpu_classes.0.id: Input should be greater than or equal to 1",
+    ),
+    "class floor zero": (
+        _set(("gpu_classes", 1, "floor_per_gpu_gops"), 0),
+        "gpu_classes.1.floor_per_gpu_gops: Input should be greater than or equal to 1",
+    ),
+    "class name with spaces": (
+        _set(("gpu_classes", 1, "name"), "H100 SXM"),
+        "gpu_classes.1.name: String should match pattern",
+    ),
     "duplicate class id": (_set(("gpu_classes", 1, "id"), 1), "gpu_classes: duplicate class id: 1"),
     "duplicate class name": (_set(("gpu_classes", 1, "name"), "cpu-dev"), "gpu_classes: duplicate class name: cpu-dev"),
     "missing committee": (_delete("committee"), "committee: Field required"),

@@ -8,14 +8,14 @@ against each of them without copying the steps.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 from gpumarket.signing import eip712
 from gpumarket.signing.eip712 import Domain, HardwareReport, JobReport, Outcome
-
 from helpers.accounting import assert_conserved
 from helpers.committee import Committee, hardware_report, job_report
 from helpers.constants import CPU_DEV, DAY, HOUR, MIN_STAKE, PRICE, TOKEN
@@ -82,7 +82,9 @@ class MarketKit:
         self.market.stake(stake, sender=account)
         return account
 
-    def create_job(self, client, max_price: int = 2 * PRICE, max_duration: int = HOUR, provider=None, gpu_count: int = 1) -> int:
+    def create_job(
+        self, client, max_price: int = 2 * PRICE, max_duration: int = HOUR, provider=None, gpu_count: int = 1
+    ) -> int:
         self.market.create_job(
             CPU_DEV,
             gpu_count,

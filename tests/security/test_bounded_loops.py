@@ -23,7 +23,6 @@ import ape
 import pytest
 
 from gpumarket.signing.eip712 import Outcome
-
 from helpers.committee import Committee, oracle_key
 from helpers.constants import MAX_MEMBERS
 

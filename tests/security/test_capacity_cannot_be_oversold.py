@@ -17,7 +17,6 @@ import ape
 import pytest
 
 from gpumarket.signing.eip712 import Outcome
-
 from helpers.constants import CPU_DEV, OPEN, PRICE, RUNNING
 
 ENDPOINT = "http://127.0.0.1:8700"

@@ -17,7 +17,6 @@ from __future__ import annotations
 import pytest
 
 from gpumarket.signing.eip712 import HardwareReport
-
 from helpers.constants import BPS, CPU_DEV, H100, MIN_STAKE, PRICE, TOKEN
 
 ENDPOINT = "http://127.0.0.1:8700"

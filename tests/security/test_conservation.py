@@ -11,7 +11,6 @@ from __future__ import annotations
 import pytest
 
 from gpumarket.signing.eip712 import Outcome
-
 from helpers.constants import DAY, HOUR
 
 

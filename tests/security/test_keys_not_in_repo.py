@@ -82,5 +82,7 @@ def test_the_known_key_scanner_catches_a_test_key(signing_keys):
 
 
 def test_no_tracked_file_holds_a_test_key(tracked_texts, signing_keys):
-    found = {str(path.relative_to(REPO_ROOT)): known_keys_in(text, signing_keys) for path, text in tracked_texts.items()}
+    found = {
+        str(path.relative_to(REPO_ROOT)): known_keys_in(text, signing_keys) for path, text in tracked_texts.items()
+    }
     assert {path: len(keys) for path, keys in found.items() if keys} == {}

@@ -7,13 +7,12 @@ only reason left to refuse is the job's state.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import ape
 import pytest
 
 from gpumarket.signing.eip712 import Outcome
-
 from helpers.accounting import assert_conserved
 from helpers.committee import job_report
 from helpers.constants import CANCELLED, COMPLETED, DAY, EXPIRED, FAILED, HOUR
@@ -70,7 +69,10 @@ def cancel_attempt(market, committee, domain, keeper, client, job_id):
     [settle_attempt(Outcome.COMPLETED), settle_attempt(Outcome.FAILED), expire_attempt, cancel_attempt],
     ids=["settle-completed", "settle-failed", "expire", "cancel"],
 )
-def test_a_terminal_job_cannot_end_again(ended_job, attempt, market, committee, domain, keeper, client, provider, treasury, chain, stake_token, payment_token):
+def test_a_terminal_job_cannot_end_again(
+    ended_job, attempt, market, committee, domain, keeper, client, provider, treasury, chain, stake_token,
+    payment_token
+):
     job_id, terminal_state = ended_job
     tokens = [stake_token, payment_token]
     accounts = [client, provider, treasury, keeper]

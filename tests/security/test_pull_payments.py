@@ -12,7 +12,6 @@ import ape
 import pytest
 
 from gpumarket.signing.eip712 import Outcome
-
 from helpers.constants import COMPLETED, FAILED
 
 

@@ -17,7 +17,6 @@ import ape
 import pytest
 
 from gpumarket.signing.eip712 import Outcome
-
 from helpers.constants import COMPLETED, HOUR, MIN_STAKE, PRICE, TOKEN
 
 from .conftest import FUNDING, SPEC_HASH, ZERO_ADDRESS
@@ -102,7 +101,8 @@ def stage(project, deploy_token, make_kit, chain, provider, provider2, client, c
 
     chain.mine(timestamp=max(market.stake_of(a).release_at for a in (provider2, token)))
     kit.assert_conserved()
-    return Stage(kit, token, job_id, report, kit.committee.sign(kit.domain, report), provider, provider2, client, client2)
+    return Stage(kit, token, job_id, report, kit.committee.sign(kit.domain, report), provider, provider2, client,
+                 client2)
 
 
 @pytest.mark.parametrize("inner", INNER_CALLS)

@@ -12,7 +12,6 @@ import ape
 import pytest
 
 from gpumarket.signing.eip712 import Domain, Outcome
-
 from helpers.committee import Committee
 from helpers.constants import DAY, HOUR, RUNNING
 
@@ -28,7 +27,9 @@ def test_a_report_signed_for_another_chain_is_void(case, committee):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_report_signed_for_another_deployment_is_void(kind, make_case, make_kit, root_kit, stake_token, payment_token, committee):
+def test_a_report_signed_for_another_deployment_is_void(
+    kind, make_case, make_kit, root_kit, stake_token, payment_token, committee
+):
     # Same tokens, same committee, same chain: only verifyingContract tells A from B.
     market_b = make_kit(stake_token, payment_token)
     case_a = make_case(root_kit, kind)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import pytest
 
 from gpumarket.signing.eip712 import Outcome
-
 from helpers.accounting import assert_conserved
 from helpers.constants import BPS, CLASS_FLOORS, CPU_DEV, DAY
 
@@ -32,7 +31,10 @@ TINY_JOBS = [(1, 1, 1), (1, 3, 7), (3, 1, 1_001)]
 
 @pytest.mark.parametrize("price,gpu_count,duration", TINY_JOBS)
 @pytest.mark.parametrize("slash_bps,client_share_bps", [(1, 5_000), (1, 1), (1, 0), (9_999, 3_333)])
-def test_a_failed_job_slashes_at_least_one_unit_and_rounds_up(price, gpu_count, duration, slash_bps, client_share_bps, market, owner, client, provider, treasury, ready_provider, create_job, settle, stake_token, books):
+def test_a_failed_job_slashes_at_least_one_unit_and_rounds_up(
+    price, gpu_count, duration, slash_bps, client_share_bps, market, owner, client, provider, treasury, ready_provider,
+    create_job, settle, stake_token, books
+):
     market.set_slash_bps(slash_bps, sender=owner)
     market.set_client_share_bps(client_share_bps, sender=owner)
     ready_provider(provider, price=price, gpu_count=gpu_count)
@@ -63,7 +65,10 @@ FEE_CASES = [(1, 1, 250), (1, 39, 250), (1, 41, 250), (7, 13, 1_000), (3, 99, 1)
 
 
 @pytest.mark.parametrize("price,gpu_seconds,fee_bps", FEE_CASES)
-def test_the_protocol_fee_rounds_up_and_the_rest_is_exact(price, gpu_seconds, fee_bps, market, owner, client, provider, treasury, ready_provider, running_job, settle, payment_token, books):
+def test_the_protocol_fee_rounds_up_and_the_rest_is_exact(
+    price, gpu_seconds, fee_bps, market, owner, client, provider, treasury, ready_provider, running_job, settle,
+    payment_token, books
+):
     market.set_protocol_fee_bps(fee_bps, sender=owner)
     ready_provider(provider, price=price)
     job_id = running_job(client, provider, max_price=2 * price, max_duration=100)
@@ -87,7 +92,9 @@ def test_the_protocol_fee_rounds_up_and_the_rest_is_exact(price, gpu_seconds, fe
 
 
 @pytest.mark.parametrize("stake", [1, 9_999, 10_001])
-def test_a_spoof_slash_on_a_tiny_stake_takes_at_least_one_unit(stake, market, owner, provider, register, verify, stake_token, treasury, books):
+def test_a_spoof_slash_on_a_tiny_stake_takes_at_least_one_unit(
+    stake, market, owner, provider, register, verify, stake_token, treasury, books
+):
     market.set_min_stake(1, sender=owner)
     market.set_spoof_slash_bps(1, sender=owner)
     register(provider)

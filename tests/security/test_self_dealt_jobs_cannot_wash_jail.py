@@ -17,7 +17,6 @@ import ape
 import pytest
 
 from gpumarket.signing.eip712 import Outcome
-
 from helpers.constants import PRICE
 
 TINY = {"max_price": PRICE, "max_duration": 1}  # one GPU-second at the provider's own price
@@ -54,7 +53,9 @@ def wash(kit, dealer, provider) -> None:
     kit.settle(job_id, Outcome.COMPLETED, gpu_seconds=1)
 
 
-def test_washing_after_every_two_failures_still_jails_at_the_third(root_kit, market, washer, self_dealer, client, client2):
+def test_washing_after_every_two_failures_still_jails_at_the_third(
+    root_kit, market, washer, self_dealer, client, client2
+):
     kit = root_kit
     # Round one: two failures, then a wash.
     fail_a_clients_job(kit, client, washer)

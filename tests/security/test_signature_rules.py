@@ -12,7 +12,6 @@ import pytest
 from eth_keys import keys
 
 from gpumarket.signing.eip712 import SECP256K1_N, digest
-
 from helpers.committee import oracle_key
 
 OUTSIDER_KEY = oracle_key(1_000)  # not a member of any committee in these tests

@@ -11,7 +11,6 @@ import ape
 import pytest
 
 from gpumarket.signing.eip712 import Outcome
-
 from helpers.constants import MIN_STAKE, PRICE, TOKEN
 
 STAKE = MIN_STAKE + 100 * TOKEN

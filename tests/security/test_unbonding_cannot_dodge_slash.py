@@ -12,7 +12,6 @@ import ape
 import pytest
 
 from gpumarket.signing.eip712 import Outcome
-
 from helpers.accounting import assert_conserved
 from helpers.committee import job_report
 from helpers.constants import BPS, DAY
@@ -31,7 +30,9 @@ def failing_job(market, client, provider, running_job, committee, domain) -> tup
     return job_id, report, committee.sign(domain, report)
 
 
-def assert_collateral_slashed(market, job, free_before_settle: int, unbonding: int, provider, client, treasury, stake_token, payment_token) -> None:
+def assert_collateral_slashed(
+    market, job, free_before_settle: int, unbonding: int, provider, client, treasury, stake_token, payment_token
+) -> None:
     slashed = ceil_bps(job.collateral, market.slash_bps())
     client_share = ceil_bps(slashed, market.client_share_bps())
     assert slashed >= 1
@@ -44,7 +45,9 @@ def assert_collateral_slashed(market, job, free_before_settle: int, unbonding: i
     assert_conserved(market, [stake_token, payment_token], [provider], [client, provider, treasury])
 
 
-def test_unstaking_all_free_stake_leaves_the_collateral_to_be_slashed(failing_job, market, provider, client, treasury, keeper, stake_token, payment_token):
+def test_unstaking_all_free_stake_leaves_the_collateral_to_be_slashed(
+    failing_job, market, provider, client, treasury, keeper, stake_token, payment_token
+):
     job_id, report, signatures = failing_job
     job = market.get_job(job_id)
     free = market.stake_of(provider).free
@@ -58,7 +61,9 @@ def test_unstaking_all_free_stake_leaves_the_collateral_to_be_slashed(failing_jo
     assert_collateral_slashed(market, job, 0, free, provider, client, treasury, stake_token, payment_token)
 
 
-def test_unstaking_in_the_same_block_as_the_failed_report_does_not_help(failing_job, market, chain, provider, client, treasury, keeper, stake_token, payment_token):
+def test_unstaking_in_the_same_block_as_the_failed_report_does_not_help(
+    failing_job, market, chain, provider, client, treasury, keeper, stake_token, payment_token
+):
     # The provider front-runs the FAILED report: both land in one block, unstake first.
     job_id, report, signatures = failing_job
     job = market.get_job(job_id)
@@ -75,7 +80,9 @@ def test_unstaking_in_the_same_block_as_the_failed_report_does_not_help(failing_
 
 
 @pytest.mark.parametrize("unbonding_share_bps", [10_000, 9_000], ids=["all-unbonding", "mostly-unbonding"])
-def test_a_hardware_spoof_slash_reaches_unbonding_stake(unbonding_share_bps, market, owner, provider, ready_provider, verify, chain, treasury, stake_token, payment_token):
+def test_a_hardware_spoof_slash_reaches_unbonding_stake(
+    unbonding_share_bps, market, owner, provider, ready_provider, verify, chain, treasury, stake_token, payment_token
+):
     ready_provider(provider)
     market.set_spoof_slash_bps(5_000, sender=owner)  # the maximum: more than the free stake left
     total = market.stake_of(provider).free

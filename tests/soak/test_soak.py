@@ -3,8 +3,9 @@ process), 2 busy loops, agents and oracles killed and restarted (the schedule's 
 are one agent and one oracle with different signals), and the node restarted once.
 
 No honest provider may be slashed (or turned away at registration), no payment may be stuck,
-the books must balance, every job must end, and the report must hold every field. A failure prints the report's problems with
-the oracles' reasons, and the working directory with every service's log.
+the books must balance, every job must end, and the report must hold every field. A failure
+prints the report's problems with the oracles' reasons, and the working directory with every
+service's log.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def test_small_soak_slashes_no_honest_provider_and_strands_no_payment(tmp_path: 
     agent_signals = {kill["signal"] for kill in kills if kill["kind"] == "agent" and kill["error"] is None}
     oracle_signals = {kill["signal"] for kill in kills if kill["kind"] == "oracle" and kill["error"] is None}
     assert any(a != o for a in agent_signals for o in oracle_signals), kills
-    assert report["kills"]["total"] == len(kills) == sum(sum(s.values()) for s in report["kills"]["by_service"].values())
+    assert report["kills"]["total"] == len(kills) == sum(
+        sum(s.values()) for s in report["kills"]["by_service"].values()
+    )
 
     assert report["ok"] and completed.returncode == 0, _explain(report)

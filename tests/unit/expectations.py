@@ -41,7 +41,9 @@ def emitted(tx, event) -> list[dict]:
 
 
 @pytest.fixture
-def books(market, stake_token, payment_token, provider, provider2, client, client2, treasury, keeper, attacker) -> Callable[[], None]:
+def books(
+    market, stake_token, payment_token, provider, provider2, client, client2, treasury, keeper, attacker
+) -> Callable[[], None]:
     """Checks token balance == free + locked + unbonding + live escrow + claimable, for both tokens."""
 
     def check() -> None:

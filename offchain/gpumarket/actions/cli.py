@@ -39,10 +39,10 @@ from gpumarket.actions.context import load_deployment, open_market
 from gpumarket.actions.errors import ActionError, from_client_error, guard
 from gpumarket.actions.progress import waiting
 from gpumarket.chain.connection import connect, is_transient
+from gpumarket.chain.deploy import DeploymentError
 from gpumarket.chain.errors import ChainError
 from gpumarket.chain.keys import ServiceKey, load_key
 from gpumarket.chain.market import Market
-from gpumarket.chain.deploy import DeploymentError
 from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3
 from gpumarket.chain.params import ParamsError, load_params
 from gpumarket.client.errors import ClientError
@@ -196,7 +196,8 @@ _PRESET_W3 = "gpumarket.preset_w3"
 def group_settings(ctx: click.Context | None = None) -> GroupSettings:
     """What the enclosing group's connection flags said (all None when it took none)."""
     ctx = ctx or click.get_current_context()
-    return ctx.meta.get(_GROUP_SETTINGS, GroupSettings())
+    settings: GroupSettings = ctx.meta.get(_GROUP_SETTINGS, GroupSettings())
+    return settings
 
 
 def preset_connection(ctx: click.Context, w3: Web3) -> None:

@@ -47,11 +47,11 @@ class TxRecord:
     gas_used: int
 
     @classmethod
-    def of(cls, label: str, result: TxResult) -> "TxRecord":
+    def of(cls, label: str, result: TxResult) -> TxRecord:
         return cls(label, result.tx_hash, result.block_number, result.gas_used)
 
     @classmethod
-    def from_hash(cls, market: Market, label: str, tx_hash: str) -> "TxRecord":
+    def from_hash(cls, market: Market, label: str, tx_hash: str) -> TxRecord:
         """The record of a transaction sent by code that returned no TxResult (its receipt)."""
         receipt = market.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
         return cls(label, tx_hash, int(receipt["blockNumber"]), int(receipt["gasUsed"]))
@@ -192,8 +192,9 @@ def require_allowance(market: Market, token: Token, amount: int, *, auto_approve
 def approve(market: Market, token: Token | str, amount: int) -> TxRecord:
     """Let the market pull `amount` of `token` (a Token or its address) from the sender."""
     require_signer(market)
-    bound = token.with_signer(market.signer) if isinstance(token, Token) else Token(market.w3, token,
-                                                                                       signer=market.signer)
+    signer = market.signer
+    assert signer is not None  # require_signer refused a read-only market
+    bound = token.with_signer(signer) if isinstance(token, Token) else Token(market.w3, token, signer=signer)
     if bound.address not in (market.stake_token.address, market.payment_token.address):
         raise ActionError(f"{bound.address} is neither the market's stake token nor its payment token",
                           "approve the token the action names", code="unknown_token")

@@ -16,9 +16,9 @@ ranges (escrow.vy create_job), the payment token's balance and allowance for the
 directed job's provider able to accept it (registered, verified, not jailed, its class, its
 GPUs and enough of them not held by its running jobs, its price) and its agent able to start
 it now (it answers GET /health and has the GPUs free; `agent_timeouts=None` skips that
-question); for send_spec the job's client and its on-chain spec_hash; for cancel the job's state and client; for expire the job's deadline by
-the chain's clock. A status says what to do next, from the chain and (given `agent_timeouts`)
-from what the provider's agent says about the job.
+question); for send_spec the job's client and its on-chain spec_hash; for cancel the job's state
+and client; for expire the job's deadline by the chain's clock. A status says what to do next,
+from the chain and (given `agent_timeouts`) from what the provider's agent says about the job.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from gpumarket.chain.models import ZERO_ADDRESS, Job, JobState, ProviderRecord
 from gpumarket.client.choose import scan_events
 from gpumarket.client.http import PROBE_TIMEOUTS, HttpTimeouts, probe_agent
 from gpumarket.client.jobs import AgentAnswer, JobClient, JobUpdate, ask_agents
-from gpumarket.provider.spec import JobSpec, spec_hash
+from gpumarket.provider.spec import AnyJobSpec, spec_hash
 
 __all__ = [
     "MAX_ACCEPT_WINDOW",
@@ -128,7 +128,7 @@ def _check_agent(provider: str, endpoint: str, gpu_count: int, timeouts: HttpTim
                           code="agent_busy")
 
 
-def create(market: Market, spec: JobSpec, *, gpu_class: int, gpu_count: int, max_price: int, max_duration: int,
+def create(market: Market, spec: AnyJobSpec, *, gpu_class: int, gpu_count: int, max_price: int, max_duration: int,
            provider: str | None = None, accept_window: int = 600, approve: bool = False,
            from_block: int = 0, agent_timeouts: HttpTimeouts | None = PROBE_TIMEOUTS) -> ActionResult:
     """Escrow max_price * gpu_count * max_duration and create the job (provider None: open to
@@ -281,7 +281,7 @@ def expire(market: Market, job_id: int) -> ActionResult:
                          "collateral_released": event.collateral_released})
 
 
-def check_spec(market: Market, job_id: int, spec: JobSpec, *, open_ok: bool = False) -> Job:
+def check_spec(market: Market, job_id: int, spec: AnyJobSpec, *, open_ok: bool = False) -> Job:
     """The sender's job, whose on-chain spec_hash `spec` hashes to, in a state to receive it:
     RUNNING (or, with `open_ok`, still OPEN: the caller waits for a provider to accept it)."""
     job = _own_job(market, job_id)
@@ -303,7 +303,7 @@ def check_spec(market: Market, job_id: int, spec: JobSpec, *, open_ok: bool = Fa
     return job
 
 
-def send_spec(market: Market, job_id: int, spec: JobSpec, *, timeouts: HttpTimeouts | None = None,
+def send_spec(market: Market, job_id: int, spec: AnyJobSpec, *, timeouts: HttpTimeouts | None = None,
               from_block: int = 0) -> ActionResult:
     """Send (or send again: the agent keeps the first) the job's spec, signed by its client, to
     the provider that accepted it."""
@@ -324,7 +324,9 @@ def claim(market: Market) -> ActionResult:
     when nothing is credited)."""
     sender = require_signer(market)
     with guard():
-        tokens = {token.address: token_info(token) for token in (market.payment_token, market.stake_token)}
+        tokens: dict[str, TokenInfo] = {
+            token.address: token_info(token) for token in (market.payment_token, market.stake_token)
+        }
         pending = {address: market.claimable(address, sender) for address in tokens}
     if any(pending.values()):
         require_gas(market)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -34,7 +34,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, empty: str =
 
     def line(values: Sequence[str]) -> str:
         parts = [value.rjust(width) if right else value.ljust(width)
-                 for value, width, right in zip(values, widths, numeric)]
+                 for value, width, right in zip(values, widths, numeric, strict=True)]
         return "  ".join(parts).rstrip()
 
     return "\n".join([line(headers), "  ".join("-" * width for width in widths), *(line(row) for row in cells)])
@@ -80,7 +80,7 @@ def parse_amount(text: str, decimals: int) -> int:
 
 def utc(timestamp: int) -> str:
     """A unix time as "YYYY-MM-DD HH:MM:SS UTC"."""
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def duration(seconds: int) -> str:

@@ -103,7 +103,7 @@ class AnvilNode:
             command += ["--chain-id", str(self.chain_id)]
         return command
 
-    def start(self) -> "AnvilNode":
+    def start(self) -> AnvilNode:
         if self.running:
             raise AnvilError("anvil is already running")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,12 +138,12 @@ class AnvilNode:
             process.kill()
             process.wait(timeout=self.stop_timeout)
 
-    def restart(self) -> "AnvilNode":
+    def restart(self) -> AnvilNode:
         """Stop and start again on the same port (and state file, if any)."""
         self.stop()
         return self.start()
 
-    def __enter__(self) -> "AnvilNode":
+    def __enter__(self) -> AnvilNode:
         return self.start() if not self.running else self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

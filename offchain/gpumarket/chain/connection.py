@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from web3 import Web3
 from web3.exceptions import ProviderConnectionError, TimeExhausted
 from web3.providers.eth_tester import EthereumTesterProvider
+from web3.types import Wei
 
 from gpumarket.chain.errors import ChainError, ChainUnavailable, NotLocalChain
 
@@ -146,7 +147,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number `attempt` (0-based)."""
-        return min(self.max_delay, self.base_delay * 2**attempt)
+        return min(self.max_delay, self.base_delay * 2.0**attempt)
 
 
 def call_with_retry(
@@ -220,7 +221,8 @@ def fund(w3: Web3, address: str, wei: int) -> None:
     if is_embedded(w3):
         # eth-tester has no setBalance; its funded (unlocked) accounts send the difference.
         funder = w3.eth.accounts[-1]
-        w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction({"from": funder, "to": address, "value": missing}))
+        sent = w3.eth.send_transaction({"from": funder, "to": address, "value": Wei(missing)})
+        w3.eth.wait_for_transaction_receipt(sent)
     else:
         _rpc(w3, "anvil_setBalance", [address, hex(wei)])
 

@@ -230,7 +230,9 @@ def read_back(market: Any) -> dict[str, Any]:
     }
 
 
-def _mismatches(market: Any, params: DeployParams, *, tokens: dict[str, str], treasury: str, deployer: str) -> list[str]:
+def _mismatches(
+    market: Any, params: DeployParams, *, tokens: dict[str, str], treasury: str, deployer: str
+) -> list[str]:
     """Every field whose on-chain value differs from what the params asked for."""
     on_chain = read_back(market)
     expected: dict[str, Any] = {
@@ -253,7 +255,9 @@ def _mismatches(market: Any, params: DeployParams, *, tokens: dict[str, str], tr
     for gpu_class in params.gpu_classes:
         floor = market.class_floor(gpu_class.id)
         if floor != gpu_class.floor_per_gpu_gops:
-            problems.append(f"gpu class {gpu_class.id}: expected floor {gpu_class.floor_per_gpu_gops}, contract has {floor}")
+            problems.append(
+                f"gpu class {gpu_class.id}: expected floor {gpu_class.floor_per_gpu_gops}, contract has {floor}"
+            )
     return problems
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
-from eth_utils import event_abi_to_log_topic, to_checksum_address
+from eth_typing import ABIEvent
+from eth_utils.abi import event_abi_to_log_topic
+from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
 from web3 import Web3
 
@@ -354,7 +356,7 @@ class EventDecoder:
     def __init__(self, w3: Web3, abi: list[dict[str, Any]]) -> None:
         self._contract = w3.eth.contract(abi=abi)
         self._by_topic: dict[bytes, dict[str, Any]] = {
-            bytes(event_abi_to_log_topic(entry)): entry for entry in abi if entry["type"] == "event"
+            bytes(event_abi_to_log_topic(cast("ABIEvent", entry))): entry for entry in abi if entry["type"] == "event"
         }
 
     @property

@@ -196,6 +196,9 @@ class EventFollower:
     def _retry(self, operation: Callable[[], T], what: str) -> T:
         return call_with_retry(operation, self.config.retry, what=what)
 
+    def _block_hash(self, number: int) -> bytes:
+        return bytes(self._retry(lambda: self.w3.eth.get_block(number)["hash"], "eth_getBlockByNumber"))
+
     def _check_same_chain(self, cursor: Cursor, head: int) -> None:
         if cursor.block_hash is None:
             return
@@ -226,7 +229,7 @@ class EventFollower:
                 low = cursor.block + 1
                 high = min(safe, low + self.config.max_block_range - 1)
                 delivered += self._process_range(low, high)
-                high_hash = bytes(self._retry(lambda: self.w3.eth.get_block(high)["hash"], "eth_getBlockByNumber"))
+                high_hash = self._block_hash(high)
                 self._store_cursor(high, high_hash)
                 cursor = Cursor(high, high_hash)
             return delivered

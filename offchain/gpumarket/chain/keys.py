@@ -82,10 +82,10 @@ class ServiceKey:
     def __reduce__(self) -> Any:
         raise TypeError("a ServiceKey cannot be pickled (it would carry the key)")
 
-    def __copy__(self) -> "ServiceKey":
+    def __copy__(self) -> ServiceKey:
         return self
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "ServiceKey":
+    def __deepcopy__(self, memo: dict[int, Any]) -> ServiceKey:
         return self
 
     def sign_transaction(self, transaction: dict[str, Any]) -> SignedTransaction:

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
+from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.contract import Contract
 
@@ -41,7 +42,7 @@ from gpumarket.signing.eip712 import Domain, HardwareReport, JobReport
 __all__ = ["BlockId", "Market", "Token", "TxResult"]
 
 E = TypeVar("E", bound=MarketEvent)
-BlockId = int | str  # a block number, or "latest" / "pending" / "safe" / "finalized"
+BlockId = int | Literal["latest", "earliest", "pending", "safe", "finalized"]  # a block number or a tag
 MAX_UINT256 = 2**256 - 1
 
 
@@ -66,7 +67,7 @@ class TxResult:
         return found[0]
 
 
-def _address(value: Any) -> str:
+def _address(value: Any) -> ChecksumAddress:
     return Web3.to_checksum_address(str(value))
 
 

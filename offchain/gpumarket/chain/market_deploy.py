@@ -65,7 +65,7 @@ class MarketDeployment:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "MarketDeployment":
+    def from_json(cls, data: dict[str, Any]) -> MarketDeployment:
         """Also reads the record `ape run deploy` writes (deployments/<network>.json)."""
         try:
             return cls(
@@ -91,7 +91,7 @@ class MarketDeployment:
         return path
 
     @classmethod
-    def read(cls, path: str | Path) -> "MarketDeployment":
+    def read(cls, path: str | Path) -> MarketDeployment:
         return cls.from_json(json.loads(Path(path).read_text()))
 
 
@@ -140,7 +140,7 @@ def deploy_market_web3(
             name, symbol = _MOCK_TOKENS[field]
             tokens[field] = deploy_mock_token(w3, deployer, name, symbol, artifacts=artifacts)
             log.info("%s: deployed MockToken %s at %s", field, symbol, tokens[field])
-        elif not w3.eth.get_code(ref):
+        elif not w3.eth.get_code(Web3.to_checksum_address(ref)):
             raise ParamsError(f"{field}: no contract code at {ref} on chain {chain_id}")
         else:
             tokens[field] = ref

@@ -13,11 +13,12 @@ an unquoted ``0x...`` as a number and the leading zeros (and checksum) would be 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import yaml
-from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
+from eth_utils.address import is_checksum_address, is_hex_address, to_checksum_address
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -94,7 +95,7 @@ def _checksummed(value: Any) -> str:
     return address
 
 
-def _address_or(*symbols: str):
+def _address_or(*symbols: str) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if isinstance(value, str) and value.lower() in symbols:
             return value.lower()
@@ -132,7 +133,7 @@ class CommitteeParams(_Strict):
     threshold: StrictInt = Field(ge=1)
 
     @model_validator(mode="after")
-    def _check(self) -> "CommitteeParams":
+    def _check(self) -> CommitteeParams:
         seen: set[str] = set()
         for member in self.members:
             if member in seen:
@@ -153,11 +154,18 @@ def _bounded(lower: int, upper: int) -> Any:
 
 
 # One optional field per bounded setter; a field left out keeps the contract's default.
-ParameterOverrides = create_model(
-    "ParameterOverrides",
-    __base__=_Strict,
-    **{name: _bounded(lower, upper) for name, (lower, upper) in PARAMETER_BOUNDS.items()},
-)
+if TYPE_CHECKING:
+
+    class ParameterOverrides(_Strict):
+        # mypy cannot see the fields of the model built at run time below: each is an int or None.
+        def __getattr__(self, name: str) -> int | None: ...
+
+else:
+    ParameterOverrides = create_model(
+        "ParameterOverrides",
+        __base__=_Strict,
+        **{name: _bounded(lower, upper) for name, (lower, upper) in PARAMETER_BOUNDS.items()},
+    )
 
 
 def _unique_classes(classes: list[GpuClassParams]) -> list[GpuClassParams]:
@@ -177,7 +185,7 @@ class DeployParams(_Strict):
     treasury: TreasuryRef
     committee: CommitteeParams
     gpu_classes: Annotated[list[GpuClassParams], AfterValidator(_unique_classes)] = Field(min_length=1)
-    parameters: ParameterOverrides = Field(default_factory=ParameterOverrides)  # type: ignore[valid-type]
+    parameters: ParameterOverrides = Field(default_factory=ParameterOverrides)
     # Two-step ownership transfer after setup (a timelock or multisig that then
     # calls accept_ownership); absent: the deployer stays the owner.
     owner: Address | None = None

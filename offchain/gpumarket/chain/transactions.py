@@ -105,7 +105,7 @@ class Transactor:
         self._chain_id: int | None = None
 
     @classmethod
-    def for_signer(cls, w3: Web3, signer: Signer, settings: TxSettings | None = None) -> "Transactor":
+    def for_signer(cls, w3: Web3, signer: Signer, settings: TxSettings | None = None) -> Transactor:
         """The shared Transactor of `signer`'s account on `w3` (created on first use)."""
         address = Web3.to_checksum_address(signer.address)
         with cls._registry_lock:

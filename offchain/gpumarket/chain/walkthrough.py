@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from gpumarket.chain.deploy import MOCK_TOKEN_DECIMALS, deploy_market
 from gpumarket.chain.params import DeployParams
@@ -121,7 +121,9 @@ def run_walkthrough(
         params, actors.owner, deploy_mock_tokens=True, project=project, report=lambda _: None
     )
     if project is None:
-        from ape import project
+        from ape import project as ape_project
+
+        project = ape_project
     stake_token = project.MockToken.at(deployment.stake_token)
     payment_token = project.MockToken.at(deployment.payment_token)
     domain = Domain(chain_id=chain.chain_id, verifying_contract=market.address)
@@ -130,7 +132,8 @@ def run_walkthrough(
         chain.get_receipt(market.txn_hash),
         f"market {market.address}, stake token mSTK, payment token mPAY, chain {chain.chain_id}",
         f"committee 2-of-3 test oracles {', '.join(m[:10] for m in committee.addresses)}",
-        "classes: " + ", ".join(f"{c.name} (id {c.id}, floor {c.floor_per_gpu_gops:,} GOPS/GPU)" for c in params.gpu_classes),
+        "classes: "
+        + ", ".join(f"{c.name} (id {c.id}, floor {c.floor_per_gpu_gops:,} GOPS/GPU)" for c in params.gpu_classes),
     )
     fee_bps = market.protocol_fee_bps()
     collateral_bps = market.collateral_bps()
@@ -267,7 +270,9 @@ def _print_balances(echo: Callable[[str], None], balances: dict[str, dict[str, i
         echo(f"{name:<10}{tokens(row['mSTK']):>16}{tokens(row['mPAY']):>16}")
 
 
-def _check_conservation(market: Any, token_contracts: list[Any], actors: Actors, balances: dict[str, dict[str, int]], last_job: int) -> None:
+def _check_conservation(
+    market: Any, token_contracts: list[Any], actors: Actors, balances: dict[str, dict[str, int]], last_job: int
+) -> None:
     """Supply == wallets + market, and the market's balance == what it owes (stake, escrow, claims)."""
     for token in token_contracts:
         symbol = token.symbol()

@@ -51,7 +51,7 @@ from gpumarket.chain.models import JobState
 from gpumarket.client.choose import JobRequirements, ProviderOffer, choose_provider, choose_providers, list_providers
 from gpumarket.client.http import PROBE_TIMEOUTS, HttpTimeouts
 from gpumarket.client.jobs import JobClient, JobUpdate
-from gpumarket.provider.spec import JobSpec, SpecError, parse_spec
+from gpumarket.provider.spec import AnyJobSpec, SpecError, parse_spec
 
 __all__ = ["ClientEnv", "client"]
 
@@ -95,7 +95,7 @@ def _job_client(env: ClientEnv, session: Session) -> JobClient:
     return JobClient(session.market(signed=True), key, timeouts=env.timeouts, from_block=session.deployment().block)
 
 
-def _read_spec(path: Path) -> JobSpec:
+def _read_spec(path: Path) -> AnyJobSpec:
     try:
         return parse_spec(path.read_bytes())
     except (SpecError, OSError) as error:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from eth_account.messages import SignableMessage
+
 from gpumarket.chain.events import JobCreated, JobSettled
 from gpumarket.chain.market import Market, TxResult
 from gpumarket.chain.models import ZERO_ADDRESS, Job, JobState
@@ -43,7 +44,7 @@ from gpumarket.client.errors import (
 from gpumarket.client.http import HttpTimeouts, ProviderApi, in_parallel
 from gpumarket.provider.auth import sign_request
 from gpumarket.provider.result import BundleError, ResultBundle
-from gpumarket.provider.spec import JobSpec, spec_hash
+from gpumarket.provider.spec import AnyJobSpec, spec_hash
 from gpumarket.signing.eip712 import Outcome
 
 __all__ = ["PROVIDER_DONE_STATES", "AgentAnswer", "ClientKey", "JobClient", "JobUpdate", "ask_agents"]
@@ -227,7 +228,7 @@ class JobClient:
 
     def create_job(
         self,
-        spec: JobSpec,
+        spec: AnyJobSpec,
         *,
         gpu_class: int,
         gpu_count: int,
@@ -286,7 +287,7 @@ class JobClient:
 
     def claim(self) -> dict[str, int]:
         """Claim everything credited to the client, per token address; {} when nothing is."""
-        claimed = {}
+        claimed: dict[str, int] = {}
         for token in (self.market.payment_token, self.market.stake_token):
             amount = self.market.claimable(token, self.address)
             if amount:
@@ -309,7 +310,7 @@ class JobClient:
             endpoint = self.market.providers(job.provider).endpoint
         return ProviderApi(endpoint, self.timeouts)
 
-    def send_spec(self, job_id: int, spec: JobSpec, endpoint: str | None = None) -> dict[str, Any]:
+    def send_spec(self, job_id: int, spec: AnyJobSpec, endpoint: str | None = None) -> dict[str, Any]:
         """PUT the spec to the provider, signed; its answer. The job must be RUNNING."""
         job = self.job(job_id)
         if job.state != JobState.RUNNING:
@@ -384,4 +385,4 @@ def ask_agents(market: Market, jobs: Sequence[Job], timeouts: HttpTimeouts | Non
     endpoints = {provider: market.providers(provider).endpoint for provider in {job.provider for job in taken}}
 
     answers = in_parallel(lambda job: AgentAnswer.ask(endpoints[job.provider], job.job_id, timeouts), taken)
-    return {job.job_id: answer for job, answer in zip(taken, answers)}
+    return {job.job_id: answer for job, answer in zip(taken, answers, strict=True)}

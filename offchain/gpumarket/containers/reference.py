@@ -80,7 +80,9 @@ def _parse_digest(text: str) -> str:
         raise ValueError(f"digest {text[:80]!r} has no algorithm; expected sha256:<64 lowercase hex>")
     if algorithm != DIGEST_ALGORITHM:
         shown = algorithm[:20] if _ALGORITHM.fullmatch(algorithm) else repr(algorithm[:20])
-        raise ValueError(f"digest algorithm {shown} is not accepted; only sha256 digests are (sha256:<64 lowercase hex>)")
+        raise ValueError(
+            f"digest algorithm {shown} is not accepted; only sha256 digests are (sha256:<64 lowercase hex>)"
+        )
     if len(encoded) != 64:
         raise ValueError(f"sha256 digest has {len(encoded)} hex characters, expected 64")
     if not _HEX64.fullmatch(encoded):

@@ -31,14 +31,16 @@ from gpumarket.chain.connection import connect
 from gpumarket.chain.keys import load_key
 from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.client.jobs import JobClient
-from gpumarket.demo.client import ClientPlan, run_client, write_reports
 from gpumarket.containers.local_image import ImageBuildError, ensure_python_image
+from gpumarket.demo.client import ClientPlan, run_client, write_reports
 from gpumarket.demo.launcher import PROCESS_RUNTIME, Launcher, ServiceTiming
 from gpumarket.demo.story import DemoError, StoryParams, run_story
 from gpumarket.demo.summary import render
 from gpumarket.provider.runtime import RUNTIMES, RuntimeSettings
 
 __all__ = ["demo", "demo_client", "devnet"]
+
+_STORY = StoryParams()  # the story as told by default
 
 
 @contextmanager
@@ -59,7 +61,7 @@ def _logs_to(path: Path) -> Iterator[None]:
 
 
 def tell(make_launcher: Callable[[Path, ServiceTiming, RuntimeSettings], Launcher], *, as_json: bool,
-         workdir: Path | None, keep: bool, params: StoryParams = StoryParams(),
+         workdir: Path | None, keep: bool, params: StoryParams = _STORY,
          runtime: RuntimeSettings = PROCESS_RUNTIME) -> int:
     """Play the story with the launcher `make_launcher` builds; print the summary; the exit status.
 

@@ -99,7 +99,7 @@ def run_client(
     """Play the client's part (see the module docstring); the reports in plan order."""
     reports = [ClientJobReport(job.index, workload(job.index).name, job.provider) for job in plan.jobs]
     for wave in sorted({job.wave for job in plan.jobs}):
-        members = [(job, report) for job, report in zip(plan.jobs, reports) if job.wave == wave]
+        members = [(job, report) for job, report in zip(plan.jobs, reports, strict=True) if job.wave == wave]
         for job, report in members:
             spec = workload(job.index).spec(plan.image, plan.gpu_count)
             report.job_id = client.create_job(
@@ -111,7 +111,9 @@ def run_client(
         _follow_wave(client, plan, [report for _, report in members], echo)
     claimed = client.claim()
     if claimed:
-        symbols = {token.address: token.symbol() for token in (client.market.stake_token, client.market.payment_token)}
+        symbols: dict[str, str] = {
+            token.address: token.symbol() for token in (client.market.stake_token, client.market.payment_token)
+        }
         amounts = " and ".join(f"{tokens(amount)} {symbols[token]}" for token, amount in claimed.items())
         echo(f"client: claimed {amounts} (refunds, and its share of any slash)")
     return reports
@@ -120,10 +122,12 @@ def run_client(
 def _follow_wave(client: JobClient, plan: ClientPlan, reports: list[ClientJobReport],
                  echo: Callable[[str], None]) -> None:
     deadline = time.monotonic() + plan.wave_timeout_s
-    pending = {report.job_id: report for report in reports}
+    pending: dict[int, ClientJobReport] = {}
+    for report in reports:
+        assert report.job_id is not None  # run_client created every job of the wave
+        pending[report.job_id] = report
     while pending:
         for job_id, report in list(pending.items()):
-            assert job_id is not None
             job = client.job(job_id)
             if job.state == JobState.RUNNING and report.spec == "not sent":
                 report.spec = _send_spec(client, plan, job_id, report, echo)

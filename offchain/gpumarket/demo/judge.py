@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from gpumarket.chain.events import HardwareRejected, JobSettled, Slashed
 from gpumarket.chain.market import Market
@@ -253,10 +253,10 @@ def judge(market: Market, deployment: MarketDeployment, roles: Roles, reports: l
             deviations.append(f"{label}: ran in the {report.runtime} runtime, not the story's {runtime} runtime")
 
     spoofed: dict[str, int] = {}
-    for event in slashes:
-        if isinstance(event, HardwareRejected):
-            deviations.append(f"{roles.name(event.provider)}: hardware rejected")
-            spoofed[event.provider] = spoofed.get(event.provider, 0) + event.slashed
+    for slashing in slashes:
+        if isinstance(slashing, HardwareRejected):
+            deviations.append(f"{roles.name(slashing.provider)}: hardware rejected")
+            spoofed[slashing.provider] = spoofed.get(slashing.provider, 0) + slashing.slashed
     result.slashed_providers = sorted({roles.name(e.provider) for e in slashes if isinstance(e, Slashed)})
 
     accounts = roles.accounts()

@@ -165,7 +165,7 @@ def _play(launcher: Launcher, params: StoryParams, progress: Progress) -> DemoRe
             tell(f"{oracle.name}: oracle service up at {oracle.url}")
         # One provider at a time: the committee's challenges at registration then measure one
         # machine that is not also answering the others' (every challenge shares these cores).
-        for role, port in zip(params.providers, ports[COMMITTEE:]):
+        for role, port in zip(params.providers, ports[COMMITTEE:], strict=True):
             lazy = LazyPlan(params.lazy_skip_fraction, params.lazy_honest_challenges) if role.lazy else None
             setup = ProviderSetup(role.name, f"test-account:{role.account}", port, workdir / role.name, lazy)
             setup.root.mkdir(parents=True, exist_ok=True)

@@ -78,7 +78,7 @@ print(f"{n} = {p} x {n // p}")
 
 def _pi_prefix(decimals: int) -> str:
     """pi to `decimals` decimals (Machin's formula, as the job computes it)."""
-    one = 10 ** (decimals + 10)
+    one: int = 10 ** (decimals + 10)
 
     def arctan_inv(x: int) -> int:
         total = term = one // x

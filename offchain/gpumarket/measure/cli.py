@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import cast
 
 import click
 
@@ -36,7 +37,8 @@ def bench() -> None:
 
 def _default_class(prover_description: dict[str, object]) -> GpuClass:
     """The class of the first GPU the prover drives, or cpu-dev without one."""
-    devices = [str(d) for d in prover_description.get("devices", [])]  # type: ignore[union-attr]
+    # describe() lists its devices
+    devices = [str(d) for d in cast("list[object]", prover_description.get("devices", []))]
     if not devices or devices[0] == "cpu":
         return CPU_DEV
     matched = class_for_device_name(devices[0])

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from gpumarket.measure.matrices import mix32
 
@@ -68,7 +69,7 @@ class FingerprintKeys:
     offset_key: int
     tile: int
 
-    def positions(self) -> np.ndarray:
+    def positions(self) -> npt.NDArray[np.int64]:
         return np.arange(self.tile * self.tile, dtype=np.int64).reshape(self.tile, self.tile)
 
     def weights(self, positions: Array) -> Array:
@@ -104,7 +105,7 @@ def fingerprint_blocks(block: Array, weights: Array, offsets: Array, tile: int) 
     return (reduced * weights.reshape(1, tile, 1, tile)).sum(axis=(1, 3))
 
 
-def fingerprint_tile(values: np.ndarray, keys: FingerprintKeys) -> int:
+def fingerprint_tile(values: npt.ArrayLike, keys: FingerprintKeys) -> int:
     """The fingerprint of one tile given as a (tile, tile) integer array (the verifier's side)."""
     positions = keys.positions()
     block = np.asarray(values, dtype=np.int64)

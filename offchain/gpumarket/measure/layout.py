@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from gpumarket.measure.merkle import leaf_hash
 from gpumarket.measure.messages import Challenge
@@ -40,12 +41,12 @@ def tile_position(challenge: Challenge, index: int) -> TilePosition:
     return TilePosition(round_index, tile_row, tile_col, leaf, slot)
 
 
-def leaf_bytes(fingerprints: np.ndarray) -> bytes:
+def leaf_bytes(fingerprints: npt.NDArray[np.int64]) -> bytes:
     """A leaf's data: its tiles' fingerprints as little-endian uint64."""
     return np.ascontiguousarray(fingerprints, dtype=FINGERPRINT_DTYPE).tobytes()
 
 
-def round_leaf_hashes(challenge: Challenge, round_index: int, fingerprints: np.ndarray) -> list[bytes]:
+def round_leaf_hashes(challenge: Challenge, round_index: int, fingerprints: npt.NDArray[np.int64]) -> list[bytes]:
     """The leaf hashes of one round, given its ``tiles_per_round`` fingerprints in tile order."""
     if fingerprints.shape != (challenge.tiles_per_round,):
         raise ValueError(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import asdict, dataclass, replace
+from typing import cast
 
 import numpy as np
 
@@ -79,7 +80,8 @@ def run_local_challenge(
     prover = prover if prover is not None else make_prover(backend)
     verifier = verifier if verifier is not None else Verifier()
     described = prover.describe()
-    devices = [str(device) for device in described.get("devices", ["cpu"])]  # type: ignore[union-attr]
+    # describe() lists its devices
+    devices = [str(device) for device in cast("list[object]", described.get("devices", ["cpu"]))]
     if gpu_count is None:
         gpu_count = len(devices) if prover.backend == "torch" and devices != ["cpu"] else 1
     started = time.perf_counter()

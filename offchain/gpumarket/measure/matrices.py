@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "ENTRY_MAX",
@@ -100,30 +101,34 @@ def matrix_keys(seed: bytes, round_index: int) -> MatrixKeys:
     return MatrixKeys(*words)
 
 
-def _indices(values: Any) -> np.ndarray:
+def _indices(values: Any) -> npt.NDArray[np.int64]:
     indices = np.asarray(values, dtype=np.int64).reshape(-1)
     if indices.size and (indices.min() < 0 or indices.max() > MASK32):
         raise ValueError("matrix indices must lie in [0, 2**32)")
     return indices
 
 
-def a_rows(seed: bytes, round_index: int, rows: Any, n: int) -> np.ndarray:
+def a_rows(seed: bytes, round_index: int, rows: Any, n: int) -> npt.NDArray[np.int8]:
     """Rows ``rows`` of round ``round_index``'s A (m x n), as int8 of shape (len(rows), n)."""
     keys = matrix_keys(seed, round_index)
     row_codes = index_codes(_indices(rows), keys.a_row)[:, None]
     col_codes = index_codes(np.arange(n, dtype=np.int64), keys.a_col)[None, :]
-    return entries_from_codes(row_codes, col_codes).astype(np.int8)
+    entries: npt.NDArray[np.int8] = entries_from_codes(row_codes, col_codes).astype(np.int8)
+    return entries
 
 
-def b_columns(seed: bytes, round_index: int, columns: Any, n: int) -> np.ndarray:
+def b_columns(seed: bytes, round_index: int, columns: Any, n: int) -> npt.NDArray[np.int8]:
     """Columns ``columns`` of round ``round_index``'s B (n x p), as int8 of shape (n, len(columns))."""
     keys = matrix_keys(seed, round_index)
     row_codes = index_codes(np.arange(n, dtype=np.int64), keys.b_row)[:, None]
     col_codes = index_codes(_indices(columns), keys.b_col)[None, :]
-    return entries_from_codes(row_codes, col_codes).astype(np.int8)
+    entries: npt.NDArray[np.int8] = entries_from_codes(row_codes, col_codes).astype(np.int8)
+    return entries
 
 
-def tile_product(seed: bytes, round_index: int, tile_row: int, tile_col: int, tile: int, n: int) -> np.ndarray:
+def tile_product(
+    seed: bytes, round_index: int, tile_row: int, tile_col: int, tile: int, n: int
+) -> npt.NDArray[np.int64]:
     """The exact tile (tile_row, tile_col) of round ``round_index``'s C = A.B, as int64 (tile x tile).
 
     Regenerates only the ``tile`` rows of A and the ``tile`` columns of B it needs:

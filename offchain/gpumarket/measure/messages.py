@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Final, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
 
@@ -41,7 +41,7 @@ __all__ = [
     "TileOpening",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION: Final = 1
 MAX_OPENED_TILES = 1024
 MAX_SIDE = 2**20  # m and p
 MAX_ROUNDS = 1_000_000
@@ -58,7 +58,7 @@ class MessageError(ValueError):
     """A message was refused; ``str(error)`` says precisely why."""
 
 
-def _hex_bytes(size: int) -> Any:
+def _hex_exactly(size: int) -> BeforeValidator:
     def parse(value: Any) -> bytes:
         if isinstance(value, bytes):
             raw = value
@@ -75,10 +75,10 @@ def _hex_bytes(size: int) -> Any:
             raise ValueError(f"must be {size} bytes, got {len(raw)}")
         return raw
 
-    return Annotated[bytes, BeforeValidator(parse), PlainSerializer(lambda raw: raw.hex(), return_type=str)]
+    return BeforeValidator(parse)
 
 
-def _base64_bytes(item_size: int, max_bytes: int) -> Any:
+def _base64_items(item_size: int, max_bytes: int) -> BeforeValidator:
     def parse(value: Any) -> bytes:
         if isinstance(value, bytes):
             raw = value
@@ -95,15 +95,14 @@ def _base64_bytes(item_size: int, max_bytes: int) -> Any:
             raise ValueError(f"holds {len(raw)} bytes, more than {max_bytes}")
         return raw
 
-    return Annotated[
-        bytes,
-        BeforeValidator(parse),
-        PlainSerializer(lambda raw: base64.b64encode(raw).decode("ascii"), return_type=str),
-    ]
+    return BeforeValidator(parse)
 
 
-ChallengeId = _hex_bytes(16)
-Hash32 = _hex_bytes(32)
+_AS_HEX = PlainSerializer(lambda raw: raw.hex(), return_type=str)
+_AS_BASE64 = PlainSerializer(lambda raw: base64.b64encode(raw).decode("ascii"), return_type=str)
+
+ChallengeId = Annotated[bytes, _hex_exactly(16), _AS_HEX]
+Hash32 = Annotated[bytes, _hex_exactly(32), _AS_HEX]
 PowerOfTwo = Annotated[int, Field(ge=1)]
 
 
@@ -128,7 +127,8 @@ class Message(BaseModel):
 
     @classmethod
     def message_type(cls) -> str:
-        return cls.model_fields["type"].default
+        kind: str = cls.model_fields["type"].default
+        return kind
 
     @classmethod
     def parse(cls: type[M], raw: bytes) -> M:
@@ -259,8 +259,8 @@ class TileOpening(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     index: int = Field(ge=0, lt=2**40)
-    values: _base64_bytes(4, MAX_TILE * MAX_TILE * 4)  # type: ignore[valid-type]
-    leaf_fingerprints: _base64_bytes(8, MAX_TILES_PER_LEAF * 8)  # type: ignore[valid-type]
+    values: Annotated[bytes, _base64_items(4, MAX_TILE * MAX_TILE * 4), _AS_BASE64]
+    leaf_fingerprints: Annotated[bytes, _base64_items(8, MAX_TILES_PER_LEAF * 8), _AS_BASE64]
     proof: list[Hash32] = Field(max_length=MAX_PROOF_HASHES)
 
 

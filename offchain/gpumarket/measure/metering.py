@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Generic, TypeVar
@@ -197,7 +198,7 @@ class UsageRecord:
             raise ValueError(f"usage record: version {self.version}, expected {USAGE_VERSION}")
         if not self.samples:
             raise ValueError("usage record: no samples")
-        for before, after in zip(self.samples, self.samples[1:]):
+        for before, after in pairwise(self.samples):
             if after.t_ns <= before.t_ns:
                 raise ValueError(f"usage record: sample times not increasing ({before.t_ns} then {after.t_ns})")
             if after.cpu_ms < before.cpu_ms:
@@ -247,7 +248,7 @@ def _check_canonical(value: Any, where: str) -> None:
 
 def evidence_hash(record: UsageRecord) -> bytes:
     """keccak-256 of the record's canonical JSON: the 32-byte ``JobReport.evidence_hash``."""
-    from eth_utils import keccak  # imported here: metering itself runs without the chain stack
+    from eth_utils.crypto import keccak  # imported here: metering itself runs without the chain stack
 
     return keccak(record.canonical_json())
 
@@ -261,7 +262,7 @@ def _gpu_usage(uuid: str, samples: Sequence[Sample], column: int) -> GpuUsage:
     # NVML's utilisation covers the period before the reading, so reading i weighs interval (i-1, i].
     busy_pct_ns = [
         r.utilization_percent * (t - t_prev)
-        for r, t, t_prev in zip(readings[1:], times[1:], times)
+        for r, (t_prev, t) in zip(readings[1:], pairwise(times), strict=True)
         if r.utilization_percent is not None
     ]
     has_util = any(r.utilization_percent is not None for r in readings)
@@ -273,7 +274,11 @@ def _gpu_usage(uuid: str, samples: Sequence[Sample], column: int) -> GpuUsage:
         energy, source = readings[-1].energy_mj - readings[0].energy_mj, "counter"
     elif power:
         # Left-endpoint sum where the counter is missing: mW x ns = 1e-9 mJ.
-        mw_ns = sum(r.power_mw * (t - t_prev) for r, t, t_prev in zip(readings, times[1:], times) if r.power_mw is not None)
+        mw_ns = sum(
+            r.power_mw * (t - t_prev)
+            for r, (t_prev, t) in zip(readings[:-1], pairwise(times), strict=True)
+            if r.power_mw is not None
+        )
         energy, source = mw_ns // _NS_PER_S, "power"
     else:
         energy, source = None, None
@@ -556,7 +561,7 @@ class _GpuProbe:
     def read(self) -> tuple[GpuSample, ...]:
         nvml = self._pynvml
         samples = []
-        for uuid, handle in zip(self.uuids, self._handles):
+        for uuid, handle in zip(self.uuids, self._handles, strict=True):
             util = nvml_query(nvml, nvml.nvmlDeviceGetUtilizationRates, handle)
             memory = nvml_query(nvml, nvml.nvmlDeviceGetMemoryInfo, handle)
             samples.append(
@@ -612,7 +617,9 @@ class JobMeter:
             raise ValueError(f"metering: pid must be a positive int, got {self.pid!r}")
         if not math.isfinite(self.interval_s) or self.interval_s < MIN_INTERVAL_S:
             raise ValueError(f"metering: interval_s must be >= {MIN_INTERVAL_S}, got {self.interval_s!r}")
-        if self.job_id is not None and (isinstance(self.job_id, bool) or not isinstance(self.job_id, int) or self.job_id < 0):
+        if self.job_id is not None and (
+            isinstance(self.job_id, bool) or not isinstance(self.job_id, int) or self.job_id < 0
+        ):
             raise ValueError(f"metering: job_id must be a non-negative int or None, got {self.job_id!r}")
         if self.journal is not None and not self.count_from_start:
             raise ValueError("metering: a journal needs count_from_start (a CPU baseline is not journaled)")
@@ -832,14 +839,18 @@ def billable_gpu_seconds(
     if isinstance(gpu_count, bool) or not isinstance(gpu_count, int) or gpu_count < 1:
         raise ValueError(f"billable_gpu_seconds: gpu_count must be an int >= 1, got {gpu_count!r}")
     results = [_as_challenge(item, i) for i, item in enumerate(challenge_times)]
-    for i, (before, after) in enumerate(zip(results, results[1:])):
+    for i, (before, after) in enumerate(pairwise(results)):
         if not after.at > before.at:
             raise ValueError(
                 f"billable_gpu_seconds: challenge {i + 1} at {after.at} is not after challenge {i} at {before.at}"
                 " (challenges must be sorted by time, without duplicates)"
             )
     total = sum(
-        (Fraction(after.at) - Fraction(before.at) for before, after in zip(results, results[1:]) if before.passed and after.passed),
+        (
+            Fraction(after.at) - Fraction(before.at)
+            for before, after in pairwise(results)
+            if before.passed and after.passed
+        ),
         Fraction(0),
     )
     return math.floor(total * gpu_count)
@@ -852,7 +863,9 @@ def _as_challenge(item: ChallengeResult | tuple[int | float, bool], index: int) 
         try:
             at, passed = item
         except (TypeError, ValueError) as error:
-            raise ValueError(f"billable_gpu_seconds: challenge {index} is not a (timestamp, passed) pair: {item!r}") from error
+            raise ValueError(
+                f"billable_gpu_seconds: challenge {index} is not a (timestamp, passed) pair: {item!r}"
+            ) from error
     if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
         raise ValueError(f"billable_gpu_seconds: challenge {index} timestamp must be a finite number, got {at!r}")
     if not isinstance(passed, bool):

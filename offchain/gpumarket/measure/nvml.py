@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class NvmlStatus(str, enum.Enum):
+class NvmlStatus(enum.StrEnum):
     """Why NVML did or did not list GPUs."""
 
     OK = "ok"

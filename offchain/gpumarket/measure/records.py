@@ -8,7 +8,10 @@ stock CUDA image that has no chain stack installed.
 from __future__ import annotations
 
 import functools
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 __all__ = ["STRICT", "parse_json"]
 
@@ -20,7 +23,7 @@ STRICT: dict[str, Any] = {"strict": True, "extra": "forbid"}
 
 
 @functools.cache
-def _adapter(cls: type) -> Any:
+def _adapter(cls: type[Any]) -> TypeAdapter[Any]:
     from pydantic import TypeAdapter
 
     return TypeAdapter(cls)
@@ -28,5 +31,6 @@ def _adapter(cls: type) -> Any:
 
 def parse_json(cls: type[T], text: str | bytes) -> T:
     """``cls`` from JSON text; pydantic's ValidationError (a ValueError) names any bad field."""
-    return _adapter(cls).validate_json(text)
+    adapter: TypeAdapter[T] = _adapter(cls)  # type: ignore[arg-type]  # a class is Hashable; mypy misses it for type[T]
+    return adapter.validate_json(text)
 

@@ -11,8 +11,9 @@ It implements :class:`gpumarket.oracle.settlement.SettlementSubmitter`:
 - ``submit_settlement(report, signatures)``: sends ``settle`` and returns the tx hash. A
   revert ``"escrow: job not running"`` means another oracle (or an expiry) got there first:
   it marks the job settled in the ``store`` given (if any) and raises :class:`AlreadySettled`
-  (no tx hash exists for it), so the job is never resubmitted (``submit_if_due`` checks ``is_settled`` first, so this only
-  happens in a race). Any other revert propagates as ``ContractRevert``.
+  (no tx hash exists for it), so the job is never resubmitted (``submit_if_due`` checks
+  ``is_settled`` first, so this only happens in a race). Any other revert propagates as
+  ``ContractRevert``.
 
 ``submit_hardware(report, signatures)`` sends ``submit_hardware_report``; a revert
 ``"verification: stale report"`` (a report of the same claim version with this or a later

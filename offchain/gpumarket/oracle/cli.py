@@ -33,11 +33,11 @@ from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.config import ConfigError, require_settings
 from gpumarket.containers.registry import registry_map
 from gpumarket.lifecycle import serve_until_signalled
+from gpumarket.oracle.api import ApiConfig, OracleAPI
 from gpumarket.oracle.hardware import HardwareConfig
 from gpumarket.oracle.jobs import JobConfig
-from gpumarket.oracle.service import OracleService, OracleServiceConfig
-from gpumarket.oracle.api import ApiConfig, OracleAPI
 from gpumarket.oracle.metrics import OracleMetrics
+from gpumarket.oracle.service import OracleService, OracleServiceConfig
 from gpumarket.oracle.signer import OracleSigner
 from gpumarket.oracle.store import DecisionStore, StoreError
 from gpumarket.signing.eip712 import Domain

@@ -164,7 +164,8 @@ def verdict(
     if missed:
         first = missed[0]
         return no_decision(
-            f"{len(missed)} of this oracle's {len(checks)} check(s) did not find it ({first.status.value}: {first.detail})")
+            f"{len(missed)} of this oracle's {len(checks)} check(s) did not find it"
+            f" ({first.status.value}: {first.detail})")
     if len(checks) < config.min_checks:
         return no_decision(
             f"this oracle fetched its manifest only {len(checks)} time(s) over the attempt "
@@ -260,7 +261,8 @@ class ImagePolicy:
         if watch.image is not None and not watch.final_checked:
             self._record(watch, watch.image, now)  # once, when the failure is reported
             watch.final_checked = True
-        elif watch.image is not None and self._owes_checks(watch) and now - watch.last_check >= self.config.check_interval_s:
+        elif (watch.image is not None and self._owes_checks(watch)
+              and now - watch.last_check >= self.config.check_interval_s):
             self._record(watch, watch.image, now)
         self._read_health(watch, health)
         if not watch.health_answered:

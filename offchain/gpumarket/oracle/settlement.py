@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from gpumarket.oracle.signer import NoQuorum, OracleSigner, StaleEpoch
 from gpumarket.signing.eip712 import JobReport

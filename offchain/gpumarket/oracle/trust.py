@@ -44,6 +44,7 @@ __all__ = ["Measurement", "disturbed", "measure_trusted"]
 log = logging.getLogger(__name__)
 
 _RANK = {Bucket.FAIL: 0, Bucket.SLOW: 1, Bucket.PASS: 2}
+_DEFAULT_CHALLENGE = ChallengeConfig()
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def measure_trusted(
     required_gops: int,
     *,
     good: Collection[Bucket],
-    config: ChallengeConfig = ChallengeConfig(),
+    config: ChallengeConfig = _DEFAULT_CHALLENGE,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Measurement:
     """Run challenges until a verdict can be trusted (see the module docstring)."""

@@ -23,7 +23,7 @@ import json
 import re
 from typing import Any
 
-from eth_utils import is_checksum_address, to_checksum_address
+from eth_utils.address import is_checksum_address, to_checksum_address
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gpumarket.oracle.store import ReportKind

@@ -41,7 +41,7 @@ from typing import Annotated, Any, Literal, Protocol
 from eth_account import Account
 from eth_account.messages import SignableMessage, encode_defunct
 from eth_keys.exceptions import BadSignature
-from eth_utils import is_checksum_address, to_checksum_address
+from eth_utils.address import is_checksum_address, to_checksum_address
 from eth_utils.exceptions import ValidationError as EthValidationError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError
 
@@ -128,9 +128,10 @@ class SignedRequest(BaseModel):
     def signer(self) -> str:
         """The address that signed; AuthError (401) when the signature recovers no address."""
         try:
-            return Account.recover_message(encode_defunct(text=self.text()), signature=self.signature)
+            address: str = Account.recover_message(encode_defunct(text=self.text()), signature=self.signature)
         except (BadSignature, EthValidationError, ValueError) as error:
             raise AuthError(401, "bad_signature", f"the signature recovers no address: {error}") from None
+        return address
 
     def to_header(self) -> str:
         """The ``Authorization`` header value."""
@@ -229,7 +230,7 @@ def sign_request(
     if hasattr(signer, "sign_message"):
         signature = bytes(signer.sign_message(message).signature)
     else:
-        signature = bytes(signer(message))  # type: ignore[operator]
+        signature = bytes(signer(message))
     return SignedRequest(
         action=action,
         chain_id=chain_id,

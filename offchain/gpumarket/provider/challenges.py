@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from gpumarket.measure.classes import GpuClass
-from gpumarket.measure.messages import TURN_HEADER, Challenge, Message, MessageError, OpeningRequest
+from gpumarket.measure.messages import Challenge, Message, MessageError, OpeningRequest
 from gpumarket.measure.provers import ProverError, TileProver
 from gpumarket.provider.errors import AgentError
 from gpumarket.provider.store import Store

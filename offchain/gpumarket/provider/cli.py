@@ -43,8 +43,8 @@ from gpumarket.measure.provers import BACKENDS, ProverError, TileProver, make_pr
 from gpumarket.measure.provers.cheats import LateSkippingProver
 from gpumarket.provider.agent import AgentConfig, ProviderAgent
 from gpumarket.provider.api import ProviderServer
-from gpumarket.provider.jobsource import JsonFileJobSource, OnChainJob
 from gpumarket.provider.jobdir import RunnerConfig
+from gpumarket.provider.jobsource import JsonFileJobSource, OnChainJob
 from gpumarket.provider.runtime import RUNTIMES, RuntimeSettings, RuntimeUnavailable, make_runtime
 from gpumarket.provider.service import ProviderService, ServiceConfig, StartupError
 from gpumarket.provider.store import Store
@@ -87,8 +87,9 @@ def runtime_options(command: Callable[..., None]) -> Callable[..., None]:
                      help="The largest image the agent pulls for a job, as its registry's manifest declares it "
                           "(config and layers: the size the oracles check an image_too_large claim against)."),
         click.option("--registry", "registries", multiple=True, metavar="HOST=URL",
-                     help="Where a registry is served when not at https://HOST, e.g. 10.0.0.5:5000=http://10.0.0.5:5000 "
-                          "(repeat; the config file's [registries] too): the agent sizes images there before pulling."),
+                     help="Where a registry is served when not at https://HOST, e.g. "
+                          "10.0.0.5:5000=http://10.0.0.5:5000 (repeat; the config file's [registries] too): "
+                          "the agent sizes images there before pulling."),
     ]
 
     @functools.wraps(command)

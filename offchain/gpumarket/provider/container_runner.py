@@ -186,7 +186,9 @@ class ContainerSettings:
 
     def __post_init__(self) -> None:
         if not _OWNER.fullmatch(self.owner):
-            raise ValueError(f"container owner {self.owner[:80]!r}: expected 1-200 of [A-Za-z0-9_.:-], not starting with a symbol")
+            raise ValueError(
+                f"container owner {self.owner[:80]!r}: expected 1-200 of [A-Za-z0-9_.:-], not starting with a symbol"
+            )
         user = _USER.fullmatch(self.user)
         if user is None:
             raise ValueError(f"container user {self.user!r}: expected numeric uid:gid (e.g. 65534:65534)")
@@ -388,8 +390,9 @@ class ContainerJob:
                         self.container_id[:12], "it is gone" if state is None else f"it is {state.status}")
             exit_code, finished_ns = None, time.time_ns()
         else:
-            exit_code, finished_ns = state.exit_code, state.finished_at_ns
-            assert finished_ns is not None  # exited
+            exit_code, finished_at_ns = state.exit_code, state.finished_at_ns
+            assert finished_at_ns is not None  # exited
+            finished_ns = finished_at_ns
         if self._source.oom_kills or (state is not None and state.oom_killed):
             self._runner._log_oom(self.job_id, self.spec, exit_code)
         return self._runner._conclude(
@@ -486,7 +489,9 @@ class ContainerRunner:
 
     # ------------------------------------------------------------------ starting
 
-    def _container_config(self, job_id: int, spec: ContainerJobSpec, gpus: Sequence[int], paths: JobPaths) -> ContainerConfig:
+    def _container_config(
+        self, job_id: int, spec: ContainerJobSpec, gpus: Sequence[int], paths: JobPaths
+    ) -> ContainerConfig:
         limits = spec.limits
         return ContainerConfig(
             image=spec.image,
@@ -639,7 +644,9 @@ class ContainerRunner:
             container_id = container_id_file(self.paths(job_id)).read_text().strip()
         except FileNotFoundError:
             return False
-        return bool(_CONTAINER_ID.fullmatch(container_id)) and _main_process_alive(pid, start_ticks or None, container_id)
+        return bool(_CONTAINER_ID.fullmatch(container_id)) and _main_process_alive(
+            pid, start_ticks or None, container_id
+        )
 
     def has_ended(self, job_id: int) -> bool:
         """Whether the job's ending is known: its exit status recorded, or its container exited."""

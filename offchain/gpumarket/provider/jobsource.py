@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from gpumarket.chain.models import Job, JobState
 

@@ -26,7 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError
 
 from gpumarket.measure.metering import canonical_json

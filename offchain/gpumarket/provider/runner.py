@@ -344,11 +344,14 @@ class Runner:
         return []
 
     def start(
-        self, job_id: int, spec: JobSpec, gpus: Sequence[int] = (), *, max_seconds: float | None = None
+        self, job_id: int, spec: AnyJobSpec, gpus: Sequence[int] = (), *, max_seconds: float | None = None
     ) -> RunningJob:
         """Creates the job's fresh directory and starts its command; FileExistsError if the
-        directory exists (a job id runs once). ``max_seconds`` caps the spec's wall-time limit
-        (the agent passes the job's paid time left); it must be positive."""
+        directory exists (a job id runs once), ValueError for a spec this runtime does not run.
+        ``max_seconds`` caps the spec's wall-time limit (the agent passes the job's paid time
+        left); it must be positive."""
+        if not isinstance(spec, JobSpec):
+            raise ValueError(f"job {job_id}: {self.refusal(spec)}")
         limit = start_limit(job_id, spec, max_seconds)
         paths = self.paths(job_id)
         paths.root.mkdir(parents=False)
@@ -383,7 +386,7 @@ class Runner:
         )
 
     def run(
-        self, job_id: int, spec: JobSpec, gpus: Sequence[int] = (), *, max_seconds: float | None = None
+        self, job_id: int, spec: AnyJobSpec, gpus: Sequence[int] = (), *, max_seconds: float | None = None
     ) -> RunResult:
         """``start`` and ``wait``."""
         return self.start(job_id, spec, gpus, max_seconds=max_seconds).wait()
@@ -425,11 +428,13 @@ class Runner:
         return resume_journal(self.paths(job_id), job_id, started_at)
 
     def adopt(
-        self, job_id: int, spec: JobSpec, gpus: Sequence[int], pid: int, start_ticks: int, started_at: float
+        self, job_id: int, spec: AnyJobSpec, gpus: Sequence[int], pid: int, start_ticks: int, started_at: float
     ) -> RunningJob:
         """Follows a job a previous agent started; ProcessGone when it is no longer running. Its
         wall-time limit is the one written when it started, counted from ``started_at``; its
         meter goes on with the job's journal; a stop the previous agent began is carried out."""
+        if not isinstance(spec, JobSpec):
+            raise TypeError(f"job {job_id}: {self.refusal(spec)}")
         if not self.is_alive(job_id, pid, start_ticks):
             raise ProcessGone(f"job {job_id}: process {pid} is gone")
         paths = self.paths(job_id)
@@ -445,11 +450,15 @@ class Runner:
             job.stop(stopping)
         return job
 
-    def finalize(self, job_id: int, spec: JobSpec, pid: int, start_ticks: int | None, started_at: float) -> RunResult:
+    def finalize(
+        self, job_id: int, spec: AnyJobSpec, pid: int, start_ticks: int | None, started_at: float
+    ) -> RunResult:
         """Records a job that ended while no agent followed it, from the files it left, as
         ``wait`` would have: ProcessGone when it left no ending (its wrapper was killed, or the
         machine went down). Its usage record runs from its start (the journal) to its end (the
         ending file's time, see ``_ending``). Safe to repeat: see ``_conclude``."""
+        if not isinstance(spec, JobSpec):
+            raise TypeError(f"job {job_id}: {self.refusal(spec)}")
         paths = self.paths(job_id)
         ending = _ending(paths)
         if ending is None:

@@ -42,7 +42,7 @@ import json
 import re
 from typing import Annotated, Any, Final, Literal
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gpumarket.containers.reference import ImageReference, parse_image_reference

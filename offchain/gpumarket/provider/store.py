@@ -5,10 +5,11 @@ crash loses nothing that was acknowledged. Every change is one explicit ``BEGIN 
 transaction; one connection serves all threads behind a lock.
 
 A job moves ``accepted`` -> ``spec_received`` -> ``running`` -> ``finished``, or to ``lost``
-from ``spec_received`` or ``running`` (or from ``accepted`` when it ends on chain first); each transition names the states it may leave, so a
-late or repeated call cannot move a job backwards (``StoreConflict``). ``accepted`` is for the
-chain watcher (a job this provider took on chain whose spec has not come yet); a spec may also
-arrive for a job the store has not seen, since the chain is the authority.
+from ``spec_received`` or ``running`` (or from ``accepted`` when it ends on chain first); each
+transition names the states it may leave, so a late or repeated call cannot move a job
+backwards (``StoreConflict``). ``accepted`` is for the chain watcher (a job this provider took
+on chain whose spec has not come yet); a spec may also arrive for a job the store has not seen,
+since the chain is the authority.
 
 ``recover`` runs when the agent starts: it asks a probe about every job that was
 ``spec_received`` or ``running`` and returns the ones to follow again (their process still

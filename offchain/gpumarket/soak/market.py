@@ -114,7 +114,7 @@ def bring_up(launcher: ProcessLauncher, *, client_mint: int, echo: Callable[[str
     verified = []
     left_out: dict[str, str] = {}
     # One provider at a time, as the story does: the registration challenges then measure one agent.
-    for role, port in zip(SOAK_PROVIDERS, ports[COMMITTEE:]):
+    for role, port in zip(SOAK_PROVIDERS, ports[COMMITTEE:], strict=True):
         setup = ProviderSetup(role.name, f"test-account:{role.account}", port, workdir / role.name)
         setup.root.mkdir(parents=True, exist_ok=True)
         own = market.with_signer(test_account(role.account))

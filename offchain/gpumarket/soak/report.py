@@ -48,8 +48,8 @@ from gpumarket.soak.load import JobRecord, JobStream
 from gpumarket.soak.market import SoakMarket
 from gpumarket.soak.reasons import reasons_for_hardware, reasons_for_job
 
-__all__ = ["OUTCOMES", "STUCK_MARGIN_S", "HardwareRejection", "Latency", "ReportInputs", "Slash", "SoakReport", "build_report",
-           "render"]
+__all__ = ["OUTCOMES", "STUCK_MARGIN_S", "HardwareRejection", "Latency", "ReportInputs", "Slash", "SoakReport",
+           "build_report", "render"]
 
 OUTCOMES = ("COMPLETED", "FAILED", "EXPIRED", "CANCELLED")
 STUCK_MARGIN_S = 60

@@ -84,7 +84,9 @@ def run_soak(config: SoakConfig, *, echo: Callable[[str], None]) -> SoakReport:
     workdir = config.workdir
     agents, oracles = [role.name for role in SOAK_PROVIDERS], [f"oracle-{i}" for i in range(COMMITTEE)]
     # A previous run's chain, deployment or stores would be resumed, not started afresh.
-    leftovers = [name for name in ("anvil-state.json", "deployment.json", *agents, *oracles) if (workdir / name).exists()]
+    leftovers = [
+        name for name in ("anvil-state.json", "deployment.json", *agents, *oracles) if (workdir / name).exists()
+    ]
     if leftovers:
         raise FileExistsError(f"{workdir} holds a previous run ({', '.join(leftovers)}): use a fresh directory")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -114,9 +116,9 @@ def run_soak(config: SoakConfig, *, echo: Callable[[str], None]) -> SoakReport:
         drain_s = config.drain_timeout_s
         if drain_s is None:  # a job accepted at the end of its accept window, run to its settle grace
             drain_s = plan.accept_window_s + plan.max_duration + soak.settle_grace_s + STUCK_MARGIN_S + 30
-        progress(f"load: {config.jobs} job(s), {config.concurrency} in flight; faults every ~{config.kill_interval_s:g} s "
-                 f"(seed {config.seed}), node restart at job {node_restart_at}; oracles fail an agent silent for "
-                 f"{timing.silent_after_s:g} s")
+        progress(f"load: {config.jobs} job(s), {config.concurrency} in flight; "
+                 f"faults every ~{config.kill_interval_s:g} s (seed {config.seed}), "
+                 f"node restart at job {node_restart_at}; oracles fail an agent silent for {timing.silent_after_s:g} s")
         injector.start()
         try:
             stream.run(stop, drain_deadline=_deadline_after(drain_s))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from gpumarket.signing import eip712
 from gpumarket.signing.eip712 import Domain, HardwareReport, JobReport, Outcome
@@ -60,7 +60,7 @@ class Committee:
         self.addresses = [eip712.address_of(key) for key in self.keys]
 
     @classmethod
-    def of_size(cls, size: int, threshold: int, first_index: int = 0) -> "Committee":
+    def of_size(cls, size: int, threshold: int, first_index: int = 0) -> Committee:
         return cls([oracle_key(first_index + i) for i in range(size)], threshold)
 
     def sign(self, domain: Domain, report: JobReport | HardwareReport, signers: int | None = None) -> list[bytes]:
@@ -71,7 +71,7 @@ class Committee:
 
 def job_report(
     job_id: int,
-    provider,
+    provider: object,
     outcome: Outcome = Outcome.COMPLETED,
     gpu_seconds: int = 0,
     epoch: int = 1,
@@ -90,7 +90,7 @@ def job_report(
 
 
 def hardware_report(
-    provider,
+    provider: object,
     gpu_class: int,
     gpu_count: int,
     measured_throughput: int,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-import gpumarket.measure.provers as provers
 import pytest
 from click.testing import CliRunner
+
+import gpumarket.measure.provers as provers
 from gpumarket.cli import main
 from gpumarket.measure.classes import CPU_DEV, class_by_name
 from gpumarket.measure.local import detection_twin, run_local_challenge

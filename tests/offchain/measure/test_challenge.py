@@ -5,9 +5,10 @@ from __future__ import annotations
 import random
 import time
 
-import gpumarket.measure.matrices as matrices
 import numpy as np
 import pytest
+
+import gpumarket.measure.matrices as matrices
 from gpumarket.measure.classes import CPU_DEV, GpuClass
 from gpumarket.measure.fingerprint import fingerprint_keys, fingerprint_tile
 from gpumarket.measure.layout import VALUE_DTYPE, tile_position

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from gpumarket.measure.classes import (
     CPU_DEV,
     GPU_CLASSES,

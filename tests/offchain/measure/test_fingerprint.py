@@ -6,6 +6,7 @@ import hashlib
 
 import numpy as np
 import pytest
+
 from gpumarket.measure.fingerprint import (
     FINGERPRINT_PRIME,
     MAX_TILE,

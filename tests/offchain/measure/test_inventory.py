@@ -275,7 +275,9 @@ def test_inventory_json_round_trip():
     inventory = detect()
     text = inventory.to_json()
     assert Inventory.from_json(text) == inventory
-    constructed = Inventory(1, detect_cpu(), nvml_with("NVIDIA L4"), NO_TORCH, choose_class(nvml_with("NVIDIA L4"), NO_TORCH))
+    constructed = Inventory(
+        1, detect_cpu(), nvml_with("NVIDIA L4"), NO_TORCH, choose_class(nvml_with("NVIDIA L4"), NO_TORCH)
+    )
     assert Inventory.from_json(constructed.to_json(indent=None)) == constructed
 
 

@@ -6,6 +6,7 @@ import hashlib
 
 import numpy as np
 import pytest
+
 from gpumarket.measure.matrices import (
     ENTRY_MAX,
     ENTRY_MIN,

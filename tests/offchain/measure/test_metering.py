@@ -262,7 +262,9 @@ def test_evidence_hash_changes_when_any_field_changes():
         Sample(0, True, 0, 100, (gpu("GPU-a", 0, 10, 100_000, 5_000),)),
         Sample(1_000_000_000, False, 400, 300, (gpu("GPU-a", 50, None, 300_000, 105_000),)),
     )
-    record = UsageRecord(1, 9, 1234, ("GPU-a",), 1000, 1_700_000_000_000_000_000, True, samples, summarize(samples, ("GPU-a",)))
+    record = UsageRecord(
+        1, 9, 1234, ("GPU-a",), 1000, 1_700_000_000_000_000_000, True, samples, summarize(samples, ("GPU-a",))
+    )
     record.check()
     paths = list(leaf_paths(record.to_dict()))
     assert len(paths) > 30

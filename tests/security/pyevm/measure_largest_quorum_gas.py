@@ -14,7 +14,6 @@ import os
 import pytest
 
 from gpumarket.signing.eip712 import Outcome
-
 from helpers.committee import Committee
 from helpers.constants import MAX_MEMBERS, MIN_STAKE, TOKEN
 

@@ -11,7 +11,6 @@ import pytest
 
 from gpumarket.signing import eip712
 from gpumarket.signing.eip712 import HardwareReport, JobReport, Outcome
-
 from unit.expectations import ZERO_ADDRESS
 
 UINT256_MAX = 2**256 - 1
@@ -44,7 +43,9 @@ def test_digest_equals_off_chain_digest(market, domain, report):
 
 
 @pytest.mark.parametrize("report", [JOB_REPORTS[0], HARDWARE_REPORTS[0]], ids=["job", "hardware"])
-def test_digest_is_bound_to_the_deployment(market, deploy_market, stake_token, payment_token, committee, domain, report):
+def test_digest_is_bound_to_the_deployment(
+    market, deploy_market, stake_token, payment_token, committee, domain, report
+):
     # The same report hashes differently on another deployment (no cross-deployment replay).
     other = deploy_market(stake_token, payment_token, committee.addresses, committee.threshold)
     view = VIEW_OF[type(report)]

@@ -7,7 +7,6 @@ from collections.abc import Callable
 import pytest
 
 from gpumarket.signing.eip712 import JobReport, Outcome
-
 from helpers.committee import job_report
 from helpers.constants import CANCELLED, COMPLETED, EXPIRED, FAILED, HOUR, RUNNING
 from unit.expectations import books, next_tx_at  # noqa: F401  (re-exported fixtures)

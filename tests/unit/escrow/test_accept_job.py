@@ -6,9 +6,8 @@ import ape
 import pytest
 
 from gpumarket.signing.eip712 import Outcome
-
 from helpers.constants import CANCELLED, DAY, H100, HOUR, MIN_STAKE, OPEN, PRICE, RUNNING
-from unit.expectations import ceil_bps, emitted, next_tx_at
+from unit.expectations import emitted, next_tx_at
 
 
 def test_paused_market_reverts(market, owner, client, provider, ready_provider, create_job):
@@ -77,7 +76,9 @@ def test_jailed_provider_reverts(market, owner, client, provider, running_job, c
     ],
     ids=["wrong-class", "not-enough-gpus", "price-above-max"],
 )
-def test_provider_that_cannot_serve_the_job_reverts(market, client, provider, ready_provider, create_job, job_terms: dict, reason: str):
+def test_provider_that_cannot_serve_the_job_reverts(
+    market, client, provider, ready_provider, create_job, job_terms: dict, reason: str
+):
     ready_provider(provider)  # one cpu-dev GPU at PRICE
     job_id = create_job(client, **job_terms)
     with ape.reverts(reason):
@@ -94,7 +95,9 @@ def test_one_gpu_provider_cannot_take_a_second_job(market, client, client2, prov
     assert market.gpus_in_use(provider) == 1
 
 
-def test_two_gpu_provider_takes_two_one_gpu_jobs_then_refuses_a_third(market, client, provider, ready_provider, create_job, books):
+def test_two_gpu_provider_takes_two_one_gpu_jobs_then_refuses_a_third(
+    market, client, provider, ready_provider, create_job, books
+):
     ready_provider(provider, gpu_count=2)
     jobs = [create_job(client) for _ in range(3)]
     for job_id in jobs[:2]:
@@ -108,8 +111,13 @@ def test_two_gpu_provider_takes_two_one_gpu_jobs_then_refuses_a_third(market, cl
     books()
 
 
-@pytest.mark.parametrize("running_gpus, job_gpus, fits", [(2, 2, True), (2, 3, False), (3, 2, False), (4, 1, False), (0, 4, True), (0, 5, False)])
-def test_job_fits_only_in_the_free_gpus(market, client, provider, ready_provider, create_job, running_gpus: int, job_gpus: int, fits: bool):
+@pytest.mark.parametrize(
+    "running_gpus, job_gpus, fits",
+    [(2, 2, True), (2, 3, False), (3, 2, False), (4, 1, False), (0, 4, True), (0, 5, False)]
+)
+def test_job_fits_only_in_the_free_gpus(
+    market, client, provider, ready_provider, create_job, running_gpus: int, job_gpus: int, fits: bool
+):
     ready_provider(provider, gpu_count=4)
     if running_gpus:
         market.accept_job(create_job(client, gpu_count=running_gpus), sender=provider)
@@ -124,7 +132,9 @@ def test_job_fits_only_in_the_free_gpus(market, client, provider, ready_provider
 
 
 @pytest.mark.parametrize("ending", ["completed", "failed", "expired"])
-def test_gpus_freed_by_an_ended_job_take_the_next_one(market, chain, client, keeper, provider, ready_provider, create_job, settle, ending: str):
+def test_gpus_freed_by_an_ended_job_take_the_next_one(
+    market, chain, client, keeper, provider, ready_provider, create_job, settle, ending: str
+):
     ready_provider(provider)  # one GPU
     first = create_job(client)
     market.accept_job(first, sender=provider)
@@ -193,7 +203,9 @@ def test_free_stake_must_cover_min_stake_plus_collateral(market, client, provide
     assert market.stake_of(provider).free == MIN_STAKE
 
 
-def test_accept_locks_rounded_up_collateral_and_logs(market, chain, client, provider, ready_provider, create_job, books):
+def test_accept_locks_rounded_up_collateral_and_logs(
+    market, chain, client, provider, ready_provider, create_job, books
+):
     # 7 * 3 * 11 = 231 units of value; 20% of it is 46.2, so the collateral is 47.
     ready_provider(provider, gpu_count=3, price=7)
     job_id = create_job(client, gpu_count=3, max_price=10, max_duration=11)

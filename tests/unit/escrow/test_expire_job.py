@@ -24,7 +24,9 @@ def test_open_job_before_its_deadline_has_passed_reverts(market, chain, client, 
 
 
 @pytest.mark.parametrize("offset", [-1, 0], ids=["before-grace-end", "at-grace-end"])
-def test_running_job_within_its_settle_window_reverts(market, chain, client, provider, keeper, running_job, offset: int):
+def test_running_job_within_its_settle_window_reverts(
+    market, chain, client, provider, keeper, running_job, offset: int
+):
     job_id = running_job(client, provider)
     next_tx_at(chain, running_deadline(market, job_id) + offset)
     with ape.reverts("escrow: settle grace not passed"):
@@ -58,7 +60,9 @@ def test_open_job_expires_after_its_deadline(market, chain, payment_token, clien
     books()
 
 
-def test_running_job_expires_without_slash(market, chain, stake_token, payment_token, client, provider, keeper, ready_provider, create_job, books):
+def test_running_job_expires_without_slash(
+    market, chain, stake_token, payment_token, client, provider, keeper, ready_provider, create_job, books
+):
     ready_provider(provider)
     free_before_accept = market.stake_of(provider).free
     job_id = create_job(client)

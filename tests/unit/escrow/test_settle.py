@@ -8,7 +8,6 @@ import ape
 import pytest
 
 from gpumarket.signing.eip712 import Outcome
-
 from helpers.constants import (
     CANCELLED,
     COMPLETED,
@@ -60,7 +59,9 @@ def submit(market, keeper, signed_job_report):
     return call
 
 
-def settled_log(job_id: int, provider, outcome: int, gpu_seconds: int, payment: int, fee: int, refund: int, slashed: int) -> dict:
+def settled_log(
+    job_id: int, provider, outcome: int, gpu_seconds: int, payment: int, fee: int, refund: int, slashed: int
+) -> dict:
     """JobSettled as the protocol defines it; the test reports carry these two hashes."""
     return {
         "job_id": job_id,
@@ -96,7 +97,9 @@ def test_report_naming_another_provider_reverts(provider2, running: Running, sub
 
 
 @pytest.mark.parametrize("outcome", [0, 3])
-def test_unknown_outcome_reverts(market, keeper, provider, committee, domain, running: Running, signed_job_report, outcome: int):
+def test_unknown_outcome_reverts(
+    market, keeper, provider, committee, domain, running: Running, signed_job_report, outcome: int
+):
     report, _ = signed_job_report(running.job_id, provider)
     # The off-chain JobReport refuses other outcomes; bypass it to sign what a buggy or
     # malicious committee could sign, so that only the outcome check can refuse it.
@@ -140,7 +143,9 @@ def test_completed_pays_provider_and_treasury_and_refunds_the_rest(
     books()
 
 
-def test_zero_gpu_seconds_refunds_the_whole_escrow(market, payment_token, client, provider, treasury, running: Running, submit):
+def test_zero_gpu_seconds_refunds_the_whole_escrow(
+    market, payment_token, client, provider, treasury, running: Running, submit
+):
     submit(running.job_id, provider, Outcome.COMPLETED, 0)
     assert market.claimable(payment_token, client) == running.escrow
     assert market.claimable(payment_token, provider) == 0
@@ -196,7 +201,9 @@ def test_failed_refunds_client_and_slashes_collateral(
     books()
 
 
-def test_slash_never_rounds_to_zero(market, owner, stake_token, client, provider, treasury, ready_provider, create_job, submit):
+def test_slash_never_rounds_to_zero(
+    market, owner, stake_token, client, provider, treasury, ready_provider, create_job, submit
+):
     # Value 7 * 3 * 11 = 231, collateral ceil(46.2) = 47; 0.01% of it is 0.0047, slashed as 1,
     # and half of that 1 goes to the client, rounded up: 1.
     ready_provider(provider, gpu_count=3, price=7)

@@ -48,7 +48,9 @@ def test_no_gpu_class_is_listed_until_governance_adds_one(bare_market):
 
 
 def test_deployment_logs_ownership_to_deployer(bare_market, owner):
-    assert emitted(bare_market.creation_metadata.receipt, bare_market.OwnershipTransferred) == [{"previous_owner": ZERO_ADDRESS, "new_owner": owner.address}]
+    assert emitted(bare_market.creation_metadata.receipt, bare_market.OwnershipTransferred) == [
+        {"previous_owner": ZERO_ADDRESS, "new_owner": owner.address}
+    ]
 
 
 def test_zero_treasury_reverts(project, owner, stake_token, payment_token, committee):

@@ -12,7 +12,6 @@ import pytest
 
 from .governance_parameters import PARAMETERS
 
-
 # (function, argument builder) with arguments an owner call would accept.
 OWNER_ONLY_CALLS = [
     *[(parameter.setter, lambda roles, p=parameter: [p.lower]) for parameter in PARAMETERS],

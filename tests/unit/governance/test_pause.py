@@ -5,7 +5,6 @@ from __future__ import annotations
 import ape
 
 from gpumarket.signing.eip712 import Outcome
-
 from helpers.constants import CANCELLED, COMPLETED, EXPIRED, HOUR, TOKEN
 from unit.expectations import emitted
 

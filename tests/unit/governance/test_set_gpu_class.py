@@ -6,7 +6,6 @@ import ape
 import pytest
 
 from gpumarket.signing.eip712 import Outcome
-
 from helpers.constants import COMPLETED, CPU_DEV, HOUR, PRICE
 from unit.expectations import emitted
 

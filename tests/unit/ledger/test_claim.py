@@ -10,7 +10,6 @@ import ape
 import pytest
 
 from gpumarket.signing.eip712 import Outcome
-
 from unit.expectations import ZERO_ADDRESS, ceil_bps, emitted
 
 
@@ -32,8 +31,12 @@ def test_pays_and_zeroes_the_balance(market, client, payment_token, refund_to_cl
 def test_logs_claimed_and_the_token_transfer(market, client, payment_token, refund_to_claim):
     refund = refund_to_claim(client)
     tx = market.claim(payment_token, sender=client)
-    assert emitted(tx, market.Claimed) == [{"account": client.address, "token": payment_token.address, "amount": refund}]
-    assert emitted(tx, payment_token.Transfer) == [{"sender": market.address, "receiver": client.address, "value": refund}]
+    assert emitted(tx, market.Claimed) == [
+        {"account": client.address, "token": payment_token.address, "amount": refund}
+    ]
+    assert emitted(tx, payment_token.Transfer) == [
+        {"sender": market.address, "receiver": client.address, "value": refund}
+    ]
 
 
 def test_second_claim_reverts(market, client, payment_token, refund_to_claim):
@@ -56,7 +59,9 @@ def test_nothing_credited_reverts(market, client, stake_token, payment_token, ro
         market.claim(token, sender=client)
 
 
-@pytest.mark.parametrize("token_address", [ZERO_ADDRESS, "0x000000000000000000000000000000000000dEaD"], ids=["zero", "eoa"])
+@pytest.mark.parametrize(
+    "token_address", [ZERO_ADDRESS, "0x000000000000000000000000000000000000dEaD"], ids=["zero", "eoa"]
+)
 def test_unknown_token_reverts(market, client, refund_to_claim, token_address: str):
     refund_to_claim(client)  # the caller has a balance, only not in this token
     with ape.reverts("ledger: nothing to claim"):
@@ -83,7 +88,9 @@ def test_each_account_pulls_its_own_slash_share_in_stake_token(
     for account, share in expected.items():
         before = stake_token.balanceOf(account)
         tx = market.claim(stake_token, sender=account)
-        assert emitted(tx, market.Claimed) == [{"account": account.address, "token": stake_token.address, "amount": share}]
+        assert emitted(tx, market.Claimed) == [
+            {"account": account.address, "token": stake_token.address, "amount": share}
+        ]
         assert stake_token.balanceOf(account) == before + share
         assert market.claimable(stake_token, account) == 0
     books()

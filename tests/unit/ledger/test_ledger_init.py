@@ -19,13 +19,16 @@ def test_tokens_are_the_constructor_arguments(market, stake_token, payment_token
 
 
 def test_one_token_may_serve_as_both(project, owner, treasury, stake_token, committee):
-    same = project.GpuMarket.deploy(stake_token, stake_token, treasury, committee.addresses, committee.threshold, sender=owner)
+    same = project.GpuMarket.deploy(stake_token, stake_token, treasury, committee.addresses, committee.threshold,
+                                    sender=owner)
     assert same.STAKE_TOKEN() == same.PAYMENT_TOKEN() == stake_token.address
 
 
 @pytest.mark.parametrize("codeless", [EOA, ZERO_ADDRESS], ids=["eoa", "zero-address"])
 @pytest.mark.parametrize("role", ["stake", "payment"])
-def test_token_without_code_reverts(project, owner, treasury, stake_token, payment_token, committee, codeless: str, role: str):
+def test_token_without_code_reverts(
+    project, owner, treasury, stake_token, payment_token, committee, codeless: str, role: str
+):
     stake, payment = (codeless, payment_token) if role == "stake" else (stake_token, codeless)
     with ape.reverts(f"ledger: {role} token has no code"):
         project.GpuMarket.deploy(stake, payment, treasury, committee.addresses, committee.threshold, sender=owner)

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from gpumarket.signing.eip712 import Outcome
-
 from unit.expectations import books  # noqa: F401  (re-exported fixtures)
+
 
 @pytest.fixture
 def fail_jobs(client, running_job, settle) -> Callable:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import pytest
 
 from gpumarket.signing.eip712 import Outcome
-
 from unit.expectations import emitted, next_tx_at
 
 FAILURE_WINDOW = 7 * 86_400
@@ -65,7 +64,9 @@ def test_failures_count_across_completed_jobs(market, provider, jobs, settle_at)
         failures += outcome == Outcome.FAILED
         assert market.providers(provider).recent_failures == failures
         jailed_now = failures == threshold and outcome == Outcome.FAILED
-        assert emitted(tx, market.ProviderJailed) == ([{"provider": provider, "recent_failures": threshold}] if jailed_now else [])
+        assert emitted(tx, market.ProviderJailed) == (
+            [{"provider": provider, "recent_failures": threshold}] if jailed_now else []
+        )
     assert market.providers(provider).jailed
 
 
@@ -74,7 +75,9 @@ def test_failures_count_across_completed_jobs(market, provider, jobs, settle_at)
     [(FAILURE_WINDOW - 1, True), (FAILURE_WINDOW, False), (30 * 86_400, False)],
     ids=["last-second-of-the-window", "window-just-closed", "long-after"],
 )
-def test_the_window_closes_after_seven_days(market, provider, jobs, settle_at, block_time, offset: int, same_window: bool):
+def test_the_window_closes_after_seven_days(
+    market, provider, jobs, settle_at, block_time, offset: int, same_window: bool
+):
     threshold = market.jail_after_failures()
     job_ids = jobs(threshold)
     opened = block_time(settle_at(job_ids[0]))
@@ -94,7 +97,9 @@ def test_the_window_closes_after_seven_days(market, provider, jobs, settle_at, b
         assert emitted(tx, market.ProviderJailed) == []
 
 
-def test_the_window_is_fixed_so_two_windows_hold_twice_threshold_minus_one(market, provider, jobs, settle_at, block_time):
+def test_the_window_is_fixed_so_two_windows_hold_twice_threshold_minus_one(
+    market, provider, jobs, settle_at, block_time
+):
     # The documented limit: the window does not slide, so threshold - 1 failures at the end
     # of one window and threshold - 1 at the start of the next jail nobody. Each was slashed.
     threshold = market.jail_after_failures()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import pytest
 
 from gpumarket.signing.eip712 import Outcome
-
 from unit.expectations import next_tx_at
 
 GPUS = 8
@@ -68,7 +67,9 @@ def test_expiring_a_running_job_frees_its_gpus(market, chain, client, keeper, bi
 
 
 @pytest.mark.parametrize("ending", ["cancel", "expire"])
-def test_ending_an_open_job_changes_nothing(market, chain, client, keeper, big_provider, running_job, create_job, ending: str):
+def test_ending_an_open_job_changes_nothing(
+    market, chain, client, keeper, big_provider, running_job, create_job, ending: str
+):
     running_job(client, big_provider, gpu_count=2)
     for directed in (False, True):
         job_id = create_job(client, gpu_count=3, provider=big_provider if directed else None)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from gpumarket.signing.eip712 import Outcome
-
 from helpers.constants import CPU_DEV, DAY, HOUR, PRICE
 
 

@@ -10,7 +10,6 @@ import ape
 import pytest
 
 from gpumarket.signing.eip712 import Outcome
-
 from helpers.constants import RUNNING
 from unit.expectations import emitted
 
@@ -32,7 +31,9 @@ def test_failures_below_the_threshold_do_not_jail(market, provider, fail_jobs):
 def test_threshold_failure_jails_and_logs_it(market, provider, fail_jobs):
     threshold = market.jail_after_failures()
     receipts = fail_jobs(provider, threshold)
-    assert emitted(receipts[-1], market.ProviderJailed) == [{"provider": provider.address, "recent_failures": threshold}]
+    assert emitted(receipts[-1], market.ProviderJailed) == [
+        {"provider": provider.address, "recent_failures": threshold}
+    ]
     record = market.providers(provider)
     assert (record.recent_failures, record.jailed) == (threshold, True)
 

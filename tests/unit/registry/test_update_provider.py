@@ -11,7 +11,6 @@ import ape
 import pytest
 
 from gpumarket.signing.eip712 import Outcome
-
 from helpers.committee import hardware_report
 from helpers.constants import CPU_DEV, DAY, H100, PRICE
 from unit.expectations import emitted, next_tx_at
@@ -31,7 +30,8 @@ UPDATES = [
 
 
 def update(market, account, claim: dict):
-    return market.update_provider(claim["gpu_class"], claim["gpu_count"], claim["price"], claim["endpoint"], sender=account)
+    return market.update_provider(claim["gpu_class"], claim["gpu_count"], claim["price"], claim["endpoint"],
+                                  sender=account)
 
 
 @pytest.fixture
@@ -103,7 +103,9 @@ def test_logs_provider_updated(market, verified_provider, changes: dict, voids: 
     assert len(tx.events) == 1
 
 
-def test_new_claim_takes_jobs_again_after_a_matching_report(market, chain, committee, domain, keeper, client, verified_provider, create_job):
+def test_new_claim_takes_jobs_again_after_a_matching_report(
+    market, chain, committee, domain, keeper, client, verified_provider, create_job
+):
     market.stake(market.min_stake() * 2, sender=verified_provider)
     update(market, verified_provider, {**CURRENT, "gpu_count": 2})
     job_id = create_job(client, gpu_count=2)
@@ -114,7 +116,8 @@ def test_new_claim_takes_jobs_again_after_a_matching_report(market, chain, commi
         chain.pending_timestamp += 1  # a later report: valid_until must move forward
         at = next_tx_at(chain)
         floor = market.class_floor(CPU_DEV)
-        report = hardware_report(verified_provider, CPU_DEV, gpu_count, floor * gpu_count, at + DAY, epoch=market.epoch(), claim_version=claim_version)
+        report = hardware_report(verified_provider, CPU_DEV, gpu_count, floor * gpu_count, at + DAY,
+                                 epoch=market.epoch(), claim_version=claim_version)
         return market.submit_hardware_report(report, committee.sign(domain, report), sender=keeper)
 
     # A passing report of the claim as it was (version 0, one GPU) does not verify the new one.
@@ -153,7 +156,9 @@ def busy_provider(market, client, provider, ready_provider, running_job):
     return jobs
 
 
-@pytest.mark.parametrize("changes", [{"gpu_count": 1}, {"gpu_count": 1, "gpu_class": H100}], ids=["count", "count-and-class"])
+@pytest.mark.parametrize(
+    "changes", [{"gpu_count": 1}, {"gpu_count": 1, "gpu_class": H100}], ids=["count", "count-and-class"]
+)
 def test_gpu_count_below_gpus_in_use_reverts(market, provider, busy_provider, changes: dict):
     before = market.providers(provider)
     with ape.reverts("registry: fewer gpus than in use"):

@@ -7,7 +7,6 @@ from collections.abc import Callable
 import pytest
 
 from gpumarket.signing.eip712 import HardwareReport
-
 from helpers.committee import hardware_report
 from unit.expectations import books  # noqa: F401  (re-exported fixtures)
 

@@ -26,7 +26,9 @@ def verified(provider, ready_provider):
     return ready_provider(provider, gpu_count=GPUS)
 
 
-def rejected_log(provider, measured: int, slashed: int, epoch: int = 1, claim_version: int = 0, gpu_count: int = GPUS) -> dict:
+def rejected_log(
+    provider, measured: int, slashed: int, epoch: int = 1, claim_version: int = 0, gpu_count: int = GPUS
+) -> dict:
     return {
         "provider": provider,
         "gpu_class": CPU_DEV,
@@ -72,7 +74,9 @@ def test_passing_report_verifies_and_logs(market, chain, claimed, submit_hardwar
 # ----------------------------------------------------------------------------- failing
 
 
-@pytest.mark.parametrize("measured", [REQUIRED - 1, SPOOF_BELOW], ids=["just-below-the-floor", "exactly-half-the-floor"])
+@pytest.mark.parametrize(
+    "measured", [REQUIRED - 1, SPOOF_BELOW], ids=["just-below-the-floor", "exactly-half-the-floor"]
+)
 def test_below_the_floor_unverifies_without_slash(market, verified, submit_hardware, books, measured: int):
     stake_before = market.stake_of(verified)
 
@@ -156,7 +160,9 @@ def test_spoof_slash_never_touches_locked_collateral_and_is_capped(
 
 
 @pytest.mark.parametrize("setting", ["spoof-slash-off", "nothing-staked"])
-def test_spoof_with_nothing_to_slash_only_unverifies(market, owner, provider, register, verify, submit_hardware, setting: str):
+def test_spoof_with_nothing_to_slash_only_unverifies(
+    market, owner, provider, register, verify, submit_hardware, setting: str
+):
     register(provider, gpu_count=GPUS)
     verify(provider)
     if setting == "spoof-slash-off":
@@ -251,7 +257,8 @@ def test_valid_until_may_lie_at_most_hardware_validity_ahead(
 
 
 def test_a_far_ahead_report_of_an_outdated_claim_is_refused_too(market, chain, claimed, submit_hardware):
-    market.update_provider(CPU_DEV, GPUS + 1, market.providers(claimed).price_per_gpu_second, "http://127.0.0.1:8700", sender=claimed)
+    market.update_provider(CPU_DEV, GPUS + 1, market.providers(claimed).price_per_gpu_second,
+                           "http://127.0.0.1:8700", sender=claimed)
     now = next_tx_at(chain)
     with ape.reverts("verification: too far ahead"):
         submit_hardware(claimed, 0, valid_until=now + market.hardware_validity() + 1, gpu_count=GPUS, claim_version=0)
@@ -308,7 +315,9 @@ def test_a_report_of_the_new_claim_verifies_it_and_names_its_version(market, cha
     assert market.last_report_valid_until(reclaimed, 1) == now + DAY
 
 
-@pytest.mark.parametrize("claim", [{"gpu_count": GPUS}, {"gpu_class": H100, "gpu_count": NEW_GPUS}], ids=["old-count", "other-class"])
+@pytest.mark.parametrize(
+    "claim", [{"gpu_count": GPUS}, {"gpu_class": H100, "gpu_count": NEW_GPUS}], ids=["old-count", "other-class"]
+)
 def test_a_report_of_the_current_version_must_match_its_claim(reclaimed, submit_hardware, claim: dict):
     with ape.reverts("verification: claim mismatch"):
         submit_hardware(reclaimed, 10**12, claim_version=1, **claim)
@@ -320,7 +329,9 @@ def test_a_report_of_the_current_version_must_match_its_claim(reclaimed, submit_
     ids=["passing", "far-above", "slow", "exactly-half-not-spoofed"],
 )
 @pytest.mark.parametrize("new_claim", ["unverified", "verified"])
-def test_an_outdated_claim_that_would_not_slash_reverts(market, reclaimed, submit_hardware, measured: int, new_claim: str):
+def test_an_outdated_claim_that_would_not_slash_reverts(
+    market, reclaimed, submit_hardware, measured: int, new_claim: str
+):
     # A passing report of the old claim must never verify the new one, nor a slow one unverify it.
     if new_claim == "verified":
         submit_hardware(reclaimed, NEW_REQUIRED)
@@ -336,7 +347,8 @@ def test_an_outdated_claim_that_would_not_slash_reverts(market, reclaimed, submi
 @pytest.mark.parametrize("measured", [SPOOF_BELOW - 1, 0], ids=["just-below-half", "nothing"])
 @pytest.mark.parametrize("new_claim", ["unverified", "verified"])
 def test_an_outdated_spoof_slashes_and_leaves_the_new_claim_alone(
-    market, keeper, stake_token, treasury, reclaimed, submit_hardware, signed_hardware_report, books, measured: int, new_claim: str
+    market, keeper, stake_token, treasury, reclaimed, submit_hardware, signed_hardware_report, books, measured: int,
+    new_claim: str,
 ):
     # Changing the claim does not dodge the spoof slash of a report of the old claim.
     if new_claim == "verified":
@@ -349,7 +361,9 @@ def test_an_outdated_spoof_slashes_and_leaves_the_new_claim_alone(
     report, signatures = signed_hardware_report(reclaimed, measured, gpu_count=GPUS, claim_version=0)
     tx = market.submit_hardware_report(report, signatures, sender=keeper)
 
-    assert emitted(tx, market.HardwareRejected) == [rejected_log(reclaimed, measured, slashed, claim_version=0, gpu_count=GPUS)]
+    assert emitted(tx, market.HardwareRejected) == [
+        rejected_log(reclaimed, measured, slashed, claim_version=0, gpu_count=GPUS)
+    ]
     assert emitted(tx, market.Slashed) == [
         {"provider": reclaimed, "amount": slashed, "beneficiary": ZERO_ADDRESS, "beneficiary_share": 0}
     ]

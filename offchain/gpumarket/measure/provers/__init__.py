@@ -38,7 +38,7 @@ def cuda_available() -> bool:
         return False
     import torch
 
-    return torch.cuda.is_available()
+    return bool(torch.cuda.is_available())
 
 
 def make_prover(backend: str = "auto") -> TileProver:

@@ -15,8 +15,10 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 
 from gpumarket.measure.layout import VALUE_DTYPE, leaf_bytes, round_leaf_hashes, tile_position
 from gpumarket.measure.matrices import tile_product
@@ -38,7 +40,7 @@ class ProverError(ValueError):
 @dataclass
 class _Committed:
     challenge: Challenge
-    fingerprints: np.ndarray  # (rounds, tiles_per_round) int64
+    fingerprints: npt.NDArray[np.int64]  # (rounds, tiles_per_round) int64
     tree: MerkleTree
 
 
@@ -52,7 +54,7 @@ class TileProver(ABC):
         self._committed: dict[bytes, _Committed] = {}
 
     @abstractmethod
-    def round_fingerprints(self, challenge: Challenge) -> Iterator[tuple[int, np.ndarray]]:
+    def round_fingerprints(self, challenge: Challenge) -> Iterator[tuple[int, npt.NDArray[np.int64]]]:
         """Yield ``(round, fingerprints)`` for every round, in any order; fingerprints has
         shape (tiles_per_round,), int64, in tile order."""
 
@@ -60,7 +62,7 @@ class TileProver(ABC):
         """What ran: backend and devices, for reports and the benchmark."""
         return {"backend": self.backend, "devices": ["cpu"]}
 
-    def tile_values(self, challenge: Challenge, index: int) -> np.ndarray:
+    def tile_values(self, challenge: Challenge, index: int) -> npt.NDArray[np.int64]:
         """The values of tile ``index`` (tile x tile int64) this prover opens."""
         where = tile_position(challenge, index)
         return tile_product(challenge.seed, where.round, where.tile_row, where.tile_col, challenge.tile, challenge.n)
@@ -81,7 +83,7 @@ class TileProver(ABC):
             )
         if len(seen) != challenge.rounds:
             raise ProverError(f"backend produced {len(seen)} of {challenge.rounds} rounds")
-        tree = MerkleTree(leaves)  # type: ignore[arg-type]  (every slot was filled above)
+        tree = MerkleTree(cast("list[bytes]", leaves))  # every slot was filled: all rounds arrived
         while len(self._committed) >= MAX_OPEN_COMMITMENTS:
             self._committed.pop(next(iter(self._committed)))
         self._committed[challenge.challenge_id] = _Committed(challenge, fingerprints, tree)

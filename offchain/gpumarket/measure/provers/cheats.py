@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterator
 
 import numpy as np
+import numpy.typing as npt
 
 from gpumarket.measure.matrices import a_rows, b_columns
 from gpumarket.measure.messages import Challenge, Commitment
@@ -55,7 +56,7 @@ class SkippingProver(NumpyProver):
     def _rows_computed(self, challenge: Challenge) -> int:
         return round(self.q * (challenge.m // challenge.tile))
 
-    def round_fingerprints(self, challenge: Challenge) -> Iterator[tuple[int, np.ndarray]]:
+    def round_fingerprints(self, challenge: Challenge) -> Iterator[tuple[int, npt.NDArray[np.int64]]]:
         tile_rows = challenge.m // challenge.tile
         for round_index in range(challenge.rounds):
             fingerprints = np.zeros((tile_rows, challenge.tile_columns), dtype=np.int64)
@@ -70,7 +71,7 @@ class FreivaldsProver(NumpyProver):
 
     backend = "numpy-freivalds"
 
-    def round_fingerprints(self, challenge: Challenge) -> Iterator[tuple[int, np.ndarray]]:
+    def round_fingerprints(self, challenge: Challenge) -> Iterator[tuple[int, npt.NDArray[np.int64]]]:
         tile, n = challenge.tile, challenge.n
         u = np.arange(1, tile + 1, dtype=np.float64)
         v = np.arange(2, tile + 2, dtype=np.float64)
@@ -108,7 +109,7 @@ class LateSkippingProver(SkippingProver):
             self.committed += 1
             return super().commit(challenge)
 
-    def round_fingerprints(self, challenge: Challenge) -> Iterator[tuple[int, np.ndarray]]:
+    def round_fingerprints(self, challenge: Challenge) -> Iterator[tuple[int, npt.NDArray[np.int64]]]:
         if self._honest_now:
             return NumpyProver.round_fingerprints(self, challenge)
         return super().round_fingerprints(challenge)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+import numpy.typing as npt
 
 from gpumarket.measure.fingerprint import fingerprint_blocks, fingerprint_keys
 from gpumarket.measure.matrices import a_rows, b_columns
@@ -25,12 +26,14 @@ _BLOCK_BYTES = 32 * 1024 * 1024
 class NumpyProver(TileProver):
     backend = "numpy"
 
-    def round_fingerprints(self, challenge: Challenge) -> Iterator[tuple[int, np.ndarray]]:
+    def round_fingerprints(self, challenge: Challenge) -> Iterator[tuple[int, npt.NDArray[np.int64]]]:
         tile_rows = np.arange(challenge.m // challenge.tile, dtype=np.int64)
         for round_index in range(challenge.rounds):
             yield round_index, self.fingerprint_rows(challenge, round_index, tile_rows).reshape(-1)
 
-    def fingerprint_rows(self, challenge: Challenge, round_index: int, tile_rows: np.ndarray) -> np.ndarray:
+    def fingerprint_rows(
+        self, challenge: Challenge, round_index: int, tile_rows: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.int64]:
         """Fingerprints of the tiles in tile rows ``tile_rows`` of one round: (len(tile_rows), p // tile).
 
         Computes only those rows of C (any subset: the cheating provers of the tests use it to

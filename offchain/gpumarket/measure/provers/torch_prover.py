@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from gpumarket.measure.fingerprint import fingerprint_blocks, fingerprint_keys
 from gpumarket.measure.matrices import entries_from_codes, index_codes, matrix_keys
@@ -68,7 +69,7 @@ def _fingerprints(block: torch.Tensor, weights: torch.Tensor, offsets: torch.Ten
 
 def _matmul(path: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if path == "int8":
-        return torch._int_mm
+        return lambda a, b: torch._int_mm(a, b)
     if path == "fp16":
         return lambda a, b: torch.mm(a.to(torch.float16), b.to(torch.float16), out_dtype=torch.float32)
     if path == "fp32":
@@ -87,15 +88,19 @@ class _DeviceKernels:
         self.matmul = _matmul(self.matmul_path)
         self.compiled = use_compile and self._try_compile()
 
-    def _probe_operands(self) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    def _probe_operands(self) -> tuple[torch.Tensor, torch.Tensor, npt.NDArray[np.int64]]:
         generator = np.random.default_rng(7)
         a = generator.integers(-8, 8, size=(32, 64), dtype=np.int64)
         b = generator.integers(-8, 8, size=(64, 32), dtype=np.int64)
-        to = lambda x: torch.from_numpy(np.ascontiguousarray(x, dtype=np.int8)).to(self.device)  # noqa: E731
+
+        def to(x: npt.NDArray[np.int64]) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(x, dtype=np.int8)).to(self.device)
+
         # The right operand in the layout _round uses: a transposed (column-major) view.
         return to(a), to(b.T).t(), a @ b
 
     def _choose_matmul(self, requested: str) -> str:
+        candidates: tuple[str, ...]
         if requested == "auto":
             # Tensor cores first on a GPU; on a CPU, float32 BLAS is the fast one.
             candidates = MATMUL_PATHS if self.device.type == "cuda" else ("fp32", "int8")
@@ -183,8 +188,8 @@ class TorchProver(TileProver):
             "torch": torch.__version__,
         }
 
-    def round_fingerprints(self, challenge: Challenge) -> Iterator[tuple[int, np.ndarray]]:
-        results: queue.Queue[tuple[int, np.ndarray] | BaseException] = queue.Queue()
+    def round_fingerprints(self, challenge: Challenge) -> Iterator[tuple[int, npt.NDArray[np.int64]]]:
+        results: queue.Queue[tuple[int, npt.NDArray[np.int64]] | BaseException] = queue.Queue()
         stop = threading.Event()
 
         def work(kernels: _DeviceKernels, rounds: range) -> None:
@@ -214,11 +219,14 @@ class TorchProver(TileProver):
             for thread in threads:
                 thread.join()
 
-    def _round(self, kernels: _DeviceKernels, challenge: Challenge, round_index: int) -> np.ndarray:
+    def _round(self, kernels: _DeviceKernels, challenge: Challenge, round_index: int) -> npt.NDArray[np.int64]:
         device, tile, n = kernels.device, challenge.tile, challenge.n
         keys = matrix_keys(challenge.seed, round_index)
         fp_keys = fingerprint_keys(challenge.seed, tile)
-        arange = lambda count: torch.arange(count, dtype=torch.int64, device=device)  # noqa: E731
+
+        def arange(count: int) -> torch.Tensor:
+            return torch.arange(count, dtype=torch.int64, device=device)
+
         positions = arange(tile * tile).reshape(tile, tile)
         weights, offsets = fp_keys.weights(positions), fp_keys.offsets(positions)
         budget = _BLOCK_BYTES.get(device.type, _BLOCK_BYTES["cpu"])
@@ -243,7 +251,8 @@ class TorchProver(TileProver):
                 rows = torch.arange(start, start + rows_per_block, dtype=torch.int64, device=device)
                 a = kernels.entries(index_codes(rows, keys.a_row)[:, None], a_col_codes)
                 out.append(kernels.fingerprints(kernels.matmul(a, b), weights, offsets, tile))
-            return torch.cat(out).reshape(-1).cpu().numpy()
+            fingerprints: npt.NDArray[np.int64] = torch.cat(out).reshape(-1).cpu().numpy()
+            return fingerprints
 
 
 def _block(budget: int, width: int, total: int, multiple: int) -> int:

@@ -77,8 +77,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from gpumarket.chain.errors import ChainError, ContractRevert
 from gpumarket.chain.events import JobAccepted, JobCancelled, JobExpired, JobSettled, MarketEvent
@@ -357,7 +358,7 @@ class JobMonitor:
 
     def _poll(self, job: _Followed, now: float) -> JobStep:
         api = self._agent(job)
-        status: dict | None = None  # a fresh answer from this poll, or None
+        status: dict[str, Any] | None = None  # a fresh answer from this poll, or None
         try:
             status = api.status(job.job_id)
             job.contact.answered()
@@ -447,7 +448,7 @@ class JobMonitor:
             return self._decide_failed(job, f"{kind} challenge failed: {measurement.detail}")
         return None
 
-    def _finish(self, job: _Followed, status: dict) -> JobStep:
+    def _finish(self, job: _Followed, status: dict[str, Any]) -> JobStep:
         """The agent reports the job finished: end challenge, usage record, COMPLETED."""
         if not job.passed(ChallengeKind.START):
             return JobStep(job.job_id, "waiting", "finished, but the start challenge has not been answered yet")

@@ -11,9 +11,11 @@ from dataclasses import FrozenInstanceError, replace
 
 import pytest
 from click.testing import CliRunner
+from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_utils import keccak, to_checksum_address
+from eth_keys import keys
+from eth_utils import is_checksum_address, keccak, to_checksum_address
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -201,6 +203,80 @@ def test_sign_recover_round_trip_and_matches_eth_account(key, domain, report):
     # eth_account signs the same digest deterministically (RFC 6979): same bytes.
     theirs = Account.sign_typed_data(key, full_message=_reference_message(domain, report))
     assert bytes(theirs.signature) == signature
+
+
+# --------------------------------------------------------------------------- the fast path
+# eip712.py hashes by joining 32-byte words and memoizes pure functions (its module doc): each
+# shortcut is held to an independent reference here.
+
+
+def _abi_struct_hash(report) -> bytes:
+    """hashStruct by eth_abi's encoder (the encoding the contract's abi.encode produces)."""
+    types = ["bytes32", *(abi_type for _, abi_type in report.MEMBERS)]
+    return keccak(abi_encode(types, [keccak(text=report.type_string()), *eip712.to_tuple(report)]))
+
+
+@given(report=reports)
+def test_struct_hash_is_the_abi_encoding(report):
+    assert eip712.struct_hash(report) == _abi_struct_hash(report)
+
+
+@given(domain=domains, report=reports)
+def test_a_memoized_digest_is_the_reference_digest(domain, report):
+    expected = _reference_digest(domain, report)
+    assert eip712.digest(domain, report) == expected
+    assert eip712.digest(domain, report) == expected  # the memo's answer
+    copy = eip712.from_json(eip712.to_json(report), type(report))  # an equal report, another object
+    assert copy is not report and eip712.digest(domain, copy) == expected
+
+
+def test_a_digest_follows_a_report_changed_behind_its_back():
+    # Some contract tests bypass the frozen dataclass to sign what a buggy committee could sign:
+    # the memo is keyed by value, so the changed report gets its own digest, never the old one.
+    report = replace(JOB)
+    before = eip712.digest(DOMAIN, report)
+    object.__setattr__(report, "gpu_seconds", JOB.gpu_seconds + 1)
+    assert eip712.digest(DOMAIN, report) == _reference_digest(DOMAIN, report) != before
+
+
+@given(raw=st.binary(min_size=20, max_size=20), case=st.sampled_from(["lower", "upper", "checksum", "swapped"]))
+def test_checksum_address_is_eip55(raw, case):
+    checksummed = to_checksum_address(raw)
+    body = checksummed[2:]
+    text = "0x" + {
+        "lower": body.lower(), "upper": body.upper(), "checksum": body, "swapped": body.swapcase()
+    }[case]
+    mixed = body.lower() != text[2:] != body.upper()
+    if mixed and not is_checksum_address(text):
+        with pytest.raises(ValueError, match="invalid EIP-55 checksum"):
+            eip712.checksum_address(text)
+    else:
+        assert eip712.checksum_address(text) == checksummed
+
+
+@pytest.mark.parametrize("text", ["0x" + "1" * 39, "0x" + "g" * 40, "11" * 21, "0X" + "aB" * 20, ""])
+def test_checksum_address_refuses_what_is_no_address(text):
+    with pytest.raises(ValueError):
+        eip712.checksum_address(text)
+
+
+@given(key=private_keys, other=private_keys, report=reports)
+def test_recovery_memo_answers_what_the_curve_answers(key, other, report):
+    signature = eip712.sign(key, DOMAIN, report)
+    for _ in range(2):  # computed, then from the memo
+        assert eip712.recover(DOMAIN, report, signature) == Account.from_key(key).address
+    assert eip712.recover(DOMAIN, report, eip712.sign(other, DOMAIN, report)) == Account.from_key(other).address
+    assert eip712.sign(keys.PrivateKey(key), DOMAIN, report) == signature  # an eth-keys key signs the same
+
+
+def test_a_recovery_that_fails_fails_every_time():
+    # r = 5 is no point's x coordinate (5**3 + 7 is not a square mod p): no key recovers.
+    field_p = 2**256 - 2**32 - 977
+    assert pow(5**3 + 7, (field_p - 1) // 2, field_p) == field_p - 1
+    signature = (5).to_bytes(32, "big") + (12345).to_bytes(32, "big") + bytes([27])
+    for _ in range(2):
+        with pytest.raises(ValueError, match="no public key recovers"):
+            eip712.recover(DOMAIN, JOB, signature)
 
 
 # --------------------------------------------------------------------------- replay separation

@@ -306,6 +306,46 @@ def test_a_failed_write_rolls_back(make_node, report_for):
     assert node.store.counts().job_decisions == 2
 
 
+def test_only_a_decision_waits_for_the_fsync(make_node, report_for, domain):
+    """A decision commits with synchronous=FULL (on disk before anything signs it); a write that
+    stores signatures only commits with NORMAL (a lost one is made or gathered again, see the
+    store's module doc), and FULL is in effect again after it, whether it committed or failed."""
+    node = make_node(0)
+    report = report_for(13)
+    statements: list[str] = []
+    node.store._db.set_trace_callback(statements.append)
+
+    def commit_levels() -> list[str]:
+        """The synchronous level in effect at each write transaction's COMMIT since the last call."""
+        level, levels, writing = "FULL", [], False  # the store opens with FULL (checked below)
+        for sql in statements:
+            if sql.startswith("PRAGMA synchronous"):
+                level = sql.rsplit("=", 1)[1].strip()
+            elif sql == "BEGIN IMMEDIATE":
+                writing = True
+            elif sql == "COMMIT" and writing:
+                levels.append(level)
+                writing = False
+        statements.clear()
+        return levels
+
+    node.store.decide(report)
+    assert commit_levels() == ["FULL"]
+    node.signer.sign_job(13)
+    assert commit_levels() == ["NORMAL"]
+    node.store.add_peer_signature(report, eip712.sign(oracle_key(1), domain, report))
+    assert commit_levels() == ["NORMAL"]
+    node.store.record_submission(13, "0x" + "ab" * 32)
+    assert commit_levels() == ["FULL"]
+    with pytest.raises(RuntimeError), node.store._write_signatures():
+        raise RuntimeError("a failure inside the transaction")
+    node.store._db.set_trace_callback(None)
+    assert not node.store._db.in_transaction
+    assert node.store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert node.store.job_decision(13).signature == eip712.sign(oracle_key(0), domain, report)
+    assert node.store.counts().signatures == 2
+
+
 def test_any_report_key_can_sign(tmp_path, domain, report_for):
     """OracleSigner takes any ReportKey (address + sign_report), such as the chain layer's service key."""
 

@@ -4,7 +4,7 @@ The one rule this module exists for: **the oracle never signs two different repo
 job (or one hardware measurement), even across a crash.** It holds because
 
 1. a decision (the exact EIP-712 report) is committed, durably, *before* anything signs it:
-   WAL journal, ``synchronous=FULL`` (the WAL is fsynced at every commit), explicit
+   WAL journal, ``synchronous=FULL`` (the WAL is fsynced at the decision's commit), explicit
    ``BEGIN IMMEDIATE`` transactions;
 2. the decision for a key (a job id; a hardware report's ``(provider, claim_version,
    valid_until)``) is write-once: :meth:`DecisionStore.decide` with different content raises
@@ -13,6 +13,14 @@ job (or one hardware measurement), even across a crash.** It holds because
 3. signatures are made only from a :class:`Decision` this store returned, i.e. from a
    committed row (see :mod:`gpumarket.oracle.signer`). Signing is deterministic (RFC 6979),
    so a crash between commit and storing the signature re-signs to the same bytes.
+
+Only a decision needs the fsync. A write that stores signatures alone (ours in
+:meth:`DecisionStore.attach_signature`, a peer's in :meth:`DecisionStore.add_peer_signature`)
+commits with ``synchronous=NORMAL``: its WAL frames are written (a killed process loses
+nothing) and reach the disk with the next decision's commit or a checkpoint, so a power cut can
+lose only signatures stored since the last fsync. Nothing breaks then: ours is made again from
+the committed decision (the same bytes, point 3) and a peer's is gathered again. That leaves
+one fsync, not three, on an oracle's per-report path (``gpumarket bench oracle``).
 
 Besides decisions the store keeps: the committees the chain announced (``epoch ->
 members, threshold``) so a peer's signature can be checked on insert; every verified
@@ -48,14 +56,15 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from eth_utils import to_checksum_address
 
 from gpumarket.signing import eip712
-from gpumarket.storage import StorageError, open_durable, write_transaction
 from gpumarket.signing.eip712 import Domain, HardwareReport, JobReport, Report
+from gpumarket.storage import StorageError, open_durable, write_transaction
 
 __all__ = [
     "MAX_MEMBERS",
@@ -285,7 +294,7 @@ class CommitteeInfo:
     threshold: int
 
     def is_member(self, address: str) -> bool:
-        return to_checksum_address(address) in self.members
+        return eip712.checksum_address(address) in self.members
 
 
 @dataclass(frozen=True)
@@ -379,6 +388,13 @@ def _encode_report(report: Report) -> str:
     return json.dumps(eip712.to_json(report), separators=(",", ":"))
 
 
+@lru_cache(maxsize=1024)
+def _decode_report(kind: ReportKind, report_json: str) -> Report:
+    # Memoized: a decision is read back several times per report (peers' signatures, the quorum),
+    # and a report is immutable, so the same stored text always decodes to an equal report.
+    return eip712.from_json(json.loads(report_json), _TABLES[kind].report_type)
+
+
 # --------------------------------------------------------------------------- the store
 
 
@@ -435,6 +451,17 @@ class DecisionStore:
         return write_transaction(self._db, self._lock)
 
     @contextmanager
+    def _write_signatures(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that stores signatures only: committed without the WAL fsync (module doc)."""
+        with self._lock:
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            try:
+                with write_transaction(self._db, self._lock) as db:
+                    yield db
+            finally:
+                self._db.execute("PRAGMA synchronous = FULL")
+
+    @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         # A read transaction gives the several SELECTs of one call a single snapshot.
         with self._lock:
@@ -443,6 +470,15 @@ class DecisionStore:
                 yield self._db
             finally:
                 self._db.execute("COMMIT")
+
+    def _select(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        # One statement reads one snapshot on its own: no explicit transaction (fetchall ends the statement).
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _select_one(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        rows = self._select(sql, args)
+        return rows[0] if rows else None
 
     def schema_version(self) -> int:
         with self._lock:
@@ -519,16 +555,14 @@ class DecisionStore:
 
     def _get_decision(self, kind: ReportKind, key: tuple[str, ...]) -> Decision | None:
         table = _TABLES[kind]
-        with self._read() as db:
-            row = db.execute(
-                f"SELECT report_json, digest, decided_at, signature, signed_at FROM {table.name} WHERE {table.where}",
-                key,
-            ).fetchone()
+        row = self._select_one(
+            f"SELECT report_json, digest, decided_at, signature, signed_at FROM {table.name} WHERE {table.where}", key
+        )
         return None if row is None else self._decision(kind, key, row)
 
     def _decision(self, kind: ReportKind, key: tuple[str, ...], row: tuple) -> Decision:
         report_json, digest, decided_at, signature, signed_at = row
-        report = eip712.from_json(json.loads(report_json), _TABLES[kind].report_type)
+        report = _decode_report(kind, report_json)
         return Decision(
             kind, key, report, bytes(digest), decided_at, None if signature is None else bytes(signature), signed_at
         )
@@ -543,7 +577,7 @@ class DecisionStore:
         signer = _recover(self.domain, decision.report, signature)
         if signer != self.oracle:
             raise InvalidSignature(f"the signature recovers to {signer}, not to this oracle {self.oracle}")
-        with self._write() as db:
+        with self._write_signatures() as db:
             row = db.execute(
                 f"SELECT report_json, digest, decided_at, signature, signed_at FROM {table.name} WHERE {table.where}",
                 decision.key,
@@ -592,7 +626,7 @@ class DecisionStore:
         if not committee.is_member(signer):
             raise NotAMember(signer, committee.epoch)
         raw = _signature_bytes(signature)
-        with self._write() as db:
+        with self._write_signatures() as db:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO signatures (digest, signer, signature, source, received_at) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -603,10 +637,7 @@ class DecisionStore:
 
     def signatures(self, digest: bytes) -> list[StoredSignature]:
         """Every stored signature over ``digest``, sorted by signer address ascending."""
-        with self._read() as db:
-            rows = db.execute(
-                "SELECT signer, signature, source, received_at FROM signatures WHERE digest = ?", (digest,)
-            ).fetchall()
+        rows = self._select("SELECT signer, signature, source, received_at FROM signatures WHERE digest = ?", (digest,))
         stored = [StoredSignature(signer, bytes(sig), source, at) for signer, sig, source, at in rows]
         return sorted(stored, key=lambda s: int(s.signer, 16))
 
@@ -647,14 +678,12 @@ class DecisionStore:
         return info
 
     def committee(self, epoch: int) -> CommitteeInfo | None:
-        with self._read() as db:
-            row = db.execute("SELECT members, threshold FROM committees WHERE epoch = ?", (epoch,)).fetchone()
+        row = self._select_one("SELECT members, threshold FROM committees WHERE epoch = ?", (epoch,))
         return None if row is None else CommitteeInfo(epoch, tuple(json.loads(row[0])), row[1])
 
     def current_committee(self) -> CommitteeInfo | None:
         """The committee of the highest recorded epoch (the chain's current one, once followed)."""
-        with self._read() as db:
-            row = db.execute("SELECT epoch, members, threshold FROM committees ORDER BY epoch DESC LIMIT 1").fetchone()
+        row = self._select_one("SELECT epoch, members, threshold FROM committees ORDER BY epoch DESC LIMIT 1")
         return None if row is None else CommitteeInfo(row[0], tuple(json.loads(row[1])), row[2])
 
     # ---------------------------------------------------------------- settlements
@@ -692,12 +721,10 @@ class DecisionStore:
         return self._settlement(job_key(job_id))
 
     def _settlement(self, key: tuple[str, ...]) -> SettlementStatus | None:
-        with self._read() as db:
-            row = db.execute(
-                "SELECT tx_hash, submitted_at, submissions, settled, settled_at, settled_tx "
-                "FROM settlements WHERE job_id = ?",
-                key,
-            ).fetchone()
+        row = self._select_one(
+            "SELECT tx_hash, submitted_at, submissions, settled, settled_at, settled_tx FROM settlements WHERE job_id = ?",
+            key,
+        )
         if row is None:
             return None
         tx_hash, submitted_at, submissions, settled, settled_at, settled_tx = row
@@ -705,11 +732,10 @@ class DecisionStore:
 
     def unsettled_job_ids(self) -> list[int]:
         """Decided jobs not yet known to be settled, ascending."""
-        with self._read() as db:
-            rows = db.execute(
-                "SELECT d.job_id FROM job_decisions d LEFT JOIN settlements s ON s.job_id = d.job_id "
-                "WHERE coalesce(s.settled, 0) = 0"
-            ).fetchall()
+        rows = self._select(
+            "SELECT d.job_id FROM job_decisions d LEFT JOIN settlements s ON s.job_id = d.job_id "
+            "WHERE coalesce(s.settled, 0) = 0"
+        )
         return sorted(int(r[0]) for r in rows)
 
     # ---------------------------------------------------------------- watched jobs
@@ -733,15 +759,13 @@ class DecisionStore:
 
     def watched_jobs(self) -> list[WatchedJob]:
         """The jobs being followed, by ascending id."""
-        with self._read() as db:
-            rows = db.execute("SELECT job_id, provider, started_at FROM watched_jobs").fetchall()
+        rows = self._select("SELECT job_id, provider, started_at FROM watched_jobs")
         return sorted((WatchedJob(int(r[0]), r[1], r[2]) for r in rows), key=lambda job: job.job_id)
 
     # ---------------------------------------------------------------- cursors
 
     def cursor(self, name: str) -> Cursor | None:
-        with self._read() as db:
-            row = db.execute("SELECT block, block_hash, updated_at FROM cursors WHERE name = ?", (name,)).fetchone()
+        row = self._select_one("SELECT block, block_hash, updated_at FROM cursors WHERE name = ?", (name,))
         return None if row is None else Cursor(name, row[0], row[1], row[2])
 
     def set_cursor(self, name: str, block: int, block_hash: str | None = None) -> Cursor:

@@ -17,20 +17,28 @@ the members in declaration order, and
 Signatures are 65 bytes ``r || s || v`` with ``v`` in {27, 28} and a low ``s``
 (``s <= n / 2``), the only form the contract's signature check accepts. A quorum
 is passed to the contract sorted strictly ascending by recovered signer address.
+
+An oracle hashes and checks every report several times, so the hot path is written for speed,
+with the same bytes as the reference (tests/offchain/test_eip712.py holds it to eth_account's
+``encode_typed_data`` and to eth_abi): the type hashes are computed once, a domain's separator
+once per domain, ``encodeData`` is the members' 32-byte words joined (every member is static,
+so that *is* the ABI encoding), and pure functions are memoized: a digest per (domain, report)
+value, an EIP-55 checksum per address string, a recovery per (digest, signature). Signing and
+recovery call libsecp256k1 through coincurve directly (the backend eth-keys would pick anyway).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Union
 
-from eth_abi import encode as abi_encode
+import coincurve
+from eth_hash.auto import keccak as keccak256
 from eth_keys import keys
-from eth_keys.exceptions import BadSignature
-from eth_keys.exceptions import ValidationError as KeysValidationError
-from eth_utils import is_checksum_address, is_hex_address, keccak, to_checksum_address
+from eth_utils import keccak
 
 __all__ = [
     "DOMAIN_TYPE",
@@ -46,6 +54,7 @@ __all__ = [
     "Outcome",
     "Report",
     "address_of",
+    "checksum_address",
     "digest",
     "domain_separator",
     "from_json",
@@ -70,6 +79,13 @@ _DOMAIN_FIELDS: tuple[tuple[str, str], ...] = (
     ("chainId", "uint256"),
     ("verifyingContract", "address"),
 )
+
+
+# Memo sizes: far above the addresses and the (digest, signature) pairs one oracle sees at once.
+_ADDRESS_MEMO = 4096
+_DIGEST_MEMO = 4096
+_RECOVERY_MEMO = 8192
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 def _type_string(type_name: str, members: tuple[tuple[str, str], ...]) -> str:
@@ -99,15 +115,36 @@ def _check_uint(where: str, value: Any, bits: int) -> int:
     return value
 
 
-def _check_address(where: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{where}: expected a 0x-prefixed hex address string, got {type(value).__name__}")
-    if not value.startswith(("0x", "0X")) or not is_hex_address(value):
-        raise ValueError(f"{where}: {value!r} is not a 20-byte 0x-prefixed hex address")
+def _eip55(body: str) -> str:
+    """EIP-55 of 40 lowercase hex digits: each letter upper-cased where keccak256(digits) has a nibble >= 8."""
+    nibbles = keccak256(body.encode("ascii")).hex()
+    return "0x" + "".join(c.upper() if h >= "8" else c for c, h in zip(body, nibbles))
+
+
+@functools.lru_cache(maxsize=_ADDRESS_MEMO)
+def _checksummed(value: str) -> str:
+    # Errors carry no "where": the caller adds it (and lru_cache keeps no failure).
+    if not value.startswith(("0x", "0X")) or len(value) != 42 or not _HEX_DIGITS.issuperset(value[2:]):
+        raise ValueError(f"{value!r} is not a 20-byte 0x-prefixed hex address")
     body = value[2:]
-    if body != body.lower() and body != body.upper() and not is_checksum_address(value):
-        raise ValueError(f"{where}: {value!r} has mixed case but an invalid EIP-55 checksum")
-    return to_checksum_address(value)
+    checksummed = _eip55(body.lower())
+    if body != body.lower() and body != body.upper() and value != checksummed:
+        raise ValueError(f"{value!r} has mixed case but an invalid EIP-55 checksum")
+    return checksummed
+
+
+def checksum_address(value: str) -> str:
+    """The EIP-55 form of a 0x-prefixed hex address; ValueError for anything else (or a bad mixed-case checksum)."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a 0x-prefixed hex address string, got {type(value).__name__}")
+    return _checksummed(value)
+
+
+def _check_address(where: str, value: Any) -> str:
+    try:
+        return checksum_address(value)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def _check_bytes32(where: str, value: Any) -> bytes:
@@ -126,6 +163,29 @@ def _normalize(where: str, abi_type: str, value: Any) -> Any:
     if abi_type == "bytes32":
         return _check_bytes32(where, value)
     raise AssertionError(f"unsupported member type {abi_type}")  # schema bug, not input
+
+
+# --------------------------------------------------------------------------- ABI words
+# abi.encode of a static member is one 32-byte word; a validated member is always in range.
+
+
+def _uint_word(value: int) -> bytes:
+    return value.to_bytes(32, "big")
+
+
+def _address_word(value: str) -> bytes:
+    return b"\x00" * 12 + bytes.fromhex(value[2:])
+
+
+def _bytes32_word(value: bytes) -> bytes:
+    return value
+
+
+_WORD_ENCODERS: dict[str, Callable[[Any], bytes]] = {
+    **dict.fromkeys(_UINT_BITS, _uint_word),
+    "address": _address_word,
+    "bytes32": _bytes32_word,
+}
 
 
 # --------------------------------------------------------------------------- types
@@ -159,6 +219,15 @@ class _Report:
     # (member name, solidity type) in declaration order: the single source of the schema.
     MEMBERS: ClassVar[tuple[tuple[str, str], ...]]
 
+    # Set once per subclass from MEMBERS: the type hash, and each member's name and 32-byte word encoder.
+    _TYPEHASH: ClassVar[bytes]
+    _WORDS: ClassVar[tuple[tuple[str, Callable[[Any], bytes]], ...]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._TYPEHASH = keccak(text=cls.type_string())
+        cls._WORDS = tuple((name, _WORD_ENCODERS[abi_type]) for name, abi_type in cls.MEMBERS)
+
     def __post_init__(self) -> None:
         for name, abi_type in self.MEMBERS:
             where = f"{self.TYPE_NAME}.{name}"
@@ -170,7 +239,7 @@ class _Report:
 
     @classmethod
     def typehash(cls) -> bytes:
-        return keccak(text=cls.type_string())
+        return cls._TYPEHASH
 
 
 @dataclass(frozen=True)
@@ -273,31 +342,38 @@ def to_tuple(report: Report) -> tuple[Any, ...]:
 
 def domain_separator(domain: Domain) -> bytes:
     """``hashStruct(EIP712Domain)`` of ``domain`` (32 bytes)."""
-    domain = _require_domain(domain)
-    return keccak(
-        abi_encode(
-            ["bytes32", "bytes32", "bytes32", "uint256", "address"],
-            [
-                DOMAIN_TYPEHASH,
-                keccak(text=domain.name),
-                keccak(text=domain.version),
-                domain.chain_id,
-                domain.verifying_contract,
-            ],
-        )
+    return _domain_separator(_require_domain(domain))
+
+
+@functools.lru_cache(maxsize=64)  # a Domain is frozen and hashable; an oracle has one
+def _domain_separator(domain: Domain) -> bytes:
+    # The strings are hashed (EIP-712 encodes a string member as its keccak256).
+    return keccak256(
+        DOMAIN_TYPEHASH
+        + keccak256(domain.name.encode("utf-8"))
+        + keccak256(domain.version.encode("utf-8"))
+        + _uint_word(domain.chain_id)
+        + _address_word(domain.verifying_contract)
     )
 
 
 def struct_hash(report: Report) -> bytes:
     """``hashStruct(report)`` = keccak256(typeHash || abi.encode(members)) (32 bytes)."""
     report = _require_report(report)
-    member_types = [abi_type for _, abi_type in report.MEMBERS]
-    return keccak(abi_encode(["bytes32", *member_types], [report.typehash(), *to_tuple(report)]))
+    return keccak256(report._TYPEHASH + b"".join(word(getattr(report, name)) for name, word in report._WORDS))
 
 
 def digest(domain: Domain, report: Report) -> bytes:
     """The EIP-712 digest the committee signs: keccak256(0x1901 || separator || structHash)."""
-    return keccak(b"\x19\x01" + domain_separator(domain) + struct_hash(report))
+    _require_report(report)
+    return _digest(_require_domain(domain), report)
+
+
+@functools.lru_cache(maxsize=_DIGEST_MEMO)
+def _digest(domain: Domain, report: Report) -> bytes:
+    # Memoized by value (both are frozen dataclasses, equal exactly when their fields are): an
+    # oracle hashes one report when it decides, signs, and checks each signature over it.
+    return keccak256(b"\x19\x01" + _domain_separator(domain) + struct_hash(report))
 
 
 def typed_data(domain: Domain, report: Report) -> dict[str, Any]:
@@ -326,10 +402,10 @@ def typed_data(domain: Domain, report: Report) -> dict[str, Any]:
 # --------------------------------------------------------------------------- signatures
 
 
-def _private_key(private_key: bytes | str | keys.PrivateKey) -> keys.PrivateKey:
+def _secret(private_key: bytes | str | keys.PrivateKey) -> bytes:
     # Error messages here never include the key material.
     if isinstance(private_key, keys.PrivateKey):
-        return private_key
+        return private_key.to_bytes()
     if isinstance(private_key, str):
         text = private_key[2:] if private_key.startswith(("0x", "0X")) else private_key
         try:
@@ -338,26 +414,36 @@ def _private_key(private_key: bytes | str | keys.PrivateKey) -> keys.PrivateKey:
             raise ValueError("private key: not a hex string") from None
     if not isinstance(private_key, (bytes, bytearray)) or len(private_key) != 32:
         raise ValueError("private key: expected 32 bytes (or 64 hex digits)")
-    try:
-        return keys.PrivateKey(bytes(private_key))
-    except KeysValidationError:
-        raise ValueError("private key: not a valid secp256k1 private key") from None
+    if not 1 <= int.from_bytes(private_key, "big") < SECP256K1_N:
+        raise ValueError("private key: not a valid secp256k1 private key")
+    return bytes(private_key)
+
+
+def _address_of_public_key(public_key: coincurve.PublicKey) -> str:
+    # The address is the last 20 bytes of keccak256 of the 64-byte uncompressed key (no 0x04 prefix);
+    # a committee's few addresses recover again and again, so their checksums come from the memo.
+    return _checksummed("0x" + keccak256(public_key.format(compressed=False)[1:])[12:].hex())
 
 
 def address_of(private_key: bytes | str | keys.PrivateKey) -> str:
     """Checksummed address of ``private_key``."""
-    return _private_key(private_key).public_key.to_checksum_address()
+    return _address_of_public_key(coincurve.PrivateKey(_secret(private_key)).public_key)
 
 
 def sign(private_key: bytes | str | keys.PrivateKey, domain: Domain, report: Report) -> bytes:
-    """Sign ``report`` under ``domain``: 65 bytes ``r || s || v``, v in {27, 28}, low s."""
-    signature = _private_key(private_key).sign_msg_hash(digest(domain, report))
-    if not 1 <= signature.s <= _SECP256K1_HALF_N:  # eth_keys produces canonical low-s
-        raise AssertionError("eth_keys produced a high-s signature")
-    return signature.r.to_bytes(32, "big") + signature.s.to_bytes(32, "big") + bytes([signature.v + 27])
+    """Sign ``report`` under ``domain``: 65 bytes ``r || s || v``, v in {27, 28}, low s.
+
+    libsecp256k1 (coincurve, the backend eth-keys uses too) signs deterministically (RFC 6979)
+    and always with a low s.
+    """
+    recoverable = coincurve.PrivateKey(_secret(private_key)).sign_recoverable(digest(domain, report), hasher=None)
+    if not 1 <= int.from_bytes(recoverable[32:64], "big") <= _SECP256K1_HALF_N:
+        raise AssertionError("libsecp256k1 produced a high-s signature")
+    return recoverable[:64] + bytes([recoverable[64] + 27])  # recovery id 0/1 -> v 27/28
 
 
-def _parse_signature(signature: bytes | str) -> tuple[int, int, int]:
+def _parse_signature(signature: bytes | str) -> bytes:
+    """The 65 signature bytes, once they pass the contract's rules."""
     if isinstance(signature, str):
         text = signature[2:] if signature.startswith(("0x", "0X")) else signature
         try:
@@ -377,7 +463,7 @@ def _parse_signature(signature: bytes | str) -> tuple[int, int, int]:
         raise ValueError("signature: r is out of range")
     if not 1 <= s <= _SECP256K1_HALF_N:
         raise ValueError("signature: s is zero or high (s > n/2 is malleable and rejected on chain)")
-    return v, r, s
+    return bytes(signature)
 
 
 def recover(domain: Domain, report: Report, signature: bytes | str) -> str:
@@ -386,14 +472,19 @@ def recover(domain: Domain, report: Report, signature: bytes | str) -> str:
     Applies the contract's rules: v in {27, 28}, 1 <= r < n, 1 <= s <= n/2.
     Raises ValueError for a malformed signature or one no key could have made.
     """
-    v, r, s = _parse_signature(signature)
+    return _recover_signer(digest(domain, report), _parse_signature(signature))
+
+
+@functools.lru_cache(maxsize=_RECOVERY_MEMO)
+def _recover_signer(msg_hash: bytes, signature: bytes) -> str:
+    # Memoized: an oracle checks one signature again when it assembles the quorum (a failure is not kept).
     try:
-        public_key = keys.Signature(vrs=(v - 27, r, s)).recover_public_key_from_msg_hash(
-            digest(domain, report)
+        public_key = coincurve.PublicKey.from_signature_and_message(
+            signature[:64] + bytes([signature[64] - 27]), msg_hash, hasher=None
         )
-    except (BadSignature, KeysValidationError) as exc:
+    except Exception as exc:  # noqa: BLE001  (coincurve raises a bare Exception when no key recovers)
         raise ValueError(f"signature: no public key recovers from it ({exc})") from None
-    return public_key.to_checksum_address()
+    return _address_of_public_key(public_key)
 
 
 def quorum_signatures(
@@ -411,7 +502,7 @@ def quorum_signatures(
     signed.sort(key=lambda pair: pair[0])
     for (a, _), (b, _) in zip(signed, signed[1:]):
         if a == b:
-            raise ValueError(f"quorum: duplicate signer {to_checksum_address(a.to_bytes(20, 'big'))}")
+            raise ValueError(f"quorum: duplicate signer {_eip55(a.to_bytes(20, 'big').hex())}")
     return [signature for _, signature in signed]
 
 

@@ -6,6 +6,7 @@ contract tests.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import FrozenInstanceError, replace
 
@@ -325,7 +326,7 @@ def test_quorum_order_is_independent_of_key_order(keys):
     backward = eip712.quorum_signatures(DOMAIN, HARDWARE, list(reversed(keys)))
     assert forward == backward
     signers = [int(eip712.recover(DOMAIN, HARDWARE, s), 16) for s in forward]
-    assert all(a < b for a, b in zip(signers, signers[1:]))
+    assert all(a < b for a, b in itertools.pairwise(signers))
 
 
 def test_quorum_rejects_a_duplicate_signer():

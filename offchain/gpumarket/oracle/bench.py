@@ -31,18 +31,19 @@ Two figures, each measured with real parts (SQLite on disk, secp256k1 signatures
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from eth_account import Account
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from gpumarket.chain.keys import ServiceKey, test_oracle
 from gpumarket.oracle.signer import OracleSigner
@@ -52,7 +53,15 @@ from gpumarket.signing import eip712
 from gpumarket.signing.eip712 import Domain, JobReport, Outcome, Report
 from gpumarket.testing.committee import oracle_key
 
-__all__ = ["ReportBench", "SettleBench", "SettleTimings", "bench_reports", "bench_settlement", "default_timings", "run_bench"]
+__all__ = [
+    "ReportBench",
+    "SettleBench",
+    "SettleTimings",
+    "bench_reports",
+    "bench_settlement",
+    "default_timings",
+    "run_bench",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_PARAMS = REPO_ROOT / "deploy" / "params" / "default.yaml"
@@ -156,11 +165,9 @@ def bench_reports(root: Path, *, reports: int, warmup: int) -> ReportBench:
                 continue
             wall += ended - started
             cpu += cpu_ended - cpu_started
-            for stage, seconds in zip(
-                STAGES,
-                (decide_s, sign_s, after_sign - started - decide_s - sign_s, after_peer - after_sign, ended - after_peer),
-                strict=True,
-            ):
+            attach_s = after_sign - started - decide_s - sign_s
+            stage_seconds = (decide_s, sign_s, attach_s, after_peer - after_sign, ended - after_peer)
+            for stage, seconds in zip(STAGES, stage_seconds, strict=True):
                 per_stage[stage].append(seconds)
         stages = {
             stage: {
@@ -204,8 +211,10 @@ def default_timings() -> SettleTimings:
     from gpumarket.oracle.jobs import JobConfig
     from gpumarket.oracle.service import OracleServiceConfig
 
-    service = {f.name: f.default for f in fields(OracleServiceConfig)}
-    return SettleTimings(JobConfig().poll_interval_s, service["tick_interval"], service["poll_interval"])
+    # A dataclass field's plain default stays on the class as its attribute: no config needed to read it.
+    return SettleTimings(
+        JobConfig().poll_interval_s, OracleServiceConfig.tick_interval, OracleServiceConfig.poll_interval
+    )
 
 
 def _busy_spec(seconds: float) -> Any:
@@ -241,7 +250,7 @@ def bench_settlement(
     from gpumarket.chain.connection import EMBEDDED, connect
     from gpumarket.chain.keys import test_account, test_oracle
     from gpumarket.chain.market_deploy import deploy_market_web3
-    from gpumarket.chain.models import JobState
+    from gpumarket.chain.models import Job, JobState
     from gpumarket.chain.params import load_params
     from gpumarket.client.http import ProviderApi
     from gpumarket.client.jobs import JobClient
@@ -275,7 +284,8 @@ def bench_settlement(
 
         key = test_account(1)
         market = deployment.market_at(w3, signer=key)
-        stake = max(10**22, 2 * params.parameters.min_stake)
+        # The deployed min stake: the params' override, or the contract's default when they leave it out.
+        stake = max(10**22, 2 * market.parameters()["min_stake"])
         market.stake_token.mint(key.address, stake)
         market.stake_token.approve(market.address)
         market.stake(stake)
@@ -299,6 +309,10 @@ def bench_settlement(
         reader = deployment.market_at(w3)
         setup_seconds = time.monotonic() - setup_started
 
+        def settled(job_id: int) -> Job | None:  # what _wait_for polls: the job once it is terminal
+            job = reader.get_job(job_id)
+            return job if job.state.terminal else None
+
         spec = _busy_spec(job_seconds)
         latencies, outcomes = [], []
         for _ in range(jobs):
@@ -306,8 +320,7 @@ def bench_settlement(
                                        provider=key.address)
             client.wait_running(job_id, timeout_s=timeout_s)
             client.send_spec(job_id, spec)
-            job = _wait_for(lambda: (j := reader.get_job(job_id)).state.terminal and j, timeout_s,
-                            f"job {job_id} to settle", SETTLE_POLL_S)
+            job = _wait_for(functools.partial(settled, job_id), timeout_s, f"job {job_id} to settle", SETTLE_POLL_S)
             seen = time.time()
             status = agent.status(job_id)
             if job.state != JobState.COMPLETED or status.get("finished_at") is None:

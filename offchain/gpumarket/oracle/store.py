@@ -60,7 +60,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from gpumarket.signing import eip712
 from gpumarket.signing.eip712 import Domain, HardwareReport, JobReport, Report
@@ -560,7 +560,7 @@ class DecisionStore:
         )
         return None if row is None else self._decision(kind, key, row)
 
-    def _decision(self, kind: ReportKind, key: tuple[str, ...], row: tuple) -> Decision:
+    def _decision(self, kind: ReportKind, key: tuple[str, ...], row: tuple[Any, ...]) -> Decision:
         report_json, digest, decided_at, signature, signed_at = row
         report = _decode_report(kind, report_json)
         return Decision(
@@ -722,7 +722,8 @@ class DecisionStore:
 
     def _settlement(self, key: tuple[str, ...]) -> SettlementStatus | None:
         row = self._select_one(
-            "SELECT tx_hash, submitted_at, submissions, settled, settled_at, settled_tx FROM settlements WHERE job_id = ?",
+            "SELECT tx_hash, submitted_at, submissions, settled, settled_at, settled_tx"
+            " FROM settlements WHERE job_id = ?",
             key,
         )
         if row is None:

@@ -31,14 +31,15 @@ from __future__ import annotations
 
 import enum
 import functools
+import itertools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 import coincurve
 from eth_hash.auto import keccak as keccak256
-from eth_keys import keys
-from eth_utils import keccak
+from eth_keys.datatypes import PrivateKey
+from eth_utils.crypto import keccak
 
 __all__ = [
     "DOMAIN_TYPE",
@@ -118,7 +119,8 @@ def _check_uint(where: str, value: Any, bits: int) -> int:
 def _eip55(body: str) -> str:
     """EIP-55 of 40 lowercase hex digits: each letter upper-cased where keccak256(digits) has a nibble >= 8."""
     nibbles = keccak256(body.encode("ascii")).hex()
-    return "0x" + "".join(c.upper() if h >= "8" else c for c, h in zip(body, nibbles))
+    # The hash has 64 nibbles; only the first 40 (one per address digit) decide the case.
+    return "0x" + "".join(c.upper() if h >= "8" else c for c, h in zip(body, nibbles, strict=False))
 
 
 @functools.lru_cache(maxsize=_ADDRESS_MEMO)
@@ -301,14 +303,15 @@ class HardwareReport(_Report):
     epoch: int
 
 
-Report = Union[JobReport, HardwareReport]
+Report = JobReport | HardwareReport
 
 JOB_REPORT_TYPE = JobReport.type_string()
 JOB_REPORT_TYPEHASH = JobReport.typehash()
 HARDWARE_REPORT_TYPE = HardwareReport.type_string()
 HARDWARE_REPORT_TYPEHASH = HardwareReport.typehash()
 
-_REPORT_TYPES: dict[str, type[_Report]] = {
+_REPORT_CLASSES: tuple[type[Report], ...] = (JobReport, HardwareReport)
+_REPORT_TYPES: dict[str, type[Report]] = {
     "job": JobReport,
     "jobreport": JobReport,
     "hardware": HardwareReport,
@@ -316,7 +319,7 @@ _REPORT_TYPES: dict[str, type[_Report]] = {
 }
 
 
-def _require_report(report: Any) -> _Report:
+def _require_report(report: Any) -> Report:
     if not isinstance(report, (JobReport, HardwareReport)):
         raise TypeError(f"expected a JobReport or HardwareReport, got {type(report).__name__}")
     return report
@@ -381,7 +384,7 @@ def typed_data(domain: Domain, report: Report) -> dict[str, Any]:
     domain = _require_domain(domain)
     report = _require_report(report)
     message: dict[str, Any] = {}
-    for name, value in zip((n for n, _ in report.MEMBERS), to_tuple(report)):
+    for name, value in zip((n for n, _ in report.MEMBERS), to_tuple(report), strict=True):
         message[name] = value
     return {
         "types": {
@@ -402,9 +405,9 @@ def typed_data(domain: Domain, report: Report) -> dict[str, Any]:
 # --------------------------------------------------------------------------- signatures
 
 
-def _secret(private_key: bytes | str | keys.PrivateKey) -> bytes:
+def _secret(private_key: bytes | str | PrivateKey) -> bytes:
     # Error messages here never include the key material.
-    if isinstance(private_key, keys.PrivateKey):
+    if isinstance(private_key, PrivateKey):
         return private_key.to_bytes()
     if isinstance(private_key, str):
         text = private_key[2:] if private_key.startswith(("0x", "0X")) else private_key
@@ -425,12 +428,12 @@ def _address_of_public_key(public_key: coincurve.PublicKey) -> str:
     return _checksummed("0x" + keccak256(public_key.format(compressed=False)[1:])[12:].hex())
 
 
-def address_of(private_key: bytes | str | keys.PrivateKey) -> str:
+def address_of(private_key: bytes | str | PrivateKey) -> str:
     """Checksummed address of ``private_key``."""
     return _address_of_public_key(coincurve.PrivateKey(_secret(private_key)).public_key)
 
 
-def sign(private_key: bytes | str | keys.PrivateKey, domain: Domain, report: Report) -> bytes:
+def sign(private_key: bytes | str | PrivateKey, domain: Domain, report: Report) -> bytes:
     """Sign ``report`` under ``domain``: 65 bytes ``r || s || v``, v in {27, 28}, low s.
 
     libsecp256k1 (coincurve, the backend eth-keys uses too) signs deterministically (RFC 6979)
@@ -488,7 +491,7 @@ def _recover_signer(msg_hash: bytes, signature: bytes) -> str:
 
 
 def quorum_signatures(
-    domain: Domain, report: Report, private_keys: Iterable[bytes | str | keys.PrivateKey]
+    domain: Domain, report: Report, private_keys: Iterable[bytes | str | PrivateKey]
 ) -> list[bytes]:
     """Sign with every key; return the signatures sorted strictly ascending by signer address.
 
@@ -500,7 +503,7 @@ def quorum_signatures(
         signature = sign(key, domain, report)
         signed.append((int(recover(domain, report, signature), 16), signature))
     signed.sort(key=lambda pair: pair[0])
-    for (a, _), (b, _) in zip(signed, signed[1:]):
+    for (a, _), (b, _) in itertools.pairwise(signed):
         if a == b:
             raise ValueError(f"quorum: duplicate signer {_eip55(a.to_bytes(20, 'big').hex())}")
     return [signature for _, signature in signed]
@@ -513,7 +516,7 @@ def to_json(report: Report) -> dict[str, Any]:
     """A JSON-ready dict of ``report``: ints as numbers, bytes32 as 0x-hex, addresses checksummed."""
     report = _require_report(report)
     out: dict[str, Any] = {}
-    for (name, abi_type), value in zip(report.MEMBERS, to_tuple(report)):
+    for (name, abi_type), value in zip(report.MEMBERS, to_tuple(report), strict=True):
         out[name] = "0x" + value.hex() if abi_type == "bytes32" else value
     return out
 
@@ -540,10 +543,10 @@ def _parse_json_bytes32(where: str, value: Any) -> Any:
         raise ValueError(f"{where}: {value!r} is not valid hex") from None
 
 
-def _resolve_type(report_type: Any, data: Mapping[str, Any]) -> type[_Report]:
+def _resolve_type(report_type: Any, data: Mapping[str, Any]) -> type[Report]:
     if report_type is None:
         keys_present = set(data)
-        matches = [cls for cls in (JobReport, HardwareReport) if keys_present == {n for n, _ in cls.MEMBERS}]
+        matches = [cls for cls in _REPORT_CLASSES if keys_present == {n for n, _ in cls.MEMBERS}]
         if len(matches) != 1:
             raise ValueError(
                 f"cannot tell the report type from keys {sorted(keys_present)}; pass report_type"
@@ -554,8 +557,9 @@ def _resolve_type(report_type: Any, data: Mapping[str, Any]) -> type[_Report]:
             return _REPORT_TYPES[report_type.lower()]
         except KeyError:
             raise ValueError(f"unknown report type {report_type!r} (job or hardware)") from None
-    if report_type in (JobReport, HardwareReport):
-        return report_type
+    for cls in _REPORT_CLASSES:
+        if cls == report_type:
+            return cls
     raise ValueError(f"unknown report type {report_type!r} (job or hardware)")
 
 

@@ -9,7 +9,8 @@ signature over another report, another job's report, a report that is not our de
 not decided, a replayed signature, bad path segments, routes, methods, garbage request lines,
 oversized headers, a stalled body. Added here: a report of an epoch with no recorded committee,
 the hardware push route's refusals and replay, our own signature pushed back, a signature made
-for another deployment (EIP-712 domain), an over-long URI, a Content-Length in non-ASCII digits,
+for another deployment (EIP-712 domain), an over-long URI (431: the request line counts in the
+request head, which the server caps as a whole), a Content-Length in non-ASCII digits,
 and a whole OracleService run on the embedded chain (its key from an ape keystore, the
 passphrase from the environment) under hostile pushes, whose DEBUG logs carry no key material.
 """
@@ -153,10 +154,12 @@ CASES = [
          409, "not_decided"),
     Case("hardware: GET a report not decided", _get(f"/reports/hardware/{PROVIDER}/0/{VALID_UNTIL + 1}"),
          404, "not_decided"),
-    Case("URI too long", lambda s: raw_answer(s.node.api.port, b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n"),
-         414, "uri_too_long"),
+    # The request line is part of the request head, which the server caps as a whole.
+    Case("URI too long",
+         lambda s: raw_answer(s.node.api.port, b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"),
+         431, "headers_too_large"),
     Case("Content-Length in non-ASCII digits",
-         lambda s: raw_answer(s.node.api.port, f"POST /signatures/job/{JOB} HTTP/1.1\r\nContent-Type: "
+         lambda s: raw_answer(s.node.api.port, f"POST /signatures/job/{JOB} HTTP/1.1\r\nHost: x\r\nContent-Type: "
                               "application/json\r\nContent-Length: ".encode() + b"\xb2\r\n\r\nab"),
          400, "invalid_content_length"),
 ]

@@ -1,9 +1,10 @@
-"""The oracle's HTTP API (standard library ThreadingHTTPServer, JSON in and out).
+"""The oracle's HTTP API: a Starlette app served by uvicorn (:mod:`gpumarket.web.server`), JSON in
+and out.
 
 Routes::
 
     GET  /health                                       status, epoch, address, counts
-    GET  /metrics                                      Prometheus text format
+    GET  /metrics                                      Prometheus exposition (prometheus-client)
     GET  /reports/job/<job_id>                         our signed report (404 not_decided)
     GET  /reports/hardware/<provider>/<claim_version>/<valid_until>
                                                        likewise for a hardware decision
@@ -14,39 +15,41 @@ The report and push bodies are documented in :mod:`gpumarket.oracle.wire`. A rep
 only from a committed decision; one decided but not yet signed (a crash between the two) is
 signed on the spot, to the same bytes it would have had.
 
-Every refusal is a JSON body ``{"error": "<code>", "detail": "...", "field": "..."?}`` with a
-precise status, and the server keeps serving; a refused request changes nothing stored:
+Every refusal is the JSON envelope ``{"error": "<code>", "detail": "...", "field": "..."?}`` of
+:mod:`gpumarket.web.errors` with a precise status, and the server keeps serving; a refused
+request changes nothing stored. The oracle's own codes:
 
     400 malformed_json | missing_field | unknown_field | invalid_field | key_mismatch
-        | invalid_signature | invalid_content_length | truncated_body | bad_request
+        | invalid_signature
     403 not_a_member          the signature recovers to no member of the report's epoch
-    404 not_found | not_decided
-    405 method_not_allowed
-    408 request_timeout   (the body stalled longer than request_timeout_s)
+    404 not_decided
     409 not_decided (push before we decided) | report_mismatch (not our decision)
         | duplicate_signature (a replay: that signer's signature is already stored)
         | unknown_epoch
-    411 length_required   413 body_too_large   415 unsupported_media_type
-    500 internal          (logged; never carries key material)
 
-Bodies above ``max_body_bytes`` (16 KiB) are refused from the Content-Length header alone,
-without reading them; the connection is then closed.
+and the transport's, shared with the provider agent (gpumarket.web.errors has the table):
+400 bad_request | invalid_content_length | truncated_body, 404 not_found, 405
+method_not_allowed, 408 request_timeout (``request_timeout_s``), 411 length_required, 413
+body_too_large (above ``max_body_bytes``, 16 KiB, from Content-Length alone), 415
+unsupported_media_type, 431 headers_too_large, 500 internal (logged; never carries key
+material), 501 not_implemented, 503 busy (beyond ``max_connections``).
+
+Every answer the app gives is counted in ``gpumarket_oracle_http_requests_total`` by route
+template (``unmatched`` when no route matched), and every refusal in
+``gpumarket_oracle_http_request_errors_total`` by status and code, the server stack's own (408,
+503, broken HTTP: no route saw those) included.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
-import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Self
 
-from gpumarket.oracle.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from starlette.requests import Request
+from starlette.responses import Response
+
 from gpumarket.oracle.metrics import OracleMetrics
 from gpumarket.oracle.signer import OracleSigner
 from gpumarket.oracle.store import (
@@ -63,10 +66,26 @@ from gpumarket.oracle.store import (
     report_key,
 )
 from gpumarket.oracle.wire import WireError, loads_strict, parse_address, parse_push, parse_uint
+from gpumarket.web.errors import HttpError
+from gpumarket.web.server import (
+    Endpoint,
+    ServerLimits,
+    WebServer,
+    bytes_response,
+    in_thread,
+    json_app,
+    json_response,
+    read_body,
+)
 
 __all__ = ["ApiConfig", "ApiError", "OracleAPI"]
 
 logger = logging.getLogger(__name__)
+
+JOB_ROUTE = "/reports/job/{id}"
+HARDWARE_ROUTE = "/reports/hardware/{provider}/{claim_version}/{valid_until}"
+JOB_PUSH_ROUTE = "/signatures/job/{id}"
+HARDWARE_PUSH_ROUTE = "/signatures/hardware/{provider}/{claim_version}/{valid_until}"
 
 
 @dataclass(frozen=True)
@@ -74,101 +93,20 @@ class ApiConfig:
     host: str = "127.0.0.1"
     port: int = 0  # 0: an ephemeral port; read OracleAPI.port after start()
     max_body_bytes: int = 16 * 1024
-    request_timeout_s: float = 10.0  # per socket read: a stalled client frees its thread
+    request_timeout_s: float = 10.0  # a request's head and body must arrive within this (then 408)
+    max_connections: int = 128  # beyond: 503 busy
+    keep_alive_s: float = 5.0  # an idle connection is closed after this
 
 
-class ApiError(Exception):
+class ApiError(HttpError):
     """A refusal with its HTTP status and JSON body."""
 
     def __init__(self, status: int, code: str, detail: str, field: str | None = None, close: bool = False) -> None:
-        self.status = status
-        self.code = code
-        self.detail = detail
-        self.field = field
-        self.close = close  # the body was not read: the connection cannot be reused
-        super().__init__(f"{status} {code}: {detail}")
+        super().__init__(status, code, detail, field=field, close=close)
 
     @classmethod
     def from_wire(cls, exc: WireError) -> ApiError:
         return cls(400, exc.code, exc.detail, exc.field)
-
-    def to_json(self) -> dict[str, str]:
-        body = {"error": self.code, "detail": self.detail}
-        if self.field is not None:
-            body["field"] = self.field
-        return body
-
-
-@dataclass(frozen=True)
-class _Response:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    close: bool = False
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-def _json_response(status: int, payload: Any) -> _Response:
-    return _Response(status, json.dumps(payload, separators=(",", ":")).encode())
-
-
-Handler = Callable[["_RequestHandler", "re.Match[str]"], _Response]
-
-
-@dataclass(frozen=True)
-class _Route:
-    method: str
-    pattern: re.Pattern[str]
-    label: str  # the metrics label: the route's template, never the raw path
-    handler: Handler
-
-
-_SEGMENT = r"([^/]+)"
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    api: OracleAPI
-
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def version_string(self) -> str:
-        return "gpumarket-oracle"
-
-    def do_GET(self) -> None:
-        self.server.api._dispatch(self, "GET")
-
-    def do_POST(self) -> None:
-        self.server.api._dispatch(self, "POST")
-
-    def do_PUT(self) -> None:
-        self.server.api._dispatch(self, "PUT")
-
-    def do_DELETE(self) -> None:
-        self.server.api._dispatch(self, "DELETE")
-
-    def do_PATCH(self) -> None:
-        self.server.api._dispatch(self, "PATCH")
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        # http.server's own refusals (bad request line, header too large, unknown method) as JSON too.
-        error = {400: "bad_request", 414: "uri_too_long", 431: "headers_too_large", 501: "not_implemented"}.get(
-            code, HTTPStatus(code).phrase.lower().replace(" ", "_")
-        )
-        self.server.api.metrics.request_errors.inc(code=str(code), error=error)
-        self.close_connection = True
-        self.server.api._send(
-            self,
-            _Response(
-                code, json.dumps({"error": error, "detail": message or HTTPStatus(code).phrase}).encode(), close=True
-            ),
-        )
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s %s", self.address_string(), format % args)
 
 
 class OracleAPI:
@@ -185,53 +123,45 @@ class OracleAPI:
         self.signer = signer
         self.metrics = metrics or signer.metrics
         self.config = config
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._routes = [
-            _Route("GET", re.compile(r"/health"), "/health", self._health),
-            _Route("GET", re.compile(r"/metrics"), "/metrics", self._metrics),
-            _Route("GET", re.compile(rf"/reports/job/{_SEGMENT}"), "/reports/job/{id}", self._get_job),
-            _Route(
-                "GET",
-                re.compile(rf"/reports/hardware/{_SEGMENT}/{_SEGMENT}/{_SEGMENT}"),
-                "/reports/hardware/{provider}/{claim_version}/{valid_until}",
-                self._get_hardware,
-            ),
-            _Route("POST", re.compile(rf"/signatures/job/{_SEGMENT}"), "/signatures/job/{id}", self._post_job),
-            _Route(
-                "POST",
-                re.compile(rf"/signatures/hardware/{_SEGMENT}/{_SEGMENT}/{_SEGMENT}"),
-                "/signatures/hardware/{provider}/{claim_version}/{valid_until}",
-                self._post_hardware,
-            ),
-        ]
+        self._server: WebServer | None = None
+        self.app = json_app(
+            [
+                Endpoint("GET", "/health", self._health),
+                Endpoint("GET", "/metrics", self._metrics),
+                Endpoint("GET", JOB_ROUTE, self._get_job),
+                Endpoint("GET", HARDWARE_ROUTE, self._get_hardware),
+                Endpoint("POST", JOB_PUSH_ROUTE, self._post_job),
+                Endpoint("POST", HARDWARE_PUSH_ROUTE, self._post_hardware),
+            ],
+            observe=self._count,
+        )
         self._register_store_gauges()
 
     # ---------------------------------------------------------------- lifecycle
 
-    def start(self) -> OracleAPI:
-        handler = type("OracleRequestHandler", (_RequestHandler,), {"timeout": self.config.request_timeout_s})
-        server = _Server((self.config.host, self.config.port), handler)
-        server.api = self
-        self._server = server
-        # A short poll interval: stop() returns within it.
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="oracle-api", daemon=True
+    def start(self) -> Self:
+        limits = ServerLimits(
+            max_connections=self.config.max_connections,
+            request_timeout_s=self.config.request_timeout_s,
+            keep_alive_s=self.config.keep_alive_s,
         )
-        self._thread.start()
+        self._server = WebServer(
+            self.app,
+            host=self.config.host,
+            port=self.config.port,
+            limits=limits,
+            name="gpumarket-oracle",
+            observe=self._count,
+        ).start()
         logger.info("oracle API for %s listening on %s", self.signer.address, self.url)
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
 
-    def __enter__(self) -> OracleAPI:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -241,143 +171,77 @@ class OracleAPI:
     def port(self) -> int:
         if self._server is None:
             raise RuntimeError("the API is not started")
-        return int(self._server.server_address[1])
+        return self._server.port
 
     @property
     def url(self) -> str:
-        return f"http://{self.config.host}:{self.port}"
+        if self._server is None:
+            raise RuntimeError("the API is not started")
+        return self._server.url
 
-    # ---------------------------------------------------------------- dispatch
-
-    def _dispatch(self, request: _RequestHandler, method: str) -> None:
-        label = "unmatched"
-        try:
-            path = urlsplit(request.path).path
-            route, match = self._route(method, path)
-            label = route.label
-            response = route.handler(request, match)
-        except ApiError as exc:
-            self.metrics.request_errors.inc(code=str(exc.status), error=exc.code)
-            logger.info("%s %s -> %d %s: %s", method, label, exc.status, exc.code, exc.detail)
-            response = _Response(exc.status, json.dumps(exc.to_json()).encode(), close=exc.close)
-            if exc.status == 405:
-                allowed = ", ".join(sorted({r.method for r in self._routes if r.pattern.fullmatch(path)}))
-                response = _Response(response.status, response.body, close=exc.close, headers=(("Allow", allowed),))
-        except Exception:  # one bad request must not stop the server
-            logger.exception("%s %s: internal error", method, label)
-            self.metrics.request_errors.inc(code="500", error="internal")
-            response = _json_response(500, {"error": "internal", "detail": "internal error; see the oracle's log"})
-        self.metrics.requests.inc(route=label, code=str(response.status))
-        self._send(request, response)
-
-    def _route(self, method: str, path: str) -> tuple[_Route, re.Match[str]]:
-        path_matched = False
-        for route in self._routes:
-            match = route.pattern.fullmatch(path)
-            if match is None:
-                continue
-            if route.method == method:
-                return route, match
-            path_matched = True
-        if path_matched:
-            raise ApiError(405, "method_not_allowed", f"{method} is not allowed on this path")
-        raise ApiError(404, "not_found", "no such route")
-
-    def _send(self, request: _RequestHandler, response: _Response) -> None:
-        if response.close:
-            request.close_connection = True
-        try:
-            request.send_response(response.status)
-            request.send_header("Content-Type", response.content_type)
-            request.send_header("Content-Length", str(len(response.body)))
-            request.send_header("Cache-Control", "no-store")
-            for name, value in response.headers:
-                request.send_header(name, value)
-            if response.close:
-                request.send_header("Connection", "close")
-            request.end_headers()
-            if request.command != "HEAD":
-                request.wfile.write(response.body)
-        except (BrokenPipeError, ConnectionResetError):
-            logger.debug("client went away before the response was written")
-
-    def _read_json(self, request: _RequestHandler) -> Any:
-        headers = request.headers
-        if headers.get("Transfer-Encoding"):
-            raise ApiError(411, "length_required", "chunked bodies are not accepted; send Content-Length", close=True)
-        length_text = headers.get("Content-Length")
-        if length_text is None:
-            raise ApiError(411, "length_required", "a Content-Length header is required", close=True)
-        length_text = length_text.strip()
-        # isdigit() alone accepts digits int() refuses (superscripts): ASCII digits only.
-        if not (length_text.isascii() and length_text.isdigit()):
-            raise ApiError(400, "invalid_content_length", "Content-Length is not a non-negative integer", close=True)
-        length = int(length_text)
-        if length > self.config.max_body_bytes:
-            raise ApiError(
-                413, "body_too_large", f"{length} bytes > the limit of {self.config.max_body_bytes}", close=True
-            )
-        content_type = headers.get("Content-Type")
-        if content_type is not None and content_type.split(";")[0].strip().lower() != "application/json":
-            raise ApiError(415, "unsupported_media_type", "send application/json", close=True)
-        try:
-            body = request.rfile.read(length)
-        except TimeoutError:
-            raise ApiError(408, "request_timeout", "the body did not arrive in time", close=True) from None
-        if len(body) != length:
-            raise ApiError(400, "truncated_body", f"got {len(body)} of {length} bytes", close=True)
-        try:
-            return loads_strict(body)
-        except WireError as exc:
-            raise ApiError.from_wire(exc) from None
+    def _count(self, route: str | None, status: int, error: str | None) -> None:
+        if route is not None:  # None: refused by the server stack before any route
+            self.metrics.requests.inc(route=route, code=str(status))
+        if error is not None:
+            self.metrics.request_errors.inc(code=str(status), error=error)
 
     # ---------------------------------------------------------------- routes
 
-    def _health(self, request: _RequestHandler, match: re.Match[str]) -> _Response:
+    async def _health(self, request: Request) -> Response:
+        return json_response(await in_thread(self._health_payload))
+
+    def _health_payload(self) -> dict[str, Any]:
         committee = self.store.current_committee()
-        return _json_response(
-            200,
-            {
-                "status": "ok",
-                "address": self.signer.address,
-                "chain_id": self.store.domain.chain_id,
-                "contract": self.store.domain.verifying_contract,
-                "epoch": None if committee is None else committee.epoch,
-                "threshold": None if committee is None else committee.threshold,
-                "member": None if committee is None else committee.is_member(self.signer.address),
-                "schema_version": self.store.schema_version(),
-                "counts": asdict(self.store.counts()),
-            },
+        return {
+            "status": "ok",
+            "address": self.signer.address,
+            "chain_id": self.store.domain.chain_id,
+            "contract": self.store.domain.verifying_contract,
+            "epoch": None if committee is None else committee.epoch,
+            "threshold": None if committee is None else committee.threshold,
+            "member": None if committee is None else committee.is_member(self.signer.address),
+            "schema_version": self.store.schema_version(),
+            "counts": asdict(self.store.counts()),
+        }
+
+    async def _metrics(self, request: Request) -> Response:
+        body, content_type = await in_thread(self.metrics.exposition, request.headers.get("accept"))
+        return bytes_response(body, media_type=content_type)
+
+    async def _get_job(self, request: Request) -> Response:
+        job_id = _path_uint(request.path_params["id"], 256, "job_id")
+        return await in_thread(self._serve_report, "job", job_key(job_id), lambda: self.signer.sign_job(job_id))
+
+    async def _get_hardware(self, request: Request) -> Response:
+        key = _path_hardware(request.path_params)
+        return await in_thread(
+            self._serve_report, "hardware", hardware_key(*key), lambda: self.signer.sign_hardware(*key)
         )
 
-    def _metrics(self, request: _RequestHandler, match: re.Match[str]) -> _Response:
-        return _Response(200, self.metrics.render().encode(), content_type=METRICS_CONTENT_TYPE)
-
-    def _get_job(self, request: _RequestHandler, match: re.Match[str]) -> _Response:
-        job_id = _path_uint(match.group(1), 256, "job_id")
-        return self._serve_report("job", job_key(job_id), lambda: self.signer.sign_job(job_id))
-
-    def _get_hardware(self, request: _RequestHandler, match: re.Match[str]) -> _Response:
-        key = _path_hardware(match)
-        return self._serve_report("hardware", hardware_key(*key), lambda: self.signer.sign_hardware(*key))
-
-    def _serve_report(self, kind: ReportKind, key: tuple[str, ...], sign: Callable[[], Any]) -> _Response:
+    def _serve_report(self, kind: ReportKind, key: tuple[str, ...], sign: Callable[[], Any]) -> Response:
         try:
             signed = sign()
         except NotDecided:
             raise ApiError(404, "not_decided", f"this oracle has not decided {kind} {'/'.join(key)}") from None
         self.metrics.signatures_served.inc(kind=kind)
-        return _json_response(200, signed.to_json())
+        return json_response(signed.to_json())
 
-    def _post_job(self, request: _RequestHandler, match: re.Match[str]) -> _Response:
-        key = job_key(_path_uint(match.group(1), 256, "job_id"))
-        return self._accept_signature(request, "job", key)
+    async def _post_job(self, request: Request) -> Response:
+        key = job_key(_path_uint(request.path_params["id"], 256, "job_id"))
+        return await in_thread(self._accept_signature, "job", key, await self._read_body(request))
 
-    def _post_hardware(self, request: _RequestHandler, match: re.Match[str]) -> _Response:
-        return self._accept_signature(request, "hardware", hardware_key(*_path_hardware(match)))
+    async def _post_hardware(self, request: Request) -> Response:
+        key = hardware_key(*_path_hardware(request.path_params))
+        return await in_thread(self._accept_signature, "hardware", key, await self._read_body(request))
 
-    def _accept_signature(self, request: _RequestHandler, kind: ReportKind, key: tuple[str, ...]) -> _Response:
-        data = self._read_json(request)
+    async def _read_body(self, request: Request) -> bytes:
+        return await read_body(request, self.config.max_body_bytes, media_type="application/json")
+
+    def _accept_signature(self, kind: ReportKind, key: tuple[str, ...], body: bytes) -> Response:
+        try:
+            data = loads_strict(body)
+        except WireError as exc:
+            raise ApiError.from_wire(exc) from None
         try:
             report, signature = parse_push(kind, data)
         except WireError as exc:
@@ -404,14 +268,14 @@ class OracleAPI:
         committee = self.store.committee(report.epoch)
         decision = self.store.decision_for(report)
         held = 0 if decision is None else len(self.store.signatures(decision.digest))
-        return _json_response(
-            202,
+        return json_response(
             {
                 "status": "accepted",
                 "signer": signer,
                 "signatures": held,
                 "threshold": None if committee is None else committee.threshold,
             },
+            status=202,
         )
 
     # ---------------------------------------------------------------- metrics from the store
@@ -451,11 +315,14 @@ def _path_uint(text: str, bits: int, field: str) -> int:
         raise ApiError.from_wire(exc) from None
 
 
-def _path_hardware(match: re.Match[str]) -> tuple[str, int, int]:
+def _path_hardware(params: dict[str, str]) -> tuple[str, int, int]:
     """(provider, claim_version, valid_until) of a hardware path."""
     try:
-        return (parse_address(match.group(1), "provider"), parse_uint(match.group(2), 64, "claim_version"),
-                parse_uint(match.group(3), 64, "valid_until"))
+        return (
+            parse_address(params["provider"], "provider"),
+            parse_uint(params["claim_version"], 64, "claim_version"),
+            parse_uint(params["valid_until"], 64, "valid_until"),
+        )
     except WireError as exc:
         raise ApiError.from_wire(exc) from None
 

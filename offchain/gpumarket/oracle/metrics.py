@@ -1,133 +1,84 @@
-"""The oracle's Prometheus metrics: labelled counters, gauges read at scrape time, text format.
+"""The oracle's Prometheus metrics, kept and exposed by prometheus-client.
 
-A tiny, thread-safe registry (the HTTP server's threads increment it) that renders the
-Prometheus text exposition format 0.0.4: ``# HELP`` and ``# TYPE`` per family, then one
-``name{label="value",...} number`` line per series. No client library is needed for this.
+:class:`OracleMetrics` declares the oracle's families in a registry of its own (never the
+process-wide default one), so several oracles in one process (tests, the demo) count apart.
+Every part of the oracle takes one instance: the signer counts decisions, the API requests and
+signatures, peers gathering, the settlement loop submissions; the API adds gauges read from the
+store at scrape time. prometheus-client writes the exposition format (:meth:`OracleMetrics.exposition`).
 
-:class:`OracleMetrics` declares the oracle's families; every part of the oracle takes one
-instance (the signer counts decisions, the API requests and signatures, peers gathering,
-the settlement loop submissions).
+Counters are exposed as ``<name>_total`` only: the ``_created`` series prometheus-client would add
+beside each are switched off (process-wide, when this module is imported).
 """
 
 from __future__ import annotations
 
-import math
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
 
-__all__ = ["CONTENT_TYPE", "Counter", "GaugeFamily", "OracleMetrics", "Registry"]
+import prometheus_client
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder
+from prometheus_client.registry import Collector
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+__all__ = ["CONTENT_TYPE", "Counter", "OracleMetrics"]
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # what a scrape without an Accept header gets
+
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 Sample = tuple[dict[str, str], float]
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(labels: dict[str, str]) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(str(v))}"' for k, v in sorted(labels.items())) + "}"
-
-
-def _number(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-@dataclass
 class Counter:
-    """A counter family: monotonically increasing values per label set."""
+    """A labelled counter family: ``inc(kind="job")``, ``value(kind="job")``."""
 
-    name: str
-    help: str
-    labelnames: tuple[str, ...]
-    _values: dict[tuple[str, ...], float] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self, name: str, help: str, labelnames: Iterable[str], registry: CollectorRegistry) -> None:
+        self.name = name
+        self.labelnames = tuple(labelnames)
+        self._family = prometheus_client.Counter(name, help, self.labelnames, registry=registry)
 
     def inc(self, amount: float = 1.0, **labels: object) -> None:
-        if set(labels) != set(self.labelnames):
-            raise ValueError(f"{self.name}: labels {sorted(labels)} != {sorted(self.labelnames)}")
-        if amount < 0:
-            raise ValueError(f"{self.name}: a counter only goes up")
-        key = tuple(str(labels[n]) for n in self.labelnames)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
+        """Raises ValueError for labels other than the family's, or a negative amount."""
+        self._family.labels(**{k: str(v) for k, v in labels.items()}).inc(amount)
 
     def value(self, **labels: object) -> float:
-        key = tuple(str(labels[n]) for n in self.labelnames)
-        with self._lock:
-            return self._values.get(key, 0.0)
-
-    def samples(self) -> list[Sample]:
-        with self._lock:
-            items = sorted(self._values.items())
-        return [(dict(zip(self.labelnames, key, strict=True)), value) for key, value in items]
-
-
-@dataclass
-class GaugeFamily:
-    """A gauge family whose samples a callback reads at scrape time (e.g. counts from the store)."""
-
-    name: str
-    help: str
-    read: Callable[[], Iterable[Sample]]
-
-    def samples(self) -> list[Sample]:
-        return list(self.read())
+        """The count for these labels (0 if never incremented)."""
+        wanted = {k: str(v) for k, v in labels.items()}
+        for metric in self._family.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total") and sample.labels == wanted:
+                    return sample.value
+        return 0.0
 
 
-class Registry:
-    """Holds metric families in registration order and renders them."""
+class _ReadAtScrape(Collector):
+    """A gauge family whose samples a callback reads at scrape time (counts from the store, say)."""
+
+    def __init__(self, name: str, help: str, read: Callable[[], Iterable[Sample]]) -> None:
+        self.name = name
+        self.help = help
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        samples = list(self.read())
+        family = GaugeMetricFamily(self.name, self.help, labels=sorted({k for labels, _ in samples for k in labels}))
+        for labels, value in samples:
+            family.add_metric([labels[k] for k in sorted(labels)], value)
+        yield family
+
+    def describe(self) -> Iterator[Metric]:
+        # Declared without reading the store: registering must not query it.
+        yield GaugeMetricFamily(self.name, self.help)
+
+
+class OracleMetrics:
+    """The oracle's metric families; store-backed gauges are added by the API (:meth:`gauge`)."""
 
     def __init__(self) -> None:
-        self._families: list[tuple[str, Counter | GaugeFamily]] = []
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._gauges: set[str] = set()
         self._lock = threading.Lock()
-
-    def counter(self, name: str, help: str, labelnames: Iterable[str] = ()) -> Counter:
-        family = Counter(name, help, tuple(labelnames))
-        self._register("counter", family)
-        return family
-
-    def gauge(self, name: str, help: str, read: Callable[[], Iterable[Sample]]) -> GaugeFamily:
-        family = GaugeFamily(name, help, read)
-        self._register("gauge", family)
-        return family
-
-    def has(self, name: str) -> bool:
-        with self._lock:
-            return any(f.name == name for _, f in self._families)
-
-    def _register(self, kind: str, family: Counter | GaugeFamily) -> None:
-        with self._lock:
-            if any(f.name == family.name for _, f in self._families):
-                raise ValueError(f"metric {family.name} is already registered")
-            self._families.append((kind, family))
-
-    def render(self) -> str:
-        """The Prometheus text format of every family."""
-        with self._lock:
-            families = list(self._families)
-        lines: list[str] = []
-        for kind, family in families:
-            lines.append(f"# HELP {family.name} {_escape(family.help)}")
-            lines.append(f"# TYPE {family.name} {kind}")
-            for labels, value in family.samples():
-                lines.append(f"{family.name}{_labels(labels)} {_number(value)}")
-        return "\n".join(lines) + "\n"
-
-
-class OracleMetrics(Registry):
-    """The oracle's metric families (store-backed gauges are added by the API)."""
-
-    def __init__(self) -> None:
-        super().__init__()
         self.decisions = self.counter(
             "gpumarket_oracle_decisions_total", "Decisions committed by this process.", ("kind",)
         )
@@ -152,3 +103,28 @@ class OracleMetrics(Registry):
         self.submissions = self.counter(
             "gpumarket_oracle_settlement_submissions_total", "Settlement submissions, by result.", ("result",)
         )
+
+    def counter(self, name: str, help: str, labelnames: Iterable[str] = ()) -> Counter:
+        return Counter(name, help, labelnames, self.registry)
+
+    def gauge(self, name: str, help: str, read: Callable[[], Iterable[Sample]]) -> None:
+        """A gauge family read at scrape time; ValueError if the name is taken."""
+        with self._lock:
+            if name in self._gauges:
+                raise ValueError(f"metric {name} is already registered")
+            self.registry.register(_ReadAtScrape(name, help, read))
+            self._gauges.add(name)
+
+    def has(self, name: str) -> bool:
+        with self._lock:
+            return name in self._gauges
+
+    def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The body and content type of a scrape: the text format 0.0.4 unless the scraper's
+        Accept header asks for another that prometheus-client writes (OpenMetrics, say)."""
+        encode, content_type = choose_encoder(accept or "")
+        return encode(self.registry), content_type
+
+    def render(self) -> str:
+        """The text format 0.0.4 of every family."""
+        return self.exposition()[0].decode()

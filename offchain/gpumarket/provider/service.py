@@ -49,8 +49,8 @@ from gpumarket.measure.nvml import nvml_available
 from gpumarket.measure.provers import TileProver, make_prover
 from gpumarket.provider.agent import AgentConfig, ProviderAgent
 from gpumarket.provider.api import ProviderServer
-from gpumarket.provider.jobsource import MarketJobSource
 from gpumarket.provider.jobdir import RunnerConfig
+from gpumarket.provider.jobsource import MarketJobSource
 from gpumarket.provider.runtime import RuntimeSettings, make_runtime
 from gpumarket.provider.store import Store
 from gpumarket.provider.watcher import JobWatcher, WatchPolicy

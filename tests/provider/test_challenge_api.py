@@ -170,6 +170,32 @@ def test_a_turn_request_gives_up_with_503_when_the_queue_does_not_move(served):
     expect(served.http.request("POST", "/challenge/turn", b""), 503, "busy")
 
 
+def test_a_turn_request_waits_no_longer_than_its_oracle_does(served):
+    # The oracle says how long it waits for the answer; a request it would have abandoned must
+    # not take a turn later (it would hold the prover for nobody). The agent's own limit is 20 s.
+    served.agent.challenges.turn_valid_s = 30.0
+    take_turn(served)
+    started = time.monotonic()
+    body = b'{"max_wait_s": 0.3}'
+    expect(served.http.request("POST", "/challenge/turn", body, {"Content-Type": "application/json"}), 503, "busy")
+    assert time.monotonic() - started < served.agent.challenges.max_wait_s / 2
+
+
+@pytest.mark.parametrize(("body", "status", "error"), [
+    (b"{", 400, "malformed_json"),
+    (b"[]", 400, "invalid_field"),
+    (b'{"max_wait_s": 1, "x": 2}', 400, "invalid_field"),
+    (b'{"max_wait_s": 0}', 400, "invalid_field"),
+    (b'{"max_wait_s": true}', 400, "invalid_field"),
+    (b'{"max_wait_s": "1"}', 400, "invalid_field"),
+    (b'{"max_wait_s": 1e400}', 400, "invalid_field"),
+    (b'{"max_wait_s": ' + b"1" * 80 + b"}", 413, "body_too_large"),
+])
+def test_a_turn_request_body_other_than_its_wait_is_refused(served, body, status, error):
+    expect(served.http.request("POST", "/challenge/turn", body, {"Content-Type": "application/json"}), status, error)
+    assert take_turn(served)  # nothing was queued by the refused request
+
+
 def test_an_out_of_range_opening_is_422(served):
     verifier = Verifier()
     challenge = verifier.issue(CPU_DEV)

@@ -175,11 +175,23 @@ class _Agent:
         raise refused
 
 
+# A turn's answer must reach us before our request times out: the agent waits this much less.
+TURN_ANSWER_MARGIN_S = 1.0
+
+
+def _turn_body(give_up: float, config: ChallengeConfig) -> bytes:
+    """How long the agent may keep this turn request waiting: until our read would time out, or
+    we give up, less the margin. A turn granted to a request we abandoned would hold the prover
+    for nobody while our next request queued behind it."""
+    wait = min(config.request_timeout_s, give_up - time.monotonic()) - TURN_ANSWER_MARGIN_S
+    return json.dumps({"max_wait_s": max(wait, 0.1)}).encode()
+
+
 def _turn(agent: _Agent, give_up: float, config: ChallengeConfig, sleep: Callable[[float], None]) -> dict[str, str]:
     """The header of a granted turn; {} for an agent without turns. _Busy once ``give_up`` passed."""
     while True:
         try:
-            return {TURN_HEADER: str(json.loads(agent.request("/challenge/turn", b""))["turn"])}
+            return {TURN_HEADER: str(json.loads(agent.request("/challenge/turn", _turn_body(give_up, config)))["turn"])}
         except _NoTurns:
             return {}
         except _Busy:

@@ -20,7 +20,9 @@ not_implemented, 503 busy (beyond ``max_connections``).
 
 Bodies must come with a Content-Length within the route's limit (``BODY_LIMITS``: the message
 type's own ``MAX_BYTES`` for challenges, the spec's size limit for specs): 411 without one, 413
-above it, before a byte of the body is read; a turn request takes no body. Connections are
+above it, before a byte of the body is read. A turn request's body is empty or
+``{"max_wait_s": s}``: how long its oracle waits for the answer, which the turn's wait never
+exceeds (so a request its oracle gave up on never takes a turn later). Connections are
 bounded (503 ``busy`` beyond ``max_connections``), a request must arrive within
 ``request_timeout_s`` (408), and the agent's work runs on worker threads, one per admitted
 request, so a challenge computing for seconds or oracles queued for a turn never hold up
@@ -53,6 +55,25 @@ BODY_LIMITS = {
     "spec": MAX_SPEC_BYTES,
 }
 _JOB_ID = re.compile(r"[0-9]{1,78}")
+
+
+TURN_BODY_MAX_BYTES = 64
+
+
+def _turn_wait(body: bytes) -> float | None:
+    """The ``max_wait_s`` of a turn request's body (``{"max_wait_s": seconds}``), None for no body."""
+    if not body:
+        return None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise AgentError(400, "malformed_json", "a turn request's body is JSON: {\"max_wait_s\": seconds}") from None
+    if not isinstance(document, dict) or set(document) != {"max_wait_s"}:
+        raise AgentError(400, "invalid_field", "a turn request's body has one field, max_wait_s")
+    wait = document["max_wait_s"]
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 < wait < float("inf"):
+        raise AgentError(400, "invalid_field", "max_wait_s must be a positive number of seconds")
+    return float(wait)
 
 
 def _json(value: Any) -> bytes:
@@ -92,8 +113,11 @@ class _Routes:
         return bytes_response(_json(await in_thread(self.agent.health)))
 
     async def turn(self, request: Request) -> Response:
-        await read_body(request, 0, required=False)  # no body: a turn names nothing but its place in the queue
-        return bytes_response(_json(await in_thread(self.agent.request_turn)))
+        # A turn names nothing but its place in the queue; its optional body says how long the
+        # oracle waits for the answer, so a request it gave up on never takes a turn later
+        # (holding the prover for nobody while the oracle's next request waits behind it).
+        max_wait_s = _turn_wait(await read_body(request, TURN_BODY_MAX_BYTES, required=False))
+        return bytes_response(_json(await in_thread(self.agent.request_turn, max_wait_s)))
 
     async def challenge(self, request: Request) -> Response:
         body = await read_body(request, BODY_LIMITS["challenge"])

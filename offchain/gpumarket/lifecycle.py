@@ -32,10 +32,16 @@ def write_ready_file(path: Path, content: dict[str, Any]) -> None:
 
 
 class ServiceLifecycle:
-    """Stop flag, fatal error, ready file and context manager of a service."""
+    """Stop flag, fatal error, ready file and context manager of a service; each service says
+    where it serves (``url``) and as whom (``address``)."""
 
-    url: str
-    address: str
+    @property
+    def url(self) -> str:  # pragma: no cover - every service defines it
+        raise NotImplementedError
+
+    @property
+    def address(self) -> str:  # pragma: no cover - every service defines it
+        raise NotImplementedError
 
     def __init__(self) -> None:
         self._stop = threading.Event()

@@ -155,7 +155,9 @@ class OracleService(ServiceLifecycle):
                                registries=config.registries, image_config=config.images)
         start_block = config.deployment.block
         self._known_providers.update(
-            event.provider for event in scan_events(self.market, ["ProviderRegistered"], from_block=start_block)
+            event.provider
+            for event in scan_events(self.market, ["ProviderRegistered"], from_block=start_block)
+            if isinstance(event, ProviderRegistered)
         )
 
         def on_event(event: MarketEvent, db: object) -> None:

@@ -97,8 +97,13 @@ class GasBench:
         _, self.market = deploy_market(
             params, self.owner, deploy_mock_tokens=True, project=project, report=lambda _: None
         )
-        self.record("deploy", "deploy", "single", chain.get_receipt(self.market.txn_hash),
-                    "GpuMarket creation (code size dominates)")
+        self.record(
+            "deploy",
+            "deploy",
+            "single",
+            chain.get_receipt(self.market.txn_hash),
+            "GpuMarket creation (code size dominates)",
+        )
         # What EIP-170 limits is the code on the chain: the compiled runtime plus the
         # immutables Vyper appends to it at deployment (tokens, cached EIP-712 domain).
         self.code_size = {
@@ -147,7 +152,12 @@ class GasBench:
         record = self.market.providers(account)
         # 100 GOPS passes cpu-dev (10 a GPU) for every count the bench claims.
         report = hardware_report(
-            account, CPU_DEV, record.gpu_count, 100, valid_until, epoch=self.market.epoch(),
+            account,
+            CPU_DEV,
+            record.gpu_count,
+            100,
+            valid_until,
+            epoch=self.market.epoch(),
             claim_version=record.claim_version,
         )
         return self.market.submit_hardware_report(report, self.committee.sign(self.domain, report), sender=self.keeper)
@@ -159,8 +169,14 @@ class GasBench:
 
     def create_job(self, client: Any, provider: Any = None, accept_window: int = HOUR):
         return self.market.create_job(
-            CPU_DEV, 1, MAX_PRICE, HOUR, keccak(b"job spec"), provider or ZERO_ADDRESS,
-            self.chain.pending_timestamp + accept_window, sender=client,
+            CPU_DEV,
+            1,
+            MAX_PRICE,
+            HOUR,
+            keccak(b"job spec"),
+            provider or ZERO_ADDRESS,
+            self.chain.pending_timestamp + accept_window,
+            sender=client,
         )
 
     def job_id(self, receipt: Any) -> int:
@@ -218,59 +234,124 @@ class GasBench:
 
     def provider_lifecycle(self) -> None:
         market, provider = self.market, self.provider
-        self.record("register", "register", "single", market.register(CPU_DEV, GPUS, PRICE, ENDPOINT, sender=provider),
-                    f"fresh provider record; a {len(ENDPOINT)}-character endpoint; the GPUs-in-use word written"
-                    " from zero (it holds in-use + 1 from registration on)")
-        self.record("submit_hardware_report_2of3/first_time", "submit_hardware_report", "first_time",
-                    self.hardware(provider),
-                    "first report: verified_until and the claim version's last_report_valid_until written from zero")
-        self.record("submit_hardware_report_2of3/steady_state", "submit_hardware_report", "steady_state",
-                    self.hardware(provider, valid_for=12 * HOUR), "renewal: both slots already set")
+        self.record(
+            "register",
+            "register",
+            "single",
+            market.register(CPU_DEV, GPUS, PRICE, ENDPOINT, sender=provider),
+            f"fresh provider record; a {len(ENDPOINT)}-character endpoint; the GPUs-in-use word written"
+            " from zero (it holds in-use + 1 from registration on)",
+        )
+        self.record(
+            "submit_hardware_report_2of3/first_time",
+            "submit_hardware_report",
+            "first_time",
+            self.hardware(provider),
+            "first report: verified_until and the claim version's last_report_valid_until written from zero",
+        )
+        self.record(
+            "submit_hardware_report_2of3/steady_state",
+            "submit_hardware_report",
+            "steady_state",
+            self.hardware(provider, valid_for=12 * HOUR),
+            "renewal: both slots already set",
+        )
         # Someone else stakes first, so the market's token balance is already non-zero
         # (a once-per-deployment cost that would otherwise land on this provider).
         self.ready(self.first_staker)
-        self.record("stake/first_time", "stake", "first_time", market.stake(1_100 * TOKEN, sender=provider),
-                    "provider's stake word written from zero")
-        self.record("stake/steady_state", "stake", "steady_state", market.stake(1_000 * TOKEN, sender=provider),
-                    "adds to existing stake")
-        self.record("request_unstake/first_time", "request_unstake", "first_time",
-                    market.request_unstake(10 * TOKEN, sender=provider),
-                    "unbonding entry (amount, release time) written from zero")
-        self.record("request_unstake/steady_state", "request_unstake", "steady_state",
-                    market.request_unstake(10 * TOKEN, sender=provider),
-                    "adds to the unbonding entry, restarts its clock")
+        self.record(
+            "stake/first_time",
+            "stake",
+            "first_time",
+            market.stake(1_100 * TOKEN, sender=provider),
+            "provider's stake word written from zero",
+        )
+        self.record(
+            "stake/steady_state",
+            "stake",
+            "steady_state",
+            market.stake(1_000 * TOKEN, sender=provider),
+            "adds to existing stake",
+        )
+        self.record(
+            "request_unstake/first_time",
+            "request_unstake",
+            "first_time",
+            market.request_unstake(10 * TOKEN, sender=provider),
+            "unbonding entry (amount, release time) written from zero",
+        )
+        self.record(
+            "request_unstake/steady_state",
+            "request_unstake",
+            "steady_state",
+            market.request_unstake(10 * TOKEN, sender=provider),
+            "adds to the unbonding entry, restarts its clock",
+        )
         self.chain.pending_timestamp += market.unbonding_period()
-        self.record("withdraw", "withdraw", "single", market.withdraw(sender=provider),
-                    "clears the unbonding entry (refund) and pays out")
+        self.record(
+            "withdraw",
+            "withdraw",
+            "single",
+            market.withdraw(sender=provider),
+            "clears the unbonding entry (refund) and pays out",
+        )
 
     def jobs_and_first_settlements(self) -> None:
         """create_job, accept_job, then the deployment's first settlements and claims."""
         market, provider = self.market, self.provider
         client = self.fresh_account()
-        self.record("create_job_open/first_time", "create_job", "first_time", receipt := self.create_job(client),
-                    "the deployment's first job (once per deployment): job counter and the market's payment"
-                    " balance written from zero, as are 3 job words")
+        self.record(
+            "create_job_open/first_time",
+            "create_job",
+            "first_time",
+            receipt := self.create_job(client),
+            "the deployment's first job (once per deployment): job counter and the market's payment"
+            " balance written from zero, as are 3 job words",
+        )
         first_job = self.job_id(receipt)
-        self.record("create_job_open/steady_state", "create_job", "steady_state", receipt := self.create_job(client),
-                    "open job (provider zero): 3 fresh job words")
+        self.record(
+            "create_job_open/steady_state",
+            "create_job",
+            "steady_state",
+            receipt := self.create_job(client),
+            "open job (provider zero): 3 fresh job words",
+        )
         open_job = self.job_id(receipt)
-        self.record("create_job_directed/steady_state", "create_job", "steady_state",
-                    receipt := self.create_job(client, provider),
-                    "directed job: 4 fresh job words and a registry read")
+        self.record(
+            "create_job_directed/steady_state",
+            "create_job",
+            "steady_state",
+            receipt := self.create_job(client, provider),
+            "directed job: 4 fresh job words and a registry read",
+        )
         directed_job = self.job_id(receipt)
         market.accept_job(first_job, sender=provider)
-        self.record("accept_job_open", "accept_job", "open", market.accept_job(open_job, sender=provider),
-                    "open job: the provider-and-collateral word written from zero; the provider's"
-                    " GPUs-in-use word rewritten (non-zero since registration)")
-        self.record("accept_job_directed", "accept_job", "directed", market.accept_job(directed_job, sender=provider),
-                    "directed job: the provider-and-collateral word already holds the provider; the"
-                    " provider's GPUs-in-use word rewritten")
+        self.record(
+            "accept_job_open",
+            "accept_job",
+            "open",
+            market.accept_job(open_job, sender=provider),
+            "open job: the provider-and-collateral word written from zero; the provider's"
+            " GPUs-in-use word rewritten (non-zero since registration)",
+        )
+        self.record(
+            "accept_job_directed",
+            "accept_job",
+            "directed",
+            market.accept_job(directed_job, sender=provider),
+            "directed job: the provider-and-collateral word already holds the provider; the"
+            " provider's GPUs-in-use word rewritten",
+        )
 
         label = committee_label(*DEPLOYMENT_COMMITTEE)
-        self.record(f"settle_completed_{label}/first_of_deployment", f"settle_completed_{label}", "first_of_deployment",
-                    self.settle_completed(first_job),
-                    "the deployment's first settlement: provider, client and the treasury's fee balance all"
-                    " credited from zero (the treasury's once per deployment)")
+        self.record(
+            f"settle_completed_{label}/first_of_deployment",
+            f"settle_completed_{label}",
+            "first_of_deployment",
+            self.settle_completed(first_job),
+            "the deployment's first settlement: provider, client and the treasury's fee balance all"
+            " credited from zero (the treasury's once per deployment)",
+        )
         self.claims(client)
         # The treasury's first slash share (its stake-token balance), also once per deployment,
         # is paid here so no FAILED case below carries it.
@@ -282,10 +363,20 @@ class GasBench:
         market, token = self.market, self.payment_token
         if token.balanceOf(self.treasury) != 0 or token.balanceOf(client) == 0:
             raise RuntimeError("claim: the scenario's wallets are not in the states measured")
-        self.record("claim/first_time", "claim", "first_time", market.claim(token, sender=self.treasury),
-                    "claimable left at 1 (no refund); recipient's token balance written from zero")
-        self.record("claim/steady_state", "claim", "steady_state", market.claim(token, sender=client),
-                    "claimable left at 1 (no refund); recipient already holds the token")
+        self.record(
+            "claim/first_time",
+            "claim",
+            "first_time",
+            market.claim(token, sender=self.treasury),
+            "claimable left at 1 (no refund); recipient's token balance written from zero",
+        )
+        self.record(
+            "claim/steady_state",
+            "claim",
+            "steady_state",
+            market.claim(token, sender=client),
+            "claimable left at 1 (no refund); recipient already holds the token",
+        )
 
     def settlements(self, size: int, threshold: int) -> None:
         """COMPLETED and FAILED in the three payee cases, with a fresh provider and clients."""
@@ -302,26 +393,32 @@ class GasBench:
             self.ready(failing_provider)
         failed = [self.running_job(failing_client, failing_provider) for failing_provider in failing_providers]
         self.payee_cases(
-            f"settle_completed_{label}", f"settle_completed_{label}", completed, self.settle_completed,
+            f"settle_completed_{label}",
+            f"settle_completed_{label}",
+            completed,
+            self.settle_completed,
             [provider, client],
             {
                 "first_time": "provider and client never credited: both payment balances written from zero;"
-                              " the treasury's fee balance already non-zero; the provider's GPUs-in-use word"
-                              " rewritten (no failure count read)",
+                " the treasury's fee balance already non-zero; the provider's GPUs-in-use word"
+                " rewritten (no failure count read)",
                 "after_claim": "provider, client and treasury paid before and claimed everything: the three"
-                               " balances hold 1; the GPUs-in-use word rewritten",
+                " balances hold 1; the GPUs-in-use word rewritten",
                 "steady_state": "the three balances hold unclaimed amounts; the GPUs-in-use word rewritten",
             },
         )
         first_failure = "the provider's first failure (its failure count and window start written from zero)"
         self.payee_cases(
-            f"settle_failed_{label}", f"settle_failed_{label}", failed, lambda job: self.settle(job, FAILED),
+            f"settle_failed_{label}",
+            f"settle_failed_{label}",
+            failed,
+            lambda job: self.settle(job, FAILED),
             [failing_client],
             {
                 "first_time": "client never credited: its refund and slash share (two tokens) written from"
-                              f" zero; treasury's slash balance already non-zero; {first_failure}",
+                f" zero; treasury's slash balance already non-zero; {first_failure}",
                 "after_claim": "client and treasury paid before and claimed everything (balances hold 1);"
-                               f" {first_failure}",
+                f" {first_failure}",
                 "steady_state": f"client's and treasury's balances unclaimed; {first_failure}",
             },
         )
@@ -341,11 +438,18 @@ class GasBench:
             ("expire_job_open", "OPEN past its accept deadline", open_jobs, open_client),
             ("expire_job_running", "RUNNING past duration + grace, collateral unlocked", running, running_client),
         ):
-            self.payee_cases(name, "expire_job", jobs, expire, [client], {
-                "first_time": f"{what}; client never credited: refund written from zero",
-                "after_claim": f"{what}; client paid before and claimed everything: refund added to 1",
-                "steady_state": f"{what}; refund added to an unclaimed balance",
-            })
+            self.payee_cases(
+                name,
+                "expire_job",
+                jobs,
+                expire,
+                [client],
+                {
+                    "first_time": f"{what}; client never credited: refund written from zero",
+                    "after_claim": f"{what}; client paid before and claimed everything: refund added to 1",
+                    "steady_state": f"{what}; refund added to an unclaimed balance",
+                },
+            )
 
     def run(self) -> list[Measurement]:
         self.provider_lifecycle()
@@ -371,8 +475,10 @@ def _fresh_slots(extra: int) -> int:
 
 
 def _fresh_slot_note(gas: int, baseline: int) -> str:
-    return (f"{gas - baseline:,} of it, {_fresh_slots(gas - baseline)} slots at {FRESH_SLOT_EXTRA:,} each,"
-            " is the price of writing slots that hold zero (22,100 instead of 5,000)")
+    return (
+        f"{gas - baseline:,} of it, {_fresh_slots(gas - baseline)} slots at {FRESH_SLOT_EXTRA:,} each,"
+        " is the price of writing slots that hold zero (22,100 instead of 5,000)"
+    )
 
 
 def _cases(rows: dict[str, int]) -> str:
@@ -524,10 +630,18 @@ def _explain_settle_completed(gas: dict[str, int]) -> str:
     after_claim_extra = _fresh_slots(gas[prefix + "after_claim"] - steady)
     if after_claim_extra != 0:
         raise RuntimeError("after_claim costs fresh slots: claim no longer leaves the sentinel")
-    text = "missed in every case." if not met else (
-        f"met in {_cases(met)}"
-        + (": a payee paid before, claimed or not, is credited by rewriting a non-zero slot (claim leaves"
-           " 1), 5,000 a payee." if prefix + "after_claim" in met else ".")
+    text = (
+        "missed in every case."
+        if not met
+        else (
+            f"met in {_cases(met)}"
+            + (
+                ": a payee paid before, claimed or not, is credited by rewriting a non-zero slot (claim leaves"
+                " 1), 5,000 a payee."
+                if prefix + "after_claim" in met
+                else "."
+            )
+        )
     )
     if not missed:
         return text
@@ -535,12 +649,16 @@ def _explain_settle_completed(gas: dict[str, int]) -> str:
         "first_time": "provider and client never paid before",
         "first_of_deployment": "the treasury's fee balance is fresh too, once per deployment",
     }
-    text += " Missed in " + "; ".join(
-        f"{name.partition('/')[2]} ({value:,}, {value - target:,} over: "
-        f"{reasons.get(name.partition('/')[2], 'see the table')}, {_fresh_slots(value - steady)} fresh"
-        f" slots, +{value - steady:,} over steady_state)"
-        for name, value in missed.items()
-    ) + "."
+    text += (
+        " Missed in "
+        + "; ".join(
+            f"{name.partition('/')[2]} ({value:,}, {value - target:,} over: "
+            f"{reasons.get(name.partition('/')[2], 'see the table')}, {_fresh_slots(value - steady)} fresh"
+            f" slots, +{value - steady:,} over steady_state)"
+            for name, value in missed.items()
+        )
+        + "."
+    )
     text += (
         " Why: a slot never written costs 22,100 to fill, and pull payments (PROTOCOL.md) keep each"
         " payee's money in such a slot; since claim leaves 1, each payee pays it once per token in its"
@@ -552,7 +670,8 @@ def _explain_settle_completed(gas: dict[str, int]) -> str:
 
     def smallest_batch(overshoot: int) -> int:
         return next(
-            n for n in range(2, 1_025)
+            n
+            for n in range(2, 1_025)
             if shared * (n - 1) // n - MERKLE_LEVEL_ESTIMATE * (n - 1).bit_length() > overshoot
         )
 
@@ -591,8 +710,9 @@ def _evm_fork(provider: Any) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gas", description=__doc__.split("\n")[0])
-    parser.add_argument("--out-dir", type=Path, default=Path(__file__).parent,
-                        help="where gas.json, code_size.json and GAS.md go")
+    parser.add_argument(
+        "--out-dir", type=Path, default=Path(__file__).parent, help="where gas.json, code_size.json and GAS.md go"
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     from ape.logging import LogLevel, logger

@@ -67,7 +67,6 @@ approve_option = click.option(
 )
 
 
-
 @contextmanager
 def refusals() -> Iterator[None]:
     """Turn a refusal into click's usage of an error: one line on stderr, exit status 1."""
@@ -99,11 +98,13 @@ def with_approval(action: Callable[[bool], ActionResult], approve: bool, label: 
                 raise  # approved, yet short again (another spender?): refused as it is
             amount = f"{needed.amount} base units of {needed.symbol} ({needed.token})"
             if not sys.stdin.isatty():
-                raise ActionError(needed.message, f"rerun with --yes to approve {amount} for the market first",
-                                  code=needed.code) from None
+                raise ActionError(
+                    needed.message, f"rerun with --yes to approve {amount} for the market first", code=needed.code
+                ) from None
             if not click.confirm(f"{needed.message}. Approve {amount} for the market {needed.spender}?", err=True):
-                raise ActionError("not approved: nothing was sent", "rerun and approve, or with --yes",
-                                  code="not_approved") from None
+                raise ActionError(
+                    "not approved: nothing was sent", "rerun and approve, or with --yes", code="not_approved"
+                ) from None
             return action(True)
 
 
@@ -142,5 +143,6 @@ def parse_gpu_class(text: str) -> int:
     try:
         return class_by_name(text.strip()).id
     except (KeyError, ValueError):
-        raise click.BadParameter(f"{text!r} is neither a class id nor a known class name (e.g. cpu-dev)",
-                                 param_hint="--class") from None
+        raise click.BadParameter(
+            f"{text!r} is neither a class id nor a known class name (e.g. cpu-dev)", param_hint="--class"
+        ) from None

@@ -42,9 +42,11 @@ def show(network, deployment_path: Path | None, as_json: bool) -> None:
 @click.option("--member", "members", multiple=True, required=True, help="A member's address (repeat for each).")
 @click.option("--threshold", type=int, required=True, help="Signatures a report needs (a strict majority).")
 @json_option
-def set_committee(network, account, deployment_path: Path | None, members: tuple[str, ...], threshold: int,
-                  as_json: bool) -> None:
+def set_committee(
+    network, account, deployment_path: Path | None, members: tuple[str, ...], threshold: int, as_json: bool
+) -> None:
     """Replace the committee (owner only): a new epoch."""
     market = open_market(network, account, deployment_path)
-    emit_result(run_action(lambda: governance.committee_set(market, list(members), threshold), "committee set"),
-                as_json)
+    emit_result(
+        run_action(lambda: governance.committee_set(market, list(members), threshold), "committee set"), as_json
+    )

@@ -45,22 +45,47 @@ def cli() -> None:
 @cli.command(cls=ConnectedProviderCommand)
 @account_option()
 @deployment_option
-@click.option("--spec", "spec_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The job spec (JSON, docs/job-spec.md); its hash goes on chain.")
+@click.option(
+    "--spec",
+    "spec_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The job spec (JSON, docs/job-spec.md); its hash goes on chain.",
+)
 @click.option("--class", "gpu_class", required=True, help="GPU class id or name (e.g. 1 or cpu-dev).")
 @click.option("--gpus", "gpu_count", type=int, default=1, show_default=True, help="GPUs the job needs.")
 @click.option("--max-price", type=int, required=True, help="Highest price per GPU-second, payment base units.")
 @click.option("--max-duration", type=int, required=True, help="Longest paid run, seconds.")
 # Not named `provider`: ConnectedProviderCommand passes ape's provider under that name.
-@click.option("--provider", "provider_address", default=None,
-              help="Direct the job to this provider's address (default: open to any).")
-@click.option("--accept-window", type=int, default=600, show_default=True,
-              help="Seconds a provider has to accept before anyone may expire the job.")
+@click.option(
+    "--provider",
+    "provider_address",
+    default=None,
+    help="Direct the job to this provider's address (default: open to any).",
+)
+@click.option(
+    "--accept-window",
+    type=int,
+    default=600,
+    show_default=True,
+    help="Seconds a provider has to accept before anyone may expire the job.",
+)
 @approve_option
 @json_option
-def create(network, account, deployment_path: Path | None, spec_path: Path, gpu_class: str, gpu_count: int,
-           max_price: int, max_duration: int, provider_address: str | None, accept_window: int, approve: bool,
-           as_json: bool) -> None:
+def create(
+    network,
+    account,
+    deployment_path: Path | None,
+    spec_path: Path,
+    gpu_class: str,
+    gpu_count: int,
+    max_price: int,
+    max_duration: int,
+    provider_address: str | None,
+    accept_window: int,
+    approve: bool,
+    as_json: bool,
+) -> None:
     """Escrow the job's most it can cost and create it (offers the approval it needs)."""
     try:
         spec = parse_spec(spec_path.read_bytes())
@@ -70,10 +95,20 @@ def create(network, account, deployment_path: Path | None, spec_path: Path, gpu_
     class_id = parse_gpu_class(gpu_class)
     from_block = deployment_block(network, deployment_path)
     result = with_approval(
-        lambda yes: actions.create(market, spec, gpu_class=class_id, gpu_count=gpu_count, max_price=max_price,
-                                   max_duration=max_duration, provider=provider_address, accept_window=accept_window,
-                                   approve=yes, from_block=from_block),
-        approve, "create",
+        lambda yes: actions.create(
+            market,
+            spec,
+            gpu_class=class_id,
+            gpu_count=gpu_count,
+            max_price=max_price,
+            max_duration=max_duration,
+            provider=provider_address,
+            accept_window=accept_window,
+            approve=yes,
+            from_block=from_block,
+        ),
+        approve,
+        "create",
     )
     emit_result(result, as_json)
 

@@ -51,13 +51,20 @@ def cli() -> None:
 @click.option("--price", required=True, type=int, help="Price per GPU-second, payment-token base units.")
 @click.option("--endpoint", required=True, help="The agent's public URL (http(s)://host:port).")
 @json_option
-def register(network, account, deployment_path: Path | None, gpu_class: str, gpu_count: int, price: int,
-             endpoint: str, as_json: bool) -> None:
+def register(
+    network,
+    account,
+    deployment_path: Path | None,
+    gpu_class: str,
+    gpu_count: int,
+    price: int,
+    endpoint: str,
+    as_json: bool,
+) -> None:
     """Register the account as a provider (verified once the committee measures it)."""
     market = open_market(network, account, deployment_path)
     class_id = parse_gpu_class(gpu_class)
-    emit_result(run_action(lambda: actions.register(market, class_id, gpu_count, price, endpoint), "register"),
-                as_json)
+    emit_result(run_action(lambda: actions.register(market, class_id, gpu_count, price, endpoint), "register"), as_json)
 
 
 @cli.command(cls=ConnectedProviderCommand)
@@ -68,13 +75,26 @@ def register(network, account, deployment_path: Path | None, gpu_class: str, gpu
 @click.option("--price", type=int, default=None, help="New price per GPU-second, payment-token base units.")
 @click.option("--endpoint", default=None, help="New public URL of the agent.")
 @json_option
-def update(network, account, deployment_path: Path | None, gpu_class: str | None, gpu_count: int | None,
-           price: int | None, endpoint: str | None, as_json: bool) -> None:
+def update(
+    network,
+    account,
+    deployment_path: Path | None,
+    gpu_class: str | None,
+    gpu_count: int | None,
+    price: int | None,
+    endpoint: str | None,
+    as_json: bool,
+) -> None:
     """Change the claim, price or endpoint; what is not given stays as it is."""
     market = open_market(network, account, deployment_path)
     class_id = None if gpu_class is None else parse_gpu_class(gpu_class)
-    emit_result(run_action(lambda: actions.update(market, gpu_class=class_id, gpu_count=gpu_count, price=price,
-                                                  endpoint=endpoint), "update"), as_json)
+    emit_result(
+        run_action(
+            lambda: actions.update(market, gpu_class=class_id, gpu_count=gpu_count, price=price, endpoint=endpoint),
+            "update",
+        ),
+        as_json,
+    )
 
 
 @cli.command(cls=ConnectedProviderCommand)
@@ -123,6 +143,7 @@ def status(network, account, deployment_path: Path | None, address: str | None, 
         raise click.UsageError("give --address or --account")
     market = open_market(network, None, deployment_path)
     with refusals():
-        state = actions.status(market, address or account.address,
-                               from_block=deployment_block(network, deployment_path))
+        state = actions.status(
+            market, address or account.address, from_block=deployment_block(network, deployment_path)
+        )
     emit(state.to_json(), state.render(), as_json)

@@ -49,8 +49,9 @@ def cli(ecosystem, network, provider, params_file: Path | None) -> None:
     params_file = params_file or params_path_for(ecosystem.name, network.name)
     click.echo(f"gpumarket walkthrough on {ecosystem.name}:{network.name}:{provider.name} (params {params_file})")
     if provider.name == "boa":
-        click.echo("note: titanoboa's gas figures exclude the 21,000 base cost;"
-                   " use ethereum:local:test for real receipts")
+        click.echo(
+            "note: titanoboa's gas figures exclude the 21,000 base cost; use ethereum:local:test for real receipts"
+        )
     click.echo("")
     previous_level = logger.level
     logger.set_level(LogLevel.WARNING)  # ape's per-transaction lines would bury the story

@@ -89,8 +89,10 @@ def load_config(path: str | Path) -> ChainSettings:
     key = data.get("key")
     if key is not None and _RAW_KEY.match(key.strip()):
         # Said without repeating the value.
-        raise ConfigError(f"{path}: key looks like a raw private key; name a source instead"
-                          " (keystore:<alias>, or test-account:<i> on a local chain)")
+        raise ConfigError(
+            f"{path}: key looks like a raw private key; name a source instead"
+            " (keystore:<alias>, or test-account:<i> on a local chain)"
+        )
     deployment = data.get("deployment")
     deployment_path = None
     if deployment is not None:
@@ -109,8 +111,14 @@ def _registries(path: Path, table: Any) -> dict[str, str]:
         raise ConfigError(f"{path}: registries: {error}") from None
 
 
-def resolve_settings(config: str | Path | None = None, *, rpc: str | None = None, deployment: Path | None = None,
-                     key: str | None = None, environ: Mapping[str, str] | None = None) -> ChainSettings:
+def resolve_settings(
+    config: str | Path | None = None,
+    *,
+    rpc: str | None = None,
+    deployment: Path | None = None,
+    key: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ChainSettings:
     """The flags over the config file (`config`, else $GPUMARKET_CONFIG, else none)."""
     environ = os.environ if environ is None else environ
     path = config or environ.get(CONFIG_ENV) or None
@@ -118,8 +126,9 @@ def resolve_settings(config: str | Path | None = None, *, rpc: str | None = None
     return replace(base, rpc=rpc or base.rpc, deployment=deployment or base.deployment, key=key or base.key)
 
 
-def require_settings(config: str | Path | None = None, *, rpc: str | None = None, deployment: Path | None = None,
-                     key: str | None = None) -> ChainSettings:
+def require_settings(
+    config: str | Path | None = None, *, rpc: str | None = None, deployment: Path | None = None, key: str | None = None
+) -> ChainSettings:
     """:func:`resolve_settings` for a service, which needs all three: ConfigError names what is missing."""
     settings = resolve_settings(config, rpc=rpc, deployment=deployment, key=key)
     missing = [f"--{name}" for name in _FIELDS if not getattr(settings, name)]

@@ -72,8 +72,14 @@ class World:
     def verify(self, key: ServiceKey, gpu_class: int = CPU_DEV, gpu_count: int = 1) -> None:
         market = self.market(self.owner)
         floor = market.class_floor(gpu_class)
-        report = hardware_report(key.address, gpu_class, gpu_count, floor * gpu_count,
-                                 latest_timestamp(self.w3) + 86_400, epoch=market.epoch())
+        report = hardware_report(
+            key.address,
+            gpu_class,
+            gpu_count,
+            floor * gpu_count,
+            latest_timestamp(self.w3) + 86_400,
+            epoch=market.epoch(),
+        )
         market.submit_hardware_report(report, COMMITTEE.sign(market.domain, report))
 
     def settle(self, job_id: int, provider: str, outcome: Outcome, gpu_seconds: int) -> None:
@@ -81,8 +87,9 @@ class World:
         report = job_report(job_id, provider, outcome, gpu_seconds=gpu_seconds, epoch=market.epoch())
         market.settle(report, COMMITTEE.sign(market.domain, report))
 
-    def ready_provider(self, stake: int | None = None, price: int = PRICE,
-                       endpoint: str = "http://127.0.0.1:9/provider") -> ServiceKey:
+    def ready_provider(
+        self, stake: int | None = None, price: int = PRICE, endpoint: str = "http://127.0.0.1:9/provider"
+    ) -> ServiceKey:
         """A registered, verified provider with `stake` (default min stake + 10**21) staked; its
         endpoint answers nothing (port 9) unless given."""
         key = self.new_key()

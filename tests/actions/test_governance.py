@@ -42,7 +42,8 @@ def test_params_show_lists_every_parameter_with_its_bounds(world):
     rows = governance.params_show(world.market())
     values = world.market().parameters()
     assert [(r.name, r.value, (r.lower, r.upper)) for r in rows] == [
-        (name, values[name], PARAMETER_BOUNDS[name]) for name in PARAMETER_BOUNDS]
+        (name, values[name], PARAMETER_BOUNDS[name]) for name in PARAMETER_BOUNDS
+    ]
     text = governance.render_params(rows)
     assert all(name in text for name in PARAMETER_BOUNDS)
 

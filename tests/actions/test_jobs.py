@@ -48,26 +48,89 @@ def test_create_refuses_a_provider_that_cannot_accept(world):
     world.mint(client, payment=10**24)
     market = world.market(client)
     stranger = world.new_key()
-    refused("not_registered", jobs.create, market, SPEC, gpu_class=CPU_DEV, gpu_count=1, max_price=PRICE,
-            max_duration=DURATION, provider=stranger.address)
+    refused(
+        "not_registered",
+        jobs.create,
+        market,
+        SPEC,
+        gpu_class=CPU_DEV,
+        gpu_count=1,
+        max_price=PRICE,
+        max_duration=DURATION,
+        provider=stranger.address,
+    )
     unverified = world.new_key()
     world.market(unverified).register(CPU_DEV, 1, PRICE, "http://127.0.0.1:9/u")
-    error = refused("provider_unverified", jobs.create, market, SPEC, gpu_class=CPU_DEV, gpu_count=1,
-                    max_price=PRICE, max_duration=DURATION, provider=unverified.address)
+    error = refused(
+        "provider_unverified",
+        jobs.create,
+        market,
+        SPEC,
+        gpu_class=CPU_DEV,
+        gpu_count=1,
+        max_price=PRICE,
+        max_duration=DURATION,
+        provider=unverified.address,
+    )
     assert "open job" in error.hint
     ready = world.ready_provider(price=2 * PRICE)
-    refused("price_above_max", jobs.create, market, SPEC, gpu_class=CPU_DEV, gpu_count=1, max_price=PRICE,
-            max_duration=DURATION, provider=ready.address)
-    refused("not_enough_gpus", jobs.create, market, SPEC, gpu_class=CPU_DEV, gpu_count=2, max_price=2 * PRICE,
-            max_duration=DURATION, provider=ready.address)
-    refused("wrong_class", jobs.create, market, SPEC, gpu_class=2, gpu_count=1, max_price=2 * PRICE,
-            max_duration=DURATION, provider=ready.address)
+    refused(
+        "price_above_max",
+        jobs.create,
+        market,
+        SPEC,
+        gpu_class=CPU_DEV,
+        gpu_count=1,
+        max_price=PRICE,
+        max_duration=DURATION,
+        provider=ready.address,
+    )
+    refused(
+        "not_enough_gpus",
+        jobs.create,
+        market,
+        SPEC,
+        gpu_class=CPU_DEV,
+        gpu_count=2,
+        max_price=2 * PRICE,
+        max_duration=DURATION,
+        provider=ready.address,
+    )
+    refused(
+        "wrong_class",
+        jobs.create,
+        market,
+        SPEC,
+        gpu_class=2,
+        gpu_count=1,
+        max_price=2 * PRICE,
+        max_duration=DURATION,
+        provider=ready.address,
+    )
     # Its one GPU runs a job: the chain would refuse the accept until that job ends.
-    running = create(world, client, gpu_class=CPU_DEV, gpu_count=1, max_price=2 * PRICE, max_duration=DURATION,
-                     provider=ready.address, approve=True, agent_timeouts=None).details["job_id"]
+    running = create(
+        world,
+        client,
+        gpu_class=CPU_DEV,
+        gpu_count=1,
+        max_price=2 * PRICE,
+        max_duration=DURATION,
+        provider=ready.address,
+        approve=True,
+        agent_timeouts=None,
+    ).details["job_id"]
     world.market(ready).accept_job(running)
-    error = refused("provider_busy", jobs.create, market, SPEC, gpu_class=CPU_DEV, gpu_count=1, max_price=2 * PRICE,
-                    max_duration=DURATION, provider=ready.address)
+    error = refused(
+        "provider_busy",
+        jobs.create,
+        market,
+        SPEC,
+        gpu_class=CPU_DEV,
+        gpu_count=1,
+        max_price=2 * PRICE,
+        max_duration=DURATION,
+        provider=ready.address,
+    )
     assert "hold 1 of its 1 GPU(s)" in error.message and "retry once its running jobs end" in error.hint
 
 
@@ -75,12 +138,28 @@ def test_create_needs_the_escrow_and_its_allowance(world):
     client = world.new_key()
     market = world.market(client)
     escrow = PRICE * 2 * DURATION
-    error = refused("insufficient_balance", jobs.create, market, SPEC, gpu_class=CPU_DEV, gpu_count=2,
-                    max_price=PRICE, max_duration=DURATION)
+    error = refused(
+        "insufficient_balance",
+        jobs.create,
+        market,
+        SPEC,
+        gpu_class=CPU_DEV,
+        gpu_count=2,
+        max_price=PRICE,
+        max_duration=DURATION,
+    )
     assert f"({escrow} base units)" in error.message
     world.mint(client, payment=escrow)
-    missing = refused("needs_approval", jobs.create, market, SPEC, gpu_class=CPU_DEV, gpu_count=2, max_price=PRICE,
-                      max_duration=DURATION)
+    missing = refused(
+        "needs_approval",
+        jobs.create,
+        market,
+        SPEC,
+        gpu_class=CPU_DEV,
+        gpu_count=2,
+        max_price=PRICE,
+        max_duration=DURATION,
+    )
     assert isinstance(missing, NeedsApproval) and missing.amount == escrow
     assert missing.token == market.payment_token.address
 
@@ -154,8 +233,17 @@ def test_a_paused_market_takes_no_new_jobs(world):
     owner = world.market(world.owner)
     owner.pause()
     try:
-        refused("paused", jobs.create, world.market(client), SPEC, gpu_class=CPU_DEV, gpu_count=1, max_price=PRICE,
-                max_duration=DURATION, approve=True)
+        refused(
+            "paused",
+            jobs.create,
+            world.market(client),
+            SPEC,
+            gpu_class=CPU_DEV,
+            gpu_count=1,
+            max_price=PRICE,
+            max_duration=DURATION,
+            approve=True,
+        )
     finally:
         owner.unpause()
 
@@ -172,8 +260,14 @@ def test_a_directed_job_needs_an_agent_that_answers_with_the_gpus_free(world, fa
     client = world.new_key()
     world.mint(client, payment=10**24)
     market = world.market(client)
-    terms = {"gpu_class": CPU_DEV, "gpu_count": 1, "max_price": PRICE, "max_duration": DURATION, "approve": True,
-             "agent_timeouts": FAST}
+    terms = {
+        "gpu_class": CPU_DEV,
+        "gpu_count": 1,
+        "max_price": PRICE,
+        "max_duration": DURATION,
+        "approve": True,
+        "agent_timeouts": FAST,
+    }
     down = world.ready_provider()  # its endpoint is port 9: nothing listens
     error = refused("agent_down", jobs.create, market, SPEC, provider=down.address, **terms)
     assert "127.0.0.1:9" in error.message and "open job" in error.hint
@@ -188,8 +282,9 @@ def test_a_directed_job_needs_an_agent_that_answers_with_the_gpus_free(world, fa
     refused("agent_down", jobs.create, market, SPEC, provider=ready.address, **terms)
 
     fake_agent.serve(ready.address, gpus=0, free=0)  # a CPU machine runs any number of jobs
-    assert market.get_job(create(world, client, provider=ready.address, **terms).details["job_id"]).state == \
-        JobState.OPEN
+    assert (
+        market.get_job(create(world, client, provider=ready.address, **terms).details["job_id"]).state == JobState.OPEN
+    )
     fake_agent.serve(ready.address, gpus=2, free=1)
     assert create(world, client, provider=ready.address, **terms).details["provider"] == ready.address
     # An open job asks no agent.
@@ -219,8 +314,9 @@ def test_a_running_job_expires_after_its_paid_time_and_the_grace(world):
     client = world.new_key()
     world.mint(client, payment=10**24)
     market = world.market(client)
-    job_id = create(world, client, provider=provider.address, approve=True, agent_timeouts=None,
-                    max_duration=60).details["job_id"]
+    job_id = create(
+        world, client, provider=provider.address, approve=True, agent_timeouts=None, max_duration=60
+    ).details["job_id"]
     world.market(provider).accept_job(job_id)
     error = refused("not_expirable_yet", jobs.expire, market, job_id)
     assert "paid time and the settle grace" in error.message
@@ -285,14 +381,27 @@ def test_the_client_job_list_says_what_to_do_next(world, fake_agent):
     running = next(status for status in asked.jobs if status.job.job_id == running_id)
     assert running.agent is not None and running.agent.code == "unreachable"
     assert "does not answer" in running.next_step()
-    no_spec = jobs.JobStatus(running.job, running.now, running.settle_grace, running.payment_token, None,
-                             AgentAnswer(None, "no job", "unknown_job"))
+    no_spec = jobs.JobStatus(
+        running.job,
+        running.now,
+        running.settle_grace,
+        running.payment_token,
+        None,
+        AgentAnswer(None, "no job", "unknown_job"),
+    )
     assert f"send-spec {running_id} --spec FILE" in no_spec.next_step()
-    accepted = jobs.JobStatus(running.job, running.now, running.settle_grace, running.payment_token, None,
-                              AgentAnswer({"state": "accepted"}))
+    accepted = jobs.JobStatus(
+        running.job, running.now, running.settle_grace, running.payment_token, None, AgentAnswer({"state": "accepted"})
+    )
     assert "send-spec" in accepted.next_step() and accepted.agent.has_spec is False
-    finished = jobs.JobStatus(running.job, running.now, running.settle_grace, running.payment_token, None,
-                              AgentAnswer({"state": "finished", "exit_code": 127}))
+    finished = jobs.JobStatus(
+        running.job,
+        running.now,
+        running.settle_grace,
+        running.payment_token,
+        None,
+        AgentAnswer({"state": "finished", "exit_code": 127}),
+    )
     assert f"result {running_id} --out DIR" in finished.next_step()
     assert "finished, command exit status 127" in finished.render()
 

@@ -43,10 +43,15 @@ def test_register_checks_the_claim_then_registers(world):
     result = provider.register(market, CPU_DEV, 2, PRICE, ENDPOINT)
     record = market.providers(key.address)
     assert (record.gpu_class, record.gpu_count, record.price_per_gpu_second, record.endpoint) == (
-        CPU_DEV, 2, PRICE, ENDPOINT)
+        CPU_DEV,
+        2,
+        PRICE,
+        ENDPOINT,
+    )
     assert result.tx_hash and result.to_json()["tx_hash"] == result.tx_hash
     assert refused("already_registered", provider.register, market, CPU_DEV, 1, PRICE, ENDPOINT).hint.startswith(
-        "use `update`")
+        "use `update`"
+    )
 
 
 def test_update_keeps_what_is_not_given_and_says_when_verification_is_void(world):
@@ -78,7 +83,11 @@ def test_stake_needs_a_balance_then_an_allowance(world):
     missing = refused("needs_approval", provider.stake, market, amount)
     assert isinstance(missing, NeedsApproval)
     assert (missing.token, missing.spender, missing.amount, missing.allowance) == (
-        market.stake_token.address, market.address, amount, 0)
+        market.stake_token.address,
+        market.address,
+        amount,
+        0,
+    )
     refused("bad_amount", provider.stake, market, 0)
 
     # The caller approves what the error names and retries.
@@ -158,8 +167,17 @@ def test_status_shows_stake_jobs_and_what_is_missing(world):
     world.mint(client, payment=10**24)
 
     def accepted_job() -> int:
-        created = jobs.create(world.market(client), SPEC, gpu_class=CPU_DEV, gpu_count=1, max_price=PRICE,
-                              max_duration=600, provider=key.address, approve=True, agent_timeouts=None)
+        created = jobs.create(
+            world.market(client),
+            SPEC,
+            gpu_class=CPU_DEV,
+            gpu_count=1,
+            max_price=PRICE,
+            max_duration=600,
+            provider=key.address,
+            approve=True,
+            agent_timeouts=None,
+        )
         market.accept_job(created.details["job_id"])
         return created.details["job_id"]
 

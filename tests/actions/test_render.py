@@ -15,10 +15,18 @@ def test_amounts_are_exact():
     assert render.amount(10**30) == f"{10**30:,}"
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("1500", 1500), ("1_500", 1500), ("1,500", 1500), ("2 tokens", 2 * 10**18), ("1.5tokens", 15 * 10**17),
-    ("1 token", 10**18), ("0.000000000000000001 tokens", 1),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("1500", 1500),
+        ("1_500", 1500),
+        ("1,500", 1500),
+        ("2 tokens", 2 * 10**18),
+        ("1.5tokens", 15 * 10**17),
+        ("1 token", 10**18),
+        ("0.000000000000000001 tokens", 1),
+    ],
+)
 def test_parse_amount(text, expected):
     assert render.parse_amount(text, 18) == expected
 

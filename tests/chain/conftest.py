@@ -98,8 +98,14 @@ class Kit:
         market = self.market()
         record = market.providers(key.address)
         floor = market.class_floor(record.gpu_class) * record.gpu_count
-        return hardware_report(key.address, record.gpu_class, record.gpu_count,
-                               floor if measured is None else measured, self.now() + valid_for, epoch=market.epoch())
+        return hardware_report(
+            key.address,
+            record.gpu_class,
+            record.gpu_count,
+            floor if measured is None else measured,
+            self.now() + valid_for,
+            epoch=market.epoch(),
+        )
 
     def ready_provider(self, key: ServiceKey, price: int = PRICE) -> Market:
         """Funded, registered, verified and staked (min_stake + 100 tokens)."""
@@ -114,8 +120,9 @@ class Kit:
     def create_job(self, key: ServiceKey, provider: str | None = None, max_duration: int = HOUR) -> int:
         from gpumarket.chain.events import JobCreated
 
-        result = self.market(key).create_job(CPU_DEV, 1, 2 * PRICE, max_duration, SPEC_HASH, self.now() + HOUR,
-                                             provider=provider)
+        result = self.market(key).create_job(
+            CPU_DEV, 1, 2 * PRICE, max_duration, SPEC_HASH, self.now() + HOUR, provider=provider
+        )
         return result.event(JobCreated).job_id
 
     def job_report(self, job_id: int, outcome: Outcome = Outcome.COMPLETED, gpu_seconds: int = 0) -> JobReport:

@@ -54,8 +54,13 @@ def _differences(shipped: Artifacts, fresh: Artifacts) -> list[str]:
 def test_the_shipped_contracts_equal_a_fresh_compile(tmp_path):
     # The command `make artifacts` runs, into a scratch file: what the package must ship.
     built = tmp_path / "contracts.json"
-    subprocess.run([sys.executable, "-m", "gpumarket.chain.artifacts", "--out", str(built)], check=True,
-                   capture_output=True, text=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "gpumarket.chain.artifacts", "--out", str(built)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     fresh = read_artifacts(built)
     assert fresh.source_hash == source_hash(REPO_ROOT / "contracts")
     differences = _differences(read_artifacts(shipped_file()), fresh)
@@ -77,8 +82,9 @@ def test_every_event_has_a_dataclass_with_its_arguments(artifacts):
     abi_events = {e["name"]: e for e in artifacts["GpuMarket"].abi if e["type"] == "event"}
     assert set(abi_events) == set(EVENT_TYPES)
     for name, entry in abi_events.items():
-        arguments = ["parameter" if (name, i["name"]) == ("ParameterChanged", "name") else i["name"]
-                     for i in entry["inputs"]]
+        arguments = [
+            "parameter" if (name, i["name"]) == ("ParameterChanged", "name") else i["name"] for i in entry["inputs"]
+        ]
         assert field_names(EVENT_TYPES[name]) == arguments, name
 
 

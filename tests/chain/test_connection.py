@@ -169,15 +169,19 @@ def test_receipt_timeout_and_mined_revert(anvil_kit):
         def second() -> None:
             try:
                 Transactor(w3, client_key, TxSettings(receipt_timeout=10)).send(
-                    to=client.address, data=cancel, label="cancel_job", gas=200_000)
+                    to=client.address, data=cancel, label="cancel_job", gas=200_000
+                )
             except BaseException as error:  # inspected below
                 outcome["error"] = error
 
         thread = threading.Thread(target=second)
         thread.start()
         deadline = time.monotonic() + 5
-        while w3.eth.get_transaction_count(client_key.address, "pending") < w3.eth.get_transaction_count(
-                client_key.address) + 2 and time.monotonic() < deadline:
+        while (
+            w3.eth.get_transaction_count(client_key.address, "pending")
+            < w3.eth.get_transaction_count(client_key.address) + 2
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.02)
         mine(w3, 1)
         thread.join(timeout=15)

@@ -45,8 +45,15 @@ class Recorder:
 
 def _follower(kit, db_path, handler, **config) -> EventFollower:
     settings = {"confirmations": 0, "retry": FAST_RETRY, "poll_interval": 0.05, **config}
-    return EventFollower(kit.w3, kit.deployment.market, db_path, handler, start_block=kit.deployment.block,
-                         config=FollowerConfig(**settings), abi=kit.artifacts["GpuMarket"].abi)
+    return EventFollower(
+        kit.w3,
+        kit.deployment.market,
+        db_path,
+        handler,
+        start_block=kit.deployment.block,
+        config=FollowerConfig(**settings),
+        abi=kit.artifacts["GpuMarket"].abi,
+    )
 
 
 def _register(kit, key, endpoint="http://127.0.0.1:8700"):
@@ -223,8 +230,14 @@ def test_refuses_a_different_chain(anvil, anvil_kit, tmp_path):
     fresh_w3 = connect(anvil.url)
     mine(fresh_w3, head + 5)
     config = FollowerConfig(confirmations=0, retry=FAST_RETRY)
-    stale = EventFollower(fresh_w3, anvil_kit.deployment.market, db_path, Recorder(), config=config,
-                          abi=anvil_kit.artifacts["GpuMarket"].abi)
+    stale = EventFollower(
+        fresh_w3,
+        anvil_kit.deployment.market,
+        db_path,
+        Recorder(),
+        config=config,
+        abi=anvil_kit.artifacts["GpuMarket"].abi,
+    )
     with pytest.raises(ChainMismatch, match="when it was processed"):
         stale.poll_once()
     stale.close()

@@ -40,8 +40,9 @@ class CliWorld:
     params: DeployParams
     folder: Path
 
-    def invoke(self, *args: str, key: int | None = None, env: dict[str, str] | None = None,
-               connect_flags: bool = True) -> Result:
+    def invoke(
+        self, *args: str, key: int | None = None, env: dict[str, str] | None = None, connect_flags: bool = True
+    ) -> Result:
         """`gpumarket <args>` plus --rpc/--deployment (and --key test-account:<key>)."""
         flags = ["--rpc", self.node.url, "--deployment", str(self.deployment_path)] if connect_flags else []
         if key is not None:
@@ -55,8 +56,9 @@ class CliWorld:
     def verify(self, account: int) -> None:
         owner = self.market(0)
         provider = test_account(account).address
-        report = hardware_report(provider, 1, 1, owner.class_floor(1), latest_timestamp(self.w3) + 86_400,
-                                 epoch=owner.epoch())
+        report = hardware_report(
+            provider, 1, 1, owner.class_floor(1), latest_timestamp(self.w3) + 86_400, epoch=owner.epoch()
+        )
         owner.submit_hardware_report(report, COMMITTEE.sign(owner.domain, report))
 
     def mint_stake(self, account: int, amount: int) -> None:

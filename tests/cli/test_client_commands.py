@@ -37,9 +37,26 @@ def test_an_open_job_expires_on_an_idle_anvil_once_its_deadline_passed(cli_world
     """anvil mines only when a transaction arrives: past the accept deadline by the wall clock,
     its latest block is still before it. `cancel --expire` moves the chain's clock on itself."""
     cli_world.market(0).payment_token.mint(key(CLIENT).address, 10**24)
-    created = ok(cli_world.invoke("client", "submit", "--spec", _spec_file(cli_world), "--class", "cpu-dev", "--open",
-                                  "--max-price", str(PRICE), "--max-duration", "60", "--accept-window", "3",
-                                  "--no-wait", "--json", key=CLIENT))
+    created = ok(
+        cli_world.invoke(
+            "client",
+            "submit",
+            "--spec",
+            _spec_file(cli_world),
+            "--class",
+            "cpu-dev",
+            "--open",
+            "--max-price",
+            str(PRICE),
+            "--max-duration",
+            "60",
+            "--accept-window",
+            "3",
+            "--no-wait",
+            "--json",
+            key=CLIENT,
+        )
+    )
     job_id = created["job_id"]
     assert f"send-spec {job_id}" in created["next"]
     listed = ok(cli_world.invoke("client", "jobs", "--json", key=CLIENT))
@@ -57,12 +74,16 @@ def test_an_open_job_expires_on_an_idle_anvil_once_its_deadline_passed(cli_world
 def test_the_connection_flags_go_before_or_after_the_subcommand(cli_world):
     flags = ["--rpc", cli_world.node.url, "--deployment", str(cli_world.deployment_path)]
     address = key(CLIENT).address
-    for args in (["client", *flags, "--key", f"test-account:{CLIENT}", "jobs", "--json"],
-                 ["client", "jobs", "--json", *flags, "--key", f"test-account:{CLIENT}"],
-                 ["client", *flags, "jobs", "--key", f"test-account:{CLIENT}", "--json"]):
+    for args in (
+        ["client", *flags, "--key", f"test-account:{CLIENT}", "jobs", "--json"],
+        ["client", "jobs", "--json", *flags, "--key", f"test-account:{CLIENT}"],
+        ["client", *flags, "jobs", "--key", f"test-account:{CLIENT}", "--json"],
+    ):
         assert ok(_run(*args))["client"] == address, args
-    for args in (["provider", *flags, "--key", "test-account:9", "status", "--json"],
-                 ["provider", "status", "--json", *flags, "--key", "test-account:9"]):
+    for args in (
+        ["provider", *flags, "--key", "test-account:9", "status", "--json"],
+        ["provider", "status", "--json", *flags, "--key", "test-account:9"],
+    ):
         assert ok(_run(*args))["address"] == key(9).address, args
     assert ok(_run("market", *flags, "params", "--json"))["min_stake"]
 
@@ -79,8 +100,22 @@ def test_provider_status_asks_the_agent(cli_world):
     account = 10
     cli_world.mint_stake(account, 3 * 10**21)
     ok(cli_world.invoke("provider", "stake", str(3 * 10**21), "--approve", "--json", key=account))
-    ok(cli_world.invoke("provider", "register", "--class", "cpu-dev", "--gpus", "1", "--price", str(PRICE),
-                        "--endpoint", "http://127.0.0.1:9/agent", "--json", key=account))
+    ok(
+        cli_world.invoke(
+            "provider",
+            "register",
+            "--class",
+            "cpu-dev",
+            "--gpus",
+            "1",
+            "--price",
+            str(PRICE),
+            "--endpoint",
+            "http://127.0.0.1:9/agent",
+            "--json",
+            key=account,
+        )
+    )
     cli_world.verify(account)
     status = ok(cli_world.invoke("provider", "status", "--json", key=account))
     assert status["agent"]["answered"] is False
@@ -90,9 +125,25 @@ def test_provider_status_asks_the_agent(cli_world):
     # A client directing a job to it is refused before anything is sent.
     cli_world.market(0).payment_token.mint(key(11).address, 10**24)
     count = cli_world.market().job_count()
-    refused(cli_world.invoke("client", "submit", "--spec", _spec_file(cli_world), "--class", "cpu-dev",
-                             "--provider", key(account).address, "--max-price", str(PRICE), "--max-duration", "60",
-                             "--json", key=11), "agent_down")
+    refused(
+        cli_world.invoke(
+            "client",
+            "submit",
+            "--spec",
+            _spec_file(cli_world),
+            "--class",
+            "cpu-dev",
+            "--provider",
+            key(account).address,
+            "--max-price",
+            str(PRICE),
+            "--max-duration",
+            "60",
+            "--json",
+            key=11,
+        ),
+        "agent_down",
+    )
     assert cli_world.market().job_count() == count
 
 
@@ -106,16 +157,48 @@ def test_client_commands_refuse_a_node_that_is_down_or_has_no_contract(cli_world
     spec = _spec_file(cli_world)
     nowhere = dataclasses.replace(cli_world.deployment, market=key(CLIENT).address)  # an account: no code
     nowhere_path = nowhere.write(cli_world.folder / "nowhere.json")
-    for command in (["providers"], ["jobs"], ["status", "1"], ["send-spec", "1", "--spec", spec], ["cancel", "1"],
-                    ["claim"], ["submit", "--spec", spec, "--class", "cpu-dev", "--open", "--max-price", "1",
-                                "--max-duration", "60"]):
-        down = _run("client", *command, "--json", "--rpc", "http://127.0.0.1:9", "--deployment",
-                    str(cli_world.deployment_path), "--key", f"test-account:{CLIENT}")
+    for command in (
+        ["providers"],
+        ["jobs"],
+        ["status", "1"],
+        ["send-spec", "1", "--spec", spec],
+        ["cancel", "1"],
+        ["claim"],
+        ["submit", "--spec", spec, "--class", "cpu-dev", "--open", "--max-price", "1", "--max-duration", "60"],
+    ):
+        down = _run(
+            "client",
+            *command,
+            "--json",
+            "--rpc",
+            "http://127.0.0.1:9",
+            "--deployment",
+            str(cli_world.deployment_path),
+            "--key",
+            f"test-account:{CLIENT}",
+        )
         refused(down, "node_unreachable")
-        text = _run("client", *command, "--rpc", "http://127.0.0.1:9", "--deployment",
-                    str(cli_world.deployment_path), "--key", f"test-account:{CLIENT}")
+        text = _run(
+            "client",
+            *command,
+            "--rpc",
+            "http://127.0.0.1:9",
+            "--deployment",
+            str(cli_world.deployment_path),
+            "--key",
+            f"test-account:{CLIENT}",
+        )
         assert text.exit_code == 1 and "Traceback" not in text.stderr and "what to do:" in text.stderr, command
         assert text.stdout == "", command  # in particular, never "no providers" with exit 0
-        empty = _run("client", *command, "--json", "--rpc", cli_world.node.url, "--deployment", str(nowhere_path),
-                     "--key", f"test-account:{CLIENT}")
+        empty = _run(
+            "client",
+            *command,
+            "--json",
+            "--rpc",
+            cli_world.node.url,
+            "--deployment",
+            str(nowhere_path),
+            "--key",
+            f"test-account:{CLIENT}",
+        )
         assert "deploy again" in refused(empty, "no_market")["hint"], command

@@ -34,13 +34,16 @@ def test_flags_override_the_file_and_the_environment_names_it(tmp_path):
     assert resolve_settings(None, environ={}).rpc is None
 
 
-@pytest.mark.parametrize("name, text, words", [
-    ("x.toml", 'rpc = "u"\nrpcc = "typo"\n', "unknown field(s) rpcc"),
-    ("x.toml", "rpc = [", "not valid TOML"),
-    ("x.yaml", "- a\n- b\n", "expected a table"),
-    ("x.yaml", "rpc: 5\n", "rpc must be a non-empty string"),
-    ("x.ini", "rpc=u", "unknown config format"),
-])
+@pytest.mark.parametrize(
+    "name, text, words",
+    [
+        ("x.toml", 'rpc = "u"\nrpcc = "typo"\n', "unknown field(s) rpcc"),
+        ("x.toml", "rpc = [", "not valid TOML"),
+        ("x.yaml", "- a\n- b\n", "expected a table"),
+        ("x.yaml", "rpc: 5\n", "rpc must be a non-empty string"),
+        ("x.ini", "rpc=u", "unknown config format"),
+    ],
+)
 def test_bad_files_are_refused_precisely(tmp_path, name, text, words):
     (tmp_path / name).write_text(text)
     with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
@@ -48,8 +51,9 @@ def test_bad_files_are_refused_precisely(tmp_path, name, text, words):
 
 
 def test_registries_from_the_file_and_the_options(tmp_path):
-    (tmp_path / "r.toml").write_text('rpc = "u"\n[registries]\n"GHCR.io" = "https://ghcr.io"\n'
-                                     '"10.0.0.5:5000" = "http://10.0.0.5:5000"\n')
+    (tmp_path / "r.toml").write_text(
+        'rpc = "u"\n[registries]\n"GHCR.io" = "https://ghcr.io"\n"10.0.0.5:5000" = "http://10.0.0.5:5000"\n'
+    )
     (tmp_path / "r.yaml").write_text("registries:\n  ghcr.io: https://ghcr.io\n")
     from_toml = load_config(tmp_path / "r.toml").registries
     assert from_toml == {"ghcr.io": "https://ghcr.io", "10.0.0.5:5000": "http://10.0.0.5:5000"}
@@ -57,21 +61,32 @@ def test_registries_from_the_file_and_the_options(tmp_path):
     assert resolve_settings(None, environ={}).registries == {}
     # Options add to the file's table, and a host named in both takes the option's URL.
     merged = registry_map(["ghcr.io=https://mirror.example", "quay.io=https://quay.io"], from_toml)
-    assert merged == {"ghcr.io": "https://mirror.example", "10.0.0.5:5000": "http://10.0.0.5:5000",
-                      "quay.io": "https://quay.io"}
-    for options, words in ((["ghcr.io"], "is not HOST=URL"), (["a.io=https://a", "A.io=https://b"], "given twice"),
-                           (["a.io=ftp://a"], "is not an http(s) URL")):
+    assert merged == {
+        "ghcr.io": "https://mirror.example",
+        "10.0.0.5:5000": "http://10.0.0.5:5000",
+        "quay.io": "https://quay.io",
+    }
+    for options, words in (
+        (["ghcr.io"], "is not HOST=URL"),
+        (["a.io=https://a", "A.io=https://b"], "given twice"),
+        (["a.io=ftp://a"], "is not an http(s) URL"),
+    ):
         with pytest.raises(ValueError, match=re.escape(words)):
             registry_map(options)
 
 
-@pytest.mark.parametrize("text, words", [
-    ('registries = "ghcr.io"\n', "registries must be a table of host[:port] = base URL strings"),
-    ("[registries]\n\"ghcr.io\" = 5\n", "registries must be a table"),
-    ('[registries]\n"ghcr.io" = "ghcr.io"\n',
-     "registries: registry 'ghcr.io': base URL 'ghcr.io' is not an http(s) URL"),
-    ('[registries]\n"a/b" = "https://a"\n', "registries: registry host 'a/b' is not host[:port]"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ('registries = "ghcr.io"\n', "registries must be a table of host[:port] = base URL strings"),
+        ('[registries]\n"ghcr.io" = 5\n', "registries must be a table"),
+        (
+            '[registries]\n"ghcr.io" = "ghcr.io"\n',
+            "registries: registry 'ghcr.io': base URL 'ghcr.io' is not an http(s) URL",
+        ),
+        ('[registries]\n"a/b" = "https://a"\n', "registries: registry host 'a/b' is not host[:port]"),
+    ],
+)
 def test_bad_registries_are_refused_precisely(tmp_path, text, words):
     (tmp_path / "r.toml").write_text(text)
     with pytest.raises(ConfigError, match=re.escape(f"{tmp_path / 'r.toml'}: {words}")):
@@ -88,16 +103,21 @@ def test_a_raw_private_key_is_refused_without_repeating_it(tmp_path):
 
 def test_the_config_file_drives_the_provider_and_client_commands(cli_world, tmp_path):
     config = tmp_path / "gpumarket.toml"
-    config.write_text(f'rpc = "{cli_world.node.url}"\ndeployment = "{cli_world.deployment_path}"\n'
-                      'key = "test-account:8"\n')
+    config.write_text(
+        f'rpc = "{cli_world.node.url}"\ndeployment = "{cli_world.deployment_path}"\nkey = "test-account:8"\n'
+    )
     status = ok(cli_world.invoke("provider", "status", "--json", "--config", str(config), connect_flags=False))
     assert status["address"] == key(8).address
-    via_env = ok(cli_world.invoke("provider", "status", "--json", connect_flags=False,
-                                  env={"GPUMARKET_CONFIG": str(config)}))
+    via_env = ok(
+        cli_world.invoke("provider", "status", "--json", connect_flags=False, env={"GPUMARKET_CONFIG": str(config)})
+    )
     assert via_env["address"] == key(8).address
     # A flag overrides the file's key.
-    flagged = ok(cli_world.invoke("provider", "status", "--json", "--config", str(config), "--key", "test-account:9",
-                                  connect_flags=False))
+    flagged = ok(
+        cli_world.invoke(
+            "provider", "status", "--json", "--config", str(config), "--key", "test-account:9", connect_flags=False
+        )
+    )
     assert flagged["address"] == key(9).address
     # The client group reads the same file.
     listed = CliRunner(mix_stderr=False).invoke(main, ["client", "--config", str(config), "providers", "--json"])

@@ -18,16 +18,23 @@ def test_deploy_writes_a_record_the_other_commands_use(cli_world):
     assert document["market"] == record.market != cli_world.deployment.market
     assert record.chain_id == cli_world.deployment.chain_id and record.mock_tokens
     # The new market answers through its own record, with the committee of the params file.
-    shown = ok(cli_world.invoke("market", "committee", "--json", "--rpc", cli_world.node.url,
-                                "--deployment", str(out), connect_flags=False))
+    shown = ok(
+        cli_world.invoke(
+            "market", "committee", "--json", "--rpc", cli_world.node.url, "--deployment", str(out), connect_flags=False
+        )
+    )
     assert shown["members"] == cli_world.params.committee.members
 
 
 def test_deploy_refusals(cli_world):
     bad = cli_world.folder / "bad.yaml"
     bad.write_text("treasury: [not an address]\n")
-    refused(cli_world.invoke("market", "deploy", "--params", str(bad), "--out", str(cli_world.folder / "x.json"),
-                             "--json", key=0), "bad_params")
+    refused(
+        cli_world.invoke(
+            "market", "deploy", "--params", str(bad), "--out", str(cli_world.folder / "x.json"), "--json", key=0
+        ),
+        "bad_params",
+    )
     refused(cli_world.invoke("market", "deploy", "--out", str(cli_world.folder / "y.json"), "--json"), "no_key")
     assert not (cli_world.folder / "x.json").exists() and not (cli_world.folder / "y.json").exists()
 

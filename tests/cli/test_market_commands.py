@@ -17,10 +17,10 @@ def test_committee_show_and_set(cli_world):
     assert text.exit_code == 0 and "2 of 3" in text.stdout
 
     members = ",".join(Committee.of_size(4, threshold=3).addresses)
-    refused(cli_world.invoke("market", "committee", "--set", members, "--threshold", "3", "--json", key=6),
-            "not_owner")
-    refused(cli_world.invoke("market", "committee", "--set", members, "--threshold", "2", "--json", key=0),
-            "bad_threshold")
+    refused(cli_world.invoke("market", "committee", "--set", members, "--threshold", "3", "--json", key=6), "not_owner")
+    refused(
+        cli_world.invoke("market", "committee", "--set", members, "--threshold", "2", "--json", key=0), "bad_threshold"
+    )
     changed = ok(cli_world.invoke("market", "committee", "--set", members, "--threshold", "3", "--json", key=0))
     assert changed["epoch"] == shown["epoch"] + 1
     market = cli_world.market()
@@ -38,8 +38,9 @@ def test_params_show_and_set(cli_world):
     assert all(name in table for name in PARAMETER_BOUNDS)
 
     lower, upper = PARAMETER_BOUNDS["settle_grace"]
-    bounds = refused(cli_world.invoke("market", "params", "--set", f"settle_grace={upper + 1}", "--json", key=0),
-                     "out_of_bounds")
+    bounds = refused(
+        cli_world.invoke("market", "params", "--set", f"settle_grace={upper + 1}", "--json", key=0), "out_of_bounds"
+    )
     assert f"{lower:,} .. {upper:,}" in bounds["hint"]
     refused(cli_world.invoke("market", "params", "--set", "nope=1", "--json", key=0), "unknown_parameter")
     refused(cli_world.invoke("market", "params", "--set", f"settle_grace={lower}", "--json", key=7), "not_owner")

@@ -19,8 +19,18 @@ ENDPOINT = "http://127.0.0.1:9/agent"
 
 def test_help_on_every_command():
     runner = CliRunner()
-    for command in ([], ["register"], ["update"], ["stake"], ["unstake"], ["withdraw"], ["status"], ["claim"],
-                    ["run"], ["serve-api"]):
+    for command in (
+        [],
+        ["register"],
+        ["update"],
+        ["stake"],
+        ["unstake"],
+        ["withdraw"],
+        ["status"],
+        ["claim"],
+        ["run"],
+        ["serve-api"],
+    ):
         result = runner.invoke(main, ["provider", *command, "--help"])
         assert result.exit_code == 0 and "Usage:" in result.output, command
     for command in ([], ["committee"], ["params"]):
@@ -31,13 +41,42 @@ def test_help_on_every_command():
 def test_register_update_and_status(cli_world):
     account = 1
     address = key(account).address
-    registered = ok(cli_world.invoke("provider", "register", "--class", "cpu-dev", "--gpus", "1", "--price", "1000",
-                                     "--endpoint", ENDPOINT, "--json", key=account))
+    registered = ok(
+        cli_world.invoke(
+            "provider",
+            "register",
+            "--class",
+            "cpu-dev",
+            "--gpus",
+            "1",
+            "--price",
+            "1000",
+            "--endpoint",
+            ENDPOINT,
+            "--json",
+            key=account,
+        )
+    )
     assert registered["tx_hash"].startswith("0x") and registered["provider"] == address
     record = cli_world.market().providers(address)
     assert (record.gpu_class, record.gpu_count, record.price_per_gpu_second, record.endpoint) == (1, 1, 1000, ENDPOINT)
-    again = refused(cli_world.invoke("provider", "register", "--class", "1", "--gpus", "1", "--price", "1",
-                                     "--endpoint", ENDPOINT, "--json", key=account), "already_registered")
+    again = refused(
+        cli_world.invoke(
+            "provider",
+            "register",
+            "--class",
+            "1",
+            "--gpus",
+            "1",
+            "--price",
+            "1",
+            "--endpoint",
+            ENDPOINT,
+            "--json",
+            key=account,
+        ),
+        "already_registered",
+    )
     assert "update" in again["hint"]
 
     ok(cli_world.invoke("provider", "update", "--price", "2000", "--json", key=account))
@@ -75,8 +114,10 @@ def test_stake_needs_approval_then_approve_works(cli_world):
     assert staked["approve_tx_hash"] and staked["tx_hash"] and staked["amount"] == str(2 * 10**21)
     assert cli_world.market().stake_of(address).free == 2 * 10**21
 
-    poor = refused(cli_world.invoke("provider", "stake", "100000 tokens", "--approve", "--json", key=account),
-                   "insufficient_balance")
+    poor = refused(
+        cli_world.invoke("provider", "stake", "100000 tokens", "--approve", "--json", key=account),
+        "insufficient_balance",
+    )
     assert address in poor["message"]
     refused(cli_world.invoke("provider", "stake", "1.5", "--json", key=account), "bad_amount")
 
@@ -115,21 +156,38 @@ def test_claim_with_nothing_credited(cli_world):
 def test_wrong_network_is_refused(cli_world):
     other = dataclasses.replace(cli_world.deployment, chain_id=cli_world.deployment.chain_id + 1)
     path = other.write(cli_world.folder / "other-chain.json")
-    for command in (["provider", "status", key(1).address], ["provider", "stake", "1", "--approve"],
-                    ["market", "params"]):
+    for command in (
+        ["provider", "status", key(1).address],
+        ["provider", "stake", "1", "--approve"],
+        ["market", "params"],
+    ):
         result = CliRunner(mix_stderr=False).invoke(
-            main, [*command, "--json", "--rpc", cli_world.node.url, "--deployment", str(path), "--key",
-                   "test-account:1"], env={"GPUMARKET_CONFIG": ""})
+            main,
+            [*command, "--json", "--rpc", cli_world.node.url, "--deployment", str(path), "--key", "test-account:1"],
+            env={"GPUMARKET_CONFIG": ""},
+        )
         document = refused(result, "wrong_network")
         assert f"chain {other.chain_id}" in document["message"], command
 
 
 def test_missing_settings_and_unreachable_node(cli_world):
     refused(cli_world.invoke("provider", "stake", "1", "--json"), "no_key")
-    no_rpc = CliRunner(mix_stderr=False).invoke(main, ["provider", "status", key(1).address, "--json"],
-                                                env={"GPUMARKET_CONFIG": ""})
+    no_rpc = CliRunner(mix_stderr=False).invoke(
+        main, ["provider", "status", key(1).address, "--json"], env={"GPUMARKET_CONFIG": ""}
+    )
     refused(no_rpc, "no_rpc")
     down = CliRunner(mix_stderr=False).invoke(
-        main, ["provider", "status", key(1).address, "--json", "--rpc", "http://127.0.0.1:9",
-               "--deployment", str(cli_world.deployment_path)], env={"GPUMARKET_CONFIG": ""})
+        main,
+        [
+            "provider",
+            "status",
+            key(1).address,
+            "--json",
+            "--rpc",
+            "http://127.0.0.1:9",
+            "--deployment",
+            str(cli_world.deployment_path),
+        ],
+        env={"GPUMARKET_CONFIG": ""},
+    )
     refused(down, "node_unreachable")

@@ -55,7 +55,11 @@ COMMITTEE = Committee.of_size(3, threshold=2)
 
 
 def python_spec(code: str, outputs: list[str] | None = None) -> JobSpec:
-    return JobSpec(command=[sys.executable, "-c", code], limits=Limits(max_seconds=20, max_output_bytes=1 << 20), outputs=outputs or [])
+    return JobSpec(
+        command=[sys.executable, "-c", code],
+        limits=Limits(max_seconds=20, max_output_bytes=1 << 20),
+        outputs=outputs or [],
+    )
 
 
 @dataclass
@@ -99,8 +103,7 @@ class World:
 
 
 def _verify(market: Market, w3: Web3, key: ServiceKey, gpu_class: int, throughput: int) -> None:
-    report = hardware_report(key.address, gpu_class, 1, throughput, latest_timestamp(w3) + 86_400,
-                             epoch=market.epoch())
+    report = hardware_report(key.address, gpu_class, 1, throughput, latest_timestamp(w3) + 86_400, epoch=market.epoch())
     market.submit_hardware_report(report, COMMITTEE.sign(market.domain, report))
 
 
@@ -155,9 +158,11 @@ def world(tmp_path_factory) -> Iterator[World]:
         other_market = world.market(other)
         other_market.payment_token.approve(other_market.address)
         deadline = latest_timestamp(w3) + 600
-        job_id = other_market.create_job(
-            CPU_DEV, 1, PRICE, 60, b"\x01" * 32, deadline, provider=providers["jailed"].address
-        ).event(JobCreated).job_id
+        job_id = (
+            other_market.create_job(CPU_DEV, 1, PRICE, 60, b"\x01" * 32, deadline, provider=providers["jailed"].address)
+            .event(JobCreated)
+            .job_id
+        )
         world.accept("jailed", job_id)
         world.settle(job_id, providers["jailed"].address, Outcome.FAILED, result_hash=b"\x00" * 32)
         assert owner_market.providers(providers["jailed"].address).jailed

@@ -26,7 +26,12 @@ def test_list_shows_every_registered_provider_with_its_standing(world):
     offers = {offer.address: offer for offer in list_providers(market, from_block=world.deployment.block)}
     assert set(offers) == {key.address for key in world.providers.values()}
     best = offers[world.providers["best"].address]
-    assert (best.endpoint, best.verified, best.jailed, best.price_per_gpu_second) == (world.endpoint, True, False, PRICE)
+    assert (best.endpoint, best.verified, best.jailed, best.price_per_gpu_second) == (
+        world.endpoint,
+        True,
+        False,
+        PRICE,
+    )
     assert best.measured_throughput == 3 * market.class_floor(CPU_DEV)
     assert offers[world.providers["unverified"].address].verified is False
     assert offers[world.providers["unverified"].address].measured_throughput == 0
@@ -63,8 +68,11 @@ def test_a_provider_whose_gpus_running_jobs_hold_is_no_candidate(world):
     market = world.deployment.market_at(world.w3)
     runner_up = world.providers["runner_up"].address
     other = world.market(world.other)
-    job_id = other.create_job(CPU_DEV, 1, PRICE, 60, b"\x02" * 32, market.block_timestamp() + 600,
-                              provider=runner_up).event(JobCreated).job_id
+    job_id = (
+        other.create_job(CPU_DEV, 1, PRICE, 60, b"\x02" * 32, market.block_timestamp() + 600, provider=runner_up)
+        .event(JobCreated)
+        .job_id
+    )
     world.accept("runner_up", job_id)
     try:
         offer = {offer.address: offer for offer in list_providers(market)}[runner_up]
@@ -93,8 +101,9 @@ def test_an_agent_that_does_not_answer_is_no_candidate(world):
     assert _names(world, choose_providers(market, requirements)) == ["best"]
     offers = {offer.address: offer for offer in list_providers(market, probe=PROBE_TIMEOUTS)}
     best, runner_up = offers[world.providers["best"].address], offers[world.providers["runner_up"].address]
-    assert best.agent == AgentHealth(world.endpoint, answered=True, gpus=0, free_gpus=0,
-                                     provider=world.providers["best"].address)
+    assert best.agent == AgentHealth(
+        world.endpoint, answered=True, gpus=0, free_gpus=0, provider=world.providers["best"].address
+    )
     assert best.agent.describe() == "agent up (CPU machine)" and best.to_json()["agent"]["answered"] is True
     assert runner_up.agent is not None and not runner_up.agent.answered and "agent down" in runner_up.agent.describe()
     assert list_providers(market)[0].agent is None  # not asked unless probe is given
@@ -108,8 +117,10 @@ def test_an_agent_whose_gpus_are_held_is_no_candidate(world):
         "runner_up": AgentHealth("http://runner-up", answered=True, gpus=2, free_gpus=1),
     }
     by_address = {key.address: name for name, key in world.providers.items()}
-    offers = [replace(offer, agent=said.get(by_address[offer.address], AgentHealth("x", answered=False, error="x")))
-              for offer in list_providers(market)]
+    offers = [
+        replace(offer, agent=said.get(by_address[offer.address], AgentHealth("x", answered=False, error="x")))
+        for offer in list_providers(market)
+    ]
     requirements = JobRequirements(CPU_DEV, 1, 2 * PRICE, DURATION)
     assert _names(world, choose_providers(market, requirements, offers=offers)) == ["runner_up"]
     assert said["runner_up"].describe() == "agent up, 1 of 2 GPU(s) free"

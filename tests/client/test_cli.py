@@ -63,15 +63,36 @@ def _spec_file(tmp_path, spec: JobSpec, name: str = "job.json"):
 
 
 def _submit(world, tmp_path, spec_file, *extra: str) -> Result:
-    return _invoke(world, tmp_path, "submit", "--spec", str(spec_file), "--class", "cpu-dev", "--max-price",
-                   str(2 * PRICE), "--max-duration", "600", *extra)
+    return _invoke(
+        world,
+        tmp_path,
+        "submit",
+        "--spec",
+        str(spec_file),
+        "--class",
+        "cpu-dev",
+        "--max-price",
+        str(2 * PRICE),
+        "--max-duration",
+        "600",
+        *extra,
+    )
 
 
 def test_help_everywhere():
     runner = CliRunner()
     assert "client" in runner.invoke(main, ["--help"]).output
-    for command in ([], ["providers"], ["submit"], ["send-spec"], ["jobs"], ["status"], ["result"], ["cancel"],
-                    ["claim"]):
+    for command in (
+        [],
+        ["providers"],
+        ["submit"],
+        ["send-spec"],
+        ["jobs"],
+        ["status"],
+        ["result"],
+        ["cancel"],
+        ["claim"],
+    ):
         result = runner.invoke(main, ["client", *command, "--help"])
         assert result.exit_code == 0 and "Usage:" in result.output, command
 
@@ -82,8 +103,9 @@ def test_providers_show_their_agents(world, tmp_path):
     agents = {offer["address"]: offer["agent"] for offer in listed}
     assert agents[world.providers["best"].address]["answered"] is True
     assert agents[world.providers["runner_up"].address]["answered"] is False  # nothing listens at its endpoint
-    chosen = _document(_invoke(world, tmp_path, "providers", "--class", "cpu-dev", "--max-price", str(2 * PRICE),
-                               "--json"))
+    chosen = _document(
+        _invoke(world, tmp_path, "providers", "--class", "cpu-dev", "--max-price", str(2 * PRICE), "--json")
+    )
     assert [offer["address"] for offer in chosen] == [world.providers["best"].address]
     text = _invoke(world, tmp_path, "providers").stdout
     assert "JAILED" in text and "unverified" in text
@@ -128,8 +150,22 @@ def test_submit_status_result_claim(world, tmp_path):
 
 def test_cancel_and_claim_and_errors(world, tmp_path):
     spec_file = _spec_file(tmp_path, python_spec("print(1)"))
-    submitted = _invoke(world, tmp_path, "submit", "--spec", str(spec_file), "--class", str(CPU_DEV), "--open",
-                        "--max-price", str(PRICE), "--max-duration", "60", "--no-wait", "--json")
+    submitted = _invoke(
+        world,
+        tmp_path,
+        "submit",
+        "--spec",
+        str(spec_file),
+        "--class",
+        str(CPU_DEV),
+        "--open",
+        "--max-price",
+        str(PRICE),
+        "--max-duration",
+        "60",
+        "--no-wait",
+        "--json",
+    )
     job_id = _document(submitted)["job_id"]
     cancelled = _document(_invoke(world, tmp_path, "cancel", str(job_id), "--json"))
     assert cancelled["job_id"] == job_id and cancelled["tx_hash"] and cancelled["refund"] == str(PRICE * 60)
@@ -138,8 +174,22 @@ def test_cancel_and_claim_and_errors(world, tmp_path):
     assert claimed.exit_code == 0 and "claimed" in claimed.stdout and "mPAY" in claimed.stdout  # formatted
     assert _invoke(world, tmp_path, "claim").stdout.startswith("nothing to claim")
 
-    none = _invoke(world, tmp_path, "submit", "--spec", str(spec_file), "--class", "cpu-dev", "--gpus", "4",
-                   "--max-price", str(PRICE), "--max-duration", "60", "--json")
+    none = _invoke(
+        world,
+        tmp_path,
+        "submit",
+        "--spec",
+        str(spec_file),
+        "--class",
+        "cpu-dev",
+        "--gpus",
+        "4",
+        "--max-price",
+        str(PRICE),
+        "--max-duration",
+        "60",
+        "--json",
+    )
     _refusal(none, "no_provider")
     _refusal(_invoke(world, tmp_path, "status", "999999", "--json"), "no_such_job")
     _refusal(_invoke(world, tmp_path, "claim", "--json", key="keystore:nobody-here"), "bad_key")
@@ -149,8 +199,13 @@ def test_cancel_and_claim_and_errors(world, tmp_path):
 
 def test_numbers_that_mean_nothing_are_usage_errors(world, tmp_path):
     spec_file = _spec_file(tmp_path, python_spec("print(1)"))
-    for flags in (["--wait-timeout", "-5"], ["--wait-timeout", "0"], ["--accept-window", "0"],
-                  ["--max-duration", str(31 * 86_400)], ["--gpus", "0"]):
+    for flags in (
+        ["--wait-timeout", "-5"],
+        ["--wait-timeout", "0"],
+        ["--accept-window", "0"],
+        ["--max-duration", str(31 * 86_400)],
+        ["--gpus", "0"],
+    ):
         result = _submit(world, tmp_path, spec_file, *flags)
         assert result.exit_code == 2 and "Invalid value" in result.stderr, flags
     result = _invoke(world, tmp_path, "--connect-timeout", "0", "jobs")
@@ -177,8 +232,22 @@ def test_submit_waits_for_acceptance_and_sends_the_spec(world, tmp_path):
     acceptor.start()
     spec_file = _spec_file(tmp_path, python_spec("print('waited')"))
     try:
-        submitted = _invoke(world, tmp_path, "submit", "--spec", str(spec_file), "--class", "cpu-dev",
-                            "--max-price", str(2 * PRICE), "--max-duration", "60", "--wait-timeout", "20", "--json")
+        submitted = _invoke(
+            world,
+            tmp_path,
+            "submit",
+            "--spec",
+            str(spec_file),
+            "--class",
+            "cpu-dev",
+            "--max-price",
+            str(2 * PRICE),
+            "--max-duration",
+            "60",
+            "--wait-timeout",
+            "20",
+            "--json",
+        )
     finally:
         stop.set()
         acceptor.join(25)
@@ -232,17 +301,19 @@ def test_a_wait_that_times_out_leaves_the_job_to_send_spec(world, tmp_path):
     assert f"send-spec {job_id}" in next(job["next"] for job in listing["jobs"] if job["job_id"] == job_id)
     wrong = _spec_file(tmp_path, python_spec("print('another')"), "other.json")
     _refusal(_invoke(world, tmp_path, "send-spec", str(job_id), "--spec", str(wrong), "--json"), "spec_mismatch")
-    _refusal(_invoke(world, tmp_path, "send-spec", str(job_id), "--spec", str(spec_file), "--json"),
-             "job_not_accepted")
-    _refusal(_invoke(world, tmp_path, "send-spec", str(job_id), "--spec", str(spec_file), "--json",
-                     key="test-account:10"), "not_client")
+    _refusal(_invoke(world, tmp_path, "send-spec", str(job_id), "--spec", str(spec_file), "--json"), "job_not_accepted")
+    _refusal(
+        _invoke(world, tmp_path, "send-spec", str(job_id), "--spec", str(spec_file), "--json", key="test-account:10"),
+        "not_client",
+    )
 
     world.accept("best", job_id)
     listing = _document(_invoke(world, tmp_path, "jobs", "--json"))
     waiting = next(job for job in listing["jobs"] if job["job_id"] == job_id)
     assert waiting["agent"]["has_spec"] is False and f"send-spec {job_id} --spec FILE" in waiting["next"]
-    sent = _invoke(world, tmp_path, "send-spec", str(job_id), "--spec", str(spec_file), "--wait",
-                   "--wait-timeout", "20")
+    sent = _invoke(
+        world, tmp_path, "send-spec", str(job_id), "--spec", str(spec_file), "--wait", "--wait-timeout", "20"
+    )
     assert sent.exit_code == 0, sent.stdout + sent.stderr
     assert "which started it" in sent.stdout and f"result {job_id} --out DIR" in sent.stdout
     again = _document(_invoke(world, tmp_path, "send-spec", str(job_id), "--spec", str(spec_file), "--json"))
@@ -265,8 +336,14 @@ def test_a_directed_submit_to_an_agent_that_does_not_answer_is_refused_at_once(w
 def test_a_missing_command_shows_its_exit_status(world, tmp_path):
     spec = JobSpec(command=["/nonexistent/command"], limits=Limits(max_seconds=20, max_output_bytes=1 << 20))
     job_client = world.job_client()
-    job_id = job_client.create_job(spec, gpu_class=CPU_DEV, gpu_count=1, max_price=2 * PRICE, max_duration=600,
-                                   provider=world.providers["best"].address)
+    job_id = job_client.create_job(
+        spec,
+        gpu_class=CPU_DEV,
+        gpu_count=1,
+        max_price=2 * PRICE,
+        max_duration=600,
+        provider=world.providers["best"].address,
+    )
     world.accept("best", job_id)
     job_client.send_spec(job_id, spec)
     updates = list(job_client.follow(job_id, timeout_s=20))
@@ -278,9 +355,26 @@ def test_a_missing_command_shows_its_exit_status(world, tmp_path):
 
 def test_expire_waits_for_the_deadline_by_the_chains_clock(world, tmp_path):
     spec_file = _spec_file(tmp_path, python_spec("print('expire me')"))
-    job_id = _document(_invoke(world, tmp_path, "submit", "--spec", str(spec_file), "--class", "cpu-dev", "--open",
-                               "--max-price", str(PRICE), "--max-duration", "60", "--accept-window", "60",
-                               "--no-wait", "--json"))["job_id"]
+    job_id = _document(
+        _invoke(
+            world,
+            tmp_path,
+            "submit",
+            "--spec",
+            str(spec_file),
+            "--class",
+            "cpu-dev",
+            "--open",
+            "--max-price",
+            str(PRICE),
+            "--max-duration",
+            "60",
+            "--accept-window",
+            "60",
+            "--no-wait",
+            "--json",
+        )
+    )["job_id"]
     early = _refusal(_invoke(world, tmp_path, "cancel", str(job_id), "--expire", "--json"), "not_expirable_yet")
     assert "to go" in early["message"] and "mined" in early["hint"]
     advance_time(world.w3, 120)
@@ -292,35 +386,52 @@ def test_expire_waits_for_the_deadline_by_the_chains_clock(world, tmp_path):
 
 def test_key_goes_before_or_after_the_subcommand(world, tmp_path):
     path = world.deployment.write(tmp_path / "deployment.json")
-    for args in (["--key", CLIENT, "jobs", "--json"], ["jobs", "--key", CLIENT, "--json"],
-                 ["jobs", "--json", "--deployment", str(path), "--key", CLIENT]):
-        result = CliRunner(mix_stderr=False).invoke(client, ["--deployment", str(path), *args],
-                                                    obj=ClientEnv(w3=world.w3), env={"GPUMARKET_CONFIG": ""})
+    for args in (
+        ["--key", CLIENT, "jobs", "--json"],
+        ["jobs", "--key", CLIENT, "--json"],
+        ["jobs", "--json", "--deployment", str(path), "--key", CLIENT],
+    ):
+        result = CliRunner(mix_stderr=False).invoke(
+            client, ["--deployment", str(path), *args], obj=ClientEnv(w3=world.w3), env={"GPUMARKET_CONFIG": ""}
+        )
         assert _document(result)["client"] == world.client.address, args
-    after = CliRunner(mix_stderr=False).invoke(client, ["--key", "test-account:10", "jobs", "--key", CLIENT,
-                                                        "--deployment", str(path), "--json"],
-                                               obj=ClientEnv(w3=world.w3), env={"GPUMARKET_CONFIG": ""})
+    after = CliRunner(mix_stderr=False).invoke(
+        client,
+        ["--key", "test-account:10", "jobs", "--key", CLIENT, "--deployment", str(path), "--json"],
+        obj=ClientEnv(w3=world.w3),
+        env={"GPUMARKET_CONFIG": ""},
+    )
     assert _document(after)["client"] == world.client.address  # the subcommand's own flag wins
 
 
 # Every command, with what it needs to get as far as the node.
-EVERY_COMMAND = [["providers"], ["submit", "--spec", "SPEC", "--class", "cpu-dev", "--max-price", "1",
-                                 "--max-duration", "60"],
-                 ["send-spec", "1", "--spec", "SPEC"], ["jobs"], ["status", "1"], ["result", "1", "--out", "OUT"],
-                 ["cancel", "1"], ["cancel", "1", "--expire"], ["claim"]]
+EVERY_COMMAND = [
+    ["providers"],
+    ["submit", "--spec", "SPEC", "--class", "cpu-dev", "--max-price", "1", "--max-duration", "60"],
+    ["send-spec", "1", "--spec", "SPEC"],
+    ["jobs"],
+    ["status", "1"],
+    ["result", "1", "--out", "OUT"],
+    ["cancel", "1"],
+    ["cancel", "1", "--expire"],
+    ["claim"],
+]
 
 
 def _every_command(tmp_path) -> list[list[str]]:
     spec_file = str(_spec_file(tmp_path, python_spec("print(1)")))
-    return [[spec_file if arg == "SPEC" else str(tmp_path / "out") if arg == "OUT" else arg for arg in command]
-            for command in EVERY_COMMAND]
+    return [
+        [spec_file if arg == "SPEC" else str(tmp_path / "out") if arg == "OUT" else arg for arg in command]
+        for command in EVERY_COMMAND
+    ]
 
 
 @pytest.mark.parametrize("as_json", [True, False])
 def test_every_command_refuses_an_unreachable_node_cleanly(world, tmp_path, as_json):
     for command in _every_command(tmp_path):
-        result = _invoke(world, tmp_path, *command, *(["--json"] if as_json else []), "--rpc", "http://127.0.0.1:9",
-                         w3=False)
+        result = _invoke(
+            world, tmp_path, *command, *(["--json"] if as_json else []), "--rpc", "http://127.0.0.1:9", w3=False
+        )
         if as_json:
             document = _refusal(result, "node_unreachable")
             assert "check --rpc" in document["hint"], command
@@ -354,8 +465,12 @@ def test_a_real_process_interrupted_while_waiting_prints_the_job_id(tmp_path):
     driver = tmp_path / "driver.py"
     driver.write_text(_DRIVER)
     spec_file = _spec_file(tmp_path, python_spec("print('signal')"))
-    process = subprocess.Popen([sys.executable, str(driver), str(spec_file), str(PARAMS)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(driver), str(spec_file), str(PARAMS)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         seen = ""
         while "waiting up to" not in seen and process.poll() is None:

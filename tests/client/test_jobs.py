@@ -30,8 +30,15 @@ from .conftest import CPU_DEV, DURATION, PRICE, python_spec
 
 
 def _create(world, client: JobClient, spec, provider: str | None, accept_window: int = 600) -> int:
-    return client.create_job(spec, gpu_class=CPU_DEV, gpu_count=1, max_price=2 * PRICE, max_duration=DURATION,
-                             provider=provider, accept_window=accept_window)
+    return client.create_job(
+        spec,
+        gpu_class=CPU_DEV,
+        gpu_count=1,
+        max_price=2 * PRICE,
+        max_duration=DURATION,
+        provider=provider,
+        accept_window=accept_window,
+    )
 
 
 def _run_to_finish(world, client: JobClient, spec) -> int:
@@ -143,8 +150,13 @@ def test_a_tampered_result_is_refused(world, tampering):
 
 
 def test_an_unreachable_provider(world):
-    client = JobClient(world.market(world.client), world.client, timeouts=HttpTimeouts(1.0, 1.0),
-                       poll_interval_s=0.05, from_block=world.deployment.block)
+    client = JobClient(
+        world.market(world.client),
+        world.client,
+        timeouts=HttpTimeouts(1.0, 1.0),
+        poll_interval_s=0.05,
+        from_block=world.deployment.block,
+    )
     spec = python_spec("print('never runs')")
     job_id = _create(world, client, spec, world.providers["runner_up"].address)
     world.accept("runner_up", job_id)

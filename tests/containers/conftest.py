@@ -128,12 +128,16 @@ def tiny_image(registry, tmp_path_factory) -> Iterator[TinyImage]:
     digest_file = where / "digest"
     subprocess.run(
         [*podman, "push", "--tls-verify=false", "--digestfile", str(digest_file), local, f"{repository}:test"],
-        env=env, check=True, capture_output=True, timeout=60,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     subprocess.run([*podman, "image", "rm", local], env=env, check=True, capture_output=True, timeout=60)
     image = TinyImage(local, f"{repository}@{digest_file.read_text().strip()}", repository)
     try:
         yield image
     finally:
-        subprocess.run([*podman, "image", "rm", "--force", image.pushed], env=env, capture_output=True, timeout=60,
-                       check=False)  # the tests may have removed it
+        subprocess.run(
+            [*podman, "image", "rm", "--force", image.pushed], env=env, capture_output=True, timeout=60, check=False
+        )  # the tests may have removed it

@@ -19,11 +19,17 @@ def test_a_running_containers_cpu_memory_and_pids_are_read_until_it_is_gone(engi
         "print('busy done', flush=True)\n"
         "time.sleep(60)\n"
     )
-    container = engine.run(ContainerConfig(
-        image=python_image, name=f"gpumarket-{owner}-cgroup", labels={"gpumarket.owner": owner},
-        entrypoint=["python3", "-c", code], memory_bytes=128 << 20, pids_limit=16,
-        init_path="/usr/bin/catatonit",
-    ))
+    container = engine.run(
+        ContainerConfig(
+            image=python_image,
+            name=f"gpumarket-{owner}-cgroup",
+            labels={"gpumarket.owner": owner},
+            entrypoint=["python3", "-c", code],
+            memory_bytes=128 << 20,
+            pids_limit=16,
+            init_path="/usr/bin/catatonit",
+        )
+    )
     pid = engine.inspect(container).pid
     cgroup = ContainerCgroup.of_pid(pid)
     assert cgroup is not None
@@ -67,12 +73,14 @@ def test_a_v2_cgroup_is_read(tmp_path):
     (group / "memory.peak").write_text("9000000\n")
     (group / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
     (group / "pids.current").write_text("3\n")
-    proc = _tree(tmp_path, "0::/machine.slice/libpod-abc.scope/container\n",
-                 [f"/ {sys_cgroup} rw,nosuid - cgroup2 cgroup2 rw"])
+    proc = _tree(
+        tmp_path, "0::/machine.slice/libpod-abc.scope/container\n", [f"/ {sys_cgroup} rw,nosuid - cgroup2 cgroup2 rw"]
+    )
     cgroup = ContainerCgroup.of_pid(42, proc=proc)
     assert cgroup is not None and not cgroup.v1_cpu and not cgroup.v1_memory
-    assert cgroup.read() == CgroupUsage(cpu_ms=1234, memory_bytes=5_000_000, memory_peak_bytes=9_000_000, pids=3,
-                                        oom_kills=1)
+    assert cgroup.read() == CgroupUsage(
+        cpu_ms=1234, memory_bytes=5_000_000, memory_peak_bytes=9_000_000, pids=3, oom_kills=1
+    )
     (group / "memory.peak").unlink()  # kernels before 5.19
     assert cgroup.read().memory_peak_bytes is None
     for name in ("cpu.stat", "memory.current", "memory.events", "pids.current"):
@@ -106,12 +114,16 @@ def test_a_hybrid_host_reads_the_v1_controllers(tmp_path):
     (v1["pids"] / "pids.current").write_text("7\n")
     (base / "unified" / path.lstrip("/") / "cpu.stat").write_text("usage_usec 1\n")  # no controllers here
     membership = f"4:memory:{path}\n3:cpu,cpuacct:{path}\n2:pids:{path}\n1:name=systemd:{path}\n0::{path}\n"
-    proc = _tree(tmp_path, membership, [
-        f"/ {base / 'cpu,cpuacct'} rw - cgroup cgroup rw,cpu,cpuacct",
-        f"/ {base / 'memory'} rw - cgroup cgroup rw,memory",
-        f"/ {base / 'pids'} rw - cgroup cgroup rw,pids",
-        f"/ {base / 'unified'} rw - cgroup2 cgroup2 rw",
-    ])
+    proc = _tree(
+        tmp_path,
+        membership,
+        [
+            f"/ {base / 'cpu,cpuacct'} rw - cgroup cgroup rw,cpu,cpuacct",
+            f"/ {base / 'memory'} rw - cgroup cgroup rw,memory",
+            f"/ {base / 'pids'} rw - cgroup cgroup rw,pids",
+            f"/ {base / 'unified'} rw - cgroup2 cgroup2 rw",
+        ],
+    )
     cgroup = ContainerCgroup.of_pid(42, proc=proc)
     assert cgroup.v1_cpu and cgroup.v1_memory
     assert cgroup.read() == CgroupUsage(cpu_ms=2500, memory_bytes=4096, memory_peak_bytes=8192, pids=7, oom_kills=2)

@@ -56,16 +56,28 @@ def test_run_argv_is_one_argument_per_value_and_never_a_shell_string():
     argv = run_argv(config)
     after = argv.index("--")
     # The job's arguments follow the image, after the end of podman's options: none is read as one.
-    assert argv[after + 1:] == ["localhost/x@" + MISSING, "$HOME", "a b", "`id`", "--privileged"]
+    assert argv[after + 1 :] == ["localhost/x@" + MISSING, "$HOME", "a b", "`id`", "--privileged"]
     options = argv[:after]
     pairs = list(itertools.pairwise(options))
     for expected in [
-        ("--network", "none"), ("--user", "65534:65534"), ("--workdir", "/work"), ("--cap-drop", "all"),
-        ("--security-opt", "no-new-privileges"), ("--memory", str(64 << 20)), ("--memory-swap", str(64 << 20)),
-        ("--cpus", "1.500"), ("--pids-limit", "32"), ("--shm-size", str(1 << 20)), ("--pull", "never"),
-        ("--device", "nvidia.com/gpu=1"), ("--volume", "/jobs/job-7/work:/work:rw"), ("--env", "A=1=2"),
-        ("--env", "EMPTY="), ("--entrypoint", json.dumps(["python3", "-c"])),
-        ("--log-opt", "path=/jobs/job-7/container.log"), ("--init-path", "/usr/bin/catatonit"),
+        ("--network", "none"),
+        ("--user", "65534:65534"),
+        ("--workdir", "/work"),
+        ("--cap-drop", "all"),
+        ("--security-opt", "no-new-privileges"),
+        ("--memory", str(64 << 20)),
+        ("--memory-swap", str(64 << 20)),
+        ("--cpus", "1.500"),
+        ("--pids-limit", "32"),
+        ("--shm-size", str(1 << 20)),
+        ("--pull", "never"),
+        ("--device", "nvidia.com/gpu=1"),
+        ("--volume", "/jobs/job-7/work:/work:rw"),
+        ("--env", "A=1=2"),
+        ("--env", "EMPTY="),
+        ("--entrypoint", json.dumps(["python3", "-c"])),
+        ("--log-opt", "path=/jobs/job-7/container.log"),
+        ("--init-path", "/usr/bin/catatonit"),
     ]:
         assert expected in pairs, expected
     assert {"--read-only", "--read-only-tmpfs=false", "--http-proxy=false", "--init", "--detach"} <= set(options)
@@ -92,20 +104,43 @@ def test_timestamps_are_parsed_to_the_nanosecond(text, expected):
 @pytest.mark.parametrize(
     ("stderr", "code"),
     [
-        (("Error: initializing source docker://r/x@sha256:0: reading manifest sha256:0 in r/x: manifest unknown: "
-          "manifest unknown"), "image_not_found"),
-        ("Error: reading manifest sha256:0 in r/x: name unknown: repository name not known to registry",
-         "image_not_found"),
-        ("Error: initializing source docker://r/x: reading manifest in r/x: StatusCode: 404, not found",
-         "image_not_found"),
-        (('time="..." level=warning msg="Failed, retrying in 1s ... (1/3). Error: ... manifest unknown"\n'
-          'Error: pinging container registry r: Get "https://r/v2/": dial tcp: connect: connection refused'),
-         "image_unavailable"),
-        (('Error: pinging container registry r: Get "https://r/v2/": dial tcp 127.0.0.1:443: connect: connection '
-          "refused"), "image_unavailable"),
+        (
+            (
+                "Error: initializing source docker://r/x@sha256:0: reading manifest sha256:0 in r/x: manifest unknown: "
+                "manifest unknown"
+            ),
+            "image_not_found",
+        ),
+        (
+            "Error: reading manifest sha256:0 in r/x: name unknown: repository name not known to registry",
+            "image_not_found",
+        ),
+        (
+            "Error: initializing source docker://r/x: reading manifest in r/x: StatusCode: 404, not found",
+            "image_not_found",
+        ),
+        (
+            (
+                'time="..." level=warning msg="Failed, retrying in 1s ... (1/3). Error: ... manifest unknown"\n'
+                'Error: pinging container registry r: Get "https://r/v2/": dial tcp: connect: connection refused'
+            ),
+            "image_unavailable",
+        ),
+        (
+            (
+                'Error: pinging container registry r: Get "https://r/v2/": dial tcp 127.0.0.1:443: connect: connection '
+                "refused"
+            ),
+            "image_unavailable",
+        ),
         ("Error: reading manifest sha256:0 in r/x: unauthorized: authentication required", "image_unavailable"),
-        (('Error: short-name "x@sha256:0" did not resolve to an alias and no unqualified-search registries are '
-          "defined"), "image_unavailable"),
+        (
+            (
+                'Error: short-name "x@sha256:0" did not resolve to an alias and no unqualified-search registries are '
+                "defined"
+            ),
+            "image_unavailable",
+        ),
     ],
 )
 def test_pull_errors_are_classified(stderr, code):
@@ -202,15 +237,22 @@ def test_an_unreachable_registry_is_image_unavailable(engine):
     assert raised.value.code == "image_unavailable" and "connection refused" in raised.value.detail
 
 
-@pytest.mark.parametrize(("host", "words"), [
-    (EngineHost(rootless=False, cgroup_version="v1", cgroup_controllers=()), None),
-    (EngineHost(rootless=False, cgroup_version="v2", cgroup_controllers=("memory",)), None),
-    (EngineHost(rootless=True, cgroup_version="v1", cgroup_controllers=("cpu", "memory", "pids")),
-     "rootless podman on cgroups v1 ignores memory, CPU and pids limits"),
-    (EngineHost(rootless=True, cgroup_version="v2", cgroup_controllers=("cpu", "io", "memory", "pids")), None),
-    (EngineHost(rootless=True, cgroup_version="v2", cgroup_controllers=("memory",)),
-     "rootless podman here has no cpu, pids cgroup controller"),
-])
+@pytest.mark.parametrize(
+    ("host", "words"),
+    [
+        (EngineHost(rootless=False, cgroup_version="v1", cgroup_controllers=()), None),
+        (EngineHost(rootless=False, cgroup_version="v2", cgroup_controllers=("memory",)), None),
+        (
+            EngineHost(rootless=True, cgroup_version="v1", cgroup_controllers=("cpu", "memory", "pids")),
+            "rootless podman on cgroups v1 ignores memory, CPU and pids limits",
+        ),
+        (EngineHost(rootless=True, cgroup_version="v2", cgroup_controllers=("cpu", "io", "memory", "pids")), None),
+        (
+            EngineHost(rootless=True, cgroup_version="v2", cgroup_controllers=("memory",)),
+            "rootless podman here has no cpu, pids cgroup controller",
+        ),
+    ],
+)
 def test_limits_refusal_says_when_a_host_would_ignore_jobs_limits(host, words):
     refusal = host.limits_refusal()
     assert refusal is None if words is None else words in refusal
@@ -232,7 +274,9 @@ def test_a_pull_past_its_timeout_is_image_unavailable(engine):
 
 def _spec(image: str) -> ContainerJobSpec:
     return ContainerJobSpec(
-        image=image, command=["true"], gpu_count=0,
+        image=image,
+        command=["true"],
+        gpu_count=0,
         limits=ContainerLimits(max_seconds=5, max_output_bytes=1000, max_memory_bytes=64 << 20),
     )
 
@@ -241,8 +285,9 @@ def _sizing_runner(registry, root: Path, max_image_bytes: int, *, sized: bool = 
     """A container runner pulling from the loopback registry; ``sized``: it is told the registry's
     plain-HTTP address, as a provider names one with --registry (else it asks https://, and cannot)."""
     registries = {registry.address: f"http://{registry.address}"} if sized else {}
-    settings = ContainerSettings(engine=registry.engine, owner="test-prepare", max_image_bytes=max_image_bytes,
-                                 registries=registries)
+    settings = ContainerSettings(
+        engine=registry.engine, owner="test-prepare", max_image_bytes=max_image_bytes, registries=registries
+    )
     return ContainerRunner(RunnerConfig(root=root, meter_gpus=False), settings)
 
 

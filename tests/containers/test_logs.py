@@ -20,13 +20,20 @@ from gpumarket.containers.logs import (
 
 T = b"2026-12-03T12:07:47.229230150+00:00"
 LOG = (
-    T + b" stdout F hello\n"
-    + T + b" stderr F an error\n"
-    + T + b" stdout P part\n"
-    + T + b" stdout F ial\n"
-    + T + b" stdout F \n"  # an empty line
-    + T + b" stderr P no newline at the end\n"
-    + T + b" stdout F  two  spaces \r\n"  # content is kept byte for byte
+    T
+    + b" stdout F hello\n"
+    + T
+    + b" stderr F an error\n"
+    + T
+    + b" stdout P part\n"
+    + T
+    + b" stdout F ial\n"
+    + T
+    + b" stdout F \n"  # an empty line
+    + T
+    + b" stderr P no newline at the end\n"
+    + T
+    + b" stdout F  two  spaces \r\n"  # content is kept byte for byte
 )
 STDOUT = b"hello\npartial\n\n two  spaces \r\n"
 STDERR = b"an error\nno newline at the end"
@@ -80,7 +87,7 @@ def test_the_counter_reads_only_new_bytes_and_waits_for_whole_lines(tmp_path):
     expected = len(STDOUT) + len(STDERR)
     with open(log, "wb") as handle:
         for cut in (0, 10, 50, 51, 52, 120, len(LOG)):  # cuts in the middle of lines, then the rest
-            handle.write(LOG[handle.tell():cut])
+            handle.write(LOG[handle.tell() : cut])
             handle.flush()
             whole = LOG[:cut]
             done = whole[: whole.rfind(b"\n") + 1]
@@ -104,10 +111,15 @@ def test_a_real_containers_output_is_rebuilt_byte_for_byte(engine, python_image,
         "sys.stderr.write('no newline')\n"
     )
     log = tmp_path / "container.log"
-    container = engine.run(ContainerConfig(
-        image=python_image, name=f"gpumarket-{owner}-logs", labels={"gpumarket.owner": owner},
-        entrypoint=["python3", "-c", code], log_path=log,
-    ))
+    container = engine.run(
+        ContainerConfig(
+            image=python_image,
+            name=f"gpumarket-{owner}-logs",
+            labels={"gpumarket.owner": owner},
+            entrypoint=["python3", "-c", code],
+            log_path=log,
+        )
+    )
     deadline = time.monotonic() + 20
     while not engine.inspect(container).exited:
         assert time.monotonic() < deadline

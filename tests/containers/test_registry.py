@@ -70,8 +70,9 @@ def pushed(tmp_path_factory, podman_env, python_image) -> Iterator[Pushed]:
         digest = registry.push(python_image, "gm/python:t", podman_env)
         # The true size from the registry's own disk: every blob the push stored but the manifest.
         blobs = blob_sizes(root / "storage")
-        manifest_path = (root / "storage" / "docker" / "registry" / "v2" / "blobs" / "sha256" / digest[7:9]
-                         / digest[7:] / "data")
+        manifest_path = (
+            root / "storage" / "docker" / "registry" / "v2" / "blobs" / "sha256" / digest[7:9] / digest[7:] / "data"
+        )
         manifest = manifest_path.read_bytes()
         assert digest_of(manifest) == digest
         size = sum(blobs.values()) - len(manifest)
@@ -103,15 +104,25 @@ def test_an_index_is_sized_by_its_largest_linux_manifest(pushed: Pushed, client:
     pushed.registry.put_manifest("gm/python", digest_of(biggest), biggest, OCI_MANIFEST)
 
     def entry(body: bytes, os: str, arch: str) -> dict:
-        return {"mediaType": OCI_MANIFEST, "digest": digest_of(body), "size": len(body),
-                "platform": {"os": os, "architecture": arch}}
+        return {
+            "mediaType": OCI_MANIFEST,
+            "digest": digest_of(body),
+            "size": len(body),
+            "platform": {"os": os, "architecture": arch},
+        }
 
     for media_type in (OCI_INDEX, DOCKER_LIST):
-        index = json.dumps({
-            "schemaVersion": 2, "mediaType": media_type,
-            "manifests": [entry(pushed.manifest, "linux", "amd64"), entry(bigger, "linux", "arm64"),
-                          entry(biggest, "windows", "amd64")],
-        }).encode()
+        index = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": media_type,
+                "manifests": [
+                    entry(pushed.manifest, "linux", "amd64"),
+                    entry(bigger, "linux", "arm64"),
+                    entry(biggest, "windows", "amd64"),
+                ],
+            }
+        ).encode()
         pushed.registry.put_manifest("gm/python", digest_of(index), index, media_type)
         check = client.check(pushed.reference(digest=digest_of(index)))
         assert check.status is ImageStatus.FOUND, check.detail
@@ -127,12 +138,15 @@ def test_unknown_digest_and_unknown_name_are_not_found(pushed: Pushed, client: R
     assert check.status is ImageStatus.NOT_FOUND, check.detail
 
 
-@pytest.mark.parametrize("text", [
-    "localhost/gpumarket-python@{digest}",    # lives only on a provider's machine
-    "localhost:5000/gm/python@{digest}",
-    "gm/python@{digest}",                     # no registry: the engine's default applies
-    "ghcr.io/gm/python@{digest}",             # a registry this client is not configured with
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "localhost/gpumarket-python@{digest}",  # lives only on a provider's machine
+        "localhost:5000/gm/python@{digest}",
+        "gm/python@{digest}",  # no registry: the engine's default applies
+        "ghcr.io/gm/python@{digest}",  # a registry this client is not configured with
+    ],
+)
 def test_references_it_cannot_ask_about_are_uncheckable(pushed: Pushed, text: str) -> None:
     with ScriptedRegistry() as elsewhere:
         client = RegistryClient({pushed.registry.host: pushed.registry.url, "other.example": elsewhere.url})
@@ -169,12 +183,17 @@ def test_base_urls_are_checked() -> None:
 
 # ---------------------------------------------------------------------- scripted registries
 
-MANIFEST = json.dumps({
-    "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest_of(b"c"), "size": 1000},
-    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest_of(b"l"), "size": 5000},
-               {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest_of(b"m"), "size": 7}],
-}).encode()
+MANIFEST = json.dumps(
+    {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest_of(b"c"), "size": 1000},
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest_of(b"l"), "size": 5000},
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest_of(b"m"), "size": 7},
+        ],
+    }
+).encode()
 DIGEST = digest_of(MANIFEST)
 PATH = f"/v2/gm/app/manifests/{DIGEST}"
 
@@ -193,8 +212,12 @@ def test_scripted_manifest_is_found_and_the_accept_header_names_every_manifest_t
         check = scripted_client(fake).check(scripted_ref(fake))
         assert check.status is ImageStatus.FOUND and check.size_bytes == 6007
         accept = fake.requests[0][1]["Accept"]
-        for media_type in (OCI_MANIFEST, OCI_INDEX, "application/vnd.docker.distribution.manifest.v2+json",
-                           DOCKER_LIST):
+        for media_type in (
+            OCI_MANIFEST,
+            OCI_INDEX,
+            "application/vnd.docker.distribution.manifest.v2+json",
+            DOCKER_LIST,
+        ):
             assert media_type in accept
 
 
@@ -202,8 +225,7 @@ def test_bytes_that_do_not_hash_to_the_digest_are_not_trusted() -> None:
     with ScriptedRegistry() as fake:
         # A plausible manifest that claims a tiny image, served for another manifest's digest.
         lie = MANIFEST.replace(b'"size": 5000', b'"size": 1')
-        fake.routes[PATH] = Route(200, lie, {"Content-Type": OCI_MANIFEST,
-                                              "Docker-Content-Digest": DIGEST})
+        fake.routes[PATH] = Route(200, lie, {"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": DIGEST})
         check = scripted_client(fake).check(scripted_ref(fake))
         assert check.status is ImageStatus.UNREACHABLE and check.size_bytes is None
         assert "not trusted" in check.detail and digest_of(lie) in check.detail
@@ -212,21 +234,24 @@ def test_bytes_that_do_not_hash_to_the_digest_are_not_trusted() -> None:
 def token_registry(fake: ScriptedRegistry, token: str = "tok-123", grant: bool = True) -> None:
     """The registry's 401 + Bearer challenge in front of MANIFEST; its realm grants ``token``
     only for the right service and scope."""
-    challenge = (f'Bearer realm="{fake.url}/token",service="test-registry",'
-                 f'scope="repository:gm/app:pull"')
+    challenge = f'Bearer realm="{fake.url}/token",service="test-registry",scope="repository:gm/app:pull"'
 
     def manifest(handler) -> Route:
         if handler.headers.get("Authorization") == f"Bearer {token}":
             return Route(200, MANIFEST, {"Content-Type": OCI_MANIFEST})
-        return Route(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', {"WWW-Authenticate": challenge,
-                                                                    "Content-Type": "application/json"})
+        return Route(
+            401,
+            b'{"errors":[{"code":"UNAUTHORIZED"}]}',
+            {"WWW-Authenticate": challenge, "Content-Type": "application/json"},
+        )
 
     def token_endpoint(handler) -> Route:
         expected = "/token?service=test-registry&scope=repository%3Agm%2Fapp%3Apull"
         if not grant or handler.path != expected:
             return Route(403, b'{"details":"no"}')
-        return Route(200, json.dumps({"token": token, "expires_in": 300}).encode(),
-                     {"Content-Type": "application/json"})
+        return Route(
+            200, json.dumps({"token": token, "expires_in": 300}).encode(), {"Content-Type": "application/json"}
+        )
 
     fake.routes[PATH] = manifest
     fake.routes["/token"] = token_endpoint
@@ -269,7 +294,8 @@ def test_an_oversized_manifest_is_refused(content_length: bool) -> None:
     huge = MANIFEST[:-1] + b', "annotations": {"x": "' + b"a" * MAX_MANIFEST_BYTES + b'"}}'
     with ScriptedRegistry() as fake:
         fake.routes[f"/v2/gm/app/manifests/{digest_of(huge)}"] = Route(
-            200, huge, {"Content-Type": OCI_MANIFEST}, content_length=content_length)
+            200, huge, {"Content-Type": OCI_MANIFEST}, content_length=content_length
+        )
         check = scripted_client(fake).check(scripted_ref(fake, digest_of(huge)))
         assert check.status is ImageStatus.UNREACHABLE and "cap" in check.detail
 
@@ -300,8 +326,11 @@ def test_a_registry_that_drips_its_manifest_is_cut_off_by_the_checks_time_limit(
             connection, _ = listener.accept()
             with connection:
                 connection.recv(65536)
-                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: " + OCI_MANIFEST.encode()
-                                   + b"\r\nContent-Length: %d\r\n\r\n" % len(MANIFEST))
+                connection.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: "
+                    + OCI_MANIFEST.encode()
+                    + b"\r\nContent-Length: %d\r\n\r\n" % len(MANIFEST)
+                )
                 try:
                     for byte in MANIFEST[:100]:
                         connection.sendall(bytes([byte]))
@@ -311,8 +340,10 @@ def test_a_registry_that_drips_its_manifest_is_cut_off_by_the_checks_time_limit(
 
         server = threading.Thread(target=drip, daemon=True)
         server.start()
-        client = RegistryClient({f"127.0.0.1:{port}": f"http://127.0.0.1:{port}"},
-                                timeouts=RegistryTimeouts(connect_s=1, read_s=2, total_s=1.5))
+        client = RegistryClient(
+            {f"127.0.0.1:{port}": f"http://127.0.0.1:{port}"},
+            timeouts=RegistryTimeouts(connect_s=1, read_s=2, total_s=1.5),
+        )
         started = time.monotonic()
         check = client.check(ref(f"127.0.0.1:{port}/gm/app@{DIGEST}"))
         elapsed = time.monotonic() - started
@@ -334,8 +365,15 @@ def test_redirects_stay_on_the_registry() -> None:
 
 
 def test_an_index_with_too_many_linux_manifests_is_not_sized() -> None:
-    entries = [{"mediaType": OCI_MANIFEST, "digest": digest_of(str(i).encode()), "size": 1,
-                "platform": {"os": "linux", "architecture": f"arch{i}"}} for i in range(17)]
+    entries = [
+        {
+            "mediaType": OCI_MANIFEST,
+            "digest": digest_of(str(i).encode()),
+            "size": 1,
+            "platform": {"os": "linux", "architecture": f"arch{i}"},
+        }
+        for i in range(17)
+    ]
     index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).encode()
     with ScriptedRegistry() as fake:
         fake.routes[f"/v2/gm/app/manifests/{digest_of(index)}"] = Route(200, index, {"Content-Type": OCI_INDEX})
@@ -346,9 +384,20 @@ def test_an_index_with_too_many_linux_manifests_is_not_sized() -> None:
 
 def test_an_index_child_that_is_missing_or_lies_decides_the_check() -> None:
     child = MANIFEST
-    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
-        {"mediaType": OCI_MANIFEST, "digest": digest_of(child), "size": len(child),
-         "platform": {"os": "linux", "architecture": "amd64"}}]}).encode()
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": digest_of(child),
+                    "size": len(child),
+                    "platform": {"os": "linux", "architecture": "amd64"},
+                }
+            ],
+        }
+    ).encode()
     with ScriptedRegistry() as fake:
         fake.routes[f"/v2/gm/app/manifests/{digest_of(index)}"] = Route(200, index, {"Content-Type": OCI_INDEX})
         check = scripted_client(fake).check(scripted_ref(fake, digest_of(index)))
@@ -361,12 +410,15 @@ def test_an_index_child_that_is_missing_or_lies_decides_the_check() -> None:
         assert check.status is ImageStatus.FOUND and check.size_bytes == 6007
 
 
-@pytest.mark.parametrize("body", [
-    b"not json",
-    json.dumps({"schemaVersion": 1, "name": "gm/app", "fsLayers": []}).encode(),
-    json.dumps({"schemaVersion": 2, "config": {"size": 1}, "layers": [{"size": -1}]}).encode(),
-    json.dumps({"schemaVersion": 2, "config": {"size": True}, "layers": []}).encode(),
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        json.dumps({"schemaVersion": 1, "name": "gm/app", "fsLayers": []}).encode(),
+        json.dumps({"schemaVersion": 2, "config": {"size": 1}, "layers": [{"size": -1}]}).encode(),
+        json.dumps({"schemaVersion": 2, "config": {"size": True}, "layers": []}).encode(),
+    ],
+)
 def test_bytes_that_hash_right_but_are_no_sizable_manifest_are_uncheckable(body: bytes) -> None:
     with ScriptedRegistry() as fake:
         fake.routes[f"/v2/gm/app/manifests/{digest_of(body)}"] = Route(200, body)

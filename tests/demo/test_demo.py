@@ -49,6 +49,8 @@ def test_a_step_that_does_not_complete_in_time_fails_with_its_reason(tmp_path, c
     captured = capsys.readouterr()
     assert code == 1
     assert json.loads(captured.out) == {
-        "ok": False, "error": "honest-1: the committee did not verify it within 0.1 s", "workdir": str(tmp_path),
+        "ok": False,
+        "error": "honest-1: the committee did not verify it within 0.1 s",
+        "workdir": str(tmp_path),
     }
     assert "demo failed: honest-1: the committee did not verify it within 0.1 s" in captured.err

@@ -22,7 +22,9 @@ from .expect import check_story_json
 def test_devnet_story_as_processes_on_anvil(tmp_path, anvil_binary, deploy_params):
     completed = subprocess.run(
         [sys.executable, "-m", "gpumarket", "devnet", "--json", "--workdir", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-5000:]
     summary = json.loads(completed.stdout)
@@ -39,8 +41,9 @@ def test_devnet_story_as_processes_on_anvil(tmp_path, anvil_binary, deploy_param
 def test_cheat_options_are_refused_off_a_local_chain(tmp_path, anvil_binary):
     with AnvilNode(anvil_binary, chain_id=7777, log_path=tmp_path / "anvil.log") as node:
         zero = "0x" + "11" * 20
-        deployment = MarketDeployment(chain_id=7777, market=zero, stake_token=zero, payment_token=zero,
-                                      deployer=zero, block=0, mock_tokens=False).write(tmp_path / "deployment.json")
+        deployment = MarketDeployment(
+            chain_id=7777, market=zero, stake_token=zero, payment_token=zero, deployer=zero, block=0, mock_tokens=False
+        ).write(tmp_path / "deployment.json")
         result = CliRunner().invoke(main, [
             "provider", "run", "--rpc", node.url, "--deployment", str(deployment), "--key", "keystore:nobody",
             "--db", str(tmp_path / "p.sqlite"), "--workdir", str(tmp_path / "jobs"), "--cheat-skip-fraction", "0.5",

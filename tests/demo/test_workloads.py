@@ -18,9 +18,17 @@ def bundle(tmp_path, result: object, exit_code: int = 0):
         (work / OUTPUT).write_text(json.dumps(result))
     for name in ("stdout", "stderr"):
         (tmp_path / name).write_text("")
-    return collect_result(job_id=1, exit_code=exit_code, timed_out=False, killed_for_output=False,
-                          stdout=tmp_path / "stdout", stderr=tmp_path / "stderr", work_dir=work, outputs=[OUTPUT],
-                          max_bytes=1 << 20)
+    return collect_result(
+        job_id=1,
+        exit_code=exit_code,
+        timed_out=False,
+        killed_for_output=False,
+        stdout=tmp_path / "stdout",
+        stderr=tmp_path / "stderr",
+        work_dir=work,
+        outputs=[OUTPUT],
+        max_bytes=1 << 20,
+    )
 
 
 def collatz_length(start: int) -> int:

@@ -254,13 +254,9 @@ class MarketModel:
         checks.require(report_epoch == self.epoch, "committee: wrong epoch")
         checks.require(len(signers) >= self.threshold, "committee: not enough signatures")
         as_ints = [int(signer, 16) for signer in signers]
-        checks.require(
-            all(a < b for a, b in pairwise([0, *as_ints])), "committee: signers not ascending"
-        )
+        checks.require(all(a < b for a, b in pairwise([0, *as_ints])), "committee: signers not ascending")
         members = {member.lower() for member in self.committee}
-        checks.require(
-            all(signer.lower() in members for signer in signers), "committee: signer not a member"
-        )
+        checks.require(all(signer.lower() in members for signer in signers), "committee: signer not a member")
 
     def _check_claim(self, checks: _Checks, gpu_class: int, gpu_count: int, price: int, endpoint: str) -> None:
         checks.require(self.class_floor.get(gpu_class, 0) != 0, "governance: unknown gpu class")
@@ -431,9 +427,7 @@ class MarketModel:
         checks.require(1 <= gpu_count <= MAX_GPUS, "escrow: gpu count out of range")
         checks.require(1 <= max_price <= MAX_PRICE, "escrow: price out of range")
         checks.require(1 <= max_duration <= MAX_JOB_DURATION, "escrow: duration out of range")
-        checks.require(
-            self.now < accept_deadline <= self.now + MAX_ACCEPT_WINDOW, "escrow: deadline out of range"
-        )
+        checks.require(self.now < accept_deadline <= self.now + MAX_ACCEPT_WINDOW, "escrow: deadline out of range")
         checks.require(spec_hash != bytes(32), "escrow: empty spec hash")
         if provider != ZERO_ADDRESS:
             checks.require(self.provider(provider).registered, "registry: not registered")
@@ -482,8 +476,11 @@ class MarketModel:
         """Job value at the accepted price times COLLATERAL_BPS, in stake tokens at
         COLLATERAL_RATE, rounded up (in the protocol's favour)."""
         scaled = (
-            price * job.gpu_count * job.max_duration
-            * self.parameters["collateral_bps"] * self.parameters["collateral_rate"]
+            price
+            * job.gpu_count
+            * job.max_duration
+            * self.parameters["collateral_bps"]
+            * self.parameters["collateral_rate"]
         )
         return -(-scaled // (BPS * RATE_SCALE))
 

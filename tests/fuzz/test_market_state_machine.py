@@ -144,8 +144,13 @@ ACTIONS = _weighted(
         mutation=CLAIM_MUTATION,
     ),
     _action("stake", 4, index=PROVIDER, amount=st.one_of(st.integers(1, 3_000 * TOKEN), st.integers(0, 1_000))),
-    _action("request_unstake", 4, index=PROVIDER, share_bps=st.integers(0, BPS),
-            mode=st.sampled_from(["share"] * 3 + ["all", "too_much", "zero"])),
+    _action(
+        "request_unstake",
+        4,
+        index=PROVIDER,
+        share_bps=st.integers(0, BPS),
+        mode=st.sampled_from(["share"] * 3 + ["all", "too_much", "zero"]),
+    ),
     _action("withdraw", 2, index=PROVIDER),
     _action(
         "submit_hardware_report",
@@ -175,8 +180,9 @@ ACTIONS = _weighted(
         window=st.integers(1, 2 * DAY),
         mutation=st.sampled_from([None] * 2 * len(JOB_MUTATIONS) + sorted(JOB_MUTATIONS)),
     ),
-    _action("accept_job", 8, pick=JOB_PICK, caller=st.sampled_from(["eligible"] * 3 + ["provider", "client"]),
-            index=PICK),
+    _action(
+        "accept_job", 8, pick=JOB_PICK, caller=st.sampled_from(["eligible"] * 3 + ["provider", "client"]), index=PICK
+    ),
     _action(
         "settle",
         8,
@@ -474,8 +480,14 @@ class MarketMachine(RuleBasedStateMachine):
             # Sized to the provider's claim, so some providers start with all their GPUs in use.
             gpu_count = min(gpus, book.gpu_count)
             self._post_job(
-                client, book.gpu_class, gpu_count, book.price_per_gpu_second, HOUR, ZERO_ADDRESS,
-                self.model.now + DAY, spec_hash,
+                client,
+                book.gpu_class,
+                gpu_count,
+                book.price_per_gpu_second,
+                HOUR,
+                ZERO_ADDRESS,
+                self.model.now + DAY,
+                spec_hash,
             )
             if accept and self.model.job(job_id) is not None:
                 self._accept_job(("exact", job_id), "eligible", offered_by)
@@ -558,7 +570,6 @@ class MarketMachine(RuleBasedStateMachine):
         if running:
             self._settle(("exact", running[0]), OUTCOME_FAILED, 0, None, None)
 
-
     # ------------------------------------------------------------------ provider actions
 
     def _register(self, index: int, claim: tuple[int, int, int], mutation: str | None, update: bool = False) -> None:
@@ -585,8 +596,13 @@ class MarketMachine(RuleBasedStateMachine):
         )
         if done:
             effects, receipt = done
-            fields = {"provider": str(account), "gpu_class": gpu_class, "gpu_count": gpu_count,
-                      "price_per_gpu_second": price, "endpoint": endpoint}
+            fields = {
+                "provider": str(account),
+                "gpu_class": gpu_class,
+                "gpu_count": gpu_count,
+                "price_per_gpu_second": price,
+                "endpoint": endpoint,
+            }
             if update:
                 self.outcomes[
                     f"{self.current_step}: done, claim version "
@@ -613,8 +629,9 @@ class MarketMachine(RuleBasedStateMachine):
 
     def _stake(self, index: int, amount: int) -> None:
         account = self.providers[index]
-        done = self._act(lambda: self.model.stake(str(account), amount),
-                         lambda: self.market.stake(amount, sender=account))
+        done = self._act(
+            lambda: self.model.stake(str(account), amount), lambda: self.market.stake(amount, sender=account)
+        )
         if done:
             self._assert_emitted(done[1], "Staked", provider=str(account), amount=amount)
 
@@ -622,8 +639,10 @@ class MarketMachine(RuleBasedStateMachine):
         account = self.providers[index]
         free = self.model.provider(str(account)).free
         amount = {"share": free * share_bps // BPS, "all": free, "too_much": free + 1, "zero": 0}[mode]
-        done = self._act(lambda: self.model.request_unstake(str(account), amount),
-                         lambda: self.market.request_unstake(amount, sender=account))
+        done = self._act(
+            lambda: self.model.request_unstake(str(account), amount),
+            lambda: self.market.request_unstake(amount, sender=account),
+        )
         if done:
             effects, receipt = done
             self._assert_emitted(receipt, "UnstakeRequested", provider=str(account), amount=amount, **effects.values)
@@ -668,9 +687,9 @@ class MarketMachine(RuleBasedStateMachine):
         elif fault == "stale":
             valid_until = book.last_report_valid_until.get(claim_version) or self.model.now
         elif fault == "far_ahead":
-            valid_until = (
-                self.model.now + validity + 1, self.model.now + validity + valid_for, 2**64 - 1
-            )[position % 3]
+            valid_until = (self.model.now + validity + 1, self.model.now + validity + valid_for, 2**64 - 1)[
+                position % 3
+            ]
 
         def build(epoch: int) -> tuple[Any, bytes, bytes]:
             report = HardwareReport(account, gpu_class, gpu_count, claim_version, measured, valid_until, epoch)
@@ -702,11 +721,19 @@ class MarketMachine(RuleBasedStateMachine):
         self.outcomes[
             f"{self.current_step}: done, {'spoofed (slashed)' if effects['slashed'] else 'below the floor'}{outdated}"
         ] += 1
-        self._assert_emitted(receipt, "HardwareRejected", required_throughput=effects["required"],
-                             slashed=effects["slashed"], **common)
+        self._assert_emitted(
+            receipt, "HardwareRejected", required_throughput=effects["required"], slashed=effects["slashed"], **common
+        )
         slashes = 1 if effects["slashed"] else 0
-        self._assert_emitted(receipt, "Slashed", count=slashes, provider=account, amount=effects["slashed"],
-                             beneficiary=ZERO_ADDRESS, beneficiary_share=0)
+        self._assert_emitted(
+            receipt,
+            "Slashed",
+            count=slashes,
+            provider=account,
+            amount=effects["slashed"],
+            beneficiary=ZERO_ADDRESS,
+            beneficiary_share=0,
+        )
 
     # ------------------------------------------------------------------ job actions
 
@@ -749,8 +776,15 @@ class MarketMachine(RuleBasedStateMachine):
         self._post_job(client, **terms)
 
     def _post_job(
-        self, client: int, gpu_class: int, gpu_count: int, max_price: int, max_duration: int, provider: str,
-        accept_deadline: int, spec_hash: bytes,
+        self,
+        client: int,
+        gpu_class: int,
+        gpu_count: int,
+        max_price: int,
+        max_duration: int,
+        provider: str,
+        accept_deadline: int,
+        spec_hash: bytes,
     ) -> None:
         account = self.clients[client]
         done = self._act(
@@ -792,12 +826,19 @@ class MarketMachine(RuleBasedStateMachine):
         self._accept(job_id, account)
 
     def _accept(self, job_id: int, account: Any) -> None:
-        done = self._act(lambda: self.model.accept_job(str(account), job_id),
-                         lambda: self.market.accept_job(job_id, sender=account))
+        done = self._act(
+            lambda: self.model.accept_job(str(account), job_id), lambda: self.market.accept_job(job_id, sender=account)
+        )
         if done:
             effects, receipt = done
-            self._assert_emitted(receipt, "JobAccepted", job_id=job_id, provider=str(account),
-                                 started_at=self.model.now, **effects.values)
+            self._assert_emitted(
+                receipt,
+                "JobAccepted",
+                job_id=job_id,
+                provider=str(account),
+                started_at=self.model.now,
+                **effects.values,
+            )
 
     def _settle(
         self, pick: tuple[str, int], outcome: int, billing_bps: int, edge: str | None, fault: str | None
@@ -812,7 +853,11 @@ class MarketMachine(RuleBasedStateMachine):
         outcome = {"unknown_outcome": 3, "zero_outcome": 0}.get(fault, outcome)
         cap = job.billing_cap if job is not None else 1_000
         gpu_seconds = {
-            None: cap * billing_bps // BPS, "zero": 0, "cap": cap, "over_cap": cap + 1, "max_uint": 2**256 - 1
+            None: cap * billing_bps // BPS,
+            "zero": 0,
+            "cap": cap,
+            "over_cap": cap + 1,
+            "max_uint": 2**256 - 1,
         }[edge]
 
         def build(epoch: int) -> tuple[Any, bytes, bytes]:
@@ -852,18 +897,27 @@ class MarketMachine(RuleBasedStateMachine):
             evidence_hash=EVIDENCE_HASH,
         )
         slashes = 1 if effects["slashed"] else 0
-        self._assert_emitted(receipt, "Slashed", count=slashes, provider=provider, amount=effects["slashed"],
-                             beneficiary=job.client, beneficiary_share=effects["client_share"])
+        self._assert_emitted(
+            receipt,
+            "Slashed",
+            count=slashes,
+            provider=provider,
+            amount=effects["slashed"],
+            beneficiary=job.client,
+            beneficiary_share=effects["client_share"],
+        )
         jailings = 1 if effects["jailed_now"] else 0
-        self._assert_emitted(receipt, "ProviderJailed", count=jailings, provider=provider,
-                             recent_failures=effects["recent_failures"])
+        self._assert_emitted(
+            receipt, "ProviderJailed", count=jailings, provider=provider, recent_failures=effects["recent_failures"]
+        )
 
     def _cancel_job(self, pick: tuple[str, int], by_client: bool, index: int) -> None:
         job_id = self._job_id(pick, (OPEN,))
         job = self.model.job(job_id)
         account = self._account(job.client) if by_client and job is not None else self.clients[index]
-        done = self._act(lambda: self.model.cancel_job(str(account), job_id),
-                         lambda: self.market.cancel_job(job_id, sender=account))
+        done = self._act(
+            lambda: self.model.cancel_job(str(account), job_id), lambda: self.market.cancel_job(job_id, sender=account)
+        )
         if done:
             effects, receipt = done
             self._assert_emitted(receipt, "JobCancelled", job_id=job_id, client=str(account), refund=effects["refund"])
@@ -872,8 +926,9 @@ class MarketMachine(RuleBasedStateMachine):
         self._expire(self._job_id(pick, LIVE_STATES, due=True))
 
     def _expire(self, job_id: int) -> None:
-        done = self._act(lambda: self.model.expire_job(job_id),
-                         lambda: self.market.expire_job(job_id, sender=self.keeper))
+        done = self._act(
+            lambda: self.model.expire_job(job_id), lambda: self.market.expire_job(job_id, sender=self.keeper)
+        )
         if done:
             effects, receipt = done
             self._assert_emitted(receipt, "JobExpired", job_id=job_id, **effects.values)
@@ -885,13 +940,15 @@ class MarketMachine(RuleBasedStateMachine):
             token, account = pairs[index % len(pairs)]
         else:
             token, account = (
-                (self.stake_token, self.payment_token)[token_index], self.accounts[index % len(self.accounts)]
+                (self.stake_token, self.payment_token)[token_index],
+                self.accounts[index % len(self.accounts)],
             )
         self._claim_from(account, token)
 
     def _claim_from(self, account: Any, token: Any) -> None:
-        done = self._act(lambda: self.model.claim(str(account), str(token)),
-                         lambda: self.market.claim(token, sender=account))
+        done = self._act(
+            lambda: self.model.claim(str(account), str(token)), lambda: self.market.claim(token, sender=account)
+        )
         if done:
             effects, receipt = done
             assert receipt.return_value == effects["amount"]
@@ -913,19 +970,24 @@ class MarketMachine(RuleBasedStateMachine):
         if value < 0:
             return  # a uint256 cannot go below a zero lower bound
         sender = self._sender(as_owner)
-        done = self._act(lambda: self.model.set_parameter(str(sender), name, value),
-                         lambda: getattr(self.market, f"set_{name}")(value, sender=sender))
+        done = self._act(
+            lambda: self.model.set_parameter(str(sender), name, value),
+            lambda: getattr(self.market, f"set_{name}")(value, sender=sender),
+        )
         if done:
             effects, receipt = done
-            self._assert_emitted(receipt, "ParameterChanged", name=name, old_value=effects["old_value"],
-                                 new_value=value)
+            self._assert_emitted(
+                receipt, "ParameterChanged", name=name, old_value=effects["old_value"], new_value=value
+            )
             assert self.views(self.market, name) == value
 
     def _set_treasury(self, index: int, as_owner: bool) -> None:
         new_treasury = str(self.treasuries[index]) if index < len(self.treasuries) else ZERO_ADDRESS
         old_treasury, sender = self.model.treasury, self._sender(as_owner)
-        done = self._act(lambda: self.model.set_treasury(str(sender), new_treasury),
-                         lambda: self.market.set_treasury(new_treasury, sender=sender))
+        done = self._act(
+            lambda: self.model.set_treasury(str(sender), new_treasury),
+            lambda: self.market.set_treasury(new_treasury, sender=sender),
+        )
         if done:
             self._assert_emitted(done[1], "TreasuryChanged", old_treasury=old_treasury, new_treasury=new_treasury)
 
@@ -949,8 +1011,9 @@ class MarketMachine(RuleBasedStateMachine):
 
     def _unjail(self, index: int, as_owner: bool) -> None:
         provider, sender = str(self.providers[index]), self._sender(as_owner)
-        done = self._act(lambda: self.model.unjail(str(sender), provider),
-                         lambda: self.market.unjail(provider, sender=sender))
+        done = self._act(
+            lambda: self.model.unjail(str(sender), provider), lambda: self.market.unjail(provider, sender=sender)
+        )
         if done:
             self._assert_emitted(done[1], "ProviderUnjailed", provider=provider)
 
@@ -978,8 +1041,9 @@ class MarketMachine(RuleBasedStateMachine):
         if done:
             effects, receipt = done
             self.previous_committee = before
-            self._assert_emitted(receipt, "CommitteeChanged", epoch=effects["epoch"], members=addresses,
-                                 threshold=threshold)
+            self._assert_emitted(
+                receipt, "CommitteeChanged", epoch=effects["epoch"], members=addresses, threshold=threshold
+            )
 
     # ------------------------------------------------------------------ invariants
 
@@ -1006,7 +1070,10 @@ class MarketMachine(RuleBasedStateMachine):
             },
             "held": {str(t): view(t, "balanceOf", market) for t in self.tokens},
             "governance": (
-                view(market, "paused"), view(market, "epoch"), view(market, "threshold"), view(market, "treasury")
+                view(market, "paused"),
+                view(market, "epoch"),
+                view(market, "threshold"),
+                view(market, "treasury"),
             ),
             "fingerprint": self._fingerprint(),
         }
@@ -1014,7 +1081,9 @@ class MarketMachine(RuleBasedStateMachine):
     def _fingerprint(self) -> tuple[Any, ...]:
         view, market = self.views, self.market
         return (
-            tuple(view(t, "balanceOf", market) for t in self.tokens), view(market, "job_count"), view(market, "epoch")
+            tuple(view(t, "balanceOf", market) for t in self.tokens),
+            view(market, "job_count"),
+            view(market, "epoch"),
         )
 
     @_step(invariant)
@@ -1057,11 +1126,17 @@ class MarketMachine(RuleBasedStateMachine):
                 assert stake.release_at == book.release_at, address
             record = books["records"][address]
             assert (record.gpu_class, record.gpu_count, record.price_per_gpu_second, record.endpoint) == (
-                book.gpu_class, book.gpu_count, book.price_per_gpu_second, book.endpoint
+                book.gpu_class,
+                book.gpu_count,
+                book.price_per_gpu_second,
+                book.endpoint,
             ), address
             assert record.claim_version == book.claim_version, address
             assert (record.verified_until, record.recent_failures, record.failure_window_start, record.jailed) == (
-                book.verified_until, book.recent_failures, book.failure_window_start, book.jailed
+                book.verified_until,
+                book.recent_failures,
+                book.failure_window_start,
+                book.jailed,
             ), address
             assert books["gpus_in_use"][address] == book.gpus_in_use, address
             assert books["last_reports"][address] == {
@@ -1073,13 +1148,23 @@ class MarketMachine(RuleBasedStateMachine):
             expected = model.job(job_id)
             assert (job.client, job.provider, job.state) == (expected.client, expected.provider, expected.state), job_id
             assert (
-                job.gpu_class, job.gpu_count, job.max_price_per_gpu_second, job.max_duration, job.accept_deadline
+                job.gpu_class,
+                job.gpu_count,
+                job.max_price_per_gpu_second,
+                job.max_duration,
+                job.accept_deadline,
             ) == (
-                expected.gpu_class, expected.gpu_count, expected.max_price_per_gpu_second, expected.max_duration,
+                expected.gpu_class,
+                expected.gpu_count,
+                expected.max_price_per_gpu_second,
+                expected.max_duration,
                 expected.accept_deadline,
             ), job_id
             assert (job.price_per_gpu_second, job.started_at, job.collateral, job.escrow, job.spec_hash) == (
-                expected.price_per_gpu_second, expected.started_at, expected.collateral, expected.escrow,
+                expected.price_per_gpu_second,
+                expected.started_at,
+                expected.collateral,
+                expected.escrow,
                 expected.spec_hash,
             ), job_id
 
@@ -1163,8 +1248,9 @@ class MarketMachine(RuleBasedStateMachine):
 
 
 @pytest.fixture
-def market_machine(accounts, chain, fuzz_market, owner, attacker, keeper, fuzz_providers, fuzz_clients,
-                   fuzz_treasuries, committee):
+def market_machine(
+    accounts, chain, fuzz_market, owner, attacker, keeper, fuzz_providers, fuzz_clients, fuzz_treasuries, committee
+):
     """Hands one deployment and the cast to the machine class (hypothesis instantiates it).
 
     The cast sends unsigned (impersonated) transactions from the same addresses: signing

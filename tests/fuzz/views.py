@@ -19,7 +19,7 @@ def _canonical(parameter) -> str:
     """ABI type of one input or output, tuples spelt out: `(uint256,address)`."""
     if parameter.type.startswith("tuple"):
         inner = ",".join(_canonical(component) for component in parameter.components)
-        return f"({inner}){parameter.type[len('tuple'):]}"
+        return f"({inner}){parameter.type[len('tuple') :]}"
     return parameter.type
 
 

@@ -29,8 +29,15 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["REGISTRY_BINARY", "LocalRegistry", "Route", "ScriptedRegistry", "free_port", "local_registry",
-           "require_registry"]
+__all__ = [
+    "REGISTRY_BINARY",
+    "LocalRegistry",
+    "Route",
+    "ScriptedRegistry",
+    "free_port",
+    "local_registry",
+    "require_registry",
+]
 
 REGISTRY_BINARY = Path("/usr/bin/docker-registry")
 
@@ -73,8 +80,12 @@ class LocalRegistry:
         )
         log = open(self.root / "registry.log", "ab")
         try:
-            self.process = subprocess.Popen([str(REGISTRY_BINARY), "serve", str(config)], stdout=log,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(
+                [str(REGISTRY_BINARY), "serve", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         finally:
             log.close()
         deadline = time.monotonic() + timeout_s
@@ -87,8 +98,9 @@ class LocalRegistry:
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"docker-registry did not serve {self.url}/v2/: "
-                                   f"{(self.root / 'registry.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"docker-registry did not serve {self.url}/v2/: {(self.root / 'registry.log').read_text()[-2000:]}"
+                )
             time.sleep(0.05)
 
     def stop(self) -> None:
@@ -106,7 +118,11 @@ class LocalRegistry:
         digest_file = self.root / f"digest-{name.replace('/', '_').replace(':', '_')}"
         done = subprocess.run(
             ["podman", "push", "--tls-verify=false", "--digestfile", str(digest_file), image, f"{self.host}/{name}"],
-            env={**os.environ, **env}, capture_output=True, text=True, timeout=300, check=False,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
         if done.returncode != 0:
             raise RuntimeError(f"podman push failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -114,8 +130,12 @@ class LocalRegistry:
 
     def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> None:
         """PUT a manifest (or index) as the registry API does (its blobs or manifests must be there)."""
-        request = urllib.request.Request(f"{self.url}/v2/{repository}/manifests/{reference}", data=body,
-                                         method="PUT", headers={"Content-Type": media_type})
+        request = urllib.request.Request(
+            f"{self.url}/v2/{repository}/manifests/{reference}",
+            data=body,
+            method="PUT",
+            headers={"Content-Type": media_type},
+        )
         with urllib.request.urlopen(request, timeout=10) as answer:
             assert answer.status == 201, answer.status
 
@@ -170,8 +190,11 @@ class ScriptedRegistry:
                 if callable(route):
                     route = route(self)
                 if route is None:
-                    route = Route(404, json.dumps({"errors": [{"code": "NAME_UNKNOWN"}]}).encode(),
-                                  {"Content-Type": "application/json"})
+                    route = Route(
+                        404,
+                        json.dumps({"errors": [{"code": "NAME_UNKNOWN"}]}).encode(),
+                        {"Content-Type": "application/json"},
+                    )
                 self.send_response(route.status)
                 for name, value in route.headers.items():
                     self.send_header(name, value)
@@ -188,8 +211,9 @@ class ScriptedRegistry:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), name="scripted-registry",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, args=(0.05,), name="scripted-registry", daemon=True
+        )
 
     @property
     def port(self) -> int:
@@ -211,4 +235,3 @@ class ScriptedRegistry:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(timeout=10)
-

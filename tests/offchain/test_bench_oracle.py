@@ -34,14 +34,30 @@ def check_reports(record: dict, reports: int, warmup: int) -> None:
         assert set(figures) == STAGE_FIGURES and all(positive(figures[name]) for name in STAGE_FIGURES)
     # The stages split each report's time: their shares add up to the whole.
     assert math.isclose(sum(f["share"] for f in part["stages"].values()), 1.0, rel_tol=1e-6)
-    assert math.isclose(sum(f["mean_seconds"] for f in part["stages"].values()) * reports, part["wall_seconds"],
-                        rel_tol=1e-6)
+    assert math.isclose(
+        sum(f["mean_seconds"] for f in part["stages"].values()) * reports, part["wall_seconds"], rel_tol=1e-6
+    )
 
 
 def test_bench_oracle_json_with_a_settled_job(tmp_path):
     out = tmp_path / "results" / "oracle.json"
-    result = invoke("--json", "--reports", "6", "--warmup", "1", "--settle-jobs", "1", "--job-seconds", "0.3",
-                    "--job-poll-interval", "0.3", "--tick-interval", "0.1", "--out", str(out))
+    result = invoke(
+        "--json",
+        "--reports",
+        "6",
+        "--warmup",
+        "1",
+        "--settle-jobs",
+        "1",
+        "--job-seconds",
+        "0.3",
+        "--job-poll-interval",
+        "0.3",
+        "--tick-interval",
+        "0.1",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output + result.stderr
     record = json.loads(result.stdout)  # exactly one JSON document on stdout
     assert json.loads(out.read_text()) == record  # and the same in the file
@@ -51,12 +67,18 @@ def test_bench_oracle_json_with_a_settled_job(tmp_path):
     settlement = record["settlement"]
     assert settlement["outcomes"] == ["COMPLETED"]  # an honest provider's job settles as completed
     assert len(settlement["latencies_seconds"]) == 1 and all(map(positive, settlement["latencies_seconds"]))
-    assert record["settle_latency_seconds"] == settlement["settle_latency_seconds"] == statistics.median(
-        settlement["latencies_seconds"])
+    assert (
+        record["settle_latency_seconds"]
+        == settlement["settle_latency_seconds"]
+        == statistics.median(settlement["latencies_seconds"])
+    )
     assert positive(record["settle_latency_seconds"])
     assert "finished_at" in settlement["basis"] and "wall clock" in settlement["basis"]
-    assert settlement["timings"] == {"job_poll_interval_s": 0.3, "tick_interval_s": 0.1,
-                                     "follower_poll_interval_s": 0.5}
+    assert settlement["timings"] == {
+        "job_poll_interval_s": 0.3,
+        "tick_interval_s": 0.1,
+        "follower_poll_interval_s": 0.5,
+    }
 
 
 def test_bench_oracle_human_output_without_the_chain(tmp_path):

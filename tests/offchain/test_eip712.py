@@ -155,9 +155,7 @@ KEYS = [(i * 7919).to_bytes(32, "big") for i in range(1, 6)]
 
 
 def test_type_strings_are_exactly_what_the_contract_verifies():
-    assert eip712.DOMAIN_TYPE == (
-        "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
-    )
+    assert eip712.DOMAIN_TYPE == ("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
     assert eip712.JOB_REPORT_TYPE == (
         "JobReport(uint256 job_id,address provider,uint8 outcome,uint256 gpu_seconds,"
         "bytes32 result_hash,bytes32 evidence_hash,uint256 epoch)"
@@ -244,9 +242,7 @@ def test_a_digest_follows_a_report_changed_behind_its_back():
 def test_checksum_address_is_eip55(raw, case):
     checksummed = to_checksum_address(raw)
     body = checksummed[2:]
-    text = "0x" + {
-        "lower": body.lower(), "upper": body.upper(), "checksum": body, "swapped": body.swapcase()
-    }[case]
+    text = "0x" + {"lower": body.lower(), "upper": body.upper(), "checksum": body, "swapped": body.swapcase()}[case]
     mixed = body.lower() != text[2:] != body.upper()
     if mixed and not is_checksum_address(text):
         with pytest.raises(ValueError, match="invalid EIP-55 checksum"):
@@ -473,8 +469,13 @@ def test_domain_validation(kwargs, message):
 def test_values_are_normalized_and_frozen():
     lower = "0x" + "ab" * 20
     report = JobReport(
-        job_id=1, provider=lower, outcome=2, gpu_seconds=0,
-        result_hash=bytearray(32), evidence_hash=bytes(32), epoch=0,
+        job_id=1,
+        provider=lower,
+        outcome=2,
+        gpu_seconds=0,
+        result_hash=bytearray(32),
+        evidence_hash=bytes(32),
+        epoch=0,
     )
     assert report.provider == to_checksum_address(lower)
     assert report.outcome is Outcome.FAILED
@@ -498,7 +499,13 @@ def test_functions_reject_wrong_types():
 
 def test_to_tuple_is_abi_order():
     assert eip712.to_tuple(JOB) == (
-        7, JOB.provider, 1, 3600, b"\xaa" * 32, b"\xbb" * 32, 1,
+        7,
+        JOB.provider,
+        1,
+        3600,
+        b"\xaa" * 32,
+        b"\xbb" * 32,
+        1,
     )
     assert type(eip712.to_tuple(JOB)[2]) is int
     assert eip712.to_tuple(HARDWARE) == (HARDWARE.provider, 3, 8, 2, 790 * 10**12, 1_900_000_000, 1)

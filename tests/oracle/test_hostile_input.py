@@ -80,8 +80,9 @@ def raw_answer(port: int, payload: bytes) -> tuple[int, str]:
         while chunk := sock.recv(65536):
             answer += chunk
     head, _, rest = answer.partition(b"\r\n\r\n")
-    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length:"))
+    length = next(
+        int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    )
     return int(head.split(b" ", 2)[1]), json.loads(rest[:length])["error"]  # the first answer only
 
 
@@ -99,6 +100,7 @@ def _post(path: str, body: Callable[[Served], bytes], headers: dict[str, str] | 
         status, answer, _ = call(s.node.url, "POST", path, body(s), headers)
         assert answer["detail"] and answer.get("field") == FIELDS.get((path, answer["error"]))
         return status, answer["error"]
+
     return send
 
 
@@ -106,6 +108,7 @@ def _get(path: str):
     def send(s: Served) -> tuple[int, str]:
         status, answer, _ = call(s.node.url, "GET", path)
         return status, answer["error"]
+
     return send
 
 
@@ -119,49 +122,109 @@ FIELDS = {  # the field each refusal names, where it names one
 OTHER_DEPLOYMENT = Domain(chain_id=CHAIN_ID + 1, verifying_contract=CONTRACT)
 
 CASES = [
-    Case("a member's signature of a report in an epoch with no recorded committee",
-         _post(f"/signatures/job/{NEXT_EPOCH_JOB}", lambda s: push_body(s.next_epoch_job,
-                                                                         sign(1, s.domain, s.next_epoch_job))),
-         409, "unknown_epoch"),
-    Case("our own signature pushed back to us",
-         _post(f"/signatures/job/{JOB}", lambda s: push_body(s.job, sign(0, s.domain, s.job))),
-         409, "duplicate_signature"),
-    Case("a member's signature made for another deployment",
-         _post(f"/signatures/job/{JOB}", lambda s: push_body(s.job, sign(1, OTHER_DEPLOYMENT, s.job))),
-         403, "not_a_member"),
+    Case(
+        "a member's signature of a report in an epoch with no recorded committee",
+        _post(
+            f"/signatures/job/{NEXT_EPOCH_JOB}",
+            lambda s: push_body(s.next_epoch_job, sign(1, s.domain, s.next_epoch_job)),
+        ),
+        409,
+        "unknown_epoch",
+    ),
+    Case(
+        "our own signature pushed back to us",
+        _post(f"/signatures/job/{JOB}", lambda s: push_body(s.job, sign(0, s.domain, s.job))),
+        409,
+        "duplicate_signature",
+    ),
+    Case(
+        "a member's signature made for another deployment",
+        _post(f"/signatures/job/{JOB}", lambda s: push_body(s.job, sign(1, OTHER_DEPLOYMENT, s.job))),
+        403,
+        "not_a_member",
+    ),
     Case("hardware: oversized body", _post(HW_PATH, lambda s: b"[" + b" " * 16 * 1024 + b"]"), 413, "body_too_large"),
     Case("hardware: malformed JSON", _post(HW_PATH, lambda s: b'{"report": '), 400, "malformed_json"),
-    Case("hardware: non-member's signature",
-         _post(HW_PATH, lambda s: push_body(s.hardware, sign(9, s.domain, s.hardware))), 403, "not_a_member"),
-    Case("hardware: a member signed another claim for the same provider and time",
-         _post(HW_PATH, lambda s: push_body(replace(s.hardware, gpu_count=8),
-                                            sign(1, s.domain, replace(s.hardware, gpu_count=8)))),
-         409, "report_mismatch"),
-    Case("hardware: another provider's report on this URL",
-         _post(HW_PATH, lambda s: push_body(replace(s.hardware, provider=s.node.key.address),
-                                            sign(1, s.domain, replace(s.hardware, provider=s.node.key.address)))),
-         400, "key_mismatch"),
-    Case("hardware: a report of another claim version on this URL",
-         _post(HW_PATH, lambda s: push_body(replace(s.hardware, claim_version=1),
-                                            sign(1, s.domain, replace(s.hardware, claim_version=1)))),
-         400, "key_mismatch"),
-    Case("hardware: a signature replayed",
-         _post(HW_PATH, lambda s: push_body(s.hardware, sign(2, s.domain, s.hardware))), 409, "duplicate_signature"),
-    Case("hardware: a report not decided",
-         _post(f"/signatures/hardware/{PROVIDER}/0/{VALID_UNTIL + 1}",
-               lambda s: push_body(replace(s.hardware, valid_until=VALID_UNTIL + 1),
-                                   sign(1, s.domain, replace(s.hardware, valid_until=VALID_UNTIL + 1)))),
-         409, "not_decided"),
-    Case("hardware: GET a report not decided", _get(f"/reports/hardware/{PROVIDER}/0/{VALID_UNTIL + 1}"),
-         404, "not_decided"),
+    Case(
+        "hardware: non-member's signature",
+        _post(HW_PATH, lambda s: push_body(s.hardware, sign(9, s.domain, s.hardware))),
+        403,
+        "not_a_member",
+    ),
+    Case(
+        "hardware: a member signed another claim for the same provider and time",
+        _post(
+            HW_PATH,
+            lambda s: push_body(replace(s.hardware, gpu_count=8), sign(1, s.domain, replace(s.hardware, gpu_count=8))),
+        ),
+        409,
+        "report_mismatch",
+    ),
+    Case(
+        "hardware: another provider's report on this URL",
+        _post(
+            HW_PATH,
+            lambda s: push_body(
+                replace(s.hardware, provider=s.node.key.address),
+                sign(1, s.domain, replace(s.hardware, provider=s.node.key.address)),
+            ),
+        ),
+        400,
+        "key_mismatch",
+    ),
+    Case(
+        "hardware: a report of another claim version on this URL",
+        _post(
+            HW_PATH,
+            lambda s: push_body(
+                replace(s.hardware, claim_version=1), sign(1, s.domain, replace(s.hardware, claim_version=1))
+            ),
+        ),
+        400,
+        "key_mismatch",
+    ),
+    Case(
+        "hardware: a signature replayed",
+        _post(HW_PATH, lambda s: push_body(s.hardware, sign(2, s.domain, s.hardware))),
+        409,
+        "duplicate_signature",
+    ),
+    Case(
+        "hardware: a report not decided",
+        _post(
+            f"/signatures/hardware/{PROVIDER}/0/{VALID_UNTIL + 1}",
+            lambda s: push_body(
+                replace(s.hardware, valid_until=VALID_UNTIL + 1),
+                sign(1, s.domain, replace(s.hardware, valid_until=VALID_UNTIL + 1)),
+            ),
+        ),
+        409,
+        "not_decided",
+    ),
+    Case(
+        "hardware: GET a report not decided",
+        _get(f"/reports/hardware/{PROVIDER}/0/{VALID_UNTIL + 1}"),
+        404,
+        "not_decided",
+    ),
     # The request line is part of the request head, which the server caps as a whole.
-    Case("URI too long",
-         lambda s: raw_answer(s.node.api.port, b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"),
-         431, "headers_too_large"),
-    Case("Content-Length in non-ASCII digits",
-         lambda s: raw_answer(s.node.api.port, f"POST /signatures/job/{JOB} HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                              "application/json\r\nContent-Length: ".encode() + b"\xb2\r\n\r\nab"),
-         400, "invalid_content_length"),
+    Case(
+        "URI too long",
+        lambda s: raw_answer(s.node.api.port, b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"),
+        431,
+        "headers_too_large",
+    ),
+    Case(
+        "Content-Length in non-ASCII digits",
+        lambda s: raw_answer(
+            s.node.api.port,
+            f"POST /signatures/job/{JOB} HTTP/1.1\r\nHost: x\r\nContent-Type: "
+            "application/json\r\nContent-Length: ".encode()
+            + b"\xb2\r\n\r\nab",
+        ),
+        400,
+        "invalid_content_length",
+    ),
 ]
 
 
@@ -174,8 +237,9 @@ def test_hostile_request_is_refused_precisely_and_changes_nothing(served, case):
     # The oracle keeps serving: a valid report and a valid push right after.
     status, body, _ = call(node.url, "GET", f"/reports/job/{JOB}")
     assert status == 200 and body["report"]["job_id"] == JOB
-    status, body, _ = call(node.url, "POST", f"/signatures/job/{JOB}",
-                           push_body(served.job, sign(1, served.domain, served.job)))
+    status, body, _ = call(
+        node.url, "POST", f"/signatures/job/{JOB}", push_body(served.job, sign(1, served.domain, served.job))
+    )
     assert (status, body["signatures"], body["threshold"]) == (202, 2, 2)
 
 
@@ -185,8 +249,9 @@ PASSPHRASE = "oracle hostile-input test passphrase"
 
 
 def _write_keystore(folder: Path, alias: str, secret: bytes, monkeypatch) -> None:
-    (folder / f"{alias}.json").write_text(json.dumps(Account.encrypt(secret, PASSPHRASE, kdf="pbkdf2",
-                                                                     iterations=1000)))
+    (folder / f"{alias}.json").write_text(
+        json.dumps(Account.encrypt(secret, PASSPHRASE, kdf="pbkdf2", iterations=1000))
+    )
     monkeypatch.setenv(f"APE_ACCOUNTS_{alias}_PASSPHRASE", PASSPHRASE)
 
 
@@ -215,9 +280,20 @@ def test_an_oracle_service_under_hostile_pushes_serves_on_and_logs_no_key(tmp_pa
     key = load_key("keystore:oracle-zero", accounts_dir=accounts)
     sender = load_key("keystore:oracle-sender", accounts_dir=accounts)
     fund(w3, sender.address, 10**20)
-    service = OracleService(OracleServiceConfig(
-        rpc=EMBEDDED, deployment=deployment, key=key, sender=sender, db_path=tmp_path / "oracle.sqlite", port=0,
-        confirmations=0, poll_interval=0.1, tick_interval=0.1), w3=w3).start()
+    service = OracleService(
+        OracleServiceConfig(
+            rpc=EMBEDDED,
+            deployment=deployment,
+            key=key,
+            sender=sender,
+            db_path=tmp_path / "oracle.sqlite",
+            port=0,
+            confirmations=0,
+            poll_interval=0.1,
+            tick_interval=0.1,
+        ),
+        w3=w3,
+    ).start()
     try:
         domain = service.store.domain
         report = job_report(77, PROVIDER, gpu_seconds=12)
@@ -229,8 +305,11 @@ def test_an_oracle_service_under_hostile_pushes_serves_on_and_logs_no_key(tmp_pa
             (b'{"report": {', 400, "malformed_json"),
             (push_body(report, sign(9, domain, report)), 403, "not_a_member"),
             (push_body(report, sign(1, OTHER_DEPLOYMENT, report)), 403, "not_a_member"),
-            (push_body(replace(report, gpu_seconds=13), sign(1, domain, replace(report, gpu_seconds=13))), 409,
-             "report_mismatch"),
+            (
+                push_body(replace(report, gpu_seconds=13), sign(1, domain, replace(report, gpu_seconds=13))),
+                409,
+                "report_mismatch",
+            ),
         ]
         for body, status, error in hostile:
             answer = call(service.url, "POST", path, body)

@@ -76,21 +76,25 @@ def test_failed_only_with_two_found_checks_within_the_advertised_limit(reason) -
     assert result.failed
     assert result.detail == (
         f"the agent reports {reason} for {IMAGE}, but this oracle fetched its manifest 2 times over the "
-        f"attempt, size {100 * MiB} bytes (100.0 MiB) within the advertised max_image_bytes {200 * MiB}")
+        f"attempt, size {100 * MiB} bytes (100.0 MiB) within the advertised max_image_bytes {200 * MiB}"
+    )
     # The size exactly at the limit is within it; one byte over is the client's image too large.
     assert verdict(IMAGE, reason, [found(), found()], 100 * MiB).failed
     assert not verdict(IMAGE, reason, [found(), found(100 * MiB + 1)], 100 * MiB).failed
 
 
-@pytest.mark.parametrize(("checks", "limit", "why"), [
-    ([], 200 * MiB, "made no check of it"),
-    ([found()], 200 * MiB, "only 1 time(s) over the attempt (at least 2 needed)"),
-    ([found(), missed(), found()], 200 * MiB, "1 of this oracle's 3 check(s) did not find it (unreachable"),
-    ([missed(ImageStatus.NOT_FOUND), missed(ImageStatus.NOT_FOUND)], 200 * MiB, "did not find it (not_found"),
-    ([missed(ImageStatus.UNCHECKABLE)] * 3, 200 * MiB, "did not find it (uncheckable"),
-    ([found(), found()], None, "the provider advertises no max_image_bytes"),
-    ([found(), found(200 * MiB + 1)], 200 * MiB, "is over the advertised max_image_bytes"),
-])
+@pytest.mark.parametrize(
+    ("checks", "limit", "why"),
+    [
+        ([], 200 * MiB, "made no check of it"),
+        ([found()], 200 * MiB, "only 1 time(s) over the attempt (at least 2 needed)"),
+        ([found(), missed(), found()], 200 * MiB, "1 of this oracle's 3 check(s) did not find it (unreachable"),
+        ([missed(ImageStatus.NOT_FOUND), missed(ImageStatus.NOT_FOUND)], 200 * MiB, "did not find it (not_found"),
+        ([missed(ImageStatus.UNCHECKABLE)] * 3, 200 * MiB, "did not find it (uncheckable"),
+        ([found(), found()], None, "the provider advertises no max_image_bytes"),
+        ([found(), found(200 * MiB + 1)], 200 * MiB, "is over the advertised max_image_bytes"),
+    ],
+)
 def test_anything_else_is_no_decision_and_says_the_job_ends_by_expiry(checks, limit, why) -> None:
     for reason in sorted(IMAGE_REASONS):
         result = verdict(IMAGE, reason, checks, limit)
@@ -113,11 +117,19 @@ def test_no_image_named_is_no_decision_and_thresholds_are_config() -> None:
             ImageConfig(**bad)
 
 
-@pytest.mark.parametrize(("health", "limit"), [
-    ({"max_image_bytes": 5}, 5), ({"max_image_bytes": 0}, 0), ({}, None), ({"max_image_bytes": None}, None),
-    ({"max_image_bytes": -1}, None), ({"max_image_bytes": True}, None), ({"max_image_bytes": "5"}, None),
-    ({"max_image_bytes": 5.0}, None),
-])
+@pytest.mark.parametrize(
+    ("health", "limit"),
+    [
+        ({"max_image_bytes": 5}, 5),
+        ({"max_image_bytes": 0}, 0),
+        ({}, None),
+        ({"max_image_bytes": None}, None),
+        ({"max_image_bytes": -1}, None),
+        ({"max_image_bytes": True}, None),
+        ({"max_image_bytes": "5"}, None),
+        ({"max_image_bytes": 5.0}, None),
+    ],
+)
 def test_advertised_limit(health, limit) -> None:
     assert advertised_limit(health) == limit
 
@@ -263,12 +275,21 @@ class AgentDouble:
         self.server.shutdown()
         self.server.server_close()
 
-    def report(self, job_id: int, image: str, state: str, *, reason: str | None = None,
-               started_at: float | None = None) -> None:
+    def report(
+        self, job_id: int, image: str, state: str, *, reason: str | None = None, started_at: float | None = None
+    ) -> None:
         self.status = {
-            "job_id": job_id, "state": state, "started_at": started_at, "finished_at": None, "exit_code": None,
-            "result_hash": None, "evidence_hash": None, "runtime": "container", "image": image,
-            "pulling": state == "spec_received", "reason": reason,
+            "job_id": job_id,
+            "state": state,
+            "started_at": started_at,
+            "finished_at": None,
+            "exit_code": None,
+            "result_hash": None,
+            "evidence_hash": None,
+            "runtime": "container",
+            "image": image,
+            "pulling": state == "spec_received",
+            "reason": reason,
             "detail": f"image: {reason}" if reason else None,
         }
 
@@ -335,22 +356,42 @@ def monitors(tmp_path: Path, pushed: Pushed, agent: AgentDouble) -> Iterator[Cal
     stores: list[DecisionStore] = []
     members = [test_oracle(i).address for i in range(3)]
 
-    def make(i: int, job_id: int, registries: dict[str, str] | None = None,
-             config: ImageConfig = CHECK_EVERY_STEP) -> JobMonitor:
+    def make(
+        i: int, job_id: int, registries: dict[str, str] | None = None, config: ImageConfig = CHECK_EVERY_STEP
+    ) -> JobMonitor:
         key = test_oracle(i)
         store = DecisionStore.open(tmp_path / f"oracle{i}-{len(stores)}.db", DOMAIN, key.address)
         stores.append(store)
         store.set_committee(1, members, 2)
         started = int(time.time()) - 5
-        job = Job(job_id=job_id, client=PROVIDER, provider=PROVIDER, state=JobState.RUNNING, gpu_class=1,
-                  gpu_count=1, max_price_per_gpu_second=1, price_per_gpu_second=1, max_duration=3600,
-                  accept_deadline=started, started_at=started, collateral=1, escrow=3600, spec_hash=b"\x5e" * 32)
+        job = Job(
+            job_id=job_id,
+            client=PROVIDER,
+            provider=PROVIDER,
+            state=JobState.RUNNING,
+            gpu_class=1,
+            gpu_count=1,
+            max_price_per_gpu_second=1,
+            price_per_gpu_second=1,
+            max_duration=3600,
+            accept_deadline=started,
+            started_at=started,
+            collateral=1,
+            escrow=3600,
+            spec_hash=b"\x5e" * 32,
+        )
         store.watch_job(job_id, PROVIDER, started)
         contract = ContractDouble(DOMAIN, 1, members, 2)
         registries = {pushed.registry.host: pushed.registry.url} if registries is None else registries
         return JobMonitor(
-            store, OracleSigner(store, key), MarketDouble({job_id: job}, agent.url), [], contract,
-            config=JobConfig(poll_interval_s=1.0), challenge=passing_challenge, registries=registries,
+            store,
+            OracleSigner(store, key),
+            MarketDouble({job_id: job}, agent.url),
+            [],
+            contract,
+            config=JobConfig(poll_interval_s=1.0),
+            challenge=passing_challenge,
+            registries=registries,
             image_config=config,
         )
 
@@ -359,8 +400,15 @@ def monitors(tmp_path: Path, pushed: Pushed, agent: AgentDouble) -> Iterator[Cal
         store.close()
 
 
-def drive(monitors: list[JobMonitor], agent: AgentDouble, job_id: int, image: str, pulling_polls: int,
-          reason: str = "image_not_found", extra_polls: int = 2) -> list[list]:
+def drive(
+    monitors: list[JobMonitor],
+    agent: AgentDouble,
+    job_id: int,
+    image: str,
+    pulling_polls: int,
+    reason: str = "image_not_found",
+    extra_polls: int = 2,
+) -> list[list]:
     """The agent reports the job pulling for ``pulling_polls`` polls, then lost for ``reason``; each
     monitor ticks once per poll (its clock advanced by the poll interval). Returns each poll's steps."""
     polls = []
@@ -386,14 +434,20 @@ def test_an_image_the_oracle_fetched_every_time_fails_the_job(monitors, pushed: 
     for monitor_steps in polls[-1]:
         step = the_step(monitor_steps)
         assert step.action == "decided", step
-        assert step.detail.startswith(f"FAILED: the agent reports image_not_found for {pushed.image}, but this "
-                                      "oracle fetched its manifest 3 times over the attempt, size ")
+        assert step.detail.startswith(
+            f"FAILED: the agent reports image_not_found for {pushed.image}, but this "
+            "oracle fetched its manifest 3 times over the attempt, size "
+        )
         assert f"within the advertised max_image_bytes {MAX_IMAGE_BYTES}" in step.detail
     decisions = [monitor.store.job_decision(7) for monitor in oracles]
     for decision in decisions:
         report = decision.report
         assert (report.outcome, report.gpu_seconds, report.result_hash, report.evidence_hash) == (
-            Outcome.FAILED, 0, b"\x00" * 32, b"\x00" * 32)
+            Outcome.FAILED,
+            0,
+            b"\x00" * 32,
+            b"\x00" * 32,
+        )
     # Canonical: both oracles decided the byte-identical report.
     assert decisions[0].digest == decisions[1].digest and decisions[0].report == decisions[1].report
     assert agent.health_requests >= 2  # the limit read at the attempt's start and at its failure
@@ -433,7 +487,10 @@ def test_an_unconfigured_registry_is_no_decision(monitors, pushed: Pushed, agent
 
 @pytest.mark.parametrize("reason", ["image_unavailable", "image_too_large"])
 def test_a_failure_claimed_at_once_is_checked_again_then_fails_the_job(
-    monitors, pushed: Pushed, agent: AgentDouble, reason: str,
+    monitors,
+    pushed: Pushed,
+    agent: AgentDouble,
+    reason: str,
 ) -> None:
     # The agent reports the failure at once: this oracle never saw it pulling. One check (at the
     # failure) is too few to decide on; it checks again on its next poll, then decides. A claim
@@ -443,13 +500,17 @@ def test_a_failure_claimed_at_once_is_checked_again_then_fails_the_job(
     first, second = the_step(polls[0][0]), the_step(polls[1][0])
     assert first.action == "waiting" and "found it 1 time(s) so far and checks again (2 checks needed" in first.detail
     assert second.action == "decided", second
-    assert second.detail.startswith(f"FAILED: the agent reports {reason} for {pushed.image}, but this oracle "
-                                    "fetched its manifest 2 times over the attempt")
+    assert second.detail.startswith(
+        f"FAILED: the agent reports {reason} for {pushed.image}, but this oracle "
+        "fetched its manifest 2 times over the attempt"
+    )
     assert monitor.store.job_decision(11).report.outcome is Outcome.FAILED
 
 
 def test_an_image_over_the_advertised_limit_or_no_limit_is_no_decision(
-    monitors, pushed: Pushed, agent: AgentDouble,
+    monitors,
+    pushed: Pushed,
+    agent: AgentDouble,
 ) -> None:
     agent.health = {"status": "ok", "max_image_bytes": 1000}
     monitor = monitors(0, 12)
@@ -475,7 +536,9 @@ def test_a_limit_lowered_during_the_attempt_does_not_escape(monitors, pushed: Pu
 
 
 def test_an_image_failure_claimed_after_the_job_started_is_a_lost_job(
-    monitors, pushed: Pushed, agent: AgentDouble,
+    monitors,
+    pushed: Pushed,
+    agent: AgentDouble,
 ) -> None:
     monitor = monitors(0, 15, registries={})  # no registry: the image rule could never fail it
     agent.report(15, pushed.image, "running", started_at=time.time())
@@ -491,29 +554,70 @@ def test_an_image_failure_claimed_after_the_job_started_is_a_lost_job(
 def deployment_file(tmp_path: Path) -> Path:
     path = tmp_path / "deployment.json"
     address = "0x" + "11" * 20
-    path.write_text(json.dumps({
-        "chain_id": 31337, "market": address, "stake_token": address, "payment_token": address,
-        "deployer": address, "block": 1, "mock_tokens": True,
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "chain_id": 31337,
+                "market": address,
+                "stake_token": address,
+                "payment_token": address,
+                "deployer": address,
+                "block": 1,
+                "mock_tokens": True,
+            }
+        )
+    )
     return path
 
 
-@pytest.mark.parametrize(("option", "message"), [
-    ("ghcr.io", "is not HOST=URL"),
-    ("=https://ghcr.io", "is not HOST=URL"),
-    ("ghcr.io=", "is not HOST=URL"),
-    ("ghcr.io=ftp://ghcr.io", "is not an http(s) URL"),
-    ("ghcr.io/x=https://ghcr.io", "is not host[:port]"),
-])
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("ghcr.io", "is not HOST=URL"),
+        ("=https://ghcr.io", "is not HOST=URL"),
+        ("ghcr.io=", "is not HOST=URL"),
+        ("ghcr.io=ftp://ghcr.io", "is not an http(s) URL"),
+        ("ghcr.io/x=https://ghcr.io", "is not host[:port]"),
+    ],
+)
 def test_the_registry_option_is_checked_before_anything_starts(tmp_path: Path, option: str, message: str) -> None:
-    result = CliRunner().invoke(main, [
-        "oracle", "run", "--rpc", "http://127.0.0.1:9", "--deployment", str(deployment_file(tmp_path)),
-        "--key", "test-oracle:0", "--db", str(tmp_path / "o.sqlite"), "--registry", option])
+    result = CliRunner().invoke(
+        main,
+        [
+            "oracle",
+            "run",
+            "--rpc",
+            "http://127.0.0.1:9",
+            "--deployment",
+            str(deployment_file(tmp_path)),
+            "--key",
+            "test-oracle:0",
+            "--db",
+            str(tmp_path / "o.sqlite"),
+            "--registry",
+            option,
+        ],
+    )
     assert result.exit_code == 2 and "--registry" in result.output and message in result.output, result.output
-    result = CliRunner().invoke(main, [
-        "oracle", "run", "--rpc", "http://127.0.0.1:9", "--deployment", str(deployment_file(tmp_path)),
-        "--key", "test-oracle:0", "--db", str(tmp_path / "o.sqlite"),
-        "--registry", "ghcr.io=https://ghcr.io", "--registry", "127.0.0.1:5000=http://127.0.0.1:5000"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "oracle",
+            "run",
+            "--rpc",
+            "http://127.0.0.1:9",
+            "--deployment",
+            str(deployment_file(tmp_path)),
+            "--key",
+            "test-oracle:0",
+            "--db",
+            str(tmp_path / "o.sqlite"),
+            "--registry",
+            "ghcr.io=https://ghcr.io",
+            "--registry",
+            "127.0.0.1:5000=http://127.0.0.1:5000",
+        ],
+    )
     assert result.exit_code == 1 and "Error: node http://127.0.0.1:9" in result.output  # got as far as the node
 
 
@@ -522,8 +626,16 @@ def test_the_service_hands_its_registries_to_the_job_loop(tmp_path: Path) -> Non
     w3 = connect(EMBEDDED)
     deployment = deploy_market_web3(w3, test_account(0), load_params(params), artifacts=load_artifacts())
     registries = {"ghcr.io": "https://ghcr.io", "127.0.0.1:5000": "http://127.0.0.1:5000"}
-    config = OracleServiceConfig(rpc=EMBEDDED, deployment=deployment, key=test_oracle(0), db_path=tmp_path / "o.db",
-                                 port=0, confirmations=0, registries=registries, images=ImageConfig(min_checks=3))
+    config = OracleServiceConfig(
+        rpc=EMBEDDED,
+        deployment=deployment,
+        key=test_oracle(0),
+        db_path=tmp_path / "o.db",
+        port=0,
+        confirmations=0,
+        registries=registries,
+        images=ImageConfig(min_checks=3),
+    )
     service = OracleService(config, w3=w3).start()
     try:
         assert service.jobs is not None

@@ -19,22 +19,47 @@ def run(*args: str) -> tuple[int, str]:
 def deployment_file(tmp_path: Path) -> Path:
     path = tmp_path / "deployment.json"
     address = "0x" + "11" * 20
-    path.write_text(json.dumps({
-        "chain_id": 31337, "market": address, "stake_token": address, "payment_token": address,
-        "deployer": address, "block": 1, "mock_tokens": True,
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "chain_id": 31337,
+                "market": address,
+                "stake_token": address,
+                "payment_token": address,
+                "deployer": address,
+                "block": 1,
+                "mock_tokens": True,
+            }
+        )
+    )
     return path
 
 
 def test_the_embedded_chain_is_refused(tmp_path: Path) -> None:
-    code, output = run("--rpc", "embedded", "--deployment", str(deployment_file(tmp_path)),
-                       "--key", "test-oracle:0", "--db", str(tmp_path / "o.sqlite"))
+    code, output = run(
+        "--rpc",
+        "embedded",
+        "--deployment",
+        str(deployment_file(tmp_path)),
+        "--key",
+        "test-oracle:0",
+        "--db",
+        str(tmp_path / "o.sqlite"),
+    )
     assert code == 2 and "embedded chain lives inside one process" in output
 
 
 def test_an_unreachable_node_is_a_clear_error(tmp_path: Path) -> None:
-    code, output = run("--rpc", "http://127.0.0.1:9", "--deployment", str(deployment_file(tmp_path)),
-                       "--key", "test-oracle:0", "--db", str(tmp_path / "o.sqlite"))
+    code, output = run(
+        "--rpc",
+        "http://127.0.0.1:9",
+        "--deployment",
+        str(deployment_file(tmp_path)),
+        "--key",
+        "test-oracle:0",
+        "--db",
+        str(tmp_path / "o.sqlite"),
+    )
     assert code == 1 and "Error: node http://127.0.0.1:9" in output and "Traceback" not in output
 
 
@@ -46,8 +71,14 @@ def test_help_lists_every_timing() -> None:
 
 
 def test_what_is_missing_is_named(tmp_path: Path) -> None:
-    code, output = run("--rpc", "http://127.0.0.1:9", "--deployment", str(deployment_file(tmp_path)),
-                       "--db", str(tmp_path / "o.sqlite"))
+    code, output = run(
+        "--rpc",
+        "http://127.0.0.1:9",
+        "--deployment",
+        str(deployment_file(tmp_path)),
+        "--db",
+        str(tmp_path / "o.sqlite"),
+    )
     assert code == 2 and "--key required" in output
 
 

@@ -252,8 +252,10 @@ def test_a_store_of_schema_2_keeps_its_jobs_and_drops_its_old_type_hardware_deci
         raw.executescript(migration)
     raw.execute("PRAGMA user_version = 2")
     old_report = '{"provider":"%s","gpu_class":1,"gpu_count":1,"measured_throughput":5,"valid_until":7,"epoch":1}'
-    raw.execute("INSERT INTO hardware_decisions VALUES (?, '7', ?, ?, 1, 0.0, NULL, NULL)",
-                (PROVIDER, old_report % PROVIDER, b"\x01" * 32))
+    raw.execute(
+        "INSERT INTO hardware_decisions VALUES (?, '7', ?, ?, 1, 0.0, NULL, NULL)",
+        (PROVIDER, old_report % PROVIDER, b"\x01" * 32),
+    )
     raw.execute("INSERT INTO signatures VALUES (?, ?, ?, 'self', 0.0)", (b"\x01" * 32, keys[0].address, b"\x02" * 65))
     raw.commit()
     raw.close()

@@ -23,21 +23,29 @@ CONFIG = ChallengeConfig(max_challenges=4, confirm_delay_s=0.0)
 CALM = Disturbance(max_stall_s=0.001, clock_jump_s=0.0, wakeups=100)
 
 
-def sample(gops: float, *, stall_s: float = 0.001, jump_s: float = 0.0, reason: Reason | None = None,
-           unreachable: bool = False) -> ChallengeOutcome:
+def sample(
+    gops: float, *, stall_s: float = 0.001, jump_s: float = 0.0, reason: Reason | None = None, unreachable: bool = False
+) -> ChallengeOutcome:
     """A challenge outcome as gpumarket.oracle.challenge builds it, for ``gops`` measured."""
     if unreachable:
         return ChallengeOutcome(0.0, error="ConnectionRefusedError: nothing listens", unreachable=True)
     elapsed = OPS / (gops * 10**9) if gops > 0 else 1.0
     verdict = Verdict(
-        challenge_id="00" * 16, gpu_class="cpu-dev", gpu_count=1, passed=reason is None and gops >= REQUIRED,
-        reason=reason, detail=str(reason or ""), ops=OPS, elapsed_seconds=elapsed, rtt_seconds=0.0,
-        throughput_ops_per_second=gops * 10**9 if gops > 0 else None, required_ops_per_second=REQUIRED * 10**9,
+        challenge_id="00" * 16,
+        gpu_class="cpu-dev",
+        gpu_count=1,
+        passed=reason is None and gops >= REQUIRED,
+        reason=reason,
+        detail=str(reason or ""),
+        ops=OPS,
+        elapsed_seconds=elapsed,
+        rtt_seconds=0.0,
+        throughput_ops_per_second=gops * 10**9 if gops > 0 else None,
+        required_ops_per_second=REQUIRED * 10**9,
         verify_cpu_seconds=0.0,
     )
     measured = gops if reason in (None, Reason.BELOW_FLOOR) else 0.0
-    return ChallengeOutcome(measured, verdict, error=str(reason or ""),
-                            disturbance=Disturbance(stall_s, jump_s, 100))
+    return ChallengeOutcome(measured, verdict, error=str(reason or ""), disturbance=Disturbance(stall_s, jump_s, 100))
 
 
 def run_samples(*samples: ChallengeOutcome, good=frozenset({Bucket.PASS})):

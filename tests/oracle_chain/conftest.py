@@ -66,8 +66,9 @@ class World:
         name = f"{key.address[-6:]}-{len(self.servers)}"
         runner = Runner(RunnerConfig(root=self.root / f"jobs-{name}", meter_interval_s=0.05, meter_gpus=False))
         config = AgentConfig(address=key.address, chain_id=self.deployment.chain_id, market=self.deployment.market)
-        agent = ProviderAgent(config, Store(self.root / f"agent-{name}.sqlite"), runner,
-                              MarketJobSource(self.market()), prover)
+        agent = ProviderAgent(
+            config, Store(self.root / f"agent-{name}.sqlite"), runner, MarketJobSource(self.market()), prover
+        )
         server = ProviderServer(agent, "127.0.0.1", 0, request_timeout_s=10.0).start()
         self.servers.append(server)
         return f"http://127.0.0.1:{server.port}"
@@ -103,8 +104,14 @@ def world(tmp_path_factory) -> Iterator[World]:
             world.oracles.append(Oracle(key, store, signer, api, submitter))
         for i, oracle in enumerate(world.oracles):
             peers = [PeerClient(o.api.url, domain) for j, o in enumerate(world.oracles) if j != i]
-            oracle.hv = HardwareVerifier(oracle.store, oracle.signer, world.market(), peers, oracle.submitter,
-                                         config=HardwareConfig(fallback_delay_s=30.0))
+            oracle.hv = HardwareVerifier(
+                oracle.store,
+                oracle.signer,
+                world.market(),
+                peers,
+                oracle.submitter,
+                config=HardwareConfig(fallback_delay_s=30.0),
+            )
         yield world
     finally:
         for server in world.servers:

@@ -156,8 +156,14 @@ def test_unreachable_provider_gets_no_report_and_is_retried(world: World, honest
     market.stake(10**21)
     event = market.register(1, 1, 10**12, "http://127.0.0.1:9/nothing").event(ProviderRegistered)
     oracle = world.oracles[0]
-    hv = HardwareVerifier(oracle.store, oracle.signer, world.market(), [], oracle.submitter,
-                          config=HardwareConfig(no_answer_retry_s=10.0, no_answer_give_up_s=15.0))
+    hv = HardwareVerifier(
+        oracle.store,
+        oracle.signer,
+        world.market(),
+        [],
+        oracle.submitter,
+        config=HardwareConfig(no_answer_retry_s=10.0, no_answer_give_up_s=15.0),
+    )
     decisions = oracle.store.counts()
     hv.handle(event)
     now = time.time()
@@ -192,8 +198,10 @@ def test_concurrent_challenges_all_pass_and_a_fallback_submits(world: World, hon
     assert len({a.signed.digest for a in attempts}) == 1
     report = attempts[0].report
     members = world.oracles[0].store.current_committee().members
-    ranks = {submission_rank(int(report.provider, 16) + report.valid_until, members, o.signer.address): (o, a)
-             for o, a in zip(world.oracles, attempts, strict=True)}
+    ranks = {
+        submission_rank(int(report.provider, 16) + report.valid_until, members, o.signer.address): (o, a)
+        for o, a in zip(world.oracles, attempts, strict=True)
+    }
     delay = world.oracles[0].hv.config.fallback_delay_s
     first_fallback, attempt1 = ranks[1]
     second_fallback, attempt2 = ranks[2]
@@ -307,11 +315,14 @@ def test_tick_drops_a_report_the_chain_can_no_longer_apply(world: World, honest_
     event = market.update_provider(1, 1, 10**12, endpoint).event(ProviderUpdated)
     validity = world.market().parameters()["hardware_validity"]
     block = event.meta.block_number
-    valid_until = max(canonical_valid_until(world.market().block_timestamp(block), validity),
-                      world.market().last_report_valid_until(key.address, event.claim_version, block=block) + 1)
+    valid_until = max(
+        canonical_valid_until(world.market().block_timestamp(block), validity),
+        world.market().last_report_valid_until(key.address, event.claim_version, block=block) + 1,
+    )
     members = world.oracles[0].store.current_committee().members
-    by_rank = sorted(world.oracles, key=lambda o: submission_rank(int(key.address, 16) + valid_until, members,
-                                                                  o.signer.address))
+    by_rank = sorted(
+        world.oracles, key=lambda o: submission_rank(int(key.address, 16) + valid_until, members, o.signer.address)
+    )
     now = time.time()
     for oracle in by_rank:  # the designated one first: it finds no quorum yet; the others are not due
         oracle.hv.handle(event)

@@ -29,8 +29,9 @@ def provider(world: World) -> str:
     market.stake_token.approve(market.address)
     market.stake(10**23)  # the minimum stake plus room for the jobs' collateral
     market.register(CPU_DEV, 1, PRICE, "http://127.0.0.1:9/unused")
-    report = hardware_report(key.address, CPU_DEV, 1, market.class_floor(CPU_DEV),
-                             market.block_timestamp() + 7_200, epoch=market.epoch())
+    report = hardware_report(
+        key.address, CPU_DEV, 1, market.class_floor(CPU_DEV), market.block_timestamp() + 7_200, epoch=market.epoch()
+    )
     submitter = world.oracles[0].submitter
     assert submitter.submit_hardware(report, COMMITTEE.sign(market.domain, report)) is not None
     # The same report again (e.g. a fallback racing the designated one): already applied.
@@ -44,8 +45,11 @@ def _running_job(world: World, provider: str) -> int:
     market = world.market(client)
     market.payment_token.mint(client.address, 10**24)
     market.payment_token.approve(market.address)
-    job_id = market.create_job(CPU_DEV, 1, PRICE, 60, b"\x01" * 32, market.block_timestamp() + 600,
-                               provider=provider).event(JobCreated).job_id
+    job_id = (
+        market.create_job(CPU_DEV, 1, PRICE, 60, b"\x01" * 32, market.block_timestamp() + 600, provider=provider)
+        .event(JobCreated)
+        .job_id
+    )
     world.market(test_account(4)).accept_job(job_id)
     return job_id
 
@@ -81,12 +85,14 @@ def test_quorum_settles_once_through_the_designated_submitter(world: World, prov
     for i, oracle in enumerate(world.oracles):
         peers = [o.hv.peers for o in world.oracles][i]
         gather_job_signatures(oracle.store, job_id, peers)
-        outcomes.append(submit_if_due(oracle.signer, oracle.submitter, job_id, now=now, job_end=now,
-                                      fallback_delay=30.0).outcome)
+        outcomes.append(
+            submit_if_due(oracle.signer, oracle.submitter, job_id, now=now, job_end=now, fallback_delay=30.0).outcome
+        )
     assert outcomes.count(SubmitOutcome.SUBMITTED) == 1, outcomes
     assert market.get_job(job_id).state.terminal
     # A second round: everyone now sees it settled; nothing is sent again (even a late fallback).
     for oracle in world.oracles:
-        again = submit_if_due(oracle.signer, oracle.submitter, job_id, now=now + 3_600, job_end=now,
-                              fallback_delay=30.0)
+        again = submit_if_due(
+            oracle.signer, oracle.submitter, job_id, now=now + 3_600, job_end=now, fallback_delay=30.0
+        )
         assert again.outcome is SubmitOutcome.ALREADY_SETTLED

@@ -32,8 +32,14 @@ def test_sync_loads_current_then_follows_changes(tmp_path: Path) -> None:
 
         new_members = [test_oracle(i).address for i in range(3)] + [test_account(8).address]
         market.set_committee(new_members, 3)
-        follower = EventFollower(w3, market.address, tmp_path / "follower.db", sync.handle,
-                                 start_block=deployment.block, config=FollowerConfig(confirmations=0))
+        follower = EventFollower(
+            w3,
+            market.address,
+            tmp_path / "follower.db",
+            sync.handle,
+            start_block=deployment.block,
+            config=FollowerConfig(confirmations=0),
+        )
         try:
             follower.poll_once()
             follower.poll_once()  # an event already handled is not handed out again; harmless anyway

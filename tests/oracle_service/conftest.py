@@ -44,10 +44,12 @@ STAKE = 10**22
 # Heartbeats every 2 s from three oracles keep the one-challenge-at-a-time agent busy but not
 # saturated (they take turns at its prover); silence is three unanswered tries over 8 s, and
 # one try gives up after 3 s.
-JOB_CONFIG = JobConfig(heartbeat_interval_s=2.0, poll_interval_s=0.3, silent_after_s=8.0, fallback_delay_s=3.0,
-                       resubmit_after_s=10.0)
+JOB_CONFIG = JobConfig(
+    heartbeat_interval_s=2.0, poll_interval_s=0.3, silent_after_s=8.0, fallback_delay_s=3.0, resubmit_after_s=10.0
+)
 HARDWARE_CONFIG = HardwareConfig(
-    fallback_delay_s=3.0, no_answer_retry_s=0.5,
+    fallback_delay_s=3.0,
+    no_answer_retry_s=0.5,
     challenge=ChallengeConfig(request_timeout_s=3.0, turn_give_up_s=3.0),
 )
 
@@ -71,13 +73,19 @@ def wait_for(condition, timeout_s: float, what: str, interval: float = 0.1):
 
 def busy_spec(seconds: float) -> JobSpec:
     """A real job: burns CPU for ``seconds`` and writes a file."""
-    code = (f"import time\nt = time.time()\nn = 0\nwhile time.time() - t < {seconds}:\n    n += 1\n"
-            "open('out.txt', 'w').write(str(n))\n")
-    return JobSpec.model_validate({
-        "version": 1, "command": [sys.executable, "-c", code], "env": {},
-        "limits": {"max_seconds": 60, "max_output_bytes": 1 << 20, "max_memory_bytes": None},
-        "outputs": ["out.txt"],
-    })
+    code = (
+        f"import time\nt = time.time()\nn = 0\nwhile time.time() - t < {seconds}:\n    n += 1\n"
+        "open('out.txt', 'w').write(str(n))\n"
+    )
+    return JobSpec.model_validate(
+        {
+            "version": 1,
+            "command": [sys.executable, "-c", code],
+            "env": {},
+            "limits": {"max_seconds": 60, "max_output_bytes": 1 << 20, "max_memory_bytes": None},
+            "outputs": ["out.txt"],
+        }
+    )
 
 
 @dataclass
@@ -93,9 +101,17 @@ class Market3:
 
     def oracle_config(self, i: int) -> OracleServiceConfig:
         return OracleServiceConfig(
-            rpc=EMBEDDED, deployment=self.deployment, key=test_oracle(i), sender=test_account(5 + i),
-            db_path=self.root / f"oracle{i}.sqlite", port=0, confirmations=0, poll_interval=0.1,
-            tick_interval=0.1, hardware=HARDWARE_CONFIG, jobs=JOB_CONFIG,
+            rpc=EMBEDDED,
+            deployment=self.deployment,
+            key=test_oracle(i),
+            sender=test_account(5 + i),
+            db_path=self.root / f"oracle{i}.sqlite",
+            port=0,
+            confirmations=0,
+            poll_interval=0.1,
+            tick_interval=0.1,
+            hardware=HARDWARE_CONFIG,
+            jobs=JOB_CONFIG,
         )
 
     def start_oracle(self, i: int) -> OracleService:
@@ -120,8 +136,15 @@ class Market3:
         market.register(CPU_DEV, 1, PRICE, f"http://127.0.0.1:{port}")
         name = key.address[-6:]
         config = ServiceConfig(
-            rpc=EMBEDDED, deployment=self.deployment, key=key, db_path=self.root / f"provider-{name}.sqlite",
-            workdir=self.root / f"jobs-{name}", port=port, confirmations=0, poll_interval=0.1, meter_interval=0.1,
+            rpc=EMBEDDED,
+            deployment=self.deployment,
+            key=key,
+            db_path=self.root / f"provider-{name}.sqlite",
+            workdir=self.root / f"jobs-{name}",
+            port=port,
+            confirmations=0,
+            poll_interval=0.1,
+            meter_interval=0.1,
             runtime=RuntimeSettings(kind="process"),
         )
         service = ProviderService(config, w3=self.w3, prover=prover).start()
@@ -136,16 +159,18 @@ class Market3:
         return JobClient(market, key)
 
     def run_job(self, client: JobClient, provider: str, spec: JobSpec) -> int:
-        job_id = client.create_job(spec, gpu_class=CPU_DEV, gpu_count=1, max_price=PRICE, max_duration=120,
-                                   provider=provider)
+        job_id = client.create_job(
+            spec, gpu_class=CPU_DEV, gpu_count=1, max_price=PRICE, max_duration=120, provider=provider
+        )
         client.wait_running(job_id, timeout_s=30)
         client.send_spec(job_id, spec)
         return job_id
 
     def wait_terminal(self, job_id: int, timeout_s: float = 60) -> Job:
         market = self.market()
-        return wait_for(lambda: (job := market.get_job(job_id)).state.terminal and job, timeout_s,
-                        f"job {job_id} settled")
+        return wait_for(
+            lambda: (job := market.get_job(job_id)).state.terminal and job, timeout_s, f"job {job_id} settled"
+        )
 
 
 def deploy_world(w3: Web3, root: Path) -> Market3:

@@ -75,7 +75,11 @@ def test_honest_job_completes_and_bills_its_metered_seconds(world: Market3) -> N
     payment = job.price_per_gpu_second * expected_seconds
     fee = math.ceil(payment * world.market().parameters()["protocol_fee_bps"] / BPS)
     assert (event.provider_payment, event.protocol_fee, event.client_refund, event.slashed) == (
-        payment - fee, fee, job.escrow - payment, 0)
+        payment - fee,
+        fee,
+        job.escrow - payment,
+        0,
+    )
     assert event.result_hash.hex() == status["result_hash"][2:]
     bundle = client.fetch_result(job_id)  # checked against the settled result_hash
     assert int(bundle.contents["outputs/out.txt"]) > 0
@@ -203,8 +207,9 @@ def test_a_spec_sent_after_the_paid_time_is_not_the_providers_fault(world: Marke
     provider = world.start_provider(test_account(10))
     client = world.client(test_account(4))
     spec = busy_spec(1.0)
-    job_id = client.create_job(spec, gpu_class=1, gpu_count=1, max_price=10**12, max_duration=60,
-                               provider=provider.address)
+    job_id = client.create_job(
+        spec, gpu_class=1, gpu_count=1, max_price=10**12, max_duration=60, provider=provider.address
+    )
     job = client.wait_running(job_id, timeout_s=60)
     wait_for(lambda: all(job_id in o.jobs.followed for o in world.oracles), 60, "oracles following")
     advance_time(world.w3, 200)  # past end_deadline and the oracles' overrun margin

@@ -24,11 +24,42 @@ from .test_job_loop import settled_event
 def oracle_command(anvil: AnvilNode, deployment: Path, folder: Path, i: int, ports: list[int]) -> list[str]:
     peers = [arg for port in ports for arg in ("--peer", f"http://127.0.0.1:{port}")]
     return [
-        sys.executable, "-m", "gpumarket", "oracle", "run", "--rpc", anvil.url, "--deployment", str(deployment),
-        "--key", f"test-oracle:{i}", "--sender", f"test-account:{5 + i}", "--db", str(folder / f"oracle{i}.sqlite"),
-        "--port", str(ports[i]), *peers, "--confirmations", "0", "--poll-interval", "0.1", "--tick-interval", "0.1",
-        "--heartbeat-interval", "2", "--job-poll-interval", "0.3", "--silent-after", "8", "--fallback-delay", "3",
-        "--no-answer-retry", "0.5", "--ready-file", str(folder / f"oracle{i}.ready"),
+        sys.executable,
+        "-m",
+        "gpumarket",
+        "oracle",
+        "run",
+        "--rpc",
+        anvil.url,
+        "--deployment",
+        str(deployment),
+        "--key",
+        f"test-oracle:{i}",
+        "--sender",
+        f"test-account:{5 + i}",
+        "--db",
+        str(folder / f"oracle{i}.sqlite"),
+        "--port",
+        str(ports[i]),
+        *peers,
+        "--confirmations",
+        "0",
+        "--poll-interval",
+        "0.1",
+        "--tick-interval",
+        "0.1",
+        "--heartbeat-interval",
+        "2",
+        "--job-poll-interval",
+        "0.3",
+        "--silent-after",
+        "8",
+        "--fallback-delay",
+        "3",
+        "--no-answer-retry",
+        "0.5",
+        "--ready-file",
+        str(folder / f"oracle{i}.ready"),
     ]
 
 
@@ -47,8 +78,11 @@ def unbacked_signatures(db: Path, signer: str) -> set[bytes]:
     """Digests this oracle signed that are not one of its committed decisions (must be none)."""
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as connection:
         signed = {bytes(r[0]) for r in connection.execute("SELECT digest FROM signatures WHERE signer = ?", (signer,))}
-        decided = {bytes(r[0]) for table in ("job_decisions", "hardware_decisions")
-                   for r in connection.execute(f"SELECT digest FROM {table}")}
+        decided = {
+            bytes(r[0])
+            for table in ("job_decisions", "hardware_decisions")
+            for r in connection.execute(f"SELECT digest FROM {table}")
+        }
     return signed - decided
 
 
@@ -57,8 +91,12 @@ def test_a_killed_oracle_process_restarts_and_the_job_settles_once(anvil: AnvilN
     deployment = world.deployment.write(tmp_path / "deployment.json")
     ports = [free_port() for _ in range(3)]
     logs = [open(tmp_path / f"oracle{i}.log", "ab") for i in range(3)]
-    processes = [subprocess.Popen(oracle_command(anvil, deployment, tmp_path, i, ports), stdout=logs[i],
-                                  stderr=subprocess.STDOUT) for i in range(3)]
+    processes = [
+        subprocess.Popen(
+            oracle_command(anvil, deployment, tmp_path, i, ports), stdout=logs[i], stderr=subprocess.STDOUT
+        )
+        for i in range(3)
+    ]
     try:
         wait_for(lambda: all((tmp_path / f"oracle{i}.ready").exists() for i in range(3)), 60, "oracles up")
         provider = world.start_provider(test_account(1))
@@ -70,12 +108,16 @@ def test_a_killed_oracle_process_restarts_and_the_job_settles_once(anvil: AnvilN
         db = tmp_path / f"oracle{designated}.sqlite"
         assert world.run_job(client, provider.address, busy_spec(2.0)) == job_id
 
-        first = wait_for(lambda: signed_digest(db, job_id), 90, "the designated oracle's signed decision",
-                         interval=0.01)
+        first = wait_for(
+            lambda: signed_digest(db, job_id), 90, "the designated oracle's signed decision", interval=0.01
+        )
         processes[designated].send_signal(signal.SIGKILL)
         processes[designated].wait(timeout=10)
-        processes[designated] = subprocess.Popen(oracle_command(anvil, deployment, tmp_path, designated, ports),
-                                                 stdout=logs[designated], stderr=subprocess.STDOUT)
+        processes[designated] = subprocess.Popen(
+            oracle_command(anvil, deployment, tmp_path, designated, ports),
+            stdout=logs[designated],
+            stderr=subprocess.STDOUT,
+        )
 
         job = world.wait_terminal(job_id, timeout_s=90)
         assert job.state == JobState.COMPLETED

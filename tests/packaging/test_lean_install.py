@@ -38,14 +38,40 @@ PARAMS = REPO_ROOT / "deploy" / "params" / "default.yaml"
 INSTALL_TIMEOUT_S = 900  # a cold pip cache downloads ~50 wheels; a warm one takes under a minute
 
 # What the issue names as never part of the core install, besides every package an extra lists.
-NEVER_IN_CORE = {"eth-ape", "ape-vyper", "ape-titanoboa", "ape-foundry", "vyper", "snekmate", "titanoboa",
-                 "pytest", "hypothesis", "eth-tester", "py-evm"}
+NEVER_IN_CORE = {
+    "eth-ape",
+    "ape-vyper",
+    "ape-titanoboa",
+    "ape-foundry",
+    "vyper",
+    "snekmate",
+    "titanoboa",
+    "pytest",
+    "hypothesis",
+    "eth-tester",
+    "py-evm",
+}
 # Their top-level modules: importing every gpumarket module must load none of them.
-EXTRA_MODULES = {"ape", "ape_vyper", "ape_titanoboa", "ape_foundry", "vyper", "snekmate", "boa", "pytest",
-                 "_pytest", "hypothesis", "eth_tester", "eth", "torch"}
+EXTRA_MODULES = {
+    "ape",
+    "ape_vyper",
+    "ape_titanoboa",
+    "ape_foundry",
+    "vyper",
+    "snekmate",
+    "boa",
+    "pytest",
+    "_pytest",
+    "hypothesis",
+    "eth_tester",
+    "eth",
+    "torch",
+}
 # The only modules that need an extra to import: a test helper (dev) and the torch prover (gpu).
-NEEDS_AN_EXTRA = {"gpumarket.testing.hypothesis_profiles": "hypothesis",
-                  "gpumarket.measure.provers.torch_prover": "torch"}
+NEEDS_AN_EXTRA = {
+    "gpumarket.testing.hypothesis_profiles": "hypothesis",
+    "gpumarket.measure.provers.torch_prover": "torch",
+}
 
 
 def _normalized(name: str) -> str:
@@ -65,8 +91,9 @@ class LeanVenv:
         return self.root / "bin"
 
     def run(self, *args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout,
-                              env=_clean_env(), cwd=self.root)
+        return subprocess.run(
+            [str(a) for a in args], capture_output=True, text=True, timeout=timeout, env=_clean_env(), cwd=self.root
+        )
 
     def python(self, code: str) -> subprocess.CompletedProcess[str]:
         return self.run(self.bin / "python", "-c", textwrap.dedent(code))
@@ -90,17 +117,30 @@ def lean(tmp_path_factory: pytest.TempPathFactory) -> LeanVenv:
     source.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(REPO_ROOT / name, source / name)
-    shutil.copytree(REPO_ROOT / "offchain", source / "offchain",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+    shutil.copytree(
+        REPO_ROOT / "offchain", source / "offchain", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    )
     root = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, env=_clean_env(), timeout=300)
     install = subprocess.run(
-        [str(root / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-c", str(LOCK),
-         str(source)],
-        capture_output=True, text=True, env=_clean_env(), timeout=INSTALL_TIMEOUT_S,
+        [
+            str(root / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "-c",
+            str(LOCK),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        env=_clean_env(),
+        timeout=INSTALL_TIMEOUT_S,
     )
-    assert install.returncode == 0, f"pip install of the core package failed:\n{install.stdout[-4000:]}\n" \
-                                    f"{install.stderr[-4000:]}"
+    assert install.returncode == 0, (
+        f"pip install of the core package failed:\n{install.stdout[-4000:]}\n{install.stderr[-4000:]}"
+    )
     return LeanVenv(root)
 
 
@@ -191,8 +231,19 @@ def test_a_market_deploys_from_the_core_install(lean: LeanVenv, anvil_binary: Pa
     record = lean.root.parent / "deployment.json"
     node = AnvilNode(anvil_binary, log_path=lean.root.parent / "anvil.log").start()
     try:
-        deployed = lean.gpumarket("market", "deploy", "--rpc", node.url, "--key", "test-account:0", "--mock-tokens",
-                                  "--params", PARAMS, "--out", record)
+        deployed = lean.gpumarket(
+            "market",
+            "deploy",
+            "--rpc",
+            node.url,
+            "--key",
+            "test-account:0",
+            "--mock-tokens",
+            "--params",
+            PARAMS,
+            "--out",
+            record,
+        )
         assert deployed.returncode == 0, (deployed.stdout, deployed.stderr)
         market = json.loads(record.read_text())["market"]
         code = connect(node.url).eth.get_code(market).hex().removeprefix("0x")
@@ -204,13 +255,15 @@ def test_a_market_deploys_from_the_core_install(lean: LeanVenv, anvil_binary: Pa
         node.stop()
 
 
-@pytest.mark.parametrize("command", [
-    ["demo"],
-    ["market", "deploy", "--rpc", "embedded", "--key", "test-account:0", "--mock-tokens", "--params", str(PARAMS)],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["demo"],
+        ["market", "deploy", "--rpc", "embedded", "--key", "test-account:0", "--mock-tokens", "--params", str(PARAMS)],
+    ],
+)
 def test_a_command_that_needs_the_demo_extra_names_it(lean: LeanVenv, command: list[str]) -> None:
     result = lean.gpumarket(*command)
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
     assert "pip install 'gpumarket[demo]'" in result.stderr, result.stderr
-

@@ -26,8 +26,22 @@ def test_the_embedded_chain_names_the_demo_extra(no_py_evm) -> None:
 
 
 def test_a_command_on_the_embedded_chain_names_the_demo_extra(no_py_evm, tmp_path) -> None:
-    result = CliRunner().invoke(main, ["market", "deploy", "--rpc", EMBEDDED, "--key", "test-account:0",
-                                       "--mock-tokens", "--params", str(PARAMS), "--out", str(tmp_path / "d.json")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "market",
+            "deploy",
+            "--rpc",
+            EMBEDDED,
+            "--key",
+            "test-account:0",
+            "--mock-tokens",
+            "--params",
+            str(PARAMS),
+            "--out",
+            str(tmp_path / "d.json"),
+        ],
+    )
     assert result.exit_code == 1, result.output
     assert result.output.strip() == (
         "Error: this command needs the demo extra (py-evm is not installed): pip install 'gpumarket[demo]'"

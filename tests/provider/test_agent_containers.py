@@ -34,8 +34,7 @@ DEFAULT_PULLS = PullPolicy()
 
 def container_spec(image: str, code: str, *, gpu_count: int = 1, max_seconds: int = 30, **fields) -> ContainerJobSpec:
     limits = ContainerLimits(max_seconds=max_seconds, max_output_bytes=1 << 20, max_memory_bytes=256 << 20)
-    return ContainerJobSpec(image=image, command=["python3", "-c", code], gpu_count=gpu_count, limits=limits,
-                            **fields)
+    return ContainerJobSpec(image=image, command=["python3", "-c", code], gpu_count=gpu_count, limits=limits, **fields)
 
 
 class ContainerAgents:
@@ -49,10 +48,19 @@ class ContainerAgents:
 
     def start(self, pull_policy: PullPolicy = DEFAULT_PULLS) -> Served:
         store = Store(self.root / "agent.sqlite")
-        runner = make_runtime(self.settings, RunnerConfig(root=self.root / "jobs", meter_interval_s=0.1,
-                                                          meter_gpus=False, kill_grace_s=1.0), self.provider)
-        agent = ProviderAgent(AgentConfig(address=self.provider, chain_id=CHAIN_ID, market=MARKET), store, runner,
-                              self.jobs, make_prover("numpy"), pull_policy=pull_policy)
+        runner = make_runtime(
+            self.settings,
+            RunnerConfig(root=self.root / "jobs", meter_interval_s=0.1, meter_gpus=False, kill_grace_s=1.0),
+            self.provider,
+        )
+        agent = ProviderAgent(
+            AgentConfig(address=self.provider, chain_id=CHAIN_ID, market=MARKET),
+            store,
+            runner,
+            self.jobs,
+            make_prover("numpy"),
+            pull_policy=pull_policy,
+        )
         agent.recover()
         server = ProviderServer(agent, "127.0.0.1", 0, request_timeout_s=5.0).start()
         self.running.append((agent, server, store))
@@ -76,8 +84,9 @@ def agents(tmp_path, provider_account, podman_env) -> Iterator[ContainerAgents]:
 
 
 def on_chain(served: Served, client, provider, spec, job_id: int = JOB, gpu_count: int = 1) -> None:
-    served.jobs.put(job_id, client=client.address, provider=provider.address, spec_hash=spec.hash(),
-                    gpu_count=gpu_count)
+    served.jobs.put(
+        job_id, client=client.address, provider=provider.address, spec_hash=spec.hash(), gpu_count=gpu_count
+    )
 
 
 def test_the_container_runtime_needs_a_podman_that_answers(tmp_path):
@@ -90,8 +99,11 @@ def test_a_container_job_runs_and_its_result_is_served(agents, python_image, cli
     served = agents.start()
     health = served.http.request("GET", "/health").json()
     assert health["runtime"] == "container" and health["networks"] == ["none"] and health["max_image_bytes"] > 0
-    spec = container_spec(python_image, "import os; open('answer.txt', 'w').write(str(os.getuid())); print('done')",
-                          outputs=["answer.txt"])
+    spec = container_spec(
+        python_image,
+        "import os; open('answer.txt', 'w').write(str(os.getuid())); print('done')",
+        outputs=["answer.txt"],
+    )
     on_chain(served, client_account, provider_account, spec)
 
     response = put_spec(served, client_account, spec)
@@ -108,8 +120,7 @@ def test_a_container_job_runs_and_its_result_is_served(agents, python_image, cli
     assert bundle.contents["stdout"] == b"done\n"
 
 
-def test_specs_this_agent_cannot_run_are_refused_and_recorded(agents, python_image, client_account,
-                                                               provider_account):
+def test_specs_this_agent_cannot_run_are_refused_and_recorded(agents, python_image, client_account, provider_account):
     served = agents.start()
     process_spec = python_spec("print(1)")
     on_chain(served, client_account, provider_account, process_spec, job_id=1)
@@ -141,8 +152,9 @@ def test_an_image_that_cannot_be_had_is_lost_with_its_reason(agents, python_imag
     assert served.agent.gpus.free == served.agent.gpus.size  # nothing held for it
 
 
-def test_a_pull_that_hangs_ends_with_the_attempt_not_the_pull_timeout(agents, python_image, client_account,
-                                                                      provider_account):
+def test_a_pull_that_hangs_ends_with_the_attempt_not_the_pull_timeout(
+    agents, python_image, client_account, provider_account
+):
     # A registry that accepts connections and never answers: the pull would hang for the whole
     # pull timeout (ten minutes), past the job's paid time, were it not bounded by the attempt.
     with socket.socket() as silent:

@@ -73,8 +73,14 @@ def chain() -> Chain:
     # GPUs for every job the module's tests leave running (running jobs hold theirs).
     gpus = 4
     market.register(CPU_DEV, gpus, PRICE, "http://127.0.0.1:8700")
-    report = hardware_report(provider.address, CPU_DEV, gpus, gpus * market.class_floor(CPU_DEV),
-                             latest_timestamp(w3) + 86_400, epoch=market.epoch())
+    report = hardware_report(
+        provider.address,
+        CPU_DEV,
+        gpus,
+        gpus * market.class_floor(CPU_DEV),
+        latest_timestamp(w3) + 86_400,
+        epoch=market.epoch(),
+    )
     market.submit_hardware_report(report, Committee.of_size(3, threshold=2).sign(market.domain, report))
     market.stake(params.parameters.min_stake + 10**20)
     return Chain(deployment, provider, client, other, markets)

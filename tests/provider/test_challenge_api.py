@@ -181,16 +181,19 @@ def test_a_turn_request_waits_no_longer_than_its_oracle_does(served):
     assert time.monotonic() - started < served.agent.challenges.max_wait_s / 2
 
 
-@pytest.mark.parametrize(("body", "status", "error"), [
-    (b"{", 400, "malformed_json"),
-    (b"[]", 400, "invalid_field"),
-    (b'{"max_wait_s": 1, "x": 2}', 400, "invalid_field"),
-    (b'{"max_wait_s": 0}', 400, "invalid_field"),
-    (b'{"max_wait_s": true}', 400, "invalid_field"),
-    (b'{"max_wait_s": "1"}', 400, "invalid_field"),
-    (b'{"max_wait_s": 1e400}', 400, "invalid_field"),
-    (b'{"max_wait_s": ' + b"1" * 80 + b"}", 413, "body_too_large"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        (b"{", 400, "malformed_json"),
+        (b"[]", 400, "invalid_field"),
+        (b'{"max_wait_s": 1, "x": 2}', 400, "invalid_field"),
+        (b'{"max_wait_s": 0}', 400, "invalid_field"),
+        (b'{"max_wait_s": true}', 400, "invalid_field"),
+        (b'{"max_wait_s": "1"}', 400, "invalid_field"),
+        (b'{"max_wait_s": 1e400}', 400, "invalid_field"),
+        (b'{"max_wait_s": ' + b"1" * 80 + b"}", 413, "body_too_large"),
+    ],
+)
 def test_a_turn_request_body_other_than_its_wait_is_refused(served, body, status, error):
     expect(served.http.request("POST", "/challenge/turn", body, {"Content-Type": "application/json"}), status, error)
     assert take_turn(served)  # nothing was queued by the refused request

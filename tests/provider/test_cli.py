@@ -122,17 +122,36 @@ def test_kill_and_restart_resumes_live_jobs_and_reports_dead_ones_lost(tmp_path,
 
 
 def test_a_killed_container_agent_adopts_its_container_and_removes_the_ones_it_no_longer_owns(
-    tmp_path, client_account, provider_account, podman_env, python_image,
+    tmp_path,
+    client_account,
+    provider_account,
+    podman_env,
+    python_image,
 ):
     from gpumarket.containers.engine import PodmanEngine
     from gpumarket.provider.runtime import container_owner
     from gpumarket.provider.spec import ContainerJobSpec, ContainerLimits
 
     limits = ContainerLimits(max_seconds=60, max_output_bytes=4096, max_memory_bytes=256 << 20)
-    survivor = ContainerJobSpec(image=python_image, gpu_count=1, limits=limits, outputs=["out.txt"], command=[
-        "python3", "-c", "import time; time.sleep(3); open('out.txt', 'w').write('survived')"])
-    table = {"jobs": [{"job_id": 1, "client": client_account.address, "provider": provider_account.address,
-                       "state": "RUNNING", "spec_hash": "0x" + survivor.hash().hex(), "gpu_count": 1}]}
+    survivor = ContainerJobSpec(
+        image=python_image,
+        gpu_count=1,
+        limits=limits,
+        outputs=["out.txt"],
+        command=["python3", "-c", "import time; time.sleep(3); open('out.txt', 'w').write('survived')"],
+    )
+    table = {
+        "jobs": [
+            {
+                "job_id": 1,
+                "client": client_account.address,
+                "provider": provider_account.address,
+                "state": "RUNNING",
+                "spec_hash": "0x" + survivor.hash().hex(),
+                "gpu_count": 1,
+            }
+        ]
+    }
     (tmp_path / "jobs.json").write_text(json.dumps(table))
     container_options = ("--runtime", "container", "--containers-conf", podman_env["CONTAINERS_CONF"])
     engine = PodmanEngine(containers_conf=Path(podman_env["CONTAINERS_CONF"]))
@@ -141,10 +160,12 @@ def test_a_killed_container_agent_adopts_its_container_and_removes_the_ones_it_n
     try:
         first, http = start_agent(tmp_path, "first", provider_account.address, *container_options)
         processes.append(first)
-        signed = sign_request(client_account, action="put-spec", chain_id=CHAIN_ID, market=MARKET, job_id=1,
-                              spec_hash=survivor.hash())
-        response = http.request("PUT", "/jobs/1/spec", survivor.canonical_bytes(),
-                                {"Authorization": signed.to_header()})
+        signed = sign_request(
+            client_account, action="put-spec", chain_id=CHAIN_ID, market=MARKET, job_id=1, spec_hash=survivor.hash()
+        )
+        response = http.request(
+            "PUT", "/jobs/1/spec", survivor.canonical_bytes(), {"Authorization": signed.to_header()}
+        )
         assert response.status == 202, response.body
         deadline = time.monotonic() + 30
         while status(http, 1)["state"] != "running":
@@ -154,9 +175,25 @@ def test_a_killed_container_agent_adopts_its_container_and_removes_the_ones_it_n
         first.wait(10)
         # A container of this agent's for a job its database never held: the next agent removes it.
         stray = subprocess.run(
-            ["podman", "run", "-d", "--name", f"stray-{owner[-12:]}", "--label", f"gpumarket.owner={owner}",
-             "--label", "gpumarket.job=99", python_image, "sleep", "120"],
-            env={**os.environ, **podman_env}, capture_output=True, text=True, timeout=60)
+            [
+                "podman",
+                "run",
+                "-d",
+                "--name",
+                f"stray-{owner[-12:]}",
+                "--label",
+                f"gpumarket.owner={owner}",
+                "--label",
+                "gpumarket.job=99",
+                python_image,
+                "sleep",
+                "120",
+            ],
+            env={**os.environ, **podman_env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert stray.returncode == 0, stray.stderr
 
         second, http = start_agent(tmp_path, "second", provider_account.address, *container_options)

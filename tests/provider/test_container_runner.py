@@ -66,8 +66,7 @@ def make_runner(tmp_path, engine, owner) -> Callable[..., ContainerRunner]:
     """A runner on this test's job root and owner (a second one is an agent after a restart)."""
 
     def make(*, root: Path | None = None, **settings: Any) -> ContainerRunner:
-        config = RunnerConfig(root=root or tmp_path / "jobs", meter_interval_s=0.1, meter_gpus=False,
-                              kill_grace_s=0.5)
+        config = RunnerConfig(root=root or tmp_path / "jobs", meter_interval_s=0.1, meter_gpus=False, kill_grace_s=0.5)
         return ContainerRunner(config, ContainerSettings(engine=engine, owner=settings.pop("owner", owner), **settings))
 
     return make
@@ -82,14 +81,23 @@ def runner(make_runner) -> ContainerRunner:
 def python_spec(python_image) -> Callable[..., ContainerJobSpec]:
     """A spec that runs ``code`` with the image's python3."""
 
-    def make(code: str, *, max_seconds: int = 30, max_output_bytes: int = MiB, max_memory_bytes: int = 128 * MiB,
-             **fields: Any) -> ContainerJobSpec:
+    def make(
+        code: str,
+        *,
+        max_seconds: int = 30,
+        max_output_bytes: int = MiB,
+        max_memory_bytes: int = 128 * MiB,
+        **fields: Any,
+    ) -> ContainerJobSpec:
         limits = ContainerLimits(
-            max_seconds=max_seconds, max_output_bytes=max_output_bytes, max_memory_bytes=max_memory_bytes,
+            max_seconds=max_seconds,
+            max_output_bytes=max_output_bytes,
+            max_memory_bytes=max_memory_bytes,
             **{key: fields.pop(key) for key in ("cpu_millis", "max_pids", "shm_bytes") if key in fields},
         )
-        return ContainerJobSpec(image=python_image, command=["python3", "-c", code], gpu_count=0, limits=limits,
-                                **fields)
+        return ContainerJobSpec(
+            image=python_image, command=["python3", "-c", code], gpu_count=0, limits=limits, **fields
+        )
 
     return make
 
@@ -102,8 +110,7 @@ def _report(result) -> dict[str, Any]:
 
 
 def test_a_job_completes_with_its_outputs_and_hashes_which_concluding_again_keeps(runner, python_spec, engine):
-    code = ("import sys; open('out.txt', 'w').write('hello'); print('to stdout'); "
-            "print('to stderr', file=sys.stderr)")
+    code = "import sys; open('out.txt', 'w').write('hello'); print('to stdout'); print('to stderr', file=sys.stderr)"
     spec = python_spec(code, outputs=["out.txt", "absent"])
     job = runner.start(1, spec)
     result = job.wait()
@@ -142,8 +149,10 @@ def test_the_environment_is_the_spec_and_the_images_never_the_agents(runner, pyt
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
     # No command: the args replace the image's CMD (this image has none) and run as given.
     spec = ContainerJobSpec(
-        image=python_image, args=["python3", "-c", "import json, os; print(json.dumps(dict(os.environ)))"],
-        env={"ONLY": "this", "WITH_SPACES": "a b  c", "EMPTY": ""}, gpu_count=0,
+        image=python_image,
+        args=["python3", "-c", "import json, os; print(json.dumps(dict(os.environ)))"],
+        env={"ONLY": "this", "WITH_SPACES": "a b  c", "EMPTY": ""},
+        gpu_count=0,
         limits=ContainerLimits(max_seconds=30, max_output_bytes=MiB, max_memory_bytes=128 * MiB),
     )
     env = _report(runner.run(3, spec))
@@ -156,10 +165,18 @@ def test_the_container_is_configured_from_the_spec_and_its_gpus(runner, python_s
     spec = python_spec("pass", cpu_millis=1500, max_pids=64, shm_bytes=2 * MiB, network="none")
     argv = run_argv(runner._container_config(9, spec, (1, 3), runner.paths(9)))
     pairs = set(itertools.pairwise(argv))
-    assert {("--device", "nvidia.com/gpu=1"), ("--device", "nvidia.com/gpu=3"), ("--cpus", "1.500"),
-            ("--pids-limit", "64"), ("--shm-size", str(2 * MiB)), ("--memory", str(128 * MiB)),
-            ("--memory-swap", str(128 * MiB)), ("--user", "65534:65534"), ("--network", "none"),
-            ("--name", runner.container_name(9))} <= pairs
+    assert {
+        ("--device", "nvidia.com/gpu=1"),
+        ("--device", "nvidia.com/gpu=3"),
+        ("--cpus", "1.500"),
+        ("--pids-limit", "64"),
+        ("--shm-size", str(2 * MiB)),
+        ("--memory", str(128 * MiB)),
+        ("--memory-swap", str(128 * MiB)),
+        ("--user", "65534:65534"),
+        ("--network", "none"),
+        ("--name", runner.container_name(9)),
+    } <= pairs
     assert ("--volume", f"{runner.paths(9).work}:/work:rw") in pairs
     assert len([arg for arg in argv if arg == "--volume"]) == 1  # /work is the only mount
 
@@ -405,7 +422,10 @@ def test_a_container_that_ended_unfollowed_is_finalized(runner, make_runner, pyt
     assert engine.inspect(job.container_id) is None
     again = later.finalize(23, spec, job.pid, job.start_ticks, job.started_at)
     assert (again.result_hash, again.evidence_hash, again.finished_at) == (
-        result.result_hash, result.evidence_hash, result.finished_at)
+        result.result_hash,
+        result.evidence_hash,
+        result.finished_at,
+    )
 
 
 def test_a_container_gone_without_an_exit_status_cannot_be_finalized(runner, python_spec, engine):
@@ -417,8 +437,9 @@ def test_a_container_gone_without_an_exit_status_cannot_be_finalized(runner, pyt
         runner.finalize(24, spec, job.pid, job.start_ticks, job.started_at)
 
 
-def test_sweep_removes_this_agents_containers_of_jobs_not_kept(runner, make_runner, python_spec, other_owner,
-                                                              tmp_path, engine):
+def test_sweep_removes_this_agents_containers_of_jobs_not_kept(
+    runner, make_runner, python_spec, other_owner, tmp_path, engine
+):
     spec = python_spec("import time; time.sleep(60)")
     mine = {job_id: runner.start(job_id, spec) for job_id in (30, 31)}
     others = make_runner(root=tmp_path / "other-agent", owner=other_owner)
@@ -470,7 +491,8 @@ def test_refusals_and_the_offer(make_runner, python_spec):
     assert runner.refusal(python_spec("pass")) is None
     assert runner.refusal(python_spec("pass", network="research")) is None
     assert runner.refusal(python_spec("pass", network="internet")) == (
-        "network 'internet' is not offered by this provider (offered: none, research)")
+        "network 'internet' is not offered by this provider (offered: none, research)"
+    )
     assert runner.offer() == {"runtime": "container", "networks": ["none", "research"], "max_image_bytes": 20 * 2**30}
     with pytest.raises(ValueError, match="not offered"):
         runner.start(43, python_spec("pass", network="internet"))

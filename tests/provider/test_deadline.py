@@ -75,8 +75,7 @@ def test_a_job_stops_when_its_paid_time_is_up_not_at_its_spec_limit(
     # deadline is far in the wall clock's future, yet only 3 s of paid time are left.
     chain_time = None if chain_ahead_s is None else int(time.time()) + chain_ahead_s
     end_deadline = (chain_time or int(time.time())) + 3
-    on_chain(served.jobs, JOB, client_account, provider_account, spec, end_deadline=end_deadline,
-             chain_time=chain_time)
+    on_chain(served.jobs, JOB, client_account, provider_account, spec, end_deadline=end_deadline, chain_time=chain_time)
     asked_at = time.time()
     response = put_spec(served, client_account, spec)
     assert response.status == 202, response.body
@@ -113,8 +112,15 @@ def test_a_job_whose_paid_time_is_up_is_refused_and_recorded_lost(
     spec = python_spec("print('must not run')")
     now = int(time.time())
     end_deadline = now + deadline_from_now
-    on_chain(served.jobs, JOB, client_account, provider_account, spec, end_deadline=end_deadline,
-             chain_time=None if chain_ahead_s is None else now + chain_ahead_s)
+    on_chain(
+        served.jobs,
+        JOB,
+        client_account,
+        provider_account,
+        spec,
+        end_deadline=end_deadline,
+        chain_time=None if chain_ahead_s is None else now + chain_ahead_s,
+    )
     free_before = http.request("GET", "/health").json()["free_gpus"]
 
     response = put_spec(served, client_account, spec)
@@ -144,8 +150,9 @@ def test_after_a_restart_the_capped_limit_counts_from_the_recorded_start(
     spec = python_spec(SLEEPER, max_seconds=600)
     store = Store(tmp_path / "agent.sqlite")
     # The previous agent started it with 2.5 s of paid time left, then died.
-    store.receive_spec(JOB, client_account.address, spec.hash(), spec.canonical_bytes(), (),
-                       str(runner.paths(JOB).root))
+    store.receive_spec(
+        JOB, client_account.address, spec.hash(), spec.canonical_bytes(), (), str(runner.paths(JOB).root)
+    )
     first = runner.start(JOB, spec, max_seconds=2.5)
     store.mark_running(JOB, first.pid, first.start_ticks, first.started_at)
     time.sleep(1.0)
@@ -172,8 +179,9 @@ def test_a_restart_starts_a_stored_job_only_within_its_paid_time(
     on_chain(jobs, 2, client_account, provider_account, timely, end_deadline=now + 3)
     store = Store(tmp_path / "agent.sqlite")
     for job_id, spec in ((1, late), (2, timely)):
-        store.receive_spec(job_id, client_account.address, spec.hash(), spec.canonical_bytes(), (),
-                           str(runner.paths(job_id).root))
+        store.receive_spec(
+            job_id, client_account.address, spec.hash(), spec.canonical_bytes(), (), str(runner.paths(job_id).root)
+        )
     agent = _agent(store, runner, jobs, provider_account)
     try:
         assert [job.job_id for job in agent.recover().start] == [1, 2]
@@ -197,8 +205,13 @@ def test_the_runner_refuses_a_limit_that_is_not_positive(runner):
 
 
 def test_a_jobs_file_may_give_the_deadline(tmp_path, client_account, provider_account):
-    entry = {"job_id": 5, "client": client_account.address, "provider": provider_account.address,
-             "state": "RUNNING", "spec_hash": "0x" + "11" * 32}
+    entry = {
+        "job_id": 5,
+        "client": client_account.address,
+        "provider": provider_account.address,
+        "state": "RUNNING",
+        "spec_hash": "0x" + "11" * 32,
+    }
     path = tmp_path / "jobs.json"
     path.write_text(json.dumps({"jobs": [entry, {**entry, "job_id": 6, "end_deadline": 1_900_000_000}]}))
     source = JsonFileJobSource(path)

@@ -49,8 +49,9 @@ SPEC = python_spec("open('answer.txt', 'w').write('42')", outputs=["answer.txt"]
 
 
 def spec_header(signer, job_id: int, spec=SPEC) -> dict[str, str]:
-    signed = sign_request(signer, action="put-spec", chain_id=CHAIN_ID, market=MARKET, job_id=job_id,
-                          spec_hash=spec.hash())
+    signed = sign_request(
+        signer, action="put-spec", chain_id=CHAIN_ID, market=MARKET, job_id=job_id, spec_hash=spec.hash()
+    )
     return {"Authorization": signed.to_header()}
 
 
@@ -104,8 +105,7 @@ class World:
 @pytest.fixture
 def world(served, client_account, other_client, provider_account) -> World:
     for job_id in (DONE, WAITING):
-        served.jobs.put(job_id, client=client_account.address, provider=provider_account.address,
-                        spec_hash=SPEC.hash())
+        served.jobs.put(job_id, client=client_account.address, provider=provider_account.address, spec_hash=SPEC.hash())
     spec_used = spec_header(client_account, DONE)
     assert served.http.request("PUT", f"/jobs/{DONE}/spec", SPEC.canonical_bytes(), spec_used).status == 202
     assert wait_finished(served.http, DONE)["state"] == "finished"
@@ -133,11 +133,16 @@ class Case:
     error: str
 
 
-def _request(method: str, path: str, body: Callable[[World], bytes | None] = lambda w: None,
-             headers: Callable[[World], dict[str, str]] = lambda w: {}) -> Callable[[World], tuple[int, str | None]]:
+def _request(
+    method: str,
+    path: str,
+    body: Callable[[World], bytes | None] = lambda w: None,
+    headers: Callable[[World], dict[str, str]] = lambda w: {},
+) -> Callable[[World], tuple[int, str | None]]:
     def send(w: World) -> tuple[int, str | None]:
         response = w.http.request(method, path, body(w), headers(w))
         return response.status, response.error
+
     return send
 
 
@@ -147,41 +152,94 @@ def _raw(payload: bytes) -> Callable[[World], tuple[int, str | None]]:
 
 WAITING_SPEC = f"/jobs/{WAITING}/spec"
 CASES = [
-    Case("spec nested too deep to parse",
-         _request("PUT", WAITING_SPEC, lambda w: b"[" * 5000 + b"]" * 5000,
-                  lambda w: spec_header(w.client, WAITING)), 400, "malformed_json"),
-    Case("spec object nested too deep to parse",
-         _request("PUT", WAITING_SPEC, lambda w: b'{"a":' * 3000 + b"1" + b"}" * 3000,
-                  lambda w: spec_header(w.client, WAITING)), 400, "malformed_json"),
-    Case("opening request nested too deep to parse",
-         _request("POST", "/challenge/open", lambda w: b"[" * 8000 + b"]" * 8000), 400, "malformed_json"),
-    Case("Authorization token nested too deep to parse",
-         _request("PUT", WAITING_SPEC, lambda w: SPEC.canonical_bytes(), lambda w: _token(b"[" * 1500)),
-         401, "malformed_auth"),
-    Case("Authorization token with a truncated signature",
-         _request("PUT", WAITING_SPEC, lambda w: SPEC.canonical_bytes(),
-                  lambda w: _token(json.dumps({**json.loads(base64.urlsafe_b64decode(
-                      spec_header(w.client, WAITING)["Authorization"].split(" ", 1)[1])),
-                      "signature": "0x1234"}).encode())),
-         401, "malformed_auth"),
-    Case("Content-Length in non-ASCII digits",
-         _raw(b"PUT " + WAITING_SPEC.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\nab"),
-         400, "invalid_content_length"),
+    Case(
+        "spec nested too deep to parse",
+        _request("PUT", WAITING_SPEC, lambda w: b"[" * 5000 + b"]" * 5000, lambda w: spec_header(w.client, WAITING)),
+        400,
+        "malformed_json",
+    ),
+    Case(
+        "spec object nested too deep to parse",
+        _request(
+            "PUT",
+            WAITING_SPEC,
+            lambda w: b'{"a":' * 3000 + b"1" + b"}" * 3000,
+            lambda w: spec_header(w.client, WAITING),
+        ),
+        400,
+        "malformed_json",
+    ),
+    Case(
+        "opening request nested too deep to parse",
+        _request("POST", "/challenge/open", lambda w: b"[" * 8000 + b"]" * 8000),
+        400,
+        "malformed_json",
+    ),
+    Case(
+        "Authorization token nested too deep to parse",
+        _request("PUT", WAITING_SPEC, lambda w: SPEC.canonical_bytes(), lambda w: _token(b"[" * 1500)),
+        401,
+        "malformed_auth",
+    ),
+    Case(
+        "Authorization token with a truncated signature",
+        _request(
+            "PUT",
+            WAITING_SPEC,
+            lambda w: SPEC.canonical_bytes(),
+            lambda w: _token(
+                json.dumps(
+                    {
+                        **json.loads(
+                            base64.urlsafe_b64decode(spec_header(w.client, WAITING)["Authorization"].split(" ", 1)[1])
+                        ),
+                        "signature": "0x1234",
+                    }
+                ).encode()
+            ),
+        ),
+        401,
+        "malformed_auth",
+    ),
+    Case(
+        "Content-Length in non-ASCII digits",
+        _raw(b"PUT " + WAITING_SPEC.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\nab"),
+        400,
+        "invalid_content_length",
+    ),
     # The request line is part of the request head, which the server caps as a whole.
     Case("URI too long", _raw(b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"), 431, "headers_too_large"),
-    Case("another client asks for the finished job's result",
-         _request("GET", f"/jobs/{DONE}/result", headers=lambda w: result_header(w.other)), 403, "wrong_signer"),
-    Case("the result request replayed", _request("GET", f"/jobs/{DONE}/result", headers=lambda w: w.result_used),
-         409, "replayed"),
-    Case("the spec request replayed",
-         _request("PUT", f"/jobs/{DONE}/spec", lambda w: SPEC.canonical_bytes(), lambda w: w.spec_used),
-         409, "replayed"),
-    Case("another spec for the finished job",
-         _request("PUT", f"/jobs/{DONE}/spec", lambda w: python_spec("print(2)").canonical_bytes(),
-                  lambda w: spec_header(w.client, DONE, python_spec("print(2)"))), 409, "spec_hash_mismatch"),
+    Case(
+        "another client asks for the finished job's result",
+        _request("GET", f"/jobs/{DONE}/result", headers=lambda w: result_header(w.other)),
+        403,
+        "wrong_signer",
+    ),
+    Case(
+        "the result request replayed",
+        _request("GET", f"/jobs/{DONE}/result", headers=lambda w: w.result_used),
+        409,
+        "replayed",
+    ),
+    Case(
+        "the spec request replayed",
+        _request("PUT", f"/jobs/{DONE}/spec", lambda w: SPEC.canonical_bytes(), lambda w: w.spec_used),
+        409,
+        "replayed",
+    ),
+    Case(
+        "another spec for the finished job",
+        _request(
+            "PUT",
+            f"/jobs/{DONE}/spec",
+            lambda w: python_spec("print(2)").canonical_bytes(),
+            lambda w: spec_header(w.client, DONE, python_spec("print(2)")),
+        ),
+        409,
+        "spec_hash_mismatch",
+    ),
     Case("the challenge replayed", _request("POST", "/challenge", lambda w: w.challenge), 409, "replayed_challenge"),
-    Case("the opening replayed", _request("POST", "/challenge/open", lambda w: w.opening), 409,
-         "replayed_challenge"),
+    Case("the opening replayed", _request("POST", "/challenge/open", lambda w: w.opening), 409, "replayed_challenge"),
 ]
 
 
@@ -303,8 +361,9 @@ def provider_keystore(tmp_path: Path, monkeypatch) -> Iterator[tuple[Path, bytes
     secret = os.urandom(32)
     folder = tmp_path / "ape-accounts"
     folder.mkdir()
-    (folder / f"{ALIAS}.json").write_text(json.dumps(Account.encrypt(secret, PASSPHRASE, kdf="pbkdf2",
-                                                                     iterations=1000)))
+    (folder / f"{ALIAS}.json").write_text(
+        json.dumps(Account.encrypt(secret, PASSPHRASE, kdf="pbkdf2", iterations=1000))
+    )
     monkeypatch.setenv(f"APE_ACCOUNTS_{ALIAS}_PASSPHRASE", PASSPHRASE)
     yield folder, secret
 
@@ -333,15 +392,26 @@ def test_a_provider_service_run_logs_no_key_material(tmp_path, provider_keystore
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     market.register(CPU_DEV.id, 1, 10**12, f"http://127.0.0.1:{port}")
-    report = hardware_report(key.address, CPU_DEV.id, 1, market.class_floor(CPU_DEV.id),
-                             latest_timestamp(w3) + 86_400, epoch=market.epoch())
+    report = hardware_report(
+        key.address, CPU_DEV.id, 1, market.class_floor(CPU_DEV.id), latest_timestamp(w3) + 86_400, epoch=market.epoch()
+    )
     market.submit_hardware_report(report, Committee.of_size(3, threshold=2).sign(market.domain, report))
     market.stake(params.parameters.min_stake + 10**20)
 
     service = ProviderService(
-        ServiceConfig(rpc=EMBEDDED, deployment=deployment, key=key, db_path=tmp_path / "provider.sqlite",
-                      workdir=tmp_path / "jobs", port=port, backend="numpy", confirmations=0, poll_interval=0.05,
-                      meter_interval=0.1, runtime=RuntimeSettings(kind="process")),
+        ServiceConfig(
+            rpc=EMBEDDED,
+            deployment=deployment,
+            key=key,
+            db_path=tmp_path / "provider.sqlite",
+            workdir=tmp_path / "jobs",
+            port=port,
+            backend="numpy",
+            confirmations=0,
+            poll_interval=0.05,
+            meter_interval=0.1,
+            runtime=RuntimeSettings(kind="process"),
+        ),
         w3=w3,
     ).start()
     try:
@@ -349,14 +419,19 @@ def test_a_provider_service_run_logs_no_key_material(tmp_path, provider_keystore
         client_market = deployment.market_at(w3, signer=client_key)
         client_market.payment_token.mint(client_key.address, 10**24)
         client = JobClient(client_market, client_key)
-        job_id = client.create_job(SPEC, gpu_class=CPU_DEV.id, gpu_count=1, max_price=10**12, max_duration=600,
-                                   provider=key.address)
+        job_id = client.create_job(
+            SPEC, gpu_class=CPU_DEV.id, gpu_count=1, max_price=10**12, max_duration=600, provider=key.address
+        )
         client.wait_running(job_id, timeout_s=30)
         http = Http("127.0.0.1", port)
         # Hostile requests at the service itself, then the real ones.
         assert http.request("PUT", f"/jobs/{job_id}/spec", b"{" * 70_000).error == "body_too_large"
-        assert http.request("PUT", f"/jobs/{job_id}/spec", SPEC.canonical_bytes(),
-                            spec_header(test_account(6), job_id)).error == "wrong_scope"  # other chain id
+        assert (
+            http.request(
+                "PUT", f"/jobs/{job_id}/spec", SPEC.canonical_bytes(), spec_header(test_account(6), job_id)
+            ).error
+            == "wrong_scope"
+        )  # other chain id
         client.send_spec(job_id, SPEC)
         wait_finished(http, job_id)
         assert client.fetch_result(job_id).contents["outputs/answer.txt"] == b"42"

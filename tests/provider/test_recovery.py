@@ -162,8 +162,9 @@ def test_a_concluded_end_is_never_later_than_now_nor_before_the_last_sample(tmp_
 
 
 def test_a_job_that_ended_unfollowed_is_finalized_from_its_files(runner):
-    spec = python_spec("import time; time.sleep(1.0); open('out.txt', 'w').write('made'); print('done')",
-                       outputs=["out.txt"])
+    spec = python_spec(
+        "import time; time.sleep(1.0); open('out.txt', 'w').write('made'); print('done')", outputs=["out.txt"]
+    )
     job = runner.start(10, spec)
     meter_pid(job.pid, interval_s=0.05, job_id=10, journal=job._journal, timeout_s=0.2)  # then the agent died
     job._process.wait()  # the job ends while no agent follows it

@@ -138,7 +138,8 @@ def test_defaults_filled_give_the_same_hash_as_explicit_defaults():
     )
     # Built in Python or parsed from the wire: the same hash.
     built = ContainerJobSpec(
-        image=IMAGE, gpu_count=0,
+        image=IMAGE,
+        gpu_count=0,
         limits=ContainerLimits(max_seconds=60, max_output_bytes=4096, max_memory_bytes=1 << 30),
     )
     assert built.hash() == spec.hash()
@@ -203,8 +204,10 @@ def test_valid_variants_are_accepted(change):
         (changed(image="registry.example.org/team/train:latest"), "image: a tag alone (or no tag) does not fix"),
         (changed(image="registry.example.org/team/train"), "image: a tag alone (or no tag)"),
         (changed(image=f"team/train:v1@sha256:{HEX}"), "image: has a tag ('v1') as well as a digest"),
-        (changed(image=f"registry.example.org/Team/train@sha256:{HEX}"),
-         "image: repository 'Team/train' has uppercase"),
+        (
+            changed(image=f"registry.example.org/Team/train@sha256:{HEX}"),
+            "image: repository 'Team/train' has uppercase",
+        ),
         (changed(image=f"team/tr ain@sha256:{HEX}"), "image: contains whitespace"),
         (changed(image=f"team/train\x00@sha256:{HEX}"), "image: contains a NUL"),
         (changed(image=f"team/train;reboot@sha256:{HEX}"), "image: repository component 'train;reboot'"),
@@ -257,8 +260,10 @@ def test_valid_variants_are_accepted(change):
             "shm_bytes 67108864 (the default) exceeds max_memory_bytes 16777216",
         ),
         (changed(limits=limits(shm_bytes=1024)), "limits.shm_bytes: Input should be greater than or equal to 1048576"),
-        (changed(limits=limits(max_seconds=10**9)),
-         "limits.max_seconds: Input should be less than or equal to 2592000"),
+        (
+            changed(limits=limits(max_seconds=10**9)),
+            "limits.max_seconds: Input should be less than or equal to 2592000",
+        ),
         (changed(limits=limits(max_seconds=0)), "limits.max_seconds"),
         (changed(limits=limits(max_output_bytes=1 << 40)), "limits.max_output_bytes"),
         (changed(limits=limits(max_seconds=60.0)), "limits.max_seconds: Input should be a valid integer"),

@@ -78,8 +78,9 @@ class Chain:
     def ready_provider(self, key: ServiceKey, gpus: int, endpoint: str) -> None:
         market = self.market(key)
         market.register(CPU_DEV, gpus, PRICE, endpoint)
-        report = hardware_report(key.address, CPU_DEV, gpus, market.class_floor(CPU_DEV) * gpus,
-                                 self.now() + 24 * HOUR, epoch=market.epoch())
+        report = hardware_report(
+            key.address, CPU_DEV, gpus, market.class_floor(CPU_DEV) * gpus, self.now() + 24 * HOUR, epoch=market.epoch()
+        )
         market.submit_hardware_report(report, self.committee.sign(market.domain, report))
         market.stake(self.params.parameters.min_stake + 100 * 10**18)
 
@@ -91,8 +92,9 @@ def build_chain(w3: Web3, provider_gpus: int = PROVIDER_GPUS) -> Chain:
     params = load_params(PARAMS)
     deployer, provider, competitor, client = (test_account(i) for i in (0, 2, 3, 4))
     deployment = deploy_market_web3(w3, deployer, params, artifacts=artifacts, deploy_mock_tokens=True)
-    chain = Chain(w3, artifacts, params, deployment, Committee.of_size(3, threshold=2), deployer, provider,
-                  competitor, client)
+    chain = Chain(
+        w3, artifacts, params, deployment, Committee.of_size(3, threshold=2), deployer, provider, competitor, client
+    )
     for key in (provider, competitor, client):
         market = chain.market(key)
         for token in (market.stake_token, market.payment_token):
@@ -120,4 +122,3 @@ def store(tmp_path: Path) -> Iterator[Store]:
     store = Store(tmp_path / "agent.sqlite")
     yield store
     store.close()
-

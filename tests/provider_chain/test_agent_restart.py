@@ -48,8 +48,11 @@ def released_spec(name: str) -> JobSpec:
         f"open('out.txt', 'w').write({name!r})\n"
         f"print({name!r}, 'done')\n"
     )
-    return JobSpec(command=[sys.executable, "-c", code], limits=Limits(max_seconds=600, max_output_bytes=1 << 20),
-                   outputs=["out.txt"])
+    return JobSpec(
+        command=[sys.executable, "-c", code],
+        limits=Limits(max_seconds=600, max_output_bytes=1 << 20),
+        outputs=["out.txt"],
+    )
 
 
 class Agent:
@@ -108,22 +111,37 @@ class Agent:
 def send_specs(chain: Chain, agent: Agent, specs: dict[str, JobSpec]) -> dict[str, int]:
     """Creates one job per spec, waits until the agent took them on chain, sends the specs."""
     ids = {name: chain.create_job(spec.hash()) for name, spec in specs.items()}
-    wait_for(lambda: all(chain.market().get_job(job_id).state == JobState.RUNNING for job_id in ids.values()), 30,
-             "the provider accepts the jobs")
+    wait_for(
+        lambda: all(chain.market().get_job(job_id).state == JobState.RUNNING for job_id in ids.values()),
+        30,
+        "the provider accepts the jobs",
+    )
     for name, job_id in ids.items():
         spec = specs[name]
-        signed = sign_request(chain.client, action="put-spec", chain_id=chain.deployment.chain_id,
-                              market=chain.deployment.market, job_id=job_id, spec_hash=spec.hash())
-        response = agent.http.request("PUT", f"/jobs/{job_id}/spec", spec.canonical_bytes(),
-                                      {"Authorization": signed.to_header()})
+        signed = sign_request(
+            chain.client,
+            action="put-spec",
+            chain_id=chain.deployment.chain_id,
+            market=chain.deployment.market,
+            job_id=job_id,
+            spec_hash=spec.hash(),
+        )
+        response = agent.http.request(
+            "PUT", f"/jobs/{job_id}/spec", spec.canonical_bytes(), {"Authorization": signed.to_header()}
+        )
         assert response.status == 202, response.body
     return ids
 
 
 def fetch_usage(chain: Chain, agent: Agent, job_id: int, status: dict) -> UsageRecord:
     """The finished job's result and usage, checked against the hashes of its status."""
-    signed = sign_request(chain.client, action="get-result", chain_id=chain.deployment.chain_id,
-                          market=chain.deployment.market, job_id=job_id)
+    signed = sign_request(
+        chain.client,
+        action="get-result",
+        chain_id=chain.deployment.chain_id,
+        market=chain.deployment.market,
+        job_id=job_id,
+    )
     response = agent.http.request("GET", f"/jobs/{job_id}/result", headers={"Authorization": signed.to_header()})
     assert response.status == 200, response.body
     ResultBundle.parse(response.body).verify(bytes.fromhex(status["result_hash"][2:]))
@@ -142,8 +160,9 @@ def test_jobs_across_an_agent_stopped_with_a_signal(tmp_path, anvil_binary, sig)
         try:
             agent.start("first")
             ids = send_specs(chain, agent, {name: released_spec(name) for name in ("long", "short", "vanishing")})
-            wait_for(lambda: all(agent.status(job_id)["state"] == "running" for job_id in ids.values()), 30,
-                     "the jobs run")
+            wait_for(
+                lambda: all(agent.status(job_id)["state"] == "running" for job_id in ids.values()), 30, "the jobs run"
+            )
             started_at = {name: agent.status(job_id)["started_at"] for name, job_id in ids.items()}
             time.sleep(1.0)  # metered a while by the first agent
 

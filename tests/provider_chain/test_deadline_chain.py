@@ -29,8 +29,7 @@ SPEC = python_spec("import time; time.sleep(60)")
 @pytest.fixture
 def agent(chain: Chain, tmp_path: Path, store: Store) -> Iterator[ProviderAgent]:
     market = chain.market(chain.provider)
-    config = AgentConfig(address=chain.provider.address, chain_id=market.chain_id, market=market.address,
-                         gpus=(0, 1))
+    config = AgentConfig(address=chain.provider.address, chain_id=market.chain_id, market=market.address, gpus=(0, 1))
     runner = Runner(RunnerConfig(root=tmp_path / "jobs", meter_interval_s=0.05, meter_gpus=False, kill_grace_s=0.5))
     agent = ProviderAgent(config, store, runner, MarketJobSource(chain.market()), make_prover("numpy"))
     agent.recover()
@@ -45,8 +44,14 @@ def accepted_job(chain: Chain) -> int:
 
 
 def send_spec(chain: Chain, agent: ProviderAgent, job_id: int):
-    signed = sign_request(chain.client, action="put-spec", chain_id=agent.config.chain_id,
-                          market=agent.config.market, job_id=job_id, spec_hash=SPEC.hash())
+    signed = sign_request(
+        chain.client,
+        action="put-spec",
+        chain_id=agent.config.chain_id,
+        market=agent.config.market,
+        job_id=job_id,
+        spec_hash=SPEC.hash(),
+    )
     return agent.submit_spec(job_id, SPEC.canonical_bytes(), signed.to_header())
 
 
@@ -73,8 +78,9 @@ def test_a_job_runs_only_for_the_paid_time_the_chain_has_left(chain: Chain, agen
     assert left <= record.finished_at - record.started_at <= left + SLACK_S  # not the spec's 20 s
 
 
-def test_a_job_past_its_deadline_on_chain_is_refused_and_recorded_lost(chain: Chain, agent: ProviderAgent,
-                                                                       store: Store):
+def test_a_job_past_its_deadline_on_chain_is_refused_and_recorded_lost(
+    chain: Chain, agent: ProviderAgent, store: Store
+):
     job_id = accepted_job(chain)
     end_deadline = chain.market().get_job(job_id).end_deadline
     advance_time(chain.w3, end_deadline - chain.now() + 1)

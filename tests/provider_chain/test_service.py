@@ -52,8 +52,9 @@ def wait_for(condition, seconds: float, what: str) -> None:
 
 @pytest.fixture
 def service(chain, tmp_path) -> Iterator[ProviderService]:
-    service = ProviderService(service_config(chain, tmp_path, chain.provider, public_url=PROVIDER_ENDPOINT),
-                              w3=chain.w3)
+    service = ProviderService(
+        service_config(chain, tmp_path, chain.provider, public_url=PROVIDER_ENDPOINT), w3=chain.w3
+    )
     service.start()
     try:
         yield service
@@ -67,8 +68,14 @@ def test_the_service_takes_a_job_and_runs_the_clients_spec(chain, service):
     job_id = chain.create_job(spec.hash())
     wait_for(lambda: service.store.get(job_id) is not None, 10, "the watcher accepts the job")
     assert chain.market().get_job(job_id).state == JobState.RUNNING
-    signed = sign_request(chain.client, action="put-spec", chain_id=chain.deployment.chain_id,
-                          market=chain.deployment.market, job_id=job_id, spec_hash=spec.hash())
+    signed = sign_request(
+        chain.client,
+        action="put-spec",
+        chain_id=chain.deployment.chain_id,
+        market=chain.deployment.market,
+        job_id=job_id,
+        spec_hash=spec.hash(),
+    )
     connection = http.client.HTTPConnection("127.0.0.1", service.server.port, timeout=10)
     connection.request("PUT", f"/jobs/{job_id}/spec", spec.canonical_bytes(), {"Authorization": signed.to_header()})
     response = connection.getresponse()
@@ -140,8 +147,14 @@ def test_run_command_as_a_process_on_anvil(tmp_path, anvil_binary):
 def test_a_node_down_past_the_retry_budget_stops_the_service_with_1(tmp_path, anvil_binary):
     with AnvilNode(anvil_binary, log_path=tmp_path / "anvil.log") as node:
         chain = build_chain(connect(node.url))
-        config = service_config(chain, tmp_path, chain.provider, rpc=node.url,
-                                retry=RetryPolicy(attempts=2, base_delay=0.05, max_delay=0.05), max_outages=2)
+        config = service_config(
+            chain,
+            tmp_path,
+            chain.provider,
+            rpc=node.url,
+            retry=RetryPolicy(attempts=2, base_delay=0.05, max_delay=0.05),
+            max_outages=2,
+        )
         service = ProviderService(config).start()
         try:
             assert service.wait(0.3) is None  # running

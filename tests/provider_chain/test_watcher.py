@@ -27,10 +27,17 @@ from .conftest import OTHER_CLASS, PRICE, PROVIDER_GPUS, Chain, python_spec
 CONFIG = FollowerConfig(confirmations=0, poll_interval=0.05)
 
 
-def watcher_for(chain: Chain, tmp_path: Path, store: Store, market: Market | None = None,
-                policy: WatchPolicy | None = None) -> JobWatcher:
-    return JobWatcher(market or chain.market(chain.provider), tmp_path / "watcher.sqlite", store,
-                      start_block=chain.w3.eth.block_number + 1, policy=policy, config=CONFIG)
+def watcher_for(
+    chain: Chain, tmp_path: Path, store: Store, market: Market | None = None, policy: WatchPolicy | None = None
+) -> JobWatcher:
+    return JobWatcher(
+        market or chain.market(chain.provider),
+        tmp_path / "watcher.sqlite",
+        store,
+        start_block=chain.w3.eth.block_number + 1,
+        policy=policy,
+        config=CONFIG,
+    )
 
 
 def test_takes_open_and_directed_jobs_of_its_class_and_ignores_the_rest(chain, tmp_path, store):
@@ -181,8 +188,9 @@ def test_settled_and_expired_jobs_are_released_and_marked_in_the_store(chain, tm
 def test_the_running_api_takes_the_clients_spec_once_the_watcher_accepted(chain, tmp_path, store):
     runner = Runner(RunnerConfig(root=tmp_path / "jobs", meter_interval_s=0.05, meter_gpus=False, kill_grace_s=0.5))
     provider_market = chain.market(chain.provider)
-    config = AgentConfig(address=chain.provider.address, chain_id=chain.deployment.chain_id,
-                         market=chain.deployment.market)
+    config = AgentConfig(
+        address=chain.provider.address, chain_id=chain.deployment.chain_id, market=chain.deployment.market
+    )
     agent = ProviderAgent(config, store, runner, MarketJobSource(provider_market), make_prover("numpy"))
     agent.recover()
     server = ProviderServer(agent, "127.0.0.1", 0).start()
@@ -192,11 +200,21 @@ def test_the_running_api_takes_the_clients_spec_once_the_watcher_accepted(chain,
         job_id = chain.create_job(spec.hash())
         watcher.poll_once()
         assert store.get(job_id).state == JobStatus.ACCEPTED
-        signed = sign_request(chain.client, action="put-spec", chain_id=chain.deployment.chain_id,
-                              market=chain.deployment.market, job_id=job_id, spec_hash=spec.hash())
+        signed = sign_request(
+            chain.client,
+            action="put-spec",
+            chain_id=chain.deployment.chain_id,
+            market=chain.deployment.market,
+            job_id=job_id,
+            spec_hash=spec.hash(),
+        )
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-        connection.request("PUT", f"/jobs/{job_id}/spec", spec.canonical_bytes(),
-                           {"Authorization": signed.to_header(), "Content-Type": "application/json"})
+        connection.request(
+            "PUT",
+            f"/jobs/{job_id}/spec",
+            spec.canonical_bytes(),
+            {"Authorization": signed.to_header(), "Content-Type": "application/json"},
+        )
         response = connection.getresponse()
         assert response.status == 202, response.read()
         connection.close()

@@ -61,8 +61,14 @@ def run_in_repo() -> Callable[..., subprocess.CompletedProcess]:
         else:
             raise ValueError(f"unexpected executable {executable}")
         return subprocess.run(
-            command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, check=False,
-            env={**os.environ, **(env or {})}, input=input if input is not None else "",
+            command,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=SUBPROCESS_TIMEOUT_S,
+            check=False,
+            env={**os.environ, **(env or {})},
+            input=input if input is not None else "",
         )
 
     return run
@@ -98,11 +104,26 @@ class ScriptWorld:
     w3: Web3
     run_in_repo: Callable[..., subprocess.CompletedProcess]
 
-    def run(self, script: str, *args: str, account: int | None = None, deployment: Path | None = None,
-            network: str = FOUNDRY, input: str | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self,
+        script: str,
+        *args: str,
+        account: int | None = None,
+        deployment: Path | None = None,
+        network: str = FOUNDRY,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess:
         """`ape run <script> <args> --network ... --deployment ... [--account TEST::i]`."""
-        command = ["ape", "run", script, *args, "--network", network,
-                   "--deployment", str(deployment or self.deployment_path)]
+        command = [
+            "ape",
+            "run",
+            script,
+            *args,
+            "--network",
+            network,
+            "--deployment",
+            str(deployment or self.deployment_path),
+        ]
         if account is not None:
             command += ["--account", f"TEST::{account}"]
         return self.run_in_repo(*command, env={"APE_FOUNDRY_HOST": self.node.url}, input=input)
@@ -130,8 +151,19 @@ def script_world(run_in_repo, tmp_path_factory) -> Iterator[ScriptWorld]:
     folder = tmp_path_factory.mktemp("script-world")
     node = AnvilNode(binary, log_path=folder / "anvil.log").start()
     try:
-        result = run_in_repo("ape", "run", "deploy", "--network", FOUNDRY, "--account", "TEST::0",
-                             "--deploy-mock-tokens", "--out-dir", str(folder), env={"APE_FOUNDRY_HOST": node.url})
+        result = run_in_repo(
+            "ape",
+            "run",
+            "deploy",
+            "--network",
+            FOUNDRY,
+            "--account",
+            "TEST::0",
+            "--deploy-mock-tokens",
+            "--out-dir",
+            str(folder),
+            env={"APE_FOUNDRY_HOST": node.url},
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         path = folder / "local.json"
         yield ScriptWorld(node, path, MarketDeployment.read(path), connect(node.url), run_in_repo)

@@ -35,14 +35,16 @@ def test_default_params_pass_on_a_local_network(params_data):
 def test_mock_token_is_refused_on_a_public_network(public_params_data, field):
     public_params_data[field] = "mock"
     with pytest.raises(ParamsError, match=f"^{field}: 'mock' .* only allowed on a local network, not 'sepolia'"):
-        check_for_network(parse_params(public_params_data), dev_network=False, deploy_mock_tokens=False,
-                          network="sepolia")
+        check_for_network(
+            parse_params(public_params_data), dev_network=False, deploy_mock_tokens=False, network="sepolia"
+        )
 
 
 def test_deploy_mock_tokens_flag_is_refused_on_a_public_network(public_params_data):
     with pytest.raises(ParamsError, match="--deploy-mock-tokens is only allowed on a local network, not 'mainnet'"):
-        check_for_network(parse_params(public_params_data), dev_network=False, deploy_mock_tokens=True,
-                          network="mainnet")
+        check_for_network(
+            parse_params(public_params_data), dev_network=False, deploy_mock_tokens=True, network="mainnet"
+        )
 
 
 def test_test_oracle_is_refused_on_a_public_network(public_params_data):
@@ -50,8 +52,9 @@ def test_test_oracle_is_refused_on_a_public_network(public_params_data):
     oracle = Committee.of_size(1, threshold=1, first_index=200).addresses[0]
     public_params_data["committee"]["members"][1] = oracle
     with pytest.raises(ParamsError) as error:
-        check_for_network(parse_params(public_params_data), dev_network=False, deploy_mock_tokens=False,
-                          network="sepolia")
+        check_for_network(
+            parse_params(public_params_data), dev_network=False, deploy_mock_tokens=False, network="sepolia"
+        )
     assert str(error.value) == (
         f"committee.members: {oracle} is a test oracle whose key anyone can derive;"
         " it is only allowed on a local network, not 'sepolia'"

@@ -24,8 +24,12 @@ def _set(world, members: list[str], threshold: int, account: int = OWNER, *extra
 
 def test_show_then_set_a_new_epoch(script_world, default_params_path):
     committee = load_params(default_params_path).committee
-    assert _show(script_world) == {"epoch": 1, "members": committee.members, "threshold": committee.threshold,
-                                   "owner": test_account(OWNER).address}
+    assert _show(script_world) == {
+        "epoch": 1,
+        "members": committee.members,
+        "threshold": committee.threshold,
+        "owner": test_account(OWNER).address,
+    }
     text = script_world.run("committee", "show").stdout
     assert f"threshold  {committee.threshold} of {len(committee.members)}" in text
     assert all(member in text for member in committee.members)

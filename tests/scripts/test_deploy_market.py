@@ -101,12 +101,18 @@ def test_existing_tokens_treasury_owner_and_untouched_defaults(
     project, owner, treasury, existing_stake_token, existing_payment_token, params_data, accounts
 ):
     new_owner = accounts[9]
-    params_data.update(stake_token=existing_stake_token.address, payment_token=existing_payment_token.address,
-                       treasury=treasury.address, owner=new_owner.address)
+    params_data.update(
+        stake_token=existing_stake_token.address,
+        payment_token=existing_payment_token.address,
+        treasury=treasury.address,
+        owner=new_owner.address,
+    )
     params_data["parameters"] = {"collateral_bps": 3_000}
     deployment, market = deploy_market(parse_params(params_data), owner, project=project)
     assert (deployment.stake_token, deployment.payment_token, deployment.mock_tokens) == (
-        existing_stake_token.address, existing_payment_token.address, False
+        existing_stake_token.address,
+        existing_payment_token.address,
+        False,
     )
     assert market.treasury() == treasury.address
     # Two-step: the new owner is offered the market and must accept it.
@@ -115,7 +121,8 @@ def test_existing_tokens_treasury_owner_and_untouched_defaults(
     market.accept_ownership(sender=new_owner)
     assert market.owner() == new_owner.address
     assert {name: getattr(market, name)() for name in PARAMETER_BOUNDS} == {
-        **PROTOCOL_DEFAULTS, "collateral_bps": 3_000
+        **PROTOCOL_DEFAULTS,
+        "collateral_bps": 3_000,
     }
 
 
@@ -139,8 +146,9 @@ def test_deploy_mock_tokens_flag_replaces_the_yaml_tokens(
 def test_token_without_code_is_refused_before_any_transaction(project, owner, params_data, accounts):
     params_data["payment_token"] = accounts[10].address  # an account, not a contract
     nonce = owner.nonce
-    with pytest.raises(ParamsError,
-                       match=f"payment_token: no contract code at {accounts[10].address} on ethereum:local"):
+    with pytest.raises(
+        ParamsError, match=f"payment_token: no contract code at {accounts[10].address} on ethereum:local"
+    ):
         deploy_market(parse_params(params_data), owner, project=project)
     assert owner.nonce == nonce
 

@@ -58,10 +58,14 @@ def test_custom_params_file_is_what_the_contract_holds(run_in_repo, tmp_path, pa
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (lambda d: d["parameters"].update(collateral_bps=100),
-         "parameters.collateral_bps: Input should be greater than or equal to 500"),
-        (lambda d: d.update(stake_token="0x000000000000000000000000000000000000dEaD"),
-         "stake_token: no contract code at 0x000000000000000000000000000000000000dEaD"),
+        (
+            lambda d: d["parameters"].update(collateral_bps=100),
+            "parameters.collateral_bps: Input should be greater than or equal to 500",
+        ),
+        (
+            lambda d: d.update(stake_token="0x000000000000000000000000000000000000dEaD"),
+            "stake_token: no contract code at 0x000000000000000000000000000000000000dEaD",
+        ),
     ],
     ids=["out of bounds", "token without code"],
 )

@@ -15,14 +15,27 @@ COMMITTEES = ("1of1", "2of3", "5of9")
 # Operations that credit payees, measured with payees fresh, after a full claim, and unclaimed.
 PAYEE_OPERATIONS = [
     *(f"settle_{outcome}_{committee}" for outcome in ("completed", "failed") for committee in COMMITTEES),
-    "expire_job_open", "expire_job_running",
+    "expire_job_open",
+    "expire_job_running",
 ]
 PAYEE_CASES = ("first_time", "after_claim", "steady_state")
 REQUIRED = [
-    "deploy", "register", "submit_hardware_report_2of3/first_time", "submit_hardware_report_2of3/steady_state",
-    "stake/first_time", "stake/steady_state", "request_unstake/first_time", "request_unstake/steady_state",
-    "withdraw", "create_job_open/first_time", "create_job_open/steady_state", "create_job_directed/steady_state",
-    "accept_job_open", "accept_job_directed", "claim/first_time", "claim/steady_state",
+    "deploy",
+    "register",
+    "submit_hardware_report_2of3/first_time",
+    "submit_hardware_report_2of3/steady_state",
+    "stake/first_time",
+    "stake/steady_state",
+    "request_unstake/first_time",
+    "request_unstake/steady_state",
+    "withdraw",
+    "create_job_open/first_time",
+    "create_job_open/steady_state",
+    "create_job_directed/steady_state",
+    "accept_job_open",
+    "accept_job_directed",
+    "claim/first_time",
+    "claim/steady_state",
     "settle_completed_2of3/first_of_deployment",
     *(f"{operation}/{case}" for operation in PAYEE_OPERATIONS for case in PAYEE_CASES),
 ]
@@ -92,8 +105,11 @@ def test_report_table_agrees_with_the_json(bench):
     gas, report = bench
     for name, value in gas.items():
         operation, _, case = name.partition("/")
-        row = re.search(rf"^\| {re.escape(operation)} \| {case or '[a-z_]+'} \| ([\d,]+) \| ([\d,]*) \| (\S*) \|",
-                        report, flags=re.MULTILINE)
+        row = re.search(
+            rf"^\| {re.escape(operation)} \| {case or '[a-z_]+'} \| ([\d,]+) \| ([\d,]*) \| (\S*) \|",
+            report,
+            flags=re.MULTILINE,
+        )
         assert row, f"no table row for {name}"
         assert int(row.group(1).replace(",", "")) == value
         target = next((t for prefix, t in TARGETS.items() if operation.startswith(prefix)), None)

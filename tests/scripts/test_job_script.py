@@ -22,8 +22,20 @@ def spec_path(tmp_path_factory) -> Path:
 
 
 def _create(world, spec_path: Path, *extra: str, account: int = CLIENT):
-    return world.run("job", "create", "--spec", str(spec_path), "--class", "cpu-dev", "--max-price", str(MAX_PRICE),
-                     "--max-duration", str(MAX_DURATION), *extra, account=account)
+    return world.run(
+        "job",
+        "create",
+        "--spec",
+        str(spec_path),
+        "--class",
+        "cpu-dev",
+        "--max-price",
+        str(MAX_PRICE),
+        "--max-duration",
+        str(MAX_DURATION),
+        *extra,
+        account=account,
+    )
 
 
 def test_create_status_cancel_and_claim(script_world, spec_path):
@@ -54,7 +66,12 @@ def test_create_status_cancel_and_claim(script_world, spec_path):
     assert result.returncode == 0, result.stdout + result.stderr
     state = json.loads(result.stdout)
     assert (state["state"], state["client"], state["provider"], state["escrow"], state["max_duration"]) == (
-        "OPEN", client, None, str(escrow), MAX_DURATION)
+        "OPEN",
+        client,
+        None,
+        str(escrow),
+        MAX_DURATION,
+    )
     text = script_world.run("job", "status", str(job_id)).stdout
     assert "any (open job)" in text and "waiting for a provider to accept it" in text
 
@@ -84,6 +101,17 @@ def test_refusals_name_the_problem(script_world, spec_path, tmp_path):
     broken.write_text(json.dumps({"version": 1, "command": ["echo"]}))
     result = _create(script_world, broken, "--yes")
     assert result.returncode == 2 and "Invalid value for --spec: limits: Field required" in result.stderr
-    result = script_world.run("job", "create", "--spec", str(spec_path), "--class", "no-such-gpu", "--max-price", "1",
-                              "--max-duration", "1", account=CLIENT)
+    result = script_world.run(
+        "job",
+        "create",
+        "--spec",
+        str(spec_path),
+        "--class",
+        "no-such-gpu",
+        "--max-price",
+        "1",
+        "--max-duration",
+        "1",
+        account=CLIENT,
+    )
     assert result.returncode == 2 and "'no-such-gpu' is neither a class id nor a known class name" in result.stderr

@@ -45,6 +45,9 @@ def test_set_checks_bounds_and_owner_before_sending(script_world):
     result = script_world.run("params", "set", name, f"{wanted:_}", "--json", account=OWNER)
     assert result.returncode == 0, result.stdout + result.stderr
     assert {k: json.loads(result.stdout)[k] for k in ("name", "old", "value")} == {
-        "name": name, "old": str(before), "value": str(wanted)}
+        "name": name,
+        "old": str(before),
+        "value": str(wanted),
+    }
     assert script_world.market().parameters()[name] == wanted
     assert "already is" in script_world.refusal(script_world.run("params", "set", name, str(wanted), account=OWNER))

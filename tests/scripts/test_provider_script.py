@@ -24,8 +24,19 @@ PRICE = 1_000
 
 
 def _register(world, account: int, price: int = PRICE) -> None:
-    result = world.run("provider", "register", "--class", "cpu-dev", "--gpus", "1", "--price", str(price),
-                       "--endpoint", ENDPOINT, account=account)
+    result = world.run(
+        "provider",
+        "register",
+        "--class",
+        "cpu-dev",
+        "--gpus",
+        "1",
+        "--price",
+        str(price),
+        "--endpoint",
+        ENDPOINT,
+        account=account,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -44,13 +55,18 @@ def test_register_stake_and_status(script_world):
     _register(script_world, account)
     state = _status(script_world, account)
     assert (state["registered"], state["gpu_class_name"], state["price_per_gpu_second"], state["endpoint"]) == (
-        True, "cpu-dev", str(PRICE), ENDPOINT)
+        True,
+        "cpu-dev",
+        str(PRICE),
+        ENDPOINT,
+    )
     assert state["verified"] is False
     assert any("hardware not verified" in problem for problem in state["problems"])
 
     # Registering twice is refused with the way forward.
-    twice = script_world.run("provider", "register", "--class", "1", "--gpus", "1", "--price", "1",
-                             "--endpoint", ENDPOINT, account=account)
+    twice = script_world.run(
+        "provider", "register", "--class", "1", "--gpus", "1", "--price", "1", "--endpoint", ENDPOINT, account=account
+    )
     assert "use `update`" in script_world.refusal(twice)
 
     # No tokens yet: the balance check names what is missing.
@@ -108,7 +124,11 @@ def test_unstake_is_withdrawable_only_after_the_release_time(script_world):
 
     state = _status(script_world, account)["stake"]
     assert (state["free"], state["unbonding"], state["release_at"], state["released"]) == (
-        str(6 * TOKEN), str(4 * TOKEN), release_at, False)
+        str(6 * TOKEN),
+        str(4 * TOKEN),
+        release_at,
+        False,
+    )
     message = script_world.refusal(script_world.run("provider", "withdraw", account=account))
     assert "not released yet" in message and "withdraw after" in message
 
@@ -130,20 +150,23 @@ def test_update_changes_only_what_is_given(script_world):
     assert (record.price_per_gpu_second, record.gpu_class, record.endpoint) == (900, 1, ENDPOINT)
     refused = script_world.refusal
     assert "nothing to change" in refused(script_world.run("provider", "update", "--price", "900", account=account))
-    assert "not an http(s) URL" in refused(script_world.run("provider", "update", "--endpoint", "ftp://x",
-                                                            account=account))
+    assert "not an http(s) URL" in refused(
+        script_world.run("provider", "update", "--endpoint", "ftp://x", account=account)
+    )
     assert "register first" in refused(script_world.run("provider", "update", "--price", "1", account=6))
 
 
 def test_wrong_network_missing_deployment_and_no_rpc_are_refused(script_world, tmp_path):
     address = test_account(2).address
     # ethereum:local:test is ape's in-process chain (chain id 1337); the record is anvil's.
-    message = script_world.refusal(script_world.run("provider", "status", "--address", address,
-                                                    network="ethereum:local:test"))
+    message = script_world.refusal(
+        script_world.run("provider", "status", "--address", address, network="ethereum:local:test")
+    )
     assert message.startswith("Error: wrong network:")
     assert f"on chain {script_world.deployment.chain_id}" in message and "serves chain 1337" in message
-    message = script_world.refusal(script_world.run("provider", "status", "--address", address,
-                                                    deployment=tmp_path / "absent.json"))
+    message = script_world.refusal(
+        script_world.run("provider", "status", "--address", address, deployment=tmp_path / "absent.json")
+    )
     assert "no deployment record" in message and "ape run deploy" in message
     # The right chain, but no market at the recorded address (a restarted local node).
     record = json.loads(script_world.deployment_path.read_text())
@@ -153,8 +176,9 @@ def test_wrong_network_missing_deployment_and_no_rpc_are_refused(script_world, t
     message = script_world.refusal(script_world.run("provider", "status", "--address", address, deployment=stale))
     assert "no contract at 0x000000000000000000000000000000000000dEaD" in message and "deploy again" in message
     # titanoboa (this project's default local provider) runs in process: nothing to send through.
-    message = script_world.refusal(script_world.run("provider", "status", "--address", address,
-                                                    network="ethereum:local:boa"))
+    message = script_world.refusal(
+        script_world.run("provider", "status", "--address", address, network="ethereum:local:boa")
+    )
     assert "offers no JSON-RPC connection" in message and "ethereum:local:foundry" in message
 
 
@@ -163,17 +187,35 @@ def test_a_terminal_is_asked_before_approving(script_world, repo_root: Path):
     address = test_account(account).address
     market = script_world.market(account)
     market.stake_token.mint(address, 3 * TOKEN)
-    command = [str(Path(sys.executable).parent / "ape"), "run", "provider", "stake", "2 tokens", "--network",
-               "ethereum:local:foundry", "--deployment", str(script_world.deployment_path),
-               "--account", f"TEST::{account}"]
+    command = [
+        str(Path(sys.executable).parent / "ape"),
+        "run",
+        "provider",
+        "stake",
+        "2 tokens",
+        "--network",
+        "ethereum:local:foundry",
+        "--deployment",
+        str(script_world.deployment_path),
+        "--account",
+        f"TEST::{account}",
+    ]
     env = {**os.environ, "APE_FOUNDRY_HOST": script_world.node.url}
 
     def answer(reply: str) -> subprocess.CompletedProcess:
         controller, terminal = pty.openpty()
         try:
             os.write(controller, reply.encode())
-            return subprocess.run(command, cwd=repo_root, stdin=terminal, capture_output=True, text=True,
-                                  env=env, timeout=240, check=False)
+            return subprocess.run(
+                command,
+                cwd=repo_root,
+                stdin=terminal,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=240,
+                check=False,
+            )
         finally:
             os.close(terminal)
             os.close(controller)
@@ -182,8 +224,9 @@ def test_a_terminal_is_asked_before_approving(script_world, repo_root: Path):
     assert "Approve 2000000000000000000 base units of mSTK" in declined.stderr
     # The answer is echoed on the terminal, not on stderr: the refusal follows the question.
     assert declined.returncode == 1 and "Traceback" not in declined.stderr
-    assert declined.stderr.rstrip().endswith("? [y/N]:Error: not approved: nothing was sent; rerun and approve,"
-                                             " or with --yes")
+    assert declined.stderr.rstrip().endswith(
+        "? [y/N]:Error: not approved: nothing was sent; rerun and approve, or with --yes"
+    )
     assert market.stake_token.allowance(address, market.address) == 0
 
     accepted = answer("y\n")

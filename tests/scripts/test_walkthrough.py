@@ -34,8 +34,16 @@ def test_walkthrough_runs_to_a_conserved_end(run_in_repo, default_params_path):
     assert result.returncode == 0, result.stdout + result.stderr
     output = result.stdout
     assert "on ethereum:local:test" in output
-    for step in ("registers", "stakes", "measures the hardware", "creates open job 1", "accepts job 1",
-                 "keeper settles", "claims", "withdraws"):
+    for step in (
+        "registers",
+        "stakes",
+        "measures the hardware",
+        "creates open job 1",
+        "accepts job 1",
+        "keeper settles",
+        "claims",
+        "withdraws",
+    ):
         assert step in output, step
     # Real receipts: every transaction pays at least the 21,000 base.
     gas = [int(g.replace(",", "")) for g in re.findall(r"gas\s+([\d,]+)$", output, flags=re.MULTILINE)]

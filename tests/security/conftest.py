@@ -234,5 +234,3 @@ def make_case(provider, client):
 def case(request, make_case, root_kit) -> QuorumCase:
     """A QuorumCase on the root market, once per report kind."""
     return make_case(root_kit, request.param)
-
-

@@ -26,9 +26,7 @@ ORACLE_INDICES = range(2_048)
 
 def tracked_files() -> list[Path]:
     try:
-        listing = subprocess.run(
-            ["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True
-        ).stdout
+        listing = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("not a git work tree (e.g. an unpacked sdist): nothing tracked to scan")
     return [REPO_ROOT / name for name in listing.decode().split("\0") if name]

@@ -21,9 +21,7 @@ from helpers.constants import CANCELLED, COMPLETED, DAY, EXPIRED, FAILED, HOUR
 FAR_FUTURE = 30 * DAY
 
 
-@pytest.fixture(
-    params=["completed", "failed", "cancelled", "expired-while-open", "expired-while-running"]
-)
+@pytest.fixture(params=["completed", "failed", "cancelled", "expired-while-open", "expired-while-running"])
 def ended_job(request, market, chain, client, provider, running_job, create_job, settle, keeper) -> tuple[int, int]:
     """(job id, expected terminal state) of a job ended the way the parameter names."""
     if request.param == "completed":
@@ -70,8 +68,7 @@ def cancel_attempt(market, committee, domain, keeper, client, job_id):
     ids=["settle-completed", "settle-failed", "expire", "cancel"],
 )
 def test_a_terminal_job_cannot_end_again(
-    ended_job, attempt, market, committee, domain, keeper, client, provider, treasury, chain, stake_token,
-    payment_token
+    ended_job, attempt, market, committee, domain, keeper, client, provider, treasury, chain, stake_token, payment_token
 ):
     job_id, terminal_state = ended_job
     tokens = [stake_token, payment_token]

@@ -101,8 +101,9 @@ def stage(project, deploy_token, make_kit, chain, provider, provider2, client, c
 
     chain.mine(timestamp=max(market.stake_of(a).release_at for a in (provider2, token)))
     kit.assert_conserved()
-    return Stage(kit, token, job_id, report, kit.committee.sign(kit.domain, report), provider, provider2, client,
-                 client2)
+    return Stage(
+        kit, token, job_id, report, kit.committee.sign(kit.domain, report), provider, provider2, client, client2
+    )
 
 
 @pytest.mark.parametrize("inner", INNER_CALLS)

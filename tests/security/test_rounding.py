@@ -32,8 +32,21 @@ TINY_JOBS = [(1, 1, 1), (1, 3, 7), (3, 1, 1_001)]
 @pytest.mark.parametrize("price,gpu_count,duration", TINY_JOBS)
 @pytest.mark.parametrize("slash_bps,client_share_bps", [(1, 5_000), (1, 1), (1, 0), (9_999, 3_333)])
 def test_a_failed_job_slashes_at_least_one_unit_and_rounds_up(
-    price, gpu_count, duration, slash_bps, client_share_bps, market, owner, client, provider, treasury, ready_provider,
-    create_job, settle, stake_token, books
+    price,
+    gpu_count,
+    duration,
+    slash_bps,
+    client_share_bps,
+    market,
+    owner,
+    client,
+    provider,
+    treasury,
+    ready_provider,
+    create_job,
+    settle,
+    stake_token,
+    books,
 ):
     market.set_slash_bps(slash_bps, sender=owner)
     market.set_client_share_bps(client_share_bps, sender=owner)
@@ -66,8 +79,19 @@ FEE_CASES = [(1, 1, 250), (1, 39, 250), (1, 41, 250), (7, 13, 1_000), (3, 99, 1)
 
 @pytest.mark.parametrize("price,gpu_seconds,fee_bps", FEE_CASES)
 def test_the_protocol_fee_rounds_up_and_the_rest_is_exact(
-    price, gpu_seconds, fee_bps, market, owner, client, provider, treasury, ready_provider, running_job, settle,
-    payment_token, books
+    price,
+    gpu_seconds,
+    fee_bps,
+    market,
+    owner,
+    client,
+    provider,
+    treasury,
+    ready_provider,
+    running_job,
+    settle,
+    payment_token,
+    books,
 ):
     market.set_protocol_fee_bps(fee_bps, sender=owner)
     ready_provider(provider, price=price)

@@ -7,5 +7,7 @@ import pytest
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "soak: the fault soak on anvil (minutes of a saturated machine); `make test-soak` runs it, "
-                   "`make test` leaves it out")
+        "markers",
+        "soak: the fault soak on anvil (minutes of a saturated machine); `make test-soak` runs it, "
+        "`make test` leaves it out",
+    )

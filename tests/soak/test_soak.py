@@ -22,10 +22,32 @@ pytestmark = pytest.mark.soak
 
 JOBS = 9
 TOP_LEVEL_FIELDS = {
-    "ok", "problems", "warnings", "seed", "machine", "busy_processes", "duration_s", "settings", "jobs_requested",
-    "jobs_run", "outcomes", "honest_slashes", "slashes", "stuck_payments", "stuck", "conservation",
-    "settle_latency_s", "results", "kills", "node_restart", "unplanned_exits", "failed_jobs", "hardware_rejections",
-    "providers_left_out", "jobs", "workdir",
+    "ok",
+    "problems",
+    "warnings",
+    "seed",
+    "machine",
+    "busy_processes",
+    "duration_s",
+    "settings",
+    "jobs_requested",
+    "jobs_run",
+    "outcomes",
+    "honest_slashes",
+    "slashes",
+    "stuck_payments",
+    "stuck",
+    "conservation",
+    "settle_latency_s",
+    "results",
+    "kills",
+    "node_restart",
+    "unplanned_exits",
+    "failed_jobs",
+    "hardware_rejections",
+    "providers_left_out",
+    "jobs",
+    "workdir",
 }
 
 
@@ -34,8 +56,10 @@ def _explain(report: dict) -> str:
     for name, left_out in report["providers_left_out"].items():
         lines += [f"{name} left out: {left_out['why']}", *(f"    {reason}" for reason in left_out["reasons"])]
     for job in report["failed_jobs"]:
-        lines += [f"FAILED job {job['job_id']} ({job['provider']}, agent {job['agent_state']}: {job['agent_detail']})",
-                  *(f"    {reason}" for reason in job["reasons"])]
+        lines += [
+            f"FAILED job {job['job_id']} ({job['provider']}, agent {job['agent_state']}: {job['agent_detail']})",
+            *(f"    {reason}" for reason in job["reasons"]),
+        ]
     return "\n".join(lines) + f"\nlogs: {report['workdir']}"
 
 
@@ -56,10 +80,33 @@ def test_small_soak_slashes_no_honest_provider_and_strands_no_payment(tmp_path: 
     out, workdir = tmp_path / "soak.json", tmp_path / "work"
     env = {**os.environ, "PATH": f"{anvil_binary.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     completed = subprocess.run(
-        [sys.executable, "-m", "gpumarket", "soak", "--jobs", str(JOBS), "--concurrency", "3", "--busy", "2",
-         "--seed", "3", "--kill-interval-s", "10", "--drain-timeout-s", "150", "--out", str(out),
-         "--workdir", str(workdir), "--json"],
-        capture_output=True, text=True, timeout=420, env=env,
+        [
+            sys.executable,
+            "-m",
+            "gpumarket",
+            "soak",
+            "--jobs",
+            str(JOBS),
+            "--concurrency",
+            "3",
+            "--busy",
+            "2",
+            "--seed",
+            "3",
+            "--kill-interval-s",
+            "10",
+            "--drain-timeout-s",
+            "150",
+            "--out",
+            str(out),
+            "--workdir",
+            str(workdir),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=420,
+        env=env,
     )
     assert completed.returncode in (0, 1), completed.stdout[-3000:] + completed.stderr[-5000:]
     assert _services_left(workdir) == []  # whatever happened, nothing of the soak is left running
@@ -91,8 +138,8 @@ def test_small_soak_slashes_no_honest_provider_and_strands_no_payment(tmp_path: 
     agent_signals = {kill["signal"] for kill in kills if kill["kind"] == "agent" and kill["error"] is None}
     oracle_signals = {kill["signal"] for kill in kills if kill["kind"] == "oracle" and kill["error"] is None}
     assert any(a != o for a in agent_signals for o in oracle_signals), kills
-    assert report["kills"]["total"] == len(kills) == sum(
-        sum(s.values()) for s in report["kills"]["by_service"].values()
+    assert (
+        report["kills"]["total"] == len(kills) == sum(sum(s.values()) for s in report["kills"]["by_service"].values())
     )
 
     assert report["ok"] and completed.returncode == 0, _explain(report)

@@ -48,15 +48,29 @@ def test_the_tour_runs_as_written(tmp_path: Path) -> None:
     chain, provider, oracle = free_ports(3)
     # The oracles take three consecutive ports from ORACLE_PORT: find a free run of three.
     while any(p in (chain, provider) for p in range(oracle, oracle + 3)) or not all(
-            _is_free(p) for p in range(oracle, oracle + 3)):
+        _is_free(p) for p in range(oracle, oracle + 3)
+    ):
         oracle = free_ports(1)[0]
-    env = {**os.environ, "CHAIN_PORT": str(chain), "PROVIDER_PORT": str(provider), "ORACLE_PORT": str(oracle),
-           # Relative, as the tour's default ("tour") is: the tour makes it absolute itself.
-           "TOUR": os.path.relpath(tmp_path, REPO), "GPUMARKET_CONFIG": ""}
+    env = {
+        **os.environ,
+        "CHAIN_PORT": str(chain),
+        "PROVIDER_PORT": str(provider),
+        "ORACLE_PORT": str(oracle),
+        # Relative, as the tour's default ("tour") is: the tour makes it absolute itself.
+        "TOUR": os.path.relpath(tmp_path, REPO),
+        "GPUMARKET_CONFIG": "",
+    }
     script = tmp_path / "tour.sh"
     script.write_text(tour_script())
-    process = subprocess.Popen(["bash", str(script)], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        ["bash", str(script)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         output, _ = process.communicate(timeout=420)
     except subprocess.TimeoutExpired:

@@ -285,8 +285,9 @@ def test_proxies_from_the_environment_are_ignored(far: FarEnd, monkeypatch: pyte
 
 def test_a_json_error_envelope_is_parsed(far: FarEnd) -> None:
     envelope = {"error": "unknown_job", "detail": "no job 7", "field": "job_id"}
-    far.routes["/jobs/7/status"] = lambda handler: send(handler, 404, json.dumps(envelope).encode(),
-                                                        {"Content-Type": "application/json"})
+    far.routes["/jobs/7/status"] = lambda handler: send(
+        handler, 404, json.dumps(envelope).encode(), {"Content-Type": "application/json"}
+    )
     with WebClient(far.url) as web:
         answer = web.request("GET", "/jobs/7/status")
     refused = answer.refusal()

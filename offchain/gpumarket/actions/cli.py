@@ -112,8 +112,11 @@ class Session:
     def deployment(self) -> MarketDeployment:
         if self._deployment is None:
             if self.settings.deployment is None:
-                raise ActionError("no deployment given", "pass --deployment FILE, or set deployment in the --config"
-                                  " file", code="no_deployment")
+                raise ActionError(
+                    "no deployment given",
+                    "pass --deployment FILE, or set deployment in the --config file",
+                    code="no_deployment",
+                )
             self._deployment = load_deployment(self.settings.deployment)
         return self._deployment
 
@@ -121,9 +124,12 @@ class Session:
         """The --key account; `needed_for` says why, when no key was given ("this command ...")."""
         if self._key is None:
             if not self.settings.key:
-                raise ActionError(f"this command {needed_for} and no key was given",
-                                  "pass --key (keystore:<alias>, or test-account:<i> on a local chain) or set key in"
-                                  " the --config file", code="no_key")
+                raise ActionError(
+                    f"this command {needed_for} and no key was given",
+                    "pass --key (keystore:<alias>, or test-account:<i> on a local chain) or set key in"
+                    " the --config file",
+                    code="no_key",
+                )
             with guard():
                 self._key = load_key(self.settings.key, w3=self.w3())
         return self._key
@@ -164,16 +170,21 @@ class Session:
         if isinstance(error, ChainError):
             return ActionError(f"{type(error).__name__}: {error}", "check the node and retry", code="chain_error")
         if is_transient(error):  # requests' connection errors (OSError), web3's connection errors
-            return ActionError(f"node {self.settings.rpc or '(preset)'} unreachable: {type(error).__name__}",
-                               "check --rpc and that the node is up", code="node_unreachable")
+            return ActionError(
+                f"node {self.settings.rpc or '(preset)'} unreachable: {type(error).__name__}",
+                "check --rpc and that the node is up",
+                code="node_unreachable",
+            )
         return None
 
     def emit(self, document: Any, text: str) -> None:
         click.echo(json.dumps(document, sort_keys=True) if self.as_json else text)
 
     def emit_result(self, result: ActionResult) -> None:
-        lines = [result.summary, *(f"  {tx.label}: {tx.tx_hash} (block {tx.block}, gas {tx.gas_used:,})"
-                                   for tx in result.transactions)]
+        lines = [
+            result.summary,
+            *(f"  {tx.label}: {tx.tx_hash} (block {tx.block}, gas {tx.gas_used:,})" for tx in result.transactions),
+        ]
         self.emit(result.to_json(), "\n".join(lines))
 
 
@@ -208,14 +219,25 @@ def preset_connection(ctx: click.Context, w3: Web3) -> None:
 
 def _connection_options() -> list[Callable[[Any], Any]]:
     return [
-        click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                     help="Config file (TOML or YAML: rpc, deployment, key) [default: $GPUMARKET_CONFIG]."),
+        click.option(
+            "--config",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="Config file (TOML or YAML: rpc, deployment, key) [default: $GPUMARKET_CONFIG].",
+        ),
         click.option("--rpc", default=None, help="Node URL (http(s)://...); overrides the config file."),
-        click.option("--deployment", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                     help="The market's deployment record (JSON); overrides the config file."),
-        click.option("--key", default=None,
-                     help="keystore:<alias> (passphrase in $APE_ACCOUNTS_<alias>_PASSPHRASE) or, on a local chain,"
-                          " test-account:<i>; overrides the config file."),
+        click.option(
+            "--deployment",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="The market's deployment record (JSON); overrides the config file.",
+        ),
+        click.option(
+            "--key",
+            default=None,
+            help="keystore:<alias> (passphrase in $APE_ACCOUNTS_<alias>_PASSPHRASE) or, on a local chain,"
+            " test-account:<i>; overrides the config file.",
+        ),
     ]
 
 
@@ -230,8 +252,9 @@ def group_chain_options(func: Callable[..., Any]) -> Callable[..., Any]:
     where they are not given after the subcommand. The group function does not receive them."""
 
     @functools.wraps(func)
-    def wrapper(*args: Any, config: Path | None, rpc: str | None, deployment: Path | None, key: str | None,
-                **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any, config: Path | None, rpc: str | None, deployment: Path | None, key: str | None, **kwargs: Any
+    ) -> Any:
         click.get_current_context().meta[_GROUP_SETTINGS] = GroupSettings(config, rpc, deployment, key)
         return func(*args, **kwargs)
 
@@ -242,22 +265,34 @@ def chain_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add --config/--rpc/--deployment/--key/--json to a command; it receives `session`."""
 
     @functools.wraps(func)
-    def wrapper(*args: Any, config: Path | None, rpc: str | None, deployment: Path | None, key: str | None,
-                as_json: bool, **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any,
+        config: Path | None,
+        rpc: str | None,
+        deployment: Path | None,
+        key: str | None,
+        as_json: bool,
+        **kwargs: Any,
+    ) -> Any:
         ctx = click.get_current_context()
         group = group_settings(ctx)
         rpc = rpc or group.rpc
         try:
-            settings = resolve_settings(config or group.config, rpc=rpc, deployment=deployment or group.deployment,
-                                        key=key or group.key)
+            settings = resolve_settings(
+                config or group.config, rpc=rpc, deployment=deployment or group.deployment, key=key or group.key
+            )
         except ConfigError as error:
             raise ActionFailed(ActionError(str(error), "fix the config file", code="bad_config"), as_json) from None
         preset = None if rpc else ctx.meta.get(_PRESET_W3)  # a flag names the node: it wins over a preset one
         return func(*args, session=Session(settings, as_json, _w3=preset), **kwargs)
 
-    return _apply([*_connection_options(),
-                   click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout (errors too).")],
-                  wrapper)
+    return _apply(
+        [
+            *_connection_options(),
+            click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout (errors too)."),
+        ],
+        wrapper,
+    )
 
 
 def parse_gpu_class(value: str) -> int:
@@ -275,8 +310,9 @@ def _parse_amount(market: Market, text: str, stake: bool) -> int:
     try:
         return render.parse_amount(text, info.decimals)
     except ValueError as error:
-        raise ActionError(str(error), f"give base units, or e.g. '1.5 tokens' ({info.symbol})",
-                          code="bad_amount") from None
+        raise ActionError(
+            str(error), f"give base units, or e.g. '1.5 tokens' ({info.symbol})", code="bad_amount"
+        ) from None
 
 
 _CLAIM_OPTIONS = [
@@ -299,29 +335,42 @@ def _claim_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.command("register")
 @_claim_options
 @chain_options
-def register_command(session: Session, gpu_class: str | None, gpu_count: int | None, price: int | None,
-                     endpoint: str | None) -> None:
+def register_command(
+    session: Session, gpu_class: str | None, gpu_count: int | None, price: int | None, endpoint: str | None
+) -> None:
     """Register this account as a provider (--class, --gpus, --price, --endpoint)."""
-    missing = [name for name, value in (("--class", gpu_class), ("--gpus", gpu_count), ("--price", price),
-                                        ("--endpoint", endpoint)) if value is None]
+    missing = [
+        name
+        for name, value in (("--class", gpu_class), ("--gpus", gpu_count), ("--price", price), ("--endpoint", endpoint))
+        if value is None
+    ]
     if missing:
         raise click.UsageError(f"register needs {', '.join(missing)}")
     class_id = parse_gpu_class(str(gpu_class))
-    result = session.run(lambda: provider.register(session.market(signed=True), class_id, int(gpu_count or 0),
-                                                   int(price or 0), str(endpoint)), "register")
+    result = session.run(
+        lambda: provider.register(
+            session.market(signed=True), class_id, int(gpu_count or 0), int(price or 0), str(endpoint)
+        ),
+        "register",
+    )
     session.emit_result(result)
 
 
 @click.command("update")
 @_claim_options
 @chain_options
-def update_command(session: Session, gpu_class: str | None, gpu_count: int | None, price: int | None,
-                   endpoint: str | None) -> None:
+def update_command(
+    session: Session, gpu_class: str | None, gpu_count: int | None, price: int | None, endpoint: str | None
+) -> None:
     """Change this provider's class, GPUs, price or endpoint (what is not given stays).
     A new class or GPU count voids the verification until the next hardware report."""
     class_id = None if gpu_class is None else parse_gpu_class(gpu_class)
-    result = session.run(lambda: provider.update(session.market(signed=True), gpu_class=class_id,
-                                                 gpu_count=gpu_count, price=price, endpoint=endpoint), "update")
+    result = session.run(
+        lambda: provider.update(
+            session.market(signed=True), gpu_class=class_id, gpu_count=gpu_count, price=price, endpoint=endpoint
+        ),
+        "update",
+    )
     session.emit_result(result)
 
 
@@ -368,8 +417,9 @@ def status_command(session: Session, address: str | None) -> None:
 
     def act() -> provider.ProviderStatus:
         who = address or session.key("shows the --key account's standing (or give ADDRESS)").address
-        return provider.status(session.market(signed=False), who, from_block=session.deployment().block,
-                               agent_timeouts=PROBE_TIMEOUTS)
+        return provider.status(
+            session.market(signed=False), who, from_block=session.deployment().block, agent_timeouts=PROBE_TIMEOUTS
+        )
 
     status = session.run(act)
     session.emit(status.to_json(), status.render())
@@ -382,8 +432,15 @@ def claim_command(session: Session) -> None:
     session.emit_result(session.run(lambda: jobs.claim(session.market(signed=True)), "claim"))
 
 
-PROVIDER_COMMANDS = (register_command, update_command, stake_command, unstake_command, withdraw_command,
-                     status_command, claim_command)
+PROVIDER_COMMANDS = (
+    register_command,
+    update_command,
+    stake_command,
+    unstake_command,
+    withdraw_command,
+    status_command,
+    claim_command,
+)
 
 
 # ---------------------------------------------------------------------------- market (governance)
@@ -410,8 +467,9 @@ def committee_command(session: Session, members: str | None, threshold: int | No
     if threshold is None:
         raise click.UsageError("--set needs --threshold")
     addresses = [part.strip() for part in members.split(",") if part.strip()]
-    session.emit_result(session.run(
-        lambda: governance.committee_set(session.market(signed=True), addresses, threshold), "committee"))
+    session.emit_result(
+        session.run(lambda: governance.committee_set(session.market(signed=True), addresses, threshold), "committee")
+    )
 
 
 @market.command("params")
@@ -420,6 +478,7 @@ def committee_command(session: Session, members: str | None, threshold: int | No
 def params_command(session: Session, assignment: str | None) -> None:
     """Show every governance parameter with its bounds; with --set NAME=VALUE, change one."""
     if assignment is None:
+
         def show() -> tuple[list[governance.ParameterRow], str]:
             on_chain = session.market(signed=False)
             shown = governance.params_show(on_chain)
@@ -438,8 +497,9 @@ def params_command(session: Session, assignment: str | None) -> None:
         value = None
     if not sep or value is None:
         raise click.BadParameter(f"{assignment!r} is not NAME=VALUE with an integer VALUE", param_hint="--set")
-    session.emit_result(session.run(
-        lambda: governance.params_set(session.market(signed=True), name.strip(), value), "params"))
+    session.emit_result(
+        session.run(lambda: governance.params_set(session.market(signed=True), name.strip(), value), "params")
+    )
 
 
 @market.command("mint")
@@ -461,12 +521,22 @@ def mint_command(session: Session, token: str, amount: str, recipient: str | Non
 
 
 @market.command("deploy")
-@click.option("--params", "params_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("deploy/params/default.yaml"), show_default=True, help="Parameters YAML.")
+@click.option(
+    "--params",
+    "params_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("deploy/params/default.yaml"),
+    show_default=True,
+    help="Parameters YAML.",
+)
 @click.option("--mock-tokens", is_flag=True, help="Deploy fresh MockTokens for both tokens (local chains only).")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the deployment record [default: the --deployment path, else "
-                   "deployments/chain-<id>.json].")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the deployment record [default: the --deployment path, else deployments/chain-<id>.json].",
+)
 @chain_options
 def deploy_command(session: Session, params_path: Path, mock_tokens: bool, out_path: Path | None) -> None:
     """Deploy a market from a parameters YAML with the --key account and write its deployment record
@@ -488,6 +558,8 @@ def deploy_command(session: Session, params_path: Path, mock_tokens: bool, out_p
     deployment = session.run(run, "deploy")
     path = out_path or session.settings.deployment or Path(f"deployments/chain-{deployment.chain_id}.json")
     deployment.write(path)
-    session.emit({**deployment.to_json(), "path": str(path)},
-                 f"deployed GpuMarket at {deployment.market} (block {deployment.block}, chain {deployment.chain_id});"
-                 f" record written to {path}")
+    session.emit(
+        {**deployment.to_json(), "path": str(path)},
+        f"deployed GpuMarket at {deployment.market} (block {deployment.block}, chain {deployment.chain_id});"
+        f" record written to {path}",
+    )

@@ -109,8 +109,21 @@ class ActionResult:
 
 
 # Values that always fit a JSON number: ids, counts, unix times, basis points.
-_NUMERIC_KEYS = frozenset({"job_id", "epoch", "threshold", "gpu_class", "gpu_count", "release_at", "started_at",
-                           "accept_deadline", "max_duration", "verified_until", "now"})
+_NUMERIC_KEYS = frozenset(
+    {
+        "job_id",
+        "epoch",
+        "threshold",
+        "gpu_class",
+        "gpu_count",
+        "release_at",
+        "started_at",
+        "accept_deadline",
+        "max_duration",
+        "verified_until",
+        "now",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -132,8 +145,11 @@ def checksum(address: str, what: str = "address") -> str:
     try:
         return Web3.to_checksum_address(str(address).strip())
     except ValueError:
-        raise ActionError(f"{what} {address!r} is not a 20-byte 0x-prefixed address",
-                          "give the account's 0x... address", code="bad_address") from None
+        raise ActionError(
+            f"{what} {address!r} is not a 20-byte 0x-prefixed address",
+            "give the account's 0x... address",
+            code="bad_address",
+        ) from None
 
 
 def chain_now(market: Market) -> int:
@@ -144,8 +160,9 @@ def chain_now(market: Market) -> int:
 def require_signer(market: Market) -> str:
     """The sending account; a usage error when the market is read-only."""
     if market.sender is None:
-        raise ActionError("this action sends a transaction and no key was given", "give the sender's key (--key)",
-                          code="no_signer")
+        raise ActionError(
+            "this action sends a transaction and no key was given", "give the sender's key (--key)", code="no_signer"
+        )
     return market.sender
 
 
@@ -153,8 +170,9 @@ def require_gas(market: Market) -> None:
     """The sender holds some ether to pay gas (the exact cost is the node's estimate)."""
     sender = require_signer(market)
     if int(market.w3.eth.get_balance(sender)) == 0:  # type: ignore[arg-type]
-        raise ActionError(f"{sender} holds no ether to pay gas", "fund the account with the chain's native coin",
-                          code="no_gas")
+        raise ActionError(
+            f"{sender} holds no ether to pay gas", "fund the account with the chain's native coin", code="no_gas"
+        )
 
 
 def require_balance(market: Market, token: Token, amount: int, what: str) -> TokenInfo:
@@ -164,6 +182,7 @@ def require_balance(market: Market, token: Token, amount: int, what: str) -> Tok
     with guard():
         held = token.balance_of(sender)
     if held < amount:
+
         def show(value: int) -> str:
             return f"{render.amount(value, info.decimals, info.symbol)} ({value} base units)"
 
@@ -184,8 +203,13 @@ def require_allowance(market: Market, token: Token, amount: int, *, auto_approve
     if allowance >= amount:
         return None
     if not auto_approve:
-        raise NeedsApproval(token=token.address, symbol=token_info(token).symbol, spender=market.address,
-                            amount=amount, allowance=allowance)
+        raise NeedsApproval(
+            token=token.address,
+            symbol=token_info(token).symbol,
+            spender=market.address,
+            amount=amount,
+            allowance=allowance,
+        )
     return approve(market, token, amount)
 
 
@@ -196,8 +220,11 @@ def approve(market: Market, token: Token | str, amount: int) -> TxRecord:
     assert signer is not None  # require_signer refused a read-only market
     bound = token.with_signer(signer) if isinstance(token, Token) else Token(market.w3, token, signer=signer)
     if bound.address not in (market.stake_token.address, market.payment_token.address):
-        raise ActionError(f"{bound.address} is neither the market's stake token nor its payment token",
-                          "approve the token the action names", code="unknown_token")
+        raise ActionError(
+            f"{bound.address} is neither the market's stake token nor its payment token",
+            "approve the token the action names",
+            code="unknown_token",
+        )
     with guard():
         return TxRecord.of("approve", bound.approve(market.address, amount))
 
@@ -208,6 +235,7 @@ def require_owner(market: Market) -> str:
     with guard():
         owner = market.owner()
     if owner != sender:
-        raise ActionError(f"{sender} is not the market's owner ({owner})",
-                          f"send it from the owner account {owner}", code="not_owner")
+        raise ActionError(
+            f"{sender} is not the market's owner ({owner})", f"send it from the owner account {owner}", code="not_owner"
+        )
     return sender

@@ -28,14 +28,18 @@ def load_deployment(path: str | Path) -> MarketDeployment:
     try:
         return MarketDeployment.read(path)
     except OSError as error:
-        raise ActionError(f"cannot read the deployment file {path}: {error.strerror}",
-                          "give the deployment record written by the deploy step (deployments/<network>.json)",
-                          code="bad_deployment") from None
+        raise ActionError(
+            f"cannot read the deployment file {path}: {error.strerror}",
+            "give the deployment record written by the deploy step (deployments/<network>.json)",
+            code="bad_deployment",
+        ) from None
     except ValueError as error:  # json.JSONDecodeError too
         what = "not JSON" if isinstance(error, json.JSONDecodeError) else str(error)
-        raise ActionError(f"{path} is not a deployment record: {what}",
-                          "give the deployment record written by the deploy step (deployments/<network>.json)",
-                          code="bad_deployment") from None
+        raise ActionError(
+            f"{path} is not a deployment record: {what}",
+            "give the deployment record written by the deploy step (deployments/<network>.json)",
+            code="bad_deployment",
+        ) from None
 
 
 def open_market(w3: Web3, deployment: MarketDeployment, signer: Signer | None = None) -> Market:
@@ -44,7 +48,9 @@ def open_market(w3: Web3, deployment: MarketDeployment, signer: Signer | None = 
         market = deployment.market_at(w3, signer=signer)
     with guard():
         if not w3.eth.get_code(market.address):
-            raise ActionError(f"no contract at {market.address} on chain {deployment.chain_id}",
-                              "the node may have been reset since the deployment: deploy again",
-                              code="no_market")
+            raise ActionError(
+                f"no contract at {market.address} on chain {deployment.chain_id}",
+                "the node may have been reset since the deployment: deploy again",
+                code="no_market",
+            )
     return market

@@ -36,8 +36,9 @@ class ActionError(RuntimeError):
     """An action refused: `code` (e.g. "insufficient_balance"), `message`, `hint`, and
     `details` a script needs to carry on (e.g. the id of a job that exists already)."""
 
-    def __init__(self, message: str, hint: str = "", *, code: str = "refused",
-                 details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str, hint: str = "", *, code: str = "refused", details: dict[str, Any] | None = None
+    ) -> None:
         self.message = message
         self.hint = hint
         self.code = code
@@ -66,14 +67,18 @@ class NeedsApproval(ActionError):
         self.allowance = allowance
         super().__init__(
             f"the market may spend {allowance} {symbol} of yours, this needs {amount}",
-            f"approve {amount} {symbol} ({token}) for the market {spender} first"
-            " (on the command line: add --approve)",
+            f"approve {amount} {symbol} ({token}) for the market {spender} first (on the command line: add --approve)",
             code="needs_approval",
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {**super().to_json(), "token": self.token, "spender": self.spender, "amount": str(self.amount),
-                "allowance": str(self.allowance)}
+        return {
+            **super().to_json(),
+            "token": self.token,
+            "spender": self.spender,
+            "amount": str(self.amount),
+            "allowance": str(self.allowance),
+        }
 
 
 # Hints for the contract's revert reasons a user can act on; a pre-check normally catches
@@ -95,9 +100,9 @@ _REVERT_HINTS = {
     "governance: value out of bounds": "`gpumarket market params` shows each parameter's bounds",
     "pausable: contract is paused": "the market is paused by governance; retry once it is unpaused",
     "escrow: deadline not passed": "an open job can be expired only after its accept deadline (`gpumarket client"
-                                   " status JOB` shows it, by the chain's clock)",
+    " status JOB` shows it, by the chain's clock)",
     "escrow: settle grace not passed": "a running job can be expired only after its paid time and the settle grace"
-                                       " (`gpumarket client status JOB` shows when)",
+    " (`gpumarket client status JOB` shows when)",
     "escrow: job not open or running": "it is over already: `gpumarket client claim` collects any refund",
     "escrow: accept deadline passed": "nobody accepted it in time: expire it (`gpumarket client cancel JOB --expire`)",
 }
@@ -125,17 +130,22 @@ def guard() -> Iterator[None]:
     except ContractRevert as error:
         raise from_revert(error) from None
     except ChainMismatch as error:
-        raise ActionError(f"wrong network: {error}",
-                          "point --rpc at the deployment's chain, or use that chain's deployment file",
-                          code="wrong_network") from None
+        raise ActionError(
+            f"wrong network: {error}",
+            "point --rpc at the deployment's chain, or use that chain's deployment file",
+            code="wrong_network",
+        ) from None
     except NotLocalChain as error:
-        raise ActionError(str(error), "use a keystore key (keystore:<alias>) on this network",
-                          code="not_local_chain") from None
+        raise ActionError(
+            str(error), "use a keystore key (keystore:<alias>) on this network", code="not_local_chain"
+        ) from None
     except KeyLoadError as error:
-        raise ActionError(str(error), "check --key (keystore:<alias> or, on a local chain, test-account:<i>)",
-                          code="bad_key") from None
+        raise ActionError(
+            str(error), "check --key (keystore:<alias> or, on a local chain, test-account:<i>)", code="bad_key"
+        ) from None
     except TransactionTimeout as error:
-        raise ActionError(str(error), "it may still be mined: check the state before sending it again",
-                          code="tx_timeout") from None
+        raise ActionError(
+            str(error), "it may still be mined: check the state before sending it again", code="tx_timeout"
+        ) from None
     except ClientError as error:
         raise from_client_error(error) from None

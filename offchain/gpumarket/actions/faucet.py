@@ -23,11 +23,15 @@ def mint(market: Market, which: Literal["stake", "payment"], to: str, amount: in
     """Mint `amount` of the market's stake or payment token to `to` (local chains, mock tokens)."""
     require_signer(market)
     if amount <= 0:
-        raise ActionError("the amount to mint must be positive", "give an amount in base units, or '<n> tokens'",
-                          code="bad_amount")
+        raise ActionError(
+            "the amount to mint must be positive", "give an amount in base units, or '<n> tokens'", code="bad_amount"
+        )
     if not is_local_chain(market.w3):
-        raise ActionError(f"minting is for local chains only, not chain {market.w3.eth.chain_id}",
-                          "get tokens the way this network provides them", code="not_local_chain")
+        raise ActionError(
+            f"minting is for local chains only, not chain {market.w3.eth.chain_id}",
+            "get tokens the way this network provides them",
+            code="not_local_chain",
+        )
     recipient = checksum(to, "recipient")
     token = market.stake_token if which == "stake" else market.payment_token
     info = token_info(token)
@@ -38,8 +42,10 @@ def mint(market: Market, which: Literal["stake", "payment"], to: str, amount: in
     except ActionError as error:
         if error.code != "reverted":
             raise
-        raise ActionError(f"{info.symbol} at {info.address} cannot be minted ({error.message})",
-                          "this deployment's tokens are not mock tokens: deploy with --deploy-mock-tokens",
-                          code="not_mintable") from None
+        raise ActionError(
+            f"{info.symbol} at {info.address} cannot be minted ({error.message})",
+            "this deployment's tokens are not mock tokens: deploy with --deploy-mock-tokens",
+            code="not_mintable",
+        ) from None
     summary = f"minted {render.amount(amount, info.decimals, info.symbol)} to {recipient}"
     return ActionResult("mint", summary, (sent,), {"token": info.address, "to": recipient, "amount": amount})

@@ -28,7 +28,13 @@ from gpumarket.chain.params import MAX_MEMBERS, PARAMETER_BOUNDS
 from gpumarket.testing.committee import is_test_oracle
 
 __all__ = [
-    "CommitteeInfo", "ParameterRow", "committee_set", "committee_show", "params_set", "params_show", "render_params",
+    "CommitteeInfo",
+    "ParameterRow",
+    "committee_set",
+    "committee_show",
+    "params_set",
+    "params_show",
+    "render_params",
 ]
 
 
@@ -45,8 +51,9 @@ class CommitteeInfo:
         return {"epoch": self.epoch, "members": list(self.members), "threshold": self.threshold, "owner": self.owner}
 
     def render(self) -> str:
-        head = render.fields([("epoch", self.epoch), ("threshold", f"{self.threshold} of {len(self.members)}"),
-                              ("owner", self.owner)])
+        head = render.fields(
+            [("epoch", self.epoch), ("threshold", f"{self.threshold} of {len(self.members)}"), ("owner", self.owner)]
+        )
         return head + "\n\n" + render.table(["#", "member"], [(i, m) for i, m in enumerate(self.members)])
 
 
@@ -72,23 +79,33 @@ def _check_committee(market: Market, members: Sequence[str], threshold: int) -> 
     checked = [checksum(member, "member") for member in members]
     count = len(checked)
     if not 1 <= count <= MAX_MEMBERS:
-        raise ActionError(f"a committee has 1 .. {MAX_MEMBERS} members, not {count}", "give the members' addresses",
-                          code="bad_committee")
+        raise ActionError(
+            f"a committee has 1 .. {MAX_MEMBERS} members, not {count}",
+            "give the members' addresses",
+            code="bad_committee",
+        )
     duplicates = sorted({m for m in checked if checked.count(m) > 1})
     if duplicates:
-        raise ActionError(f"duplicate member(s): {', '.join(duplicates)}", "list each member once",
-                          code="bad_committee")
+        raise ActionError(
+            f"duplicate member(s): {', '.join(duplicates)}", "list each member once", code="bad_committee"
+        )
     if ZERO_ADDRESS in checked:
         raise ActionError("the zero address cannot be a member", "remove it", code="bad_committee")
     if not 1 <= threshold <= count or threshold * 2 <= count:
-        raise ActionError(f"threshold {threshold} of {count} is not a strict majority",
-                          f"use a threshold from {count // 2 + 1} to {count}", code="bad_threshold")
+        raise ActionError(
+            f"threshold {threshold} of {count} is not a strict majority",
+            f"use a threshold from {count // 2 + 1} to {count}",
+            code="bad_threshold",
+        )
     with guard():
         local = is_local_chain(market.w3)
     public = [member for member in checked if is_test_oracle(member)]
     if public and not local:
-        raise ActionError(f"{', '.join(public)}: test oracle(s) whose keys anyone can derive",
-                          "use the real oracles' addresses on this network", code="test_oracle")
+        raise ActionError(
+            f"{', '.join(public)}: test oracle(s) whose keys anyone can derive",
+            "use the real oracles' addresses on this network",
+            code="test_oracle",
+        )
     return checked
 
 
@@ -98,15 +115,21 @@ def committee_set(market: Market, members: Sequence[str], threshold: int) -> Act
     checked = _check_committee(market, members, threshold)
     current = committee_show(market)
     if list(current.members) == checked and current.threshold == threshold:
-        raise ActionError(f"the committee of epoch {current.epoch} already is these members with threshold"
-                          f" {threshold}", "nothing to change", code="no_change")
+        raise ActionError(
+            f"the committee of epoch {current.epoch} already is these members with threshold {threshold}",
+            "nothing to change",
+            code="no_change",
+        )
     require_gas(market)
     with guard():
         tx = market.set_committee(checked, threshold)
     epoch = tx.event(CommitteeChanged).epoch
-    return ActionResult("committee_set", f"committee epoch {epoch}: {threshold} of {len(checked)}",
-                        (TxRecord.of("set_committee", tx),),
-                        {"epoch": epoch, "members": checked, "threshold": threshold})
+    return ActionResult(
+        "committee_set",
+        f"committee epoch {epoch}: {threshold} of {len(checked)}",
+        (TxRecord.of("set_committee", tx),),
+        {"epoch": epoch, "members": checked, "threshold": threshold},
+    )
 
 
 def params_show(market: Market) -> list[ParameterRow]:
@@ -116,19 +139,22 @@ def params_show(market: Market) -> list[ParameterRow]:
 
 
 def render_params(rows: Sequence[ParameterRow]) -> str:
-    return render.table(["parameter", "value", "min", "max"],
-                        [(r.name, f"{r.value:,}", f"{r.lower:,}", f"{r.upper:,}") for r in rows])
+    return render.table(
+        ["parameter", "value", "min", "max"], [(r.name, f"{r.value:,}", f"{r.lower:,}", f"{r.upper:,}") for r in rows]
+    )
 
 
 def params_set(market: Market, name: str, value: int) -> ActionResult:
     """Set one bounded parameter through its setter (`set_<name>`)."""
     if name not in PARAMETER_BOUNDS:
-        raise ActionError(f"unknown parameter {name!r}", f"one of: {', '.join(PARAMETER_BOUNDS)}",
-                          code="unknown_parameter")
+        raise ActionError(
+            f"unknown parameter {name!r}", f"one of: {', '.join(PARAMETER_BOUNDS)}", code="unknown_parameter"
+        )
     lower, upper = PARAMETER_BOUNDS[name]
     if not lower <= value <= upper:
-        raise ActionError(f"{name} = {value} is out of bounds", f"{name} must be within {lower:,} .. {upper:,}",
-                          code="out_of_bounds")
+        raise ActionError(
+            f"{name} = {value} is out of bounds", f"{name} must be within {lower:,} .. {upper:,}", code="out_of_bounds"
+        )
     require_owner(market)
     with guard():
         current = market.parameters()[name]
@@ -137,5 +163,9 @@ def params_set(market: Market, name: str, value: int) -> ActionResult:
     require_gas(market)
     with guard():
         tx = market.set_parameter(name, value)
-    return ActionResult("params_set", f"{name}: {current:,} -> {value:,}", (TxRecord.of(f"set_{name}", tx),),
-                        {"name": name, "old": current, "value": value})
+    return ActionResult(
+        "params_set",
+        f"{name}: {current:,} -> {value:,}",
+        (TxRecord.of(f"set_{name}", tx),),
+        {"name": name, "old": current, "value": value},
+    )

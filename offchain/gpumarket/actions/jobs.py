@@ -93,21 +93,34 @@ def _check_provider(market: Market, provider: str, gpu_class: int, gpu_count: in
     if record.jailed:
         raise ActionError(f"provider {provider} is jailed", see, code="provider_jailed")
     if not verified:
-        raise ActionError(f"provider {provider} is not verified (no current hardware report): it cannot accept jobs",
-                          see, code="provider_unverified")
+        raise ActionError(
+            f"provider {provider} is not verified (no current hardware report): it cannot accept jobs",
+            see,
+            code="provider_unverified",
+        )
     if record.gpu_class != gpu_class:
-        raise ActionError(f"provider {provider} offers class {record.gpu_class}, the job needs class {gpu_class}", see,
-                          code="wrong_class")
+        raise ActionError(
+            f"provider {provider} offers class {record.gpu_class}, the job needs class {gpu_class}",
+            see,
+            code="wrong_class",
+        )
     if record.gpu_count < gpu_count:
-        raise ActionError(f"provider {provider} has {record.gpu_count} GPU(s), the job needs {gpu_count}", see,
-                          code="not_enough_gpus")
+        raise ActionError(
+            f"provider {provider} has {record.gpu_count} GPU(s), the job needs {gpu_count}", see, code="not_enough_gpus"
+        )
     if record.gpu_count - in_use < gpu_count:
-        raise ActionError(f"provider {provider}'s running jobs hold {in_use} of its {record.gpu_count} GPU(s),"
-                          f" the job needs {gpu_count} free", f"retry once its running jobs end, or {see}",
-                          code="provider_busy")
+        raise ActionError(
+            f"provider {provider}'s running jobs hold {in_use} of its {record.gpu_count} GPU(s),"
+            f" the job needs {gpu_count} free",
+            f"retry once its running jobs end, or {see}",
+            code="provider_busy",
+        )
     if record.price_per_gpu_second > max_price:
-        raise ActionError(f"provider {provider} asks {record.price_per_gpu_second} per GPU-second, above the job's"
-                          f" max {max_price}", f"raise the max price, or {see}", code="price_above_max")
+        raise ActionError(
+            f"provider {provider} asks {record.price_per_gpu_second} per GPU-second, above the job's max {max_price}",
+            f"raise the max price, or {see}",
+            code="price_above_max",
+        )
     return record
 
 
@@ -117,20 +130,40 @@ def _check_agent(provider: str, endpoint: str, gpu_count: int, timeouts: HttpTim
     the job expires."""
     health = probe_agent(endpoint, timeouts)
     if not health.answered:
-        raise ActionError(f"provider {provider}'s agent at {endpoint} does not answer ({health.error})",
-                          f"retry once the provider runs its agent, or {_SEE_OTHERS}", code="agent_down")
+        raise ActionError(
+            f"provider {provider}'s agent at {endpoint} does not answer ({health.error})",
+            f"retry once the provider runs its agent, or {_SEE_OTHERS}",
+            code="agent_down",
+        )
     if health.provider is not None and health.provider.lower() != provider.lower():
-        raise ActionError(f"the agent at {endpoint} serves provider {health.provider}, not {provider}",
-                          _SEE_OTHERS, code="agent_mismatch")
+        raise ActionError(
+            f"the agent at {endpoint} serves provider {health.provider}, not {provider}",
+            _SEE_OTHERS,
+            code="agent_mismatch",
+        )
     if not health.can_run(gpu_count):
-        raise ActionError(f"provider {provider}'s agent has {health.free_gpus} of {health.gpus} GPU(s) free now, the"
-                          f" job needs {gpu_count}", f"retry once its running jobs end, or {_SEE_OTHERS}",
-                          code="agent_busy")
+        raise ActionError(
+            f"provider {provider}'s agent has {health.free_gpus} of {health.gpus} GPU(s) free now, the"
+            f" job needs {gpu_count}",
+            f"retry once its running jobs end, or {_SEE_OTHERS}",
+            code="agent_busy",
+        )
 
 
-def create(market: Market, spec: AnyJobSpec, *, gpu_class: int, gpu_count: int, max_price: int, max_duration: int,
-           provider: str | None = None, accept_window: int = 600, approve: bool = False,
-           from_block: int = 0, agent_timeouts: HttpTimeouts | None = PROBE_TIMEOUTS) -> ActionResult:
+def create(
+    market: Market,
+    spec: AnyJobSpec,
+    *,
+    gpu_class: int,
+    gpu_count: int,
+    max_price: int,
+    max_duration: int,
+    provider: str | None = None,
+    accept_window: int = 600,
+    approve: bool = False,
+    from_block: int = 0,
+    agent_timeouts: HttpTimeouts | None = PROBE_TIMEOUTS,
+) -> ActionResult:
     """Escrow max_price * gpu_count * max_duration and create the job (provider None: open to
     any). Without an allowance: NeedsApproval, or (approve=True) an approval of the escrow first.
     A directed job's agent is asked first whether it can start the job (None: not asked)."""
@@ -141,14 +174,23 @@ def create(market: Market, spec: AnyJobSpec, *, gpu_class: int, gpu_count: int, 
     if paused:
         raise ActionError("the market is paused: no new jobs", "retry once governance unpauses it", code="paused")
     if not listed:
-        raise ActionError(f"GPU class {gpu_class} is not listed by this market", "use a listed class (1 = cpu-dev)",
-                          code="unknown_class")
-    for name, value, upper in (("gpu count", gpu_count, MAX_GPUS), ("max price", max_price, MAX_PRICE),
-                               ("max duration", max_duration, MAX_JOB_DURATION),
-                               ("accept window", accept_window, MAX_ACCEPT_WINDOW)):
+        raise ActionError(
+            f"GPU class {gpu_class} is not listed by this market",
+            "use a listed class (1 = cpu-dev)",
+            code="unknown_class",
+        )
+    for name, value, upper in (
+        ("gpu count", gpu_count, MAX_GPUS),
+        ("max price", max_price, MAX_PRICE),
+        ("max duration", max_duration, MAX_JOB_DURATION),
+        ("accept window", accept_window, MAX_ACCEPT_WINDOW),
+    ):
         if not 1 <= value <= upper:
-            raise ActionError(f"{name} {value} is outside 1 .. {upper}", f"give a {name} within the contract's range",
-                              code="out_of_range")
+            raise ActionError(
+                f"{name} {value} is outside 1 .. {upper}",
+                f"give a {name} within the contract's range",
+                code="out_of_range",
+            )
     if provider is not None:
         provider = checksum(provider, "provider")
         record = _check_provider(market, provider, gpu_class, gpu_count, max_price)
@@ -164,17 +206,33 @@ def create(market: Market, spec: AnyJobSpec, *, gpu_class: int, gpu_count: int, 
         sent.append(approval)
     client = _client(market, from_block)
     with guard():
-        job_id = client.create_job(spec, gpu_class=gpu_class, gpu_count=gpu_count, max_price=max_price,
-                                   max_duration=max_duration, provider=provider, accept_window=accept_window)
+        job_id = client.create_job(
+            spec,
+            gpu_class=gpu_class,
+            gpu_count=gpu_count,
+            max_price=max_price,
+            max_duration=max_duration,
+            provider=provider,
+            accept_window=accept_window,
+        )
         created = _created_event(market, job_id, from_block)
     if created is not None:
         sent.append(TxRecord.from_hash(market, "create_job", created.meta.tx_hash))
     to = provider or "any verified provider"
     return ActionResult(
-        "create", f"job {job_id} created for {to}: escrow {render.amount(escrow, info.decimals, info.symbol)}",
+        "create",
+        f"job {job_id} created for {to}: escrow {render.amount(escrow, info.decimals, info.symbol)}",
         tuple(sent),
-        {"job_id": job_id, "client": sender, "provider": provider, "escrow": escrow, "gpu_class": gpu_class,
-         "gpu_count": gpu_count, "max_price_per_gpu_second": max_price, "max_duration": max_duration},
+        {
+            "job_id": job_id,
+            "client": sender,
+            "provider": provider,
+            "escrow": escrow,
+            "gpu_class": gpu_class,
+            "gpu_count": gpu_count,
+            "max_price_per_gpu_second": max_price,
+            "max_duration": max_duration,
+        },
     )
 
 
@@ -191,8 +249,9 @@ def _job(market: Market, job_id: int) -> Job:
     with guard():
         job = market.get_job(job_id)
     if not job.exists:
-        raise ActionError(f"job {job_id} does not exist on this market", "check the job id and the deployment",
-                          code="no_such_job")
+        raise ActionError(
+            f"job {job_id} does not exist on this market", "check the job id and the deployment", code="no_such_job"
+        )
     return job
 
 
@@ -201,8 +260,11 @@ def _own_job(market: Market, job_id: int) -> Job:
     sender = require_signer(market)
     job = _job(market, job_id)
     if job.client != sender:
-        raise ActionError(f"job {job_id} belongs to {job.client}, not {sender}",
-                          "use the key of the account that created the job", code="not_client")
+        raise ActionError(
+            f"job {job_id} belongs to {job.client}, not {sender}",
+            "use the key of the account that created the job",
+            code="not_client",
+        )
     return job
 
 
@@ -212,19 +274,25 @@ def cancel(market: Market, job_id: int) -> ActionResult:
     if job.state != JobState.OPEN:
         hints = {
             JobState.RUNNING: "a running job cannot be cancelled: it ends when the committee settles it, or anyone"
-                              f" may expire it after its paid time and the settle grace (`gpumarket client cancel"
-                              f" {job_id} --expire`)",
+            f" may expire it after its paid time and the settle grace (`gpumarket client cancel"
+            f" {job_id} --expire`)",
         }
-        raise ActionError(f"job {job_id} is {job.state.name}; only an OPEN job can be cancelled",
-                          hints.get(job.state, "it is over: `claim` collects any refund"), code="job_not_open")
+        raise ActionError(
+            f"job {job_id} is {job.state.name}; only an OPEN job can be cancelled",
+            hints.get(job.state, "it is over: `claim` collects any refund"),
+            code="job_not_open",
+        )
     require_gas(market)
     with guard():
         tx = _client(market).cancel(job_id)
     refund = tx.event(JobCancelled).refund
     info = token_info(market.payment_token)
-    return ActionResult("cancel", f"job {job_id} cancelled: {render.amount(refund, info.decimals, info.symbol)}"
-                        " now claimable (`claim`)", (TxRecord.of("cancel_job", tx),),
-                        {"job_id": job_id, "refund": refund})
+    return ActionResult(
+        "cancel",
+        f"job {job_id} cancelled: {render.amount(refund, info.decimals, info.symbol)} now claimable (`claim`)",
+        (TxRecord.of("cancel_job", tx),),
+        {"job_id": job_id, "refund": refund},
+    )
 
 
 def expirable_at(job: Job, settle_grace: int) -> int:
@@ -258,8 +326,11 @@ def expire(market: Market, job_id: int) -> ActionResult:
         grace = market.parameters()["settle_grace"]
     at = expirable_at(job, grace)
     if not at:
-        raise ActionError(f"job {job_id} is {job.state.name}: only an open or running job can expire",
-                          "it is over: `gpumarket client claim` collects any refund", code="job_not_expirable")
+        raise ActionError(
+            f"job {job_id} is {job.state.name}: only an open or running job can expire",
+            "it is over: `gpumarket client claim` collects any refund",
+            code="job_not_expirable",
+        )
     now = _chain_clock(market, at)
     if now < at:
         what = "its accept deadline" if job.state == JobState.OPEN else "its paid time and the settle grace"
@@ -268,17 +339,26 @@ def expire(market: Market, job_id: int) -> ActionResult:
             f" (its latest block) is at {render.utc(now)}: {render.duration(at - now)} to go",
             f"retry after {render.utc(at)}; the chain's clock moves only with new blocks, so on a node that mines"
             " only when a transaction arrives, retry once one was mined after that time",
-            code="not_expirable_yet", details={"job_id": job_id, "expirable_at": at, "now": now},
+            code="not_expirable_yet",
+            details={"job_id": job_id, "expirable_at": at, "now": now},
         )
     require_gas(market)
     with guard():
         tx = market.expire_job(job_id)
     event = tx.event(JobExpired)
     info = token_info(market.payment_token)
-    return ActionResult("expire", f"job {job_id} expired: {render.amount(event.refund, info.decimals, info.symbol)}"
-                        f" now claimable by its client {job.client} (`claim`)", (TxRecord.of("expire_job", tx),),
-                        {"job_id": job_id, "client": job.client, "refund": event.refund,
-                         "collateral_released": event.collateral_released})
+    return ActionResult(
+        "expire",
+        f"job {job_id} expired: {render.amount(event.refund, info.decimals, info.symbol)}"
+        f" now claimable by its client {job.client} (`claim`)",
+        (TxRecord.of("expire_job", tx),),
+        {
+            "job_id": job_id,
+            "client": job.client,
+            "refund": event.refund,
+            "collateral_released": event.collateral_released,
+        },
+    )
 
 
 def check_spec(market: Market, job_id: int, spec: AnyJobSpec, *, open_ok: bool = False) -> Job:
@@ -287,24 +367,31 @@ def check_spec(market: Market, job_id: int, spec: AnyJobSpec, *, open_ok: bool =
     job = _own_job(market, job_id)
     digest = spec_hash(spec)
     if digest != job.spec_hash:
-        raise ActionError(f"this spec hashes to 0x{digest.hex()}, job {job_id} was created for spec_hash"
-                          f" 0x{job.spec_hash.hex()}",
-                          "give the spec file the job was created with (the same command, env, limits and outputs)",
-                          code="spec_mismatch")
+        raise ActionError(
+            f"this spec hashes to 0x{digest.hex()}, job {job_id} was created for spec_hash 0x{job.spec_hash.hex()}",
+            "give the spec file the job was created with (the same command, env, limits and outputs)",
+            code="spec_mismatch",
+        )
     if job.state == JobState.OPEN and not open_ok:
-        raise ActionError(f"job {job_id} is OPEN: no provider accepted it yet",
-                          f"send the spec once one does (`gpumarket client send-spec {job_id} --spec FILE --wait`"
-                          f" waits for that), or take the escrow back (`gpumarket client cancel {job_id}`)",
-                          code="job_not_accepted")
+        raise ActionError(
+            f"job {job_id} is OPEN: no provider accepted it yet",
+            f"send the spec once one does (`gpumarket client send-spec {job_id} --spec FILE --wait`"
+            f" waits for that), or take the escrow back (`gpumarket client cancel {job_id}`)",
+            code="job_not_accepted",
+        )
     if job.state.terminal:
-        hint = (f"fetch its result: `gpumarket client result {job_id} --out DIR`" if job.state == JobState.COMPLETED
-                else "it is over: `gpumarket client claim` collects any refund")
+        hint = (
+            f"fetch its result: `gpumarket client result {job_id} --out DIR`"
+            if job.state == JobState.COMPLETED
+            else "it is over: `gpumarket client claim` collects any refund"
+        )
         raise ActionError(f"job {job_id} is {job.state.name}: too late to send its spec", hint, code="job_over")
     return job
 
 
-def send_spec(market: Market, job_id: int, spec: AnyJobSpec, *, timeouts: HttpTimeouts | None = None,
-              from_block: int = 0) -> ActionResult:
+def send_spec(
+    market: Market, job_id: int, spec: AnyJobSpec, *, timeouts: HttpTimeouts | None = None, from_block: int = 0
+) -> ActionResult:
     """Send (or send again: the agent keeps the first) the job's spec, signed by its client, to
     the provider that accepted it."""
     job = check_spec(market, job_id, spec)
@@ -313,10 +400,14 @@ def send_spec(market: Market, job_id: int, spec: AnyJobSpec, *, timeouts: HttpTi
     started = bool(answer.get("started"))
     agent_job = answer.get("job")
     state = agent_job.get("state") if isinstance(agent_job, dict) else None
-    summary = (f"job {job_id}: spec sent to provider {job.provider}, which started it" if started else
-               f"job {job_id}: provider {job.provider} already had the spec (its state: {state})")
-    return ActionResult("send_spec", summary, (),
-                        {"job_id": job_id, "provider": job.provider, "started": started, "agent_state": state})
+    summary = (
+        f"job {job_id}: spec sent to provider {job.provider}, which started it"
+        if started
+        else f"job {job_id}: provider {job.provider} already had the spec (its state: {state})"
+    )
+    return ActionResult(
+        "send_spec", summary, (), {"job_id": job_id, "provider": job.provider, "started": started, "agent_state": state}
+    )
 
 
 def claim(market: Market) -> ActionResult:
@@ -334,16 +425,23 @@ def claim(market: Market) -> ActionResult:
     with guard():
         claimed = _client(market).claim()
     sent = _claim_txs(market, sender, before)
-    text = ", ".join(render.amount(value, tokens[address].decimals, tokens[address].symbol)
-                     for address, value in claimed.items())
-    return ActionResult("claim", f"claimed {text}" if claimed else "nothing to claim", sent,
-                        {"account": sender, "claimed": {address: claimed.get(address, 0) for address in tokens}})
+    text = ", ".join(
+        render.amount(value, tokens[address].decimals, tokens[address].symbol) for address, value in claimed.items()
+    )
+    return ActionResult(
+        "claim",
+        f"claimed {text}" if claimed else "nothing to claim",
+        sent,
+        {"account": sender, "claimed": {address: claimed.get(address, 0) for address in tokens}},
+    )
 
 
 def _claim_txs(market: Market, account: str, after_block: int) -> tuple[TxRecord, ...]:
-    return tuple(TxRecord.from_hash(market, "claim", event.meta.tx_hash)
-                 for event in scan_events(market, [Claimed.name], from_block=after_block + 1)
-                 if isinstance(event, Claimed) and event.account == account)
+    return tuple(
+        TxRecord.from_hash(market, "claim", event.meta.tx_hash)
+        for event in scan_events(market, [Claimed.name], from_block=after_block + 1)
+        if isinstance(event, Claimed) and event.account == account
+    )
 
 
 # ---------------------------------------------------------------------------- status
@@ -373,32 +471,44 @@ class JobStatus:
         if job.state == JobState.OPEN:
             if now >= self.expirable_at:
                 return f"nobody accepted it in time: {expire} refunds the escrow"
-            return (f"waiting for a provider to accept it (until {render.utc(job.accept_deadline)}); then send the"
-                    f" spec: `gpumarket client send-spec {n} --spec FILE --wait` waits for that; or take the escrow"
-                    f" back: `gpumarket client cancel {n}`")
+            return (
+                f"waiting for a provider to accept it (until {render.utc(job.accept_deadline)}); then send the"
+                f" spec: `gpumarket client send-spec {n} --spec FILE --wait` waits for that; or take the escrow"
+                f" back: `gpumarket client cancel {n}`"
+            )
         if job.state == JobState.RUNNING:
             if now >= self.expirable_at:
                 return f"not settled within the paid time and the settle grace: {expire} refunds the escrow"
             later = f"{expire} from {render.utc(self.expirable_at)}"
             agent = self.agent
             if agent is None:
-                return "running: the committee settles it after its end challenge (`gpumarket client status" \
-                       f" {n}` asks the provider)"
+                return (
+                    "running: the committee settles it after its end challenge (`gpumarket client status"
+                    f" {n}` asks the provider)"
+                )
             if agent.has_spec is False:
-                return (f"the provider has no spec and the paid time runs (until {render.utc(job.end_deadline)}):"
-                        f" send it, `gpumarket client send-spec {n} --spec FILE`")
+                return (
+                    f"the provider has no spec and the paid time runs (until {render.utc(job.end_deadline)}):"
+                    f" send it, `gpumarket client send-spec {n} --spec FILE`"
+                )
             if agent.state == "finished":
-                return (f"finished: fetch and check the result, `gpumarket client result {n} --out DIR`; the"
-                        " committee settles it")
+                return (
+                    f"finished: fetch and check the result, `gpumarket client result {n} --out DIR`; the"
+                    " committee settles it"
+                )
             if agent.state == "lost":
                 return f"the provider lost it: the committee fails it and you are refunded, or {later}"
             if agent.state is None:
-                return (f"the provider's agent does not answer: retry `gpumarket client status {n}`; if it stays"
-                        f" down the committee fails the job and you are refunded, or {later}")
+                return (
+                    f"the provider's agent does not answer: retry `gpumarket client status {n}`; if it stays"
+                    f" down the committee fails the job and you are refunded, or {later}"
+                )
             return f"running at the provider: `gpumarket client status {n}` follows it"
         if job.state == JobState.COMPLETED:
-            return (f"completed: `gpumarket client result {n} --out DIR` fetches the checked result;"
-                    " `gpumarket client claim` collects the refund of unused paid time")
+            return (
+                f"completed: `gpumarket client result {n} --out DIR` fetches the checked result;"
+                " `gpumarket client claim` collects the refund of unused paid time"
+            )
         return "over: `gpumarket client claim` collects what the market credited (if not claimed yet)"
 
     def deadline(self) -> str:
@@ -436,7 +546,9 @@ class JobStatus:
             "next": self.next_step(),
             "agent": None if self.agent is None else self.agent.to_json(),
             "provider_state": None if self.agent is None else self.agent.state,
-            "settlement": None if settled is None else {
+            "settlement": None
+            if settled is None
+            else {
                 "outcome": settled.outcome.name,
                 "gpu_seconds": settled.gpu_seconds,
                 "provider_payment": str(settled.provider_payment),
@@ -481,12 +593,19 @@ class JobStatus:
             settled = self.settlement
             exit_code = None if self.agent is None else self.agent.exit_code
             rows += [
-                ("outcome", f"{settled.outcome.name}, {settled.gpu_seconds} GPU-seconds"
-                            + (f", command exit status {exit_code}" if exit_code else "")),
+                (
+                    "outcome",
+                    f"{settled.outcome.name}, {settled.gpu_seconds} GPU-seconds"
+                    + (f", command exit status {exit_code}" if exit_code else ""),
+                ),
                 ("paid to provider", self.paid(settled.provider_payment)),
                 ("refunded to client", self.paid(settled.client_refund)),
-                ("slashed", str(settled.slashed) if self.stake_token is None else
-                 render.amount(settled.slashed, self.stake_token.decimals, self.stake_token.symbol)),
+                (
+                    "slashed",
+                    str(settled.slashed)
+                    if self.stake_token is None
+                    else render.amount(settled.slashed, self.stake_token.decimals, self.stake_token.symbol),
+                ),
             ]
         rows.append(("next", self.next_step()))
         return f"{self.summary()}\n\n{render.fields(rows)}"
@@ -497,25 +616,33 @@ class JobStatus:
 _AGENT_STATES = frozenset({JobState.RUNNING, JobState.COMPLETED})
 
 
-def _statuses(market: Market, jobs: Sequence[Job], now: int, *, from_block: int,
-              agent_timeouts: HttpTimeouts | None) -> list[JobStatus]:
+def _statuses(
+    market: Market, jobs: Sequence[Job], now: int, *, from_block: int, agent_timeouts: HttpTimeouts | None
+) -> list[JobStatus]:
     """The jobs' status views: one settlement scan for all, their agents asked in parallel."""
     settled_ids = {job.job_id for job in jobs if job.state in (JobState.COMPLETED, JobState.FAILED)}
     with guard():
         grace = market.parameters()["settle_grace"]
-        settlements = {} if not settled_ids else {
-            event.job_id: event for event in scan_events(market, [JobSettled.name], from_block=from_block)
-            if isinstance(event, JobSettled) and event.job_id in settled_ids
-        }
+        settlements = (
+            {}
+            if not settled_ids
+            else {
+                event.job_id: event
+                for event in scan_events(market, [JobSettled.name], from_block=from_block)
+                if isinstance(event, JobSettled) and event.job_id in settled_ids
+            }
+        )
         asked = [job for job in jobs if job.state in _AGENT_STATES]
         answers = {} if agent_timeouts is None else ask_agents(market, asked, agent_timeouts)
     payment, stake = token_info(market.payment_token), token_info(market.stake_token)
-    return [JobStatus(job, now, grace, payment, settlements.get(job.job_id), answers.get(job.job_id), stake)
-            for job in jobs]
+    return [
+        JobStatus(job, now, grace, payment, settlements.get(job.job_id), answers.get(job.job_id), stake) for job in jobs
+    ]
 
 
-def status(market: Market, job_id: int, *, from_block: int = 0,
-           agent_timeouts: HttpTimeouts | None = None) -> JobStatus:
+def status(
+    market: Market, job_id: int, *, from_block: int = 0, agent_timeouts: HttpTimeouts | None = None
+) -> JobStatus:
     """The job on the chain (no_such_job when it does not exist), its settlement if settled, and
     (given `agent_timeouts`) what its provider's agent says about it."""
     job = _job(market, job_id)
@@ -534,23 +661,49 @@ class ClientJobs:
     jobs: tuple[JobStatus, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {"client": self.client, "block": self.block, "now": self.now,
-                "jobs": [job.to_json() for job in self.jobs]}
+        return {
+            "client": self.client,
+            "block": self.block,
+            "now": self.now,
+            "jobs": [job.to_json() for job in self.jobs],
+        }
 
     def render(self) -> str:
         head = f"jobs of {self.client} (chain time {render.utc(self.now)}, block {self.block})"
         if not self.jobs:
             return f"{head}: none"
-        rows = [(s.job.job_id, s.job.state.name, "any" if s.job.provider == ZERO_ADDRESS else s.job.provider,
-                 s.paid(s.job.escrow), s.deadline(), "-" if s.agent is None else s.agent.describe())
-                for s in self.jobs]
+        rows = [
+            (
+                s.job.job_id,
+                s.job.state.name,
+                "any" if s.job.provider == ZERO_ADDRESS else s.job.provider,
+                s.paid(s.job.escrow),
+                s.deadline(),
+                "-" if s.agent is None else s.agent.describe(),
+            )
+            for s in self.jobs
+        ]
         steps = [f"  job {s.job.job_id}: {s.next_step()}" for s in self.jobs]
-        return "\n".join([head, "", render.table(["job", "state", "provider", "escrow", "deadline", "agent"], rows),
-                          "", "what to do next:", *steps])
+        return "\n".join(
+            [
+                head,
+                "",
+                render.table(["job", "state", "provider", "escrow", "deadline", "agent"], rows),
+                "",
+                "what to do next:",
+                *steps,
+            ]
+        )
 
 
-def list_jobs(market: Market, client: str | None = None, *, from_block: int = 0,
-              agent_timeouts: HttpTimeouts | None = None, active_only: bool = False) -> ClientJobs:
+def list_jobs(
+    market: Market,
+    client: str | None = None,
+    *,
+    from_block: int = 0,
+    agent_timeouts: HttpTimeouts | None = None,
+    active_only: bool = False,
+) -> ClientJobs:
     """The jobs `client` (default: the sender) created, from the market's JobCreated events since
     `from_block` (the deployment's block), each read at one block, with what to do next;
     `active_only` keeps the OPEN and RUNNING ones."""
@@ -558,10 +711,14 @@ def list_jobs(market: Market, client: str | None = None, *, from_block: int = 0,
     with guard():
         head = market.w3.eth.get_block("latest")
         block, now = int(head["number"]), int(head["timestamp"])
-        ids = [event.job_id for event in scan_events(market, [JobCreated.name], from_block=from_block, to_block=block)
-               if isinstance(event, JobCreated) and event.client == client]
+        ids = [
+            event.job_id
+            for event in scan_events(market, [JobCreated.name], from_block=from_block, to_block=block)
+            if isinstance(event, JobCreated) and event.client == client
+        ]
         jobs = [market.get_job(job_id, block=block) for job_id in ids]
     if active_only:
         jobs = [job for job in jobs if not job.state.terminal]
-    return ClientJobs(client, block, now,
-                      tuple(_statuses(market, jobs, now, from_block=from_block, agent_timeouts=agent_timeouts)))
+    return ClientJobs(
+        client, block, now, tuple(_statuses(market, jobs, now, from_block=from_block, agent_timeouts=agent_timeouts))
+    )

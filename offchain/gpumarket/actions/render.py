@@ -33,8 +33,10 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, empty: str =
     numeric = [all(_NUMERIC.match(row[i]) for row in cells) for i in range(len(headers))]
 
     def line(values: Sequence[str]) -> str:
-        parts = [value.rjust(width) if right else value.ljust(width)
-                 for value, width, right in zip(values, widths, numeric, strict=True)]
+        parts = [
+            value.rjust(width) if right else value.ljust(width)
+            for value, width, right in zip(values, widths, numeric, strict=True)
+        ]
         return "  ".join(parts).rstrip()
 
     return "\n".join([line(headers), "  ".join("-" * width for width in widths), *(line(row) for row in cells)])

@@ -93,8 +93,17 @@ class AnvilNode:
         return self._process is not None and self._process.poll() is None
 
     def _command(self) -> list[str]:
-        command = [str(self.binary), "--host", "127.0.0.1", "--port", str(self.port),
-                   "--accounts", str(self.accounts), "--mnemonic", TEST_MNEMONIC]
+        command = [
+            str(self.binary),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--accounts",
+            str(self.accounts),
+            "--mnemonic",
+            TEST_MNEMONIC,
+        ]
         if self.state_path is not None:
             command += ["--state", str(self.state_path)]
         if self.block_time is not None:
@@ -109,8 +118,9 @@ class AnvilNode:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log_file:
-            self._process = subprocess.Popen(self._command(), stdout=log_file, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL)
+            self._process = subprocess.Popen(
+                self._command(), stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             output = self.log_path.read_bytes()[offset:].decode(errors="replace")
@@ -146,6 +156,7 @@ class AnvilNode:
     def __enter__(self) -> AnvilNode:
         return self.start() if not self.running else self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.stop()

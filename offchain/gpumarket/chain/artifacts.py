@@ -245,8 +245,9 @@ def main(argv: list[str] | None = None) -> None:
     """`python -m gpumarket.chain.artifacts`: compile contracts/ and write the shipped file."""
     parser = argparse.ArgumentParser(prog="python -m gpumarket.chain.artifacts", description=main.__doc__)
     parser.add_argument("--contracts", type=Path, default=None, help="the sources (default: the checkout's)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"the file to write (default: the package's {SHIPPED_PATH})")
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"the file to write (default: the package's {SHIPPED_PATH})"
+    )
     args = parser.parse_args(argv)
     try:
         artifacts = compile_contracts(args.contracts)

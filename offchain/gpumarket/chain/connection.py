@@ -170,8 +170,14 @@ def call_with_retry(
             if attempt + 1 == policy.attempts:
                 raise ChainUnavailable(f"{what}: node unreachable after {policy.attempts} attempts: {error}") from error
             delay = policy.delay(attempt)
-            log.warning("%s failed (%s); retry %d/%d in %.2f s", what, type(error).__name__, attempt + 1,
-                        policy.attempts - 1, delay)
+            log.warning(
+                "%s failed (%s); retry %d/%d in %.2f s",
+                what,
+                type(error).__name__,
+                attempt + 1,
+                policy.attempts - 1,
+                delay,
+            )
             sleep(delay)
     raise AssertionError("unreachable")  # the loop returns or raises
 

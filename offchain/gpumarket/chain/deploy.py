@@ -95,15 +95,21 @@ def shipped_contracts() -> SimpleNamespace:
     from ape.contracts import ContractContainer
     from ethpm_types import ContractType
 
-    return SimpleNamespace(**{
-        name: ContractContainer(ContractType.model_validate({
-            "contractName": name,
-            "abi": artifact.abi,
-            "deploymentBytecode": {"bytecode": artifact.bytecode},
-            "runtimeBytecode": {"bytecode": artifact.runtime_bytecode},
-        }))
-        for name, artifact in load_artifacts().contracts.items()
-    })
+    return SimpleNamespace(
+        **{
+            name: ContractContainer(
+                ContractType.model_validate(
+                    {
+                        "contractName": name,
+                        "abi": artifact.abi,
+                        "deploymentBytecode": {"bytecode": artifact.bytecode},
+                        "runtimeBytecode": {"bytecode": artifact.runtime_bytecode},
+                    }
+                )
+            )
+            for name, artifact in load_artifacts().contracts.items()
+        }
+    )
 
 
 def _has_code(provider: Any, address: str) -> bool:
@@ -134,9 +140,7 @@ def deploy_market(
 
     provider = networks.provider
     network = provider.network
-    check_for_network(
-        params, dev_network=network.is_dev, deploy_mock_tokens=deploy_mock_tokens, network=network.name
-    )
+    check_for_network(params, dev_network=network.is_dev, deploy_mock_tokens=deploy_mock_tokens, network=network.name)
     token_refs = {
         "stake_token": MOCK if deploy_mock_tokens else params.stake_token,
         "payment_token": MOCK if deploy_mock_tokens else params.payment_token,

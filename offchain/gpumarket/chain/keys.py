@@ -181,4 +181,3 @@ def load_key(spec: str, *, w3: Web3 | None = None, accounts_dir: Path | None = N
             raise KeyLoadError(f"{kind}: expected {kind}:<index>, got {spec!r}") from None
         return test_account(index) if kind == "test-account" else test_oracle(index)
     raise KeyLoadError(f"unknown key source {kind!r}: use keystore:<alias>, test-account:<i> or test-oracle:<i>")
-

@@ -96,8 +96,9 @@ class _Bound:
 
     def with_signer(self, signer: Signer) -> Self:
         """The same contract, transacting as `signer`."""
-        return type(self)(self.w3, self.address, signer=signer, artifacts=self._artifacts,
-                          tx_settings=self._tx_settings)
+        return type(self)(
+            self.w3, self.address, signer=signer, artifacts=self._artifacts, tx_settings=self._tx_settings
+        )
 
     @property
     def sender(self) -> str | None:
@@ -189,9 +190,7 @@ class Market(_Bound):
         return f"Market({self.address}, signer={self.sender})"
 
     def _decode_events(self, receipt: Any) -> tuple[MarketEvent, ...]:
-        decoded = (
-            self.decoder.decode(raw) for raw in receipt["logs"] if _address(raw["address"]) == self.address
-        )
+        decoded = (self.decoder.decode(raw) for raw in receipt["logs"] if _address(raw["address"]) == self.address)
         return tuple(event for event in decoded if event is not None)
 
     # ------------------------------------------------------------------ identity
@@ -215,14 +214,24 @@ class Market(_Bound):
     @property
     def stake_token(self) -> Token:
         """STAKE_TOKEN, bound to the same signer."""
-        return Token(self.w3, self._token_addresses()[0], signer=self.signer, artifacts=self._artifacts,
-                     tx_settings=self._tx_settings)
+        return Token(
+            self.w3,
+            self._token_addresses()[0],
+            signer=self.signer,
+            artifacts=self._artifacts,
+            tx_settings=self._tx_settings,
+        )
 
     @property
     def payment_token(self) -> Token:
         """PAYMENT_TOKEN, bound to the same signer."""
-        return Token(self.w3, self._token_addresses()[1], signer=self.signer, artifacts=self._artifacts,
-                     tx_settings=self._tx_settings)
+        return Token(
+            self.w3,
+            self._token_addresses()[1],
+            signer=self.signer,
+            artifacts=self._artifacts,
+            tx_settings=self._tx_settings,
+        )
 
     # ------------------------------------------------------------------ reads
 

@@ -53,8 +53,14 @@ class MarketDeployment:
     block: int
     mock_tokens: bool
 
-    def market_at(self, w3: Web3, *, signer: Signer | None = None, artifacts: Artifacts | None = None,
-                  tx_settings: TxSettings | None = None) -> Market:
+    def market_at(
+        self,
+        w3: Web3,
+        *,
+        signer: Signer | None = None,
+        artifacts: Artifacts | None = None,
+        tx_settings: TxSettings | None = None,
+    ) -> Market:
         """A Market for this deployment on `w3`; ChainMismatch when `w3` serves another chain."""
         chain_id = int(w3.eth.chain_id)
         if chain_id != self.chain_id:
@@ -103,14 +109,26 @@ def _deploy(
     return Web3.to_checksum_address(receipt["contractAddress"]), int(receipt["blockNumber"])
 
 
-def deploy_mock_token(w3: Web3, deployer: Signer, name: str, symbol: str, *, decimals: int = MOCK_TOKEN_DECIMALS,
-                      artifacts: Artifacts | None = None) -> str:
+def deploy_mock_token(
+    w3: Web3,
+    deployer: Signer,
+    name: str,
+    symbol: str,
+    *,
+    decimals: int = MOCK_TOKEN_DECIMALS,
+    artifacts: Artifacts | None = None,
+) -> str:
     """Deploy one open-mint MockToken (local chains only); returns its address."""
     if not is_local_chain(w3):
         raise ParamsError("a MockToken (open mint) is only allowed on a local chain")
     artifact = (artifacts or load_artifacts())["MockToken"]
-    address, _ = _deploy(Transactor.for_signer(w3, deployer), artifact.bytecode, artifact.abi,
-                         [name, symbol, decimals], f"deploy MockToken {symbol}")
+    address, _ = _deploy(
+        Transactor.for_signer(w3, deployer),
+        artifact.bytecode,
+        artifact.abi,
+        [name, symbol, decimals],
+        f"deploy MockToken {symbol}",
+    )
     return address
 
 
@@ -130,8 +148,9 @@ def deploy_market_web3(
     """
     artifacts = artifacts or load_artifacts()
     chain_id = int(w3.eth.chain_id)
-    check_for_network(params, dev_network=is_local_chain(w3), deploy_mock_tokens=deploy_mock_tokens,
-                      network=f"chain {chain_id}")
+    check_for_network(
+        params, dev_network=is_local_chain(w3), deploy_mock_tokens=deploy_mock_tokens, network=f"chain {chain_id}"
+    )
     sender = Transactor.for_signer(w3, deployer)
     tokens: dict[str, str] = {}
     for field in ("stake_token", "payment_token"):
@@ -148,9 +167,16 @@ def deploy_market_web3(
 
     artifact = artifacts["GpuMarket"]
     address, block = _deploy(
-        sender, artifact.bytecode, artifact.abi,
-        [tokens["stake_token"], tokens["payment_token"], treasury, params.committee.members,
-         params.committee.threshold],
+        sender,
+        artifact.bytecode,
+        artifact.abi,
+        [
+            tokens["stake_token"],
+            tokens["payment_token"],
+            treasury,
+            params.committee.members,
+            params.committee.threshold,
+        ],
         "deploy GpuMarket",
     )
     log.info("GpuMarket deployed at %s (block %d)", address, block)
@@ -195,11 +221,17 @@ def _mismatches(market: Market, params: DeployParams, tokens: dict[str, str], tr
         "threshold": market.threshold(),
         "epoch": market.epoch(),
     }
-    problems = [f"{key}: expected {value!r}, contract has {actual[key]!r}" for key, value in expected.items()
-                if actual[key] != value]
+    problems = [
+        f"{key}: expected {value!r}, contract has {actual[key]!r}"
+        for key, value in expected.items()
+        if actual[key] != value
+    ]
     parameters = market.parameters()
-    problems += [f"parameters.{name}: expected {value}, contract has {parameters[name]}"
-                 for name, value in params.overrides().items() if parameters[name] != value]
+    problems += [
+        f"parameters.{name}: expected {value}, contract has {parameters[name]}"
+        for name, value in params.overrides().items()
+        if parameters[name] != value
+    ]
     for gpu_class in params.gpu_classes:
         floor = market.class_floor(gpu_class.id)
         if floor != gpu_class.floor_per_gpu_gops:

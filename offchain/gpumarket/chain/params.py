@@ -143,9 +143,7 @@ class CommitteeParams(_Strict):
         if self.threshold > count:
             raise ValueError(f"threshold {self.threshold} is above the member count {count}")
         if self.threshold * 2 <= count:
-            raise ValueError(
-                f"threshold {self.threshold} of {count} is not a strict majority (needs > {count // 2})"
-            )
+            raise ValueError(f"threshold {self.threshold} of {count} is not a strict majority (needs > {count // 2})")
         return self
 
 
@@ -202,8 +200,10 @@ class DeployParams(_Strict):
         """These parameters with one class's floor changed (a local world on a shared machine)."""
         if class_id not in {c.id for c in self.gpu_classes}:
             raise ParamsError(f"no gpu class {class_id} in these parameters")
-        classes = [c.model_copy(update={"floor_per_gpu_gops": floor_per_gpu_gops}) if c.id == class_id else c
-                   for c in self.gpu_classes]
+        classes = [
+            c.model_copy(update={"floor_per_gpu_gops": floor_per_gpu_gops}) if c.id == class_id else c
+            for c in self.gpu_classes
+        ]
         return self.model_copy(update={"gpu_classes": classes})
 
 
@@ -288,4 +288,3 @@ def check_for_network(params: DeployParams, *, dev_network: bool, deploy_mock_to
                 )
     if problems:
         raise ParamsError("\n".join(problems))
-

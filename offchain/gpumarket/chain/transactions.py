@@ -139,8 +139,9 @@ class Transactor:
         if receipt["status"] != 1:
             reason = self._replay_reason(call, int(receipt["blockNumber"]))
             raise ContractRevert(reason, function=label, tx_hash=tx_hash)
-        log.debug("%s from %s mined in block %s (gas %s)", label, self.address, receipt["blockNumber"],
-                  receipt["gasUsed"])
+        log.debug(
+            "%s from %s mined in block %s (gas %s)", label, self.address, receipt["blockNumber"], receipt["gasUsed"]
+        )
         return receipt
 
     def _chain(self) -> int:

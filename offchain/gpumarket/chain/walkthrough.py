@@ -177,7 +177,13 @@ def run_walkthrough(
     spec = b'{"image":"gpumarket/matmul-demo","args":["--size","512"]}'
     accept_deadline = chain.pending_timestamp + 3_600
     receipt = market.create_job(
-        CPU_DEV, 1, MAX_PRICE_PER_GPU_SECOND, MAX_DURATION, keccak(spec), ZERO_ADDRESS, accept_deadline,
+        CPU_DEV,
+        1,
+        MAX_PRICE_PER_GPU_SECOND,
+        MAX_DURATION,
+        keccak(spec),
+        ZERO_ADDRESS,
+        accept_deadline,
         sender=actors.client,
     )
     # From the event: a receipt's return_value is re-derived by some providers after the fact.
@@ -205,8 +211,13 @@ def run_walkthrough(
     _expect("locked stake", market.stake_of(actors.provider).locked, collateral)
 
     report = job_report(
-        job_id, actors.provider, Outcome.COMPLETED, GPU_SECONDS_RUN, epoch=market.epoch(),
-        result_hash=keccak(b"result"), evidence_hash=keccak(b"nvml samples"),
+        job_id,
+        actors.provider,
+        Outcome.COMPLETED,
+        GPU_SECONDS_RUN,
+        epoch=market.epoch(),
+        result_hash=keccak(b"result"),
+        evidence_hash=keccak(b"nvml samples"),
     )
     receipt = market.settle(report, committee.sign(domain, report), sender=actors.keeper)
     payment = PRICE_PER_GPU_SECOND * GPU_SECONDS_RUN

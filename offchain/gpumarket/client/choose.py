@@ -102,8 +102,9 @@ class ProviderOffer:
         }
 
 
-def job_collateral(price_per_gpu_second: int, gpu_count: int, max_duration: int, collateral_bps: int,
-                   collateral_rate: int) -> int:
+def job_collateral(
+    price_per_gpu_second: int, gpu_count: int, max_duration: int, collateral_bps: int, collateral_rate: int
+) -> int:
     """The collateral accept_job locks (escrow.vy `_collateral`, rounded up)."""
     scaled = price_per_gpu_second * gpu_count * max_duration * collateral_bps * collateral_rate
     return -(-scaled // (BPS * RATE_SCALE))
@@ -175,8 +176,12 @@ def _rank(offer: ProviderOffer) -> tuple[int, int, str]:
 
 
 def choose_providers(
-    market: Market, requirements: JobRequirements, *, offers: list[ProviderOffer] | None = None,
-    from_block: int = 0, probe: HttpTimeouts | None = PROBE_TIMEOUTS,
+    market: Market,
+    requirements: JobRequirements,
+    *,
+    offers: list[ProviderOffer] | None = None,
+    from_block: int = 0,
+    probe: HttpTimeouts | None = PROBE_TIMEOUTS,
 ) -> list[ProviderOffer]:
     """The providers that could accept and start this job now, best first (see the module
     docstring); `probe` None judges by the chain alone."""
@@ -185,8 +190,11 @@ def choose_providers(
     candidates = []
     for offer in offers:
         collateral = job_collateral(
-            offer.price_per_gpu_second, requirements.gpu_count, requirements.max_duration,
-            parameters["collateral_bps"], parameters["collateral_rate"],
+            offer.price_per_gpu_second,
+            requirements.gpu_count,
+            requirements.max_duration,
+            parameters["collateral_bps"],
+            parameters["collateral_rate"],
         )
         if (
             offer.gpu_class == requirements.gpu_class
@@ -198,13 +206,17 @@ def choose_providers(
         ):
             candidates.append(offer)
     if probe is not None:
-        candidates = [offer for offer in with_agents(candidates, probe)
-                      if offer.agent is not None and offer.agent.can_run(requirements.gpu_count)]
+        candidates = [
+            offer
+            for offer in with_agents(candidates, probe)
+            if offer.agent is not None and offer.agent.can_run(requirements.gpu_count)
+        ]
     return sorted(candidates, key=_rank)
 
 
-def choose_provider(market: Market, requirements: JobRequirements, *, from_block: int = 0,
-                    probe: HttpTimeouts | None = PROBE_TIMEOUTS) -> ProviderOffer:
+def choose_provider(
+    market: Market, requirements: JobRequirements, *, from_block: int = 0, probe: HttpTimeouts | None = PROBE_TIMEOUTS
+) -> ProviderOffer:
     """The best candidate; NoProviderAvailable when none can take the job."""
     ranked = choose_providers(market, requirements, from_block=from_block, probe=probe)
     if not ranked:

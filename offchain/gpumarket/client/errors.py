@@ -87,6 +87,7 @@ class JobNotRunning(ClientError):
     """An action needs a RUNNING job (or a finished one) and the chain says otherwise."""
 
     code = "job_not_running"
+
     def __init__(self, job_id: int, state: str, hint: str = "") -> None:
         self.job_id = job_id
         self.state = state
@@ -104,10 +105,13 @@ class JobNotAccepted(ClientError):
         self.accept_deadline = accept_deadline
         self.deadline_passed = deadline_passed
         why = "its accept deadline passed" if deadline_passed else "the wait timed out"
-        hint = (f"expire it for the refund: `gpumarket client cancel {job_id} --expire`" if deadline_passed else
-                f"it stays open until its accept deadline: wait for it and send the spec with `gpumarket client"
-                f" send-spec {job_id} --spec FILE --wait`, or take the escrow back with `gpumarket client cancel"
-                f" {job_id}`")
+        hint = (
+            f"expire it for the refund: `gpumarket client cancel {job_id} --expire`"
+            if deadline_passed
+            else f"it stays open until its accept deadline: wait for it and send the spec with `gpumarket client"
+            f" send-spec {job_id} --spec FILE --wait`, or take the escrow back with `gpumarket client cancel"
+            f" {job_id}`"
+        )
         when = datetime.fromtimestamp(accept_deadline, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         super().__init__(f"job {job_id} not accepted: {why} (accept deadline {when})", hint)
 

@@ -64,8 +64,12 @@ class ProviderApi:
             raise ProviderUnreachable(endpoint, "not an http(s) URL")
         self.endpoint = endpoint.rstrip("/")
         self.timeouts = timeouts or HttpTimeouts()
-        self._web = WebClient(self.endpoint, timeouts=self.timeouts, max_response_bytes=MAX_JSON_BYTES,
-                              headers={"Accept": "application/json"})
+        self._web = WebClient(
+            self.endpoint,
+            timeouts=self.timeouts,
+            max_response_bytes=MAX_JSON_BYTES,
+            headers={"Accept": "application/json"},
+        )
 
     def __repr__(self) -> str:
         return f"ProviderApi({self.endpoint})"
@@ -80,7 +84,12 @@ class ProviderApi:
         self.close()
 
     def request(
-        self, method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
         limit: int = MAX_JSON_BYTES,
     ) -> bytes:
         """The body of a 2xx answer; ProviderRefused for any other answer (a redirect is not
@@ -165,8 +174,14 @@ class AgentHealth:
         return f"agent up, {self.free_gpus} of {self.gpus} GPU(s) free"
 
     def to_json(self) -> dict[str, Any]:
-        return {"endpoint": self.endpoint, "answered": self.answered, "gpus": self.gpus, "free_gpus": self.free_gpus,
-                "provider": self.provider, "error": self.error}
+        return {
+            "endpoint": self.endpoint,
+            "answered": self.answered,
+            "gpus": self.gpus,
+            "free_gpus": self.free_gpus,
+            "provider": self.provider,
+            "error": self.error,
+        }
 
 
 def _count(value: Any) -> int | None:
@@ -185,8 +200,13 @@ def probe_agent(endpoint: str, timeouts: HttpTimeouts = PROBE_TIMEOUTS) -> Agent
     if document.get("status") != "ok" or not isinstance(gpus, list) or free is None:
         return AgentHealth(endpoint, answered=False, error="its /health answer is not a gpumarket agent's")
     provider = document.get("provider")
-    return AgentHealth(endpoint, answered=True, gpus=len(gpus), free_gpus=min(free, len(gpus)),
-                       provider=provider if isinstance(provider, str) else None)
+    return AgentHealth(
+        endpoint,
+        answered=True,
+        gpus=len(gpus),
+        free_gpus=min(free, len(gpus)),
+        provider=provider if isinstance(provider, str) else None,
+    )
 
 
 def probe_agents(endpoints: Iterable[str], timeouts: HttpTimeouts = PROBE_TIMEOUTS) -> dict[str, AgentHealth]:

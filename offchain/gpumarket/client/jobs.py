@@ -111,8 +111,14 @@ class AgentAnswer:
         return text
 
     def to_json(self) -> dict[str, Any]:
-        return {"state": self.state, "has_spec": self.has_spec, "exit_code": self.exit_code, "error": self.error,
-                "code": self.code, "status": self.status}
+        return {
+            "state": self.state,
+            "has_spec": self.has_spec,
+            "exit_code": self.exit_code,
+            "error": self.error,
+            "code": self.code,
+            "status": self.status,
+        }
 
 
 @dataclass(frozen=True)
@@ -168,7 +174,9 @@ class JobUpdate:
             "provider_state": self.provider_state,
             "provider_status": self.provider_status,
             "provider_error": self.provider_error,
-            "settlement": None if self.settled is None else {
+            "settlement": None
+            if self.settled is None
+            else {
                 "outcome": self.settled.outcome.name,
                 "gpu_seconds": self.settled.gpu_seconds,
                 "provider_payment": str(self.settled.provider_payment),
@@ -316,11 +324,17 @@ class JobClient:
         if job.state != JobState.RUNNING:
             raise JobNotRunning(job_id, job.state.name, "send the spec once a provider accepted the job")
         if spec_hash(spec) != job.spec_hash:
-            raise ClientError(f"job {job_id}: this spec does not hash to the job's spec_hash",
-                              "send the spec the job was created with")
+            raise ClientError(
+                f"job {job_id}: this spec does not hash to the job's spec_hash",
+                "send the spec the job was created with",
+            )
         signed = sign_request(
-            self._key, action="put-spec", chain_id=self.market.chain_id, market=self.market.address,
-            job_id=job_id, spec_hash=job.spec_hash,
+            self._key,
+            action="put-spec",
+            chain_id=self.market.chain_id,
+            market=self.market.address,
+            job_id=job_id,
+            spec_hash=job.spec_hash,
         )
         answer = self._api(job, endpoint).put_spec(job_id, spec.canonical_bytes(), signed.to_header())
         log.info("job %d: spec sent (started=%s)", job_id, answer.get("started"))

@@ -76,7 +76,7 @@ def _under(mount: _Mount, cgroup_path: str) -> Path:
     """Where ``cgroup_path`` (as /proc/<pid>/cgroup names it) lies under ``mount``."""
     relative = cgroup_path
     if mount.root != "/" and (cgroup_path == mount.root or cgroup_path.startswith(mount.root + "/")):
-        relative = cgroup_path[len(mount.root):]
+        relative = cgroup_path[len(mount.root) :]
     return mount.point / relative.lstrip("/")
 
 
@@ -142,8 +142,13 @@ class ContainerCgroup:
         memory = memory_v1 if memory_v1 is not None else v2
         if cpu is None or memory is None:
             return None
-        return cls(cpu=cpu, memory=memory, pids=pids if pids is not None else v2, v1_cpu=cpuacct is not None,
-                   v1_memory=memory_v1 is not None)
+        return cls(
+            cpu=cpu,
+            memory=memory,
+            pids=pids if pids is not None else v2,
+            v1_cpu=cpuacct is not None,
+            v1_memory=memory_v1 is not None,
+        )
 
     def read(self) -> CgroupUsage | None:
         """The container's usage now; None once its cgroup is gone."""

@@ -314,12 +314,16 @@ class EngineHost:
         if not self.rootless:
             return None
         if self.cgroup_version != "v2":
-            return ("rootless podman on cgroups v1 ignores memory, CPU and pids limits: run the agent as root, "
-                    "or rootless on a cgroups v2 host with systemd's controller delegation")
+            return (
+                "rootless podman on cgroups v1 ignores memory, CPU and pids limits: run the agent as root, "
+                "or rootless on a cgroups v2 host with systemd's controller delegation"
+            )
         missing = [name for name in LIMIT_CONTROLLERS if name not in self.cgroup_controllers]
         if missing:
-            return (f"rootless podman here has no {', '.join(missing)} cgroup controller (not delegated to this "
-                    "user by systemd: Delegate=cpu memory pids in user@.service), so jobs' limits would be ignored")
+            return (
+                f"rootless podman here has no {', '.join(missing)} cgroup controller (not delegated to this "
+                "user by systemd: Delegate=cpu memory pids in user@.service), so jobs' limits would be ignored"
+            )
         return None
 
 
@@ -351,8 +355,15 @@ class PodmanEngine:
             # From the filesystem root: podman's conmon outlives this call and writes files (an
             # "oom" marker) into the directory it was started in, which must not be the caller's.
             return subprocess.run(
-                argv, env=self._environment(), cwd="/", stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                errors="replace", timeout=self.timeout_s if timeout_s is None else timeout_s, check=False,
+                argv,
+                env=self._environment(),
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=self.timeout_s if timeout_s is None else timeout_s,
+                check=False,
             )
         except subprocess.TimeoutExpired as error:
             stderr = error.stderr.decode(errors="replace") if isinstance(error.stderr, bytes) else (error.stderr or "")

@@ -79,7 +79,10 @@ def _build(image: str, env: Mapping[str, str] | None) -> None:
         rootfs = Path(scratch) / "rootfs.tar"
         built = subprocess.run(
             ["mmdebstrap", "--variant=essential", "--include=python3", "--format=tar", _SUITE, str(rootfs)],
-            capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S, check=False,
+            capture_output=True,
+            text=True,
+            timeout=_BUILD_TIMEOUT_S,
+            check=False,
         )
         if built.returncode != 0:
             raise ImageBuildError(f"mmdebstrap failed ({built.returncode}): {built.stderr.strip()[-2000:]}")

@@ -113,7 +113,7 @@ class LogCounter:
         if end < 0:
             self._pending = data
             return
-        self._pending = data[end + 1:]
+        self._pending = data[end + 1 :]
         for line in data[:end].split(b"\n"):
             if not line:
                 continue

@@ -186,9 +186,12 @@ class RegistryClient:
         self.max_manifest_bytes = max_manifest_bytes
         self.max_index_manifests = max_index_manifests
         self.default_https = default_https
-        self._web = WebClient(timeouts=Timeouts(self.timeouts.connect_s, self.timeouts.read_s),
-                              max_response_bytes=max_manifest_bytes, max_error_bytes=_MAX_ERROR_BYTES,
-                              headers={"User-Agent": "gpumarket-oracle"})
+        self._web = WebClient(
+            timeouts=Timeouts(self.timeouts.connect_s, self.timeouts.read_s),
+            max_response_bytes=max_manifest_bytes,
+            max_error_bytes=_MAX_ERROR_BYTES,
+            headers={"User-Agent": "gpumarket-oracle"},
+        )
 
     def close(self) -> None:
         """Close the pooled connections (also done when the client is collected)."""
@@ -208,8 +211,10 @@ class RegistryClient:
         """Whether the reference's registry serves its manifest by digest, and the image's size;
         within ``timeout_s`` when given (and ``timeouts.total_s`` in any case)."""
         if reference.registry is None:
-            return ImageCheck(ImageStatus.UNCHECKABLE, detail=(
-                f"{reference} names no registry (the engine's default applies): this oracle does not check it"))
+            return ImageCheck(
+                ImageStatus.UNCHECKABLE,
+                detail=(f"{reference} names no registry (the engine's default applies): this oracle does not check it"),
+            )
         host = reference.registry.lower()
         local = host.partition(":")[0] == "localhost"
         base = self._bases.get(host)
@@ -250,9 +255,13 @@ class RegistryClient:
         if not linux:
             raise _Failed(ImageStatus.NOT_FOUND, "the index lists no linux manifest")
         if len(linux) > self.max_index_manifests:
-            raise _Failed(ImageStatus.UNCHECKABLE, (
-                f"the index lists {len(linux)} linux manifests, more than the {self.max_index_manifests} "
-                "this oracle fetches"))
+            raise _Failed(
+                ImageStatus.UNCHECKABLE,
+                (
+                    f"the index lists {len(linux)} linux manifests, more than the {self.max_index_manifests} "
+                    "this oracle fetches"
+                ),
+            )
         sizes = []
         for child in linux:
             body, media_type = self._manifest(session, child)
@@ -270,8 +279,10 @@ class RegistryClient:
         if answer.status == 200:
             actual = "sha256:" + hashlib.sha256(answer.body).hexdigest()
             if actual != digest:
-                raise _Failed(ImageStatus.UNREACHABLE, (
-                    f"the registry served bytes that hash to {actual}, not {digest}: not trusted"))
+                raise _Failed(
+                    ImageStatus.UNREACHABLE,
+                    (f"the registry served bytes that hash to {actual}, not {digest}: not trusted"),
+                )
             content_type = (answer.headers.get("Content-Type") or "").split(";")[0].strip()
             return answer.body, content_type
         codes = _error_codes(answer.body)
@@ -301,8 +312,7 @@ class RegistryClient:
             return headers
         return {**headers, "Authorization": f"Bearer {session.token}"}
 
-    def _follow(self, session: _Session, url: urllib.parse.SplitResult, headers: dict[str, str],
-                limit: int) -> Answer:
+    def _follow(self, session: _Session, url: urllib.parse.SplitResult, headers: dict[str, str], limit: int) -> Answer:
         """One GET, following redirects only within the same origin."""
         origin = _origin(url)
         for _ in range(_MAX_REDIRECTS + 1):
@@ -324,8 +334,10 @@ class RegistryClient:
         """An anonymous token from the Bearer challenge's realm."""
         scheme, _, params_text = challenge.strip().partition(" ")
         if scheme.lower() != "bearer":
-            raise _Failed(ImageStatus.UNREACHABLE, (
-                f"the registry wants {scheme or 'unnamed'} auth: credentials this oracle does not have"))
+            raise _Failed(
+                ImageStatus.UNREACHABLE,
+                (f"the registry wants {scheme or 'unnamed'} auth: credentials this oracle does not have"),
+            )
         params = _auth_params(params_text)
         realm = params.get("realm", "")
         try:
@@ -356,8 +368,7 @@ class RegistryClient:
             raise _Failed(ImageStatus.UNREACHABLE, "the token realm's answer holds no usable token")
         return token
 
-    def _request(self, session: _Session, url: urllib.parse.SplitResult, headers: dict[str, str],
-                 limit: int) -> Answer:
+    def _request(self, session: _Session, url: urllib.parse.SplitResult, headers: dict[str, str], limit: int) -> Answer:
         """One GET; every wait in it (connect, each read) ends by the check's deadline."""
         session.remaining()  # _Failed once the check's time is up
         try:
@@ -422,8 +433,10 @@ def _blob_size(descriptor: object, where: str) -> int:
 def _manifest_size(document: dict[str, Any], media_type: str) -> int:
     """config.size + sum(layers[].size) of a single (OCI or Docker v2) image manifest."""
     if document.get("schemaVersion") != 2:
-        raise _Failed(ImageStatus.UNCHECKABLE, (
-            f"schemaVersion {document.get('schemaVersion')!r} manifests are not sized by this oracle"))
+        raise _Failed(
+            ImageStatus.UNCHECKABLE,
+            (f"schemaVersion {document.get('schemaVersion')!r} manifests are not sized by this oracle"),
+        )
     if media_type and media_type not in _MANIFEST_TYPES and media_type not in ("application/json",):
         raise _Failed(ImageStatus.UNCHECKABLE, f"media type {media_type[:80]!r} is not an image manifest")
     layers = document.get("layers")

@@ -60,9 +60,15 @@ def _logs_to(path: Path) -> Iterator[None]:
         handler.close()
 
 
-def tell(make_launcher: Callable[[Path, ServiceTiming, RuntimeSettings], Launcher], *, as_json: bool,
-         workdir: Path | None, keep: bool, params: StoryParams = _STORY,
-         runtime: RuntimeSettings = PROCESS_RUNTIME) -> int:
+def tell(
+    make_launcher: Callable[[Path, ServiceTiming, RuntimeSettings], Launcher],
+    *,
+    as_json: bool,
+    workdir: Path | None,
+    keep: bool,
+    params: StoryParams = _STORY,
+    runtime: RuntimeSettings = PROCESS_RUNTIME,
+) -> int:
     """Play the story with the launcher `make_launcher` builds; print the summary; the exit status.
 
     With the container runtime the jobs run in the local Python image (built first when missing,
@@ -107,16 +113,24 @@ def tell(make_launcher: Callable[[Path, ServiceTiming, RuntimeSettings], Launche
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 _workdir_option = click.option(
-    "--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
     help="Where the services keep their files and logs [default: a temporary directory].",
 )
 _keep_option = click.option("--keep", is_flag=True, help="Keep the temporary working directory after a clean run.")
 _runtime_option = click.option(
-    "--runtime", "runtime_kind", type=click.Choice(RUNTIMES), default="process", show_default=True,
+    "--runtime",
+    "runtime_kind",
+    type=click.Choice(RUNTIMES),
+    default="process",
+    show_default=True,
     help="How the providers run jobs: host processes, or Podman containers of a local Python image.",
 )
 _containers_conf_option = click.option(
-    "--containers-conf", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+    "--containers-conf",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
     help="A containers.conf for podman [default: $CONTAINERS_CONF, else podman's own].",
 )
 
@@ -137,8 +151,15 @@ def demo(as_json: bool, workdir: Path | None, keep: bool, runtime_kind: str, con
     Exits 1 when anything did not go as the protocol says."""
     from gpumarket.demo.inprocess import InProcessLauncher
 
-    sys.exit(tell(InProcessLauncher, as_json=as_json, workdir=workdir, keep=keep,
-                  runtime=_runtime(runtime_kind, containers_conf)))
+    sys.exit(
+        tell(
+            InProcessLauncher,
+            as_json=as_json,
+            workdir=workdir,
+            keep=keep,
+            runtime=_runtime(runtime_kind, containers_conf),
+        )
+    )
 
 
 @click.command("devnet")
@@ -154,14 +175,22 @@ def devnet(as_json: bool, workdir: Path | None, keep: bool, runtime_kind: str, c
     Debian's packages (`make containers`). Exits 1 when anything did not go as the protocol says."""
     from gpumarket.demo.devnet import ProcessLauncher
 
-    sys.exit(tell(ProcessLauncher, as_json=as_json, workdir=workdir, keep=keep,
-                  runtime=_runtime(runtime_kind, containers_conf)))
+    sys.exit(
+        tell(
+            ProcessLauncher,
+            as_json=as_json,
+            workdir=workdir,
+            keep=keep,
+            runtime=_runtime(runtime_kind, containers_conf),
+        )
+    )
 
 
 @click.command("demo-client", hidden=True)
 @click.option("--rpc", required=True)
-@click.option("--deployment", "deployment_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              required=True)
+@click.option(
+    "--deployment", "deployment_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True
+)
 @click.option("--key", "key_spec", required=True)
 @click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
@@ -172,7 +201,8 @@ def demo_client(rpc: str, deployment_path: Path, key_spec: str, plan_path: Path,
     deployment = MarketDeployment.read(deployment_path)
     key = load_key(key_spec, w3=w3)
     plan = ClientPlan.from_json(json.loads(plan_path.read_text()))
-    client = JobClient(deployment.market_at(w3, signer=key), key, poll_interval_s=plan.poll_interval_s,
-                       from_block=deployment.block)
+    client = JobClient(
+        deployment.market_at(w3, signer=key), key, poll_interval_s=plan.poll_interval_s, from_block=deployment.block
+    )
     reports = run_client(client, plan, echo=lambda line: click.echo(line))
     write_reports(report_path, reports)

@@ -93,9 +93,7 @@ class ClientJobReport:
         return cls(**data)
 
 
-def run_client(
-    client: JobClient, plan: ClientPlan, *, echo: Callable[[str], None] = print
-) -> list[ClientJobReport]:
+def run_client(client: JobClient, plan: ClientPlan, *, echo: Callable[[str], None] = print) -> list[ClientJobReport]:
     """Play the client's part (see the module docstring); the reports in plan order."""
     reports = [ClientJobReport(job.index, workload(job.index).name, job.provider) for job in plan.jobs]
     for wave in sorted({job.wave for job in plan.jobs}):
@@ -103,11 +101,18 @@ def run_client(
         for job, report in members:
             spec = workload(job.index).spec(plan.image, plan.gpu_count)
             report.job_id = client.create_job(
-                spec, gpu_class=plan.gpu_class, gpu_count=plan.gpu_count, max_price=plan.max_price,
-                max_duration=plan.max_duration, provider=job.provider, accept_window=plan.accept_window,
+                spec,
+                gpu_class=plan.gpu_class,
+                gpu_count=plan.gpu_count,
+                max_price=plan.max_price,
+                max_duration=plan.max_duration,
+                provider=job.provider,
+                accept_window=plan.accept_window,
             )
-            echo(f"client: created job {report.job_id} ({report.workload}, "
-                 f"{'open to any provider' if job.provider is None else 'directed'})")
+            echo(
+                f"client: created job {report.job_id} ({report.workload}, "
+                f"{'open to any provider' if job.provider is None else 'directed'})"
+            )
         _follow_wave(client, plan, [report for _, report in members], echo)
     claimed = client.claim()
     if claimed:
@@ -119,8 +124,9 @@ def run_client(
     return reports
 
 
-def _follow_wave(client: JobClient, plan: ClientPlan, reports: list[ClientJobReport],
-                 echo: Callable[[str], None]) -> None:
+def _follow_wave(
+    client: JobClient, plan: ClientPlan, reports: list[ClientJobReport], echo: Callable[[str], None]
+) -> None:
     deadline = time.monotonic() + plan.wave_timeout_s
     pending: dict[int, ClientJobReport] = {}
     for report in reports:
@@ -145,8 +151,9 @@ def _follow_wave(client: JobClient, plan: ClientPlan, reports: list[ClientJobRep
             time.sleep(plan.poll_interval_s)
 
 
-def _send_spec(client: JobClient, plan: ClientPlan, job_id: int, report: ClientJobReport,
-               echo: Callable[[str], None]) -> str:
+def _send_spec(
+    client: JobClient, plan: ClientPlan, job_id: int, report: ClientJobReport, echo: Callable[[str], None]
+) -> str:
     try:
         answer = client.send_spec(job_id, workload(report.index).spec(plan.image, plan.gpu_count))
     except ClientError as error:

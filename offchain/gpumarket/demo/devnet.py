@@ -67,8 +67,14 @@ def _tail(path: Path, lines: int = 15) -> str:
 class ProcessLauncher(Launcher):
     description = "on anvil, every oracle, provider and the client its own process"
 
-    def __init__(self, workdir: Path, timing: ServiceTiming, runtime: RuntimeSettings = PROCESS_RUNTIME, *,
-                 chain_state: Path | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        timing: ServiceTiming,
+        runtime: RuntimeSettings = PROCESS_RUNTIME,
+        *,
+        chain_state: Path | None = None,
+    ) -> None:
         """`chain_state`: anvil keeps its chain in this file, so `restart_chain` resumes it."""
         super().__init__(workdir, timing, runtime)
         self._chain_state = chain_state
@@ -98,8 +104,11 @@ class ProcessLauncher(Launcher):
         log_path = self.workdir / f"{name}.log"
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "gpumarket", *arguments], stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                [sys.executable, "-m", "gpumarket", *arguments],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         service = _Service(name, process, log_path, arguments, ready_file)
         self._services.append(service)
@@ -126,8 +135,12 @@ class ProcessLauncher(Launcher):
         if self.runtime.containers_conf is not None:
             arguments += ["--containers-conf", str(self.runtime.containers_conf)]
         if setup.lazy is not None:
-            arguments += ["--cheat-skip-fraction", str(setup.lazy.skip_fraction),
-                          "--cheat-skip-after", str(setup.lazy.honest_challenges)]
+            arguments += [
+                "--cheat-skip-fraction",
+                str(setup.lazy.skip_fraction),
+                "--cheat-skip-after",
+                str(setup.lazy.honest_challenges),
+            ]
         self._spawn(setup.name, arguments, ready)
 
     def start_oracle(self, setup: OracleSetup, deployment: MarketDeployment) -> None:
@@ -186,21 +199,42 @@ class ProcessLauncher(Launcher):
     def stopped_services(self) -> list[str]:
         return [
             f"{service.name}: exited with {service.process.returncode}:\n{_tail(service.log_path)}"
-            for service in self._services if service.process.poll() is not None
+            for service in self._services
+            if service.process.poll() is not None
         ]
 
-    def run_client(self, key_spec: str, deployment: MarketDeployment, plan: ClientPlan,
-                   echo: Callable[[str], None]) -> list[ClientJobReport]:
+    def run_client(
+        self, key_spec: str, deployment: MarketDeployment, plan: ClientPlan, echo: Callable[[str], None]
+    ) -> list[ClientJobReport]:
         plan_path = self.workdir / "client-plan.json"
         report_path = self.workdir / "client-report.json"
         plan_path.write_text(json.dumps(plan.to_json(), indent=1))
         log_path = self.workdir / "client.log"
-        command = [sys.executable, "-m", "gpumarket", "demo-client", "--rpc", self.url,
-                   "--deployment", str(self._deployment_file(deployment)), "--key", key_spec,
-                   "--plan", str(plan_path), "--report", str(report_path)]
+        command = [
+            sys.executable,
+            "-m",
+            "gpumarket",
+            "demo-client",
+            "--rpc",
+            self.url,
+            "--deployment",
+            str(self._deployment_file(deployment)),
+            "--key",
+            key_spec,
+            "--plan",
+            str(plan_path),
+            "--report",
+            str(report_path),
+        ]
         with open(log_path, "w") as log:
-            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                                       text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            process = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
             assert process.stdout is not None
             relay = threading.Thread(target=self._relay, args=(process.stdout, echo), daemon=True)
             relay.start()

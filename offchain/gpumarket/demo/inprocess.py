@@ -54,23 +54,42 @@ class InProcessLauncher(Launcher):
         if setup.lazy is not None:
             prover = LateSkippingProver(1.0 - setup.lazy.skip_fraction, setup.lazy.honest_challenges)
         config = ServiceConfig(
-            rpc=EMBEDDED, deployment=deployment, key=load_key(setup.key_spec, w3=self.w3),
-            db_path=setup.root / "provider.sqlite", workdir=setup.root / "jobs", port=setup.port,
-            backend="numpy", confirmations=0, poll_interval=timing.poll_interval_s,
-            meter_interval=timing.meter_interval_s, runtime=self.runtime,
+            rpc=EMBEDDED,
+            deployment=deployment,
+            key=load_key(setup.key_spec, w3=self.w3),
+            db_path=setup.root / "provider.sqlite",
+            workdir=setup.root / "jobs",
+            port=setup.port,
+            backend="numpy",
+            confirmations=0,
+            poll_interval=timing.poll_interval_s,
+            meter_interval=timing.meter_interval_s,
+            runtime=self.runtime,
         )
         self._providers.append((setup.name, ProviderService(config, w3=self.w3, prover=prover).start()))
 
     def start_oracle(self, setup: OracleSetup, deployment: MarketDeployment) -> None:
         timing = self.timing
         config = OracleServiceConfig(
-            rpc=EMBEDDED, deployment=deployment, key=load_key(setup.key_spec, w3=self.w3),
-            sender=load_key(setup.sender_spec, w3=self.w3), db_path=setup.root / "oracle.sqlite",
-            port=setup.port, peers=setup.peers, confirmations=0, poll_interval=timing.poll_interval_s,
-            tick_interval=timing.tick_interval_s, hardware=HardwareConfig(fallback_delay_s=timing.fallback_delay_s,
-                                    no_answer_retry_s=timing.no_answer_retry_s),
-            jobs=JobConfig(heartbeat_interval_s=timing.heartbeat_interval_s, poll_interval_s=timing.status_poll_s,
-                           silent_after_s=timing.silent_after_s, fallback_delay_s=timing.fallback_delay_s),
+            rpc=EMBEDDED,
+            deployment=deployment,
+            key=load_key(setup.key_spec, w3=self.w3),
+            sender=load_key(setup.sender_spec, w3=self.w3),
+            db_path=setup.root / "oracle.sqlite",
+            port=setup.port,
+            peers=setup.peers,
+            confirmations=0,
+            poll_interval=timing.poll_interval_s,
+            tick_interval=timing.tick_interval_s,
+            hardware=HardwareConfig(
+                fallback_delay_s=timing.fallback_delay_s, no_answer_retry_s=timing.no_answer_retry_s
+            ),
+            jobs=JobConfig(
+                heartbeat_interval_s=timing.heartbeat_interval_s,
+                poll_interval_s=timing.status_poll_s,
+                silent_after_s=timing.silent_after_s,
+                fallback_delay_s=timing.fallback_delay_s,
+            ),
         )
         self._oracles.append((setup.name, OracleService(config, w3=self.w3).start()))
 
@@ -84,11 +103,16 @@ class InProcessLauncher(Launcher):
                 stopped.append(f"{name}: stopped ({oracle.fatal_error or 'asked to'})")
         return stopped
 
-    def run_client(self, key_spec: str, deployment: MarketDeployment, plan: ClientPlan,
-                   echo: Callable[[str], None]) -> list[ClientJobReport]:
+    def run_client(
+        self, key_spec: str, deployment: MarketDeployment, plan: ClientPlan, echo: Callable[[str], None]
+    ) -> list[ClientJobReport]:
         key = load_key(key_spec, w3=self.w3)
-        client = JobClient(deployment.market_at(self.w3, signer=key), key, poll_interval_s=plan.poll_interval_s,
-                           from_block=deployment.block)
+        client = JobClient(
+            deployment.market_at(self.w3, signer=key),
+            key,
+            poll_interval_s=plan.poll_interval_s,
+            from_block=deployment.block,
+        )
         return run_client(client, plan, echo=echo)
 
     def close(self) -> None:

@@ -35,8 +35,17 @@ __all__ = ["AccountRow", "DemoResult", "JobRow", "Roles", "judge"]
 
 _MAX_USAGE_BYTES = 4 * 1024 * 1024
 # JobRow's fields in token base units, written as decimal strings in JSON.
-_AMOUNTS = ("price_per_gpu_second", "paid", "fee", "provider_received", "refunded", "slashed", "client_share",
-            "escrow", "collateral")
+_AMOUNTS = (
+    "price_per_gpu_second",
+    "paid",
+    "fee",
+    "provider_received",
+    "refunded",
+    "slashed",
+    "client_share",
+    "escrow",
+    "collateral",
+)
 
 
 @dataclass(frozen=True)
@@ -49,8 +58,11 @@ class Roles:
 
     def accounts(self) -> dict[str, str]:
         """name -> address of every account that holds tokens in the story."""
-        return {"treasury": self.treasury, "client": self.client,
-                **{role.name: address for address, role in self.providers.items()}}
+        return {
+            "treasury": self.treasury,
+            "client": self.client,
+            **{role.name: address for address, role in self.providers.items()},
+        }
 
     def names(self) -> dict[str, str]:
         return {address: name for name, address in self.accounts().items()}
@@ -110,10 +122,20 @@ class AccountRow:
         return {token: self.after[token] - self.before[token] for token in TOKENS}
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "address": self.address,
-                **{f"{kind}_{token}": str(value) for kind, values in
-                   (("before", self.before), ("after", self.after), ("change", self.change),
-                    ("expected_change", self.expected_change)) for token, value in values.items()}}
+        return {
+            "name": self.name,
+            "address": self.address,
+            **{
+                f"{kind}_{token}": str(value)
+                for kind, values in (
+                    ("before", self.before),
+                    ("after", self.after),
+                    ("change", self.change),
+                    ("expected_change", self.expected_change),
+                )
+                for token, value in values.items()
+            },
+        }
 
 
 @dataclass
@@ -150,18 +172,23 @@ class DemoResult:
 
 def _terms(market: Market, job: Any, parameters: dict[str, int]) -> rules.Terms:
     return rules.Terms(
-        gpu_count=job.gpu_count, max_price_per_gpu_second=job.max_price_per_gpu_second,
-        price_per_gpu_second=job.price_per_gpu_second, max_duration=job.max_duration,
-        protocol_fee_bps=parameters["protocol_fee_bps"], collateral_bps=parameters["collateral_bps"],
-        collateral_rate=parameters["collateral_rate"], slash_bps=parameters["slash_bps"],
+        gpu_count=job.gpu_count,
+        max_price_per_gpu_second=job.max_price_per_gpu_second,
+        price_per_gpu_second=job.price_per_gpu_second,
+        max_duration=job.max_duration,
+        protocol_fee_bps=parameters["protocol_fee_bps"],
+        collateral_bps=parameters["collateral_bps"],
+        collateral_rate=parameters["collateral_rate"],
+        slash_bps=parameters["slash_bps"],
         client_share_bps=parameters["client_share_bps"],
     )
 
 
 def _usage(market: Market, provider: str, job_id: int) -> tuple[UsageRecord, bytes]:
     """The finished job's usage record from its provider's public API, and its hash."""
-    raw = ProviderApi(market.providers(provider).endpoint).request("GET", f"/jobs/{job_id}/usage",
-                                                                    limit=_MAX_USAGE_BYTES)
+    raw = ProviderApi(market.providers(provider).endpoint).request(
+        "GET", f"/jobs/{job_id}/usage", limit=_MAX_USAGE_BYTES
+    )
     return UsageRecord.from_json(raw), keccak(raw)
 
 
@@ -172,15 +199,24 @@ def _compare(label: str, expected: rules.Money, actual: rules.Money, deviations:
             deviations.append(f"{label}: {name} is {got}, the rules say {want}")
 
 
-def judge(market: Market, deployment: MarketDeployment, roles: Roles, reports: list[ClientJobReport],
-          before: Snapshot, runtime: str = "process") -> DemoResult:
+def judge(
+    market: Market,
+    deployment: MarketDeployment,
+    roles: Roles,
+    reports: list[ClientJobReport],
+    before: Snapshot,
+    runtime: str = "process",
+) -> DemoResult:
     """The story's result; see the module docstring. ``runtime``: how every job whose spec was
     sent must have run ("process" or "container")."""
     result = DemoResult(chain=f"chain {deployment.chain_id}", market=deployment.market)
     deviations = result.deviations
     parameters = market.parameters()
-    settled = {e.job_id: e for e in scan_events(market, [JobSettled.name], from_block=deployment.block)
-               if isinstance(e, JobSettled)}
+    settled = {
+        e.job_id: e
+        for e in scan_events(market, [JobSettled.name], from_block=deployment.block)
+        if isinstance(e, JobSettled)
+    }
     slashes = [e for e in scan_events(market, [Slashed.name, HardwareRejected.name], from_block=deployment.block)]
     slash_by_tx = {e.meta.tx_hash: e for e in slashes if isinstance(e, Slashed)}
     expected_money: list[tuple[str, str, rules.Money]] = []
@@ -193,9 +229,11 @@ def judge(market: Market, deployment: MarketDeployment, roles: Roles, reports: l
         role = roles.providers.get(job.provider)
         label = f"job {report.job_id} ({role.name if role else job.provider})"
         if role is None:
-            deviations.append(f"job {report.job_id}: taken by {job.provider}, not one of the story's providers"
-                              if job.provider != "0x0000000000000000000000000000000000000000"
-                              else f"job {report.job_id}: no provider took it ({job.state.name})")
+            deviations.append(
+                f"job {report.job_id}: taken by {job.provider}, not one of the story's providers"
+                if job.provider != "0x0000000000000000000000000000000000000000"
+                else f"job {report.job_id}: no provider took it ({job.state.name})"
+            )
             continue
         expected_outcome = "FAILED" if role.lazy else "COMPLETED"
         terms = _terms(market, job, parameters)
@@ -239,16 +277,30 @@ def judge(market: Market, deployment: MarketDeployment, roles: Roles, reports: l
         )
         if expected is not None and job.state.name == expected_outcome:
             _compare(label, expected, actual, deviations)
-        result.jobs.append(JobRow(
-            job_id=job.job_id, workload=report.workload, directed=report.directed_to is not None,
-            provider=role.name, provider_address=job.provider, state=job.state.name,
-            expected_outcome=expected_outcome, price_per_gpu_second=job.price_per_gpu_second,
-            gpu_seconds=actual.gpu_seconds, paid=actual.payment,
-            fee=actual.fee, provider_received=actual.provider_payment, refunded=actual.client_refund,
-            slashed=actual.slashed, client_share=actual.client_share, escrow=job.escrow,
-            collateral=job.collateral, result=report.result,
-            expected=None if expected is None else asdict(expected), runtime=report.runtime,
-        ))
+        result.jobs.append(
+            JobRow(
+                job_id=job.job_id,
+                workload=report.workload,
+                directed=report.directed_to is not None,
+                provider=role.name,
+                provider_address=job.provider,
+                state=job.state.name,
+                expected_outcome=expected_outcome,
+                price_per_gpu_second=job.price_per_gpu_second,
+                gpu_seconds=actual.gpu_seconds,
+                paid=actual.payment,
+                fee=actual.fee,
+                provider_received=actual.provider_payment,
+                refunded=actual.client_refund,
+                slashed=actual.slashed,
+                client_share=actual.client_share,
+                escrow=job.escrow,
+                collateral=job.collateral,
+                result=report.result,
+                expected=None if expected is None else asdict(expected),
+                runtime=report.runtime,
+            )
+        )
         if report.spec == "sent" and report.runtime != runtime:
             deviations.append(f"{label}: ran in the {report.runtime} runtime, not the story's {runtime} runtime")
 
@@ -264,7 +316,8 @@ def judge(market: Market, deployment: MarketDeployment, roles: Roles, reports: l
     expected_change = rules.deltas(expected_money, roles.treasury, spoofed)
     for name, address in accounts.items():
         row = AccountRow(
-            name=name, address=address,
+            name=name,
+            address=address,
             before={token: before[name][token].total for token in TOKENS},
             after={token: after[name][token].total for token in TOKENS},
             expected_change=expected_change.get(address, {token: 0 for token in TOKENS}),

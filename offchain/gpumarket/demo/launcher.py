@@ -130,8 +130,9 @@ class Launcher(ABC):
         """Services that stopped on their own, each with why (empty while all run)."""
 
     @abstractmethod
-    def run_client(self, key_spec: str, deployment: MarketDeployment, plan: ClientPlan,
-                   echo: Callable[[str], None]) -> list[ClientJobReport]:
+    def run_client(
+        self, key_spec: str, deployment: MarketDeployment, plan: ClientPlan, echo: Callable[[str], None]
+    ) -> list[ClientJobReport]:
         """Play the client's part (gpumarket.demo.client.run_client) to its end."""
 
     @abstractmethod

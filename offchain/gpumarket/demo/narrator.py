@@ -36,39 +36,59 @@ __all__ = ["Narrator", "describe"]
 
 log = logging.getLogger(__name__)
 
-NARRATED = (ProviderRegistered, Staked, HardwareVerified, HardwareRejected, JobCreated, JobAccepted, JobSettled,
-            Slashed, ProviderJailed, JobExpired)
+NARRATED = (
+    ProviderRegistered,
+    Staked,
+    HardwareVerified,
+    HardwareRejected,
+    JobCreated,
+    JobAccepted,
+    JobSettled,
+    Slashed,
+    ProviderJailed,
+    JobExpired,
+)
 
 
 def describe(event: MarketEvent, names: Mapping[str, str]) -> str | None:
     """One line for `event` (None for events the story does not narrate)."""
+
     def who(address: str) -> str:
         return names.get(address, address)
 
     if isinstance(event, ProviderRegistered):
-        return (f"{who(event.provider)} registers {event.gpu_count} GPU(s) of class {event.gpu_class} at "
-                f"{tokens(event.price_per_gpu_second)} mPAY/GPU-s, endpoint {event.endpoint}")
+        return (
+            f"{who(event.provider)} registers {event.gpu_count} GPU(s) of class {event.gpu_class} at "
+            f"{tokens(event.price_per_gpu_second)} mPAY/GPU-s, endpoint {event.endpoint}"
+        )
     if isinstance(event, Staked):
         return f"{who(event.provider)} stakes {tokens(event.amount)} mSTK"
     if isinstance(event, HardwareVerified):
-        return (f"committee verifies {who(event.provider)}'s hardware "
-                f"({event.measured_throughput} GOPS, 2-of-3 report)")
+        return f"committee verifies {who(event.provider)}'s hardware ({event.measured_throughput} GOPS, 2-of-3 report)"
     if isinstance(event, HardwareRejected):
-        return (f"committee rejects {who(event.provider)}'s hardware ({event.measured_throughput} of "
-                f"{event.required_throughput} GOPS), slashed {tokens(event.slashed)} mSTK")
+        return (
+            f"committee rejects {who(event.provider)}'s hardware ({event.measured_throughput} of "
+            f"{event.required_throughput} GOPS), slashed {tokens(event.slashed)} mSTK"
+        )
     if isinstance(event, JobCreated):
         target = "open to any provider" if event.provider not in names else f"for {who(event.provider)}"
         return f"job {event.job_id} created by {who(event.client)} {target}, escrow {tokens(event.escrow)} mPAY"
     if isinstance(event, JobAccepted):
-        return (f"job {event.job_id} accepted by {who(event.provider)} at "
-                f"{tokens(event.price_per_gpu_second)} mPAY/GPU-s, collateral {tokens(event.collateral)} mSTK")
+        return (
+            f"job {event.job_id} accepted by {who(event.provider)} at "
+            f"{tokens(event.price_per_gpu_second)} mPAY/GPU-s, collateral {tokens(event.collateral)} mSTK"
+        )
     if isinstance(event, JobSettled):
         if event.outcome.name == "COMPLETED":
-            return (f"job {event.job_id} settled COMPLETED: {event.gpu_seconds} GPU-s, {who(event.provider)} paid "
-                    f"{tokens(event.provider_payment)} mPAY (+{tokens(event.protocol_fee)} fee), client refunded "
-                    f"{tokens(event.client_refund)} mPAY")
-        return (f"job {event.job_id} settled FAILED: client refunded {tokens(event.client_refund)} mPAY, "
-                f"{who(event.provider)} slashed {tokens(event.slashed)} mSTK")
+            return (
+                f"job {event.job_id} settled COMPLETED: {event.gpu_seconds} GPU-s, {who(event.provider)} paid "
+                f"{tokens(event.provider_payment)} mPAY (+{tokens(event.protocol_fee)} fee), client refunded "
+                f"{tokens(event.client_refund)} mPAY"
+            )
+        return (
+            f"job {event.job_id} settled FAILED: client refunded {tokens(event.client_refund)} mPAY, "
+            f"{who(event.provider)} slashed {tokens(event.slashed)} mSTK"
+        )
     if isinstance(event, Slashed):
         share = f" ({tokens(event.beneficiary_share)} to {who(event.beneficiary)})" if event.beneficiary_share else ""
         return f"{who(event.provider)} slashed {tokens(event.amount)} mSTK{share}"
@@ -82,8 +102,15 @@ def describe(event: MarketEvent, names: Mapping[str, str]) -> str | None:
 class Narrator:
     """Echoes the market's narrated events from a background thread (see the module docstring)."""
 
-    def __init__(self, market: Market, names: Mapping[str, str], echo: Callable[[str], None], *,
-                 from_block: int = 0, poll_interval_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        market: Market,
+        names: Mapping[str, str],
+        echo: Callable[[str], None],
+        *,
+        from_block: int = 0,
+        poll_interval_s: float = 0.25,
+    ) -> None:
         self.market = market
         self.names = dict(names)
         self.echo = echo
@@ -100,8 +127,9 @@ class Narrator:
             latest = self.market.w3.eth.block_number
             if latest < self.next_block:
                 return
-            for event in scan_events(self.market, [cls.name for cls in NARRATED], from_block=self.next_block,
-                                     to_block=latest):
+            for event in scan_events(
+                self.market, [cls.name for cls in NARRATED], from_block=self.next_block, to_block=latest
+            ):
                 line = describe(event, self.names)
                 if line is not None:
                     self.echo(line)
@@ -128,8 +156,9 @@ class Narrator:
         self._thread.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)

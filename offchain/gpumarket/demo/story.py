@@ -120,12 +120,15 @@ class Progress:
             self.echo(f"[{time.monotonic() - self.started:5.1f}s] {line}")
 
 
-def run_story(launcher: Launcher, params: StoryParams = StoryParams(), *,
-              echo: Callable[[str], None] = print) -> DemoResult:
+def run_story(
+    launcher: Launcher, params: StoryParams = StoryParams(), *, echo: Callable[[str], None] = print
+) -> DemoResult:
     """Play the story (see the module docstring) and judge it."""
     if (params.image is None) != (launcher.runtime.kind == "process"):
-        raise DemoError(f"the story's jobs need the {'process' if params.image is None else 'container'} runtime, "
-                        f"the launcher's providers run the {launcher.runtime.kind} runtime")
+        raise DemoError(
+            f"the story's jobs need the {'process' if params.image is None else 'container'} runtime, "
+            f"the launcher's providers run the {launcher.runtime.kind} runtime"
+        )
     progress = Progress(echo)
     try:
         return _play(launcher, params, progress)
@@ -140,8 +143,10 @@ def _play(launcher: Launcher, params: StoryParams, progress: Progress) -> DemoRe
     deploy_params = load_params(params.params_path).with_floor(CPU_DEV.id, params.cpu_dev_floor_gops)
     deployment = deploy_market_web3(w3, deployer, deploy_params)
     market = deployment.market_at(w3)
-    progress(f"GpuMarket deployed at {deployment.market} with mock tokens mSTK and mPAY, committee 2-of-3, "
-             f"cpu-dev floor {params.cpu_dev_floor_gops} GOPS")
+    progress(
+        f"GpuMarket deployed at {deployment.market} with mock tokens mSTK and mPAY, committee 2-of-3, "
+        f"cpu-dev floor {params.cpu_dev_floor_gops} GOPS"
+    )
     roles = Roles(
         treasury=deployer.address,
         client=test_account(CLIENT_ACCOUNT).address,
@@ -149,8 +154,10 @@ def _play(launcher: Launcher, params: StoryParams, progress: Progress) -> DemoRe
     )
     fund_roles(market, params.providers, params.provider_mint, params.client_mint)
     before = snapshot(market, roles.accounts())
-    progress(f"minted {params.provider_mint // TOKEN:,} mSTK to each provider, {params.client_mint // TOKEN:,} mPAY "
-             "to the client")
+    progress(
+        f"minted {params.provider_mint // TOKEN:,} mSTK to each provider, {params.client_mint // TOKEN:,} mPAY "
+        "to the client"
+    )
 
     workdir = launcher.workdir
     ports = free_ports(COMMITTEE + len(params.providers))
@@ -158,8 +165,14 @@ def _play(launcher: Launcher, params: StoryParams, progress: Progress) -> DemoRe
         tell = narrator.echo_after_news
         urls = [f"http://127.0.0.1:{port}" for port in ports[:COMMITTEE]]
         for i, port in enumerate(ports[:COMMITTEE]):
-            oracle = OracleSetup(f"oracle-{i}", f"test-oracle:{i}", f"test-account:{ORACLE_SENDER_ACCOUNTS[i]}", port,
-                                 tuple(url for j, url in enumerate(urls) if j != i), workdir / f"oracle-{i}")
+            oracle = OracleSetup(
+                f"oracle-{i}",
+                f"test-oracle:{i}",
+                f"test-account:{ORACLE_SENDER_ACCOUNTS[i]}",
+                port,
+                tuple(url for j, url in enumerate(urls) if j != i),
+                workdir / f"oracle-{i}",
+            )
             oracle.root.mkdir(parents=True, exist_ok=True)
             launcher.start_oracle(oracle, deployment)
             tell(f"{oracle.name}: oracle service up at {oracle.url}")
@@ -174,18 +187,23 @@ def _play(launcher: Launcher, params: StoryParams, progress: Progress) -> DemoRe
             provider_market.register(CPU_DEV.id, 1, role.price, setup.url)  # before its service: it checks
             launcher.start_provider(setup, deployment)
             tell(f"{setup.name}: provider service up at {setup.url}" + (" (lazy prover)" if lazy else ""))
-            why_not = wait_verified(launcher, market, deployment, test_account(role.account).address,
-                                    params.verify_timeout_s)
+            why_not = wait_verified(
+                launcher, market, deployment, test_account(role.account).address, params.verify_timeout_s
+            )
             if why_not is not None:
                 raise DemoError(f"{role.name}: {why_not}")
         tell("every provider is verified: the client starts")
 
         plan = ClientPlan(
-            jobs=tuple(JobPlan(i, test_account(role.account).address, wave=0)
-                       for i, role in enumerate(params.providers))
+            jobs=tuple(
+                JobPlan(i, test_account(role.account).address, wave=0) for i, role in enumerate(params.providers)
+            )
             + ((JobPlan(len(params.providers), None, wave=1),) if params.open_job else ()),
-            max_price=params.max_price, max_duration=params.max_duration, gpu_class=CPU_DEV.id,
-            wave_timeout_s=params.wave_timeout_s, image=params.image,
+            max_price=params.max_price,
+            max_duration=params.max_duration,
+            gpu_class=CPU_DEV.id,
+            wave_timeout_s=params.wave_timeout_s,
+            image=params.image,
         )
         reports = launcher.run_client(f"test-account:{CLIENT_ACCOUNT}", deployment, plan, tell)
         stopped = launcher.stopped_services()
@@ -208,17 +226,23 @@ def fund_roles(market: Market, providers: Sequence[ProviderRole], provider_mint:
     token.approve(market.address)
 
 
-def wait_verified(launcher: Launcher, market: Market, deployment: MarketDeployment, provider: str,
-                  timeout_s: float) -> str | None:
+def wait_verified(
+    launcher: Launcher, market: Market, deployment: MarketDeployment, provider: str, timeout_s: float
+) -> str | None:
     """None once the committee verified `provider`; why not when it rejected its hardware or time ran
     out. LaunchError when a service stopped meanwhile."""
     deadline = time.monotonic() + timeout_s
     while not market.is_verified(provider):
-        rejected = [e for e in scan_events(market, [HardwareRejected.name], from_block=deployment.block)
-                    if isinstance(e, HardwareRejected) and e.provider == provider]
+        rejected = [
+            e
+            for e in scan_events(market, [HardwareRejected.name], from_block=deployment.block)
+            if isinstance(e, HardwareRejected) and e.provider == provider
+        ]
         if rejected:
-            return (f"the committee rejected its hardware ({rejected[0].measured_throughput} of "
-                    f"{rejected[0].required_throughput} GOPS, slashed {rejected[0].slashed})")
+            return (
+                f"the committee rejected its hardware ({rejected[0].measured_throughput} of "
+                f"{rejected[0].required_throughput} GOPS, slashed {rejected[0].slashed})"
+            )
         stopped = launcher.stopped_services()
         if stopped:
             raise LaunchError("services stopped: " + "; ".join(stopped))

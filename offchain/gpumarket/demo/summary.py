@@ -34,27 +34,50 @@ def render(result: DemoResult, *, description: str = "") -> str:
     lines = [f"gpumarket demo: market {result.market} on {result.chain}" + (f", {description}" if description else "")]
     lines += ["", "Jobs (paid and refunded in mPAY, slashed in mSTK)"]
     rows = [
-        [str(job.job_id), job.workload, job.provider + ("" if job.directed else " (open job)"), job.state,
-         str(job.gpu_seconds), tokens(job.paid), tokens(job.fee), tokens(job.refunded), tokens(job.slashed),
-         job.result or "-"]
+        [
+            str(job.job_id),
+            job.workload,
+            job.provider + ("" if job.directed else " (open job)"),
+            job.state,
+            str(job.gpu_seconds),
+            tokens(job.paid),
+            tokens(job.fee),
+            tokens(job.refunded),
+            tokens(job.slashed),
+            job.result or "-",
+        ]
         for job in result.jobs
     ]
-    lines += _table(["job", "workload", "provider", "outcome", "gpu-s", "paid", "fee", "refunded", "slashed", "result"],
-                    rows, right={0, 4, 5, 6, 7, 8})
+    lines += _table(
+        ["job", "workload", "provider", "outcome", "gpu-s", "paid", "fee", "refunded", "slashed", "result"],
+        rows,
+        right={0, 4, 5, 6, 7, 8},
+    )
     lines += ["", "Holdings = wallet + claimable + stake in the market (mSTK | mPAY)"]
     rows = [
-        [account.name, tokens(account.before["stake"]), tokens(account.after["stake"]),
-         _signed(account.change["stake"]), tokens(account.before["payment"]), tokens(account.after["payment"]),
-         _signed(account.change["payment"]),
-         "yes" if account.change == account.expected_change else "NO"]
+        [
+            account.name,
+            tokens(account.before["stake"]),
+            tokens(account.after["stake"]),
+            _signed(account.change["stake"]),
+            tokens(account.before["payment"]),
+            tokens(account.after["payment"]),
+            _signed(account.change["payment"]),
+            "yes" if account.change == account.expected_change else "NO",
+        ]
         for account in result.accounts
     ]
-    lines += _table(["account", "mSTK before", "mSTK after", "change", "mPAY before", "mPAY after", "change",
-                     "as the rules say"], rows, right={1, 2, 3, 4, 5, 6})
+    lines += _table(
+        ["account", "mSTK before", "mSTK after", "change", "mPAY before", "mPAY after", "change", "as the rules say"],
+        rows,
+        right={1, 2, 3, 4, 5, 6},
+    )
     lines.append("")
     if result.conservation_ok:
-        lines.append("conservation: OK (each token's market balance = stakes + claimable + live escrow; "
-                     "supply = wallets + market)")
+        lines.append(
+            "conservation: OK (each token's market balance = stakes + claimable + live escrow; "
+            "supply = wallets + market)"
+        )
     else:
         lines += ["conservation: BROKEN", *(f"  {problem}" for problem in result.conservation_problems)]
     lines.append(f"slashed providers: {', '.join(result.slashed_providers) or 'none'}")

@@ -149,9 +149,12 @@ class Workload:
                 outputs=[OUTPUT],
             )
         return ContainerJobSpec(
-            image=image, command=["python3", "-c", self.program, params], gpu_count=gpu_count,
-            limits=ContainerLimits(max_seconds=MAX_SECONDS, max_output_bytes=MAX_OUTPUT_BYTES,
-                                   max_memory_bytes=CONTAINER_MEMORY_BYTES),
+            image=image,
+            command=["python3", "-c", self.program, params],
+            gpu_count=gpu_count,
+            limits=ContainerLimits(
+                max_seconds=MAX_SECONDS, max_output_bytes=MAX_OUTPUT_BYTES, max_memory_bytes=CONTAINER_MEMORY_BYTES
+            ),
             outputs=[OUTPUT],
         )
 

@@ -147,24 +147,64 @@ def challenge(
 
 
 @bench.command("oracle")
-@click.option("--reports", type=click.IntRange(min=1), default=500, show_default=True,
-              help="Distinct job reports timed through decide, sign, a peer's signature and the quorum.")
-@click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True,
-              help="Untimed reports first (first-call costs: imports, caches, the SQLite file).")
-@click.option("--settle-jobs", type=click.IntRange(min=0), default=3, show_default=True,
-              help="Jobs settled on the embedded chain for settle_latency_seconds (0: skip that part).")
-@click.option("--job-seconds", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
-              help="How long each of those jobs runs.")
-@click.option("--job-poll-interval", type=click.FloatRange(min=0.01), default=None,
-              help="The oracles' status polling of a running job [default: JobConfig's].")
-@click.option("--tick-interval", type=click.FloatRange(min=0.01), default=None,
-              help="The oracles' loop period [default: OracleServiceConfig's].")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("bench/oracle.json"), show_default=True, help="Where the JSON result is written.")
+@click.option(
+    "--reports",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Distinct job reports timed through decide, sign, a peer's signature and the quorum.",
+)
+@click.option(
+    "--warmup",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="Untimed reports first (first-call costs: imports, caches, the SQLite file).",
+)
+@click.option(
+    "--settle-jobs",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Jobs settled on the embedded chain for settle_latency_seconds (0: skip that part).",
+)
+@click.option(
+    "--job-seconds",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    help="How long each of those jobs runs.",
+)
+@click.option(
+    "--job-poll-interval",
+    type=click.FloatRange(min=0.01),
+    default=None,
+    help="The oracles' status polling of a running job [default: JobConfig's].",
+)
+@click.option(
+    "--tick-interval",
+    type=click.FloatRange(min=0.01),
+    default=None,
+    help="The oracles' loop period [default: OracleServiceConfig's].",
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("bench/oracle.json"),
+    show_default=True,
+    help="Where the JSON result is written.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def oracle(
-    reports: int, warmup: int, settle_jobs: int, job_seconds: float, job_poll_interval: float | None,
-    tick_interval: float | None, out_path: Path, as_json: bool,
+    reports: int,
+    warmup: int,
+    settle_jobs: int,
+    job_seconds: float,
+    job_poll_interval: float | None,
+    tick_interval: float | None,
+    out_path: Path,
+    as_json: bool,
 ) -> None:
     """Reports an oracle decides, signs and verifies per second on one core, and the median time
     from a job's end to its settlement on a local chain with three oracles (gpumarket.oracle.bench)."""
@@ -177,21 +217,28 @@ def oracle(
         timings = replace(timings, job_poll_interval_s=job_poll_interval)
     if tick_interval is not None:
         timings = replace(timings, tick_interval_s=tick_interval)
-    result = run_bench(reports=reports, warmup=warmup, settle_jobs=settle_jobs, job_seconds=job_seconds,
-                       timings=timings)
+    result = run_bench(
+        reports=reports, warmup=warmup, settle_jobs=settle_jobs, job_seconds=job_seconds, timings=timings
+    )
     text = json.dumps(result, indent=2)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(text + "\n")
     if as_json:
         click.echo(text)
         return
-    click.echo(f"reports_per_second     {result['reports_per_second']:.1f} "
-               f"({reports} reports on one thread, {result['reports']['cpu_seconds']:.2f} CPU s)")
+    click.echo(
+        f"reports_per_second     {result['reports_per_second']:.1f} "
+        f"({reports} reports on one thread, {result['reports']['cpu_seconds']:.2f} CPU s)"
+    )
     for stage, figures in result["reports"]["stages"].items():
-        click.echo(f"  {stage:<12} median {figures['median_seconds'] * 1000:7.3f} ms  "
-                   f"mean {figures['mean_seconds'] * 1000:7.3f} ms  {figures['share']:6.1%}")
+        click.echo(
+            f"  {stage:<12} median {figures['median_seconds'] * 1000:7.3f} ms  "
+            f"mean {figures['mean_seconds'] * 1000:7.3f} ms  {figures['share']:6.1%}"
+        )
     settlement = result["settlement"]
     if settlement is not None:
-        click.echo(f"settle_latency_seconds {result['settle_latency_seconds']:.3f} (median of "
-                   f"{len(settlement['latencies_seconds'])} jobs; {settlement['basis']})")
+        click.echo(
+            f"settle_latency_seconds {result['settle_latency_seconds']:.3f} (median of "
+            f"{len(settlement['latencies_seconds'])} jobs; {settlement['basis']})"
+        )
     click.echo(f"written to {out_path}")

@@ -285,9 +285,7 @@ def detect_torch() -> TorchView:
     try:
         for index in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(index)
-            devices.append(
-                TorchDevice(index, props.name, f"{props.major}.{props.minor}", int(props.total_memory))
-            )
+            devices.append(TorchDevice(index, props.name, f"{props.major}.{props.minor}", int(props.total_memory)))
     except RuntimeError as error:  # CUDA initialisation can still fail (driver too old, GPU lost)
         return TorchView(True, f"CUDA query failed: {error}", torch.__version__, False, cuda_version)
     return TorchView(True, f"{len(devices)} CUDA device(s)", torch.__version__, True, cuda_version, tuple(devices))
@@ -337,4 +335,3 @@ def detect(*, with_torch: bool = True) -> Inventory:
     inventory = Inventory(INVENTORY_VERSION, detect_cpu(), nvml, torch, choose_class(nvml, torch))
     log.info("inventory: class %s (%s)", inventory.choice.gpu_class, inventory.choice.reason)
     return inventory
-

@@ -401,8 +401,13 @@ def _no_reading(uuid: str, energy_mj: int | None = None) -> GpuSample:
 
 
 def _usage_record(
-    job_id: int | None, pid: int, uuids: tuple[str, ...], interval_ns: int, started_unix_ns: int,
-    complete: bool, samples: Sequence[Sample],
+    job_id: int | None,
+    pid: int,
+    uuids: tuple[str, ...],
+    interval_ns: int,
+    started_unix_ns: int,
+    complete: bool,
+    samples: Sequence[Sample],
 ) -> UsageRecord:
     return UsageRecord(
         version=USAGE_VERSION,
@@ -429,9 +434,7 @@ class SampleJournal:
     a path (``in_memory``) keeps its samples in memory only: a meter without a journal uses one.
     """
 
-    def __init__(
-        self, path: Path | None, header: JournalHeader, samples: Sequence[Sample], *, resumed: bool
-    ) -> None:
+    def __init__(self, path: Path | None, header: JournalHeader, samples: Sequence[Sample], *, resumed: bool) -> None:
         self.path = path
         self.header = header
         self.samples: list[Sample] = list(samples)
@@ -530,8 +533,9 @@ class SampleJournal:
             self.append(Sample(max(t_end, last.t_ns + 1), running=False, cpu_ms=last.cpu_ms, rss_bytes=0, gpus=gpus))
         uuids = tuple(gpu.uuid for gpu in self.samples[0].gpus)
         interval_ns = round(interval_s * _NS_PER_S)
-        return _usage_record(self.header.job_id, pid, uuids, interval_ns, self.header.started_unix_ns, True,
-                             self.samples)
+        return _usage_record(
+            self.header.job_id, pid, uuids, interval_ns, self.header.started_unix_ns, True, self.samples
+        )
 
 
 # --------------------------------------------------------------------------- the meter
@@ -696,8 +700,9 @@ class JobMeter:
         finally:
             if pidfd is not None:
                 os.close(pidfd)
-        return _usage_record(self.job_id, self.pid, uuids, interval_ns, journal.header.started_unix_ns, complete,
-                             samples)
+        return _usage_record(
+            self.job_id, self.pid, uuids, interval_ns, journal.header.started_unix_ns, complete, samples
+        )
 
     @staticmethod
     def _wait(pidfd: int | None, done: threading.Event | None, seconds: float) -> None:
@@ -823,9 +828,7 @@ class ChallengeResult:
     passed: bool
 
 
-def billable_gpu_seconds(
-    challenge_times: Iterable[ChallengeResult | tuple[int | float, bool]], gpu_count: int
-) -> int:
+def billable_gpu_seconds(challenge_times: Iterable[ChallengeResult | tuple[int | float, bool]], gpu_count: int) -> int:
     """GPU-seconds the provider may bill: time bracketed by passing challenges, times gpu_count.
 
     The challenges (start, heartbeats, end) must be in strictly increasing time order. The
@@ -871,4 +874,3 @@ def _as_challenge(item: ChallengeResult | tuple[int | float, bool], index: int) 
     if not isinstance(passed, bool):
         raise ValueError(f"billable_gpu_seconds: challenge {index} passed must be a bool, got {passed!r}")
     return ChallengeResult(at, passed)
-

@@ -33,4 +33,3 @@ def parse_json(cls: type[T], text: str | bytes) -> T:
     """``cls`` from JSON text; pydantic's ValidationError (a ValueError) names any bad field."""
     adapter: TypeAdapter[T] = _adapter(cls)  # type: ignore[arg-type]  # a class is Hashable; mypy misses it for type[T]
     return adapter.validate_json(text)
-

@@ -122,8 +122,13 @@ class ReportBench:
 
 def _report(job_id: int, epoch: int) -> JobReport:
     return JobReport(
-        job_id=job_id, provider=BENCH_PROVIDER, outcome=Outcome.COMPLETED, gpu_seconds=60 + job_id % 3600,
-        result_hash=keccak(text=f"result {job_id}"), evidence_hash=keccak(text=f"evidence {job_id}"), epoch=epoch,
+        job_id=job_id,
+        provider=BENCH_PROVIDER,
+        outcome=Outcome.COMPLETED,
+        gpu_seconds=60 + job_id % 3600,
+        result_hash=keccak(text=f"result {job_id}"),
+        evidence_hash=keccak(text=f"evidence {job_id}"),
+        epoch=epoch,
     )
 
 
@@ -221,10 +226,15 @@ def _busy_spec(seconds: float) -> Any:
     from gpumarket.provider.spec import JobSpec
 
     code = f"import time\nt = time.time()\nwhile time.time() - t < {seconds}:\n    pass\nprint('done')\n"
-    return JobSpec.model_validate({
-        "version": 1, "command": [sys.executable, "-c", code], "env": {},
-        "limits": {"max_seconds": 60, "max_output_bytes": 1 << 20, "max_memory_bytes": None}, "outputs": [],
-    })
+    return JobSpec.model_validate(
+        {
+            "version": 1,
+            "command": [sys.executable, "-c", code],
+            "env": {},
+            "limits": {"max_seconds": 60, "max_output_bytes": 1 << 20, "max_memory_bytes": None},
+            "outputs": [],
+        }
+    )
 
 
 def _wait_for(condition: Callable[[], Any], timeout_s: float, what: str, interval_s: float) -> Any:
@@ -271,9 +281,15 @@ def bench_settlement(
     try:
         for i in range(3):
             config = OracleServiceConfig(
-                rpc=EMBEDDED, deployment=deployment, key=test_oracle(i), sender=test_account(5 + i),
-                db_path=root / f"oracle{i}.sqlite", port=0, confirmations=0,
-                poll_interval=timings.follower_poll_interval_s, tick_interval=timings.tick_interval_s,
+                rpc=EMBEDDED,
+                deployment=deployment,
+                key=test_oracle(i),
+                sender=test_account(5 + i),
+                db_path=root / f"oracle{i}.sqlite",
+                port=0,
+                confirmations=0,
+                poll_interval=timings.follower_poll_interval_s,
+                tick_interval=timings.tick_interval_s,
                 # Verifying the provider is setup, not measured: no waiting on fallbacks.
                 hardware=HardwareConfig(fallback_delay_s=3.0, no_answer_retry_s=0.5),
                 jobs=JobConfig(poll_interval_s=timings.job_poll_interval_s),
@@ -292,10 +308,19 @@ def bench_settlement(
         port = _free_port()
         market.register(CPU_DEV, 1, PRICE, f"http://127.0.0.1:{port}")
         provider = ProviderService(
-            ServiceConfig(rpc=EMBEDDED, deployment=deployment, key=key, db_path=root / "provider.sqlite",
-                          workdir=root / "jobs", port=port, backend="numpy", confirmations=0,
-                          poll_interval=timings.follower_poll_interval_s, meter_interval=0.1,
-                          runtime=RuntimeSettings(kind="process")),
+            ServiceConfig(
+                rpc=EMBEDDED,
+                deployment=deployment,
+                key=key,
+                db_path=root / "provider.sqlite",
+                workdir=root / "jobs",
+                port=port,
+                backend="numpy",
+                confirmations=0,
+                poll_interval=timings.follower_poll_interval_s,
+                meter_interval=0.1,
+                runtime=RuntimeSettings(kind="process"),
+            ),
             w3=w3,
         ).start()
         _wait_for(lambda: market.is_verified(key.address), timeout_s, "the provider's verification", 0.1)
@@ -316,8 +341,9 @@ def bench_settlement(
         spec = _busy_spec(job_seconds)
         latencies, outcomes = [], []
         for _ in range(jobs):
-            job_id = client.create_job(spec, gpu_class=CPU_DEV, gpu_count=1, max_price=PRICE, max_duration=120,
-                                       provider=key.address)
+            job_id = client.create_job(
+                spec, gpu_class=CPU_DEV, gpu_count=1, max_price=PRICE, max_duration=120, provider=key.address
+            )
             client.wait_running(job_id, timeout_s=timeout_s)
             client.send_spec(job_id, spec)
             job = _wait_for(functools.partial(settled, job_id), timeout_s, f"job {job_id} to settle", SETTLE_POLL_S)

@@ -79,10 +79,19 @@ class ChainSubmitter:
             result = self.market.submit_hardware_report(report, list(signatures))
         except ContractRevert as exc:
             if exc.reason == STALE_REPORT:
-                log.info("hardware report %s/v%d/%d already applied", report.provider, report.claim_version,
-                         report.valid_until)
+                log.info(
+                    "hardware report %s/v%d/%d already applied",
+                    report.provider,
+                    report.claim_version,
+                    report.valid_until,
+                )
                 return None
             raise
-        log.info("applied hardware report %s/v%d/%d: %s", report.provider, report.claim_version, report.valid_until,
-                 result.tx_hash)
+        log.info(
+            "applied hardware report %s/v%d/%d: %s",
+            report.provider,
+            report.claim_version,
+            report.valid_until,
+            result.tx_hash,
+        )
         return result.tx_hash

@@ -153,8 +153,12 @@ class _Agent:
 
     def __init__(self, endpoint: str, config: ChallengeConfig) -> None:
         self.endpoint = endpoint.rstrip("/")
-        self._web = WebClient(self.endpoint, timeouts=Timeouts(config.request_timeout_s, config.request_timeout_s),
-                              max_response_bytes=config.max_response_bytes, keepalive=False)
+        self._web = WebClient(
+            self.endpoint,
+            timeouts=Timeouts(config.request_timeout_s, config.request_timeout_s),
+            max_response_bytes=config.max_response_bytes,
+            keepalive=False,
+        )
 
     def close(self) -> None:
         self._web.close()
@@ -201,7 +205,12 @@ def _turn(agent: _Agent, give_up: float, config: ChallengeConfig, sleep: Callabl
 
 
 def _commit(
-    agent: _Agent, verifier: Verifier, cls: object, gpu_count: int, rtt: float, config: ChallengeConfig,
+    agent: _Agent,
+    verifier: Verifier,
+    cls: object,
+    gpu_count: int,
+    rtt: float,
+    config: ChallengeConfig,
     sleep: Callable[[float], None],
 ) -> tuple[OpeningRequest, SchedulingWatch]:
     """Issue (t0), send, receive the commitment (t1), all under a SchedulingWatch; a turn first,

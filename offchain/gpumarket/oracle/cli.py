@@ -138,45 +138,113 @@ def serve_api(
 
 
 @oracle.command("run")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Config file (TOML or YAML: rpc, deployment, key) [default: $GPUMARKET_CONFIG]; flags override it.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Config file (TOML or YAML: rpc, deployment, key) [default: $GPUMARKET_CONFIG]; flags override it.",
+)
 @click.option("--rpc", default=None, help="The node's JSON-RPC URL (http:// or https://).")
-@click.option("--deployment", "deployment_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="The market's deployment record (JSON, as deploy writes it).")
-@click.option("--key", "key_spec", default=None,
-              help="Signs reports: keystore:<alias> (passphrase in $APE_ACCOUNTS_<alias>_PASSPHRASE) or, on a "
-                   "local chain, test-oracle:<i>.")
-@click.option("--sender", "sender_spec", default=None,
-              help="Sends transactions (needs ether) [default: --key]; same forms, or test-account:<i>.")
-@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="SQLite decision store (the follower's cursor goes beside it).")
+@click.option(
+    "--deployment",
+    "deployment_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The market's deployment record (JSON, as deploy writes it).",
+)
+@click.option(
+    "--key",
+    "key_spec",
+    default=None,
+    help="Signs reports: keystore:<alias> (passphrase in $APE_ACCOUNTS_<alias>_PASSPHRASE) or, on a "
+    "local chain, test-oracle:<i>.",
+)
+@click.option(
+    "--sender",
+    "sender_spec",
+    default=None,
+    help="Sends transactions (needs ether) [default: --key]; same forms, or test-account:<i>.",
+)
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="SQLite decision store (the follower's cursor goes beside it).",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8800, show_default=True, help="0: an ephemeral port.")
 @click.option("--peer", "peers", multiple=True, metavar="URL", help="Another committee member's API (repeat).")
-@click.option("--registry", "registries", multiple=True, metavar="HOST=URL",
-              help="An image registry this oracle checks jobs' images on (added to the config file's "
-                   "[registries]): HOST[:PORT] as image references write "
-                   "it, and its base URL, e.g. ghcr.io=https://ghcr.io (repeat). Images on other registries "
-                   "are never checked, so their failures are never the provider's fault.")
+@click.option(
+    "--registry",
+    "registries",
+    multiple=True,
+    metavar="HOST=URL",
+    help="An image registry this oracle checks jobs' images on (added to the config file's "
+    "[registries]): HOST[:PORT] as image references write "
+    "it, and its base URL, e.g. ghcr.io=https://ghcr.io (repeat). Images on other registries "
+    "are never checked, so their failures are never the provider's fault.",
+)
 @click.option("--confirmations", type=click.IntRange(min=0), default=2, show_default=True)
-@click.option("--poll-interval", type=click.FloatRange(min=0.01), default=0.5, show_default=True,
-              help="Seconds between the follower's polls of the node.")
-@click.option("--tick-interval", type=click.FloatRange(min=0.01), default=0.5, show_default=True,
-              help="Seconds between passes of the hardware and job loops.")
-@click.option("--heartbeat-interval", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
-              help="Seconds between challenges while a job runs.")
-@click.option("--job-poll-interval", type=click.FloatRange(min=0.05), default=2.0, show_default=True,
-              help="Seconds between reads of a running job's status at its agent.")
-@click.option("--silent-after", type=click.FloatRange(min=0.1), default=180.0, show_default=True,
-              help="A job whose agent has not answered for this long fails.")
-@click.option("--fallback-delay", type=click.FloatRange(min=0.0), default=30.0, show_default=True,
-              help="Seconds each fallback rank waits before submitting in the designated member's place.")
-@click.option("--no-answer-retry", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
-              help="Seconds between hardware challenges of an agent that does not answer.")
-@click.option("--ready-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help='Written with {"url", "pid", "address"} once the service is up.')
-@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default="INFO",
-              show_default=True)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0.01),
+    default=0.5,
+    show_default=True,
+    help="Seconds between the follower's polls of the node.",
+)
+@click.option(
+    "--tick-interval",
+    type=click.FloatRange(min=0.01),
+    default=0.5,
+    show_default=True,
+    help="Seconds between passes of the hardware and job loops.",
+)
+@click.option(
+    "--heartbeat-interval",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds between challenges while a job runs.",
+)
+@click.option(
+    "--job-poll-interval",
+    type=click.FloatRange(min=0.05),
+    default=2.0,
+    show_default=True,
+    help="Seconds between reads of a running job's status at its agent.",
+)
+@click.option(
+    "--silent-after",
+    type=click.FloatRange(min=0.1),
+    default=180.0,
+    show_default=True,
+    help="A job whose agent has not answered for this long fails.",
+)
+@click.option(
+    "--fallback-delay",
+    type=click.FloatRange(min=0.0),
+    default=30.0,
+    show_default=True,
+    help="Seconds each fallback rank waits before submitting in the designated member's place.",
+)
+@click.option(
+    "--no-answer-retry",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds between hardware challenges of an agent that does not answer.",
+)
+@click.option(
+    "--ready-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help='Written with {"url", "pid", "address"} once the service is up.',
+)
+@click.option(
+    "--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default="INFO", show_default=True
+)
 def run(
     config_path: Path | None,
     rpc: str | None,
@@ -220,12 +288,25 @@ def run(
         key = load_key(key_spec, w3=w3)
         sender = load_key(sender_spec, w3=w3) if sender_spec else None
         config = OracleServiceConfig(
-            rpc=rpc, deployment=deployment, key=key, sender=sender, db_path=db_path, host=host, port=port,
-            peers=peers, registries=registries_by_host, confirmations=confirmations, poll_interval=poll_interval,
+            rpc=rpc,
+            deployment=deployment,
+            key=key,
+            sender=sender,
+            db_path=db_path,
+            host=host,
+            port=port,
+            peers=peers,
+            registries=registries_by_host,
+            confirmations=confirmations,
+            poll_interval=poll_interval,
             tick_interval=tick_interval,
             hardware=HardwareConfig(fallback_delay_s=fallback_delay, no_answer_retry_s=no_answer_retry),
-            jobs=JobConfig(heartbeat_interval_s=heartbeat_interval, poll_interval_s=job_poll_interval,
-                           silent_after_s=silent_after, fallback_delay_s=fallback_delay),
+            jobs=JobConfig(
+                heartbeat_interval_s=heartbeat_interval,
+                poll_interval_s=job_poll_interval,
+                silent_after_s=silent_after,
+                fallback_delay_s=fallback_delay,
+            ),
         )
         service = OracleService(config, w3=w3).start()
     except OSError as error:  # requests' connection errors too

@@ -149,8 +149,10 @@ class HardwareConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.renewal_window_s <= ANCHOR_GRANULARITY_S:
-            raise ValueError(f"renewal_window_s must be in 1 .. {ANCHOR_GRANULARITY_S}: a renewal report must not be"
-                             " valid further ahead than the contract accepts")
+            raise ValueError(
+                f"renewal_window_s must be in 1 .. {ANCHOR_GRANULARITY_S}: a renewal report must not be"
+                " valid further ahead than the contract accepts"
+            )
 
 
 class NoAnswer(Exception):
@@ -280,6 +282,7 @@ class HardwareVerifier:
         challenged again only when it registers or updates its claim (an event), never on
         every pass. A provider with an open attempt waits.
         """
+
         def waiting(provider: str) -> bool:
             return self._has_open(provider) or self._not_before.get(provider, 0.0) > now
 
@@ -321,9 +324,12 @@ class HardwareVerifier:
             raise StaleEpoch("no committee known: sync it from the chain first")
         required = self.market.class_floor(record.gpu_class) * record.gpu_count
         measurement = measure_trusted(
-            lambda: challenge_provider(record.endpoint, record.gpu_class, record.gpu_count,
-                                       config=self.config.challenge),
-            required, good={Bucket.PASS}, config=self.config.challenge,
+            lambda: challenge_provider(
+                record.endpoint, record.gpu_class, record.gpu_count, config=self.config.challenge
+            ),
+            required,
+            good={Bucket.PASS},
+            config=self.config.challenge,
         )
         if measurement.bucket is None:
             raise NoAnswer(f"{record.endpoint}: {measurement.detail}")
@@ -331,8 +337,11 @@ class HardwareVerifier:
         value = canonical_value(bucket, required)
         validity = self.market.parameters()["hardware_validity"]
         report = HardwareReport(
-            provider=record.address, gpu_class=record.gpu_class, gpu_count=record.gpu_count,
-            claim_version=record.claim_version, measured_throughput=value,
+            provider=record.address,
+            gpu_class=record.gpu_class,
+            gpu_count=record.gpu_count,
+            claim_version=record.claim_version,
+            measured_throughput=value,
             valid_until=max(canonical_valid_until(anchor_ts, validity), min_valid_until),
             epoch=committee.epoch,
         )
@@ -353,8 +362,10 @@ class HardwareVerifier:
         report = attempt.report
         key = _report_id(report)
         gathered = gather_hardware_signatures(self.store, *key, self.peers)
-        if (key in self._applied
-                or self.market.last_report_valid_until(report.provider, report.claim_version) >= report.valid_until):
+        if (
+            key in self._applied
+            or self.market.last_report_valid_until(report.provider, report.claim_version) >= report.valid_until
+        ):
             self._applied.add(key)
             return StepResult(gathered, detail="already applied")
         committee = self.store.current_committee()
@@ -370,5 +381,9 @@ class HardwareVerifier:
         assert isinstance(quorum.report, HardwareReport)
         tx_hash = self.submitter.submit_hardware(quorum.report, quorum.signatures)
         self._applied.add(key)
-        return StepResult(gathered, submitted=tx_hash is not None, tx_hash=tx_hash,
-                          detail="submitted" if tx_hash else "already applied")
+        return StepResult(
+            gathered,
+            submitted=tx_hash is not None,
+            tx_hash=tx_hash,
+            detail="submitted" if tx_hash else "already applied",
+        )

@@ -165,11 +165,13 @@ def verdict(
         first = missed[0]
         return no_decision(
             f"{len(missed)} of this oracle's {len(checks)} check(s) did not find it"
-            f" ({first.status.value}: {first.detail})")
+            f" ({first.status.value}: {first.detail})"
+        )
     if len(checks) < config.min_checks:
         return no_decision(
             f"this oracle fetched its manifest only {len(checks)} time(s) over the attempt "
-            f"(at least {config.min_checks} needed)")
+            f"(at least {config.min_checks} needed)"
+        )
     sizes = [c.size_bytes for c in checks]
     if any(s is None for s in sizes):
         return no_decision("a check found it without a size")
@@ -178,9 +180,13 @@ def verdict(
         return no_decision(f"its size is {_size(size)}, but the provider advertises no max_image_bytes")
     if size > max_image_bytes:
         return no_decision(f"its size {_size(size)} is over the advertised max_image_bytes {max_image_bytes}")
-    return ImageVerdict(True, (
-        f"the agent reports {reason} for {shown}, but this oracle fetched its manifest {len(checks)} times over "
-        f"the attempt, size {_size(size)} within the advertised max_image_bytes {max_image_bytes}"))
+    return ImageVerdict(
+        True,
+        (
+            f"the agent reports {reason} for {shown}, but this oracle fetched its manifest {len(checks)} times over "
+            f"the attempt, size {_size(size)} within the advertised max_image_bytes {max_image_bytes}"
+        ),
+    )
 
 
 class ImagePolicy:
@@ -223,7 +229,11 @@ class ImagePolicy:
             watch.limits.append(limit)
 
     def observe(
-        self, watch: ImageWatch, status: Mapping[str, Any], now: float, health: Callable[[], Mapping[str, Any]],
+        self,
+        watch: ImageWatch,
+        status: Mapping[str, Any],
+        now: float,
+        health: Callable[[], Mapping[str, Any]],
     ) -> ImageVerdict | None:
         """Take one fresh status of the job: check while it pulls; the verdict once it is lost for
         an image reason (then the same verdict every time); None otherwise."""
@@ -236,8 +246,9 @@ class ImagePolicy:
         image = image if isinstance(image, str) and image else None
         if image is not None and image != watch.image:
             if watch.image is not None:
-                log.warning("the agent now names image %r instead of %r: earlier checks dropped",
-                            image[:300], watch.image[:300])
+                log.warning(
+                    "the agent now names image %r instead of %r: earlier checks dropped", image[:300], watch.image[:300]
+                )
             watch.image, watch.checks, watch.last_check = image, [], float("-inf")
         if watch.started:
             return None
@@ -252,27 +263,43 @@ class ImagePolicy:
 
     def _owes_checks(self, watch: ImageWatch) -> bool:
         """Every check so far found the image, and too few were made for a verdict."""
-        return (len(watch.checks) < self.config.min_checks
-                and all(check.status is ImageStatus.FOUND for check in watch.checks))
+        return len(watch.checks) < self.config.min_checks and all(
+            check.status is ImageStatus.FOUND for check in watch.checks
+        )
 
     def _conclude(
-        self, watch: ImageWatch, reason: str, now: float, health: Callable[[], Mapping[str, Any]],
+        self,
+        watch: ImageWatch,
+        reason: str,
+        now: float,
+        health: Callable[[], Mapping[str, Any]],
     ) -> ImageVerdict:
         if watch.image is not None and not watch.final_checked:
             self._record(watch, watch.image, now)  # once, when the failure is reported
             watch.final_checked = True
-        elif (watch.image is not None and self._owes_checks(watch)
-              and now - watch.last_check >= self.config.check_interval_s):
+        elif (
+            watch.image is not None
+            and self._owes_checks(watch)
+            and now - watch.last_check >= self.config.check_interval_s
+        ):
             self._record(watch, watch.image, now)
         self._read_health(watch, health)
         if not watch.health_answered:
-            return ImageVerdict(False, (
-                f"the agent reports {reason} for {watch.image}, but {watch.health_detail}: "
-                "asking again on the next poll"))
+            return ImageVerdict(
+                False,
+                (
+                    f"the agent reports {reason} for {watch.image}, but {watch.health_detail}: "
+                    "asking again on the next poll"
+                ),
+            )
         if watch.image is not None and self._owes_checks(watch):
-            return ImageVerdict(False, (
-                f"the agent reports {reason} for {watch.image}; this oracle found it {len(watch.checks)} time(s) "
-                f"so far and checks again ({self.config.min_checks} checks needed for a verdict)"))
+            return ImageVerdict(
+                False,
+                (
+                    f"the agent reports {reason} for {watch.image}; this oracle found it {len(watch.checks)} time(s) "
+                    f"so far and checks again ({self.config.min_checks} checks needed for a verdict)"
+                ),
+            )
         result = verdict(watch.image, reason, watch.checks, watch.max_image_bytes, self.config)
         watch.concluded = result
         return result

@@ -315,8 +315,13 @@ class JobMonitor:
             return None
         record = self.market.providers(job.provider)
         followed = _Followed(
-            job_id=job.job_id, provider=job.provider, started_at=job.started_at, endpoint=record.endpoint,
-            gpu_class=job.gpu_class, gpu_count=job.gpu_count, end_deadline=job.end_deadline,
+            job_id=job.job_id,
+            provider=job.provider,
+            started_at=job.started_at,
+            endpoint=record.endpoint,
+            gpu_class=job.gpu_class,
+            gpu_count=job.gpu_count,
+            end_deadline=job.end_deadline,
         )
         decision = self.store.job_decision(job.job_id)
         if decision is not None:  # decided before a restart: only settlement is left
@@ -422,7 +427,9 @@ class JobMonitor:
         required = self.market.class_floor(job.gpu_class) * job.gpu_count
         measurement = measure_trusted(
             lambda: self._challenge(job.endpoint, job.gpu_class, job.gpu_count, config=self.challenge_config),
-            required, good={Bucket.PASS, Bucket.SLOW}, config=self.challenge_config,
+            required,
+            good={Bucket.PASS, Bucket.SLOW},
+            config=self.challenge_config,
         )
         now = self.clock()  # a judgement takes a while: time what follows from its end
         if kind is ChallengeKind.HEARTBEAT:
@@ -442,8 +449,14 @@ class JobMonitor:
         if bucket is None:  # valid work, but no verdict this oracle can trust: try again later
             return JobStep(job.job_id, "challenged", f"{kind}: {measurement.detail}")
         job.challenges.append((kind, now, bucket))
-        log.info("job %d: %s challenge %s (%.2f GOPS, %d required)", job.job_id, kind, bucket,
-                 measurement.measured_gops, required)
+        log.info(
+            "job %d: %s challenge %s (%.2f GOPS, %d required)",
+            job.job_id,
+            kind,
+            bucket,
+            measurement.measured_gops,
+            required,
+        )
         if bucket is Bucket.FAIL:
             return self._decide_failed(job, f"{kind} challenge failed: {measurement.detail}")
         return None
@@ -491,14 +504,20 @@ class JobMonitor:
     def _decide_failed(self, job: _Followed, why: str) -> JobStep:
         return self._decide(job, Outcome.FAILED, 0, ZERO_HASH, ZERO_HASH, why)
 
-    def _decide(self, job: _Followed, outcome: Outcome, gpu_seconds: int, result_hash: bytes,
-                evidence_hash: bytes, why: str) -> JobStep:
+    def _decide(
+        self, job: _Followed, outcome: Outcome, gpu_seconds: int, result_hash: bytes, evidence_hash: bytes, why: str
+    ) -> JobStep:
         committee = self.store.current_committee()
         if committee is None or not committee.is_member(self.signer.address):
             return JobStep(job.job_id, "waiting", f"would decide {outcome.name} ({why}) but is not a committee member")
         report = JobReport(
-            job_id=job.job_id, provider=job.provider, outcome=outcome, gpu_seconds=gpu_seconds,
-            result_hash=result_hash, evidence_hash=evidence_hash, epoch=committee.epoch,
+            job_id=job.job_id,
+            provider=job.provider,
+            outcome=outcome,
+            gpu_seconds=gpu_seconds,
+            result_hash=result_hash,
+            evidence_hash=evidence_hash,
+            epoch=committee.epoch,
         )
         try:
             job.signed = self.signer.decide_and_sign(report)
@@ -521,8 +540,13 @@ class JobMonitor:
             gather_job_signatures(self.store, job.job_id, self.peers, self.signer.metrics)
         try:
             result = submit_if_due(
-                self.signer, self.submitter, job.job_id, now=now, job_end=job.decided_at,
-                fallback_delay=self.config.fallback_delay_s, resubmit_after=self.config.resubmit_after_s,
+                self.signer,
+                self.submitter,
+                job.job_id,
+                now=now,
+                job_end=job.decided_at,
+                fallback_delay=self.config.fallback_delay_s,
+                resubmit_after=self.config.resubmit_after_s,
             )
         except AlreadySettled:
             self._end(job.job_id)

@@ -100,9 +100,12 @@ class PeerClient:
         self.base_url = base_url.rstrip("/")
         self.domain = domain
         self.config = config
-        self._web = WebClient(self.base_url, timeouts=Timeouts(config.timeout_s, config.timeout_s),
-                              max_response_bytes=config.max_response_bytes,
-                              max_error_bytes=config.max_response_bytes)
+        self._web = WebClient(
+            self.base_url,
+            timeouts=Timeouts(config.timeout_s, config.timeout_s),
+            max_response_bytes=config.max_response_bytes,
+            max_error_bytes=config.max_response_bytes,
+        )
 
     def __repr__(self) -> str:
         return f"PeerClient({self.base_url!r})"
@@ -215,10 +218,12 @@ def gather_hardware_signatures(
     """Like gather_job_signatures, for our decided report of ``provider``'s claim ``claim_version``."""
     decision = store.hardware_decision(provider, claim_version, valid_until)
     if decision is None:
-        raise NotDecided(f"hardware {'/'.join(hardware_key(provider, claim_version, valid_until))}: "
-                         "decide before gathering")
-    return _gather(store, decision.digest, peers,
-                   lambda peer: peer.fetch_hardware(provider, claim_version, valid_until), metrics)
+        raise NotDecided(
+            f"hardware {'/'.join(hardware_key(provider, claim_version, valid_until))}: decide before gathering"
+        )
+    return _gather(
+        store, decision.digest, peers, lambda peer: peer.fetch_hardware(provider, claim_version, valid_until), metrics
+    )
 
 
 def _gather(

@@ -140,19 +140,32 @@ class OracleService(ServiceLifecycle):
         sync = CommitteeSync(self.store, self.market)
         committee = sync.load_current()
         if not committee.is_member(self.address):
-            log.warning("oracle %s is not a member of the committee of epoch %d: it will sign nothing",
-                        self.address, committee.epoch)
+            log.warning(
+                "oracle %s is not a member of the committee of epoch %d: it will sign nothing",
+                self.address,
+                committee.epoch,
+            )
         self.signer = OracleSigner(self.store, config.key, self.metrics)
         self.api = OracleAPI(
-            self.store, self.signer, self.metrics,
+            self.store,
+            self.signer,
+            self.metrics,
             ApiConfig(host=config.host, port=config.port, max_body_bytes=config.max_body_bytes),
         ).start()
         peers = self._peer_clients(config.peers)
         submitter = ChainSubmitter(self.market, self.store)
         self.hardware = HardwareVerifier(self.store, self.signer, self.market, peers, submitter, config=config.hardware)
-        self.jobs = JobMonitor(self.store, self.signer, self.market, peers, submitter,
-                               config=config.jobs, challenge_config=config.hardware.challenge,
-                               registries=config.registries, image_config=config.images)
+        self.jobs = JobMonitor(
+            self.store,
+            self.signer,
+            self.market,
+            peers,
+            submitter,
+            config=config.jobs,
+            challenge_config=config.hardware.challenge,
+            registries=config.registries,
+            image_config=config.images,
+        )
         start_block = config.deployment.block
         self._known_providers.update(
             event.provider
@@ -169,9 +182,17 @@ class OracleService(ServiceLifecycle):
             self.jobs.handle(event)
 
         self.follower = EventFollower(
-            w3, self.market.address, config.follower_db_path, on_event, start_block=start_block,
-            config=FollowerConfig(confirmations=config.confirmations, poll_interval=config.poll_interval,
-                                  retry=config.retry, max_outages=config.max_outages),
+            w3,
+            self.market.address,
+            config.follower_db_path,
+            on_event,
+            start_block=start_block,
+            config=FollowerConfig(
+                confirmations=config.confirmations,
+                poll_interval=config.poll_interval,
+                retry=config.retry,
+                max_outages=config.max_outages,
+            ),
         )
         self._threads = [
             threading.Thread(target=self._follow, name="oracle-follower", daemon=True),
@@ -179,8 +200,13 @@ class OracleService(ServiceLifecycle):
         ]
         for thread in self._threads:
             thread.start()
-        log.info("oracle %s serving %s, following market %s from block %d", self.address, self.url,
-                 config.deployment.market, start_block)
+        log.info(
+            "oracle %s serving %s, following market %s from block %d",
+            self.address,
+            self.url,
+            config.deployment.market,
+            start_block,
+        )
         return self
 
     def _peer_clients(self, urls: tuple[str, ...] | list[str]) -> list[PeerClient]:
@@ -216,7 +242,6 @@ class OracleService(ServiceLifecycle):
             except Exception as error:  # noqa: BLE001
                 log.warning("job pass failed: %s: %s", type(error).__name__, error)
 
-
     def close(self) -> None:
         """Stops the threads, then the API and the store."""
         self._stop.set()
@@ -228,4 +253,3 @@ class OracleService(ServiceLifecycle):
             self.follower.close()
         if self.store is not None:
             self.store.close()
-

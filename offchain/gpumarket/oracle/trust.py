@@ -115,7 +115,16 @@ def measure_trusted(
         if len(slow) == 2:
             verdict = max(slow, key=_RANK.__getitem__)
             return Measurement(verdict, outcome, count, answered, f"{verdict} in two undisturbed challenges")
-        log.info("%s at %.2f GOPS (%d required): confirming with a fresh challenge",
-                 bucket, outcome.measured_gops, required_gops)
-    return Measurement(None, outcome, config.max_challenges, answered,
-                       f"abstained: no two undisturbed samples in {config.max_challenges} challenges")
+        log.info(
+            "%s at %.2f GOPS (%d required): confirming with a fresh challenge",
+            bucket,
+            outcome.measured_gops,
+            required_gops,
+        )
+    return Measurement(
+        None,
+        outcome,
+        config.max_challenges,
+        answered,
+        f"abstained: no two undisturbed samples in {config.max_challenges} challenges",
+    )

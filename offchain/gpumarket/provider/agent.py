@@ -225,8 +225,9 @@ class ProviderAgent:
                 continue  # recorded lost by _start, with the reason
         keep = {job.job_id for job in self.store.jobs((JobStatus.SPEC_RECEIVED, JobStatus.RUNNING))}
         for job_id in self.runner.sweep(keep):
-            log.warning("job %d: removed what the %s runtime still held for it (the job is over here)",
-                        job_id, self.runner.name)
+            log.warning(
+                "job %d: removed what the %s runtime still held for it (the job is over here)", job_id, self.runner.name
+            )
         return recovery
 
     def _probe(self, job: JobRecord) -> Probe:
@@ -362,8 +363,10 @@ class ProviderAgent:
             return self._start(job_id, spec, gpus, time_left)
         give_up_at = time.monotonic() + min(self.pull_policy.give_up_s, time_left or self.pull_policy.give_up_s)
         thread = threading.Thread(
-            target=self._prepare_then_start, args=(job_id, spec, gpus, time_left, give_up_at),
-            name=f"job-{job_id}-pull", daemon=True,
+            target=self._prepare_then_start,
+            args=(job_id, spec, gpus, time_left, give_up_at),
+            name=f"job-{job_id}-pull",
+            daemon=True,
         )
         with self._followed_lock:
             self._pulling[job_id] = thread
@@ -417,9 +420,7 @@ class ProviderAgent:
             return
         log.warning("job %d: lost before it started (%s)", job_id, detail)
 
-    def _start(
-        self, job_id: int, spec: AnyJobSpec, gpus: tuple[int, ...], time_left: float | None = None
-    ) -> JobRecord:
+    def _start(self, job_id: int, spec: AnyJobSpec, gpus: tuple[int, ...], time_left: float | None = None) -> JobRecord:
         try:
             running = self.runner.start(job_id, spec, gpus, max_seconds=time_left)
         except OSError as error:
@@ -449,8 +450,9 @@ class ProviderAgent:
             if record is not None and record.state == JobStatus.RUNNING and self.runner.has_ended(job_id):
                 self._finalize(record)  # e.g. an adopted job that ended before its meter started
             elif record is not None and record.state in (JobStatus.SPEC_RECEIVED, JobStatus.RUNNING):
-                self.store.mark_lost(job_id, f"the agent could not follow it: {type(error).__name__}: {error}",
-                                     "follow_failed")
+                self.store.mark_lost(
+                    job_id, f"the agent could not follow it: {type(error).__name__}: {error}", "follow_failed"
+                )
         finally:
             self.gpus.release(running.gpus)
             with self._followed_lock:

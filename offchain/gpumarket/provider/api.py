@@ -67,7 +67,7 @@ def _turn_wait(body: bytes) -> float | None:
     try:
         document = json.loads(body)
     except ValueError:
-        raise AgentError(400, "malformed_json", "a turn request's body is JSON: {\"max_wait_s\": seconds}") from None
+        raise AgentError(400, "malformed_json", 'a turn request\'s body is JSON: {"max_wait_s": seconds}') from None
     if not isinstance(document, dict) or set(document) != {"max_wait_s"}:
         raise AgentError(400, "invalid_field", "a turn request's body has one field, max_wait_s")
     wait = document["max_wait_s"]

@@ -93,7 +93,9 @@ class ChallengeDesk:
                     left = deadline - self._clock()
                     if left <= 0:
                         raise AgentError(
-                            503, "busy", f"no turn within {wait_s:.0f} s: other challenges are queued",
+                            503,
+                            "busy",
+                            f"no turn within {wait_s:.0f} s: other challenges are queued",
                             headers={"Retry-After": "1"},
                         )
                     # Woken when a turn is used, lapses or a commitment ends; the timeout also
@@ -118,7 +120,9 @@ class ChallengeDesk:
                 granted = self._granted
                 if granted is None or granted.token != token or granted.expires <= self._clock():
                     raise AgentError(
-                        409, "turn_expired", "this turn is unknown or lapsed: ask for a new one",
+                        409,
+                        "turn_expired",
+                        "this turn is unknown or lapsed: ask for a new one",
                     )
                 self._granted = None
             elif self._queue or not self._free():

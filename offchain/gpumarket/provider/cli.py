@@ -75,38 +75,75 @@ def runtime_options(command: Callable[..., None]) -> Callable[..., None]:
     """The job runtime's options, the same for `serve-api` and `run`; they reach the command as
     one ``runtime`` argument (a RuntimeSettings)."""
     options = [
-        click.option("--runtime", "runtime_kind", type=click.Choice(RUNTIMES), default="container", show_default=True,
-                     help="How jobs run: in Podman containers (spec version 2), or as host processes (spec "
-                          "version 1; development only: no isolation, so it must be named)."),
-        click.option("--containers-conf", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-                     help="A containers.conf for podman (CONTAINERS_CONF) [default: podman's own]."),
-        click.option("--network", "networks", multiple=True,
-                     help="A podman network jobs may name in their spec besides 'none' (repeat for more)."),
-        click.option("--max-image-bytes", type=click.IntRange(min=1), default=RuntimeSettings.max_image_bytes,
-                     show_default=True,
-                     help="The largest image the agent pulls for a job, as its registry's manifest declares it "
-                          "(config and layers: the size the oracles check an image_too_large claim against)."),
-        click.option("--registry", "registries", multiple=True, metavar="HOST=URL",
-                     help="Where a registry is served when not at https://HOST, e.g. "
-                          "10.0.0.5:5000=http://10.0.0.5:5000 (repeat; the config file's [registries] too): "
-                          "the agent sizes images there before pulling."),
+        click.option(
+            "--runtime",
+            "runtime_kind",
+            type=click.Choice(RUNTIMES),
+            default="container",
+            show_default=True,
+            help="How jobs run: in Podman containers (spec version 2), or as host processes (spec "
+            "version 1; development only: no isolation, so it must be named).",
+        ),
+        click.option(
+            "--containers-conf",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            default=None,
+            help="A containers.conf for podman (CONTAINERS_CONF) [default: podman's own].",
+        ),
+        click.option(
+            "--network",
+            "networks",
+            multiple=True,
+            help="A podman network jobs may name in their spec besides 'none' (repeat for more).",
+        ),
+        click.option(
+            "--max-image-bytes",
+            type=click.IntRange(min=1),
+            default=RuntimeSettings.max_image_bytes,
+            show_default=True,
+            help="The largest image the agent pulls for a job, as its registry's manifest declares it "
+            "(config and layers: the size the oracles check an image_too_large claim against).",
+        ),
+        click.option(
+            "--registry",
+            "registries",
+            multiple=True,
+            metavar="HOST=URL",
+            help="Where a registry is served when not at https://HOST, e.g. "
+            "10.0.0.5:5000=http://10.0.0.5:5000 (repeat; the config file's [registries] too): "
+            "the agent sizes images there before pulling.",
+        ),
     ]
 
     @functools.wraps(command)
-    def with_runtime(*args: Any, runtime_kind: str, containers_conf: Path | None, networks: tuple[str, ...],
-                     max_image_bytes: int, registries: tuple[str, ...], **kwargs: Any) -> None:
+    def with_runtime(
+        *args: Any,
+        runtime_kind: str,
+        containers_conf: Path | None,
+        networks: tuple[str, ...],
+        max_image_bytes: int,
+        registries: tuple[str, ...],
+        **kwargs: Any,
+    ) -> None:
         try:
             registries_by_host = registry_map(registries)
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--registry") from None
         try:
-            runtime = RuntimeSettings(kind=runtime_kind, containers_conf=containers_conf, networks=networks,
-                                      max_image_bytes=max_image_bytes, registries=registries_by_host)
+            runtime = RuntimeSettings(
+                kind=runtime_kind,
+                containers_conf=containers_conf,
+                networks=networks,
+                max_image_bytes=max_image_bytes,
+                registries=registries_by_host,
+            )
         except ValueError as error:
             raise click.UsageError(str(error)) from None
         if runtime.kind == "process":
-            log.warning("the process runtime runs clients' jobs as host processes of this user, without "
-                        "isolation: for development only")
+            log.warning(
+                "the process runtime runs clients' jobs as host processes of this user, without "
+                "isolation: for development only"
+            )
         command(*args, runtime=runtime, **kwargs)
 
     for option in reversed(options):
@@ -203,8 +240,9 @@ def serve_api(
     if gpu_indices and not meter_gpus:
         log.warning("NVML is not available: jobs' GPUs will not be metered, only their processes")
     try:
-        runner = make_runtime(runtime, RunnerConfig(root=workdir, meter_interval_s=meter_interval,
-                                                    meter_gpus=meter_gpus), config.address)
+        runner = make_runtime(
+            runtime, RunnerConfig(root=workdir, meter_interval_s=meter_interval, meter_gpus=meter_gpus), config.address
+        )
     except RuntimeUnavailable as error:
         raise click.ClickException(str(error)) from None
     store = Store(db_path)
@@ -230,8 +268,13 @@ def serve_api(
 
 
 @provider.command("run")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Config file (TOML or YAML: rpc, deployment, key) [default: $GPUMARKET_CONFIG]; flags override it.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Config file (TOML or YAML: rpc, deployment, key) [default: $GPUMARKET_CONFIG]; flags override it.",
+)
 @click.option("--rpc", default=None, help="The node's JSON-RPC URL (http:// or https://).")
 @click.option(
     "--deployment",
@@ -258,8 +301,12 @@ def serve_api(
 @click.option("--confirmations", type=click.IntRange(min=0), default=2, show_default=True)
 @click.option("--poll-interval", type=click.FloatRange(min=0.01), default=0.5, show_default=True)
 @click.option("--meter-interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True)
-@click.option("--max-gpus", type=click.IntRange(min=1), default=None,
-              help="GPUs all running jobs may use together (at most the registered count).")
+@click.option(
+    "--max-gpus",
+    type=click.IntRange(min=1),
+    default=None,
+    help="GPUs all running jobs may use together (at most the registered count).",
+)
 @click.option("--min-job-value", type=click.IntRange(min=0), default=0, help="Least price * GPUs * duration to take.")
 @click.option(
     "--ready-file",
@@ -268,10 +315,20 @@ def serve_api(
     help='Written with {"url", "pid", "address"} once the service is up.',
 )
 # A cheating prover for the devnet's lazy provider (gpumarket devnet): hidden, local chains only.
-@click.option("--cheat-skip-fraction", type=click.FloatRange(0.0, 1.0), default=None, hidden=True,
-              help="Cheat (local chains only): skip this fraction of each challenge's tiles.")
-@click.option("--cheat-skip-after", type=click.IntRange(min=0), default=None, hidden=True,
-              help="Cheat (local chains only): answer this many challenges honestly first [default: 0].")
+@click.option(
+    "--cheat-skip-fraction",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    hidden=True,
+    help="Cheat (local chains only): skip this fraction of each challenge's tiles.",
+)
+@click.option(
+    "--cheat-skip-after",
+    type=click.IntRange(min=0),
+    default=None,
+    hidden=True,
+    help="Cheat (local chains only): answer this many challenges honestly first [default: 0].",
+)
 @runtime_options
 def run(
     config_path: Path | None,
@@ -301,8 +358,12 @@ def run(
     _log_to_stderr()
     group = group_settings()  # the flags given before `run`: the subcommand's own win
     try:
-        settings = require_settings(config_path or group.config, rpc=rpc or group.rpc,
-                                    deployment=deployment_path or group.deployment, key=key_spec or group.key)
+        settings = require_settings(
+            config_path or group.config,
+            rpc=rpc or group.rpc,
+            deployment=deployment_path or group.deployment,
+            key=key_spec or group.key,
+        )
     except ConfigError as error:
         raise click.UsageError(str(error)) from None
     rpc, deployment_path, key_spec = str(settings.rpc), Path(str(settings.deployment)), str(settings.key)
@@ -318,8 +379,11 @@ def run(
             if not is_local_chain(w3):
                 raise click.UsageError(f"the cheat options are for local chains only, not chain id {w3.eth.chain_id}")
             prover = LateSkippingProver(1.0 - cheat_skip_fraction, honest_challenges=cheat_skip_after or 0)
-            log.warning("cheating: %d honest challenge(s), then skipping %.0f%% of each challenge's tiles",
-                        prover.honest_challenges, 100 * cheat_skip_fraction)
+            log.warning(
+                "cheating: %d honest challenge(s), then skipping %.0f%% of each challenge's tiles",
+                prover.honest_challenges,
+                100 * cheat_skip_fraction,
+            )
         deployment = MarketDeployment.read(deployment_path)
         key = load_key(key_spec, w3=w3)
         config = ServiceConfig(

@@ -257,8 +257,11 @@ class _CgroupSource:
             self._cgroup = ContainerCgroup.of_pid(self.pid)
             if self._cgroup is None and not self._warned:
                 self._warned = True
-                log.warning("job %d: the cgroup of container %s cannot be read here: its CPU time and memory "
-                            "are not metered", self.job_id, self.container_id[:12])
+                log.warning(
+                    "job %d: the cgroup of container %s cannot be read here: its CPU time and memory are not metered",
+                    self.job_id,
+                    self.container_id[:12],
+                )
         usage = self._cgroup.read() if self._cgroup is not None else None
         if usage is not None:
             self.cpu_ms = max(self.cpu_ms, usage.cpu_ms)
@@ -308,8 +311,9 @@ class ContainerJob:
         self._usage: UsageRecord | None = None
         self._meter_error: Exception | None = None
         gpus_metered = gpus if self.config.meter_gpus else ()
-        self._meter = JobMeter(pid, gpus_metered, self.config.meter_interval_s, job_id, journal=journal,
-                               usage_source=self._source)
+        self._meter = JobMeter(
+            pid, gpus_metered, self.config.meter_interval_s, job_id, journal=journal, usage_source=self._source
+        )
         self._metering = threading.Thread(target=self._run_meter, name=f"job-{job_id}-meter", daemon=True)
         self._metering.start()
 
@@ -386,8 +390,12 @@ class ContainerJob:
             watchdog.join()
         state = self._runner._exited_state(self.container_id)
         if state is None or not state.exited:
-            log.warning("job %d: the engine has no exit status of container %s (%s)", self.job_id,
-                        self.container_id[:12], "it is gone" if state is None else f"it is {state.status}")
+            log.warning(
+                "job %d: the engine has no exit status of container %s (%s)",
+                self.job_id,
+                self.container_id[:12],
+                "it is gone" if state is None else f"it is {state.status}",
+            )
             exit_code, finished_ns = None, time.time_ns()
         else:
             exit_code, finished_at_ns = state.exit_code, state.finished_at_ns
@@ -396,9 +404,15 @@ class ContainerJob:
         if self._source.oom_kills or (state is not None and state.oom_killed):
             self._runner._log_oom(self.job_id, self.spec, exit_code)
         return self._runner._conclude(
-            self.job_id, self.spec, self.container_id,
-            exit_code=exit_code, finished_ns=finished_ns, stop_reason=self._stop_reason,
-            usage=lambda: usage, started_at=self.started_at, resumed=self.resumed,
+            self.job_id,
+            self.spec,
+            self.container_id,
+            exit_code=exit_code,
+            finished_ns=finished_ns,
+            stop_reason=self._stop_reason,
+            usage=lambda: usage,
+            started_at=self.started_at,
+            resumed=self.resumed,
         )
 
 
@@ -419,8 +433,10 @@ class ContainerRunner:
         self.sizer = RegistryClient(settings.registries, default_https=True)
         self._init_path = _find_init() if settings.init else None
         if settings.init and self._init_path is None:
-            log.warning("catatonit is not installed: containers run without an init (SIGTERM then reaches "
-                        "only programs that handle it; the KILL after the grace period ends the others)")
+            log.warning(
+                "catatonit is not installed: containers run without an init (SIGTERM then reaches "
+                "only programs that handle it; the KILL after the grace period ends the others)"
+            )
         Path(config.root).mkdir(parents=True, exist_ok=True)
 
     def paths(self, job_id: int) -> JobPaths:
@@ -441,8 +457,10 @@ class ContainerRunner:
         if not isinstance(spec, ContainerJobSpec):
             return "this provider runs jobs in containers; a version 1 spec (a host process) is not accepted"
         if spec.network not in self.settings.offered_networks:
-            return (f"network {spec.network!r} is not offered by this provider (offered: "
-                    f"{', '.join(self.settings.offered_networks)})")
+            return (
+                f"network {spec.network!r} is not offered by this provider (offered: "
+                f"{', '.join(self.settings.offered_networks)})"
+            )
         return None
 
     # ------------------------------------------------------------------ images
@@ -470,8 +488,13 @@ class ContainerRunner:
             self._check_size(job_id, spec, timeout_s=limit_s)
             log.info("job %d: pulling %s (at most %.0f s)", job_id, image, deadline - time.monotonic())
             engine.pull(image, timeout_s=max(deadline - time.monotonic(), 0.001))
-            log.info("job %d: pulled %s in %.1f s, %d bytes unpacked",
-                     job_id, image, limit_s - (deadline - time.monotonic()), engine.image_size(image))
+            log.info(
+                "job %d: pulled %s in %.1f s, %d bytes unpacked",
+                job_id,
+                image,
+                limit_s - (deadline - time.monotonic()),
+                engine.image_size(image),
+            )
         except EngineError as error:
             raise ImageUnavailable(IMAGE_UNAVAILABLE, f"podman could not look at {image}: {error}") from None
 
@@ -479,13 +502,22 @@ class ContainerRunner:
         check = self.sizer.check(spec.image_reference, timeout_s=timeout_s)
         limit = self.settings.max_image_bytes
         if not check.found or check.size_bytes is None:
-            log.warning("job %d: could not size %s before pulling it (%s: %s); pulling it without the "
-                        "max_image_bytes limit", job_id, spec.image, check.status.value, check.detail)
+            log.warning(
+                "job %d: could not size %s before pulling it (%s: %s); pulling it without the max_image_bytes limit",
+                job_id,
+                spec.image,
+                check.status.value,
+                check.detail,
+            )
             return
         if check.size_bytes > limit:
-            raise ImageUnavailable(IMAGE_TOO_LARGE, (
-                f"{spec.image} is {check.size_bytes} bytes as its registry's manifest declares it (config and "
-                f"layers), more than this provider's max_image_bytes {limit}"))
+            raise ImageUnavailable(
+                IMAGE_TOO_LARGE,
+                (
+                    f"{spec.image} is {check.size_bytes} bytes as its registry's manifest declares it (config and "
+                    f"layers), more than this provider's max_image_bytes {limit}"
+                ),
+            )
 
     # ------------------------------------------------------------------ starting
 
@@ -558,14 +590,28 @@ class ContainerRunner:
             engine.init(container_id)
             pid = self._recorded_pid(paths)  # conmon wrote it at init
             if pid is None:
-                raise EngineError(["podman", "container", "init"], 0,
-                                  f"container {container_id[:12]} was initialized but its pid file is empty")
+                raise EngineError(
+                    ["podman", "container", "init"],
+                    0,
+                    f"container {container_id[:12]} was initialized but its pid file is empty",
+                )
         except EngineError:
             self._remove_container(job_id, container_id)
             raise
         start_ticks = process_start_ticks(pid) or 0  # 0: unknown (it is gone already; is_alive is then False)
-        job = ContainerJob(self, job_id, spec, tuple(gpus), container_id, pid, start_ticks, time.time(), journal,
-                           max_seconds=limit, resumed=False)
+        job = ContainerJob(
+            self,
+            job_id,
+            spec,
+            tuple(gpus),
+            container_id,
+            pid,
+            start_ticks,
+            time.time(),
+            journal,
+            max_seconds=limit,
+            resumed=False,
+        )
         try:
             engine.start(container_id)
         except EngineError:
@@ -577,11 +623,21 @@ class ContainerRunner:
         job.started_at = started_ns / 1e9
         with contextlib.suppress(FileNotFoundError):
             os.utime(paths.pidfile, ns=(started_ns, started_ns))  # recorded_start reads the start from it
-        log.info("job %d: started container %s (pid %d), image %s, gpus %s", job_id, container_id[:12], pid,
-                 spec.image, list(gpus) or "none")
+        log.info(
+            "job %d: started container %s (pid %d), image %s, gpus %s",
+            job_id,
+            container_id[:12],
+            pid,
+            spec.image,
+            list(gpus) or "none",
+        )
         if limit < spec.limits.max_seconds:
-            log.info("job %d: wall-time limit %.1f s (its paid time left), not the spec's %d s",
-                     job_id, limit, spec.limits.max_seconds)
+            log.info(
+                "job %d: wall-time limit %.1f s (its paid time left), not the spec's %d s",
+                job_id,
+                limit,
+                spec.limits.max_seconds,
+            )
         return job
 
     def run(
@@ -671,10 +727,26 @@ class ContainerRunner:
         paths = self.paths(job_id)
         container_id = container_id_file(paths).read_text().strip()
         journal = self._journal(job_id, started_at)
-        log.info("job %d: re-attached to container %s (pid %d; metered since its start, %d samples journaled)",
-                 job_id, container_id[:12], pid, len(journal.samples))
-        job = ContainerJob(self, job_id, spec, tuple(gpus), container_id, pid, start_ticks, started_at, journal,
-                           max_seconds=read_limit(paths.max_seconds), resumed=True)
+        log.info(
+            "job %d: re-attached to container %s (pid %d; metered since its start, %d samples journaled)",
+            job_id,
+            container_id[:12],
+            pid,
+            len(journal.samples),
+        )
+        job = ContainerJob(
+            self,
+            job_id,
+            spec,
+            tuple(gpus),
+            container_id,
+            pid,
+            start_ticks,
+            started_at,
+            journal,
+            max_seconds=read_limit(paths.max_seconds),
+            resumed=True,
+        )
         stopping = read_stop_reason(paths.stop_reason)
         if stopping is not None:
             job.stop(stopping)
@@ -707,12 +779,17 @@ class ContainerRunner:
                 self._log_oom(job_id, spec, exit_code)
         log.info("job %d: ended while no agent followed it (exit %s)", job_id, exit_code)
         return self._conclude(
-            job_id, spec, container_id,
-            exit_code=exit_code, finished_ns=finished_ns, stop_reason=read_stop_reason(paths.stop_reason),
+            job_id,
+            spec,
+            container_id,
+            exit_code=exit_code,
+            finished_ns=finished_ns,
+            stop_reason=read_stop_reason(paths.stop_reason),
             usage=lambda: self._journal(job_id, started_at).conclude(
                 pid=pid, interval_s=self.config.meter_interval_s, ended_unix_ns=finished_ns
             ),
-            started_at=started_at, resumed=True,
+            started_at=started_at,
+            resumed=True,
         )
 
     # ------------------------------------------------------------------ ending
@@ -729,8 +806,12 @@ class ContainerRunner:
 
     @staticmethod
     def _log_oom(job_id: int, spec: ContainerJobSpec, exit_code: int | None) -> None:
-        log.warning("job %d: a process of the container was killed for memory (limit %d bytes); exit %s kept",
-                    job_id, spec.limits.max_memory_bytes, exit_code)
+        log.warning(
+            "job %d: a process of the container was killed for memory (limit %d bytes); exit %s kept",
+            job_id,
+            spec.limits.max_memory_bytes,
+            exit_code,
+        )
 
     def _conclude(
         self,
@@ -792,8 +873,9 @@ class ContainerRunner:
                 continue
             job = container.labels.get(JOB_LABEL, "")
             if not job.isdigit():
-                log.warning("container %s has this agent's owner label but no job id (%r): left alone",
-                            container.id[:12], job)
+                log.warning(
+                    "container %s has this agent's owner label but no job id (%r): left alone", container.id[:12], job
+                )
                 continue
             if int(job) in keep:
                 continue

@@ -103,6 +103,7 @@ printf '%s\n' "$code" > "$status_file"
 exit "$code"
 """
 
+
 def job_environment(spec: JobSpec, gpus: Sequence[int]) -> dict[str, str]:
     """The job's whole environment (the shell adds PWD)."""
     env = dict(spec.env)
@@ -177,7 +178,6 @@ def _kill_leftovers(pid: int, start_ticks: int | None) -> None:
     ticks = process_start_ticks(pid)
     if ticks is None or (start_ticks is not None and ticks == start_ticks):
         _kill_group(pid, signal.SIGKILL)
-
 
 
 @dataclass(frozen=True)
@@ -281,8 +281,9 @@ class RunningJob:
         gpus = self.gpus if self.config.meter_gpus else ()
         try:
             # Before the wrapper is reaped: its final CPU times are read while it is a zombie.
-            usage = meter_pid(self.pid, gpus=gpus, interval_s=self.config.meter_interval_s, job_id=self.job_id,
-                              journal=self._journal)
+            usage = meter_pid(
+                self.pid, gpus=gpus, interval_s=self.config.meter_interval_s, job_id=self.job_id, journal=self._journal
+            )
         except ValueError:
             self._ended.set()
             self._reap()
@@ -332,8 +333,10 @@ class Runner:
 
     def refusal(self, spec: AnyJobSpec) -> str | None:
         if not isinstance(spec, JobSpec):
-            return (f"this agent runs jobs as host processes (the development runtime); a version {spec.version}"
-                    " spec (a container) needs an agent with the container runtime")
+            return (
+                f"this agent runs jobs as host processes (the development runtime); a version {spec.version}"
+                " spec (a container) needs an agent with the container runtime"
+            )
         return None
 
     def prepare(self, job_id: int, spec: AnyJobSpec, *, timeout_s: float | None = None) -> None:
@@ -378,10 +381,23 @@ class Runner:
         assert start_ticks is not None  # our unreaped child has a /proc entry
         log.info("job %d: started pid %d in %s, gpus %s", job_id, process.pid, paths.work, list(gpus) or "none")
         if limit < spec.limits.max_seconds:
-            log.info("job %d: wall-time limit %.1f s (its paid time left), not the spec's %d s",
-                     job_id, limit, spec.limits.max_seconds)
+            log.info(
+                "job %d: wall-time limit %.1f s (its paid time left), not the spec's %d s",
+                job_id,
+                limit,
+                spec.limits.max_seconds,
+            )
         return RunningJob(
-            self.config, job_id, spec, tuple(gpus), paths, process.pid, start_ticks, started_at, process, journal,
+            self.config,
+            job_id,
+            spec,
+            tuple(gpus),
+            paths,
+            process.pid,
+            start_ticks,
+            started_at,
+            process,
+            journal,
             limit,
         )
 
@@ -439,10 +455,23 @@ class Runner:
             raise ProcessGone(f"job {job_id}: process {pid} is gone")
         paths = self.paths(job_id)
         journal = self._journal(job_id, started_at)
-        log.info("job %d: re-attached to pid %d (metered since its start, %d samples journaled)", job_id, pid,
-                 len(journal.samples))
+        log.info(
+            "job %d: re-attached to pid %d (metered since its start, %d samples journaled)",
+            job_id,
+            pid,
+            len(journal.samples),
+        )
         job = RunningJob(
-            self.config, job_id, spec, tuple(gpus), paths, pid, start_ticks, started_at, None, journal,
+            self.config,
+            job_id,
+            spec,
+            tuple(gpus),
+            paths,
+            pid,
+            start_ticks,
+            started_at,
+            None,
+            journal,
             read_limit(paths.max_seconds),
         )
         stopping = read_stop_reason(paths.stop_reason)

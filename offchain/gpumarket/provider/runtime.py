@@ -152,12 +152,15 @@ def make_runtime(settings: RuntimeSettings, config: RunnerConfig, provider: str)
         raise RuntimeUnavailable(f"the container runtime needs podman, which did not answer: {error}") from None
     if refusal is not None:
         raise RuntimeUnavailable(f"the container runtime cannot run jobs here: {refusal}")
-    return ContainerRunner(config, ContainerSettings(
-        engine=engine,
-        owner=container_owner(provider, config.root),
-        user=settings.job_user,
-        networks=settings.networks,
-        max_image_bytes=settings.max_image_bytes,
-        pull_timeout_s=settings.pull_timeout_s,
-        registries=settings.registries,
-    ))
+    return ContainerRunner(
+        config,
+        ContainerSettings(
+            engine=engine,
+            owner=container_owner(provider, config.root),
+            user=settings.job_user,
+            networks=settings.networks,
+            max_image_bytes=settings.max_image_bytes,
+            pull_timeout_s=settings.pull_timeout_s,
+            registries=settings.registries,
+        ),
+    )

@@ -188,7 +188,10 @@ class ProviderService(ServiceLifecycle):
             gpus=config.gpus,
         )
         self.agent = ProviderAgent(
-            agent_config, self.store, runner, MarketJobSource(self.market),
+            agent_config,
+            self.store,
+            runner,
+            MarketJobSource(self.market),
             self._prover if self._prover is not None else make_prover(config.backend),
         )
         recovery = self.agent.recover()
@@ -204,13 +207,22 @@ class ProviderService(ServiceLifecycle):
             self.store,
             start_block=config.deployment.block,
             policy=self._policy(),
-            config=FollowerConfig(confirmations=config.confirmations, poll_interval=config.poll_interval,
-                                  retry=config.retry, max_outages=config.max_outages),
+            config=FollowerConfig(
+                confirmations=config.confirmations,
+                poll_interval=config.poll_interval,
+                retry=config.retry,
+                max_outages=config.max_outages,
+            ),
         )
         self._watcher_thread = threading.Thread(target=self._watch, name="provider-watcher", daemon=True)
         self._watcher_thread.start()
-        log.info("provider %s serving %s on %s, watching market %s", self.address, endpoint_checks.gpu_class.name,
-                 self.url, config.deployment.market)
+        log.info(
+            "provider %s serving %s on %s, watching market %s",
+            self.address,
+            endpoint_checks.gpu_class.name,
+            self.url,
+            config.deployment.market,
+        )
         return self
 
     def _policy(self) -> WatchPolicy:
@@ -224,7 +236,6 @@ class ProviderService(ServiceLifecycle):
     def _watch(self) -> None:
         assert self.watcher is not None
         self._run_until_stopped("chain watcher", self.watcher.run)
-
 
     def close(self, *, stop_jobs: bool = False) -> None:
         """Stops the watcher and the API; running jobs keep running unless ``stop_jobs``."""
@@ -241,4 +252,3 @@ class ProviderService(ServiceLifecycle):
         # record an ending until the process exits (each transaction is durable on its own).
         if self.store is not None and (stop_jobs or self.agent is None):
             self.store.close()
-

@@ -183,8 +183,10 @@ class Recovery:
 
     def summary(self) -> str:
         """One log line: what a restart found."""
-        return (f"recovered: {len(self.resume)} followed again, {len(self.ended)} ended while the agent was down, "
-                f"{len(self.start)} started, {len(self.lost)} lost")
+        return (
+            f"recovered: {len(self.resume)} followed again, {len(self.ended)} ended while the agent was down, "
+            f"{len(self.start)} started, {len(self.lost)} lost"
+        )
 
 
 def _job(row: sqlite3.Row) -> JobRecord:
@@ -343,8 +345,9 @@ class Store:
         came can no longer run, so it becomes ``lost`` with ``detail``. A job in any other state
         keeps it (its run, if any, records its own ending); None when the store lacks the job."""
         try:
-            return self._transition(job_id, (JobStatus.ACCEPTED,), JobStatus.LOST, finished_at=self._clock(),
-                                    detail=detail)
+            return self._transition(
+                job_id, (JobStatus.ACCEPTED,), JobStatus.LOST, finished_at=self._clock(), detail=detail
+            )
         except StoreConflict:
             return self.get(job_id)
 

@@ -114,8 +114,13 @@ class JobWatcher:
         self.policy = policy or WatchPolicy()
         follower_config = replace(config or FollowerConfig(), events=WATCHED_EVENTS)
         self.follower = EventFollower(
-            market.w3, market.address, db_path, self._on_event,
-            start_block=start_block, config=follower_config, stream="provider-watcher",
+            market.w3,
+            market.address,
+            db_path,
+            self._on_event,
+            start_block=start_block,
+            config=follower_config,
+            stream="provider-watcher",
         )
         self._db_path = Path(db_path)
         with closing(sqlite3.connect(self._db_path, timeout=30.0)) as db:
@@ -186,8 +191,7 @@ class JobWatcher:
         except ContractRevert as error:
             log.warning("job %d: accept reverted (%s); skipped", job_id, error.reason or "no reason")
             return Decision.REVERTED
-        log.info("job %d: accepted at %d per GPU-second (%d GPUs)", job_id, record.price_per_gpu_second,
-                 job.gpu_count)
+        log.info("job %d: accepted at %d per GPU-second (%d GPUs)", job_id, record.price_per_gpu_second, job.gpu_count)
         self._record_accepted(job_id, result.block_number, db)
         return Decision.ACCEPTED
 

@@ -85,9 +85,7 @@ def digest(chain_id: int, contract: str, report_type: str, report_file: TextIO, 
 @report.command()
 @_domain_options
 @click.option("--signature", required=True, metavar="0x..", help="65-byte signature r||s||v as hex.")
-def recover(
-    chain_id: int, contract: str, report_type: str, report_file: TextIO, as_json: bool, signature: str
-) -> None:
+def recover(chain_id: int, contract: str, report_type: str, report_file: TextIO, as_json: bool, signature: str) -> None:
     """Print the address that signed a report."""
     domain, rep = _load(chain_id, contract, report_type, report_file)
     try:

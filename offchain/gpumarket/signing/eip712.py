@@ -490,9 +490,7 @@ def _recover_signer(msg_hash: bytes, signature: bytes) -> str:
     return _address_of_public_key(public_key)
 
 
-def quorum_signatures(
-    domain: Domain, report: Report, private_keys: Iterable[bytes | str | PrivateKey]
-) -> list[bytes]:
+def quorum_signatures(domain: Domain, report: Report, private_keys: Iterable[bytes | str | PrivateKey]) -> list[bytes]:
     """Sign with every key; return the signatures sorted strictly ascending by signer address.
 
     This is the order the contract requires (it rejects a duplicate signer that way).
@@ -548,9 +546,7 @@ def _resolve_type(report_type: Any, data: Mapping[str, Any]) -> type[Report]:
         keys_present = set(data)
         matches = [cls for cls in _REPORT_CLASSES if keys_present == {n for n, _ in cls.MEMBERS}]
         if len(matches) != 1:
-            raise ValueError(
-                f"cannot tell the report type from keys {sorted(keys_present)}; pass report_type"
-            )
+            raise ValueError(f"cannot tell the report type from keys {sorted(keys_present)}; pass report_type")
         return matches[0]
     if isinstance(report_type, str):
         try:

@@ -46,10 +46,14 @@ class BusyLoops:
 
     def start(self) -> BusyLoops:
         for _ in range(self.count):
-            self._processes.append(subprocess.Popen(
-                [sys.executable, "-S", "-c", _PROGRAM, str(os.getpid())],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            ))
+            self._processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-S", "-c", _PROGRAM, str(os.getpid())],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         log.info("started %d busy loop(s): pids %s", self.count, self.pids)
         return self
 
@@ -74,6 +78,7 @@ class BusyLoops:
             self.stop()  # the ones already started
             raise
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.stop()

@@ -43,24 +43,58 @@ def _stop_on_sigterm() -> None:
 
 @click.command("soak")
 @click.option("--jobs", type=click.IntRange(min=1), default=200, show_default=True, help="Jobs to run.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Jobs in flight at once (at most one per provider: 3).")
-@click.option("--busy", type=click.IntRange(min=0), default=None,
-              help="Busy-loop processes saturating the CPUs [default: 2 x cores].")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Jobs in flight at once (at most one per provider: 3).",
+)
+@click.option(
+    "--busy",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Busy-loop processes saturating the CPUs [default: 2 x cores].",
+)
 @click.option("--seed", type=int, default=None, help="Seed of the fault schedule [default: a random one, reported].")
-@click.option("--kill-interval-s", type=click.FloatRange(min=1.0), default=20.0, show_default=True,
-              help="Mean wait between kills, from the last killed service serving again.")
-@click.option("--drain-timeout-s", type=click.FloatRange(min=1.0), default=None,
-              help="After the last job is created, how long the rest may take [default: until they would "
-                   "count as stuck].")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_OUT, show_default=True,
-              help="Where to write the JSON report.")
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="A fresh directory for anvil's state, the services' stores and logs [default: a new "
-                   "temporary one, kept].")
+@click.option(
+    "--kill-interval-s",
+    type=click.FloatRange(min=1.0),
+    default=20.0,
+    show_default=True,
+    help="Mean wait between kills, from the last killed service serving again.",
+)
+@click.option(
+    "--drain-timeout-s",
+    type=click.FloatRange(min=1.0),
+    default=None,
+    help="After the last job is created, how long the rest may take [default: until they would count as stuck].",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_OUT,
+    show_default=True,
+    help="Where to write the JSON report.",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="A fresh directory for anvil's state, the services' stores and logs [default: a new temporary one, kept].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-def soak(jobs: int, concurrency: int, busy: int | None, seed: int | None, kill_interval_s: float,
-         drain_timeout_s: float | None, out: Path, workdir: Path | None, as_json: bool) -> None:
+def soak(
+    jobs: int,
+    concurrency: int,
+    busy: int | None,
+    seed: int | None,
+    kill_interval_s: float,
+    drain_timeout_s: float | None,
+    out: Path,
+    workdir: Path | None,
+    as_json: bool,
+) -> None:
     """A fault soak on anvil: 3 oracles and 3 honest providers (each a process) run real jobs while
     busy loops saturate the CPUs, agents and oracles are killed and restarted at random (SIGINT,
     SIGTERM, SIGKILL), and the node is restarted once.
@@ -71,12 +105,21 @@ def soak(jobs: int, concurrency: int, busy: int | None, seed: int | None, kill_i
     root = workdir or Path(tempfile.mkdtemp(prefix="gpumarket-soak-"))
     root.mkdir(parents=True, exist_ok=True)
     progress_out = sys.stderr if as_json else sys.stdout
-    logging.basicConfig(filename=root / "soak.log", level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
+    logging.basicConfig(
+        filename=root / "soak.log",
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s",
+    )
     config_values = {"busy": busy} if busy is not None else {}
-    config = SoakConfig(workdir=root, jobs=jobs, concurrency=concurrency, kill_interval_s=kill_interval_s,
-                        seed=secrets.randbelow(2**31) if seed is None else seed, drain_timeout_s=drain_timeout_s,
-                        **config_values)
+    config = SoakConfig(
+        workdir=root,
+        jobs=jobs,
+        concurrency=concurrency,
+        kill_interval_s=kill_interval_s,
+        seed=secrets.randbelow(2**31) if seed is None else seed,
+        drain_timeout_s=drain_timeout_s,
+        **config_values,
+    )
     _stop_on_sigterm()
     try:
         report = run_soak(config, echo=lambda line: click.echo(line, file=progress_out))

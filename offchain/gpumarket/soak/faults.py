@@ -99,9 +99,18 @@ def _marker(text: str) -> str:
 class FaultInjector:
     """See the module docstring."""
 
-    def __init__(self, launcher: ProcessLauncher, schedule: FaultSchedule, *, gate: threading.Lock,
-                 jobs_created: Callable[[], int], node_restart_at_jobs: int, started: float,
-                 abort: threading.Event, echo: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        launcher: ProcessLauncher,
+        schedule: FaultSchedule,
+        *,
+        gate: threading.Lock,
+        jobs_created: Callable[[], int],
+        node_restart_at_jobs: int,
+        started: float,
+        abort: threading.Event,
+        echo: Callable[[str], None],
+    ) -> None:
         """`abort` is set when the injector cannot go on (the node did not come back): the run stops."""
         self.launcher = launcher
         self.schedule = schedule
@@ -170,8 +179,10 @@ class FaultInjector:
             record.exit_code = process.wait()
         record.exited_after_s = round(time.monotonic() - signalled, 2)
         time.sleep(planned.down_s)
-        note = _marker(f"{planned.signal.name} at +{record.at_s:.1f} s, exited after {record.exited_after_s:.1f} s "
-                       f"(code {record.exit_code}), down {planned.down_s:.1f} s: restarting")
+        note = _marker(
+            f"{planned.signal.name} at +{record.at_s:.1f} s, exited after {record.exited_after_s:.1f} s "
+            f"(code {record.exit_code}), down {planned.down_s:.1f} s: restarting"
+        )
         try:
             self.launcher.restart_service(planned.service, note=note)
         except LaunchError as error:
@@ -179,8 +190,10 @@ class FaultInjector:
             self.echo(f"fault: {planned.service} did not come back after {planned.signal.name}: {error}")
             return
         record.back_after_s = round(time.monotonic() - signalled, 2)
-        self.echo(f"fault: {planned.service} serving again, {record.back_after_s:.1f} s after its {planned.signal.name}"
-                  + (f" (ignored for {STOP_WAIT_S:g} s: SIGKILLed)" if record.forced else ""))
+        self.echo(
+            f"fault: {planned.service} serving again, {record.back_after_s:.1f} s after its {planned.signal.name}"
+            + (f" (ignored for {STOP_WAIT_S:g} s: SIGKILLed)" if record.forced else "")
+        )
 
     def _restart_node(self) -> None:
         down_s = self.schedule.node_restart_down_s()
@@ -209,8 +222,12 @@ class FaultInjector:
             self.unplanned_exits.append(exit_)
             self.echo(f"fault: {name} EXITED ON ITS OWN with code {process.returncode}; restarting it")
             try:
-                self.launcher.restart_service(name, note=_marker(f"exited on its own with code {process.returncode} "
-                                                                 f"at +{exit_.at_s:.1f} s: restarting"))
+                self.launcher.restart_service(
+                    name,
+                    note=_marker(
+                        f"exited on its own with code {process.returncode} at +{exit_.at_s:.1f} s: restarting"
+                    ),
+                )
                 exit_.restarted = True
             except LaunchError as error:
                 exit_.error = str(error)

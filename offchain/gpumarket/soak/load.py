@@ -103,8 +103,15 @@ class JobRecord:
 class JobStream:
     """See the module docstring. `providers`: name -> address of the providers to load."""
 
-    def __init__(self, client: JobClient, providers: Mapping[str, str], plan: LoadPlan, *,
-                 gate: threading.Lock, echo: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        client: JobClient,
+        providers: Mapping[str, str],
+        plan: LoadPlan,
+        *,
+        gate: threading.Lock,
+        echo: Callable[[str], None],
+    ) -> None:
         self.client = client
         self.market = client.market
         self.providers = dict(providers)
@@ -132,8 +139,9 @@ class JobStream:
             with self.gate:
                 self.step()
             if (self.created >= self.plan.jobs or self.stopped_early) and drain_deadline():
-                log.warning("drain deadline reached with %d job(s) not looked at",
-                            sum(not r.looked_at for r in self.records))
+                log.warning(
+                    "drain deadline reached with %d job(s) not looked at", sum(not r.looked_at for r in self.records)
+                )
                 return
             stop.wait(self.plan.poll_interval_s)
 
@@ -170,8 +178,10 @@ class JobStream:
             self._send_spec(record)
         if job.state.terminal:
             record.ended_seen_at = time.time()
-            self.echo(f"job {record.job_id} ({record.workload}, {record.provider or 'no provider'}) ended "
-                      f"{job.state.name}" + (" (expired by the keeper)" if record.expired_by_keeper else ""))
+            self.echo(
+                f"job {record.job_id} ({record.workload}, {record.provider or 'no provider'}) ended "
+                f"{job.state.name}" + (" (expired by the keeper)" if record.expired_by_keeper else "")
+            )
             self._look_at(record)
         elif self._expirable(job, chain_now):
             self._expire(record, job)
@@ -284,10 +294,16 @@ class JobStream:
     def _create(self, index: int, target: str | None) -> None:
         work = workload(index)
         job_id = self.client.create_job(
-            work.spec(), gpu_class=self.plan.gpu_class, gpu_count=1, max_price=self.plan.max_price,
-            max_duration=self.plan.max_duration, provider=None if target is None else self.providers[target],
+            work.spec(),
+            gpu_class=self.plan.gpu_class,
+            gpu_count=1,
+            max_price=self.plan.max_price,
+            max_duration=self.plan.max_duration,
+            provider=None if target is None else self.providers[target],
             accept_window=self.plan.accept_window_s,
         )
         self.records.append(JobRecord(index, job_id, work.name, target, time.time()))
-        self.echo(f"job {job_id} created ({work.name}, {'open' if target is None else 'for ' + target}); "
-                  f"{index + 1}/{self.plan.jobs}")
+        self.echo(
+            f"job {job_id} created ({work.name}, {'open' if target is None else 'for ' + target}); "
+            f"{index + 1}/{self.plan.jobs}"
+        )

@@ -86,23 +86,35 @@ def bring_up(launcher: ProcessLauncher, *, client_mint: int, echo: Callable[[str
     """Deploy, fund and start everything (see the module docstring)."""
     w3 = launcher.start_chain()
     params = load_params(DEFAULT_PARAMS).with_floor(CPU_DEV.id, SHARED_MACHINE_CPU_DEV_FLOOR_GOPS)
-    params = params.model_copy(update={"parameters": params.parameters.model_copy(
-        update={"settle_grace": SETTLE_GRACE_S})})
+    params = params.model_copy(
+        update={"parameters": params.parameters.model_copy(update={"settle_grace": SETTLE_GRACE_S})}
+    )
     deployer = test_account(DEPLOYER_ACCOUNT)
     deployment = deploy_market_web3(w3, deployer, params)
     market = deployment.market_at(w3)
-    echo(f"GpuMarket deployed at {deployment.market} (settle grace {SETTLE_GRACE_S} s, "
-         f"cpu-dev floor {SHARED_MACHINE_CPU_DEV_FLOOR_GOPS} GOPS)")
-    roles = Roles(treasury=deployer.address, client=test_account(CLIENT_ACCOUNT).address,
-                  providers={test_account(role.account).address: role for role in SOAK_PROVIDERS})
+    echo(
+        f"GpuMarket deployed at {deployment.market} (settle grace {SETTLE_GRACE_S} s, "
+        f"cpu-dev floor {SHARED_MACHINE_CPU_DEV_FLOOR_GOPS} GOPS)"
+    )
+    roles = Roles(
+        treasury=deployer.address,
+        client=test_account(CLIENT_ACCOUNT).address,
+        providers={test_account(role.account).address: role for role in SOAK_PROVIDERS},
+    )
     fund_roles(market, SOAK_PROVIDERS, PROVIDER_MINT, client_mint)
 
     workdir = launcher.workdir
     ports = free_ports(COMMITTEE + len(SOAK_PROVIDERS))
     urls = [f"http://127.0.0.1:{port}" for port in ports[:COMMITTEE]]
     oracles = tuple(
-        OracleSetup(f"oracle-{i}", f"test-oracle:{i}", f"test-account:{ORACLE_SENDER_ACCOUNTS[i]}", port,
-                    tuple(url for j, url in enumerate(urls) if j != i), workdir / f"oracle-{i}")
+        OracleSetup(
+            f"oracle-{i}",
+            f"test-oracle:{i}",
+            f"test-account:{ORACLE_SENDER_ACCOUNTS[i]}",
+            port,
+            tuple(url for j, url in enumerate(urls) if j != i),
+            workdir / f"oracle-{i}",
+        )
         for i, port in enumerate(ports[:COMMITTEE])
     )
     for oracle in oracles:
@@ -123,8 +135,7 @@ def bring_up(launcher: ProcessLauncher, *, client_mint: int, echo: Callable[[str
         launcher.start_provider(setup, deployment)
         providers.append(setup)
         try:
-            why_not = wait_verified(launcher, market, deployment, test_account(role.account).address,
-                                    VERIFY_TIMEOUT_S)
+            why_not = wait_verified(launcher, market, deployment, test_account(role.account).address, VERIFY_TIMEOUT_S)
         except LaunchError as error:
             raise SoakError(f"while starting: {error}") from None
         if why_not is None:
@@ -133,5 +144,6 @@ def bring_up(launcher: ProcessLauncher, *, client_mint: int, echo: Callable[[str
         else:
             left_out[role.name] = why_not
             echo(f"{role.name}: NOT VERIFIED ({why_not}): left out of the load")
-    return SoakMarket(w3, deployment, market, roles, oracles, tuple(providers), tuple(verified), left_out,
-                      SETTLE_GRACE_S)
+    return SoakMarket(
+        w3, deployment, market, roles, oracles, tuple(providers), tuple(verified), left_out, SETTLE_GRACE_S
+    )

@@ -48,8 +48,10 @@ def _quote(workdir: Path, service: str, pattern: re.Pattern[str]) -> list[str]:
 def reasons_for_job(workdir: Path, job_id: int, *, oracles: Sequence[str], agents: Sequence[str]) -> list[str]:
     """The oracles' decisions and failed challenges for the job, then its agents' losses and warnings."""
     job = rf"\bjob {job_id}\b"
-    decisions = re.compile(rf"{job} decided |{job}: \w+ challenge fail|{job}: keeping the earlier decision|"
-                           rf"{job}: settlement refused")
+    decisions = re.compile(
+        rf"{job} decided |{job}: \w+ challenge fail|{job}: keeping the earlier decision|"
+        rf"{job}: settlement refused"
+    )
     agent_lines = re.compile(rf"{job}: lost|(WARNING|ERROR) .*{job}")
     quoted = [line for oracle in oracles for line in _quote(workdir, oracle, decisions)]
     quoted += [line for agent in agents for line in _quote(workdir, agent, agent_lines)]

@@ -48,13 +48,24 @@ from gpumarket.soak.load import JobRecord, JobStream
 from gpumarket.soak.market import SoakMarket
 from gpumarket.soak.reasons import reasons_for_hardware, reasons_for_job
 
-__all__ = ["OUTCOMES", "STUCK_MARGIN_S", "HardwareRejection", "Latency", "ReportInputs", "Slash", "SoakReport",
-           "build_report", "render"]
+__all__ = [
+    "OUTCOMES",
+    "STUCK_MARGIN_S",
+    "HardwareRejection",
+    "Latency",
+    "ReportInputs",
+    "Slash",
+    "SoakReport",
+    "build_report",
+    "render",
+]
 
 OUTCOMES = ("COMPLETED", "FAILED", "EXPIRED", "CANCELLED")
 STUCK_MARGIN_S = 60
-LATENCY_BASIS = ("from the agent's finished_at (its status endpoint) to the soak's first sight of the job "
-                 "settled on chain (polled every ~0.25 s); COMPLETED and FAILED jobs")
+LATENCY_BASIS = (
+    "from the agent's finished_at (its status endpoint) to the soak's first sight of the job "
+    "settled on chain (polled every ~0.25 s); COMPLETED and FAILED jobs"
+)
 
 
 @dataclass(frozen=True)
@@ -172,15 +183,22 @@ class SoakReport:
     @property
     def problems(self) -> list[str]:
         """What makes the soak fail (see the module docstring)."""
-        found = [f"honest provider slashed: {slash.provider}, {tokens(slash.amount)} mSTK, "
-                 + (f"job {slash.job_id}" if slash.job_id is not None else "hardware report")
-                 + (f": {_headline(slash.reasons)}" if slash.reasons else "")
-                 for slash in self.honest_slashes]
-        found += [f"payment stuck: job {stuck.job_id} still {stuck.state}, {stuck.chain_now - stuck.deadline} s past "
-                  "the time anyone may expire it" for stuck in self.stuck_payments]
+        found = [
+            f"honest provider slashed: {slash.provider}, {tokens(slash.amount)} mSTK, "
+            + (f"job {slash.job_id}" if slash.job_id is not None else "hardware report")
+            + (f": {_headline(slash.reasons)}" if slash.reasons else "")
+            for slash in self.honest_slashes
+        ]
+        found += [
+            f"payment stuck: job {stuck.job_id} still {stuck.state}, {stuck.chain_now - stuck.deadline} s past "
+            "the time anyone may expire it"
+            for stuck in self.stuck_payments
+        ]
         found += [f"conservation: {problem}" for problem in self.conservation_problems]
-        found += [f"honest provider not verified: {name}: {left_out['why']}"
-                  for name, left_out in self.providers_left_out.items()]
+        found += [
+            f"honest provider not verified: {name}: {left_out['why']}"
+            for name, left_out in self.providers_left_out.items()
+        ]
         if self.load_stopped_early is not None:
             found.append(f"only {self.jobs_run} of {self.jobs_requested} job(s) ran: {self.load_stopped_early}")
         return found
@@ -214,8 +232,11 @@ class SoakReport:
             "stuck": [stuck.to_json() for stuck in self.stuck_payments],
             "conservation": {"ok": not self.conservation_problems, "problems": self.conservation_problems},
             "settle_latency_s": asdict(self.settle_latency),
-            "results": {"checked": self.results_checked, "ok": self.results_ok,
-                        "bad": {str(job_id): why for job_id, why in self.results_bad.items()}},
+            "results": {
+                "checked": self.results_checked,
+                "ok": self.results_ok,
+                "bad": {str(job_id): why for job_id, why in self.results_bad.items()},
+            },
             "kills": {
                 "total": len(self.kills),
                 "by_service": self.kills_by_service(),
@@ -263,49 +284,100 @@ def build_report(inputs: ReportInputs) -> SoakReport:
             stuck.append(StuckPayment(job.job_id, job.state.name, job.escrow, deadline, chain_now))
 
     records = {record.job_id: record for record in stream.records}
-    events = list(scan_events(market, [Slashed.name, JobSettled.name, HardwareRejected.name],
-                              from_block=soak.deployment.block, to_block=block))
+    events = list(
+        scan_events(
+            market,
+            [Slashed.name, JobSettled.name, HardwareRejected.name],
+            from_block=soak.deployment.block,
+            to_block=block,
+        )
+    )
     settled_in = {e.meta.tx_hash: e for e in events if isinstance(e, JobSettled)}
     slashes = []
     for event in events:
         if not isinstance(event, Slashed) or event.provider not in soak.roles.providers:
             continue
         settled = settled_in.get(event.meta.tx_hash)  # else a hardware report's spoof slash
-        reasons = (reasons_for_job(inputs.workdir, settled.job_id, oracles=oracles, agents=agents) if settled
-                   else reasons_for_hardware(inputs.workdir, event.provider, oracles=oracles))
-        slashes.append(Slash(soak.roles.name(event.provider), event.amount, "job" if settled else "hardware",
-                             settled.job_id if settled else None, event.meta.tx_hash, reasons))
+        reasons = (
+            reasons_for_job(inputs.workdir, settled.job_id, oracles=oracles, agents=agents)
+            if settled
+            else reasons_for_hardware(inputs.workdir, event.provider, oracles=oracles)
+        )
+        slashes.append(
+            Slash(
+                soak.roles.name(event.provider),
+                event.amount,
+                "job" if settled else "hardware",
+                settled.job_id if settled else None,
+                event.meta.tx_hash,
+                reasons,
+            )
+        )
 
-    rejections = [HardwareRejection(soak.roles.name(e.provider), e.measured_throughput, e.required_throughput,
-                                    e.slashed, reasons_for_hardware(inputs.workdir, e.provider, oracles=oracles))
-                  for e in events if isinstance(e, HardwareRejected) and e.provider in soak.roles.providers]
-    failed = [FailedJob(job.job_id, soak.roles.names().get(job.provider),
-                        records[job.job_id].agent_state if job.job_id in records else None,
-                        records[job.job_id].agent_detail if job.job_id in records else None,
-                        reasons_for_job(inputs.workdir, job.job_id, oracles=oracles, agents=agents))
-              for job in jobs if job.state == JobState.FAILED]
+    rejections = [
+        HardwareRejection(
+            soak.roles.name(e.provider),
+            e.measured_throughput,
+            e.required_throughput,
+            e.slashed,
+            reasons_for_hardware(inputs.workdir, e.provider, oracles=oracles),
+        )
+        for e in events
+        if isinstance(e, HardwareRejected) and e.provider in soak.roles.providers
+    ]
+    failed = [
+        FailedJob(
+            job.job_id,
+            soak.roles.names().get(job.provider),
+            records[job.job_id].agent_state if job.job_id in records else None,
+            records[job.job_id].agent_detail if job.job_id in records else None,
+            reasons_for_job(inputs.workdir, job.job_id, oracles=oracles, agents=agents),
+        )
+        for job in jobs
+        if job.state == JobState.FAILED
+    ]
 
-    settled_records = [r for r in stream.records if r.state in (JobState.COMPLETED.name, JobState.FAILED.name)
-                       and r.ended_seen_at is not None]
-    samples = [r.ended_seen_at - r.agent_finished_at for r in settled_records  # type: ignore[operator]
-               if r.agent_finished_at is not None]
+    settled_records = [
+        r
+        for r in stream.records
+        if r.state in (JobState.COMPLETED.name, JobState.FAILED.name) and r.ended_seen_at is not None
+    ]
+    samples = [
+        r.ended_seen_at - r.agent_finished_at
+        for r in settled_records
+        if r.ended_seen_at is not None and r.agent_finished_at is not None
+    ]
     checked = [r for r in stream.records if r.result is not None]
 
     injector = inputs.injector
     report = SoakReport(
-        seed=inputs.seed, machine=machine(), busy_processes=inputs.busy_processes,
-        duration_s=round(inputs.duration_s, 1), settings=inputs.settings,
-        jobs_requested=stream.plan.jobs, jobs_run=len(jobs), outcomes=outcomes, honest_slashes=slashes,
-        stuck_payments=stuck, conservation_problems=conservation_problems(market, soak.roles.accounts()),
+        seed=inputs.seed,
+        machine=machine(),
+        busy_processes=inputs.busy_processes,
+        duration_s=round(inputs.duration_s, 1),
+        settings=inputs.settings,
+        jobs_requested=stream.plan.jobs,
+        jobs_run=len(jobs),
+        outcomes=outcomes,
+        honest_slashes=slashes,
+        stuck_payments=stuck,
+        conservation_problems=conservation_problems(market, soak.roles.accounts()),
         settle_latency=Latency.of(samples, len(settled_records) - len(samples)),
-        results_checked=len(checked), results_ok=sum(r.result == "ok" for r in checked),
+        results_checked=len(checked),
+        results_ok=sum(r.result == "ok" for r in checked),
         results_bad={r.job_id: r.result for r in checked if r.result != "ok"},  # type: ignore[misc]
-        kills=injector.kills, node_restart=injector.node_restart, unplanned_exits=injector.unplanned_exits,
-        failed_jobs=failed, hardware_rejections=rejections,
-        providers_left_out={name: {"why": why, "reasons": reasons_for_hardware(
-            inputs.workdir, soak.address_of(name), oracles=oracles)} for name, why in soak.left_out.items()},
+        kills=injector.kills,
+        node_restart=injector.node_restart,
+        unplanned_exits=injector.unplanned_exits,
+        failed_jobs=failed,
+        hardware_rejections=rejections,
+        providers_left_out={
+            name: {"why": why, "reasons": reasons_for_hardware(inputs.workdir, soak.address_of(name), oracles=oracles)}
+            for name, why in soak.left_out.items()
+        },
         jobs=stream.records,
-        load_stopped_early=stream.stopped_early, workdir=str(inputs.workdir),
+        load_stopped_early=stream.stopped_early,
+        workdir=str(inputs.workdir),
     )
     report.warnings = _warnings(report, inputs, jobs)
     return report
@@ -317,10 +389,13 @@ def _warnings(report: SoakReport, inputs: ReportInputs, jobs: list[Any]) -> list
         unfinished = [f"{job.job_id} ({job.state.name})" for job in jobs if not job.state.terminal]
         found.append(f"{len(unfinished)} job(s) not ended when the soak stopped: " + ", ".join(unfinished))
     found += [f"job {job_id}: result {why}" for job_id, why in report.results_bad.items()]
-    found += [f"{exit_.service} exited on its own at +{exit_.at_s:.0f} s (code {exit_.exit_code})"
-              for exit_ in report.unplanned_exits]
-    found += [f"{kill.service} did not come back after {kill.signal}: {kill.error}"
-              for kill in report.kills if kill.error]
+    found += [
+        f"{exit_.service} exited on its own at +{exit_.at_s:.0f} s (code {exit_.exit_code})"
+        for exit_ in report.unplanned_exits
+    ]
+    found += [
+        f"{kill.service} did not come back after {kill.signal}: {kill.error}" for kill in report.kills if kill.error
+    ]
     if report.node_restart is None:
         found.append("the node was not restarted (the load ended before its middle)")
     elif report.node_restart.error:
@@ -333,10 +408,15 @@ def _warnings(report: SoakReport, inputs: ReportInputs, jobs: list[Any]) -> list
 def render(report: SoakReport) -> str:
     """The report as a few lines of text."""
     latency = report.settle_latency
-    by_service = ", ".join(f"{service} {'/'.join(f'{sig}x{n}' for sig, n in counts.items())}"
-                           for service, counts in report.kills_by_service().items())
-    restart = ("none" if report.node_restart is None else
-               f"at +{report.node_restart.at_s:.0f} s, back after {report.node_restart.back_after_s} s")
+    by_service = ", ".join(
+        f"{service} {'/'.join(f'{sig}x{n}' for sig, n in counts.items())}"
+        for service, counts in report.kills_by_service().items()
+    )
+    restart = (
+        "none"
+        if report.node_restart is None
+        else f"at +{report.node_restart.at_s:.0f} s, back after {report.node_restart.back_after_s} s"
+    )
     lines = [
         f"soak: {report.jobs_run} job(s) of {report.jobs_requested} in {report.duration_s:.0f} s, seed "
         f"{report.seed}, {report.busy_processes} busy loop(s) on {report.machine['cores']} core(s)",
@@ -349,8 +429,11 @@ def render(report: SoakReport) -> str:
         f"kills: {len(report.kills)} ({by_service or 'none'}); node restart: {restart}",
     ]
     for job in report.failed_jobs:
-        lines.append(f"FAILED job {job.job_id} ({job.provider}; agent: {job.agent_state}"
-                     + (f", {job.agent_detail}" if job.agent_detail else "") + "):")
+        lines.append(
+            f"FAILED job {job.job_id} ({job.provider}; agent: {job.agent_state}"
+            + (f", {job.agent_detail}" if job.agent_detail else "")
+            + "):"
+        )
         lines += [f"    {reason}" for reason in job.reasons] or ["    (no reason found in the logs)"]
     for name, left_out in report.providers_left_out.items():
         lines.append(f"{name} left out of the load: {left_out['why']}")

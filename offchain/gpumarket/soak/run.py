@@ -91,8 +91,11 @@ def run_soak(config: SoakConfig, *, echo: Callable[[str], None]) -> SoakReport:
         raise FileExistsError(f"{workdir} holds a previous run ({', '.join(leftovers)}): use a fresh directory")
     workdir.mkdir(parents=True, exist_ok=True)
     schedule = FaultSchedule(
-        agents=agents, oracles=oracles,
-        seed=config.seed, kill_interval_s=config.kill_interval_s, min_down_s=config.min_down_s,
+        agents=agents,
+        oracles=oracles,
+        seed=config.seed,
+        kill_interval_s=config.kill_interval_s,
+        min_down_s=config.min_down_s,
         max_down_s=config.max_down_s,
     )
     timing = soak_timing(schedule)
@@ -102,23 +105,42 @@ def run_soak(config: SoakConfig, *, echo: Callable[[str], None]) -> SoakReport:
     with BusyLoops(config.busy), launcher:
         progress(f"{config.busy} busy loop(s) spinning on {os.cpu_count()} core(s); working directory {workdir}")
         soak = bring_up(launcher, client_mint=2 * config.jobs * MAX_PRICE * MAX_DURATION_S, echo=progress)
-        plan = LoadPlan(jobs=config.jobs, concurrency=config.concurrency, max_price=MAX_PRICE,
-                        max_duration=MAX_DURATION_S, gpu_class=CPU_DEV.id, settle_grace_s=soak.settle_grace_s,
-                        open_every=config.open_every, accept_window_s=config.accept_window_s)
+        plan = LoadPlan(
+            jobs=config.jobs,
+            concurrency=config.concurrency,
+            max_price=MAX_PRICE,
+            max_duration=MAX_DURATION_S,
+            gpu_class=CPU_DEV.id,
+            settle_grace_s=soak.settle_grace_s,
+            open_every=config.open_every,
+            accept_window_s=config.accept_window_s,
+        )
         key = test_account(CLIENT_ACCOUNT)
-        client = JobClient(soak.market.with_signer(key), key, poll_interval_s=plan.poll_interval_s,
-                           from_block=soak.deployment.block)
-        stream = JobStream(client, {name: soak.address_of(name) for name in soak.verified}, plan,
-                           gate=gate, echo=progress)
+        client = JobClient(
+            soak.market.with_signer(key), key, poll_interval_s=plan.poll_interval_s, from_block=soak.deployment.block
+        )
+        stream = JobStream(
+            client, {name: soak.address_of(name) for name in soak.verified}, plan, gate=gate, echo=progress
+        )
         node_restart_at = max(1, config.jobs // 2)
-        injector = FaultInjector(launcher, schedule, gate=gate, jobs_created=lambda: stream.created,
-                                 node_restart_at_jobs=node_restart_at, started=started, abort=stop, echo=progress)
+        injector = FaultInjector(
+            launcher,
+            schedule,
+            gate=gate,
+            jobs_created=lambda: stream.created,
+            node_restart_at_jobs=node_restart_at,
+            started=started,
+            abort=stop,
+            echo=progress,
+        )
         drain_s = config.drain_timeout_s
         if drain_s is None:  # a job accepted at the end of its accept window, run to its settle grace
             drain_s = plan.accept_window_s + plan.max_duration + soak.settle_grace_s + STUCK_MARGIN_S + 30
-        progress(f"load: {config.jobs} job(s), {config.concurrency} in flight; "
-                 f"faults every ~{config.kill_interval_s:g} s (seed {config.seed}), "
-                 f"node restart at job {node_restart_at}; oracles fail an agent silent for {timing.silent_after_s:g} s")
+        progress(
+            f"load: {config.jobs} job(s), {config.concurrency} in flight; "
+            f"faults every ~{config.kill_interval_s:g} s (seed {config.seed}), "
+            f"node restart at job {node_restart_at}; oracles fail an agent silent for {timing.silent_after_s:g} s"
+        )
         injector.start()
         try:
             stream.run(stop, drain_deadline=_deadline_after(drain_s))
@@ -127,16 +149,31 @@ def run_soak(config: SoakConfig, *, echo: Callable[[str], None]) -> SoakReport:
         claimed = client.claim()
         progress(f"client claimed its refunds ({len(claimed)} token(s)); reading the report")
         settings = {
-            "jobs": config.jobs, "concurrency": config.concurrency, "open_every": config.open_every,
-            "kill_interval_s": config.kill_interval_s, "down_s": [config.min_down_s, config.max_down_s],
-            "node_restart_at_jobs": node_restart_at, "accept_window_s": plan.accept_window_s,
-            "max_duration_s": plan.max_duration, "settle_grace_s": soak.settle_grace_s,
-            "drain_timeout_s": drain_s, "providers": list(soak.verified), "timing": asdict(timing),
+            "jobs": config.jobs,
+            "concurrency": config.concurrency,
+            "open_every": config.open_every,
+            "kill_interval_s": config.kill_interval_s,
+            "down_s": [config.min_down_s, config.max_down_s],
+            "node_restart_at_jobs": node_restart_at,
+            "accept_window_s": plan.accept_window_s,
+            "max_duration_s": plan.max_duration,
+            "settle_grace_s": soak.settle_grace_s,
+            "drain_timeout_s": drain_s,
+            "providers": list(soak.verified),
+            "timing": asdict(timing),
         }
-        return build_report(ReportInputs(
-            seed=config.seed, busy_processes=config.busy, duration_s=time.monotonic() - started, settings=settings,
-            soak_market=soak, stream=stream, injector=injector, workdir=workdir,
-        ))
+        return build_report(
+            ReportInputs(
+                seed=config.seed,
+                busy_processes=config.busy,
+                duration_s=time.monotonic() - started,
+                settings=settings,
+                soak_market=soak,
+                stream=stream,
+                injector=injector,
+                workdir=workdir,
+            )
+        )
 
 
 def _deadline_after(seconds: float) -> Callable[[], bool]:

@@ -57,8 +57,9 @@ class FaultSchedule:
         if not self.agents or not self.oracles:
             raise ValueError("the schedule needs at least one agent and one oracle")
         if self.kill_interval_s <= 0 or not 0 < self.min_down_s <= self.max_down_s:
-            raise ValueError(f"invalid schedule timings: interval {self.kill_interval_s}, "
-                             f"down {self.min_down_s}..{self.max_down_s}")
+            raise ValueError(
+                f"invalid schedule timings: interval {self.kill_interval_s}, down {self.min_down_s}..{self.max_down_s}"
+            )
 
     def kills(self) -> Iterator[PlannedKill]:
         """The kills, in order, without end (the run stops taking them when its jobs are done)."""
@@ -73,8 +74,11 @@ class FaultSchedule:
             kind = kinds[number % 2]
             service = rng.choice(self.agents if kind == "agent" else self.oracles)
             yield PlannedKill(
-                after_s=round(self.kill_interval_s * rng.uniform(0.5, 1.5), 2), service=service, kind=kind,
-                signal=deck.pop(), down_s=round(rng.uniform(self.min_down_s, self.max_down_s), 2),
+                after_s=round(self.kill_interval_s * rng.uniform(0.5, 1.5), 2),
+                service=service,
+                kind=kind,
+                signal=deck.pop(),
+                down_s=round(rng.uniform(self.min_down_s, self.max_down_s), 2),
             )
             number += 1
 

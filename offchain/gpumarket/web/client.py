@@ -183,8 +183,9 @@ class Timeouts:
         the wait for a pooled connection (every other wait is cut at its socket: _DeadlineBackend)."""
         pool = self.connect_s if self.pool_s is None else self.pool_s
         write = self.read_s if self.write_s is None else self.write_s
-        return httpx.Timeout(connect=self.connect_s, read=self.read_s, write=write,
-                             pool=pool if left_s is None else min(pool, left_s))
+        return httpx.Timeout(
+            connect=self.connect_s, read=self.read_s, write=write, pool=pool if left_s is None else min(pool, left_s)
+        )
 
 
 # ---------------------------------------------------------------------- the deadline, at the sockets
@@ -223,8 +224,9 @@ class _DeadlineStream(httpcore.NetworkStream):
     def close(self) -> None:
         self._inner.close()
 
-    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore.NetworkStream:
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
         tls = self._inner.start_tls(ssl_context, server_hostname, _bounded(timeout, httpcore.ConnectTimeout))
         return _DeadlineStream(tls)
 
@@ -238,13 +240,20 @@ class _DeadlineBackend(httpcore.NetworkBackend):
     def __init__(self) -> None:
         self._inner = httpcore.SyncBackend()
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
         bounded = _bounded(timeout, httpcore.ConnectTimeout)
         return _DeadlineStream(self._inner.connect_tcp(host, port, bounded, local_address, socket_options))
 
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
         bounded = _bounded(timeout, httpcore.ConnectTimeout)
         return _DeadlineStream(self._inner.connect_unix_socket(path, bounded, socket_options))
 
@@ -311,9 +320,11 @@ class WebClient:
         self.timeouts = timeouts or Timeouts()
         self.max_response_bytes = max_response_bytes
         self.max_error_bytes = max_error_bytes
-        limits = httpx.Limits(max_connections=max_connections,
-                              max_keepalive_connections=max_connections if keepalive else 0,
-                              keepalive_expiry=KEEPALIVE_S)
+        limits = httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections if keepalive else 0,
+            keepalive_expiry=KEEPALIVE_S,
+        )
         self._http = httpx.Client(
             base_url=base_url,
             transport=_Transport(limits),
@@ -335,8 +346,9 @@ class WebClient:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.close()
 
     def request(

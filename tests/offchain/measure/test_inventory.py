@@ -196,10 +196,17 @@ def test_torch_missing(monkeypatch):
 
 def test_torch_devices_decide_when_nvml_sees_none():
     # e.g. a container with CUDA but without the NVML library
-    torch = TorchView(True, "2 CUDA device(s)", "2.13.0", True, "12.4", (
-        TorchDevice(0, "NVIDIA A100-SXM4-80GB", "8.0", 80 << 30),
-        TorchDevice(1, "NVIDIA A100-SXM4-80GB", "8.0", 80 << 30),
-    ))
+    torch = TorchView(
+        True,
+        "2 CUDA device(s)",
+        "2.13.0",
+        True,
+        "12.4",
+        (
+            TorchDevice(0, "NVIDIA A100-SXM4-80GB", "8.0", 80 << 30),
+            TorchDevice(1, "NVIDIA A100-SXM4-80GB", "8.0", 80 << 30),
+        ),
+    )
     choice = choose_class(NvmlView(NvmlStatus.LIBRARY_NOT_FOUND, "nvmlInit failed"), torch)
     assert (choice.gpu_class, choice.gpu_count, choice.source) == ("a100", 2, "torch")
 

@@ -447,7 +447,11 @@ def test_a_usage_source_replaces_the_process_tree(tmp_path):
     # The process still ran: the source said the job ended, and its figures are the record's.
     assert record.complete and record.pid == child.pid and source.calls == 4
     assert [(s.running, s.cpu_ms, s.rss_bytes) for s in record.samples] == [
-        (True, 10, 5_000), (True, 250, 9_000), (True, 250, 9_000), (False, 300, 9_500)]
+        (True, 10, 5_000),
+        (True, 250, 9_000),
+        (True, 250, 9_000),
+        (False, 300, 9_500),
+    ]
     assert (record.summary.cpu_ms, record.summary.max_rss_bytes) == (300, 9_500)
     assert SampleJournal.resume(tmp_path / "samples.jsonl", job_id=5).samples == list(record.samples)
     UsageRecord.from_json(record.canonical_json())  # the same record format
@@ -459,4 +463,3 @@ def test_a_usage_source_needs_no_live_process_and_may_start_from_a_baseline():
     record = JobMeter(gone, interval_s=INTERVAL, count_from_start=False, usage_source=source).run()
     assert [s.cpu_ms for s in record.samples] == [400, 500]  # less the first reading, the baseline
     assert record.summary.max_rss_bytes == 3 and record.pid == gone
-

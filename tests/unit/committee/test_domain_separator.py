@@ -15,4 +15,3 @@ def test_each_deployment_has_its_own(market, chain, deploy_market, stake_token, 
     other_domain = Domain(chain_id=chain.chain_id, verifying_contract=other.address)
     assert bytes(other.domain_separator()) == eip712.domain_separator(other_domain)
     assert bytes(other.domain_separator()) != bytes(market.domain_separator())
-

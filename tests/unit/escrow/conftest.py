@@ -48,4 +48,3 @@ def job_in_state(market, chain, client, provider, create_job, running_job, settl
         return job_id
 
     return build
-

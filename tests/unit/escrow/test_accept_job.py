@@ -113,7 +113,7 @@ def test_two_gpu_provider_takes_two_one_gpu_jobs_then_refuses_a_third(
 
 @pytest.mark.parametrize(
     "running_gpus, job_gpus, fits",
-    [(2, 2, True), (2, 3, False), (3, 2, False), (4, 1, False), (0, 4, True), (0, 5, False)]
+    [(2, 2, True), (2, 3, False), (3, 2, False), (4, 1, False), (0, 4, True), (0, 5, False)],
 )
 def test_job_fits_only_in_the_free_gpus(
     market, client, provider, ready_provider, create_job, running_gpus: int, job_gpus: int, fits: bool

@@ -15,8 +15,9 @@ def test_unknown_job_is_all_zero(market):
 
 def test_open_job(market, chain, client, create_job):
     deadline = next_tx_at(chain) + 2 * HOUR  # create_job sets it relative to the pending time
-    job_id = create_job(client, gpu_count=3, max_price=5 * PRICE, max_duration=HOUR, spec_hash=SPEC_HASH,
-                        accept_window=2 * HOUR)
+    job_id = create_job(
+        client, gpu_count=3, max_price=5 * PRICE, max_duration=HOUR, spec_hash=SPEC_HASH, accept_window=2 * HOUR
+    )
 
     job = market.get_job(job_id)
 

@@ -174,8 +174,18 @@ def test_completed_unlocks_the_whole_collateral(market, provider, running: Runni
     ids=["defaults", "odd-shares", "tiny-slash-no-client-share", "tiny-slash-all-to-client"],
 )
 def test_failed_refunds_client_and_slashes_collateral(
-    market, owner, stake_token, payment_token, client, provider, treasury, running: Running, submit, books,
-    slash_bps: int, client_share_bps: int,
+    market,
+    owner,
+    stake_token,
+    payment_token,
+    client,
+    provider,
+    treasury,
+    running: Running,
+    submit,
+    books,
+    slash_bps: int,
+    client_share_bps: int,
 ):
     market.set_slash_bps(slash_bps, sender=owner)
     market.set_client_share_bps(client_share_bps, sender=owner)
@@ -272,4 +282,3 @@ def test_settle_works_after_the_class_is_removed(market, owner, provider, runnin
     market.set_gpu_class(CPU_DEV, 0, sender=owner)
     submit(running.job_id, provider, Outcome.FAILED)
     assert market.get_job(running.job_id).state == FAILED
-

@@ -43,9 +43,7 @@ def test_changes_floor_of_listed_class_only(market, owner):
 
 def test_zero_floor_removes_class_for_registrations_and_new_jobs(market, owner, provider, client, chain, funded):
     tx = market.set_gpu_class(CPU_DEV, 0, sender=owner)
-    assert emitted(tx, market.GpuClassSet) == [
-        {"gpu_class": CPU_DEV, "floor_per_gpu": 0}
-    ]
+    assert emitted(tx, market.GpuClassSet) == [{"gpu_class": CPU_DEV, "floor_per_gpu": 0}]
     assert market.class_floor(CPU_DEV) == 0
     with ape.reverts("governance: unknown gpu class"):
         market.register(CPU_DEV, 1, PRICE, "http://p", sender=provider)

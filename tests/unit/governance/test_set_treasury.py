@@ -34,9 +34,7 @@ def test_sets_treasury_and_logs_old_and_new(market, owner, treasury, successor):
 def test_second_change_logs_the_previous_successor_as_old(market, owner, successor, keeper):
     market.set_treasury(successor, sender=owner)
     tx = market.set_treasury(keeper, sender=owner)
-    assert emitted(tx, market.TreasuryChanged) == [
-        {"old_treasury": successor.address, "new_treasury": keeper.address}
-    ]
+    assert emitted(tx, market.TreasuryChanged) == [{"old_treasury": successor.address, "new_treasury": keeper.address}]
 
 
 def test_credited_fees_stay_with_old_treasury_and_new_fees_go_to_new(

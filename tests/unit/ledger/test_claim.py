@@ -102,7 +102,6 @@ def test_claim_works_while_paused(market, owner, client, payment_token, refund_t
     assert market.claim(payment_token, sender=client).return_value == refund
 
 
-
 def test_credits_after_a_claim_are_claimable_exactly(market, client, payment_token, refund_to_claim, books):
     # claim leaves the storage slot non-zero (a gas saving for the next credit); the
     # balance it reports and pays must still be exactly what was credited since.

@@ -19,8 +19,9 @@ def test_tokens_are_the_constructor_arguments(market, stake_token, payment_token
 
 
 def test_one_token_may_serve_as_both(project, owner, treasury, stake_token, committee):
-    same = project.GpuMarket.deploy(stake_token, stake_token, treasury, committee.addresses, committee.threshold,
-                                    sender=owner)
+    same = project.GpuMarket.deploy(
+        stake_token, stake_token, treasury, committee.addresses, committee.threshold, sender=owner
+    )
     assert same.STAKE_TOKEN() == same.PAYMENT_TOKEN() == stake_token.address
 
 

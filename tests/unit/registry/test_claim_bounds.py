@@ -86,4 +86,3 @@ def test_endpoint_over_128_chars_is_rejected_by_the_abi_decoder(submit, market, 
         submit(claim(endpoint="e" * (MAX_ENDPOINT + 1)))
     assert revert.value.message in ("", "0x")  # String[128] bound, no reason string
     assert market.providers(provider) == before
-

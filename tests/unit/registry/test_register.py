@@ -22,7 +22,10 @@ def test_records_the_claim_unverified_and_unjailed(market, provider):
     assert record.endpoint == ENDPOINT
     assert record.claim_version == 0
     assert (record.verified_until, record.recent_failures, record.failure_window_start, record.jailed) == (
-        0, 0, 0, False
+        0,
+        0,
+        0,
+        False,
     )
     assert market.gpus_in_use(provider) == 0
 

@@ -30,8 +30,9 @@ UPDATES = [
 
 
 def update(market, account, claim: dict):
-    return market.update_provider(claim["gpu_class"], claim["gpu_count"], claim["price"], claim["endpoint"],
-                                  sender=account)
+    return market.update_provider(
+        claim["gpu_class"], claim["gpu_count"], claim["price"], claim["endpoint"], sender=account
+    )
 
 
 @pytest.fixture
@@ -116,8 +117,15 @@ def test_new_claim_takes_jobs_again_after_a_matching_report(
         chain.pending_timestamp += 1  # a later report: valid_until must move forward
         at = next_tx_at(chain)
         floor = market.class_floor(CPU_DEV)
-        report = hardware_report(verified_provider, CPU_DEV, gpu_count, floor * gpu_count, at + DAY,
-                                 epoch=market.epoch(), claim_version=claim_version)
+        report = hardware_report(
+            verified_provider,
+            CPU_DEV,
+            gpu_count,
+            floor * gpu_count,
+            at + DAY,
+            epoch=market.epoch(),
+            claim_version=claim_version,
+        )
         return market.submit_hardware_report(report, committee.sign(domain, report), sender=keeper)
 
     # A passing report of the claim as it was (version 0, one GPU) does not verify the new one.

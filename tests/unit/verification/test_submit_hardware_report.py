@@ -257,8 +257,9 @@ def test_valid_until_may_lie_at_most_hardware_validity_ahead(
 
 
 def test_a_far_ahead_report_of_an_outdated_claim_is_refused_too(market, chain, claimed, submit_hardware):
-    market.update_provider(CPU_DEV, GPUS + 1, market.providers(claimed).price_per_gpu_second,
-                           "http://127.0.0.1:8700", sender=claimed)
+    market.update_provider(
+        CPU_DEV, GPUS + 1, market.providers(claimed).price_per_gpu_second, "http://127.0.0.1:8700", sender=claimed
+    )
     now = next_tx_at(chain)
     with ape.reverts("verification: too far ahead"):
         submit_hardware(claimed, 0, valid_until=now + market.hardware_validity() + 1, gpu_count=GPUS, claim_version=0)
@@ -347,7 +348,15 @@ def test_an_outdated_claim_that_would_not_slash_reverts(
 @pytest.mark.parametrize("measured", [SPOOF_BELOW - 1, 0], ids=["just-below-half", "nothing"])
 @pytest.mark.parametrize("new_claim", ["unverified", "verified"])
 def test_an_outdated_spoof_slashes_and_leaves_the_new_claim_alone(
-    market, keeper, stake_token, treasury, reclaimed, submit_hardware, signed_hardware_report, books, measured: int,
+    market,
+    keeper,
+    stake_token,
+    treasury,
+    reclaimed,
+    submit_hardware,
+    signed_hardware_report,
+    books,
+    measured: int,
     new_claim: str,
 ):
     # Changing the claim does not dodge the spoof slash of a report of the old claim.

@@ -14,7 +14,7 @@ Modules (one concern each):
 - :mod:`~gpumarket.oracle.settlement`: designated and fallback submitters, the
   :class:`SettlementSubmitter` Protocol the chain layer implements, :func:`submit_if_due`.
 - :mod:`~gpumarket.oracle.wire`: the JSON bodies on the wire, parsed with field-precise errors.
-- :mod:`~gpumarket.oracle.metrics`: Prometheus text-format counters and gauges.
+- :mod:`~gpumarket.oracle.metrics`: the counters and gauges served at /metrics (prometheus-client).
 - :mod:`~gpumarket.oracle.cli`: ``gpumarket oracle serve-api``.
 
 A whole oracle in a few lines (the chain follower that feeds ``set_committee`` and the

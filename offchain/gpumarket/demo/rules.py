@@ -1,7 +1,7 @@
 """What the protocol says a settled job moves, computed from the rules, not read from the chain.
 
 The rules are contracts/modules/escrow.vy `settle` and staking.vy `_release_collateral` /
-`_distribute_slash` (PROTOCOL.md "Job lifecycle"; docs/ARCHITECTURE.md's money table):
+`_distribute_slash` (docs/PROTOCOL.md "Jobs"; docs/ARCHITECTURE.md's money table):
 
 - COMPLETED: payment = price x min(gpu_seconds, gpu_count x max_duration); the treasury's fee
   is ceil(payment x protocol_fee_bps / 10,000); the provider gets payment - fee; the client

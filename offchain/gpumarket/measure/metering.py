@@ -29,8 +29,11 @@ unit (ns, ms, bytes, mW, mJ): the canonical JSON encoding then has one spelling 
 ``evidence_hash`` (keccak-256 of that encoding, 32 bytes) is what ``JobReport.evidence_hash``
 carries on chain.
 
-Billable time is not metered here but bracketed by the oracle's challenges; see
-``billable_gpu_seconds``.
+What a completed job bills comes from this record: the oracles read its metered wall time
+(``UsageSummary.wall_ns``, in whole seconds, times the job's GPU count) once every challenge
+during the job passed, and never more than the time since the job's on-chain start
+(gpumarket.oracle.jobs). ``billable_gpu_seconds`` is the bracket rule they apply to it: time
+counts only between passing challenges, here the job's own start and end.
 """
 
 from __future__ import annotations

@@ -8,10 +8,10 @@ fallbacks: the member ``k`` places after the designated one (its *rank*) submits
 settled. A job known settled is never resubmitted; a submission already sent is not
 repeated until ``resubmit_after`` seconds have passed without the job settling.
 
-The chain side is :class:`SettlementSubmitter`. The real one (an ape transaction to
-``settle(report, signatures)``) belongs to the chain layer built in the next session; the
-tests drive :func:`submit_if_due` through a test double that checks the quorum as the
-contract does.
+The chain side is the :class:`SettlementSubmitter` protocol. The services use
+:class:`gpumarket.oracle.chain_submitter.ChainSubmitter` (a web3 transaction to
+``settle(report, signatures)`` through :class:`gpumarket.chain.Market`); unit tests also drive
+:func:`submit_if_due` through a test double that checks the quorum as the contract does.
 """
 
 from __future__ import annotations

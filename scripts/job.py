@@ -34,7 +34,7 @@ from scripts._support import (
 )
 
 from gpumarket.actions import jobs as actions
-from gpumarket.provider.spec import SpecError, parse_spec
+from gpumarket.agentapi.spec import SpecError, parse_spec
 
 
 @click.group()

@@ -22,12 +22,12 @@ import pytest
 from web3 import Web3
 
 from gpumarket.actions import open_market
+from gpumarket.agentapi.spec import JobSpec, Limits
 from gpumarket.chain.connection import EMBEDDED, connect, fund, latest_timestamp
 from gpumarket.chain.keys import ServiceKey, test_account
 from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3
 from gpumarket.chain.params import DeployParams, load_params
-from gpumarket.provider.spec import JobSpec, Limits
 from gpumarket.signing.eip712 import Outcome
 from gpumarket.testing.committee import Committee, hardware_report, job_report
 

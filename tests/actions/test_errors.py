@@ -11,8 +11,9 @@ import pytest
 from gpumarket.actions import ActionError, guard, open_market
 from gpumarket.actions.context import load_deployment
 from gpumarket.actions.errors import from_client_error, from_revert
+from gpumarket.agentapi.errors import ProviderRefused, ProviderUnreachable
 from gpumarket.chain.errors import ContractRevert
-from gpumarket.client.errors import JobNotAccepted, ProviderRefused, ProviderUnreachable
+from gpumarket.client.errors import JobNotAccepted
 
 from .conftest import CPU_DEV, PRICE
 

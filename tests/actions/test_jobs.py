@@ -10,11 +10,11 @@ import sys
 import pytest
 
 from gpumarket.actions import ActionError, NeedsApproval, jobs
+from gpumarket.agentapi.client import HttpTimeouts
+from gpumarket.agentapi.spec import JobSpec
 from gpumarket.chain.connection import advance_time
 from gpumarket.chain.models import JobState
-from gpumarket.client.http import HttpTimeouts
 from gpumarket.client.jobs import AgentAnswer
-from gpumarket.provider.spec import JobSpec
 from gpumarket.signing.eip712 import Outcome
 
 from .conftest import CPU_DEV, PRICE, SPEC

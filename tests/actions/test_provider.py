@@ -8,10 +8,10 @@ import re
 import pytest
 
 from gpumarket.actions import ActionError, NeedsApproval, approve, jobs, provider, render
+from gpumarket.agentapi.client import HttpTimeouts
 from gpumarket.chain.connection import advance_time, latest_timestamp
 from gpumarket.chain.models import JobState
 from gpumarket.client.choose import job_collateral
-from gpumarket.client.http import HttpTimeouts
 
 from .conftest import CPU_DEV, PRICE, SPEC
 

@@ -13,8 +13,8 @@ import time
 
 from click.testing import CliRunner, Result
 
+from gpumarket.agentapi.spec import JobSpec, Limits
 from gpumarket.cli import main
-from gpumarket.provider.spec import JobSpec, Limits
 
 from .conftest import key, ok, refused
 

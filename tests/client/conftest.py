@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 from web3 import Web3
 
+from gpumarket.agentapi.spec import JobSpec, Limits
 from gpumarket.chain.artifacts import load_artifacts
 from gpumarket.chain.connection import EMBEDDED, connect, latest_timestamp
 from gpumarket.chain.events import JobCreated
@@ -41,7 +42,6 @@ from gpumarket.provider.agent import AgentConfig, ProviderAgent
 from gpumarket.provider.api import ProviderServer
 from gpumarket.provider.jobsource import MarketJobSource
 from gpumarket.provider.runner import Runner, RunnerConfig
-from gpumarket.provider.spec import JobSpec, Limits
 from gpumarket.provider.store import Store
 from gpumarket.signing.eip712 import Outcome
 from gpumarket.testing.committee import Committee, hardware_report, job_report

@@ -7,10 +7,10 @@ from dataclasses import replace
 
 import pytest
 
+from gpumarket.agentapi.client import PROBE_TIMEOUTS, AgentHealth
 from gpumarket.chain.events import JobCreated
 from gpumarket.client.choose import JobRequirements, choose_provider, choose_providers, list_providers
 from gpumarket.client.errors import NoProviderAvailable
-from gpumarket.client.http import PROBE_TIMEOUTS, AgentHealth
 from gpumarket.signing.eip712 import Outcome
 
 from .conftest import CPU_DEV, DURATION, OTHER_CLASS, PRICE

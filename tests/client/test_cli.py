@@ -21,11 +21,11 @@ import pytest
 import requests
 from click.testing import CliRunner, Result
 
+from gpumarket.agentapi.spec import JobSpec, Limits
 from gpumarket.chain.connection import advance_time
 from gpumarket.cli import main
 from gpumarket.client.cli import ClientEnv, client
 from gpumarket.client.jobs import JobClient
-from gpumarket.provider.spec import JobSpec, Limits
 
 from .conftest import CPU_DEV, PARAMS, PRICE, python_spec
 

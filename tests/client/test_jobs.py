@@ -11,18 +11,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from gpumarket.agentapi.client import HttpTimeouts
+from gpumarket.agentapi.errors import ClientError, ProviderRefused, ProviderUnreachable
 from gpumarket.chain.connection import advance_time
 from gpumarket.chain.models import JobState
 from gpumarket.client.choose import JobRequirements, choose_provider
-from gpumarket.client.errors import (
-    ClientError,
-    JobNotAccepted,
-    JobNotRunning,
-    ProviderRefused,
-    ProviderUnreachable,
-    ResultMismatch,
-)
-from gpumarket.client.http import HttpTimeouts
+from gpumarket.client.errors import JobNotAccepted, JobNotRunning, ResultMismatch
 from gpumarket.client.jobs import JobClient
 from gpumarket.signing.eip712 import Outcome
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from gpumarket.agentapi.spec import ContainerJobSpec, ContainerLimits
 from gpumarket.containers.engine import (
     ContainerConfig,
     EngineError,
@@ -25,7 +26,6 @@ from gpumarket.containers.engine import (
 from gpumarket.containers.registry import RegistryClient
 from gpumarket.provider.container_runner import ContainerRunner, ContainerSettings
 from gpumarket.provider.jobdir import RunnerConfig
-from gpumarket.provider.spec import ContainerJobSpec, ContainerLimits
 from helpers.waiting import eventually
 
 MISSING = "sha256:" + "0" * 64

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from gpumarket.agentapi.result import collect_result
 from gpumarket.demo.workloads import OUTPUT, WORKLOADS, workload
-from gpumarket.provider.result import collect_result
 
 
 def bundle(tmp_path, result: object, exit_code: int = 0):

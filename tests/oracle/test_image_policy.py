@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from gpumarket.agentapi.errors import ProviderUnreachable
 from gpumarket.chain.artifacts import load_artifacts
 from gpumarket.chain.connection import EMBEDDED, connect
 from gpumarket.chain.keys import test_account, test_oracle
@@ -30,7 +31,6 @@ from gpumarket.chain.market_deploy import deploy_market_web3
 from gpumarket.chain.models import Job, JobState
 from gpumarket.chain.params import load_params
 from gpumarket.cli import main
-from gpumarket.client.errors import ProviderUnreachable
 from gpumarket.containers.registry import ImageCheck, ImageStatus
 from gpumarket.oracle.challenge import ChallengeOutcome
 from gpumarket.oracle.images import (

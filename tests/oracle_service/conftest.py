@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from web3 import Web3
 
+from gpumarket.agentapi.spec import JobSpec
 from gpumarket.chain.anvil import ANVIL_NPM_PACKAGE, AnvilNode, find_anvil
 from gpumarket.chain.artifacts import load_artifacts
 from gpumarket.chain.connection import EMBEDDED, connect
@@ -35,7 +36,6 @@ from gpumarket.oracle.jobs import JobConfig
 from gpumarket.oracle.service import OracleService, OracleServiceConfig
 from gpumarket.provider.runtime import RuntimeSettings
 from gpumarket.provider.service import ProviderService, ServiceConfig
-from gpumarket.provider.spec import JobSpec
 
 PARAMS = Path(__file__).resolve().parents[2] / "deploy" / "params" / "default.yaml"
 CPU_DEV = 1

@@ -10,12 +10,12 @@ import time
 import pytest
 from eth_utils import keccak
 
+from gpumarket.agentapi.client import ProviderApi
+from gpumarket.agentapi.errors import ProviderRefused
 from gpumarket.chain.connection import advance_time
+from gpumarket.chain.events import scan_events
 from gpumarket.chain.keys import test_account
 from gpumarket.chain.models import JobState
-from gpumarket.client.choose import scan_events
-from gpumarket.client.errors import ProviderRefused
-from gpumarket.client.http import ProviderApi
 from gpumarket.measure.metering import UsageRecord
 from gpumarket.measure.provers.cheats import LateSkippingProver
 from gpumarket.measure.provers.numpy_prover import NumpyProver

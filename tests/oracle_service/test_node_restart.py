@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from gpumarket.agentapi.client import ProviderApi
 from gpumarket.chain.anvil import AnvilNode
 from gpumarket.chain.connection import connect
 from gpumarket.chain.keys import test_account
 from gpumarket.chain.models import JobState
-from gpumarket.client.http import ProviderApi
 from gpumarket.signing.eip712 import Outcome
 
 from .conftest import busy_spec, deploy_world, running, wait_for

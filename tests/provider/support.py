@@ -18,8 +18,8 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
+from gpumarket.agentapi.spec import JobSpec, Limits
 from gpumarket.provider.jobsource import JobState, OnChainJob
-from gpumarket.provider.spec import JobSpec, Limits
 
 CHAIN_ID = 31337
 MARKET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from gpumarket.agentapi.result import ResultBundle
+from gpumarket.agentapi.spec import ContainerJobSpec, ContainerLimits
 from gpumarket.containers.engine import PodmanEngine
 from gpumarket.measure.provers import make_prover
 from gpumarket.provider.agent import AgentConfig, ProviderAgent, PullPolicy
 from gpumarket.provider.api import ProviderServer
 from gpumarket.provider.jobdir import RunnerConfig
-from gpumarket.provider.result import ResultBundle
 from gpumarket.provider.runtime import RuntimeSettings, RuntimeUnavailable, container_owner, make_runtime
-from gpumarket.provider.spec import ContainerJobSpec, ContainerLimits
 from gpumarket.provider.store import Store
 
 from .conftest import Served

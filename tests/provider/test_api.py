@@ -11,10 +11,10 @@ import time
 import pytest
 from eth_utils import keccak
 
-from gpumarket.provider.auth import sign_request
+from gpumarket.agentapi.auth import sign_request
+from gpumarket.agentapi.result import ResultBundle
+from gpumarket.agentapi.spec import MAX_SPEC_BYTES
 from gpumarket.provider.jobsource import JobState
-from gpumarket.provider.result import ResultBundle
-from gpumarket.provider.spec import MAX_SPEC_BYTES
 
 from .support import CHAIN_ID, MARKET, python_spec
 

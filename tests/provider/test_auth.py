@@ -1,4 +1,4 @@
-"""gpumarket.provider.auth: signed client requests, real EIP-191 signatures, nonces in real SQLite."""
+"""gpumarket.agentapi.auth: signed client requests, real EIP-191 signatures, nonces in real SQLite."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
-from gpumarket.provider.auth import (
+from gpumarket.agentapi.auth import (
     AuthError,
     AuthScope,
     RequestVerifier,

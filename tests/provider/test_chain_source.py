@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from gpumarket.agentapi.auth import sign_request
+from gpumarket.agentapi.result import ResultBundle
+from gpumarket.agentapi.spec import JobSpec
 from gpumarket.chain.artifacts import load_artifacts
 from gpumarket.chain.connection import EMBEDDED, connect, latest_timestamp
 from gpumarket.chain.events import JobCreated
@@ -20,10 +23,7 @@ from gpumarket.chain.params import load_params
 from gpumarket.measure.provers import make_prover
 from gpumarket.provider.agent import AgentConfig, ProviderAgent
 from gpumarket.provider.api import ProviderServer
-from gpumarket.provider.auth import sign_request
 from gpumarket.provider.jobsource import JobState, MarketJobSource
-from gpumarket.provider.result import ResultBundle
-from gpumarket.provider.spec import JobSpec
 from gpumarket.testing.committee import Committee, hardware_report
 
 from .support import Http, python_spec

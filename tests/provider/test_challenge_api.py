@@ -209,9 +209,9 @@ def test_an_out_of_range_opening_is_422(served):
 
 
 def test_rounds_scale_with_the_agents_gpu_count(store, runner, jobs, provider_account):
+    from gpumarket.agentapi.errors import AgentError
     from gpumarket.measure.provers import make_prover
     from gpumarket.provider.agent import AgentConfig, ProviderAgent
-    from gpumarket.provider.errors import AgentError
 
     from .support import CHAIN_ID, MARKET
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from gpumarket.agentapi.auth import sign_request
+from gpumarket.agentapi.result import ResultBundle
 from gpumarket.cli import main
-from gpumarket.provider.auth import sign_request
-from gpumarket.provider.result import ResultBundle
 
 from .support import CHAIN_ID, MARKET, Http, python_spec
 
@@ -128,9 +128,9 @@ def test_a_killed_container_agent_adopts_its_container_and_removes_the_ones_it_n
     podman_env,
     python_image,
 ):
+    from gpumarket.agentapi.spec import ContainerJobSpec, ContainerLimits
     from gpumarket.containers.engine import PodmanEngine
     from gpumarket.provider.runtime import container_owner
-    from gpumarket.provider.spec import ContainerJobSpec, ContainerLimits
 
     limits = ContainerLimits(max_seconds=60, max_output_bytes=4096, max_memory_bytes=256 << 20)
     survivor = ContainerJobSpec(

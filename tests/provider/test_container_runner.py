@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 from eth_utils import keccak
 
+from gpumarket.agentapi.result import FileStatus, ResultBundle
+from gpumarket.agentapi.spec import ContainerJobSpec, ContainerLimits, JobSpec, Limits
 from gpumarket.containers.engine import ImageUnavailable, PodmanEngine, run_argv
 from gpumarket.measure.metering import UsageRecord
 from gpumarket.provider.container_runner import (
@@ -32,8 +34,6 @@ from gpumarket.provider.container_runner import (
     container_id_file,
 )
 from gpumarket.provider.jobdir import ProcessGone, RunnerConfig
-from gpumarket.provider.result import FileStatus, ResultBundle
-from gpumarket.provider.spec import ContainerJobSpec, ContainerLimits, JobSpec, Limits
 from helpers.waiting import eventually
 
 MiB = 1 << 20

@@ -15,9 +15,9 @@ import time
 
 import pytest
 
+from gpumarket.agentapi.auth import sign_request
 from gpumarket.measure.provers import make_prover
 from gpumarket.provider.agent import AgentConfig, ProviderAgent
-from gpumarket.provider.auth import sign_request
 from gpumarket.provider.jobsource import JobState, JsonFileJobSource, OnChainJob
 from gpumarket.provider.runner import Runner
 from gpumarket.provider.store import JobStatus, Store

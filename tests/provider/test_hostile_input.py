@@ -32,13 +32,13 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
+from gpumarket.agentapi.auth import sign_request
 from gpumarket.measure.classes import CPU_DEV
 from gpumarket.measure.messages import Commitment
 from gpumarket.measure.provers import make_prover
 from gpumarket.measure.verifier import Verifier
 from gpumarket.provider.agent import AgentConfig, ProviderAgent
 from gpumarket.provider.api import ProviderServer
-from gpumarket.provider.auth import sign_request
 from gpumarket.provider.runtime import RuntimeSettings
 from gpumarket.provider.store import Store
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from eth_utils import keccak
 
+from gpumarket.agentapi.result import FileStatus, ResultBundle
+from gpumarket.agentapi.spec import ContainerJobSpec, ContainerLimits, JobSpec, Limits
 from gpumarket.measure.metering import UsageRecord
-from gpumarket.provider.result import FileStatus, ResultBundle
 from gpumarket.provider.runner import ProcessGone, job_environment, process_start_ticks
-from gpumarket.provider.spec import ContainerJobSpec, ContainerLimits, JobSpec, Limits
 from helpers.waiting import eventually
 
 from .support import python_spec

@@ -1,4 +1,4 @@
-"""gpumarket.provider.spec: validation, canonical encoding, spec_hash, size limits, the docs' example."""
+"""gpumarket.agentapi.spec: validation, canonical encoding, spec_hash, size limits, the docs' example."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from eth_utils import keccak
 
-from gpumarket.provider.spec import (
+from gpumarket.agentapi.spec import (
     MAX_ARG_CHARS,
     MAX_ARGS,
     MAX_ENV_VARS,

@@ -1,4 +1,4 @@
-"""gpumarket.provider.spec version 2 (a job in a container): validation, canonical encoding,
+"""gpumarket.agentapi.spec version 2 (a job in a container): validation, canonical encoding,
 spec_hash, the hostile documents it refuses, the docs' example, and version 1 left as it was."""
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from eth_utils import keccak
 
-from gpumarket.containers.reference import ImageReference
-from gpumarket.provider.spec import (
+from gpumarket.agentapi.spec import (
     DEFAULT_CPU_MILLIS,
     DEFAULT_PIDS,
     DEFAULT_SHM_BYTES,
@@ -27,6 +26,7 @@ from gpumarket.provider.spec import (
     parse_spec,
     spec_hash,
 )
+from gpumarket.containers.reference import ImageReference
 
 from .test_spec import BASE as V1
 from .test_spec import encode, refused

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from web3 import Web3
 
+from gpumarket.agentapi.spec import JobSpec, Limits
 from gpumarket.chain.artifacts import Artifacts, load_artifacts
 from gpumarket.chain.connection import EMBEDDED, connect, latest_timestamp
 from gpumarket.chain.events import JobCreated
@@ -22,7 +23,6 @@ from gpumarket.chain.keys import ServiceKey, test_account
 from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3
 from gpumarket.chain.params import DeployParams, load_params
-from gpumarket.provider.spec import JobSpec, Limits
 from gpumarket.provider.store import Store
 from gpumarket.testing.committee import Committee, hardware_report
 

@@ -24,13 +24,13 @@ from urllib.parse import urlsplit
 import pytest
 from eth_utils import keccak
 
+from gpumarket.agentapi.auth import sign_request
+from gpumarket.agentapi.result import ResultBundle
+from gpumarket.agentapi.spec import JobSpec, Limits
 from gpumarket.chain.anvil import AnvilNode
 from gpumarket.chain.connection import connect
 from gpumarket.chain.models import JobState
 from gpumarket.measure.metering import UsageRecord
-from gpumarket.provider.auth import sign_request
-from gpumarket.provider.result import ResultBundle
-from gpumarket.provider.spec import JobSpec, Limits
 from provider.support import Http
 
 from .conftest import Chain, build_chain

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from gpumarket.agentapi.auth import sign_request
+from gpumarket.agentapi.errors import AgentError
 from gpumarket.chain.connection import advance_time
 from gpumarket.measure.provers import make_prover
 from gpumarket.provider.agent import AgentConfig, ProviderAgent
-from gpumarket.provider.auth import sign_request
-from gpumarket.provider.errors import AgentError
 from gpumarket.provider.jobsource import MarketJobSource
 from gpumarket.provider.runner import Runner, RunnerConfig
 from gpumarket.provider.store import JobStatus, Store

@@ -17,13 +17,13 @@ import pytest
 from click.testing import CliRunner
 from eth_account import Account
 
+from gpumarket.agentapi.auth import sign_request
 from gpumarket.chain.anvil import AnvilNode
 from gpumarket.chain.connection import TEST_HD_PATH, TEST_MNEMONIC, RetryPolicy, connect
 from gpumarket.chain.errors import ChainUnavailable
 from gpumarket.chain.keys import ServiceKey, test_account
 from gpumarket.chain.models import JobState
 from gpumarket.cli import main
-from gpumarket.provider.auth import sign_request
 from gpumarket.provider.runtime import RuntimeSettings
 from gpumarket.provider.service import ProviderService, ServiceConfig, StartupError
 from gpumarket.provider.store import JobStatus

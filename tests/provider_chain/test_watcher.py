@@ -7,6 +7,7 @@ import logging
 import time
 from pathlib import Path
 
+from gpumarket.agentapi.auth import sign_request
 from gpumarket.chain.connection import advance_time
 from gpumarket.chain.follower import FollowerConfig
 from gpumarket.chain.market import Market, TxResult
@@ -14,7 +15,6 @@ from gpumarket.chain.models import JobState
 from gpumarket.measure.provers import make_prover
 from gpumarket.provider.agent import AgentConfig, ProviderAgent
 from gpumarket.provider.api import ProviderServer
-from gpumarket.provider.auth import sign_request
 from gpumarket.provider.jobsource import MarketJobSource
 from gpumarket.provider.runner import Runner, RunnerConfig
 from gpumarket.provider.store import JobStatus, Store

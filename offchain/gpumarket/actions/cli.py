@@ -38,6 +38,8 @@ from gpumarket.actions.common import ActionResult, token_info
 from gpumarket.actions.context import load_deployment, open_market
 from gpumarket.actions.errors import ActionError, from_client_error, guard
 from gpumarket.actions.progress import waiting
+from gpumarket.agentapi.client import PROBE_TIMEOUTS
+from gpumarket.agentapi.errors import ClientError
 from gpumarket.chain.connection import connect, is_transient
 from gpumarket.chain.deploy import DeploymentError
 from gpumarket.chain.errors import ChainError
@@ -45,8 +47,6 @@ from gpumarket.chain.keys import ServiceKey, load_key
 from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3
 from gpumarket.chain.params import ParamsError, load_params
-from gpumarket.client.errors import ClientError
-from gpumarket.client.http import PROBE_TIMEOUTS
 from gpumarket.config import ChainSettings, ConfigError, resolve_settings
 from gpumarket.measure.classes import class_by_name
 

@@ -25,9 +25,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from gpumarket.agentapi.errors import ClientError
 from gpumarket.chain.errors import ChainMismatch, ContractRevert, NotLocalChain, TransactionTimeout
 from gpumarket.chain.keys import KeyLoadError
-from gpumarket.client.errors import ClientError
 
 __all__ = ["ActionError", "NeedsApproval", "from_client_error", "from_revert", "guard"]
 

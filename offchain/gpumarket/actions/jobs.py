@@ -43,14 +43,13 @@ from gpumarket.actions.common import (
 )
 from gpumarket.actions.errors import ActionError, guard
 from gpumarket.actions.provider import MAX_GPUS, MAX_PRICE
+from gpumarket.agentapi.client import PROBE_TIMEOUTS, HttpTimeouts, probe_agent
+from gpumarket.agentapi.spec import AnyJobSpec, spec_hash
 from gpumarket.chain.connection import is_local_chain, mine
-from gpumarket.chain.events import Claimed, JobCancelled, JobCreated, JobExpired, JobSettled
+from gpumarket.chain.events import Claimed, JobCancelled, JobCreated, JobExpired, JobSettled, scan_events
 from gpumarket.chain.market import Market
 from gpumarket.chain.models import ZERO_ADDRESS, Job, JobState, ProviderRecord
-from gpumarket.client.choose import scan_events
-from gpumarket.client.http import PROBE_TIMEOUTS, HttpTimeouts, probe_agent
 from gpumarket.client.jobs import AgentAnswer, JobClient, JobUpdate, ask_agents
-from gpumarket.provider.spec import AnyJobSpec, spec_hash
 
 __all__ = [
     "MAX_ACCEPT_WINDOW",

@@ -35,11 +35,10 @@ from gpumarket.actions.common import (
     token_info,
 )
 from gpumarket.actions.errors import ActionError, guard
-from gpumarket.chain.events import JobAccepted, JobCreated, UnstakeRequested
+from gpumarket.agentapi.client import AgentHealth, HttpTimeouts, probe_agent
+from gpumarket.chain.events import JobAccepted, JobCreated, UnstakeRequested, scan_events
 from gpumarket.chain.market import Market
 from gpumarket.chain.models import JobState, ProviderRecord, StakeInfo
-from gpumarket.client.choose import scan_events
-from gpumarket.client.http import AgentHealth, HttpTimeouts, probe_agent
 from gpumarket.measure.classes import class_by_id
 
 __all__ = [

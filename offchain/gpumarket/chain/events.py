@@ -4,7 +4,8 @@ Every event GpuMarket emits has a frozen dataclass here whose fields are the eve
 arguments by name (tests check them against the ABI), plus `meta` (block, transaction
 and log index). `EventDecoder` turns a raw log of the market into one of them; the
 follower (`gpumarket.chain.follower.EventFollower`) and `Market`'s transaction results
-both use it.
+both use it. `scan_events` reads a market's past events of some names, in block ranges a
+public node accepts.
 
 Types: addresses are checksummed str, bytes32 are bytes, address[] is a tuple of str,
 JobSettled.outcome is an Outcome and JobExpired.previous_state a JobState.
@@ -13,8 +14,9 @@ JobSettled.outcome is an Outcome and JobExpired.previous_state a JobState.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from eth_typing import ABIEvent
 from eth_utils.abi import event_abi_to_log_topic
@@ -24,6 +26,9 @@ from web3 import Web3
 
 from gpumarket.chain.models import JobState
 from gpumarket.signing.eip712 import Outcome
+
+if TYPE_CHECKING:  # chain.market imports this module: the reverse edge exists for the types only
+    from gpumarket.chain.market import BlockId, Market
 
 __all__ = [
     "EVENT_TYPES",
@@ -55,9 +60,11 @@ __all__ = [
     "Unpaused",
     "Withdrawn",
     "field_names",
+    "scan_events",
 ]
 
 log = logging.getLogger(__name__)
+LOG_CHUNK_BLOCKS = 5_000  # eth_getLogs ranges stay below what public nodes accept
 
 
 @dataclass(frozen=True)
@@ -391,3 +398,23 @@ class EventDecoder:
             log_index=int(raw_log["logIndex"]),
         )
         return EVENT_TYPES[name](meta=meta, **arguments)
+
+
+def scan_events(
+    market: Market, names: Collection[str], *, from_block: int = 0, to_block: BlockId = "latest"
+) -> Iterator[MarketEvent]:
+    """The market's events of these names in [from_block, to_block], oldest first."""
+    wanted = {market.decoder.event_name(topic): "0x" + topic.hex() for topic in market.decoder.topics}
+    topics = [wanted[name] for name in names]
+    last = market.w3.eth.block_number if to_block == "latest" else int(to_block)
+    low = from_block
+    while low <= last:
+        high = min(last, low + LOG_CHUNK_BLOCKS - 1)
+        logs = market.w3.eth.get_logs(
+            {"address": market.address, "fromBlock": low, "toBlock": high, "topics": [topics]}
+        )
+        for raw in logs:
+            event = market.decoder.decode(raw)
+            if event is not None:
+                yield event
+        low = high + 1

@@ -4,8 +4,9 @@
   agent's health when probed)
 - jobs: JobClient (create_job, wait_running, send_spec, follow, fetch_result, cancel, expire, claim),
   JobUpdate, AgentAnswer (what a job's agent says about it), ask_agents
-- http: ProviderApi, HttpTimeouts (the provider agent's HTTP API, bounded), probe_agents / AgentHealth
-  (GET /health: up, GPUs free)
-- errors: ClientError and its subclasses, each with a `hint`
+- errors: the client's own ClientErrors, each with a `hint`
 - cli: the `gpumarket client` command group
+
+The provider agent's API it calls (ProviderApi, probe_agents, the spec, signed requests, the result
+bundle, ProviderUnreachable / ProviderRefused) is gpumarket.agentapi, shared with the oracle.
 """

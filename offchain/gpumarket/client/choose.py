@@ -25,13 +25,12 @@ probe=PROBE_TIMEOUTS)` shows every provider's agent the same way.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
 from dataclasses import dataclass, replace
 
-from gpumarket.chain.events import HardwareVerified, MarketEvent, ProviderRegistered, ProviderUpdated
-from gpumarket.chain.market import BlockId, Market
+from gpumarket.agentapi.client import PROBE_TIMEOUTS, AgentHealth, HttpTimeouts, probe_agents
+from gpumarket.chain.events import HardwareVerified, ProviderRegistered, ProviderUpdated, scan_events
+from gpumarket.chain.market import Market
 from gpumarket.client.errors import NoProviderAvailable
-from gpumarket.client.http import PROBE_TIMEOUTS, AgentHealth, HttpTimeouts, probe_agents
 
 __all__ = [
     "JobRequirements",
@@ -40,13 +39,11 @@ __all__ = [
     "choose_providers",
     "job_collateral",
     "list_providers",
-    "scan_events",
     "with_agents",
 ]
 
 BPS = 10_000
 RATE_SCALE = 10**18
-LOG_CHUNK_BLOCKS = 5_000  # eth_getLogs ranges stay below what public nodes accept
 
 
 @dataclass(frozen=True)
@@ -108,26 +105,6 @@ def job_collateral(
     """The collateral accept_job locks (escrow.vy `_collateral`, rounded up)."""
     scaled = price_per_gpu_second * gpu_count * max_duration * collateral_bps * collateral_rate
     return -(-scaled // (BPS * RATE_SCALE))
-
-
-def scan_events(
-    market: Market, names: Collection[str], *, from_block: int = 0, to_block: BlockId = "latest"
-) -> Iterator[MarketEvent]:
-    """The market's events of these names in [from_block, to_block], oldest first."""
-    wanted = {market.decoder.event_name(topic): "0x" + topic.hex() for topic in market.decoder.topics}
-    topics = [wanted[name] for name in names]
-    last = market.w3.eth.block_number if to_block == "latest" else int(to_block)
-    low = from_block
-    while low <= last:
-        high = min(last, low + LOG_CHUNK_BLOCKS - 1)
-        logs = market.w3.eth.get_logs(
-            {"address": market.address, "fromBlock": low, "toBlock": high, "topics": [topics]}
-        )
-        for raw in logs:
-            event = market.decoder.decode(raw)
-            if event is not None:
-                yield event
-        low = high + 1
 
 
 def with_agents(offers: list[ProviderOffer], timeouts: HttpTimeouts = PROBE_TIMEOUTS) -> list[ProviderOffer]:

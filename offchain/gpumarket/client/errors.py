@@ -1,75 +1,28 @@
 """Typed errors of the client (gpumarket.client); each says what to do next in `hint`.
 
-None of them ever carries a key: they name addresses, job ids, endpoints and hashes only.
-`code` is a stable name for scripts (the command line's --json error documents carry it).
+They are ``ClientError``s, as are the agent API's ``ProviderUnreachable`` and ``ProviderRefused``
+(gpumarket.agentapi.errors, where the base and its conventions are). None of them ever carries a
+key: they name addresses, job ids, endpoints and hashes only.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from gpumarket.agentapi.errors import ClientError
+
 __all__ = [
-    "ClientError",
     "FollowTimeout",
     "JobNotAccepted",
     "JobNotRunning",
     "NoProviderAvailable",
-    "ProviderRefused",
-    "ProviderUnreachable",
     "ResultMismatch",
 ]
-
-
-class ClientError(RuntimeError):
-    """Base class; `hint` is the next step for the user (also shown by the CLI)."""
-
-    hint: str = ""
-    code: str = "client_error"
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        self.hint = hint or self.hint
-        super().__init__(message)
-
-    def __str__(self) -> str:
-        base = super().__str__()
-        return f"{base} ({self.hint})" if self.hint else base
 
 
 class NoProviderAvailable(ClientError):
     code = "no_provider"
     hint = "raise --max-price, lower --gpus, or list candidates with `gpumarket client providers`"
-
-
-class ProviderUnreachable(ClientError):
-    """The provider's endpoint did not answer (connection refused, timeout, bad HTTP, an answer over the size cap)."""
-
-    code = "provider_unreachable"
-    hint = "retry later; if it stays down after acceptance, the committee fails the job and you are refunded"
-
-    def __init__(self, endpoint: str, reason: str) -> None:
-        self.endpoint = endpoint
-        self.reason = reason
-        super().__init__(f"provider at {endpoint} unreachable: {reason}")
-
-
-class ProviderRefused(ClientError):
-    """The provider answered with an error: `code`, `detail` (and `field`, when it names one) from
-    its error document {"error", "detail", "field"}, or `http_error` when it sent none."""
-
-    def __init__(self, endpoint: str, status: int, code: str, detail: str, field: str | None = None) -> None:
-        self.endpoint = endpoint
-        self.status = status
-        self.code = code
-        self.detail = detail
-        self.field = field
-        hints = {
-            "spec_hash_mismatch": "send the exact spec whose hash the job was created with",
-            "wrong_signer": "use the key of the account that created the job",
-            "job_not_running": "wait until the job is accepted (`gpumarket client status`)",
-            "not_finished": "wait until the job is finished (`gpumarket client status`)",
-            "expired": "check this machine's clock",
-        }
-        super().__init__(f"provider at {endpoint} refused ({status} {code}): {detail}", hints.get(code, ""))
 
 
 class ResultMismatch(ClientError):

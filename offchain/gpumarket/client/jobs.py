@@ -12,7 +12,7 @@
 
 Every wait is bounded (timeout and poll interval). The provider's endpoint is read from
 the chain (`Market.providers(job.provider).endpoint`) unless given. Requests to the agent
-are signed with the client key (gpumarket.provider.auth.sign_request), which the agent
+are signed with the client key (gpumarket.agentapi.auth.sign_request), which the agent
 checks against the job's on-chain client. A result is accepted only when its files match
 its manifest, the manifest hashes to the provider's reported result_hash, and, once the
 job settled COMPLETED, to the result_hash in JobSettled.
@@ -28,23 +28,15 @@ from typing import Any, Protocol
 
 from eth_account.messages import SignableMessage
 
-from gpumarket.chain.events import JobCreated, JobSettled
+from gpumarket.agentapi.auth import sign_request
+from gpumarket.agentapi.client import HttpTimeouts, ProviderApi, in_parallel
+from gpumarket.agentapi.errors import ClientError, ProviderRefused, ProviderUnreachable
+from gpumarket.agentapi.result import BundleError, ResultBundle
+from gpumarket.agentapi.spec import AnyJobSpec, spec_hash
+from gpumarket.chain.events import JobCreated, JobSettled, scan_events
 from gpumarket.chain.market import Market, TxResult
 from gpumarket.chain.models import ZERO_ADDRESS, Job, JobState
-from gpumarket.client.choose import scan_events
-from gpumarket.client.errors import (
-    ClientError,
-    FollowTimeout,
-    JobNotAccepted,
-    JobNotRunning,
-    ProviderRefused,
-    ProviderUnreachable,
-    ResultMismatch,
-)
-from gpumarket.client.http import HttpTimeouts, ProviderApi, in_parallel
-from gpumarket.provider.auth import sign_request
-from gpumarket.provider.result import BundleError, ResultBundle
-from gpumarket.provider.spec import AnyJobSpec, spec_hash
+from gpumarket.client.errors import FollowTimeout, JobNotAccepted, JobNotRunning, ResultMismatch
 from gpumarket.signing.eip712 import Outcome
 
 __all__ = ["PROVIDER_DONE_STATES", "AgentAnswer", "ClientKey", "JobClient", "JobUpdate", "ask_agents"]

@@ -23,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from gpumarket.agentapi.errors import ClientError
 from gpumarket.chain.models import JobState
 from gpumarket.chain.walkthrough import tokens
-from gpumarket.client.errors import ClientError
 from gpumarket.client.jobs import JobClient
 from gpumarket.demo.workloads import workload
 

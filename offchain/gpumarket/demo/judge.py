@@ -20,12 +20,11 @@ from typing import Any
 
 from eth_utils.crypto import keccak
 
-from gpumarket.chain.events import HardwareRejected, JobSettled, Slashed
+from gpumarket.agentapi.client import ProviderApi
+from gpumarket.agentapi.errors import ClientError
+from gpumarket.chain.events import HardwareRejected, JobSettled, Slashed, scan_events
 from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import MarketDeployment
-from gpumarket.client.choose import scan_events
-from gpumarket.client.errors import ClientError
-from gpumarket.client.http import ProviderApi
 from gpumarket.demo import rules
 from gpumarket.demo.client import ClientJobReport
 from gpumarket.demo.ledger import TOKENS, Snapshot, conservation_problems, snapshot

@@ -27,10 +27,10 @@ from gpumarket.chain.events import (
     ProviderRegistered,
     Slashed,
     Staked,
+    scan_events,
 )
 from gpumarket.chain.market import Market
 from gpumarket.chain.walkthrough import tokens
-from gpumarket.client.choose import scan_events
 
 __all__ = ["Narrator", "describe"]
 

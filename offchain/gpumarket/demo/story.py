@@ -27,15 +27,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpumarket.agentapi.errors import ClientError
 from gpumarket.chain.deploy import DeploymentError
 from gpumarket.chain.errors import ChainError
-from gpumarket.chain.events import HardwareRejected
+from gpumarket.chain.events import HardwareRejected, scan_events
 from gpumarket.chain.keys import test_account
 from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3
 from gpumarket.chain.params import ParamsError, load_params
-from gpumarket.client.choose import scan_events
-from gpumarket.client.errors import ClientError
 from gpumarket.demo.client import ClientPlan, ClientTimeout, JobPlan
 from gpumarket.demo.judge import DemoResult, Roles, judge
 from gpumarket.demo.launcher import Launcher, LaunchError, LazyPlan, OracleSetup, ProviderSetup, free_ports

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpumarket.provider.result import ResultBundle
-from gpumarket.provider.spec import AnyJobSpec, ContainerJobSpec, ContainerLimits, JobSpec, Limits
+from gpumarket.agentapi.result import ResultBundle
+from gpumarket.agentapi.spec import AnyJobSpec, ContainerJobSpec, ContainerLimits, JobSpec, Limits
 
 __all__ = ["OUTPUT", "WORKLOADS", "Workload", "workload"]
 

@@ -223,7 +223,7 @@ def default_timings() -> SettleTimings:
 
 
 def _busy_spec(seconds: float) -> Any:
-    from gpumarket.provider.spec import JobSpec
+    from gpumarket.agentapi.spec import JobSpec
 
     code = f"import time\nt = time.time()\nwhile time.time() - t < {seconds}:\n    pass\nprint('done')\n"
     return JobSpec.model_validate(
@@ -256,13 +256,13 @@ def bench_settlement(
 ) -> SettleBench:
     """Runs ``jobs`` honest jobs one after another on a fresh embedded market (module doc)."""
     # Imported here: the chain and the services are heavy, and the report bench needs neither.
+    from gpumarket.agentapi.client import ProviderApi
     from gpumarket.chain.artifacts import load_artifacts
     from gpumarket.chain.connection import EMBEDDED, connect
     from gpumarket.chain.keys import test_account, test_oracle
     from gpumarket.chain.market_deploy import deploy_market_web3
     from gpumarket.chain.models import Job, JobState
     from gpumarket.chain.params import load_params
-    from gpumarket.client.http import ProviderApi
     from gpumarket.client.jobs import JobClient
     from gpumarket.oracle.hardware import HardwareConfig
     from gpumarket.oracle.jobs import JobConfig

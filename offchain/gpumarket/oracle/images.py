@@ -50,7 +50,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from gpumarket.client.errors import ProviderRefused, ProviderUnreachable
+from gpumarket.agentapi.errors import ProviderRefused, ProviderUnreachable
 from gpumarket.containers.reference import parse_image_reference
 from gpumarket.containers.registry import ImageCheck, ImageStatus, RegistryClient
 

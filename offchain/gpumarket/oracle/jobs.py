@@ -81,12 +81,12 @@ from typing import Any
 
 from eth_utils.crypto import keccak
 
+from gpumarket.agentapi.client import HttpTimeouts, ProviderApi
+from gpumarket.agentapi.errors import ProviderRefused, ProviderUnreachable
 from gpumarket.chain.errors import ChainError, ContractRevert
 from gpumarket.chain.events import JobAccepted, JobCancelled, JobExpired, JobSettled, MarketEvent
 from gpumarket.chain.market import Market
 from gpumarket.chain.models import JobState
-from gpumarket.client.errors import ProviderRefused, ProviderUnreachable
-from gpumarket.client.http import HttpTimeouts, ProviderApi
 from gpumarket.measure.classes import class_by_id
 from gpumarket.measure.metering import UsageRecord, billable_gpu_seconds
 from gpumarket.oracle.chain_submitter import AlreadySettled

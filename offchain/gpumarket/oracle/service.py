@@ -38,12 +38,11 @@ from pathlib import Path
 from web3 import Web3
 
 from gpumarket.chain.connection import RetryPolicy, connect
-from gpumarket.chain.events import MarketEvent, ProviderRegistered
+from gpumarket.chain.events import MarketEvent, ProviderRegistered, scan_events
 from gpumarket.chain.follower import EventFollower, FollowerConfig
 from gpumarket.chain.keys import ServiceKey
 from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import MarketDeployment
-from gpumarket.client.choose import scan_events
 from gpumarket.lifecycle import ServiceLifecycle
 from gpumarket.oracle.api import ApiConfig, OracleAPI
 from gpumarket.oracle.chain_submitter import ChainSubmitter

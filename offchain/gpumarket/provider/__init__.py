@@ -1,12 +1,10 @@
 """The provider agent: takes jobs, proves its hardware, runs jobs, serves results.
 
-Modules, one concern each:
+Modules, one concern each (the job spec, the result bundle, signed requests and the agent's
+errors are the API the agent shares with its callers: gpumarket.agentapi):
 
-- ``spec``: the job spec (versioned JSON), its canonical encoding and ``spec_hash``.
-- ``auth``: signed client requests (EIP-191), ``sign_request`` for clients, ``RequestVerifier``.
 - ``jobsource``: the ``JobSource`` protocol (a job's on-chain client, provider, state, spec_hash).
 - ``runner``: runs one job in its own directory and process group, with limits and metering.
-- ``result``: the result bundle and ``result_hash``; ``ResultBundle.verify`` for clients.
 - ``store``: SQLite state (jobs, nonces, challenges) and restart recovery.
 - ``agent``: ``ProviderAgent``, every API operation's checks and effects.
 - ``api``: ``ProviderServer``, the HTTP transport.

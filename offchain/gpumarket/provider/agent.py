@@ -42,16 +42,16 @@ from typing import Any
 from eth_utils.address import to_checksum_address
 
 from gpumarket import __version__
+from gpumarket.agentapi.auth import AuthScope, RequestVerifier, SignedRequest
+from gpumarket.agentapi.errors import AgentError
+from gpumarket.agentapi.spec import AnyJobSpec, ContainerJobSpec, SpecError, parse_spec, spec_hash
 from gpumarket.containers.engine import ImageUnavailable
 from gpumarket.measure.classes import CPU_DEV, GpuClass
 from gpumarket.measure.provers import TileProver
-from gpumarket.provider.auth import AuthScope, RequestVerifier, SignedRequest
 from gpumarket.provider.challenges import ChallengeDesk
-from gpumarket.provider.errors import AgentError
 from gpumarket.provider.jobdir import ProcessGone, RunResult
 from gpumarket.provider.jobsource import JobSource, JobState, OnChainJob
 from gpumarket.provider.runtime import JobRuntime, RunningJobHandle
-from gpumarket.provider.spec import AnyJobSpec, ContainerJobSpec, SpecError, parse_spec, spec_hash
 from gpumarket.provider.store import JobRecord, JobStatus, Liveness, Probe, Recovery, Store, StoreConflict
 
 __all__ = ["AgentConfig", "GpuPool", "ProviderAgent"]

@@ -39,10 +39,10 @@ from typing import Any, Self
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gpumarket.agentapi.errors import AgentError
+from gpumarket.agentapi.spec import MAX_SPEC_BYTES
 from gpumarket.measure.messages import TURN_HEADER, Challenge, OpeningRequest
 from gpumarket.provider.agent import ProviderAgent
-from gpumarket.provider.errors import AgentError
-from gpumarket.provider.spec import MAX_SPEC_BYTES
 from gpumarket.web.server import Endpoint, ServerLimits, WebServer, bytes_response, in_thread, json_app, read_body
 
 __all__ = ["BODY_LIMITS", "ProviderServer"]

@@ -29,10 +29,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import TypeVar
 
+from gpumarket.agentapi.errors import AgentError
 from gpumarket.measure.classes import GpuClass
 from gpumarket.measure.messages import Challenge, Message, MessageError, OpeningRequest
 from gpumarket.measure.provers import ProverError, TileProver
-from gpumarket.provider.errors import AgentError
 from gpumarket.provider.store import Store
 
 __all__ = ["ChallengeDesk", "Turn"]

@@ -77,6 +77,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from gpumarket.agentapi.spec import (
+    CONTAINER_WORKDIR,
+    DEFAULT_NETWORK,
+    AnyJobSpec,
+    ContainerJobSpec,
+)
 from gpumarket.containers.cgroup import ContainerCgroup
 from gpumarket.containers.engine import (
     IMAGE_TOO_LARGE,
@@ -112,12 +118,6 @@ from gpumarket.provider.jobdir import (
     write_atomic,
 )
 from gpumarket.provider.runner import process_start_ticks, process_state
-from gpumarket.provider.spec import (
-    CONTAINER_WORKDIR,
-    DEFAULT_NETWORK,
-    AnyJobSpec,
-    ContainerJobSpec,
-)
 
 __all__ = [
     "JOB_LABEL",

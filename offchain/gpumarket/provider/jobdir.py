@@ -24,9 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpumarket.agentapi.result import ResultBundle, collect_result
+from gpumarket.agentapi.spec import AnyJobSpec
 from gpumarket.measure.metering import JournalError, SampleJournal, UsageRecord
-from gpumarket.provider.result import ResultBundle, collect_result
-from gpumarket.provider.spec import AnyJobSpec
 
 __all__ = [
     "JobPaths",

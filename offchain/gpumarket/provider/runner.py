@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpumarket.agentapi.spec import AnyJobSpec, JobSpec
 from gpumarket.measure.metering import SampleJournal, meter_pid
 from gpumarket.provider.jobdir import (
     JobPaths,
@@ -73,7 +74,6 @@ from gpumarket.provider.jobdir import (
     wall_limit,
     write_atomic,
 )
-from gpumarket.provider.spec import AnyJobSpec, JobSpec
 
 __all__ = [
     "JobPaths",

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from gpumarket.agentapi.spec import AnyJobSpec
 from gpumarket.containers.engine import EngineError, PodmanEngine
 from gpumarket.provider.container_runner import ContainerRunner, ContainerSettings, check_offer
 from gpumarket.provider.jobdir import JobPaths, RunnerConfig, RunResult, StopReason
 from gpumarket.provider.runner import Runner
-from gpumarket.provider.spec import AnyJobSpec
 
 __all__ = ["RUNTIMES", "JobRuntime", "RunningJobHandle", "RuntimeSettings", "RuntimeUnavailable", "make_runtime"]
 

@@ -20,8 +20,8 @@ from types import FrameType
 
 import click
 
+from gpumarket.agentapi.errors import ClientError
 from gpumarket.chain.errors import ChainError
-from gpumarket.client.errors import ClientError
 from gpumarket.demo.launcher import LaunchError
 from gpumarket.soak.market import SoakError
 from gpumarket.soak.report import render

@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 
 from web3.exceptions import ProviderConnectionError, TimeExhausted
 
+from gpumarket.agentapi.errors import ClientError
 from gpumarket.chain.errors import ChainError, ContractRevert
 from gpumarket.chain.models import ZERO_ADDRESS, Job, JobState
-from gpumarket.client.errors import ClientError
 from gpumarket.client.jobs import JobClient
 from gpumarket.demo.workloads import workload
 

@@ -38,10 +38,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpumarket.chain.events import HardwareRejected, JobSettled, Slashed
+from gpumarket.chain.events import HardwareRejected, JobSettled, Slashed, scan_events
 from gpumarket.chain.models import JobState
 from gpumarket.chain.walkthrough import tokens
-from gpumarket.client.choose import scan_events
 from gpumarket.demo.ledger import conservation_problems
 from gpumarket.soak.faults import MARKER, FaultInjector, KillRecord, NodeRestartRecord, UnplannedExit
 from gpumarket.soak.load import JobRecord, JobStream

@@ -45,7 +45,7 @@ from eth_utils.address import is_checksum_address, to_checksum_address
 from eth_utils.exceptions import ValidationError as EthValidationError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError
 
-from gpumarket.provider.errors import AgentError
+from gpumarket.agentapi.errors import AgentError
 
 __all__ = [
     "ACTIONS",

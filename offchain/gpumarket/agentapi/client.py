@@ -1,4 +1,6 @@
-"""The client's HTTP side of the provider API (docs/provider-api.md): bounded, typed.
+"""The caller's HTTP side of the provider agent's API (docs/provider-api.md): bounded, typed.
+
+The client and the oracle's job loop both call the agent through it.
 
     api = ProviderApi("http://127.0.0.1:8700", HttpTimeouts(connect_s=5, read_s=30))
     api.status(7)                     # -> dict (the agent's job status document)
@@ -26,8 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
-from gpumarket.client.errors import ProviderRefused, ProviderUnreachable
-from gpumarket.provider.spec import MAX_OUTPUT_BYTES
+from gpumarket.agentapi.errors import ProviderRefused, ProviderUnreachable
+from gpumarket.agentapi.spec import MAX_OUTPUT_BYTES
 from gpumarket.web.client import Timeouts, Unreachable, WebClient
 
 __all__ = [

@@ -9,9 +9,9 @@ import pytest
 
 from gpumarket.actions import ActionError, NeedsApproval, approve, jobs, provider, render
 from gpumarket.agentapi.client import HttpTimeouts
+from gpumarket.chain.arithmetic import job_collateral
 from gpumarket.chain.connection import advance_time, latest_timestamp
 from gpumarket.chain.models import JobState
-from gpumarket.client.choose import job_collateral
 
 from .conftest import CPU_DEV, PRICE, SPEC
 
@@ -183,7 +183,7 @@ def test_status_shows_stake_jobs_and_what_is_missing(world):
 
     job_id = accepted_job()
     parameters = market.parameters()
-    collateral = job_collateral(PRICE, 1, 600, parameters["collateral_bps"], parameters["collateral_rate"])
+    collateral = job_collateral(PRICE * 1 * 600, parameters["collateral_bps"], parameters["collateral_rate"])
 
     status = provider.status(market, from_block=world.deployment.block)
     assert status.verified and status.problems() == []

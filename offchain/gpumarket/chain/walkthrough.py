@@ -19,6 +19,7 @@ from typing import Any
 
 from eth_utils.crypto import keccak
 
+from gpumarket.chain.arithmetic import RATE_SCALE, ceil_bps, job_collateral
 from gpumarket.chain.deploy import MOCK_TOKEN_DECIMALS, deploy_market
 from gpumarket.chain.params import DeployParams
 from gpumarket.signing.eip712 import Domain, Outcome
@@ -26,8 +27,6 @@ from gpumarket.testing.committee import Committee, hardware_report, job_report
 
 __all__ = ["Actors", "WalkthroughError", "run_walkthrough"]
 
-BPS = 10_000
-RATE_SCALE = 10**18  # collateral_rate's fixed-point scale: 1e18 = one stake unit per payment unit
 TOKEN = 10**MOCK_TOKEN_DECIMALS
 JOB_STATES = {1: "OPEN", 2: "RUNNING", 3: "COMPLETED", 4: "FAILED", 5: "CANCELLED", 6: "EXPIRED"}
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -65,16 +64,6 @@ def tokens(amount: int) -> str:
     """Base units as tokens, without trailing zeros (18 decimals)."""
     text = f"{Decimal(amount) / TOKEN:,.6f}".rstrip("0").rstrip(".")
     return text if Decimal(amount) % (TOKEN // 10**6) == 0 else f"~{text}"
-
-
-def _ceil_bps(amount: int, bps: int) -> int:
-    # The contract rounds every bps share up (in favour of the protocol and the client).
-    return -(-amount * bps // BPS)
-
-
-def _collateral(job_value: int, collateral_bps: int, collateral_rate: int) -> int:
-    """Stake-token units locked for a job: ceil(value * bps * rate / (10,000 * 1e18))."""
-    return -(-job_value * collateral_bps * collateral_rate // (BPS * RATE_SCALE))
 
 
 def _expect(label: str, actual: Any, expected: Any) -> None:
@@ -198,7 +187,7 @@ def run_walkthrough(
 
     receipt = market.accept_job(job_id, sender=actors.provider)
     job_value = PRICE_PER_GPU_SECOND * 1 * MAX_DURATION
-    collateral = _collateral(job_value, collateral_bps, collateral_rate)
+    collateral = job_collateral(job_value, collateral_bps, collateral_rate)
     job = market.get_job(job_id)
     story.step(
         f"provider accepts job {job_id} at its price",
@@ -221,7 +210,7 @@ def run_walkthrough(
     )
     receipt = market.settle(report, committee.sign(domain, report), sender=actors.keeper)
     payment = PRICE_PER_GPU_SECOND * GPU_SECONDS_RUN
-    fee = _ceil_bps(payment, fee_bps)
+    fee = ceil_bps(payment, fee_bps)
     refund = escrow - payment
     story.step(
         f"committee reports {GPU_SECONDS_RUN:,} GPU-seconds COMPLETED; keeper settles",

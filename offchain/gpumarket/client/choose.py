@@ -11,7 +11,7 @@ measured throughput from its latest HardwareVerified event. A provider is a cand
 when `accept_job` would succeed for it: its class, enough free GPUs (gpu_count less the GPUs
 its running jobs hold: `gpus_in_use + job.gpu_count <= gpu_count`, the contract's rule),
 verified now, not jailed, price at or below the job's max, and free stake >= MIN_STAKE + the
-job's collateral (computed as escrow.vy computes it). Candidates are ranked by price, then
+job's collateral (gpumarket.chain.arithmetic, as escrow.vy computes it). Candidates are ranked by price, then
 measured throughput (higher first), then address.
 
 The chain cannot say whether the provider's agent runs, nor whether the machine itself has
@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from gpumarket.agentapi.client import PROBE_TIMEOUTS, AgentHealth, HttpTimeouts, probe_agents
+from gpumarket.chain.arithmetic import job_collateral
 from gpumarket.chain.events import HardwareVerified, ProviderRegistered, ProviderUpdated, scan_events
 from gpumarket.chain.market import Market
 from gpumarket.client.errors import NoProviderAvailable
@@ -37,13 +38,9 @@ __all__ = [
     "ProviderOffer",
     "choose_provider",
     "choose_providers",
-    "job_collateral",
     "list_providers",
     "with_agents",
 ]
-
-BPS = 10_000
-RATE_SCALE = 10**18
 
 
 @dataclass(frozen=True)
@@ -97,14 +94,6 @@ class ProviderOffer:
             "measured_throughput": self.measured_throughput,
             "agent": None if self.agent is None else self.agent.to_json(),
         }
-
-
-def job_collateral(
-    price_per_gpu_second: int, gpu_count: int, max_duration: int, collateral_bps: int, collateral_rate: int
-) -> int:
-    """The collateral accept_job locks (escrow.vy `_collateral`, rounded up)."""
-    scaled = price_per_gpu_second * gpu_count * max_duration * collateral_bps * collateral_rate
-    return -(-scaled // (BPS * RATE_SCALE))
 
 
 def with_agents(offers: list[ProviderOffer], timeouts: HttpTimeouts = PROBE_TIMEOUTS) -> list[ProviderOffer]:
@@ -166,13 +155,8 @@ def choose_providers(
     parameters = market.parameters()
     candidates = []
     for offer in offers:
-        collateral = job_collateral(
-            offer.price_per_gpu_second,
-            requirements.gpu_count,
-            requirements.max_duration,
-            parameters["collateral_bps"],
-            parameters["collateral_rate"],
-        )
+        job_value = offer.price_per_gpu_second * requirements.gpu_count * requirements.max_duration
+        collateral = job_collateral(job_value, parameters["collateral_bps"], parameters["collateral_rate"])
         if (
             offer.gpu_class == requirements.gpu_class
             and offer.free_gpus >= requirements.gpu_count

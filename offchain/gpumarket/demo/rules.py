@@ -20,17 +20,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from gpumarket.chain.arithmetic import ceil_bps, job_collateral
 from gpumarket.measure.metering import UsageRecord
 
-__all__ = ["BPS", "RATE_SCALE", "Money", "Terms", "collateral", "completed", "deltas", "failed", "metered_gpu_seconds"]
+__all__ = ["Money", "Terms", "collateral", "completed", "deltas", "failed", "metered_gpu_seconds"]
 
-BPS = 10_000
-RATE_SCALE = 10**18  # collateral_rate's fixed point: 1e18 = one stake unit per payment unit
 _NS_PER_S = 1_000_000_000
-
-
-def _ceil_bps(amount: int, bps: int) -> int:
-    return -(-amount * bps // BPS)
 
 
 @dataclass(frozen=True)
@@ -71,7 +66,7 @@ class Money:
 def collateral(terms: Terms) -> int:
     """Stake locked at accept: ceil(price x gpus x max_duration x bps x rate / (10,000 x 1e18))."""
     value = terms.price_per_gpu_second * terms.gpu_count * terms.max_duration
-    return -(-value * terms.collateral_bps * terms.collateral_rate // (BPS * RATE_SCALE))
+    return job_collateral(value, terms.collateral_bps, terms.collateral_rate)
 
 
 def metered_gpu_seconds(usage: UsageRecord, gpu_count: int) -> int:
@@ -82,13 +77,13 @@ def metered_gpu_seconds(usage: UsageRecord, gpu_count: int) -> int:
 def completed(terms: Terms, gpu_seconds: int) -> Money:
     billed = min(gpu_seconds, terms.gpu_count * terms.max_duration)
     payment = terms.price_per_gpu_second * billed
-    fee = _ceil_bps(payment, terms.protocol_fee_bps)
+    fee = ceil_bps(payment, terms.protocol_fee_bps)
     return Money("COMPLETED", billed, payment, fee, payment - fee, terms.escrow - payment, 0, 0, 0)
 
 
 def failed(terms: Terms) -> Money:
-    slashed = _ceil_bps(collateral(terms), terms.slash_bps)
-    client_share = _ceil_bps(slashed, terms.client_share_bps)
+    slashed = ceil_bps(collateral(terms), terms.slash_bps)
+    client_share = ceil_bps(slashed, terms.client_share_bps)
     return Money("FAILED", 0, 0, 0, 0, terms.escrow, slashed, client_share, slashed - client_share)
 
 

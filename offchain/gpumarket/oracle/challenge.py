@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from gpumarket.chain.arithmetic import BPS
 from gpumarket.measure.classes import class_by_id
 from gpumarket.measure.messages import TURN_HEADER, Commitment, Opening, OpeningRequest
 from gpumarket.measure.timing import Disturbance, SchedulingWatch
@@ -58,7 +59,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 GOPS = 10**9
-BPS = 10_000
+
 SPOOF_THRESHOLD_BPS = 5_000  # contracts/modules/verification.vy: below this share of required, slash
 
 # Verdicts whose evidence anyone can check again: the provider sent wrong work.

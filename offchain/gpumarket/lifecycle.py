@@ -88,16 +88,22 @@ class ServiceLifecycle:
         self.close()
 
 
-def serve_until_signalled(service: ServiceLifecycle, ready_file: Path | None, what: str = "stopping") -> NoReturn:
-    """A started service's command-line life: SIGTERM/SIGINT stop it, the ready file says where
-    it listens, and the process exits with ``wait``'s code (0 stopped, 1 a background thread died)."""
+def stop_on_signals(stop: Callable[[], None], what: str = "stopping") -> None:
+    """SIGTERM and SIGINT call ``stop`` (in the signal handler, on the main thread: it must not
+    block), each logged with ``what``."""
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: %s", signum, what)
-        service.stop()
+        stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+
+
+def serve_until_signalled(service: ServiceLifecycle, ready_file: Path | None, what: str = "stopping") -> NoReturn:
+    """A started service's command-line life: SIGTERM/SIGINT stop it, the ready file says where
+    it listens, and the process exits with ``wait``'s code (0 stopped, 1 a background thread died)."""
+    stop_on_signals(service.stop, what)
     if ready_file is not None:
         service.write_ready_file(ready_file)
     code = service.wait()

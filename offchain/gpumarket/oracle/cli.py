@@ -19,10 +19,8 @@ is logged as ``oracle API listening on http://HOST:PORT``.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from pathlib import Path
-from types import FrameType
 
 import click
 
@@ -32,7 +30,7 @@ from gpumarket.chain.keys import KeyLoadError, ServiceKey, load_key, load_keysto
 from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.config import ConfigError, require_settings
 from gpumarket.containers.registry import registry_map
-from gpumarket.lifecycle import serve_until_signalled
+from gpumarket.lifecycle import serve_until_signalled, stop_on_signals
 from gpumarket.oracle.api import ApiConfig, OracleAPI
 from gpumarket.oracle.hardware import HardwareConfig
 from gpumarket.oracle.jobs import JobConfig
@@ -121,13 +119,7 @@ def serve_api(
         metrics = OracleMetrics()
         signer = OracleSigner(store, key, metrics)
         stop = threading.Event()
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            logger.info("signal %d: stopping", signum)
-            stop.set()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        stop_on_signals(stop.set)
         api = OracleAPI(store, signer, metrics, ApiConfig(host=host, port=port, max_body_bytes=max_body_bytes))
         with api:  # logs "oracle API for <address> listening on <url>"
             while not stop.wait(0.5):

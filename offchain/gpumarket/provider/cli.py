@@ -19,12 +19,10 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import signal
 import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import click
@@ -36,7 +34,7 @@ from gpumarket.chain.keys import KeyLoadError, load_key
 from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.config import ConfigError, require_settings
 from gpumarket.containers.registry import registry_map
-from gpumarket.lifecycle import serve_until_signalled, write_ready_file
+from gpumarket.lifecycle import serve_until_signalled, stop_on_signals, write_ready_file
 from gpumarket.measure.classes import GPU_CLASSES, class_by_name
 from gpumarket.measure.nvml import nvml_available
 from gpumarket.measure.provers import BACKENDS, ProverError, TileProver, make_prover
@@ -251,12 +249,10 @@ def serve_api(
     log.info("%s", recovery.summary())
     server = ProviderServer(agent, host, port)
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %d: stopping the API (jobs keep running)", signum)
-        threading.Thread(target=server.stop, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    # server.stop waits for the server's thread: not from the signal handler, on a thread of its own.
+    stop_on_signals(
+        lambda: threading.Thread(target=server.stop, daemon=True).start(), "stopping the API (jobs keep running)"
+    )
     if ready_file is not None:
         write_ready_file(ready_file, {"url": server.url, "pid": os.getpid()})
     try:

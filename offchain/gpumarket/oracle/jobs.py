@@ -176,7 +176,7 @@ class _Silence:
 
 
 @dataclass
-class _Followed:
+class _WatchedJob:
     """A watched job as this process follows it (challenge history in memory)."""
 
     job_id: int
@@ -235,7 +235,7 @@ class JobMonitor:
         self.clock = clock
         self._challenge = challenge
         self.images = ImagePolicy(registries or {}, image_config)  # registry host -> base URL
-        self._jobs: dict[int, _Followed] = {}
+        self._jobs: dict[int, _WatchedJob] = {}
         self.max_parallel = 8
         self._ended: set[int] = set()
         self._lock = threading.Lock()
@@ -276,7 +276,7 @@ class JobMonitor:
             if (gone := self._jobs.pop(job_id, None)) is not None and gone.agent is not None:
                 gone.agent.close()
         steps: list[JobStep] = []
-        followed: list[_Followed] = []
+        followed: list[_WatchedJob] = []
         for watched in self.store.watched_jobs():
             if watched.job_id in ended:
                 continue
@@ -296,7 +296,7 @@ class JobMonitor:
                 steps.extend(pool.map(lambda job: self._safe_step(job, now), followed))
         return steps
 
-    def _safe_step(self, job: _Followed, now: float) -> JobStep:
+    def _safe_step(self, job: _WatchedJob, now: float) -> JobStep:
         try:
             return self._step(job, now)
         except (ChainError, OSError) as exc:
@@ -307,14 +307,14 @@ class JobMonitor:
         log.warning("job %d: %s: %s", job_id, type(exc).__name__, exc)
         return JobStep(job_id, "error", f"{type(exc).__name__}: {exc}")
 
-    def _adopt(self, watched: WatchedJob, now: float) -> _Followed | None:
+    def _adopt(self, watched: WatchedJob, now: float) -> _WatchedJob | None:
         """Start following a watched job: read it and its provider from the chain."""
         job = self.market.get_job(watched.job_id)
         if job.state != JobState.RUNNING:
             self._end(watched.job_id)
             return None
         record = self.market.providers(job.provider)
-        followed = _Followed(
+        followed = _WatchedJob(
             job_id=job.job_id,
             provider=job.provider,
             started_at=job.started_at,
@@ -338,7 +338,7 @@ class JobMonitor:
         log.info("following job %d of %s (%s)", job.job_id, job.provider, record.endpoint)
         return followed
 
-    def _step(self, job: _Followed, now: float) -> JobStep:
+    def _step(self, job: _WatchedJob, now: float) -> JobStep:
         if job.signed is not None:
             return self._settle(job, now)
         if job.cannot_judge:
@@ -353,7 +353,7 @@ class JobMonitor:
         job.last_poll = now
         return self._poll(job, now)
 
-    def _agent(self, job: _Followed) -> ProviderApi:
+    def _agent(self, job: _WatchedJob) -> ProviderApi:
         """The job's agent over HTTP, bounded by status_timeout_s (connect and each read); one per
         followed job, so that its polls reuse a connection."""
         if job.agent is None:
@@ -361,7 +361,7 @@ class JobMonitor:
             job.agent = ProviderApi(job.endpoint, HttpTimeouts(timeout, timeout))
         return job.agent
 
-    def _poll(self, job: _Followed, now: float) -> JobStep:
+    def _poll(self, job: _WatchedJob, now: float) -> JobStep:
         api = self._agent(job)
         status: dict[str, Any] | None = None  # a fresh answer from this poll, or None
         try:
@@ -411,7 +411,7 @@ class JobMonitor:
                 return step
         return JobStep(job.job_id, "polled", state or "unknown")
 
-    def _silence(self, job: _Followed, now: float) -> str:
+    def _silence(self, job: _WatchedJob, now: float) -> str:
         """Why the job fails for silence, or "": our tries found the agent answering nothing, or,
         while the job runs, answering its status but no challenge (heartbeats are owed then)."""
         limit, tries = self.config.silent_after_s, self.config.silent_min_tries
@@ -421,7 +421,7 @@ class JobMonitor:
             return f"the agent has answered none of {job.proof.tries} challenges in {silent:.0f} s while the job runs"
         return ""
 
-    def _challenge_step(self, job: _Followed, kind: ChallengeKind, now: float) -> JobStep | None:
+    def _challenge_step(self, job: _WatchedJob, kind: ChallengeKind, now: float) -> JobStep | None:
         """One judgement (gpumarket.oracle.trust): a FAILED decision when it failed, a step when
         it got no answer or no trusted verdict, None when it passed."""
         required = self.market.class_floor(job.gpu_class) * job.gpu_count
@@ -461,7 +461,7 @@ class JobMonitor:
             return self._decide_failed(job, f"{kind} challenge failed: {measurement.detail}")
         return None
 
-    def _finish(self, job: _Followed, status: dict[str, Any]) -> JobStep:
+    def _finish(self, job: _WatchedJob, status: dict[str, Any]) -> JobStep:
         """The agent reports the job finished: end challenge, usage record, COMPLETED."""
         if not job.passed(ChallengeKind.START):
             return JobStep(job.job_id, "waiting", "finished, but the start challenge has not been answered yet")
@@ -501,11 +501,11 @@ class JobMonitor:
 
     # ------------------------------------------------------------------ deciding and settling
 
-    def _decide_failed(self, job: _Followed, why: str) -> JobStep:
+    def _decide_failed(self, job: _WatchedJob, why: str) -> JobStep:
         return self._decide(job, Outcome.FAILED, 0, ZERO_HASH, ZERO_HASH, why)
 
     def _decide(
-        self, job: _Followed, outcome: Outcome, gpu_seconds: int, result_hash: bytes, evidence_hash: bytes, why: str
+        self, job: _WatchedJob, outcome: Outcome, gpu_seconds: int, result_hash: bytes, evidence_hash: bytes, why: str
     ) -> JobStep:
         committee = self.store.current_committee()
         if committee is None or not committee.is_member(self.signer.address):
@@ -529,7 +529,7 @@ class JobMonitor:
         log.info("job %d decided %s, %d gpu_seconds: %s", job.job_id, outcome.name, gpu_seconds, why)
         return JobStep(job.job_id, "decided", f"{outcome.name}: {why}")
 
-    def _settle(self, job: _Followed, now: float) -> JobStep:
+    def _settle(self, job: _WatchedJob, now: float) -> JobStep:
         signed = job.signed
         assert signed is not None
         if now - job.last_gather >= self.config.poll_interval_s:

@@ -118,7 +118,9 @@ class GpuPool:
 
 
 @dataclass
-class _Followed:
+class _RunningJob:
+    """A job this agent runs, and the thread that follows it to its end."""
+
     running: RunningJobHandle
     thread: threading.Thread = field(init=False)
 
@@ -169,7 +171,7 @@ class ProviderAgent:
         self._clock = clock
         self._submit_lock = threading.Lock()  # one spec at a time: check, store, start
         self.challenges = ChallengeDesk(prover, store, config.gpu_class, len(config.gpus))
-        self._followed: dict[int, _Followed] = {}
+        self._followed: dict[int, _RunningJob] = {}
         self._followed_lock = threading.Lock()
         self.pull_policy = pull_policy
         self._pulling: dict[int, threading.Thread] = {}  # jobs whose image is being got
@@ -433,7 +435,7 @@ class ProviderAgent:
         return record
 
     def _follow(self, job_id: int, running: RunningJobHandle) -> None:
-        item = _Followed(running)
+        item = _RunningJob(running)
         item.thread = threading.Thread(
             target=self._run_to_end, args=(job_id, running), name=f"job-{job_id}", daemon=True
         )

@@ -21,7 +21,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from gpumarket.agentapi.errors import ProviderUnreachable
 from gpumarket.chain.artifacts import load_artifacts
@@ -30,7 +29,6 @@ from gpumarket.chain.keys import test_account, test_oracle
 from gpumarket.chain.market_deploy import deploy_market_web3
 from gpumarket.chain.models import Job, JobState
 from gpumarket.chain.params import load_params
-from gpumarket.cli import main
 from gpumarket.containers.registry import ImageCheck, ImageStatus
 from gpumarket.oracle.challenge import ChallengeOutcome
 from gpumarket.oracle.images import (
@@ -548,77 +546,7 @@ def test_an_image_failure_claimed_after_the_job_started_is_a_lost_job(
     assert step.action == "decided" and step.detail.startswith("FAILED: the agent reports the job lost")
 
 
-# ---------------------------------------------------------------------- the setting: CLI and service
-
-
-def deployment_file(tmp_path: Path) -> Path:
-    path = tmp_path / "deployment.json"
-    address = "0x" + "11" * 20
-    path.write_text(
-        json.dumps(
-            {
-                "chain_id": 31337,
-                "market": address,
-                "stake_token": address,
-                "payment_token": address,
-                "deployer": address,
-                "block": 1,
-                "mock_tokens": True,
-            }
-        )
-    )
-    return path
-
-
-@pytest.mark.parametrize(
-    ("option", "message"),
-    [
-        ("ghcr.io", "is not HOST=URL"),
-        ("=https://ghcr.io", "is not HOST=URL"),
-        ("ghcr.io=", "is not HOST=URL"),
-        ("ghcr.io=ftp://ghcr.io", "is not an http(s) URL"),
-        ("ghcr.io/x=https://ghcr.io", "is not host[:port]"),
-    ],
-)
-def test_the_registry_option_is_checked_before_anything_starts(tmp_path: Path, option: str, message: str) -> None:
-    result = CliRunner().invoke(
-        main,
-        [
-            "oracle",
-            "run",
-            "--rpc",
-            "http://127.0.0.1:9",
-            "--deployment",
-            str(deployment_file(tmp_path)),
-            "--key",
-            "test-oracle:0",
-            "--db",
-            str(tmp_path / "o.sqlite"),
-            "--registry",
-            option,
-        ],
-    )
-    assert result.exit_code == 2 and "--registry" in result.output and message in result.output, result.output
-    result = CliRunner().invoke(
-        main,
-        [
-            "oracle",
-            "run",
-            "--rpc",
-            "http://127.0.0.1:9",
-            "--deployment",
-            str(deployment_file(tmp_path)),
-            "--key",
-            "test-oracle:0",
-            "--db",
-            str(tmp_path / "o.sqlite"),
-            "--registry",
-            "ghcr.io=https://ghcr.io",
-            "--registry",
-            "127.0.0.1:5000=http://127.0.0.1:5000",
-        ],
-    )
-    assert result.exit_code == 1 and "Error: node http://127.0.0.1:9" in result.output  # got as far as the node
+# ------------------------------------------------ the setting in the service (the CLI option: test_run_cli.py)
 
 
 def test_the_service_hands_its_registries_to_the_job_loop(tmp_path: Path) -> None:

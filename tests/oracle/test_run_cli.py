@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from gpumarket.cli import main
@@ -87,3 +88,29 @@ def test_the_config_file_supplies_the_node_and_the_deployment(tmp_path: Path) ->
     config.write_text(f'rpc = "http://127.0.0.1:9"\ndeployment = "{deployment_file(tmp_path)}"\n')
     code, output = run("--config", str(config), "--key", "test-oracle:0", "--db", str(tmp_path / "o.sqlite"))
     assert code == 1 and "Error: node http://127.0.0.1:9" in output  # it got as far as the node
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("ghcr.io", "is not HOST=URL"),
+        ("=https://ghcr.io", "is not HOST=URL"),
+        ("ghcr.io=", "is not HOST=URL"),
+        ("ghcr.io=ftp://ghcr.io", "is not an http(s) URL"),
+        ("ghcr.io/x=https://ghcr.io", "is not host[:port]"),
+    ],
+)
+def test_the_registry_option_is_checked_before_anything_starts(tmp_path: Path, option: str, message: str) -> None:
+    common = ("--rpc", "http://127.0.0.1:9", "--deployment", str(deployment_file(tmp_path)), "--key", "test-oracle:0")
+    code, output = run(*common, "--db", str(tmp_path / "o.sqlite"), "--registry", option)
+    assert code == 2 and "--registry" in output and message in output, output
+    code, output = run(
+        *common,
+        "--db",
+        str(tmp_path / "o.sqlite"),
+        "--registry",
+        "ghcr.io=https://ghcr.io",
+        "--registry",
+        "127.0.0.1:5000=http://127.0.0.1:5000",
+    )
+    assert code == 1 and "Error: node http://127.0.0.1:9" in output  # got as far as the node

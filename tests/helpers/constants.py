@@ -1,5 +1,8 @@
 """Values the tests share with the contract (kept in one place)."""
 
+# committee.vy's bound, as gpumarket.chain.limits holds it (tests/chain/test_limits.py checks it).
+from gpumarket.chain.limits import MAX_MEMBERS as MAX_MEMBERS
+
 DAY = 86_400
 HOUR = 3_600
 BPS = 10_000
@@ -16,4 +19,3 @@ CLASS_FLOORS = {CPU_DEV: 10, H100: 500_000}
 
 MIN_STAKE = 1_000 * TOKEN
 PRICE = 10**12  # payment-token units per GPU-second
-MAX_MEMBERS = 31

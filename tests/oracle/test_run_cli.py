@@ -114,3 +114,16 @@ def test_the_registry_option_is_checked_before_anything_starts(tmp_path: Path, o
         "127.0.0.1:5000=http://127.0.0.1:5000",
     )
     assert code == 1 and "Error: node http://127.0.0.1:9" in output  # got as far as the node
+
+
+@pytest.mark.parametrize("through", ["flag", "config file"])
+def test_a_missing_deployment_record_is_named_however_it_was_given(tmp_path: Path, through: str) -> None:
+    missing = tmp_path / "missing.json"
+    if through == "flag":
+        where: tuple[str, ...] = ("--rpc", "http://127.0.0.1:9", "--deployment", str(missing))
+    else:
+        config = tmp_path / "gpumarket.toml"
+        config.write_text(f'rpc = "http://127.0.0.1:9"\ndeployment = "{missing}"\n')
+        where = ("--config", str(config))
+    code, output = run(*where, "--key", "test-oracle:0", "--db", str(tmp_path / "o.sqlite"))
+    assert code == 2 and "no deployment record at" in output and "Traceback" not in output

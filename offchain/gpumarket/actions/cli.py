@@ -18,7 +18,9 @@ exactly the amount needed first. Amounts are base units, or "<n> tokens" (scaled
 token's decimals).
 
 The `gpumarket client` group (gpumarket.client.cli) runs its commands through the same
-Session, so every role's command handles a node, a deployment and a key the same way.
+Session, so every role's command handles a node, a deployment and a key the same way; the
+services (`oracle run`, `provider run`) take the same four flags (`connection_options`) and
+resolve them with `service_settings`.
 """
 
 from __future__ import annotations
@@ -40,14 +42,14 @@ from gpumarket.actions.errors import ActionError, from_client_error, guard
 from gpumarket.actions.progress import waiting
 from gpumarket.agentapi.client import PROBE_TIMEOUTS
 from gpumarket.agentapi.errors import ClientError
-from gpumarket.chain.connection import connect, is_transient
+from gpumarket.chain.connection import EMBEDDED, connect, is_transient
 from gpumarket.chain.deploy import DeploymentError
 from gpumarket.chain.errors import ChainError
 from gpumarket.chain.keys import ServiceKey, load_key
 from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3
 from gpumarket.chain.params import ParamsError, load_params
-from gpumarket.config import ChainSettings, ConfigError, resolve_settings
+from gpumarket.config import ChainSettings, ConfigError, require_settings, resolve_settings
 from gpumarket.measure.classes import class_by_name
 
 __all__ = [
@@ -56,11 +58,13 @@ __all__ = [
     "GroupSettings",
     "Session",
     "chain_options",
+    "connection_options",
     "group_chain_options",
     "group_settings",
     "market",
     "parse_gpu_class",
     "preset_connection",
+    "service_settings",
 ]
 
 T = TypeVar("T")
@@ -217,8 +221,18 @@ def preset_connection(ctx: click.Context, w3: Web3) -> None:
     ctx.meta[_PRESET_W3] = w3
 
 
-def _connection_options() -> list[Callable[[Any], Any]]:
-    return [
+_KEY_HELP = (
+    "keystore:<alias> (passphrase in $APE_ACCOUNTS_<alias>_PASSPHRASE) or, on a local chain,"
+    " test-account:<i>; overrides the config file."
+)
+
+
+def connection_options(*, key_help: str = _KEY_HELP) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--config/--rpc/--deployment/--key, declared once for every command that reaches the market
+    (the actions, `oracle run`, `provider run`): the command receives `config`, `rpc`, `deployment`
+    and `key`, each None when not given. `key_help` says what the key is where a role's differs
+    (the oracle's signs reports and may be a test oracle's)."""
+    options = [
         click.option(
             "--config",
             type=click.Path(dir_okay=False, path_type=Path),
@@ -232,13 +246,36 @@ def _connection_options() -> list[Callable[[Any], Any]]:
             default=None,
             help="The market's deployment record (JSON); overrides the config file.",
         ),
-        click.option(
-            "--key",
-            default=None,
-            help="keystore:<alias> (passphrase in $APE_ACCOUNTS_<alias>_PASSPHRASE) or, on a local chain,"
-            " test-account:<i>; overrides the config file.",
-        ),
+        click.option("--key", default=None, help=key_help),
     ]
+
+    def add(func: Callable[..., Any]) -> Callable[..., Any]:
+        return _apply(options, func)
+
+    return add
+
+
+def service_settings(config: Path | None, rpc: str | None, deployment: Path | None, key: str | None) -> ChainSettings:
+    """Where a long-running service (`oracle run`, `provider run`) connects: its own flags over its
+    group's (`gpumarket provider --key K run`) over the config file. It needs all three, a deployment
+    record that is a file and a node's URL (the embedded chain lives inside one process); a usage
+    error (exit 2) says which is missing or wrong."""
+    group = group_settings()
+    try:
+        settings = require_settings(
+            config or group.config,
+            rpc=rpc or group.rpc,
+            deployment=deployment or group.deployment,
+            key=key or group.key,
+        )
+    except ConfigError as error:
+        raise click.UsageError(str(error)) from None
+    record = Path(str(settings.deployment))
+    if not record.is_file():  # from a flag or from the config file alike
+        raise click.BadParameter(f"no deployment record at '{record}' (a JSON file)", param_hint="--deployment")
+    if settings.rpc == EMBEDDED:
+        raise click.BadParameter("the embedded chain lives inside one process: give a node's URL", param_hint="--rpc")
+    return settings
 
 
 def _apply(options: list[Callable[[Any], Any]], func: Callable[..., Any]) -> Callable[..., Any]:
@@ -258,7 +295,7 @@ def group_chain_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.get_current_context().meta[_GROUP_SETTINGS] = GroupSettings(config, rpc, deployment, key)
         return func(*args, **kwargs)
 
-    return _apply(_connection_options(), wrapper)
+    return connection_options()(wrapper)
 
 
 def chain_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -286,13 +323,8 @@ def chain_options(func: Callable[..., Any]) -> Callable[..., Any]:
         preset = None if rpc else ctx.meta.get(_PRESET_W3)  # a flag names the node: it wins over a preset one
         return func(*args, session=Session(settings, as_json, _w3=preset), **kwargs)
 
-    return _apply(
-        [
-            *_connection_options(),
-            click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout (errors too)."),
-        ],
-        wrapper,
-    )
+    as_json = click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout (errors too).")
+    return connection_options()(as_json(wrapper))
 
 
 def parse_gpu_class(value: str) -> int:

@@ -22,9 +22,10 @@ from gpumarket.actions.common import ActionResult, TxRecord, checksum, require_g
 from gpumarket.actions.errors import ActionError, guard
 from gpumarket.chain.connection import is_local_chain
 from gpumarket.chain.events import CommitteeChanged
+from gpumarket.chain.limits import MAX_MEMBERS
 from gpumarket.chain.market import Market
 from gpumarket.chain.models import ZERO_ADDRESS
-from gpumarket.chain.params import MAX_MEMBERS, PARAMETER_BOUNDS
+from gpumarket.chain.params import PARAMETER_BOUNDS
 from gpumarket.testing.committee import is_test_oracle
 
 __all__ = [

@@ -42,18 +42,16 @@ from gpumarket.actions.common import (
     token_info,
 )
 from gpumarket.actions.errors import ActionError, guard
-from gpumarket.actions.provider import MAX_GPUS, MAX_PRICE
 from gpumarket.agentapi.client import PROBE_TIMEOUTS, HttpTimeouts, probe_agent
 from gpumarket.agentapi.spec import AnyJobSpec, spec_hash
 from gpumarket.chain.connection import is_local_chain, mine
 from gpumarket.chain.events import Claimed, JobCancelled, JobCreated, JobExpired, JobSettled, scan_events
+from gpumarket.chain.limits import MAX_ACCEPT_WINDOW, MAX_GPUS, MAX_JOB_DURATION, MAX_PRICE
 from gpumarket.chain.market import Market
 from gpumarket.chain.models import ZERO_ADDRESS, Job, JobState, ProviderRecord
 from gpumarket.client.jobs import AgentAnswer, JobClient, JobUpdate, ask_agents
 
 __all__ = [
-    "MAX_ACCEPT_WINDOW",
-    "MAX_JOB_DURATION",
     "ClientJobs",
     "JobStatus",
     "cancel",
@@ -66,10 +64,6 @@ __all__ = [
     "send_spec",
     "status",
 ]
-
-# escrow.vy / governance.vy limits.
-MAX_JOB_DURATION = 30 * 86_400
-MAX_ACCEPT_WINDOW = 30 * 86_400
 
 
 def _client(market: Market, from_block: int = 0, timeouts: HttpTimeouts | None = None) -> JobClient:

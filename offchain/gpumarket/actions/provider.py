@@ -7,11 +7,11 @@
     provider.withdraw(market)                                # refused until the release time
     print(provider.status(market, key.address).render())
 
-The checks mirror the contract's (contracts/modules/registry.vy, staking.vy): a listed GPU
-class, 1 .. 1,024 GPUs and no fewer than running jobs hold, a price of 1 .. 2**96 - 1, an
-endpoint of 1 .. 128 bytes (and an http(s) URL, which the clients need), the stake token's
-balance and allowance, the free stake
-an unstake takes, and the release time of the unbonding stake. Each refusal is an
+The checks mirror the contract's (contracts/modules/registry.vy, staking.vy; the limits are
+gpumarket.chain.limits'): a listed GPU class, 1 .. 1,024 GPUs and no fewer than running jobs
+hold, a price of 1 .. 2**96 - 1, an endpoint of 1 .. 128 bytes (and an http(s) URL, which the
+clients need), the stake token's balance and allowance, the free stake an unstake takes, and
+the release time of the unbonding stake. Each refusal is an
 ActionError whose hint says what to do; nothing is sent when a check fails.
 """
 
@@ -37,14 +37,12 @@ from gpumarket.actions.common import (
 from gpumarket.actions.errors import ActionError, guard
 from gpumarket.agentapi.client import AgentHealth, HttpTimeouts, probe_agent
 from gpumarket.chain.events import JobAccepted, JobCreated, UnstakeRequested, scan_events
+from gpumarket.chain.limits import MAX_ENDPOINT_BYTES, MAX_GPUS, MAX_PRICE, MAX_STAKE
 from gpumarket.chain.market import Market
 from gpumarket.chain.models import JobState, ProviderRecord, StakeInfo
 from gpumarket.measure.classes import class_by_id
 
 __all__ = [
-    "MAX_ENDPOINT_BYTES",
-    "MAX_GPUS",
-    "MAX_PRICE",
     "ProviderJob",
     "ProviderStatus",
     "register",
@@ -54,13 +52,6 @@ __all__ = [
     "update",
     "withdraw",
 ]
-
-# contracts/modules/registry.vy's limits.
-MAX_GPUS = 1_024
-MAX_PRICE = 2**96 - 1
-MAX_ENDPOINT_BYTES = 128
-# staking.vy: free + locked stays below 2**128.
-MAX_STAKE = 2**128 - 1
 
 
 def _class_name(gpu_class: int) -> str:

@@ -116,7 +116,7 @@ _CONTAINER_ENV_REASONS: Final = {
 }
 CONTAINER_RESERVED_ENV = frozenset(_CONTAINER_ENV_REASONS)
 CONTAINER_WORKDIR: Final = "/work"  # the job's work directory inside the container: outputs are read from it
-MAX_GPUS = 64
+MAX_GPUS = 64  # a container spec's gpu_count: the spec's own bound, not the contract's (chain.limits)
 MIN_CPU_MILLIS = 10
 MAX_CPU_MILLIS = 1_024_000  # 1000 = one CPU
 DEFAULT_CPU_MILLIS = 1000

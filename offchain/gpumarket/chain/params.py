@@ -3,7 +3,7 @@
 Everything here is checked before a single transaction is sent: a typo in a parameter
 name, a value outside the contract's bounds, a committee without a majority threshold or
 a mock token on a public network all stop the deployment with a message that names the
-file and the field. Pure Python, no chain access: `gpumarket.chain.deploy` adds the
+file and the field. Pure Python, no chain access: `gpumarket.chain.market_deploy` adds the
 checks that need the chain (token code, the network's kind).
 
 Amounts are integers in token base units and durations are seconds; YAML integers may
@@ -30,13 +30,27 @@ from pydantic import (
     model_validator,
 )
 
+from gpumarket.chain.arithmetic import BPS
+from gpumarket.chain.limits import (
+    MAX_AMOUNT,
+    MAX_COLLATERAL_RATE,
+    MAX_HARDWARE_VALIDITY,
+    MAX_JAIL_AFTER_FAILURES,
+    MAX_MEMBERS,
+    MAX_PROTOCOL_FEE_BPS,
+    MAX_SETTLE_GRACE,
+    MAX_SPOOF_SLASH_BPS,
+    MAX_UNBONDING_PERIOD,
+    MIN_COLLATERAL_BPS,
+    MIN_HARDWARE_VALIDITY,
+    MIN_SETTLE_GRACE,
+    MIN_UNBONDING_PERIOD,
+)
 from gpumarket.testing.committee import is_test_oracle
 
 __all__ = [
     "DEFAULT_PARAMS_NAME",
     "DEPLOYER",
-    "MAX_AMOUNT",
-    "MAX_MEMBERS",
     "MOCK",
     "PARAMETER_BOUNDS",
     "CommitteeParams",
@@ -55,23 +69,21 @@ DEPLOYER = "deployer"  # the account that sends the deployment
 
 DEFAULT_PARAMS_NAME = "default.yaml"
 
-# Mirrors of the contract's limits (contracts/modules/{governance,committee}.vy);
-# tests/scripts/test_params.py checks each bound against a deployed contract.
-MAX_AMOUNT = 2**128 - 1
-MAX_MEMBERS = 31
-_DAY = 86_400
+# Each bounded setter's (lower, upper), as governance.vy's set_<name> checks them (the limits
+# are gpumarket.chain.limits'); tests/scripts/test_parameter_bounds.py checks each against a
+# deployed contract.
 PARAMETER_BOUNDS: dict[str, tuple[int, int]] = {
     "min_stake": (1, MAX_AMOUNT),
-    "unbonding_period": (3_600, 90 * _DAY),
-    "collateral_bps": (500, 10_000),
-    "collateral_rate": (1, 10**36),
-    "slash_bps": (1, 10_000),
-    "client_share_bps": (0, 10_000),
-    "protocol_fee_bps": (0, 1_000),
-    "spoof_slash_bps": (0, 5_000),
-    "settle_grace": (300, 7 * _DAY),
-    "hardware_validity": (3_600, 30 * _DAY),
-    "jail_after_failures": (1, 10),
+    "unbonding_period": (MIN_UNBONDING_PERIOD, MAX_UNBONDING_PERIOD),
+    "collateral_bps": (MIN_COLLATERAL_BPS, BPS),
+    "collateral_rate": (1, MAX_COLLATERAL_RATE),
+    "slash_bps": (1, BPS),
+    "client_share_bps": (0, BPS),
+    "protocol_fee_bps": (0, MAX_PROTOCOL_FEE_BPS),
+    "spoof_slash_bps": (0, MAX_SPOOF_SLASH_BPS),
+    "settle_grace": (MIN_SETTLE_GRACE, MAX_SETTLE_GRACE),
+    "hardware_validity": (MIN_HARDWARE_VALIDITY, MAX_HARDWARE_VALIDITY),
+    "jail_after_failures": (1, MAX_JAIL_AFTER_FAILURES),
 }
 
 

@@ -45,10 +45,9 @@ from gpumarket.actions.cli import (
 )
 from gpumarket.actions.common import ActionResult, token_info
 from gpumarket.actions.errors import ActionError
-from gpumarket.actions.jobs import MAX_ACCEPT_WINDOW, MAX_JOB_DURATION
-from gpumarket.actions.provider import MAX_GPUS, MAX_PRICE
 from gpumarket.agentapi.client import PROBE_TIMEOUTS, HttpTimeouts
 from gpumarket.agentapi.spec import AnyJobSpec, SpecError, parse_spec
+from gpumarket.chain.limits import MAX_ACCEPT_WINDOW, MAX_GPUS, MAX_JOB_DURATION, MAX_PRICE
 from gpumarket.chain.models import JobState
 from gpumarket.client.choose import JobRequirements, ProviderOffer, choose_provider, choose_providers, list_providers
 from gpumarket.client.jobs import JobClient, JobUpdate

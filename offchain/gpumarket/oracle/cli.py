@@ -24,11 +24,11 @@ from pathlib import Path
 
 import click
 
-from gpumarket.chain.connection import EMBEDDED, connect
+from gpumarket.actions.cli import connection_options, service_settings
+from gpumarket.chain.connection import connect
 from gpumarket.chain.errors import ChainError
 from gpumarket.chain.keys import KeyLoadError, ServiceKey, load_key, load_keystore, test_oracle
 from gpumarket.chain.market_deploy import MarketDeployment
-from gpumarket.config import ConfigError, require_settings
 from gpumarket.containers.registry import registry_map
 from gpumarket.lifecycle import serve_until_signalled, stop_on_signals
 from gpumarket.oracle.api import ApiConfig, OracleAPI
@@ -130,27 +130,9 @@ def serve_api(
 
 
 @oracle.command("run")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Config file (TOML or YAML: rpc, deployment, key) [default: $GPUMARKET_CONFIG]; flags override it.",
-)
-@click.option("--rpc", default=None, help="The node's JSON-RPC URL (http:// or https://).")
-@click.option(
-    "--deployment",
-    "deployment_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="The market's deployment record (JSON, as deploy writes it).",
-)
-@click.option(
-    "--key",
-    "key_spec",
-    default=None,
-    help="Signs reports: keystore:<alias> (passphrase in $APE_ACCOUNTS_<alias>_PASSPHRASE) or, on a "
-    "local chain, test-oracle:<i>.",
+@connection_options(
+    key_help="Signs reports: keystore:<alias> (passphrase in $APE_ACCOUNTS_<alias>_PASSPHRASE) or, on a "
+    "local chain, test-oracle:<i>; overrides the config file."
 )
 @click.option(
     "--sender",
@@ -238,10 +220,10 @@ def serve_api(
     "--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default="INFO", show_default=True
 )
 def run(
-    config_path: Path | None,
+    config: Path | None,
     rpc: str | None,
-    deployment_path: Path | None,
-    key_spec: str | None,
+    deployment: Path | None,
+    key: str | None,
     sender_spec: str | None,
     db_path: Path,
     host: str,
@@ -263,26 +245,21 @@ def run(
 
     Exits 0 when stopped by a signal, 1 when the chain follower gave up (node down too long)."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = require_settings(config_path, rpc=rpc, deployment=deployment_path, key=key_spec)
-    except ConfigError as error:
-        raise click.UsageError(str(error)) from None
-    rpc, deployment_path, key_spec = str(settings.rpc), Path(str(settings.deployment)), str(settings.key)
+    settings = service_settings(config, rpc, deployment, key)
+    node = str(settings.rpc)
     try:
         registries_by_host = registry_map(registries, settings.registries)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--registry") from None
-    if rpc == EMBEDDED:
-        raise click.BadParameter("the embedded chain lives inside one process: give a node's URL", param_hint="--rpc")
     try:
-        w3 = connect(rpc)
-        deployment = MarketDeployment.read(deployment_path)
-        key = load_key(key_spec, w3=w3)
+        w3 = connect(node)
+        record = MarketDeployment.read(Path(str(settings.deployment)))
+        signer = load_key(str(settings.key), w3=w3)
         sender = load_key(sender_spec, w3=w3) if sender_spec else None
-        config = OracleServiceConfig(
-            rpc=rpc,
-            deployment=deployment,
-            key=key,
+        service_config = OracleServiceConfig(
+            rpc=node,
+            deployment=record,
+            key=signer,
             sender=sender,
             db_path=db_path,
             host=host,
@@ -300,9 +277,9 @@ def run(
                 fallback_delay_s=fallback_delay,
             ),
         )
-        service = OracleService(config, w3=w3).start()
+        service = OracleService(service_config, w3=w3).start()
     except OSError as error:  # requests' connection errors too
-        raise click.ClickException(f"node {rpc} or a local file: {error}") from None
+        raise click.ClickException(f"node {node} or a local file: {error}") from None
     except (KeyLoadError, StoreError, ChainError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     serve_until_signalled(service, ready_file)

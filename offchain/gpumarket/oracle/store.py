@@ -62,12 +62,12 @@ from typing import Any, Literal
 
 from eth_utils.address import to_checksum_address
 
+from gpumarket.chain.limits import MAX_MEMBERS
 from gpumarket.signing import eip712
 from gpumarket.signing.eip712 import Domain, HardwareReport, JobReport, Report
 from gpumarket.storage import StorageError, open_durable, write_transaction
 
 __all__ = [
-    "MAX_MEMBERS",
     "SCHEMA_VERSION",
     "AddResult",
     "CommitteeInfo",
@@ -96,7 +96,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3
-MAX_MEMBERS = 31  # the contract's bound on a committee (committee.vy MAX_MEMBERS)
 _BUSY_TIMEOUT_MS = 10_000
 
 ReportKind = Literal["job", "hardware"]

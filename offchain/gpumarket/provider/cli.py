@@ -27,12 +27,11 @@ from typing import Any
 
 import click
 
-from gpumarket.actions.cli import PROVIDER_COMMANDS, group_chain_options, group_settings
-from gpumarket.chain.connection import EMBEDDED, connect, is_local_chain
+from gpumarket.actions.cli import PROVIDER_COMMANDS, connection_options, group_chain_options, service_settings
+from gpumarket.chain.connection import connect, is_local_chain
 from gpumarket.chain.errors import ChainError
 from gpumarket.chain.keys import KeyLoadError, load_key
 from gpumarket.chain.market_deploy import MarketDeployment
-from gpumarket.config import ConfigError, require_settings
 from gpumarket.containers.registry import registry_map
 from gpumarket.lifecycle import serve_until_signalled, stop_on_signals, write_ready_file
 from gpumarket.measure.classes import GPU_CLASSES, class_by_name
@@ -264,27 +263,7 @@ def serve_api(
 
 
 @provider.command("run")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Config file (TOML or YAML: rpc, deployment, key) [default: $GPUMARKET_CONFIG]; flags override it.",
-)
-@click.option("--rpc", default=None, help="The node's JSON-RPC URL (http:// or https://).")
-@click.option(
-    "--deployment",
-    "deployment_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="The market's deployment record (JSON, as deploy writes it).",
-)
-@click.option(
-    "--key",
-    "key_spec",
-    default=None,
-    help="keystore:<alias> (passphrase in $APE_ACCOUNTS_<alias>_PASSPHRASE) or, on a local chain, test-account:<i>.",
-)
+@connection_options()
 @click.option(
     "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), required=True, help="SQLite state file."
 )
@@ -327,10 +306,10 @@ def serve_api(
 )
 @runtime_options
 def run(
-    config_path: Path | None,
+    config: Path | None,
     rpc: str | None,
-    deployment_path: Path | None,
-    key_spec: str | None,
+    deployment: Path | None,
+    key: str | None,
     db_path: Path,
     workdir: Path,
     host: str,
@@ -352,24 +331,13 @@ def run(
 
     Exits 0 when stopped by a signal, 1 when the chain watcher gave up (node down too long)."""
     _log_to_stderr()
-    group = group_settings()  # the flags given before `run`: the subcommand's own win
-    try:
-        settings = require_settings(
-            config_path or group.config,
-            rpc=rpc or group.rpc,
-            deployment=deployment_path or group.deployment,
-            key=key_spec or group.key,
-        )
-    except ConfigError as error:
-        raise click.UsageError(str(error)) from None
-    rpc, deployment_path, key_spec = str(settings.rpc), Path(str(settings.deployment)), str(settings.key)
+    settings = service_settings(config, rpc, deployment, key)  # the flags before `run` too: its own win
+    node = str(settings.rpc)
     runtime = replace(runtime, registries={**settings.registries, **runtime.registries})  # the options win
-    if rpc == EMBEDDED:
-        raise click.BadParameter("the embedded chain lives inside one process: give a node's URL", param_hint="--rpc")
     if cheat_skip_after is not None and cheat_skip_fraction is None:
         raise click.UsageError("--cheat-skip-after needs --cheat-skip-fraction")
     try:
-        w3 = connect(rpc)
+        w3 = connect(node)
         prover: TileProver | None = None
         if cheat_skip_fraction is not None:
             if not is_local_chain(w3):
@@ -380,12 +348,10 @@ def run(
                 prover.honest_challenges,
                 100 * cheat_skip_fraction,
             )
-        deployment = MarketDeployment.read(deployment_path)
-        key = load_key(key_spec, w3=w3)
-        config = ServiceConfig(
-            rpc=rpc,
-            deployment=deployment,
-            key=key,
+        service_config = ServiceConfig(
+            rpc=node,
+            deployment=MarketDeployment.read(Path(str(settings.deployment))),
+            key=load_key(str(settings.key), w3=w3),
             db_path=db_path,
             workdir=workdir,
             host=host,
@@ -399,9 +365,9 @@ def run(
             policy=WatchPolicy(max_gpus=max_gpus, min_job_value=min_job_value),
             runtime=runtime,
         )
-        service = ProviderService(config, w3=w3, prover=prover).start()
+        service = ProviderService(service_config, w3=w3, prover=prover).start()
     except OSError as error:  # requests' connection errors too
-        raise click.ClickException(f"node {rpc} or a local file: {error}") from None
+        raise click.ClickException(f"node {node} or a local file: {error}") from None
     except (KeyLoadError, StartupError, ChainError, ProverError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     serve_until_signalled(service, ready_file, "stopping (jobs keep running)")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from web3 import Web3
 
 from gpumarket.chain.keys import test_account
+from gpumarket.chain.limits import MIN_SETTLE_GRACE
 from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3
 from gpumarket.chain.params import load_params
@@ -47,16 +48,25 @@ from gpumarket.demo.story import (
 )
 from gpumarket.measure.classes import CPU_DEV
 
-__all__ = ["MAX_DURATION_S", "MAX_PRICE", "SETTLE_GRACE_S", "SOAK_PROVIDERS", "SoakError", "SoakMarket", "bring_up"]
+__all__ = [
+    "JOB_MAX_DURATION_S",
+    "JOB_MAX_PRICE",
+    "SETTLE_GRACE_S",
+    "SOAK_PROVIDERS",
+    "SoakError",
+    "SoakMarket",
+    "bring_up",
+]
 
 SOAK_PROVIDERS = (
     ProviderRole("provider-1", 1, 10**16),
     ProviderRole("provider-2", 2, 12 * 10**15),
     ProviderRole("provider-3", 3, 8 * 10**15),
 )
-MAX_PRICE = 2 * 10**16  # per GPU-second, at or above every provider's price
-MAX_DURATION_S = 120  # a workload takes seconds; minutes on a saturated machine would still fit
-SETTLE_GRACE_S = 300  # the contract's minimum (governance.vy MIN_SETTLE_GRACE)
+# The soak's jobs' terms (not the contract's limits, gpumarket.chain.limits).
+JOB_MAX_PRICE = 2 * 10**16  # per GPU-second, at or above every provider's price
+JOB_MAX_DURATION_S = 120  # a workload takes seconds; minutes on a saturated machine would still fit
+SETTLE_GRACE_S = MIN_SETTLE_GRACE  # the contract's minimum: jobs settle soon after they end
 PROVIDER_MINT = 2_000 * TOKEN
 STAKE = 1_500 * TOKEN
 VERIFY_TIMEOUT_S = 90.0  # per provider: three challenges on a machine the busy loops saturate

@@ -36,7 +36,7 @@ from gpumarket.measure.classes import CPU_DEV
 from gpumarket.soak.busy import BusyLoops
 from gpumarket.soak.faults import FaultInjector
 from gpumarket.soak.load import JobStream, LoadPlan
-from gpumarket.soak.market import MAX_DURATION_S, MAX_PRICE, SOAK_PROVIDERS, bring_up
+from gpumarket.soak.market import JOB_MAX_DURATION_S, JOB_MAX_PRICE, SOAK_PROVIDERS, bring_up
 from gpumarket.soak.report import STUCK_MARGIN_S, ReportInputs, SoakReport, build_report
 from gpumarket.soak.schedule import FaultSchedule
 
@@ -104,12 +104,12 @@ def run_soak(config: SoakConfig, *, echo: Callable[[str], None]) -> SoakReport:
     launcher = ProcessLauncher(workdir, timing, chain_state=workdir / "anvil-state.json")
     with BusyLoops(config.busy), launcher:
         progress(f"{config.busy} busy loop(s) spinning on {os.cpu_count()} core(s); working directory {workdir}")
-        soak = bring_up(launcher, client_mint=2 * config.jobs * MAX_PRICE * MAX_DURATION_S, echo=progress)
+        soak = bring_up(launcher, client_mint=2 * config.jobs * JOB_MAX_PRICE * JOB_MAX_DURATION_S, echo=progress)
         plan = LoadPlan(
             jobs=config.jobs,
             concurrency=config.concurrency,
-            max_price=MAX_PRICE,
-            max_duration=MAX_DURATION_S,
+            max_price=JOB_MAX_PRICE,
+            max_duration=JOB_MAX_DURATION_S,
             gpu_class=CPU_DEV.id,
             settle_grace_s=soak.settle_grace_s,
             open_every=config.open_every,

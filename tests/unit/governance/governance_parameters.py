@@ -3,16 +3,17 @@
 Each row: getter/setter name, the default the constructor sets, and the inclusive
 bounds the setter enforces. The only bound PROTOCOL.md leaves open is MIN_STAKE's
 upper one ("> 0"); the contract caps every amount at 2**128 - 1 because stakes are
-packed into 128-bit fields, so that cap is the upper bound tested here.
+packed into 128-bit fields, so that cap (governance.vy MAX_AMOUNT, as gpumarket.chain.limits
+holds it) is the upper bound tested here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gpumarket.chain.limits import MAX_AMOUNT as MAX_AMOUNT  # test_set_gpu_class.py imports it from here
 from helpers.constants import BPS, DAY, HOUR, TOKEN
 
-MAX_AMOUNT = 2**128 - 1
 MINUTE = 60
 
 

@@ -6,7 +6,9 @@
 The parameters come from --params, else deploy/params/<ecosystem>-<network>.yaml, else
 deploy/params/default.yaml; they are validated before anything is sent. The deployment
 is printed and written to deployments/<network>.json. The logic lives in
-gpumarket.chain.deploy; this script only parses options.
+gpumarket.chain.deploy (ape's connection and account handed to the deploy that
+`gpumarket market deploy` runs); this script only parses options. The default network is
+ethereum:local:test: titanoboa (ape's ethereum:local) has no JSON-RPC connection to send through.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ import json
 from pathlib import Path
 
 import click
-from ape.cli import ConnectedProviderCommand, account_option
+from ape.cli import ConnectedProviderCommand, account_option, network_option
 
+from gpumarket.chain.ape_bridge import BridgeError
 from gpumarket.chain.deploy import DeploymentError, deploy_market, write_deployment
+from gpumarket.chain.errors import ChainError
 from gpumarket.chain.params import ParamsError, load_params, params_path_for
 
 
 @click.command(cls=ConnectedProviderCommand)
+@network_option(default="ethereum:local:test")
 @account_option()
 @click.option(
     "--params",
@@ -55,7 +60,7 @@ def cli(ecosystem, network, account, params_file: Path | None, deploy_mock_token
             params_file=params_file,
             report=click.echo,
         )
-    except (ParamsError, DeploymentError) as error:
+    except (ParamsError, DeploymentError, BridgeError, ChainError) as error:
         raise click.ClickException(str(error)) from None
     path = write_deployment(deployment, out_dir)
     click.echo(json.dumps(deployment.to_json(), indent=2))

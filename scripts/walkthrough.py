@@ -5,8 +5,9 @@ verifies its hardware, a client's job is accepted, reported COMPLETED and settle
 keeper, everyone claims and the provider unstakes. Prints each step with its gas, ends
 with a balance table and a conservation check, and exits non-zero on any deviation.
 
-The default network is ethereum:local:test (py-evm), whose receipts carry real gas
-(21,000 base included); titanoboa's (ethereum:local:boa) do not.
+The default network is ethereum:local:test (py-evm), whose receipts carry real gas (21,000
+base included). The deploy goes through the provider's JSON-RPC connection (gpumarket.chain.deploy),
+so titanoboa's in-process provider (ethereum:local:boa), which has none, is refused.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ def cli(ecosystem, network, provider, params_file: Path | None) -> None:
     """Walk through one job's whole life on a local chain."""
     from ape import accounts
 
+    if provider.name == "boa":
+        raise click.ClickException(
+            "the walkthrough deploys over JSON-RPC, which titanoboa's in-process provider lacks:"
+            " use --network ethereum:local:test (the default) or ethereum:local:foundry"
+        )
     if not network.is_dev:
         raise click.ClickException(
             f"the walkthrough mints mock tokens and time-travels: local networks only, not {network.name!r}"
@@ -48,10 +54,6 @@ def cli(ecosystem, network, provider, params_file: Path | None) -> None:
     )
     params_file = params_file or params_path_for(ecosystem.name, network.name)
     click.echo(f"gpumarket walkthrough on {ecosystem.name}:{network.name}:{provider.name} (params {params_file})")
-    if provider.name == "boa":
-        click.echo(
-            "note: titanoboa's gas figures exclude the 21,000 base cost; use ethereum:local:test for real receipts"
-        )
     click.echo("")
     previous_level = logger.level
     logger.set_level(LogLevel.WARNING)  # ape's per-transaction lines would bury the story

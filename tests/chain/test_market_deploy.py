@@ -10,7 +10,7 @@ import pytest
 from gpumarket.chain.anvil import AnvilNode
 from gpumarket.chain.connection import EMBEDDED, connect
 from gpumarket.chain.errors import ChainMismatch
-from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3, deploy_mock_token
+from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3, deploy_mock_token, read_back
 from gpumarket.chain.params import ParamsError, parse_params
 
 
@@ -52,17 +52,24 @@ def test_existing_tokens_ownership_offer_and_missing_code(kit, artifacts, params
     stake = deploy_mock_token(w3, deployer, "Real Stake", "RSTK", artifacts=artifacts)
     data = params.model_dump(mode="json")
     data.update(stake_token=stake, payment_token=stake, owner=kit.roles.keeper.address)
-    deployment = deploy_market_web3(w3, deployer, parse_params(data), artifacts=artifacts)
+    reported: list[str] = []
+    deployment = deploy_market_web3(w3, deployer, parse_params(data), artifacts=artifacts, report=reported.append)
     assert (deployment.stake_token, deployment.payment_token) == (stake, stake)
     assert not deployment.mock_tokens
     market = deployment.market_at(w3, artifacts=artifacts)
-    assert market.owner() == deployer.address and market.pending_owner() == kit.roles.keeper.address
+    on_chain = read_back(market)
+    assert (on_chain["owner"], on_chain["pending_owner"]) == (deployer.address, kit.roles.keeper.address)
+    assert on_chain["stake_token"] == on_chain["payment_token"] == stake
+    assert reported[0] == f"GpuMarket deployed at {deployment.market} (block {deployment.block})"
+    assert reported[-1] == f"ownership offered to {kit.roles.keeper.address} (it must call accept_ownership)"
 
-    data.update(payment_token="0x000000000000000000000000000000000000dEaD")
+    # A token without code is refused before any transaction, a mock token's deployment included.
     head = w3.eth.block_number
-    with pytest.raises(ParamsError, match="payment_token: no contract code at"):
-        deploy_market_web3(w3, deployer, parse_params(data), artifacts=artifacts)
-    assert w3.eth.block_number == head
+    for stake_ref in (stake, "mock"):
+        data.update(stake_token=stake_ref, payment_token="0x000000000000000000000000000000000000dEaD")
+        with pytest.raises(ParamsError, match="payment_token: no contract code at .* on chain "):
+            deploy_market_web3(w3, deployer, parse_params(data), artifacts=artifacts)
+        assert w3.eth.block_number == head
 
 
 def test_mock_tokens_and_test_oracles_are_refused_off_a_local_chain(kit, params, artifacts, anvil_binary, tmp_path):

@@ -1,4 +1,9 @@
-"""deploy_market and write_deployment: the package function the script and demo share."""
+"""deploy_market and write_deployment: ape's way into the one deploy (deploy_market_web3),
+as the script, the walkthrough and the gas benchmark call it.
+
+Every test runs on ethereum:local:test (py-evm behind web3): the deploy sends through ape's
+JSON-RPC connection, which titanoboa, the contract tests' provider, does not have.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,13 @@ import json
 
 import ape
 import pytest
+from ape_accounts.accounts import KeyfileAccount
+from eth_account import Account
 
-from gpumarket.chain.deploy import deploy_market, deployment_path, read_back, write_deployment
+from gpumarket.chain.ape_bridge import BridgeError, connected_web3
+from gpumarket.chain.deploy import deploy_market, deployment_path, write_deployment
+from gpumarket.chain.market import Market
+from gpumarket.chain.market_deploy import read_back
 from gpumarket.chain.params import PARAMETER_BOUNDS, ParamsError, load_params, parse_params
 
 # Defaults from PROTOCOL.md that the contract starts with.
@@ -26,22 +36,41 @@ PROTOCOL_DEFAULTS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def py_evm():
+    """ape's py-evm provider for each test (the session's titanoboa comes back after it).
+    Fixtures that deploy name it too: ape's plugin orders a test's fixtures its own way."""
+    with ape.networks.parse_network_choice("ethereum:local:test") as provider:
+        yield provider
+
+
+def on_chain(market) -> dict:
+    """read_back of an ape contract, through a web3 Market on the same chain."""
+    return read_back(Market(connected_web3(), market.address))
+
+
 @pytest.fixture
-def existing_stake_token(project, owner):
+def existing_stake_token(py_evm, project, owner):
     # Not named stake_token: shadowing tests/conftest.py's module-scoped fixture with a
     # function-scoped one breaks ape's snapshot restore under boa ("No checkpoint N").
     return project.MockToken.deploy("Stake", "STK", 18, sender=owner)
 
 
 @pytest.fixture
-def existing_payment_token(project, owner):
+def existing_payment_token(py_evm, project, owner):
     return project.MockToken.deploy("Payment", "PAY", 6, sender=owner)
 
 
 @pytest.fixture
-def mock_deployment(project, owner, default_params_path):
+def mock_deployment(py_evm, project, owner, default_params_path):
     params = load_params(default_params_path)
-    deployment, market = deploy_market(params, owner, params_file=default_params_path, project=project)
+    reported: list[str] = []
+    deployment, market = deploy_market(
+        params, owner, params_file=default_params_path, project=project, report=reported.append
+    )
+    # The report tells what got deployed, in order.
+    assert reported[0].startswith("stake_token: deployed MockToken mSTK at ")
+    assert f"GpuMarket deployed at {market.address} (block {deployment.block})" in reported
     return params, deployment, market
 
 
@@ -80,9 +109,9 @@ def test_deployment_record_says_what_the_chain_holds(chain, owner, mock_deployme
     assert chain.get_receipt(market.txn_hash).block_number == record["block"]
     assert record["params"]["treasury"] == owner.address
     assert record["params"]["stake_token"] == record["stake_token"]
-    assert record["params"]["committee"] == read_back(market)["committee"]
+    assert record["params"]["committee"] == on_chain(market)["committee"]
     assert record["params"]["gpu_classes"] == [c.model_dump() for c in params.gpu_classes]
-    assert record["params"]["parameters"] == read_back(market)["parameters"]
+    assert record["params"]["parameters"] == on_chain(market)["parameters"]
 
 
 def test_write_deployment_writes_the_record_as_json(tmp_path, mock_deployment):
@@ -157,3 +186,21 @@ def test_only_the_deployer_owns_the_new_market(project, owner, attacker, mock_de
     _, _, market = mock_deployment
     with ape.reverts("ownable: caller is not the owner"):
         market.set_gpu_class(3, 1, sender=attacker)
+
+
+def test_titanoboa_is_refused_with_the_network_to_use(project, owner, params_data):
+    with ape.networks.parse_network_choice("ethereum:local:boa"):
+        with pytest.raises(BridgeError, match="ethereum:local:test"):
+            deploy_market(parse_params(params_data), owner, project=project)
+
+
+def test_a_keyfile_account_deploys_and_owns_the_market(project, owner, params_data, tmp_path):
+    key = Account.create()
+    keyfile = tmp_path / "deployer.json"
+    keyfile.write_text(json.dumps(Account.encrypt(key.key, "passphrase")))
+    deployer = KeyfileAccount(keyfile_path=keyfile)
+    deployer.set_autosign(True, passphrase="passphrase")  # what a user types at each prompt
+    owner.transfer(deployer, 10**20)
+    deployment, market = deploy_market(parse_params(params_data), deployer, project=project, report=lambda _: None)
+    assert deployment.deployer == deployer.address == key.address
+    assert market.owner() == deployer.address

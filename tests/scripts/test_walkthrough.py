@@ -86,3 +86,10 @@ def test_walkthrough_exits_non_zero_on_a_deviation(run_in_repo, params_data, wri
     assert result.returncode == 1
     assert "walkthrough failed: committee in the params" in result.stdout + result.stderr
     assert "conservation: OK" not in result.stdout
+
+
+def test_titanoboa_is_refused_with_what_to_use(run_in_repo):
+    result = run_in_repo("ape", "run", "walkthrough", "--network", "ethereum:local:boa")
+    assert result.returncode != 0
+    assert "ethereum:local:test" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr

@@ -1,11 +1,18 @@
-"""Deploy a GpuMarket from validated parameters, check it, and record the deployment.
+"""`ape run deploy`'s way into the one deploy, and the record it writes.
 
-Shared by `ape run deploy` (scripts/deploy.py), the walkthrough and the tests. Runs
-inside an ape network context: the caller connects (a ConnectedProviderCommand does).
-It deploys the contracts the package ships (gpumarket.chain.artifacts), the same bytecode
-`gpumarket market deploy` deploys, unless the caller hands it an ape project (the tests do).
-Order: every check that can fail without the chain (the YAML) or with read-only calls
-(the network's kind, token code) runs before the first transaction.
+`deploy_market` is a thin adapter for ape callers (scripts/deploy.py, the walkthrough, the
+gas benchmark, tests): inside an ape network context (a ConnectedProviderCommand connects),
+it takes the web3 connection of ape's provider and the ape account as a Signer
+(gpumarket.chain.ape_bridge), and runs gpumarket.chain.market_deploy.deploy_market_web3,
+the deploy `gpumarket market deploy` runs: the same checks before any transaction, the
+same transactions, the same read-back. From the result it builds the `Deployment` record
+(`deployments/<network>.json`: ape's ecosystem, network and provider names, the params as
+the contract holds them) and an ape contract for the caller's own calls.
+
+It deploys the contracts the package ships (gpumarket.chain.artifacts) unless the caller
+hands it an ape project (the tests do), whose freshly compiled contracts are deployed instead.
+Titanoboa (ethereum:local:boa) runs in process with no JSON-RPC connection to send through:
+BridgeError says which network to use instead.
 """
 
 from __future__ import annotations
@@ -18,15 +25,19 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from gpumarket.chain.artifacts import load_artifacts
-from gpumarket.chain.params import (
-    DEPLOYER,
-    MOCK,
-    PARAMETER_BOUNDS,
-    DeployParams,
-    ParamsError,
-    check_for_network,
+from web3 import Web3
+
+from gpumarket.chain.ape_bridge import ApeSigner, connected_web3
+from gpumarket.chain.artifacts import CONTRACTS, Artifact, Artifacts, load_artifacts
+from gpumarket.chain.market import Market
+from gpumarket.chain.market_deploy import (
+    MOCK_TOKEN_DECIMALS,
+    DeploymentError,
+    MarketDeployment,
+    deploy_market_web3,
+    read_back,
 )
+from gpumarket.chain.params import DeployParams
 
 __all__ = [
     "MOCK_TOKEN_DECIMALS",
@@ -34,20 +45,11 @@ __all__ = [
     "DeploymentError",
     "deploy_market",
     "deployment_path",
-    "read_back",
     "shipped_contracts",
     "write_deployment",
 ]
 
 log = logging.getLogger(__name__)
-
-MOCK_TOKEN_DECIMALS = 18
-# name, symbol of the MockTokens deployed for "mock" (contracts/mocks/MockToken.vy).
-_MOCK_TOKENS = {"stake_token": ("Mock Stake", "mSTK"), "payment_token": ("Mock Payment", "mPAY")}
-
-
-class DeploymentError(RuntimeError):
-    """The chain refused the deployment, or the deployed contract differs from the params."""
 
 
 @dataclass(frozen=True)
@@ -112,8 +114,19 @@ def shipped_contracts() -> SimpleNamespace:
     )
 
 
-def _has_code(provider: Any, address: str) -> bool:
-    return len(provider.get_code(address)) > 0
+def _project_artifacts(project: Any) -> Artifacts:
+    """An ape project's compiled contracts as Artifacts (what deploy_market_web3 deploys)."""
+    contracts = {}
+    for name in CONTRACTS:
+        contract_type = getattr(project, name).contract_type
+        contracts[name] = Artifact(
+            name=name,
+            abi=[entry.model_dump(mode="json", by_alias=True) for entry in contract_type.abi],
+            bytecode=contract_type.deployment_bytecode.bytecode,
+            runtime_bytecode=contract_type.runtime_bytecode.bytecode,
+        )
+    # Compiled by ape from its project's sources; nothing reads the hash on this path.
+    return Artifacts(source_hash="", contracts=contracts)
 
 
 def deploy_market(
@@ -127,67 +140,34 @@ def deploy_market(
 ) -> tuple[Deployment, Any]:
     """Deploy tokens (if mock), the market, its classes and overrides; check it; return it.
 
-    `deployer` is an ape account; `deploy_mock_tokens` replaces both tokens with fresh
-    MockTokens (local networks only); `project` supplies the contracts (default: the shipped
-    ones, `shipped_contracts()`). Returns the Deployment record and the ape contract.
+    Runs deploy_market_web3 on ape's connection (see the module docstring). `deployer` is
+    an ape account (a test account or a keyfile alias, which asks its passphrase as ape
+    always does); `deploy_mock_tokens` replaces both tokens with fresh MockTokens (local
+    networks only); `project` supplies the contracts (default: the shipped ones); `report`
+    hears each step. Returns the Deployment record and the market as an ape contract.
     Raises ParamsError before any transaction when the params do not fit this network,
-    DeploymentError when the deployed contract does not read back as the params say.
+    ContractRevert when a transaction reverts, DeploymentError when the deployed contract
+    does not read back as the params say, BridgeError on a provider without JSON-RPC.
     """
-    from ape import chain, networks
-
-    if project is None:
-        project = shipped_contracts()
+    from ape import networks
 
     provider = networks.provider
     network = provider.network
-    check_for_network(params, dev_network=network.is_dev, deploy_mock_tokens=deploy_mock_tokens, network=network.name)
-    token_refs = {
-        "stake_token": MOCK if deploy_mock_tokens else params.stake_token,
-        "payment_token": MOCK if deploy_mock_tokens else params.payment_token,
-    }
-    missing_code = [
-        f"{field}: no contract code at {address} on {network.ecosystem.name}:{network.name}"
-        for field, address in token_refs.items()
-        if address != MOCK and not _has_code(provider, address)
-    ]
-    if missing_code:
-        raise ParamsError("\n".join(missing_code))
-
-    tokens: dict[str, str] = {}
-    for field, ref in token_refs.items():
-        if ref == MOCK:
-            name, symbol = _MOCK_TOKENS[field]
-            token = project.MockToken.deploy(name, symbol, MOCK_TOKEN_DECIMALS, sender=deployer)
-            report(f"{field}: deployed MockToken {symbol} at {token.address}")
-            tokens[field] = token.address
-        else:
-            tokens[field] = ref
-    treasury = deployer.address if params.treasury == DEPLOYER else params.treasury
-
-    market = project.GpuMarket.deploy(
-        tokens["stake_token"],
-        tokens["payment_token"],
-        treasury,
-        params.committee.members,
-        params.committee.threshold,
-        sender=deployer,
+    w3 = connected_web3()
+    artifacts = None if project is None else _project_artifacts(project)
+    deployed = deploy_market_web3(
+        w3,
+        ApeSigner(deployer),
+        params,
+        deploy_mock_tokens=deploy_mock_tokens,
+        artifacts=artifacts,
+        network=f"{network.ecosystem.name}:{network.name}",
+        local_chain=network.is_dev,
+        report=report,
     )
-    deploy_receipt = chain.get_receipt(market.txn_hash)
-    report(f"GpuMarket deployed at {market.address} (block {deploy_receipt.block_number})")
-
-    for gpu_class in params.gpu_classes:
-        market.set_gpu_class(gpu_class.id, gpu_class.floor_per_gpu_gops, sender=deployer)
-        report(f"gpu class {gpu_class.id} {gpu_class.name}: floor {gpu_class.floor_per_gpu_gops:,} GOPS per GPU")
-    for name, value in params.overrides().items():
-        current = getattr(market, name)()
-        if current != value:
-            getattr(market, f"set_{name}")(value, sender=deployer)
-            report(f"{name}: {current:,} -> {value:,}")
-    if params.owner is not None and params.owner != deployer.address:
-        market.transfer_ownership(params.owner, sender=deployer)
-        report(f"ownership offered to {params.owner} (it must call accept_ownership)")
 
     # The record is read back from the contract, so the file says what the chain holds.
+    market = Market(w3, deployed.market, artifacts=artifacts)
     on_chain = read_back(market)
     resolved = params.model_dump(mode="json")
     resolved.update(
@@ -204,65 +184,34 @@ def deploy_market(
         ecosystem=network.ecosystem.name,
         network=network.name,
         provider=provider.name,
-        chain_id=chain.chain_id,
-        block=deploy_receipt.block_number,
-        deployer=deployer.address,
-        market=market.address,
-        stake_token=tokens["stake_token"],
-        payment_token=tokens["payment_token"],
-        mock_tokens=MOCK in token_refs.values(),
+        chain_id=deployed.chain_id,
+        block=deployed.block,
+        deployer=deployed.deployer,
+        market=deployed.market,
+        stake_token=deployed.stake_token,
+        payment_token=deployed.payment_token,
+        mock_tokens=deployed.mock_tokens,
         params=resolved,
         params_file=None if params_file is None else str(params_file),
     )
-    mismatches = _mismatches(market, params, tokens=tokens, treasury=treasury, deployer=deployer.address)
-    if mismatches:
-        raise DeploymentError("the deployed market differs from the params:\n" + "\n".join(mismatches))
-    return deployment, market
+    contracts = shipped_contracts() if project is None else project
+    contract = contracts.GpuMarket.at(
+        deployed.market, txn_hash=_creation_tx(w3, deployed), fetch_from_explorer=False, detect_proxy=False
+    )
+    return deployment, contract
 
 
-def read_back(market: Any) -> dict[str, Any]:
-    """What the contract holds for everything a deployment sets (for checks and tests)."""
-    return {
-        "stake_token": str(market.STAKE_TOKEN()),
-        "payment_token": str(market.PAYMENT_TOKEN()),
-        "treasury": str(market.treasury()),
-        "owner": str(market.owner()),
-        "pending_owner": str(market.pending_owner()),
-        "committee": {"members": [str(m) for m in market.members()], "threshold": market.threshold()},
-        "epoch": market.epoch(),
-        "parameters": {name: getattr(market, name)() for name in PARAMETER_BOUNDS},
-    }
-
-
-def _mismatches(
-    market: Any, params: DeployParams, *, tokens: dict[str, str], treasury: str, deployer: str
-) -> list[str]:
-    """Every field whose on-chain value differs from what the params asked for."""
-    on_chain = read_back(market)
-    expected: dict[str, Any] = {
-        **tokens,
-        "treasury": treasury,
-        "committee": params.committee.model_dump(),
-        "epoch": 1,
-        "owner": deployer,
-    }
-    if params.owner is not None and params.owner != deployer:
-        expected["pending_owner"] = params.owner
-    problems = [
-        f"{key}: expected {value!r}, contract has {on_chain[key]!r}"
-        for key, value in expected.items()
-        if on_chain[key] != value
-    ]
-    for name, value in params.overrides().items():
-        if on_chain["parameters"][name] != value:
-            problems.append(f"parameters.{name}: expected {value}, contract has {on_chain['parameters'][name]}")
-    for gpu_class in params.gpu_classes:
-        floor = market.class_floor(gpu_class.id)
-        if floor != gpu_class.floor_per_gpu_gops:
-            problems.append(
-                f"gpu class {gpu_class.id}: expected floor {gpu_class.floor_per_gpu_gops}, contract has {floor}"
-            )
-    return problems
+def _creation_tx(w3: Web3, deployed: MarketDeployment) -> str | None:
+    """The hash of the transaction that created the market, found in its block (callers read
+    its receipt through the ape contract's txn_hash; the deployment record holds no hash)."""
+    block: Any = w3.eth.get_block(deployed.block, full_transactions=True)
+    for transaction in block["transactions"]:
+        if transaction.get("to") or Web3.to_checksum_address(transaction["from"]) != deployed.deployer:
+            continue
+        receipt: Any = w3.eth.get_transaction_receipt(transaction["hash"])
+        if receipt.get("contractAddress") == deployed.market:
+            return Web3.to_hex(transaction["hash"])
+    return None
 
 
 def deployment_path(ecosystem: str, network: str, out_dir: str | Path = "deployments") -> Path:

@@ -1,16 +1,19 @@
-"""Deploy a GpuMarket over web3 (no ape), from the same validated params as `ape run deploy`.
+"""Deploy a GpuMarket over web3 from validated params: the one deploy behind every entry point.
 
     params = load_params("deploy/params/default.yaml")
     deployment = deploy_market_web3(w3, deployer_key, params)     # -> MarketDeployment
-    market = deployment.market(w3, signer=key)                     # -> Market
+    market = deployment.market_at(w3, signer=key)                  # -> Market
     deployment.write(path); MarketDeployment.read(path)            # shared with other processes
 
-The order follows gpumarket.chain.deploy: check the params for this chain (mock tokens
-and test oracles only on a local chain) before any transaction, deploy MockTokens where
-the params say "mock" (or everywhere with deploy_mock_tokens), the market, its GPU
-classes and overrides, offer ownership if asked, then read everything back and raise
-DeploymentError on any difference. The params model (gpumarket.chain.params) holds
-every bound; nothing is re-checked here.
+`gpumarket market deploy`, the demo, devnet and soak call it directly; `ape run deploy`,
+the walkthrough and the gas benchmark through gpumarket.chain.deploy, which hands it ape's
+connection and account. The order: check the params for this chain (mock tokens and test
+oracles only on a local chain) and that every named token has code, all before the first
+transaction; deploy MockTokens where the params say "mock" (or everywhere with
+deploy_mock_tokens), the market, its GPU classes and overrides, offer ownership if asked;
+then read everything back (`read_back`) and raise DeploymentError on any difference.
+`report` hears each step ("GpuMarket deployed at ..."); by default they are logged. The
+params model (gpumarket.chain.params) holds every bound; nothing is re-checked here.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,18 +31,29 @@ from web3 import Web3
 
 from gpumarket.chain.artifacts import Artifacts, load_artifacts
 from gpumarket.chain.connection import is_local_chain
-from gpumarket.chain.deploy import MOCK_TOKEN_DECIMALS, DeploymentError
 from gpumarket.chain.errors import ChainMismatch
 from gpumarket.chain.market import Market
 from gpumarket.chain.params import DEPLOYER, MOCK, DeployParams, ParamsError, check_for_network
 from gpumarket.chain.transactions import Signer, Transactor, TxSettings
 
-__all__ = ["MarketDeployment", "deploy_market_web3", "deploy_mock_token"]
+__all__ = [
+    "MOCK_TOKEN_DECIMALS",
+    "DeploymentError",
+    "MarketDeployment",
+    "deploy_market_web3",
+    "deploy_mock_token",
+    "read_back",
+]
 
 log = logging.getLogger(__name__)
 
-# name, symbol of the MockTokens (as gpumarket.chain.deploy names them).
+MOCK_TOKEN_DECIMALS = 18
+# name, symbol of the MockTokens deployed for "mock" (contracts/mocks/MockToken.vy).
 _MOCK_TOKENS = {"stake_token": ("Mock Stake", "mSTK"), "payment_token": ("Mock Payment", "mPAY")}
+
+
+class DeploymentError(RuntimeError):
+    """The deployed contract differs from the params."""
 
 
 @dataclass(frozen=True)
@@ -101,12 +116,24 @@ class MarketDeployment:
         return cls.from_json(json.loads(Path(path).read_text()))
 
 
+def _log(message: str) -> None:
+    log.info("%s", message)
+
+
 def _deploy(
     sender: Transactor, bytecode: str, abi: list[dict[str, Any]], args: list[Any], label: str
 ) -> tuple[str, int]:
     data = sender.w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args).data_in_transaction
     receipt = sender.send(to=None, data=data, label=label)
     return Web3.to_checksum_address(receipt["contractAddress"]), int(receipt["blockNumber"])
+
+
+def _deploy_mock_token(sender: Transactor, artifacts: Artifacts, name: str, symbol: str, decimals: int) -> str:
+    artifact = artifacts["MockToken"]
+    address, _ = _deploy(
+        sender, artifact.bytecode, artifact.abi, [name, symbol, decimals], f"deploy MockToken {symbol}"
+    )
+    return address
 
 
 def deploy_mock_token(
@@ -121,15 +148,9 @@ def deploy_mock_token(
     """Deploy one open-mint MockToken (local chains only); returns its address."""
     if not is_local_chain(w3):
         raise ParamsError("a MockToken (open mint) is only allowed on a local chain")
-    artifact = (artifacts or load_artifacts())["MockToken"]
-    address, _ = _deploy(
-        Transactor.for_signer(w3, deployer),
-        artifact.bytecode,
-        artifact.abi,
-        [name, symbol, decimals],
-        f"deploy MockToken {symbol}",
+    return _deploy_mock_token(
+        Transactor.for_signer(w3, deployer), artifacts or load_artifacts(), name, symbol, decimals
     )
-    return address
 
 
 def deploy_market_web3(
@@ -139,28 +160,40 @@ def deploy_market_web3(
     *,
     deploy_mock_tokens: bool = False,
     artifacts: Artifacts | None = None,
+    network: str | None = None,
+    local_chain: bool | None = None,
+    report: Callable[[str], None] = _log,
 ) -> MarketDeployment:
     """Deploy and configure a market as `params` say; see the module docstring.
 
-    Raises ParamsError (before any transaction) when the params do not fit this chain,
-    ContractRevert when a transaction reverts, DeploymentError when the market does not
-    read back as the params say.
+    `artifacts`: the contracts to deploy (default: the shipped ones). `network` names the
+    chain in refusals (default "chain <id>"); `local_chain` says whether mock tokens and
+    test oracles are allowed (default: is_local_chain(w3); ape passes its network's is_dev,
+    which also counts forks). Raises ParamsError (before any transaction) when the params
+    do not fit this chain, ContractRevert when a transaction reverts, DeploymentError when
+    the market does not read back as the params say.
     """
     artifacts = artifacts or load_artifacts()
     chain_id = int(w3.eth.chain_id)
-    check_for_network(
-        params, dev_network=is_local_chain(w3), deploy_mock_tokens=deploy_mock_tokens, network=f"chain {chain_id}"
-    )
+    where = network or f"chain {chain_id}"
+    local = is_local_chain(w3) if local_chain is None else local_chain
+    check_for_network(params, dev_network=local, deploy_mock_tokens=deploy_mock_tokens, network=where)
+    refs = {field: MOCK if deploy_mock_tokens else getattr(params, field) for field in _MOCK_TOKENS}
+    missing_code = [
+        f"{field}: no contract code at {ref} on {where}"
+        for field, ref in refs.items()
+        if ref != MOCK and not w3.eth.get_code(Web3.to_checksum_address(ref))
+    ]
+    if missing_code:
+        raise ParamsError("\n".join(missing_code))
+
     sender = Transactor.for_signer(w3, deployer)
     tokens: dict[str, str] = {}
-    for field in ("stake_token", "payment_token"):
-        ref = MOCK if deploy_mock_tokens else getattr(params, field)
+    for field, ref in refs.items():
         if ref == MOCK:
             name, symbol = _MOCK_TOKENS[field]
-            tokens[field] = deploy_mock_token(w3, deployer, name, symbol, artifacts=artifacts)
-            log.info("%s: deployed MockToken %s at %s", field, symbol, tokens[field])
-        elif not w3.eth.get_code(Web3.to_checksum_address(ref)):
-            raise ParamsError(f"{field}: no contract code at {ref} on chain {chain_id}")
+            tokens[field] = _deploy_mock_token(sender, artifacts, name, symbol, MOCK_TOKEN_DECIMALS)
+            report(f"{field}: deployed MockToken {symbol} at {tokens[field]}")
         else:
             tokens[field] = ref
     treasury = sender.address if params.treasury == DEPLOYER else params.treasury
@@ -179,18 +212,21 @@ def deploy_market_web3(
         ],
         "deploy GpuMarket",
     )
-    log.info("GpuMarket deployed at %s (block %d)", address, block)
+    report(f"GpuMarket deployed at {address} (block {block})")
     market = Market(w3, address, signer=deployer, artifacts=artifacts)
     for gpu_class in params.gpu_classes:
         market.set_gpu_class(gpu_class.id, gpu_class.floor_per_gpu_gops)
+        report(f"gpu class {gpu_class.id} {gpu_class.name}: floor {gpu_class.floor_per_gpu_gops:,} GOPS per GPU")
     current = market.parameters()
     for name, value in params.overrides().items():
         if current[name] != value:
             market.set_parameter(name, value)
+            report(f"{name}: {current[name]:,} -> {value:,}")
     if params.owner is not None and params.owner != sender.address:
         market.transfer_ownership(params.owner)
+        report(f"ownership offered to {params.owner} (it must call accept_ownership)")
 
-    problems = _mismatches(market, params, tokens, treasury)
+    problems = _mismatches(market, params, tokens=tokens, treasury=treasury, deployer=sender.address)
     if problems:
         raise DeploymentError("the deployed market differs from the params:\n" + "\n".join(problems))
     return MarketDeployment(
@@ -200,37 +236,47 @@ def deploy_market_web3(
         payment_token=tokens["payment_token"],
         deployer=sender.address,
         block=block,
-        mock_tokens=any(getattr(params, f) == MOCK for f in tokens) or deploy_mock_tokens,
+        mock_tokens=MOCK in refs.values(),
     )
 
 
-def _mismatches(market: Market, params: DeployParams, tokens: dict[str, str], treasury: str) -> list[str]:
-    expected: dict[str, Any] = {
-        "stake_token": tokens["stake_token"],
-        "payment_token": tokens["payment_token"],
-        "treasury": treasury,
-        "members": list(params.committee.members),
-        "threshold": params.committee.threshold,
-        "epoch": 1,
-    }
-    actual: dict[str, Any] = {
+def read_back(market: Market) -> dict[str, Any]:
+    """What the contract holds for everything a deployment sets (for the checks, the ape record, tests)."""
+    return {
         "stake_token": market.stake_token.address,
         "payment_token": market.payment_token.address,
         "treasury": market.treasury(),
-        "members": market.members(),
-        "threshold": market.threshold(),
+        "owner": market.owner(),
+        "pending_owner": market.pending_owner(),
+        "committee": {"members": market.members(), "threshold": market.threshold()},
         "epoch": market.epoch(),
+        "parameters": market.parameters(),
     }
+
+
+def _mismatches(
+    market: Market, params: DeployParams, *, tokens: dict[str, str], treasury: str, deployer: str
+) -> list[str]:
+    """Every field whose on-chain value differs from what the params asked for."""
+    on_chain = read_back(market)
+    expected: dict[str, Any] = {
+        **tokens,
+        "treasury": treasury,
+        "committee": params.committee.model_dump(),
+        "epoch": 1,
+        "owner": deployer,
+    }
+    if params.owner is not None and params.owner != deployer:
+        expected["pending_owner"] = params.owner
     problems = [
-        f"{key}: expected {value!r}, contract has {actual[key]!r}"
+        f"{key}: expected {value!r}, contract has {on_chain[key]!r}"
         for key, value in expected.items()
-        if actual[key] != value
+        if on_chain[key] != value
     ]
-    parameters = market.parameters()
     problems += [
-        f"parameters.{name}: expected {value}, contract has {parameters[name]}"
+        f"parameters.{name}: expected {value}, contract has {on_chain['parameters'][name]}"
         for name, value in params.overrides().items()
-        if parameters[name] != value
+        if on_chain["parameters"][name] != value
     ]
     for gpu_class in params.gpu_classes:
         floor = market.class_floor(gpu_class.id)

@@ -17,7 +17,7 @@ RUN := env PATH="$(abspath $(BIN)):$(ANVIL_BIN):$$PATH" CONTAINERS_CONF="$(CURDI
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv lock artifacts anvil containers test test-scripts lint test-soak test-torch test-packaging fuzz compile demo devnet soak walkthrough bench-gas clean distclean
+.PHONY: help venv lock artifacts anvil containers test test-scripts test-ray lint test-soak test-torch test-packaging fuzz compile demo devnet soak walkthrough bench-gas clean distclean
 
 help:
 	@echo "make test       run the test suite but the scripts, the small fault soak and the packaging test (bootstraps $(VENV) first)"
@@ -25,6 +25,7 @@ help:
 	@echo "make lint       ruff (lint, format) and mypy"
 	@echo "make test-soak  run the small fault soak (tests marked soak: about 1.5 minutes)"
 	@echo "make test-torch install the optional gpu extra (torch) into $(VENV) and run the torch tests"
+	@echo "make test-ray   the Ray cluster runtime's tests on a local multi-node cluster (tests marked ray)"
 	@echo "make test-packaging  install the core package alone into a fresh venv and check it (tests marked packaging)"
 	@echo "make demo       the whole market on an embedded chain: 3 oracles, 3 providers (one lazy), real jobs"
 	@echo "make devnet     the same story on anvil, every oracle, provider and the client its own process"
@@ -34,7 +35,7 @@ help:
 	@echo "make compile    compile the contracts (ape compile)"
 	@echo "make artifacts  rebuild the contracts' ABI and bytecode the package ships (after changing contracts/)"
 	@echo "make bench-gas  gas benchmark (python -m bench.gas)"
-	@echo "make venv       create $(VENV) and install the project with its dev and demo extras, as $(LOCK) pins them"
+	@echo "make venv       create $(VENV) and install the project with its dev, demo and ray extras, as $(LOCK) pins them"
 	@echo "make lock       re-resolve $(LOCK) from pyproject.toml (UPGRADE=1: newest versions within the ranges)"
 	@echo "make anvil      install anvil (local node) from the npm registry into ./node_modules, if npm exists"
 	@echo "make containers install podman, runc, catatonit, mmdebstrap and docker-registry (Debian, as root), if missing"
@@ -43,11 +44,12 @@ help:
 venv: $(STAMP)
 
 # pyproject.toml gives ranges; $(LOCK) the exact versions of everything `make venv` installs: the
-# core, the dev extra (tests, ape, vyper) and the demo extra (the embedded chain), passed to pip as
+# core, the dev extra (tests, ape, vyper), the demo extra (the embedded chain) and the ray extra (the
+# cluster runtime and its tests), passed to pip as
 # constraints. One pip call for the project and all its dependencies, so the resolver settles on
 # packaging 23.x (eth-ape needs <24). Re-runs are instant until pyproject.toml or the lock changes.
 LOCK := requirements.lock
-DEV_EXTRAS := .[dev,demo]
+DEV_EXTRAS := .[dev,demo,ray]
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -120,12 +122,18 @@ containers:
 # (marker `packaging`, a venv installed from scratch) have their own targets, so `make test` stays
 # within 15 minutes on 2 cores; .ci/run calls them all.
 test: venv $(BUILD_STAMP) anvil containers
-	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(APE) test tests -q -m "not soak and not packaging" --ignore=tests/scripts
+	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(APE) test tests -q -m "not soak and not packaging and not ray" --ignore=tests/scripts
 
 # The ape scripts' tests (tests/scripts: each runs `ape run <script>` as a developer does, half a
 # minute apiece) have their own target, for the same reason.
 test-scripts: venv $(BUILD_STAMP) anvil
 	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(APE) test tests/scripts -q
+
+# The cluster runtime's tests (marker `ray`): a real multi-node Ray cluster on this machine (a head
+# and two worker nodes declaring GPUs), started once for the session; the ray extra comes with
+# `make venv`.
+test-ray: venv
+	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(BIN)/python -m pytest tests/cluster -q -m ray
 
 # ruff (lint and format) over the Python and mypy over the package (configured in pyproject.toml).
 lint: venv

@@ -15,9 +15,16 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "offchain" / "gpumarket"
 
 # Layer of each package (or top-level module), low to high.
 LAYERS: dict[int, tuple[str, ...]] = {
-    # Foundations: signatures, the web stack, SQLite setup, service lifecycle. The root package
-    # (`gpumarket`, only __version__) is here too: importing anything runs it.
-    0: ("gpumarket", "gpumarket.signing", "gpumarket.web", "gpumarket.storage", "gpumarket.lifecycle"),
+    # Foundations: signatures, the web stack, SQLite setup, service lifecycle, joining a Ray
+    # cluster. The root package (`gpumarket`, only __version__) is here too: importing anything runs it.
+    0: (
+        "gpumarket",
+        "gpumarket.signing",
+        "gpumarket.web",
+        "gpumarket.storage",
+        "gpumarket.lifecycle",
+        "gpumarket.cluster",
+    ),
     # Domain tools on the foundations: test committee keys, hardware and metering, OCI images.
     1: ("gpumarket.testing", "gpumarket.measure", "gpumarket.containers"),
     # Settings and the chain (web3 access, events, deployments).

@@ -15,6 +15,7 @@ plays gpumarket.demo.client.run_client and writes the reports (JSON).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -31,12 +32,13 @@ from gpumarket.chain.connection import connect
 from gpumarket.chain.keys import load_key
 from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.client.jobs import JobClient
+from gpumarket.cluster import LocalRayCluster
 from gpumarket.containers.local_image import ImageBuildError, ensure_python_image
 from gpumarket.demo.client import ClientPlan, run_client, write_reports
 from gpumarket.demo.launcher import PROCESS_RUNTIME, Launcher, ServiceTiming
 from gpumarket.demo.story import DemoError, StoryParams, run_story
 from gpumarket.demo.summary import render
-from gpumarket.provider.runtime import RUNTIMES, RuntimeSettings
+from gpumarket.provider.runtime import RUNTIMES, RaySettings, RuntimeSettings
 
 __all__ = ["demo", "demo_client", "devnet"]
 
@@ -125,7 +127,8 @@ _runtime_option = click.option(
     type=click.Choice(RUNTIMES),
     default="process",
     show_default=True,
-    help="How the providers run jobs: host processes, or Podman containers of a local Python image.",
+    help="How the providers run jobs: host processes, Podman containers of a local Python image, or "
+    "(devnet only) a local multi-node Ray cluster that devnet starts and stops.",
 )
 _containers_conf_option = click.option(
     "--containers-conf",
@@ -135,8 +138,19 @@ _containers_conf_option = click.option(
 )
 
 
-def _runtime(kind: str, containers_conf: Path | None) -> RuntimeSettings:
-    return RuntimeSettings(kind=kind, containers_conf=containers_conf)
+@contextlib.contextmanager
+def _runtime(kind: str, containers_conf: Path | None) -> Iterator[RuntimeSettings]:
+    """The providers' runtime settings; for the ray runtime, with a local Ray cluster of two
+    worker nodes of two GPUs each, up for as long as the story runs."""
+    if kind != "ray":
+        yield RuntimeSettings(kind=kind, containers_conf=containers_conf)
+        return
+    click.echo("jobs run on a local Ray cluster: starting it (two worker nodes, two GPUs each)", err=True)
+    with LocalRayCluster(workers=2, gpus_per_worker=2) as cluster:
+        yield RuntimeSettings(
+            kind="ray",
+            ray=RaySettings(cluster.address, cluster.dashboard_url, node_ip_address=cluster.driver_address),
+        )
 
 
 @click.command("demo")
@@ -151,15 +165,13 @@ def demo(as_json: bool, workdir: Path | None, keep: bool, runtime_kind: str, con
     Exits 1 when anything did not go as the protocol says."""
     from gpumarket.demo.inprocess import InProcessLauncher
 
-    sys.exit(
-        tell(
-            InProcessLauncher,
-            as_json=as_json,
-            workdir=workdir,
-            keep=keep,
-            runtime=_runtime(runtime_kind, containers_conf),
+    if runtime_kind == "ray":
+        raise click.UsageError(
+            "the ray runtime needs a provider process per agent: run `gpumarket devnet --runtime ray`"
         )
-    )
+    with _runtime(runtime_kind, containers_conf) as runtime:
+        code = tell(InProcessLauncher, as_json=as_json, workdir=workdir, keep=keep, runtime=runtime)
+    sys.exit(code)
 
 
 @click.command("devnet")
@@ -172,18 +184,13 @@ def devnet(as_json: bool, workdir: Path | None, keep: bool, runtime_kind: str, c
     """The demo's story on anvil, each oracle, provider and the client in its own process.
 
     anvil comes from the npm registry (`make anvil`); podman for --runtime container from
-    Debian's packages (`make containers`). Exits 1 when anything did not go as the protocol says."""
+    Debian's packages (`make containers`); Ray for --runtime ray from the ray extra. Exits 1 when
+    anything did not go as the protocol says."""
     from gpumarket.demo.devnet import ProcessLauncher
 
-    sys.exit(
-        tell(
-            ProcessLauncher,
-            as_json=as_json,
-            workdir=workdir,
-            keep=keep,
-            runtime=_runtime(runtime_kind, containers_conf),
-        )
-    )
+    with _runtime(runtime_kind, containers_conf) as runtime:
+        code = tell(ProcessLauncher, as_json=as_json, workdir=workdir, keep=keep, runtime=runtime)
+    sys.exit(code)
 
 
 @click.command("demo-client", hidden=True)

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gpumarket.agentapi.errors import ClientError
-from gpumarket.chain.models import JobState
+from gpumarket.chain.models import Job, JobState
 from gpumarket.chain.walkthrough import tokens
 from gpumarket.client.jobs import JobClient
 from gpumarket.demo.workloads import workload
@@ -81,7 +81,8 @@ class ClientJobReport:
     job_id: int | None = None
     chain_state: str | None = None
     spec: str = "not sent"  # "sent", or why not
-    runtime: str | None = None  # how the provider's agent said it runs the job ("container", "process")
+    runtime: str | None = None  # how the provider's agent said it runs the job ("container", "process", "ray")
+    node: str | None = None  # the cluster node it ran on, as the agent said once it ended (cluster runtime)
     result: str | None = None  # "ok", or what is wrong; None when there is no result to fetch
     notes: list[str] = field(default_factory=list)
 
@@ -141,6 +142,7 @@ def _follow_wave(
                 report.chain_state = job.state.name
                 if job.state == JobState.COMPLETED:
                     report.result = _check_result(client, job_id, report, echo)
+                    report.node = _node_of(client, job)
                 elif report.spec == "not sent":
                     report.spec = f"not sent: the job was {job.state.name} before it could be"
                 del pending[job_id]
@@ -177,6 +179,14 @@ def _check_result(client: JobClient, job_id: int, report: ClientJobReport, echo:
     stdout = bundle.contents.get("stdout", b"").decode(errors="replace").strip()
     echo(f"client: job {job_id}'s result verified (hash as settled on chain): {stdout}")
     return "ok"
+
+
+def _node_of(client: JobClient, job: Job) -> str | None:
+    """The address of the cluster node the provider's agent says ran the job; None off a cluster."""
+    status = client.ask_agent(job).status
+    placement = status.get("placement") if isinstance(status, dict) else None
+    address = placement.get("address") if isinstance(placement, dict) else None
+    return address if isinstance(address, str) else None
 
 
 def write_reports(path: Any, reports: list[ClientJobReport]) -> None:

@@ -134,6 +134,11 @@ class ProcessLauncher(Launcher):
         ]  # fmt: skip
         if self.runtime.containers_conf is not None:
             arguments += ["--containers-conf", str(self.runtime.containers_conf)]
+        if self.runtime.ray is not None:
+            cluster = self.runtime.ray
+            arguments += ["--ray-address", cluster.address, "--ray-dashboard", cluster.dashboard_url]
+            if cluster.node_ip_address is not None:
+                arguments += ["--ray-node-ip", cluster.node_ip_address]
         if setup.lazy is not None:
             arguments += [
                 "--cheat-skip-fraction",

@@ -95,6 +95,7 @@ class JobRow:
     result: str | None
     expected: dict[str, Any] | None
     runtime: str | None  # how the provider's agent ran it, as it answered the spec
+    node: str | None  # the cluster node it ran on, as the provider's agent said (cluster runtime only)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -207,7 +208,7 @@ def judge(
     runtime: str = "process",
 ) -> DemoResult:
     """The story's result; see the module docstring. ``runtime``: how every job whose spec was
-    sent must have run ("process" or "container")."""
+    sent must have run ("process", "container" or "ray")."""
     result = DemoResult(chain=f"chain {deployment.chain_id}", market=deployment.market)
     deviations = result.deviations
     parameters = market.parameters()
@@ -298,6 +299,7 @@ def judge(
                 result=report.result,
                 expected=None if expected is None else asdict(expected),
                 runtime=report.runtime,
+                node=report.node,
             )
         )
         if report.spec == "sent" and report.runtime != runtime:

@@ -123,9 +123,10 @@ def run_story(
     launcher: Launcher, params: StoryParams = StoryParams(), *, echo: Callable[[str], None] = print
 ) -> DemoResult:
     """Play the story (see the module docstring) and judge it."""
-    if (params.image is None) != (launcher.runtime.kind == "process"):
+    # Containers run an image; the process and cluster runtimes run version 1 specs (commands).
+    if (params.image is None) == (launcher.runtime.kind == "container"):
         raise DemoError(
-            f"the story's jobs need the {'process' if params.image is None else 'container'} runtime, "
+            f"the story's jobs need the {'process or ray' if params.image is None else 'container'} runtime, "
             f"the launcher's providers run the {launcher.runtime.kind} runtime"
         )
     progress = Progress(echo)
@@ -208,7 +209,7 @@ def _play(launcher: Launcher, params: StoryParams, progress: Progress) -> DemoRe
         stopped = launcher.stopped_services()
         if stopped:
             raise DemoError("services stopped during the story: " + "; ".join(stopped))
-        result = judge(market, deployment, roles, reports, before, "process" if params.image is None else "container")
+        result = judge(market, deployment, roles, reports, before, launcher.runtime.kind)
     return result
 
 

@@ -320,6 +320,10 @@ class ProviderAgent:
                     f"job {job_id} needs {job.gpu_count} GPUs, {self.gpus.free} of {self.gpus.size} are free",
                     headers={"Retry-After": "5"},
                 )
+            busy = self.runner.capacity_refusal(job.gpu_count)
+            if busy is not None:
+                self.gpus.release(gpus)
+                raise AgentError(503, "gpus_busy", f"job {job_id}: {busy}", headers={"Retry-After": "5"})
             try:
                 self.store.receive_spec(
                     job_id, job.client, digest, spec.canonical_bytes(), gpus, str(self.runner.paths(job_id).root)
@@ -516,11 +520,15 @@ class ProviderAgent:
         return record
 
     def public_status(self, record: JobRecord) -> dict[str, Any]:
-        """What anyone may see of a job: its record's public part, the runtime that runs it and
-        whether its image is being got."""
+        """What anyone may see of a job: its record's public part, the runtime that runs it,
+        whether its image is being got, and on a cluster the node it runs on."""
         with self._followed_lock:
             pulling = record.job_id in self._pulling
-        return {**record.public(), "runtime": self.runner.name, "pulling": pulling}
+        status = {**record.public(), "runtime": self.runner.name, "pulling": pulling}
+        placement = self.runner.placement(record.job_id)
+        if placement is not None:
+            status["placement"] = placement
+        return status
 
     def usage(self, job_id: int) -> bytes:
         """The finished job's usage record (canonical JSON; keccak-256 of it is evidence_hash)."""

@@ -42,7 +42,7 @@ from gpumarket.provider.agent import AgentConfig, ProviderAgent
 from gpumarket.provider.api import ProviderServer
 from gpumarket.provider.jobdir import RunnerConfig
 from gpumarket.provider.jobsource import JsonFileJobSource, OnChainJob
-from gpumarket.provider.runtime import RUNTIMES, RuntimeSettings, RuntimeUnavailable, make_runtime
+from gpumarket.provider.runtime import RUNTIMES, RaySettings, RuntimeSettings, RuntimeUnavailable, make_runtime
 from gpumarket.provider.service import ProviderService, ServiceConfig, StartupError
 from gpumarket.provider.store import Store
 from gpumarket.provider.watcher import WatchPolicy
@@ -78,8 +78,31 @@ def runtime_options(command: Callable[..., None]) -> Callable[..., None]:
             type=click.Choice(RUNTIMES),
             default="container",
             show_default=True,
-            help="How jobs run: in Podman containers (spec version 2), or as host processes (spec "
-            "version 1; development only: no isolation, so it must be named).",
+            help="How jobs run: in Podman containers (spec version 2), as host processes (spec "
+            "version 1; development only: no isolation, so it must be named), or on a Ray cluster "
+            "(spec version 1; --ray-address, --ray-dashboard).",
+        ),
+        click.option(
+            "--ray-address",
+            default=None,
+            metavar="HOST:PORT",
+            help="The Ray cluster's GCS address (--runtime ray): the agent joins it to read its GPUs and prove them.",
+        ),
+        click.option(
+            "--ray-dashboard",
+            default=None,
+            metavar="URL",
+            help="The Ray cluster's job API, e.g. http://head:8265 (--runtime ray).",
+        ),
+        click.option(
+            "--ray-node-ip",
+            default=None,
+            help="This machine's address in the Ray cluster [default: Ray's guess] (--runtime ray).",
+        ),
+        click.option(
+            "--ray-python",
+            default=None,
+            help="The Python on the cluster's nodes that has gpumarket installed [default: this agent's].",
         ),
         click.option(
             "--containers-conf",
@@ -116,6 +139,10 @@ def runtime_options(command: Callable[..., None]) -> Callable[..., None]:
     def with_runtime(
         *args: Any,
         runtime_kind: str,
+        ray_address: str | None,
+        ray_dashboard: str | None,
+        ray_node_ip: str | None,
+        ray_python: str | None,
         containers_conf: Path | None,
         networks: tuple[str, ...],
         max_image_bytes: int,
@@ -126,9 +153,19 @@ def runtime_options(command: Callable[..., None]) -> Callable[..., None]:
             registries_by_host = registry_map(registries)
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--registry") from None
+        cluster = None
+        if runtime_kind == "ray":
+            if not ray_address or not ray_dashboard:
+                raise click.UsageError("--runtime ray needs the cluster's --ray-address and --ray-dashboard")
+            cluster = RaySettings(ray_address, ray_dashboard.rstrip("/"), node_ip_address=ray_node_ip)
+            if ray_python:
+                cluster = replace(cluster, python=ray_python)
+        elif ray_address or ray_dashboard or ray_node_ip or ray_python:
+            raise click.UsageError("the --ray-* options are for --runtime ray")
         try:
             runtime = RuntimeSettings(
                 kind=runtime_kind,
+                ray=cluster,
                 containers_conf=containers_conf,
                 networks=networks,
                 max_image_bytes=max_image_bytes,

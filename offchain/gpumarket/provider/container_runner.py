@@ -103,6 +103,7 @@ from gpumarket.measure.metering import (
 )
 from gpumarket.provider.jobdir import (
     JobPaths,
+    OnThisMachine,
     ProcessGone,
     RunnerConfig,
     RunResult,
@@ -416,7 +417,7 @@ class ContainerJob:
         )
 
 
-class ContainerRunner:
+class ContainerRunner(OnThisMachine):
     """The container runtime (gpumarket.provider.runtime.JobRuntime): starts jobs in containers
     under ``config.root`` and finds them again after an agent restart."""
 

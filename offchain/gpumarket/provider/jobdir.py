@@ -23,6 +23,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gpumarket.agentapi.result import ResultBundle, collect_result
 from gpumarket.agentapi.spec import AnyJobSpec
@@ -30,6 +31,7 @@ from gpumarket.measure.metering import JournalError, SampleJournal, UsageRecord
 
 __all__ = [
     "JobPaths",
+    "OnThisMachine",
     "ProcessGone",
     "RunResult",
     "RunnerConfig",
@@ -151,6 +153,17 @@ class RunResult:
             for entry in self.bundle.manifest.files
             if entry.included
         }
+
+
+class OnThisMachine:
+    """What a runtime whose jobs run on the agent's own machine says of placement: the agent's
+    GPU accounting is the whole story, and every job runs here."""
+
+    def capacity_refusal(self, gpu_count: int) -> str | None:
+        return None
+
+    def placement(self, job_id: int) -> dict[str, Any] | None:
+        return None
 
 
 def write_atomic(path: Path, data: bytes) -> None:

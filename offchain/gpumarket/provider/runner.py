@@ -60,6 +60,7 @@ from gpumarket.agentapi.spec import AnyJobSpec, JobSpec
 from gpumarket.measure.metering import SampleJournal, meter_pid
 from gpumarket.provider.jobdir import (
     JobPaths,
+    OnThisMachine,
     ProcessGone,
     RunnerConfig,
     RunResult,
@@ -314,7 +315,7 @@ class RunningJob:
             self._reaped = True
 
 
-class Runner:
+class Runner(OnThisMachine):
     """The process runtime (gpumarket.provider.runtime.JobRuntime): starts jobs under
     ``config.root`` as host processes and re-attaches to them after a restart."""
 

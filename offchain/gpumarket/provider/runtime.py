@@ -1,6 +1,6 @@
 """What the agent asks of a job runtime, whichever runs the jobs.
 
-Two runtimes implement ``JobRuntime``:
+Three runtimes implement ``JobRuntime``:
 
 - ``container`` (container_runner.py, the default): each job in its own OCI container under
   Podman: the spec's image pinned by digest, a read-only root, the job's work directory as the
@@ -9,6 +9,9 @@ Two runtimes implement ``JobRuntime``:
 - ``process`` (runner.py, development only): each job a host process group running as the
   agent's user. It runs job specs of version 1, and only where the agent's configuration names
   it explicitly: it is not a sandbox.
+- ``ray`` (ray_runner.py): each job submitted to the provider's Ray cluster, which places it on a
+  node with its GPUs free; there the process runtime runs it (ray_node.py), in a jobs folder
+  shared by every node. It runs job specs of version 1.
 
 Both keep a job's files in the same directory layout (jobdir.py) and end a job the same way
 (``jobdir.conclude``), so the result and usage hashes mean the same whichever ran it. The agent
@@ -25,14 +28,24 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gpumarket.agentapi.spec import AnyJobSpec
+from gpumarket.cluster import ClusterError
 from gpumarket.containers.engine import EngineError, PodmanEngine
 from gpumarket.provider.container_runner import ContainerRunner, ContainerSettings, check_offer
 from gpumarket.provider.jobdir import JobPaths, RunnerConfig, RunResult, StopReason
+from gpumarket.provider.ray_runner import RayRunner, RaySettings, check_shared_folder
 from gpumarket.provider.runner import Runner
 
-__all__ = ["RUNTIMES", "JobRuntime", "RunningJobHandle", "RuntimeSettings", "RuntimeUnavailable", "make_runtime"]
+__all__ = [
+    "RUNTIMES",
+    "JobRuntime",
+    "RaySettings",
+    "RunningJobHandle",
+    "RuntimeSettings",
+    "RuntimeUnavailable",
+    "make_runtime",
+]
 
-RUNTIMES = ("container", "process")
+RUNTIMES = ("container", "process", "ray")
 
 
 class RunningJobHandle(Protocol):
@@ -68,6 +81,15 @@ class JobRuntime(Protocol):
 
     def refusal(self, spec: AnyJobSpec) -> str | None:
         """Why this runtime cannot run ``spec`` here (its version, a network not offered), or None."""
+        ...
+
+    def capacity_refusal(self, gpu_count: int) -> str | None:
+        """Why a job of ``gpu_count`` GPUs cannot be placed now beyond the agent's own GPU
+        accounting (a cluster busy with other work), or None."""
+        ...
+
+    def placement(self, job_id: int) -> dict[str, Any] | None:
+        """Where the job runs or ran when that is not this machine (a cluster's node), or None."""
         ...
 
     def prepare(self, job_id: int, spec: AnyJobSpec, *, timeout_s: float | None = None) -> None:
@@ -106,7 +128,8 @@ class JobRuntime(Protocol):
 class RuntimeSettings:
     """Which runtime the agent runs jobs with, and the container runtime's settings.
 
-    ``kind``: "container" (the default) or "process" (development only: it must be named).
+    ``kind``: "container" (the default), "process" (development only: it must be named) or "ray"
+    (a cluster: ``ray`` holds where it is).
     ``podman``: the podman program; ``containers_conf``: a containers.conf for it (CONTAINERS_CONF);
     ``networks``: networks a spec may name besides "none" (a provider that offers none keeps the
     default); ``max_image_bytes``: the largest image the agent pulls (as its registry's manifest
@@ -122,10 +145,13 @@ class RuntimeSettings:
     pull_timeout_s: float = ContainerSettings.pull_timeout_s
     job_user: str = ContainerSettings.user
     registries: Mapping[str, str] = field(default_factory=dict)
+    ray: RaySettings | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in RUNTIMES:
             raise ValueError(f"runtime {self.kind!r}: expected one of {', '.join(RUNTIMES)}")
+        if (self.kind == "ray") != (self.ray is not None):
+            raise ValueError("the ray runtime, and only it, needs the cluster's addresses (--ray-address)")
         check_offer(self.networks, self.max_image_bytes, self.pull_timeout_s)
 
 
@@ -142,9 +168,18 @@ class RuntimeUnavailable(ValueError):
 
 def make_runtime(settings: RuntimeSettings, config: RunnerConfig, provider: str) -> JobRuntime:
     """The runtime ``settings`` name, for the agent of ``provider`` keeping its jobs under
-    ``config.root``. RuntimeUnavailable when podman cannot be run, or would ignore jobs' limits."""
+    ``config.root``. RuntimeUnavailable when podman cannot be run, or would ignore jobs' limits,
+    or when the cluster cannot be joined or its nodes do not share the jobs folder."""
     if settings.kind == "process":
         return Runner(config)
+    if settings.kind == "ray":
+        assert settings.ray is not None  # __post_init__
+        try:
+            runner = RayRunner(config, settings.ray, container_owner(provider, config.root))
+            check_shared_folder(Path(config.root))
+        except ClusterError as error:
+            raise RuntimeUnavailable(f"the ray runtime cannot run jobs: {error}") from None
+        return runner
     engine = PodmanEngine(binary=settings.podman, containers_conf=settings.containers_conf)
     try:
         refusal = engine.host().limits_refusal()

@@ -43,10 +43,12 @@ from gpumarket.chain.follower import FollowerConfig
 from gpumarket.chain.keys import ServiceKey
 from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import MarketDeployment
+from gpumarket.cluster import cluster_info
 from gpumarket.lifecycle import ServiceLifecycle
 from gpumarket.measure.classes import GpuClass, class_by_id
 from gpumarket.measure.nvml import nvml_available
 from gpumarket.measure.provers import TileProver, make_prover
+from gpumarket.measure.provers.ray_prover import RayProver
 from gpumarket.provider.agent import AgentConfig, ProviderAgent
 from gpumarket.provider.api import ProviderServer
 from gpumarket.provider.jobdir import RunnerConfig
@@ -145,6 +147,7 @@ class ProviderService(ServiceLifecycle):
         self.server: ProviderServer | None = None
         self.watcher: JobWatcher | None = None
         self._watcher_thread: threading.Thread | None = None
+        self.gpus: tuple[int, ...] = config.gpus  # on a cluster, its GPUs (read at start)
 
     @property
     def address(self) -> str:
@@ -172,7 +175,9 @@ class ProviderService(ServiceLifecycle):
         # standing first (a refusal must come before anything is served), the endpoint after.
         self.checks = check_provider(self.market, self.address, None)
         self.store = Store(config.db_path)
-        meter_gpus = bool(config.gpus) and nvml_available()
+        on_cluster = config.runtime.kind == "ray"
+        # On a cluster each node meters its own GPUs where it has NVML (ray_node.py).
+        meter_gpus = on_cluster or (bool(config.gpus) and nvml_available())
         if config.gpus and not meter_gpus:
             log.warning("NVML is not available: jobs' GPUs will not be metered, only their processes")
         runner = make_runtime(
@@ -180,19 +185,28 @@ class ProviderService(ServiceLifecycle):
             RunnerConfig(root=config.workdir, meter_interval_s=config.meter_interval, meter_gpus=meter_gpus),
             self.address,
         )
+        self.gpus = config.gpus
+        prover = self._prover
+        if on_cluster:
+            # The cluster's GPUs are what the agent sells (their count, not indices: Ray places
+            # each job), and the challenge runs on all of them.
+            self.gpus = self.gpus or tuple(range(cluster_info().total_gpus))
+            if prover is None:
+                prover = RayProver(node_backend=config.backend)
+                log.info("cluster prover up: %s", prover.warm_up())
         agent_config = AgentConfig(
             address=self.address,
             chain_id=config.deployment.chain_id,
             market=config.deployment.market,
             gpu_class=self.checks.gpu_class,
-            gpus=config.gpus,
+            gpus=self.gpus,
         )
         self.agent = ProviderAgent(
             agent_config,
             self.store,
             runner,
             MarketJobSource(self.market),
-            self._prover if self._prover is not None else make_prover(config.backend),
+            prover if prover is not None else make_prover(config.backend),
         )
         recovery = self.agent.recover()
         log.info("%s", recovery.summary())
@@ -229,8 +243,8 @@ class ProviderService(ServiceLifecycle):
         """The configured policy; with GPUs configured and no max_gpus, never more GPUs held than
         the agent can assign (the registered count may differ)."""
         policy = self.config.policy
-        if policy.max_gpus is None and self.config.gpus:
-            return replace(policy, max_gpus=len(self.config.gpus))
+        if policy.max_gpus is None and self.gpus:
+            return replace(policy, max_gpus=len(self.gpus))
         return policy
 
     def _watch(self) -> None:

@@ -1,6 +1,7 @@
-"""Provers: numpy on the CPU, torch on every visible CUDA GPU (or torch's CPU device).
+"""Provers: numpy on the CPU, torch on every visible CUDA GPU (or torch's CPU device), and ray
+on every GPU of the Ray cluster this process has joined (a cluster provider's agent).
 
-The torch prover is imported only when asked for, so this package works without torch.
+The torch and ray provers are imported only when asked for, so this package works without them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from gpumarket.measure.provers.numpy_prover import NumpyProver
 
 __all__ = [
     "BACKENDS",
+    "CLUSTER_BACKENDS",
     "NumpyProver",
     "ProverError",
     "TileProver",
@@ -20,7 +22,10 @@ __all__ = [
     "make_prover",
 ]
 
+# The backends of one machine, which `auto` chooses between.
 BACKENDS = ("numpy", "torch")
+# Backends that answer on a cluster the agent drives (chosen by its runtime, never by `auto`).
+CLUSTER_BACKENDS = ("ray",)
 
 
 def _torch_installed() -> bool:
@@ -42,7 +47,8 @@ def cuda_available() -> bool:
 
 
 def make_prover(backend: str = "auto") -> TileProver:
-    """A prover for ``backend``: numpy, torch, or auto (torch when it sees a GPU, else numpy)."""
+    """A prover for ``backend``: numpy, torch, auto (torch when it sees a GPU, else numpy), or ray
+    (every GPU of the joined Ray cluster, each node on its own auto backend)."""
     if backend == "auto":
         backend = "torch" if cuda_available() else "numpy"
     if backend == "numpy":
@@ -53,4 +59,10 @@ def make_prover(backend: str = "auto") -> TileProver:
         from gpumarket.measure.provers.torch_prover import TorchProver
 
         return TorchProver()
-    raise ProverError(f"unknown backend {backend!r}; choose from auto, {', '.join(BACKENDS)}")
+    if backend == "ray":
+        if importlib.util.find_spec("ray") is None:
+            raise ProverError("the ray backend needs Ray: pip install 'gpumarket[ray]'")
+        from gpumarket.measure.provers.ray_prover import RayProver
+
+        return RayProver()
+    raise ProverError(f"unknown backend {backend!r}; choose from auto, {', '.join(BACKENDS + CLUSTER_BACKENDS)}")

@@ -1,0 +1,475 @@
+"""The cluster runtime: runs each job on the provider's Ray cluster, where Ray places it.
+
+The agent does not schedule: it submits each job to the cluster's job API (Ray's job
+submission, on the dashboard's HTTP address) and Ray finds a node with the job's GPUs free::
+
+    submission id   gpumarket-<owner hash>-job-<id>   (one agent's jobs, found again after a restart)
+    entrypoint      <python> -m gpumarket.provider.ray_node --root <jobs folder> --job <id> --deadline <t>
+    resources       entrypoint_num_gpus = the job's GPUs (Ray sets CUDA_VISIBLE_DEVICES on the node)
+    spec            GPUMARKET_JOB_SPEC in the job's runtime_env (base64 of its canonical JSON)
+
+On the node, ray_node.py runs the job with the process runtime (runner.py): its directory, limits,
+meter and ending are the single machine's. **The jobs folder is shared storage**: the same path
+on the agent's machine and on every node (NFS or any shared filesystem), so the job's outputs,
+its stdout and stderr, its usage record and its result bundle are in the agent's jobs folder
+whichever node ran it, and nothing is copied back. The agent checks at start that the nodes
+see the folder (``check_shared_folder``) and refuses to run otherwise.
+
+Following a job is reading the Ray job's status (``poll_s``): PENDING while it waits to be
+placed (past ``start_timeout_s`` it is stopped and lost), RUNNING, then SUCCEEDED when the node
+wrote the job's ending, or FAILED/STOPPED. A job whose Ray job ended without an ending written
+(its node died, or Ray could not start it) is ``ProcessGone``: the agent records it lost and the
+oracles decide FAILED, as for a machine that goes down under a job (docs/ARCHITECTURE.md).
+
+Stopping writes ``stop_request`` in the job's directory (the node stops the job's group and writes
+its ending), and stops the Ray job itself if that has not ended ``stop_grace_s`` later (a node that
+no longer answers) or if it never started. The wall-time limit is enforced on the node, counted
+to the deadline the agent set at submission; the agent stops a job still running past it.
+
+After a restart, a job is found by its submission id: still running, it is followed again
+(``adopt``); ended meanwhile, it is recorded from its files (``finalize``). Ray knows no pids: a
+job's ``pid`` and ``start_ticks`` are 0, and its start is the Ray job's.
+
+Capacity: a job's GPUs are on one node (its entrypoint's; a job may drive Ray itself for more,
+but what it is sold is one node's GPUs). ``capacity_refusal`` compares them with the most GPUs
+one node has free now (gpumarket.cluster.cluster_info, whatever else runs there), so a spec the
+cluster cannot place is refused with 503 and the client tries again, rather than waiting in
+Ray's queue on paid time.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import shlex
+import shutil
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpumarket.agentapi.spec import AnyJobSpec, JobSpec
+from gpumarket.cluster import ClusterError, cluster_info, connect, node_address
+from gpumarket.provider.jobdir import (
+    JobPaths,
+    ProcessGone,
+    RunnerConfig,
+    RunResult,
+    StopReason,
+    conclude,
+    read_exit_status,
+    read_stop_reason,
+    start_limit,
+    write_atomic,
+)
+from gpumarket.provider.ray_node import SPEC_ENV, placement_file, stop_request_file
+
+__all__ = ["RayJob", "RayRunner", "RaySettings", "check_shared_folder", "submission_prefix"]
+
+log = logging.getLogger(__name__)
+
+_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """Where the cluster is and how jobs are run there.
+
+    ``address``: the cluster's GCS (host:port; the agent joins as a driver to read its GPUs and run
+    challenges); ``dashboard_url``: its job API (http://host:8265); ``python``: the interpreter on
+    the nodes that has gpumarket installed (default: the agent's own, right when the nodes share
+    its install); ``start_timeout_s``: how long a submitted job may wait to be placed;
+    ``stop_grace_s``: how long a stop requested through the shared folder may take before the
+    Ray job itself is stopped; ``node_ip_address``: this machine's address in the cluster
+    (default: Ray's guess)."""
+
+    address: str
+    dashboard_url: str
+    python: str = sys.executable
+    node_ip_address: str | None = None
+    start_timeout_s: float = 120.0
+    stop_grace_s: float = 15.0
+
+
+def submission_prefix(owner: str) -> str:
+    return f"gpumarket-{owner}-job-"
+
+
+def check_shared_folder(root: Path, *, timeout_s: float = 60.0) -> None:
+    """ClusterError unless every alive node with GPUs sees ``root`` (the jobs folder) as this
+    machine does: a marker written here is read there by a task pinned to each node."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    root.mkdir(parents=True, exist_ok=True)
+    marker = root / f".shared-check-{uuid.uuid4().hex}"
+    token = uuid.uuid4().hex
+    marker.write_text(token)
+
+    @ray.remote(num_cpus=0)
+    def read_marker(path: str) -> str:
+        try:
+            return Path(path).read_text()
+        except OSError as error:
+            return f"unreadable: {error}"
+
+    try:
+        nodes = [node for node in cluster_info().nodes if node["gpus"] > 0]
+        if not nodes:
+            raise ClusterError("the cluster has no node with GPUs")
+        pending = {
+            node["address"] + " (" + node["node_id"][:8] + ")": read_marker.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node["node_id"], soft=False)
+            ).remote(str(marker))
+            for node in nodes
+        }
+        try:
+            seen = dict(zip(pending, ray.get(list(pending.values()), timeout=timeout_s), strict=True))
+        except ray.exceptions.GetTimeoutError:
+            raise ClusterError(f"the cluster's nodes did not answer within {timeout_s:.0f} s") from None
+        blind = [name for name, text in seen.items() if text != token]
+        if blind:
+            raise ClusterError(
+                f"the jobs folder {root} is not shared with node(s) {', '.join(blind)}: mount it at the same"
+                " path on every node (see docs/provider.md, cluster providers)"
+            )
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+class RayJob:
+    """A job submitted to the cluster (or found there after a restart); ``wait`` follows it."""
+
+    def __init__(
+        self,
+        runner: RayRunner,
+        job_id: int,
+        spec: JobSpec,
+        gpus: tuple[int, ...],
+        started_at: float,
+        deadline: float,
+        *,
+        resumed: bool,
+    ) -> None:
+        self.runner = runner
+        self.job_id = job_id
+        self.spec = spec
+        self.gpus = gpus
+        self.pid = 0
+        self.start_ticks = 0
+        self.started_at = started_at
+        self.deadline = deadline
+        self.paths = runner.paths(job_id)
+        self._resumed = resumed
+        self._stop_reason: StopReason | None = None
+        self._stop_asked_at: float | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def resumed(self) -> bool:
+        return self._resumed
+
+    def stop(self, reason: StopReason = "stopped") -> None:
+        """Asks the node to stop the job (it writes the ending); the Ray job itself is stopped
+        when the job never started or the node does not end it within the grace period."""
+        with self._lock:
+            if self._stop_reason is not None:
+                return
+            self._stop_reason = reason
+            self._stop_asked_at = time.monotonic()
+        log.info("job %d: stopping (%s)", self.job_id, reason)
+        if self.paths.root.is_dir():
+            write_atomic(stop_request_file(self.paths), reason.encode())
+        else:
+            self.runner.stop_submission(self.job_id)
+
+    def _overdue(self, status: str, submitted_for_s: float) -> str | None:
+        """Why the agent must step in now, or None: a job never placed, or one still running
+        past its deadline (plus the node's grace), or a stop the node did not carry out."""
+        now = time.time()
+        if status == "PENDING" and submitted_for_s > self.runner.settings.start_timeout_s:
+            return f"not placed by the cluster within {self.runner.settings.start_timeout_s:.0f} s"
+        grace = self.runner.config.kill_grace_s + self.runner.settings.stop_grace_s
+        if now > self.deadline + grace:
+            return "still running past its wall-time limit"
+        asked = self._stop_asked_at
+        if asked is not None and time.monotonic() - asked > self.runner.settings.stop_grace_s:
+            return "the node did not carry out the stop"
+        return None
+
+    def wait(self) -> RunResult:
+        """Follows the Ray job to its end; then the job's files as the node wrote them are its
+        result. ProcessGone when the Ray job ended without them (its node died)."""
+        begun = time.monotonic()
+        stepped_in = False
+        while True:
+            details = self.runner.details(self.job_id)
+            status = "FAILED" if details is None else str(details.status.value)
+            if status in _TERMINAL:
+                break
+            why = None if stepped_in else self._overdue(status, time.monotonic() - begun)
+            if why is not None:
+                log.warning("job %d: %s; stopping its Ray job", self.job_id, why)
+                if status == "PENDING":
+                    write_atomic(self.runner.never_placed_file(self.job_id), why.encode())
+                self.runner.stop_submission(self.job_id)
+                stepped_in = True
+            time.sleep(self.runner.config.poll_s)
+        return self.runner.concluded(self.job_id, self.spec, self.started_at, details, resumed=self.resumed)
+
+
+class RayRunner:
+    """The cluster runtime (gpumarket.provider.runtime.JobRuntime); see the module docstring."""
+
+    name = "ray"
+    pulls_images = False
+
+    def __init__(self, config: RunnerConfig, settings: RaySettings, owner: str) -> None:
+        self.config = config
+        self.settings = settings
+        self.owner = owner
+        Path(config.root).mkdir(parents=True, exist_ok=True)
+        from ray.job_submission import JobSubmissionClient
+
+        connect(settings.address, node_ip_address=settings.node_ip_address)
+        self.client = JobSubmissionClient(settings.dashboard_url)
+
+    # ------------------------------------------------------------------ naming
+
+    def paths(self, job_id: int) -> JobPaths:
+        return JobPaths.of(self.config.root, job_id)
+
+    def submission_id(self, job_id: int) -> str:
+        return f"{submission_prefix(self.owner)}{job_id}"
+
+    def never_placed_file(self, job_id: int) -> Path:
+        # Next to the job's directory, which only the node creates.
+        return Path(self.config.root) / f"job-{job_id}.never-placed"
+
+    # ------------------------------------------------------------------ offer and refusals
+
+    def offer(self) -> dict[str, Any]:
+        try:
+            info = cluster_info()
+        except Exception as error:  # /health must answer even when the cluster does not
+            return {"runtime": self.name, "cluster": {"error": f"{type(error).__name__}: {error}"}}
+        return {
+            "runtime": self.name,
+            "cluster": {"total_gpus": info.total_gpus, "free_gpus": info.free_gpus, "nodes": len(info.nodes)},
+        }
+
+    def refusal(self, spec: AnyJobSpec) -> str | None:
+        if not isinstance(spec, JobSpec):
+            return (
+                f"this agent runs jobs on its Ray cluster as processes in a working directory (version 1"
+                f" specs); a version {spec.version} spec (a container) needs an agent with the container runtime"
+            )
+        return None
+
+    def capacity_refusal(self, gpu_count: int) -> str | None:
+        """Why the cluster cannot place a job of ``gpu_count`` GPUs now, or None."""
+        try:
+            free = cluster_info().most_free_on_one_node
+        except Exception as error:
+            return f"the cluster did not answer: {type(error).__name__}: {error}"
+        if free < gpu_count:
+            return f"the cluster's nodes have at most {free} GPUs free on one node now, the job needs {gpu_count}"
+        return None
+
+    def prepare(self, job_id: int, spec: AnyJobSpec, *, timeout_s: float | None = None) -> None:
+        """Nothing to get: the nodes run the command as it is."""
+
+    # ------------------------------------------------------------------ Ray's record of a job
+
+    def details(self, job_id: int) -> Any:
+        """The Ray job's details, or None when the cluster has no job by this submission id."""
+        try:
+            return self.client.get_job_info(self.submission_id(job_id))
+        except RuntimeError as error:  # the client's answer to an unknown submission id
+            if "does not exist" in str(error) or "404" in str(error):
+                return None
+            raise
+
+    def _status(self, job_id: int) -> str | None:
+        details = self.details(job_id)
+        return None if details is None else str(details.status.value)
+
+    def stop_submission(self, job_id: int) -> None:
+        try:
+            self.client.stop_job(self.submission_id(job_id))
+        except RuntimeError as error:
+            log.warning("job %d: stopping its Ray job failed: %s", job_id, error)
+
+    # ------------------------------------------------------------------ running
+
+    def start(
+        self, job_id: int, spec: AnyJobSpec, gpus: Sequence[int] = (), *, max_seconds: float | None = None
+    ) -> RayJob:
+        """Submits the job; FileExistsError when it ran before (its directory, or a Ray job by its
+        submission id, exists), ValueError for a spec this runtime does not run."""
+        if not isinstance(spec, JobSpec):
+            raise ValueError(f"job {job_id}: {self.refusal(spec)}")
+        limit = start_limit(job_id, spec, max_seconds)
+        if self.paths(job_id).root.exists() or self.details(job_id) is not None:
+            raise FileExistsError(f"job {job_id} was already submitted to the cluster")
+        started_at = time.time()
+        deadline = started_at + limit
+        entrypoint = shlex.join(
+            [
+                self.settings.python,
+                "-m",
+                "gpumarket.provider.ray_node",
+                "--root",
+                str(Path(self.config.root).resolve()),
+                "--job",
+                str(job_id),
+                "--deadline",
+                repr(deadline),
+                "--meter-interval",
+                repr(self.config.meter_interval_s),
+                "--poll",
+                repr(self.config.poll_s),
+                "--kill-grace",
+                repr(self.config.kill_grace_s),
+                *([] if self.config.meter_gpus else ["--no-meter-gpus"]),
+            ]
+        )
+        try:
+            self.client.submit_job(
+                entrypoint=entrypoint,
+                submission_id=self.submission_id(job_id),
+                entrypoint_num_gpus=len(gpus),
+                entrypoint_num_cpus=0,
+                runtime_env={"env_vars": {SPEC_ENV: base64.b64encode(spec.canonical_bytes()).decode()}},
+                metadata={"gpumarket_job": str(job_id), "gpumarket_owner": self.owner},
+            )
+        except RuntimeError as error:
+            raise OSError(f"the cluster refused the job: {error}") from None
+        log.info("job %d: submitted to the cluster as %s, %d GPUs", job_id, self.submission_id(job_id), len(gpus))
+        return RayJob(self, job_id, spec, tuple(gpus), started_at, deadline, resumed=False)
+
+    def run(
+        self, job_id: int, spec: AnyJobSpec, gpus: Sequence[int] = (), *, max_seconds: float | None = None
+    ) -> RunResult:
+        return self.start(job_id, spec, gpus, max_seconds=max_seconds).wait()
+
+    def concluded(self, job_id: int, spec: AnyJobSpec, started_at: float, details: Any, *, resumed: bool) -> RunResult:
+        """The ending of a job whose Ray job is over, from the files its node wrote (the node's
+        ``conclude``; repeating it here reads the same files and gives the same hashes)."""
+        paths = self.paths(job_id)
+        if not (paths.usage.exists() and paths.result.exists()):
+            status = "unknown to the cluster" if details is None else f"{details.status.value}: {details.message}"
+            never_placed = self.never_placed_file(job_id)
+            if never_placed.exists():
+                status = never_placed.read_text()
+            raise ProcessGone(f"job {job_id}: its Ray job ended without the job's ending ({status})")
+        finished_at = paths.result.stat().st_mtime
+        if details is not None and details.end_time:
+            finished_at = details.end_time / 1000
+        return conclude(
+            job_id,
+            spec,
+            paths,
+            exit_code=read_exit_status(paths.exit_status),
+            stop_reason=read_stop_reason(paths.stop_reason),
+            usage=lambda: _no_usage(job_id),
+            started_at=started_at,
+            finished_at=finished_at,
+            resumed=resumed,
+        )
+
+    # ------------------------------------------------------------------ after a restart
+
+    def find_started(self, job_id: int) -> tuple[int, int] | None:
+        return (0, 0) if self._status(job_id) in ("PENDING", "RUNNING") else None
+
+    def recorded_start(self, job_id: int) -> tuple[int, float] | None:
+        details = self.details(job_id)
+        if details is None or not details.start_time:
+            return None
+        return 0, details.start_time / 1000
+
+    def is_alive(self, job_id: int, pid: int, start_ticks: int | None) -> bool:
+        return self._status(job_id) in ("PENDING", "RUNNING")
+
+    def has_ended(self, job_id: int) -> bool:
+        paths = self.paths(job_id)
+        status = self._status(job_id)
+        return (status is None or status in _TERMINAL) and paths.usage.exists() and paths.result.exists()
+
+    def adopt(
+        self, job_id: int, spec: AnyJobSpec, gpus: Sequence[int], pid: int, start_ticks: int, started_at: float
+    ) -> RayJob:
+        if not isinstance(spec, JobSpec):
+            raise TypeError(f"job {job_id}: {self.refusal(spec)}")
+        if not self.is_alive(job_id, pid, start_ticks):
+            raise ProcessGone(f"job {job_id}: its Ray job is no longer running")
+        deadline = _recorded_deadline(self.paths(job_id), started_at, spec)
+        log.info("job %d: following its Ray job %s again", job_id, self.submission_id(job_id))
+        job = RayJob(self, job_id, spec, tuple(gpus), started_at, deadline, resumed=True)
+        stopping = read_stop_reason(stop_request_file(self.paths(job_id)))
+        if stopping is not None:
+            job.stop(stopping)
+        return job
+
+    def finalize(
+        self, job_id: int, spec: AnyJobSpec, pid: int, start_ticks: int | None, started_at: float
+    ) -> RunResult:
+        return self.concluded(job_id, spec, started_at, self.details(job_id), resumed=True)
+
+    def placement(self, job_id: int) -> dict[str, Any] | None:
+        """Where the job ran: the node's host and the job's GPUs (as the node wrote them), and the
+        node Ray records for it, with its address; None before the node started it."""
+        try:
+            placed = json.loads(placement_file(self.paths(job_id)).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        details = self.details(job_id)
+        if details is not None and details.driver_node_id:
+            placed["node_id"] = details.driver_node_id
+            placed["address"] = node_address(details.driver_node_id)
+        return dict(placed)
+
+    def discard(self, job_id: int) -> None:
+        """Removes a job that never started: its directory, and the Ray job's record (so the job
+        can be submitted again under its id)."""
+        if self._status(job_id) in _TERMINAL:
+            try:
+                self.client.delete_job(self.submission_id(job_id))
+            except RuntimeError as error:
+                log.warning("job %d: deleting its Ray job failed: %s", job_id, error)
+        shutil.rmtree(self.paths(job_id).root, ignore_errors=True)
+        self.never_placed_file(job_id).unlink(missing_ok=True)
+
+    def sweep(self, keep: set[int]) -> list[int]:
+        """Stops this agent's Ray jobs still running for jobs it no longer keeps."""
+        prefix = submission_prefix(self.owner)
+        swept = []
+        for details in self.client.list_jobs():
+            submission = details.submission_id or ""
+            suffix = submission.removeprefix(prefix)
+            if submission == suffix or not suffix.isdigit() or int(suffix) in keep:
+                continue
+            if str(details.status.value) not in _TERMINAL:
+                self.client.stop_job(submission)
+                swept.append(int(suffix))
+        return swept
+
+
+def _recorded_deadline(paths: JobPaths, started_at: float, spec: JobSpec) -> float:
+    """The deadline the job was submitted with, as its node recorded it; before the node started
+    it, the spec's limit from the submission (later than the real one: the node enforces that)."""
+    try:
+        return float(json.loads(placement_file(paths).read_text())["deadline"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return started_at + spec.limits.max_seconds
+
+
+def _no_usage(job_id: int) -> Any:
+    # Only reached when usage.json vanished between the check and the read.
+    raise ProcessGone(f"job {job_id}: its usage record is gone")

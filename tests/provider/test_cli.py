@@ -52,7 +52,13 @@ def test_the_provider_group_is_registered():
 
 
 def test_kill_and_restart_resumes_live_jobs_and_reports_dead_ones_lost(tmp_path, client_account, provider_account):
-    survivor = python_spec("import time; time.sleep(2.0); open('out.txt', 'w').write('survived')", outputs=["out.txt"])
+    # The survivor runs until the test lets it end, however long a loaded machine takes to restart the agent.
+    go = tmp_path / "go"
+    survivor = python_spec(
+        f"import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.05)\n"
+        "open('out.txt', 'w').write('survived')",
+        outputs=["out.txt"],
+    )
     victim = python_spec("import time; time.sleep(60)")
     table = {
         "jobs": [
@@ -93,6 +99,7 @@ def test_kill_and_restart_resumes_live_jobs_and_reports_dead_ones_lost(tmp_path,
         lost = status(http, 2)
         assert lost["state"] == "lost" and "gone" in lost["detail"]
         assert status(http, 1)["state"] == "running"
+        go.touch()
         deadline = time.monotonic() + 15
         while (done := status(http, 1))["state"] == "running":
             assert time.monotonic() < deadline, done

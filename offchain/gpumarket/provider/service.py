@@ -191,6 +191,14 @@ class ProviderService(ServiceLifecycle):
             # The cluster's GPUs are what the agent sells (their count, not indices: Ray places
             # each job), and the challenge runs on all of them.
             self.gpus = self.gpus or tuple(range(cluster_info().total_gpus))
+            registered = self.market.providers(self.address).gpu_count
+            if registered > len(self.gpus):
+                log.warning(
+                    "provider %s: registered %d GPUs, its cluster holds %d: jobs it cannot place will be refused",
+                    self.address,
+                    registered,
+                    len(self.gpus),
+                )
             if prover is None:
                 prover = RayProver(node_backend=config.backend)
                 log.info("cluster prover up: %s", prover.warm_up())

@@ -660,7 +660,7 @@ def _explain_settle_completed(gas: dict[str, int]) -> str:
         + "."
     )
     text += (
-        " Why: a slot never written costs 22,100 to fill, and pull payments (PROTOCOL.md) keep each"
+        " Why: a slot never written costs 22,100 to fill, and pull payments (docs/PROTOCOL.md) keep each"
         " payee's money in such a slot; since claim leaves 1, each payee pays it once per token in its"
         " life, at its first settlement, which no storage trick avoids for an account never seen before."
     )
@@ -676,7 +676,7 @@ def _explain_settle_completed(gas: dict[str, int]) -> str:
         )
 
     text += (
-        " What would reach it: batch settlement (PROTOCOL.md's later plan: the committee signs one Merkle"
+        " What would reach it: batch settlement (docs/PROTOCOL.md's later plan: the committee signs one Merkle"
         f" root over many reports). Settling n items in one transaction pays the {TX_BASE:,} base and the"
         f" 2-of-3 quorum check (about {2 * per_signature:,}: two signatures at about {per_signature:,}, the"
         " measured step per signature from 1-of-1 to 5-of-9) once, saving"

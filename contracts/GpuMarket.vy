@@ -85,7 +85,7 @@ def __init__(
     committee_threshold: uint256,
 ):
     """
-    @dev The deployer becomes the owner. Parameters start at PROTOCOL.md's
+    @dev The deployer becomes the owner. Parameters start at docs/PROTOCOL.md's
          defaults; the deploy script sets GPU classes and overrides.
     @param stake_token ERC20 staked by providers.
     @param payment_token ERC20 in which jobs are paid (may equal stake_token).

@@ -4,7 +4,7 @@
 @title Governance: bounded parameters, treasury, GPU class table, pause
 @custom:contract-name governance
 @license GNU Affero General Public License v3.0 only
-@notice Every parameter from PROTOCOL.md lives here with its bounds. Each
+@notice Every parameter from docs/PROTOCOL.md lives here with its bounds. Each
         setter is owner-only, checks its bounds and logs the change, so a
         compromised or careless owner can never set a value that breaks the
         economics (a zero collateral, a 100% fee, a one-second unbonding).
@@ -34,7 +34,7 @@ MAX_COLLATERAL_RATE: constant(uint256) = 10**36
 # @dev A job runs at most this long (bounds escrow and collateral lock time).
 MAX_JOB_DURATION: constant(uint256) = 30 * 86_400
 
-# Bounds of each parameter, from PROTOCOL.md.
+# Bounds of each parameter, from docs/PROTOCOL.md.
 MIN_UNBONDING_PERIOD: constant(uint256) = 3_600
 MAX_UNBONDING_PERIOD: constant(uint256) = 90 * 86_400
 MIN_COLLATERAL_BPS: constant(uint256) = 500
@@ -99,7 +99,7 @@ event GpuClassSet:
 @deploy
 def __init__(treasury_: address):
     """
-    @dev Sets the defaults from PROTOCOL.md. `min_stake` assumes an 18-decimal
+    @dev Sets the defaults from docs/PROTOCOL.md. `min_stake` assumes an 18-decimal
          stake token; the deployer changes it through `set_min_stake`.
     @param treasury_ The account that receives fees and slash shares.
     """

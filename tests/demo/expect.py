@@ -1,5 +1,5 @@
 """The checks every story's JSON must pass, with the protocol's numbers computed here from the
-deploy parameters (PROTOCOL.md's rules written out again, not gpumarket.demo.rules)."""
+deploy parameters (docs/PROTOCOL.md's rules written out again, not gpumarket.demo.rules)."""
 
 from __future__ import annotations
 

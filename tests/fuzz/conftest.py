@@ -37,7 +37,7 @@ def fuzz_treasuries(accounts, treasury):
 
 @pytest.fixture(scope="module")
 def shared_token_market(deploy_market, stake_token, committee):
-    """A market whose stake and payment token are the same ERC20 (PROTOCOL.md allows it)."""
+    """A market whose stake and payment token are the same ERC20 (docs/PROTOCOL.md allows it)."""
     return deploy_market(stake_token, stake_token, committee.addresses, committee.threshold)
 
 

@@ -23,7 +23,7 @@ ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 BPS = 10_000
 HOUR = 3_600
 DAY = 86_400
-# Limits stated in PROTOCOL.md and the contract's NatSpec.
+# Limits stated in docs/PROTOCOL.md and the contract's NatSpec.
 MAX_GPUS = 1_024
 MAX_PRICE = 2**96 - 1
 MAX_AMOUNT = 2**128 - 1
@@ -34,7 +34,7 @@ SPOOF_THRESHOLD_BPS = 5_000
 # Failed jobs count towards jail within a window of this length (registry.FAILURE_WINDOW).
 FAILURE_WINDOW = 7 * DAY
 
-# Job states and report outcomes, as PROTOCOL.md names them.
+# Job states and report outcomes, as docs/PROTOCOL.md names them.
 OPEN, RUNNING, COMPLETED, FAILED, CANCELLED, EXPIRED = 1, 2, 3, 4, 5, 6
 LIVE_STATES = (OPEN, RUNNING)
 TERMINAL_STATES = (COMPLETED, FAILED, CANCELLED, EXPIRED)
@@ -43,7 +43,7 @@ OUTCOME_COMPLETED, OUTCOME_FAILED = 1, 2
 # Fixed-point scale of COLLATERAL_RATE: stake-token units per payment-token unit.
 RATE_SCALE = 10**18
 
-# PROTOCOL.md's parameter table: default and inclusive bounds; COLLATERAL_RATE (not in
+# docs/PROTOCOL.md's parameter table: default and inclusive bounds; COLLATERAL_RATE (not in
 # the table) converts a job's value in payment tokens to collateral in stake tokens,
 # bounds from `set_collateral_rate`'s NatSpec.
 DEFAULT_PARAMETERS: dict[str, int] = {

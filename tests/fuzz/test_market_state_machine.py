@@ -1263,7 +1263,7 @@ def market_machine(
 
     market, stake_token, payment_token = fuzz_market
     for name, expected in DEFAULT_PARAMETERS.items():
-        assert getattr(market, name)() == expected, f"the model starts from PROTOCOL.md's default {name}"
+        assert getattr(market, name)() == expected, f"the model starts from docs/PROTOCOL.md's default {name}"
     pool = [oracle_key(i) for i in range(ORACLE_POOL_SIZE)]
     assert committee.keys == pool[: len(committee.keys)], "the deployment's committee comes from the pool"
     MarketMachine.chain = chain

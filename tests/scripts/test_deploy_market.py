@@ -20,7 +20,7 @@ from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import read_back
 from gpumarket.chain.params import PARAMETER_BOUNDS, ParamsError, load_params, parse_params
 
-# Defaults from PROTOCOL.md that the contract starts with.
+# Defaults from docs/PROTOCOL.md that the contract starts with.
 PROTOCOL_DEFAULTS = {
     "min_stake": 1_000 * 10**18,
     "unbonding_period": 7 * 86_400,

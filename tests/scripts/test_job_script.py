@@ -42,7 +42,7 @@ def test_create_status_cancel_and_claim(script_world, spec_path):
     client = test_account(CLIENT).address
     market = script_world.market(CLIENT)
     payment = market.payment_token
-    escrow = MAX_PRICE * 1 * MAX_DURATION  # PROTOCOL.md: max price x GPUs x max duration
+    escrow = MAX_PRICE * 1 * MAX_DURATION  # docs/PROTOCOL.md: max price x GPUs x max duration
     payment.mint(client, escrow)
     provider = test_account(PROVIDER).address
     script_world.market(PROVIDER).register(1, 1, MAX_PRICE, "http://127.0.0.1:8700")  # never verified

@@ -120,7 +120,7 @@ def test_unstake_is_withdrawable_only_after_the_release_time(script_world):
     result = script_world.run("provider", "unstake", "4 tokens", "--json", account=account)
     assert result.returncode == 0, result.stdout + result.stderr
     release_at = json.loads(result.stdout)["release_at"]
-    assert release_at == latest_timestamp(script_world.w3) + period  # PROTOCOL.md: now + UNBONDING_PERIOD
+    assert release_at == latest_timestamp(script_world.w3) + period  # docs/PROTOCOL.md: now + UNBONDING_PERIOD
 
     state = _status(script_world, account)["stake"]
     assert (state["free"], state["unbonding"], state["release_at"], state["released"]) == (

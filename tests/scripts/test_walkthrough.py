@@ -17,7 +17,7 @@ def _locked_collateral(output: str) -> str:
 
 
 def _expected_collateral(collateral_bps: int, collateral_rate: int) -> int:
-    # PROTOCOL.md: job value (at the accepted price) * COLLATERAL_BPS, converted to stake
+    # docs/PROTOCOL.md: job value (at the accepted price) * COLLATERAL_BPS, converted to stake
     # tokens by collateral_rate (1e18 = one to one), rounded up.
     job_value = story.PRICE_PER_GPU_SECOND * 1 * story.MAX_DURATION
     return -(-job_value * collateral_bps * collateral_rate // (10_000 * 10**18))
@@ -49,7 +49,7 @@ def test_walkthrough_runs_to_a_conserved_end(run_in_repo, default_params_path):
     gas = [int(g.replace(",", "")) for g in re.findall(r"gas\s+([\d,]+)$", output, flags=re.MULTILINE)]
     assert len(gas) == 12 and min(gas) > 21_000
 
-    # PROTOCOL.md's rules: the provider is paid price * gpu_seconds less the fee (rounded
+    # docs/PROTOCOL.md's rules: the provider is paid price * gpu_seconds less the fee (rounded
     # up, to the treasury); the client pays exactly that payment; stakes come back whole.
     fee_bps = load_params(default_params_path).overrides()["protocol_fee_bps"]
     payment = story.PRICE_PER_GPU_SECOND * story.GPU_SECONDS_RUN

@@ -1,4 +1,4 @@
-"""No unbounded loops (PROTOCOL.md, Security properties).
+"""No unbounded loops (docs/PROTOCOL.md, Security properties).
 
 The only loops in the market run over the committee's members and a report's signatures,
 both DynArrays bounded by MAX_MEMBERS (31). The largest committee must work and cost far

@@ -3,7 +3,7 @@
 One story walks every path that moves money (stake, all five job endings, a job slash, a
 spoof slash reaching unbonding stake, unstake, withdraw, claims) and checks the invariant
 after each step: once with separate stake and payment tokens, and once with one token for
-both (PROTOCOL.md allows it, and then one balance backs both books).
+both (docs/PROTOCOL.md allows it, and then one balance backs both books).
 """
 
 from __future__ import annotations

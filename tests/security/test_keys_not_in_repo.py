@@ -1,4 +1,4 @@
-"""Keys never in the repo (PROTOCOL.md, Security properties).
+"""Keys never in the repo (docs/PROTOCOL.md, Security properties).
 
 Scans every git-tracked file for a 64-hex-digit value near a private-key-ish name, and for
 any of the keys the tests sign with: the oracle keys are keccak-derived at run time and

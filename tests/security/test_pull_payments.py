@@ -1,4 +1,4 @@
-"""Pull payments: a recipient that cannot receive blocks nobody (PROTOCOL.md, Job lifecycle).
+"""Pull payments: a recipient that cannot receive blocks nobody (docs/PROTOCOL.md, Job lifecycle).
 
 The market runs on BlacklistToken, whose transfers to a blacklisted address revert: the
 stand-in for every recipient that cannot (or will not) receive. Settling only credits

@@ -1,4 +1,4 @@
-"""Reentrancy is blocked (PROTOCOL.md, Security properties).
+"""Reentrancy is blocked (docs/PROTOCOL.md, Security properties).
 
 The market runs on ReentrantToken (stake and payment token both), which calls back into
 the market in the middle of the transfers that stake, create_job, claim and withdraw

@@ -1,4 +1,4 @@
-"""No replay across chain, deployment, epoch or job (PROTOCOL.md, Committee and signatures).
+"""No replay across chain, deployment, epoch or job (docs/PROTOCOL.md, Committee and signatures).
 
 Each replay is followed by the control that the right signatures for the right report
 still pass, so a revert can only come from what was replayed.

@@ -1,6 +1,6 @@
 """Rounding never favours the caller; a slash that would round to zero is at least 1 unit.
 
-PROTOCOL.md: amounts charged to a provider (collateral, fees, slashes) round up, amounts
+docs/PROTOCOL.md: amounts charged to a provider (collateral, fees, slashes) round up, amounts
 owed to the harmed client (its share of a slash) round up, and the books balance to the
 unit afterwards. Expectations are computed here from those rules on amounts small and
 odd enough that every division has a remainder.

@@ -1,4 +1,4 @@
-"""Non-standard ERC20s (PROTOCOL.md, Contracts: tokens).
+"""Non-standard ERC20s (docs/PROTOCOL.md, Contracts: tokens).
 
 USDT-like tokens (no return value) MUST work; fee-on-transfer tokens MUST be refused;
 a token that returns false instead of reverting must never be taken at its word.

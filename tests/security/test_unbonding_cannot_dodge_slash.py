@@ -1,4 +1,4 @@
-"""Unbonding cannot dodge a slash (PROTOCOL.md, Provider lifecycle).
+"""Unbonding cannot dodge a slash (docs/PROTOCOL.md, Provider lifecycle).
 
 A running job's collateral is locked and never unstakeable, so a provider that sees a
 FAILED report coming and unstakes everything it can (even in the same block) is still

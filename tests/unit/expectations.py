@@ -1,6 +1,6 @@
 """Expectations shared by the staking, escrow and verification unit tests.
 
-Protocol arithmetic (PROTOCOL.md: every charge rounds against the charged party),
+Protocol arithmetic (docs/PROTOCOL.md: every charge rounds against the charged party),
 full-field event extraction, and the conservation check over every test role.
 Folder conftests re-export the fixtures defined here.
 """

@@ -3,7 +3,7 @@
 A provider registers and stakes, the 2-of-3 test committee verifies its hardware, a
 client escrows a job, the provider accepts it, the committee reports it COMPLETED and a
 keeper settles it; then everyone claims, the provider unstakes, and the books are
-checked: each payout against PROTOCOL.md's rules, and each token's supply against the
+checked: each payout against docs/PROTOCOL.md's rules, and each token's supply against the
 wallets and the market's internal accounts. Any deviation raises WalkthroughError.
 
 Run it with `ape run walkthrough` (scripts/walkthrough.py); it needs ape's connected
@@ -247,7 +247,7 @@ def run_walkthrough(
     balances["market"] = {"mSTK": stake_token.balanceOf(market), "mPAY": payment_token.balanceOf(market)}
     _print_balances(echo, balances)
 
-    # What PROTOCOL.md says everyone ends with.
+    # What docs/PROTOCOL.md says everyone ends with.
     expected_wallets = {
         "provider": {"mSTK": PROVIDER_STAKE_MINT, "mPAY": payment - fee},
         "treasury": {"mSTK": 0, "mPAY": fee},

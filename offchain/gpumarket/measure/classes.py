@@ -9,7 +9,7 @@ How a floor is chosen (the rule written beside the YAML): about half of what the
 achieves (80% of its published dense int8 peak), and above the int8 PEAK of every slower card
 in the table, so no slower card passes even at its peak while the 2x margin absorbs the
 challenge's own overheads (generation, fingerprints, Merkle tree, transfer, clock jitter).
-Published dense int8 peaks (PROTOCOL.md, "GPU classes"): H100 SXM 1,979 TOPS, A100 624,
+Published dense int8 peaks (docs/PROTOCOL.md, "GPU classes"): H100 SXM 1,979 TOPS, A100 624,
 RTX 4090 660, L4 and A10 ~250.
 
 How the sizes are chosen (see docs/ARCHITECTURE.md, "The throughput challenge"):

@@ -1,4 +1,4 @@
-"""The committee rules of PROTOCOL.md, enforced alike by the constructor and set_committee:
+"""The committee rules of docs/PROTOCOL.md, enforced alike by the constructor and set_committee:
 1 <= threshold <= len <= MAX_MEMBERS, threshold > len / 2, no zero address, no duplicate.
 
 Both entry points share one shape, so every case runs against both.

@@ -1,7 +1,7 @@
-"""PROTOCOL.md's parameter table, written out once for the governance tests.
+"""docs/PROTOCOL.md's parameter table, written out once for the governance tests.
 
 Each row: getter/setter name, the default the constructor sets, and the inclusive
-bounds the setter enforces. The only bound PROTOCOL.md leaves open is MIN_STAKE's
+bounds the setter enforces. The only bound docs/PROTOCOL.md leaves open is MIN_STAKE's
 upper one ("> 0"); the contract caps every amount at 2**128 - 1 because stakes are
 packed into 128-bit fields, so that cap (governance.vy MAX_AMOUNT, as gpumarket.chain.limits
 holds it) is the upper bound tested here.

@@ -1,4 +1,4 @@
-"""GpuMarket's constructor, governance side: PROTOCOL.md defaults, treasury, owner, pause.
+"""GpuMarket's constructor, governance side: docs/PROTOCOL.md defaults, treasury, owner, pause.
 
 The committee and token checks of the same constructor live in
 tests/unit/committee/test_committee_init.py and tests/unit/ledger/test_ledger_init.py.
@@ -42,7 +42,7 @@ def test_starts_unpaused(bare_market):
 
 
 def test_no_gpu_class_is_listed_until_governance_adds_one(bare_market):
-    # PROTOCOL.md: the deploy script sets the class table; the constructor lists none.
+    # docs/PROTOCOL.md: the deploy script sets the class table; the constructor lists none.
     for gpu_class in (0, *CLASS_FLOORS):
         assert bare_market.class_floor(gpu_class) == 0
 

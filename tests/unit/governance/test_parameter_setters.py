@@ -1,7 +1,7 @@
 """The ten bounded numeric setters (set_min_stake .. set_jail_after_failures).
 
 They share one shape (owner only, inclusive bounds, ParameterChanged with old and new
-value), so one parametrized file covers them all against PROTOCOL.md's table.
+value), so one parametrized file covers them all against docs/PROTOCOL.md's table.
 Access control is in test_owner_only.py.
 """
 

@@ -40,7 +40,7 @@ def test_pause_never_traps_funds(
     market, owner, chain, client, client2, provider, keeper, running_job, create_job, settle, payment_token, books
 ):
     # One job of every kind that holds funds, then the pause: each one can still be ended
-    # and every credited balance pulled (PROTOCOL.md: a pause never traps funds).
+    # and every credited balance pulled (docs/PROTOCOL.md: a pause never traps funds).
     running = running_job(client, provider)
     open_job = create_job(client)
     stale_open_job = create_job(client2, accept_window=HOUR)

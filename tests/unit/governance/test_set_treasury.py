@@ -10,7 +10,7 @@ from unit.expectations import ZERO_ADDRESS, ceil_bps, emitted
 
 
 def completed_job_fee(market, running_job, settle, client, provider, gpu_seconds: int) -> int:
-    """Runs one job to COMPLETED and returns the protocol fee PROTOCOL.md says it earns."""
+    """Runs one job to COMPLETED and returns the protocol fee docs/PROTOCOL.md says it earns."""
     job_id = running_job(client, provider)
     settle(job_id, Outcome.COMPLETED, gpu_seconds=gpu_seconds)
     return ceil_bps(PRICE * gpu_seconds, market.protocol_fee_bps())

@@ -20,7 +20,7 @@ def test_unknown_account_has_an_empty_record(market, attacker):
 def test_verified_until_is_the_report_validity(
     market, owner, provider, register, verify, block_time, valid_for: int, hardware_validity: int
 ):
-    # PROTOCOL.md: a report verifies until its valid_until, which may lie at most
+    # docs/PROTOCOL.md: a report verifies until its valid_until, which may lie at most
     # HARDWARE_VALIDITY ahead (a report further ahead is refused: test_submit_hardware_report).
     if hardware_validity != market.hardware_validity():
         market.set_hardware_validity(hardware_validity, sender=owner)

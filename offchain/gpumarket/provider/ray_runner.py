@@ -234,9 +234,9 @@ class RayRunner:
         self.settings = settings
         self.owner = owner
         Path(config.root).mkdir(parents=True, exist_ok=True)
+        connect(settings.address, node_ip_address=settings.node_ip_address)  # RayMissing without the extra
         from ray.job_submission import JobSubmissionClient
 
-        connect(settings.address, node_ip_address=settings.node_ip_address)
         self.client = JobSubmissionClient(settings.dashboard_url)
 
     # ------------------------------------------------------------------ naming

@@ -89,6 +89,13 @@ class LocalRayCluster:
                 "dashboard_host": LOOPBACK,
                 "dashboard_port": dashboard_port,
                 "temp_dir": self._temp_dir,
+                # Ports of their own, not Ray's fixed defaults: two local clusters at once (a test
+                # session's and a devnet's) would otherwise share the head's agent port, and the
+                # second one's job API would find no agent to submit through.
+                "dashboard_agent_listen_port": _free_port(),
+                "ray_client_server_port": _free_port(),
+                "metrics_export_port": _free_port(),
+                "runtime_env_agent_port": _free_port(),
             },
         )
         self.dashboard_url = f"http://{LOOPBACK}:{dashboard_port}"
@@ -99,19 +106,30 @@ class LocalRayCluster:
         return self
 
     def _wait_for_job_api(self, deadline: float) -> None:
-        """The dashboard answers a while after the head is up; jobs cannot be submitted before."""
-        from ray.job_submission import JobSubmissionClient
+        """The job API takes jobs a while after the head is up (its dashboard first, then the
+        nodes' agents it submits through): wait until a trivial job has run to its end."""
+        from ray.job_submission import JobStatus, JobSubmissionClient
 
+        probe: str | None = None
         while True:
             try:
-                JobSubmissionClient(self.dashboard_url).list_jobs()
-                return
+                client = JobSubmissionClient(self.dashboard_url)
+                if probe is None:
+                    probe = client.submit_job(entrypoint="true", entrypoint_num_cpus=0)
+                status = client.get_job_status(probe)
+                if status == JobStatus.SUCCEEDED:
+                    client.delete_job(probe)
+                    return
+                if status in (JobStatus.FAILED, JobStatus.STOPPED):
+                    probe = None  # submitted too early: try again
             except Exception as error:  # not up yet: connection refused, or 5xx while it starts
                 if time.monotonic() >= deadline:
                     raise ClusterError(
                         f"the local cluster's job API at {self.dashboard_url} did not come up: {error}"
                     ) from None
-                time.sleep(0.5)
+            if time.monotonic() >= deadline:
+                raise ClusterError(f"the local cluster's job API at {self.dashboard_url} ran no job in time")
+            time.sleep(0.5)
 
     def add_worker(self) -> str:
         """Starts one more worker node (on the next loopback address); returns its node id."""
@@ -121,6 +139,9 @@ class LocalRayCluster:
             num_cpus=self.cpus_per_worker,
             num_gpus=self.gpus_per_worker,
             temp_dir=self._temp_dir,
+            dashboard_agent_listen_port=_free_port(),
+            metrics_export_port=_free_port(),
+            runtime_env_agent_port=_free_port(),
         )
         self._worker_nodes.append(node)
         return str(node.node_id)

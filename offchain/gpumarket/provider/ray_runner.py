@@ -85,8 +85,9 @@ class RaySettings:
     the nodes that has gpumarket installed (default: the agent's own, right when the nodes share
     its install); ``start_timeout_s``: how long a submitted job may wait to be placed;
     ``stop_grace_s``: how long a stop requested through the shared folder may take before the
-    Ray job itself is stopped; ``node_ip_address``: this machine's address in the cluster
-    (default: Ray's guess)."""
+    Ray job itself is stopped; ``submit_retry_s``: how long a submission the job API answers with
+    a 5xx is tried again; ``node_ip_address``: this machine's address in the cluster (default:
+    Ray's guess)."""
 
     address: str
     dashboard_url: str
@@ -94,6 +95,7 @@ class RaySettings:
     node_ip_address: str | None = None
     start_timeout_s: float = 120.0
     stop_grace_s: float = 15.0
+    submit_retry_s: float = 60.0
 
 
 def submission_prefix(owner: str) -> str:
@@ -339,19 +341,35 @@ class RayRunner:
                 *([] if self.config.meter_gpus else ["--no-meter-gpus"]),
             ]
         )
-        try:
-            self.client.submit_job(
-                entrypoint=entrypoint,
-                submission_id=self.submission_id(job_id),
-                entrypoint_num_gpus=len(gpus),
-                entrypoint_num_cpus=0,
-                runtime_env={"env_vars": {SPEC_ENV: base64.b64encode(spec.canonical_bytes()).decode()}},
-                metadata={"gpumarket_job": str(job_id), "gpumarket_owner": self.owner},
-            )
-        except RuntimeError as error:
-            raise OSError(f"the cluster refused the job: {error}") from None
+        self._submit(
+            job_id,
+            entrypoint=entrypoint,
+            submission_id=self.submission_id(job_id),
+            entrypoint_num_gpus=len(gpus),
+            entrypoint_num_cpus=0,
+            runtime_env={"env_vars": {SPEC_ENV: base64.b64encode(spec.canonical_bytes()).decode()}},
+            metadata={"gpumarket_job": str(job_id), "gpumarket_owner": self.owner},
+        )
         log.info("job %d: submitted to the cluster as %s, %d GPUs", job_id, self.submission_id(job_id), len(gpus))
         return RayJob(self, job_id, spec, tuple(gpus), started_at, deadline, resumed=False)
+
+    def _submit(self, job_id: int, **submission: Any) -> None:
+        """Submits to the job API, trying again while it answers that it cannot take a job yet (a
+        5xx such as "No available agent to submit job": the head has not heard of a node's agent
+        yet, or is overloaded) for up to ``submit_retry_s``; OSError when it never took it."""
+        deadline = time.monotonic() + self.settings.submit_retry_s
+        wait_s = 0.5
+        while True:
+            try:
+                self.client.submit_job(**submission)
+                return
+            except (RuntimeError, ConnectionError) as error:
+                transient = isinstance(error, ConnectionError) or "status code 5" in str(error)
+                if not transient or time.monotonic() + wait_s > deadline:
+                    raise OSError(f"the cluster refused the job: {error}") from None
+                log.warning("job %d: the cluster's job API cannot take it yet (%s); trying again", job_id, error)
+            time.sleep(wait_s)
+            wait_s = min(wait_s * 2, 5.0)
 
     def run(
         self, job_id: int, spec: AnyJobSpec, gpus: Sequence[int] = (), *, max_seconds: float | None = None

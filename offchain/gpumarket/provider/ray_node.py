@@ -18,8 +18,9 @@ pids of the job and of this process there, and the job's deadline) and carries o
 reaches this process): either way the job's group gets SIGTERM, then SIGKILL after the grace
 period, and the job's ending is written as for any stopped job.
 
-The wall-time limit is counted to ``--deadline`` (the agent's start plus the job's limit), not
-from this process's start: the time a job waited to be placed is paid time too.
+The wall-time limit is the spec's, counted from the job's start here, or less when ``--deadline``
+(the end of the job's paid time, absolute: the time a job waited to be placed is paid time too)
+comes first.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Placed too late to run at all: start it for an instant, so its ending is written like any
     # job stopped at its limit (the agent and the oracles read one kind of ending).
     left = max(args.deadline - time.time(), 0.001)
-    job = runner.start(args.job, spec, gpus, max_seconds=left)
+    job = runner.start(args.job, spec, gpus, max_seconds=left)  # the spec's limit from now, or less
     paths = runner.paths(args.job)
     write_atomic(
         placement_file(paths),
@@ -107,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "gpus": list(gpus),
                 "pid": job.pid,
                 "entrypoint_pid": os.getpid(),
-                "deadline": args.deadline,
+                "deadline": job.started_at + job.max_seconds,
             },
             sort_keys=True,
         ).encode(),

@@ -320,7 +320,9 @@ class RayRunner:
         if self.paths(job_id).root.exists() or self.details(job_id) is not None:
             raise FileExistsError(f"job {job_id} was already submitted to the cluster")
         started_at = time.time()
-        deadline = started_at + limit
+        # The paid time is absolute (a job waiting to be placed is paid time too); without it, the
+        # spec's own limit counts from the job's start on its node, as on one machine.
+        deadline = started_at + (max_seconds if max_seconds is not None else limit + self.settings.start_timeout_s)
         entrypoint = shlex.join(
             [
                 self.settings.python,

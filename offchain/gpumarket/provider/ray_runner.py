@@ -86,8 +86,9 @@ class RaySettings:
     its install); ``start_timeout_s``: how long a submitted job may wait to be placed;
     ``stop_grace_s``: how long a stop requested through the shared folder may take before the
     Ray job itself is stopped; ``submit_retry_s``: how long a submission the job API answers with
-    a 5xx is tried again; ``node_ip_address``: this machine's address in the cluster (default:
-    Ray's guess)."""
+    a 5xx is tried again; ``status_interval_s``: how often a running job's Ray status is read (an
+    HTTP call to the head: the node itself enforces the job's limits every ``poll_s``);
+    ``node_ip_address``: this machine's address in the cluster (default: Ray's guess)."""
 
     address: str
     dashboard_url: str
@@ -96,6 +97,7 @@ class RaySettings:
     start_timeout_s: float = 120.0
     stop_grace_s: float = 15.0
     submit_retry_s: float = 60.0
+    status_interval_s: float = 0.5
 
 
 def submission_prefix(owner: str) -> str:
@@ -221,7 +223,7 @@ class RayJob:
                     write_atomic(self.runner.never_placed_file(self.job_id), why.encode())
                 self.runner.stop_submission(self.job_id)
                 stepped_in = True
-            time.sleep(self.runner.config.poll_s)
+            time.sleep(self.runner.settings.status_interval_s)
         return self.runner.concluded(self.job_id, self.spec, self.started_at, details, resumed=self.resumed)
 
 

@@ -132,7 +132,7 @@ test-scripts: venv $(BUILD_STAMP) anvil
 # The cluster runtime's tests (marker `ray`): a real multi-node Ray cluster on this machine (a head
 # and two worker nodes declaring GPUs), started once for the session; the ray extra comes with
 # `make venv`.
-test-ray: venv
+test-ray: venv anvil containers
 	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(BIN)/python -m pytest tests/cluster -q -m ray
 
 # ruff (lint and format) over the Python and mypy over the package (configured in pyproject.toml).

@@ -2,7 +2,9 @@
 
 Each test drives a real ProviderAgent (SQLite store, signed requests) whose runtime is the
 RayRunner on the shared cluster (two worker nodes of two GPUs each); only the chain is the
-MemoryJobSource double. The jobs folder is this machine's, which every local node shares.
+MemoryJobSource double. The jobs folder is this machine's, which every local node shares. The
+nodes run jobs as processes (version 1 specs) or, in the container tests, under podman in the
+local Python image (version 2 specs), as a provider's cluster does by default.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import pytest
 
 from gpumarket.agentapi.auth import sign_request
 from gpumarket.agentapi.errors import AgentError
+from gpumarket.agentapi.spec import ContainerJobSpec, ContainerLimits
 from gpumarket.measure.provers import make_prover
-from gpumarket.provider.agent import AgentConfig, ProviderAgent
+from gpumarket.provider.agent import AgentConfig, ProviderAgent, PullPolicy
 from gpumarket.provider.jobdir import RunnerConfig
-from gpumarket.provider.ray_runner import RayRunner, RaySettings
-from gpumarket.provider.runtime import container_owner
+from gpumarket.provider.ray_runner import RaySettings
+from gpumarket.provider.runtime import RuntimeSettings, make_runtime
 from gpumarket.provider.store import JobStatus, Store
 from provider.support import CHAIN_ID, MARKET, MemoryJobSource, account, python_spec
 
@@ -42,25 +45,26 @@ REPORT_GPUS = (
 class Provider:
     """An agent on the cluster, with its store and jobs folder; ``restart`` makes a new one on them."""
 
-    def __init__(self, root: Path, cluster) -> None:
+    def __init__(self, root: Path, cluster, *, jobs_in: str = "process", containers_conf: Path | None = None) -> None:
         self.root = root
         self.cluster = cluster
+        self.jobs_in = jobs_in
+        self.containers_conf = containers_conf
         self.jobs = MemoryJobSource()
         self.store = Store(root / "agent.sqlite")
         self.agent = self._agent()
 
     def _agent(self) -> ProviderAgent:
         config = RunnerConfig(root=self.root / "jobs", meter_interval_s=0.2, meter_gpus=False, kill_grace_s=0.5)
-        runner = RayRunner(
-            config,
-            RaySettings(
-                address=self.cluster.address,
-                dashboard_url=self.cluster.dashboard_url,
-                node_ip_address=self.cluster.driver_address,
-                stop_grace_s=10.0,
-            ),
-            container_owner(PROVIDER.address, config.root),
+        cluster = RaySettings(
+            address=self.cluster.address,
+            dashboard_url=self.cluster.dashboard_url,
+            node_ip_address=self.cluster.driver_address,
+            stop_grace_s=10.0,
+            jobs_in=self.jobs_in,
         )
+        settings = RuntimeSettings(kind="ray", ray=cluster, containers_conf=self.containers_conf)
+        runner = make_runtime(settings, config, PROVIDER.address)
         gpus = tuple(range(self.cluster.total_gpus))
         agent = ProviderAgent(
             AgentConfig(address=PROVIDER.address, chain_id=CHAIN_ID, market=MARKET, gpus=gpus),
@@ -68,6 +72,7 @@ class Provider:
             runner,
             self.jobs,
             make_prover("numpy"),
+            pull_policy=PullPolicy(first_retry_s=0.2, max_retry_s=0.2, give_up_s=1.0),
         )
         agent.recover()
         return agent
@@ -111,6 +116,19 @@ def provider(tmp_path: Path, ray_cluster) -> Iterator[Provider]:
     provider = Provider(tmp_path, ray_cluster)
     yield provider
     provider.close()
+
+
+@pytest.fixture
+def container_provider(tmp_path: Path, ray_cluster, podman_env, python_image) -> Iterator[Provider]:
+    conf = Path(podman_env["CONTAINERS_CONF"])
+    provider = Provider(tmp_path, ray_cluster, jobs_in="container", containers_conf=conf)
+    yield provider
+    provider.close()
+
+
+def container_spec(image: str, code: str, *, gpu_count: int, **fields) -> ContainerJobSpec:
+    limits = ContainerLimits(max_seconds=60, max_output_bytes=1 << 20, max_memory_bytes=256 << 20)
+    return ContainerJobSpec(image=image, command=["python3", "-c", code], gpu_count=gpu_count, limits=limits, **fields)
 
 
 def worker_addresses(cluster) -> set[str]:
@@ -218,3 +236,55 @@ def test_a_node_that_dies_under_a_job_ends_it_lost(provider: Provider) -> None:
         assert "ended without the job's ending" in (record.detail or ""), record.detail
     finally:
         cluster.add_worker()
+
+
+# The container's program: what it can see and do inside its sandbox.
+SANDBOX = (
+    "import json, os\n"
+    "try:\n"
+    "    open('/escape', 'w')\n"
+    "    root = 'writable'\n"
+    "except OSError:\n"
+    "    root = 'read-only'\n"
+    "seen = {'root': root, 'uid': os.getuid(), 'cwd': os.getcwd(), 'debian': open('/etc/debian_version').read()}\n"
+    "json.dump(seen, open('seen.json', 'w'))\n"
+)
+
+
+def test_a_container_job_runs_in_its_image_on_a_node(container_provider: Provider, python_image: str) -> None:
+    provider = container_provider
+    offer = provider.agent.runner.offer()
+    assert offer["networks"] == ["none"] and offer["max_image_bytes"] > 0  # what a client may ask, as on one machine
+    spec = container_spec(python_image, SANDBOX, gpu_count=1, outputs=["seen.json"])
+    provider.submit(11, spec, gpus=1)
+    record = provider.wait_state(11)
+    assert record.state == JobStatus.FINISHED and record.exit_code == 0, record
+
+    status = provider.agent.public_status(record)
+    assert status["runtime"] == "ray" and status["placement"]["address"] in worker_addresses(provider.cluster)
+    # It ran in its image's sandbox: read-only root, not root, in /work, which came back here.
+    seen = json.loads((provider.agent.runner.paths(11).work / "seen.json").read_text())
+    assert seen["root"] == "read-only" and seen["uid"] != 0 and seen["cwd"] == "/work", seen
+    assert seen["debian"].startswith("12"), seen  # the image's Debian (bookworm), whatever the host runs
+    assert "outputs/seen.json" in provider.agent.runner.paths(11).result.read_text()
+
+
+def test_an_image_no_node_can_get_ends_the_job_before_it_is_submitted(
+    container_provider: Provider, python_image: str
+) -> None:
+    provider = container_provider
+    missing = python_image.split("@")[0] + "@sha256:" + "ab" * 32  # a local name: nowhere to pull it from
+    provider.submit(12, container_spec(missing, "print(1)", gpu_count=1), gpus=1)
+    record = provider.wait_state(12)
+    status = provider.agent.public_status(record)
+    assert status["state"] == "lost" and status["started_at"] is None, status
+    assert status["reason"] in ("image_not_found", "image_unavailable"), status  # what the oracles check
+    assert "node " in (record.detail or "")  # which node could not get it
+    assert provider.agent.runner.details(12) is None  # never submitted to Ray
+    assert provider.agent.gpus.free == provider.agent.gpus.size
+
+
+def test_a_cluster_running_containers_refuses_a_process_spec(container_provider: Provider) -> None:
+    with pytest.raises(AgentError) as refused:
+        container_provider.submit(13, python_spec(REPORT_GPUS), gpus=1)
+    assert refused.value.status == 422 and "version 1 spec" in refused.value.detail

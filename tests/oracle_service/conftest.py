@@ -88,6 +88,9 @@ def busy_spec(seconds: float) -> JobSpec:
     )
 
 
+PROCESS = RuntimeSettings(kind="process")
+
+
 @dataclass
 class Market3:
     w3: Web3
@@ -126,8 +129,11 @@ class Market3:
             oracle.set_peers(urls)
         return service
 
-    def start_provider(self, key: ServiceKey, prover: TileProver | None = None) -> ProviderService:
-        """Stakes and registers ``key`` with a reserved port, starts its service, waits until verified."""
+    def start_provider(
+        self, key: ServiceKey, prover: TileProver | None = None, runtime: RuntimeSettings = PROCESS
+    ) -> ProviderService:
+        """Stakes and registers ``key`` with a reserved port, starts its service (jobs run as
+        ``runtime`` says), waits until verified."""
         market = self.market(key)
         port = free_port()
         market.stake_token.mint(key.address, 10 * STAKE)
@@ -145,7 +151,7 @@ class Market3:
             confirmations=0,
             poll_interval=0.1,
             meter_interval=0.1,
-            runtime=RuntimeSettings(kind="process"),
+            runtime=runtime,
         )
         service = ProviderService(config, w3=self.w3, prover=prover).start()
         self.providers.append(service)

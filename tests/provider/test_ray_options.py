@@ -26,16 +26,20 @@ def test_the_ray_runtime_needs_the_clusters_addresses(tmp_path, options) -> None
     assert code == 2 and "--runtime ray needs the cluster's --ray-address and --ray-dashboard" in output
 
 
-@pytest.mark.parametrize("option", ["--ray-address", "--ray-dashboard", "--ray-node-ip", "--ray-python"])
-def test_the_ray_options_are_refused_with_another_runtime(tmp_path, option) -> None:
-    code, output = serve_api(tmp_path, "--runtime", "process", option, "x")
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--ray-address", "x"), ("--ray-dashboard", "x"), ("--ray-node-ip", "x"), ("--ray-python", "x")]
+    + [("--ray-jobs-in", "process")],
+)
+def test_the_ray_options_are_refused_with_another_runtime(tmp_path, option, value) -> None:
+    code, output = serve_api(tmp_path, "--runtime", "process", option, value)
     assert code == 2 and "the --ray-* options are for --runtime ray" in output
 
 
 def test_help_names_the_ray_options() -> None:
     result = CliRunner().invoke(main, ["provider", "run", "--help"])
     assert result.exit_code == 0
-    for option in ("--ray-address", "--ray-dashboard", "--ray-node-ip", "--ray-python"):
+    for option in ("--ray-address", "--ray-dashboard", "--ray-node-ip", "--ray-python", "--ray-jobs-in"):
         assert option in result.output
 
 

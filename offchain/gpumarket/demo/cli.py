@@ -38,7 +38,7 @@ from gpumarket.demo.client import ClientPlan, run_client, write_reports
 from gpumarket.demo.launcher import PROCESS_RUNTIME, Launcher, ServiceTiming
 from gpumarket.demo.story import DemoError, StoryParams, run_story
 from gpumarket.demo.summary import render
-from gpumarket.provider.runtime import RUNTIMES, RaySettings, RuntimeSettings
+from gpumarket.provider.runtime import JOBS_IN, RUNTIMES, RaySettings, RuntimeSettings
 
 __all__ = ["demo", "demo_client", "devnet"]
 
@@ -82,7 +82,7 @@ def tell(
     def echo(line: str) -> None:
         click.echo(line, file=progress_out)
 
-    if runtime.kind == "container" and params.image is None:
+    if runtime.runs_containers and params.image is None:
         conf = {} if runtime.containers_conf is None else {"CONTAINERS_CONF": str(runtime.containers_conf)}
         echo("jobs run in containers: finding (or building, about 20 s) the local Python image")
         try:
@@ -139,9 +139,10 @@ _containers_conf_option = click.option(
 
 
 @contextlib.contextmanager
-def _runtime(kind: str, containers_conf: Path | None) -> Iterator[RuntimeSettings]:
+def _runtime(kind: str, containers_conf: Path | None, ray_jobs_in: str = "process") -> Iterator[RuntimeSettings]:
     """The providers' runtime settings; for the ray runtime, with a local Ray cluster of two
-    worker nodes of two GPUs each, up for as long as the story runs."""
+    worker nodes of two GPUs each, up for as long as the story runs, whose nodes run the jobs as
+    ``ray_jobs_in`` says."""
     if kind != "ray":
         yield RuntimeSettings(kind=kind, containers_conf=containers_conf)
         return
@@ -149,7 +150,10 @@ def _runtime(kind: str, containers_conf: Path | None) -> Iterator[RuntimeSetting
     with LocalRayCluster(workers=2, gpus_per_worker=2) as cluster:
         yield RuntimeSettings(
             kind="ray",
-            ray=RaySettings(cluster.address, cluster.dashboard_url, node_ip_address=cluster.driver_address),
+            containers_conf=containers_conf,
+            ray=RaySettings(
+                cluster.address, cluster.dashboard_url, node_ip_address=cluster.driver_address, jobs_in=ray_jobs_in
+            ),
         )
 
 
@@ -180,7 +184,18 @@ def demo(as_json: bool, workdir: Path | None, keep: bool, runtime_kind: str, con
 @_keep_option
 @_runtime_option
 @_containers_conf_option
-def devnet(as_json: bool, workdir: Path | None, keep: bool, runtime_kind: str, containers_conf: Path | None) -> None:
+@click.option(
+    "--ray-jobs-in",
+    type=click.Choice(JOBS_IN),
+    default="process",
+    show_default=True,
+    help="How the local cluster's nodes run the jobs (--runtime ray). Containers are what a provider's "
+    "cluster runs by default; on two cores, a cluster, nine services and three containers at once may "
+    "leave the jobs too little CPU to end within their limits.",
+)
+def devnet(
+    as_json: bool, workdir: Path | None, keep: bool, runtime_kind: str, containers_conf: Path | None, ray_jobs_in: str
+) -> None:
     """The demo's story on anvil, each oracle, provider and the client in its own process.
 
     anvil comes from the npm registry (`make anvil`); podman for --runtime container from
@@ -188,7 +203,9 @@ def devnet(as_json: bool, workdir: Path | None, keep: bool, runtime_kind: str, c
     anything did not go as the protocol says."""
     from gpumarket.demo.devnet import ProcessLauncher
 
-    with _runtime(runtime_kind, containers_conf) as runtime:
+    if ray_jobs_in != "process" and runtime_kind != "ray":
+        raise click.UsageError("--ray-jobs-in is for --runtime ray")
+    with _runtime(runtime_kind, containers_conf, ray_jobs_in) as runtime:
         code = tell(ProcessLauncher, as_json=as_json, workdir=workdir, keep=keep, runtime=runtime)
     sys.exit(code)
 

@@ -137,6 +137,7 @@ class ProcessLauncher(Launcher):
         if self.runtime.ray is not None:
             cluster = self.runtime.ray
             arguments += ["--ray-address", cluster.address, "--ray-dashboard", cluster.dashboard_url]
+            arguments += ["--ray-jobs-in", cluster.jobs_in]
             if cluster.node_ip_address is not None:
                 arguments += ["--ray-node-ip", cluster.node_ip_address]
         if setup.lazy is not None:

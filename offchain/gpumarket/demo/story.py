@@ -123,11 +123,11 @@ def run_story(
     launcher: Launcher, params: StoryParams = StoryParams(), *, echo: Callable[[str], None] = print
 ) -> DemoResult:
     """Play the story (see the module docstring) and judge it."""
-    # Containers run an image; the process and cluster runtimes run version 1 specs (commands).
-    if (params.image is None) == (launcher.runtime.kind == "container"):
+    # Containers run an image (here or on a cluster's nodes); processes run version 1 specs (commands).
+    if (params.image is None) == launcher.runtime.runs_containers:
         raise DemoError(
-            f"the story's jobs need the {'process or ray' if params.image is None else 'container'} runtime, "
-            f"the launcher's providers run the {launcher.runtime.kind} runtime"
+            f"the story's jobs need {'processes' if params.image is None else 'containers'}, the launcher's "
+            f"providers run {'containers' if launcher.runtime.runs_containers else 'processes'}"
         )
     progress = Progress(echo)
     try:

@@ -35,15 +35,14 @@ from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.containers.registry import registry_map
 from gpumarket.lifecycle import serve_until_signalled, stop_on_signals, write_ready_file
 from gpumarket.measure.classes import GPU_CLASSES, class_by_name
-from gpumarket.measure.nvml import nvml_available
 from gpumarket.measure.provers import BACKENDS, ProverError, TileProver, make_prover
 from gpumarket.measure.provers.cheats import LateSkippingProver
 from gpumarket.provider.agent import AgentConfig, ProviderAgent
 from gpumarket.provider.api import ProviderServer
 from gpumarket.provider.jobdir import RunnerConfig
 from gpumarket.provider.jobsource import JsonFileJobSource, OnChainJob
-from gpumarket.provider.runtime import RUNTIMES, RaySettings, RuntimeSettings, RuntimeUnavailable, make_runtime
-from gpumarket.provider.service import ProviderService, ServiceConfig, StartupError
+from gpumarket.provider.runtime import JOBS_IN, RUNTIMES, RaySettings, RuntimeSettings, RuntimeUnavailable, make_runtime
+from gpumarket.provider.service import ProviderService, ServiceConfig, StartupError, cluster_offer, metered_gpus
 from gpumarket.provider.store import Store
 from gpumarket.provider.watcher import WatchPolicy
 
@@ -80,7 +79,7 @@ def runtime_options(command: Callable[..., None]) -> Callable[..., None]:
             show_default=True,
             help="How jobs run: in Podman containers (spec version 2), as host processes (spec "
             "version 1; development only: no isolation, so it must be named), or on a Ray cluster "
-            "(spec version 1; --ray-address, --ray-dashboard).",
+            "(--ray-address, --ray-dashboard; its nodes run jobs as --ray-jobs-in says).",
         ),
         click.option(
             "--ray-address",
@@ -103,6 +102,13 @@ def runtime_options(command: Callable[..., None]) -> Callable[..., None]:
             "--ray-python",
             default=None,
             help="The Python on the cluster's nodes that has gpumarket installed [default: this agent's].",
+        ),
+        click.option(
+            "--ray-jobs-in",
+            type=click.Choice(JOBS_IN),
+            default=None,
+            help="How the cluster's nodes run jobs (--runtime ray): in Podman containers, with the container "
+            "options below (spec version 2) [default], or as processes (spec version 1; development only).",
         ),
         click.option(
             "--containers-conf",
@@ -143,6 +149,7 @@ def runtime_options(command: Callable[..., None]) -> Callable[..., None]:
         ray_dashboard: str | None,
         ray_node_ip: str | None,
         ray_python: str | None,
+        ray_jobs_in: str | None,
         containers_conf: Path | None,
         networks: tuple[str, ...],
         max_image_bytes: int,
@@ -160,7 +167,9 @@ def runtime_options(command: Callable[..., None]) -> Callable[..., None]:
             cluster = RaySettings(ray_address, ray_dashboard.rstrip("/"), node_ip_address=ray_node_ip)
             if ray_python:
                 cluster = replace(cluster, python=ray_python)
-        elif ray_address or ray_dashboard or ray_node_ip or ray_python:
+            if ray_jobs_in:
+                cluster = replace(cluster, jobs_in=ray_jobs_in)
+        elif ray_address or ray_dashboard or ray_node_ip or ray_python or ray_jobs_in:
             raise click.UsageError("the --ray-* options are for --runtime ray")
         try:
             runtime = RuntimeSettings(
@@ -173,7 +182,7 @@ def runtime_options(command: Callable[..., None]) -> Callable[..., None]:
             )
         except ValueError as error:
             raise click.UsageError(str(error)) from None
-        if runtime.kind == "process":
+        if runtime.kind == "process" or (runtime.ray is not None and runtime.ray.jobs_in == "process"):
             log.warning(
                 "the process runtime runs clients' jobs as host processes of this user, without "
                 "isolation: for development only"
@@ -263,21 +272,18 @@ def serve_api(
     """Run the agent's HTTP API until SIGTERM or SIGINT (running jobs keep running)."""
     _log_to_stderr()
     gpu_indices = _gpu_list(gpus)
+    on_cluster = runtime.kind == "ray"
+    meter_gpus = metered_gpus(gpu_indices, on_cluster=on_cluster)
     try:
+        runner = make_runtime(
+            runtime, RunnerConfig(root=workdir, meter_interval_s=meter_interval, meter_gpus=meter_gpus), address
+        )
+        # On a cluster: its GPUs, and the challenge on every one of them (as `provider run`).
+        gpu_indices, prover = cluster_offer(gpu_indices, backend) if on_cluster else (gpu_indices, make_prover(backend))
         config = AgentConfig(
             address=address, chain_id=chain_id, market=market, gpu_class=class_by_name(class_name), gpus=gpu_indices
         )
-        prover = make_prover(backend)
-    except (ValueError, ProverError) as error:
-        raise click.ClickException(str(error)) from None
-    meter_gpus = bool(gpu_indices) and nvml_available()
-    if gpu_indices and not meter_gpus:
-        log.warning("NVML is not available: jobs' GPUs will not be metered, only their processes")
-    try:
-        runner = make_runtime(
-            runtime, RunnerConfig(root=workdir, meter_interval_s=meter_interval, meter_gpus=meter_gpus), config.address
-        )
-    except RuntimeUnavailable as error:
+    except (ValueError, ProverError, RuntimeUnavailable) as error:
         raise click.ClickException(str(error)) from None
     store = Store(db_path)
     agent = ProviderAgent(config, store, runner, JsonFileJobSource(jobs_file) if jobs_file else _NoJobs(), prover)

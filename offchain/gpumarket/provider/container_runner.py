@@ -129,6 +129,8 @@ __all__ = [
     "check_offer",
     "container_id_file",
     "container_log_file",
+    "container_refusal",
+    "offered_networks",
 ]
 
 log = logging.getLogger(__name__)
@@ -205,7 +207,7 @@ class ContainerSettings:
     @property
     def offered_networks(self) -> tuple[str, ...]:
         """The networks a spec may name: "none" first, always."""
-        return (DEFAULT_NETWORK, *dict.fromkeys(n for n in self.networks if n != DEFAULT_NETWORK))
+        return offered_networks(self.networks)
 
     @property
     def uid_gid(self) -> tuple[int, int]:
@@ -215,6 +217,21 @@ class ContainerSettings:
     @property
     def owner_hash(self) -> str:
         return hashlib.sha256(self.owner.encode()).hexdigest()[:12]
+
+
+def offered_networks(networks: Sequence[str]) -> tuple[str, ...]:
+    """The networks a spec may name where a provider offers ``networks``: "none" first, always."""
+    return (DEFAULT_NETWORK, *dict.fromkeys(n for n in networks if n != DEFAULT_NETWORK))
+
+
+def container_refusal(spec: AnyJobSpec, offered: Sequence[str]) -> str | None:
+    """Why a provider running jobs in containers, with the networks ``offered``, does not run
+    ``spec`` (a version 1 spec, or a network not offered); None when it does."""
+    if not isinstance(spec, ContainerJobSpec):
+        return "this provider runs jobs in containers; a version 1 spec (a host process) is not accepted"
+    if spec.network not in offered:
+        return f"network {spec.network!r} is not offered by this provider (offered: {', '.join(offered)})"
+    return None
 
 
 def _find_init() -> str | None:
@@ -455,14 +472,7 @@ class ContainerRunner(OnThisMachine):
 
     def refusal(self, spec: AnyJobSpec) -> str | None:
         """Why this runtime does not run ``spec``: a version 1 spec, or a network not offered."""
-        if not isinstance(spec, ContainerJobSpec):
-            return "this provider runs jobs in containers; a version 1 spec (a host process) is not accepted"
-        if spec.network not in self.settings.offered_networks:
-            return (
-                f"network {spec.network!r} is not offered by this provider (offered: "
-                f"{', '.join(self.settings.offered_networks)})"
-            )
-        return None
+        return container_refusal(spec, self.settings.offered_networks)
 
     # ------------------------------------------------------------------ images
 

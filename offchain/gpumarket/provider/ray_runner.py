@@ -8,17 +8,25 @@ submission, on the dashboard's HTTP address) and Ray finds a node with the job's
     resources       entrypoint_num_gpus = the job's GPUs (Ray sets CUDA_VISIBLE_DEVICES on the node)
     spec            GPUMARKET_JOB_SPEC in the job's runtime_env (base64 of its canonical JSON)
 
-On the node, ray_node.py runs the job with the process runtime (runner.py): its directory, limits,
-meter and ending are the single machine's. **The jobs folder is shared storage**: the same path
-on the agent's machine and on every node (NFS or any shared filesystem), so the job's outputs,
-its stdout and stderr, its usage record and its result bundle are in the agent's jobs folder
-whichever node ran it, and nothing is copied back. The agent checks at start that the nodes
-see the folder (``check_shared_folder``) and refuses to run otherwise.
+On the node, ray_node.py runs the job with the single machine's runtime: in a container under the
+node's podman (``jobs_in="container"``, the default: version 2 specs, the agent's container
+settings), or, named explicitly for development, as a process (``jobs_in="process"``: version 1
+specs). Its directory, limits, meter and ending are the single machine's. A container job's image
+is got before submission (``prepare``): every node that could place the job now pulls it, so the
+job starts at once wherever Ray puts it, and an image that cannot be had ends the job before it
+started, with the image reason the oracles check (gpumarket.oracle.images), as on one machine.
+
+**The jobs folder is shared storage**: the same path on the agent's machine and on every node
+(NFS or any shared filesystem), so the job's outputs, its stdout and stderr, its usage record and
+its result bundle are in the agent's jobs folder whichever node ran it, and nothing is copied back.
+The agent checks at start that the nodes see the folder (``check_shared_folder``) and refuses to
+run otherwise.
 
 Following a job is reading the Ray job's status (``poll_s``): PENDING while it waits to be
 placed (past ``start_timeout_s`` it is stopped and lost), RUNNING, then SUCCEEDED when the node
 wrote the job's ending, or FAILED/STOPPED. A job whose Ray job ended without an ending written
-(its node died, or Ray could not start it) is ``ProcessGone``: the agent records it lost and the
+(its node died, Ray could not start it, or the node could not: ``job-<id>.not-started``, e.g. an
+image a node that joined since could not pull) is ``ProcessGone``: the agent records it lost and the
 oracles decide FAILED, as for a machine that goes down under a job (docs/ARCHITECTURE.md).
 
 Stopping writes ``stop_request`` in the job's directory (the node stops the job's group and writes
@@ -53,8 +61,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpumarket.agentapi.spec import AnyJobSpec, JobSpec
+from gpumarket.agentapi.spec import AnyJobSpec, ContainerJobSpec, JobSpec
 from gpumarket.cluster import ClusterError, cluster_info, connect, node_address
+from gpumarket.containers.engine import ImageUnavailable
+from gpumarket.provider.container_runner import container_refusal, offered_networks
 from gpumarket.provider.jobdir import (
     JobPaths,
     ProcessGone,
@@ -67,13 +77,22 @@ from gpumarket.provider.jobdir import (
     start_limit,
     write_atomic,
 )
-from gpumarket.provider.ray_node import SPEC_ENV, placement_file, stop_request_file
+from gpumarket.provider.ray_files import (
+    NODE_CONTAINERS_ENV,
+    SPEC_ENV,
+    never_placed_file,
+    not_started_file,
+    placement_file,
+    stop_request_file,
+)
 
 __all__ = ["RayJob", "RayRunner", "RaySettings", "check_shared_folder", "submission_prefix"]
 
 log = logging.getLogger(__name__)
 
 _TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
+JOBS_IN = ("container", "process")
+NODE_START_S = 30.0  # time allowed for a node's ray_node process to start (Python and its imports)
 
 
 @dataclass(frozen=True)
@@ -88,7 +107,9 @@ class RaySettings:
     Ray job itself is stopped; ``submit_retry_s``: how long a submission the job API answers with
     a 5xx is tried again; ``status_interval_s``: how often a running job's Ray status is read (an
     HTTP call to the head: the node itself enforces the job's limits every ``poll_s``);
-    ``node_ip_address``: this machine's address in the cluster (default: Ray's guess)."""
+    ``node_ip_address``: this machine's address in the cluster (default: Ray's guess);
+    ``jobs_in``: how the nodes run jobs, "container" (podman on every node, version 2 specs) or
+    "process" (development only, version 1 specs)."""
 
     address: str
     dashboard_url: str
@@ -98,6 +119,11 @@ class RaySettings:
     stop_grace_s: float = 15.0
     submit_retry_s: float = 60.0
     status_interval_s: float = 0.5
+    jobs_in: str = "container"
+
+    def __post_init__(self) -> None:
+        if self.jobs_in not in JOBS_IN:
+            raise ValueError(f"jobs_in {self.jobs_in!r}: expected one of {', '.join(JOBS_IN)}")
 
 
 def submission_prefix(owner: str) -> str:
@@ -107,15 +133,11 @@ def submission_prefix(owner: str) -> str:
 def check_shared_folder(root: Path, *, timeout_s: float = 60.0) -> None:
     """ClusterError unless every alive node with GPUs sees ``root`` (the jobs folder) as this
     machine does: a marker written here is read there by a task pinned to each node."""
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     root.mkdir(parents=True, exist_ok=True)
     marker = root / f".shared-check-{uuid.uuid4().hex}"
     token = uuid.uuid4().hex
     marker.write_text(token)
 
-    @ray.remote(num_cpus=0)
     def read_marker(path: str) -> str:
         try:
             return Path(path).read_text()
@@ -126,16 +148,7 @@ def check_shared_folder(root: Path, *, timeout_s: float = 60.0) -> None:
         nodes = [node for node in cluster_info().nodes if node["gpus"] > 0]
         if not nodes:
             raise ClusterError("the cluster has no node with GPUs")
-        pending = {
-            node["address"] + " (" + node["node_id"][:8] + ")": read_marker.options(
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node["node_id"], soft=False)
-            ).remote(str(marker))
-            for node in nodes
-        }
-        try:
-            seen = dict(zip(pending, ray.get(list(pending.values()), timeout=timeout_s), strict=True))
-        except ray.exceptions.GetTimeoutError:
-            raise ClusterError(f"the cluster's nodes did not answer within {timeout_s:.0f} s") from None
+        seen = _on_each_node(nodes, read_marker, str(marker), timeout_s=timeout_s)
         blind = [name for name, text in seen.items() if text != token]
         if blind:
             raise ClusterError(
@@ -146,6 +159,46 @@ def check_shared_folder(root: Path, *, timeout_s: float = 60.0) -> None:
         marker.unlink(missing_ok=True)
 
 
+def _on_each_node(nodes: Sequence[dict[str, Any]], function: Any, *args: Any, timeout_s: float) -> dict[str, Any]:
+    """``function(*args)`` run on each of ``nodes`` (cluster_info's), by a task pinned there that
+    holds no resources; its answers by "address (node id)". ClusterError past ``timeout_s``."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    task = ray.remote(num_cpus=0)(function)
+    pending = {
+        node["address"] + " (" + node["node_id"][:8] + ")": task.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node["node_id"], soft=False)
+        ).remote(*args)
+        for node in nodes
+    }
+    try:
+        return dict(zip(pending, ray.get(list(pending.values()), timeout=timeout_s), strict=True))
+    except ray.exceptions.GetTimeoutError:
+        raise ClusterError(f"the cluster's nodes did not answer within {timeout_s:.0f} s") from None
+
+
+def _pull_on_node(command: list[str], environment: dict[str, str], timeout_s: float) -> dict[str, Any]:
+    """On a node: ray_node's --pull-image, its answer as JSON (or why there is none)."""
+    import os
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            command, env={**os.environ, **environment}, capture_output=True, text=True, timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired:
+        return {"code": "image_unavailable", "detail": f"the pull took more than {timeout_s:.0f} s"}
+    except OSError as error:
+        return {"code": "image_unavailable", "detail": f"could not run {command[0]}: {error}"}
+    lines = done.stdout.strip().splitlines()
+    try:
+        answer = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        return {"code": "image_unavailable", "detail": f"exit {done.returncode}: {done.stderr.strip()[-500:]}"}
+    return answer if isinstance(answer, dict) else {"code": "image_unavailable", "detail": str(answer)[:500]}
+
+
 class RayJob:
     """A job submitted to the cluster (or found there after a restart); ``wait`` follows it."""
 
@@ -153,7 +206,7 @@ class RayJob:
         self,
         runner: RayRunner,
         job_id: int,
-        spec: JobSpec,
+        spec: AnyJobSpec,
         gpus: tuple[int, ...],
         started_at: float,
         deadline: float,
@@ -220,7 +273,7 @@ class RayJob:
             if why is not None:
                 log.warning("job %d: %s; stopping its Ray job", self.job_id, why)
                 if status == "PENDING":
-                    write_atomic(self.runner.never_placed_file(self.job_id), why.encode())
+                    write_atomic(never_placed_file(self.runner.config.root, self.job_id), why.encode())
                 self.runner.stop_submission(self.job_id)
                 stepped_in = True
             time.sleep(self.runner.settings.status_interval_s)
@@ -231,12 +284,21 @@ class RayRunner:
     """The cluster runtime (gpumarket.provider.runtime.JobRuntime); see the module docstring."""
 
     name = "ray"
-    pulls_images = False
 
-    def __init__(self, config: RunnerConfig, settings: RaySettings, owner: str) -> None:
+    def __init__(
+        self, config: RunnerConfig, settings: RaySettings, owner: str, *, node_containers: dict[str, Any] | None = None
+    ) -> None:
+        """``node_containers``: how the nodes run containers (runtime.node_containers), needed
+        exactly when ``settings.jobs_in`` is "container"."""
+        if (settings.jobs_in == "container") != (node_containers is not None):
+            raise ValueError('the nodes\' container settings are needed exactly when jobs_in is "container"')
         self.config = config
         self.settings = settings
         self.owner = owner
+        self.node_containers = node_containers
+        # Getting an image (on the nodes) may take long: the agent then does it off the request thread.
+        self.pulls_images = node_containers is not None
+        self._nodes: dict[int, dict[str, Any]] = {}  # job id -> the node Ray placed it on
         Path(config.root).mkdir(parents=True, exist_ok=True)
         connect(settings.address, node_ip_address=settings.node_ip_address)  # RayMissing without the extra
         from ray.job_submission import JobSubmissionClient
@@ -251,10 +313,6 @@ class RayRunner:
     def submission_id(self, job_id: int) -> str:
         return f"{submission_prefix(self.owner)}{job_id}"
 
-    def never_placed_file(self, job_id: int) -> Path:
-        # Next to the job's directory, which only the node creates.
-        return Path(self.config.root) / f"job-{job_id}.never-placed"
-
     # ------------------------------------------------------------------ offer and refusals
 
     def offer(self) -> dict[str, Any]:
@@ -262,16 +320,27 @@ class RayRunner:
             info = cluster_info()
         except Exception as error:  # /health must answer even when the cluster does not
             return {"runtime": self.name, "cluster": {"error": f"{type(error).__name__}: {error}"}}
-        return {
+        offer: dict[str, Any] = {
             "runtime": self.name,
             "cluster": {"total_gpus": info.total_gpus, "free_gpus": info.free_gpus, "nodes": len(info.nodes)},
         }
+        if self.node_containers is not None:  # what a container job may ask, as on one machine
+            offer["networks"] = list(self._networks)
+            offer["max_image_bytes"] = self.node_containers["max_image_bytes"]
+        return offer
+
+    @property
+    def _networks(self) -> tuple[str, ...]:
+        return offered_networks(self.node_containers["networks"] if self.node_containers else ())
 
     def refusal(self, spec: AnyJobSpec) -> str | None:
+        if self.node_containers is not None:
+            return container_refusal(spec, self._networks)
         if not isinstance(spec, JobSpec):
             return (
                 f"this agent runs jobs on its Ray cluster as processes in a working directory (version 1"
-                f" specs); a version {spec.version} spec (a container) needs an agent with the container runtime"
+                f" specs, for development); a version {spec.version} spec (a container) needs an agent whose"
+                " cluster runs containers"
             )
         return None
 
@@ -286,7 +355,53 @@ class RayRunner:
         return None
 
     def prepare(self, job_id: int, spec: AnyJobSpec, *, timeout_s: float | None = None) -> None:
-        """Nothing to get: the nodes run the command as it is."""
+        """For a container job: every node that could place it now (its GPUs free there, or
+        every node with GPUs when none could) gets its image, each as one machine would
+        (ray_node --pull-image: sized on its registry, then pulled, within ``pull_timeout_s``
+        and ``timeout_s``). ImageUnavailable with the first node's reason when one cannot.
+        A process job has nothing to get."""
+        if self.node_containers is None:
+            return
+        if not isinstance(spec, ContainerJobSpec):
+            raise TypeError(f"job {job_id}: {self.refusal(spec)}")
+        limit_s = float(self.node_containers["pull_timeout_s"])
+        limit_s = limit_s if timeout_s is None else min(timeout_s, limit_s)
+        try:
+            with_gpus = [node for node in cluster_info().nodes if node["gpus"] > 0]
+            able = [node for node in with_gpus if node["free_gpus"] >= spec.gpu_count] or with_gpus
+            command = [*self._node_command(job_id), "--pull-image", repr(limit_s)]
+            # The pull is bounded by limit_s on the node; starting the node's Python comes on top.
+            bound_s = limit_s + NODE_START_S
+            answers = _on_each_node(
+                able, _pull_on_node, command, self._job_environment(spec), bound_s, timeout_s=bound_s + 10
+            )
+        except ClusterError as error:
+            raise ImageUnavailable("image_unavailable", f"the cluster could not get {spec.image}: {error}") from None
+        for node, answer in answers.items():
+            if not answer.get("ok"):
+                code = answer.get("code")
+                raise ImageUnavailable(
+                    code if code in ("image_not_found", "image_too_large") else "image_unavailable",
+                    f"node {node}: {answer.get('detail', answer)}",
+                )
+        log.info("job %d: %s is on %d node(s)", job_id, spec.image, len(answers))
+
+    def _node_command(self, job_id: int) -> list[str]:
+        return [
+            self.settings.python,
+            "-m",
+            "gpumarket.provider.ray_node",
+            "--root",
+            str(Path(self.config.root).resolve()),
+            "--job",
+            str(job_id),
+        ]
+
+    def _job_environment(self, spec: AnyJobSpec) -> dict[str, str]:
+        environment = {SPEC_ENV: base64.b64encode(spec.canonical_bytes()).decode()}
+        if self.node_containers is not None:
+            environment[NODE_CONTAINERS_ENV] = json.dumps(self.node_containers, sort_keys=True)
+        return environment
 
     # ------------------------------------------------------------------ Ray's record of a job
 
@@ -316,8 +431,9 @@ class RayRunner:
     ) -> RayJob:
         """Submits the job; FileExistsError when it ran before (its directory, or a Ray job by its
         submission id, exists), ValueError for a spec this runtime does not run."""
-        if not isinstance(spec, JobSpec):
-            raise ValueError(f"job {job_id}: {self.refusal(spec)}")
+        refusal = self.refusal(spec)
+        if refusal is not None:
+            raise ValueError(f"job {job_id}: {refusal}")
         limit = start_limit(job_id, spec, max_seconds)
         if self.paths(job_id).root.exists() or self.details(job_id) is not None:
             raise FileExistsError(f"job {job_id} was already submitted to the cluster")
@@ -327,13 +443,7 @@ class RayRunner:
         deadline = started_at + (max_seconds if max_seconds is not None else limit + self.settings.start_timeout_s)
         entrypoint = shlex.join(
             [
-                self.settings.python,
-                "-m",
-                "gpumarket.provider.ray_node",
-                "--root",
-                str(Path(self.config.root).resolve()),
-                "--job",
-                str(job_id),
+                *self._node_command(job_id),
                 "--deadline",
                 repr(deadline),
                 "--meter-interval",
@@ -351,7 +461,7 @@ class RayRunner:
             submission_id=self.submission_id(job_id),
             entrypoint_num_gpus=len(gpus),
             entrypoint_num_cpus=0,
-            runtime_env={"env_vars": {SPEC_ENV: base64.b64encode(spec.canonical_bytes()).decode()}},
+            runtime_env={"env_vars": self._job_environment(spec)},
             metadata={"gpumarket_job": str(job_id), "gpumarket_owner": self.owner},
         )
         log.info("job %d: submitted to the cluster as %s, %d GPUs", job_id, self.submission_id(job_id), len(gpus))
@@ -386,9 +496,9 @@ class RayRunner:
         paths = self.paths(job_id)
         if not (paths.usage.exists() and paths.result.exists()):
             status = "unknown to the cluster" if details is None else f"{details.status.value}: {details.message}"
-            never_placed = self.never_placed_file(job_id)
-            if never_placed.exists():
-                status = never_placed.read_text()
+            for why in (never_placed_file(self.config.root, job_id), not_started_file(self.config.root, job_id)):
+                if why.exists():
+                    status = why.read_text()
             raise ProcessGone(f"job {job_id}: its Ray job ended without the job's ending ({status})")
         finished_at = paths.result.stat().st_mtime
         if details is not None and details.end_time:
@@ -427,8 +537,9 @@ class RayRunner:
     def adopt(
         self, job_id: int, spec: AnyJobSpec, gpus: Sequence[int], pid: int, start_ticks: int, started_at: float
     ) -> RayJob:
-        if not isinstance(spec, JobSpec):
-            raise TypeError(f"job {job_id}: {self.refusal(spec)}")
+        refusal = self.refusal(spec)
+        if refusal is not None:
+            raise TypeError(f"job {job_id}: {refusal}")
         if not self.is_alive(job_id, pid, start_ticks):
             raise ProcessGone(f"job {job_id}: its Ray job is no longer running")
         deadline = _recorded_deadline(self.paths(job_id), started_at, spec)
@@ -451,11 +562,14 @@ class RayRunner:
             placed = json.loads(placement_file(self.paths(job_id)).read_text())
         except (FileNotFoundError, ValueError):
             return None
-        details = self.details(job_id)
-        if details is not None and details.driver_node_id:
-            placed["node_id"] = details.driver_node_id
-            placed["address"] = node_address(details.driver_node_id)
-        return dict(placed)
+        node = self._nodes.get(job_id)
+        if node is None:  # asked of the cluster once: a job's node never changes
+            details = self.details(job_id)
+            if details is not None and details.driver_node_id:
+                node = {"node_id": details.driver_node_id, "address": node_address(details.driver_node_id)}
+                if node["address"] is not None:
+                    self._nodes[job_id] = node
+        return {**placed, **(node or {})}
 
     def discard(self, job_id: int) -> None:
         """Removes a job that never started: its directory, and the Ray job's record (so the job
@@ -466,7 +580,8 @@ class RayRunner:
             except RuntimeError as error:
                 log.warning("job %d: deleting its Ray job failed: %s", job_id, error)
         shutil.rmtree(self.paths(job_id).root, ignore_errors=True)
-        self.never_placed_file(job_id).unlink(missing_ok=True)
+        never_placed_file(self.config.root, job_id).unlink(missing_ok=True)
+        not_started_file(self.config.root, job_id).unlink(missing_ok=True)
 
     def sweep(self, keep: set[int]) -> list[int]:
         """Stops this agent's Ray jobs still running for jobs it no longer keeps."""
@@ -483,7 +598,7 @@ class RayRunner:
         return swept
 
 
-def _recorded_deadline(paths: JobPaths, started_at: float, spec: JobSpec) -> float:
+def _recorded_deadline(paths: JobPaths, started_at: float, spec: AnyJobSpec) -> float:
     """The deadline the job was submitted with, as its node recorded it; before the node started
     it, the spec's limit from the submission (later than the real one: the node enforces that)."""
     try:

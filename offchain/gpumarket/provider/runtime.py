@@ -10,10 +10,11 @@ Three runtimes implement ``JobRuntime``:
   agent's user. It runs job specs of version 1, and only where the agent's configuration names
   it explicitly: it is not a sandbox.
 - ``ray`` (ray_runner.py): each job submitted to the provider's Ray cluster, which places it on a
-  node with its GPUs free; there the process runtime runs it (ray_node.py), in a jobs folder
-  shared by every node. It runs job specs of version 1.
+  node with its GPUs free; there the container runtime (version 2 specs; podman on every node)
+  or, named explicitly for development, the process runtime (version 1) runs it (ray_node.py),
+  in a jobs folder shared by every node.
 
-Both keep a job's files in the same directory layout (jobdir.py) and end a job the same way
+All keep a job's files in the same directory layout (jobdir.py) and end a job the same way
 (``jobdir.conclude``), so the result and usage hashes mean the same whichever ran it. The agent
 stores a job's ``pid`` and ``start_ticks`` as the runtime gives them: a process runtime's
 wrapper, a container's main process; only the runtime interprets them.
@@ -32,17 +33,21 @@ from gpumarket.cluster import ClusterError
 from gpumarket.containers.engine import EngineError, PodmanEngine
 from gpumarket.provider.container_runner import ContainerRunner, ContainerSettings, check_offer
 from gpumarket.provider.jobdir import JobPaths, RunnerConfig, RunResult, StopReason
-from gpumarket.provider.ray_runner import RayRunner, RaySettings, check_shared_folder
+from gpumarket.provider.ray_runner import JOBS_IN, RayRunner, RaySettings, check_shared_folder
 from gpumarket.provider.runner import Runner
 
 __all__ = [
+    "JOBS_IN",
     "RUNTIMES",
     "JobRuntime",
     "RaySettings",
     "RunningJobHandle",
     "RuntimeSettings",
     "RuntimeUnavailable",
+    "container_runtime",
     "make_runtime",
+    "node_container_runtime",
+    "node_containers",
 ]
 
 RUNTIMES = ("container", "process", "ray")
@@ -154,6 +159,11 @@ class RuntimeSettings:
             raise ValueError("the ray runtime, and only it, needs the cluster's addresses (--ray-address)")
         check_offer(self.networks, self.max_image_bytes, self.pull_timeout_s)
 
+    @property
+    def runs_containers(self) -> bool:
+        """Whether jobs run in containers: here, or on the cluster's nodes."""
+        return self.kind == "container" or (self.ray is not None and self.ray.jobs_in == "container")
+
 
 def container_owner(provider: str, root: Path) -> str:
     """The label value that marks one agent's containers: its provider and its jobs' folder, so
@@ -170,16 +180,26 @@ def make_runtime(settings: RuntimeSettings, config: RunnerConfig, provider: str)
     """The runtime ``settings`` name, for the agent of ``provider`` keeping its jobs under
     ``config.root``. RuntimeUnavailable when podman cannot be run, or would ignore jobs' limits,
     or when the cluster cannot be joined or its nodes do not share the jobs folder."""
+    owner = container_owner(provider, config.root)
     if settings.kind == "process":
         return Runner(config)
     if settings.kind == "ray":
         assert settings.ray is not None  # __post_init__
+        in_containers = settings.ray.jobs_in == "container"
         try:
-            runner = RayRunner(config, settings.ray, container_owner(provider, config.root))
+            runner = RayRunner(
+                config, settings.ray, owner, node_containers=node_containers(settings, owner) if in_containers else None
+            )
             check_shared_folder(Path(config.root))
         except ClusterError as error:
             raise RuntimeUnavailable(f"the ray runtime cannot run jobs: {error}") from None
         return runner
+    return container_runtime(settings, config, owner)
+
+
+def container_runtime(settings: RuntimeSettings, config: RunnerConfig, owner: str) -> ContainerRunner:
+    """The container runtime on this machine (the agent's, or a cluster node's, ray_node.py);
+    RuntimeUnavailable when podman cannot be run or would ignore jobs' limits."""
     engine = PodmanEngine(binary=settings.podman, containers_conf=settings.containers_conf)
     try:
         refusal = engine.host().limits_refusal()
@@ -191,7 +211,7 @@ def make_runtime(settings: RuntimeSettings, config: RunnerConfig, provider: str)
         config,
         ContainerSettings(
             engine=engine,
-            owner=container_owner(provider, config.root),
+            owner=owner,
             user=settings.job_user,
             networks=settings.networks,
             max_image_bytes=settings.max_image_bytes,
@@ -199,3 +219,35 @@ def make_runtime(settings: RuntimeSettings, config: RunnerConfig, provider: str)
             registries=settings.registries,
         ),
     )
+
+
+def node_containers(settings: RuntimeSettings, owner: str) -> dict[str, Any]:
+    """How a cluster's nodes run jobs in containers, as the agent hands it to each job's
+    entrypoint (JSON in its environment): this agent's container settings and owner label. The
+    podman program and the containers.conf are paths on the nodes (the same install as here)."""
+    return {
+        "podman": settings.podman,
+        "containers_conf": None if settings.containers_conf is None else str(settings.containers_conf),
+        "networks": list(settings.networks),
+        "max_image_bytes": settings.max_image_bytes,
+        "pull_timeout_s": settings.pull_timeout_s,
+        "job_user": settings.job_user,
+        "registries": dict(settings.registries),
+        "owner": owner,
+    }
+
+
+def node_container_runtime(described: Mapping[str, Any], config: RunnerConfig) -> ContainerRunner:
+    """The container runtime on a cluster node, as ``node_containers`` described it."""
+    conf = described.get("containers_conf")
+    settings = RuntimeSettings(
+        kind="container",
+        podman=str(described["podman"]),
+        containers_conf=None if conf is None else Path(conf),
+        networks=tuple(described["networks"]),
+        max_image_bytes=int(described["max_image_bytes"]),
+        pull_timeout_s=float(described["pull_timeout_s"]),
+        job_user=str(described["job_user"]),
+        registries=dict(described["registries"]),
+    )
+    return container_runtime(settings, config, str(described["owner"]))

@@ -176,21 +176,19 @@ class ProviderService(ServiceLifecycle):
         self.checks = check_provider(self.market, self.address, None)
         self.store = Store(config.db_path)
         on_cluster = config.runtime.kind == "ray"
-        # On a cluster each node meters its own GPUs where it has NVML (ray_node.py).
-        meter_gpus = on_cluster or (bool(config.gpus) and nvml_available())
-        if config.gpus and not meter_gpus:
-            log.warning("NVML is not available: jobs' GPUs will not be metered, only their processes")
         runner = make_runtime(
             config.runtime,
-            RunnerConfig(root=config.workdir, meter_interval_s=config.meter_interval, meter_gpus=meter_gpus),
+            RunnerConfig(
+                root=config.workdir,
+                meter_interval_s=config.meter_interval,
+                meter_gpus=metered_gpus(config.gpus, on_cluster=on_cluster),
+            ),
             self.address,
         )
         self.gpus = config.gpus
         prover = self._prover
         if on_cluster:
-            # The cluster's GPUs are what the agent sells (their count, not indices: Ray places
-            # each job), and the challenge runs on all of them.
-            self.gpus = self.gpus or tuple(range(cluster_info().total_gpus))
+            self.gpus, prover = cluster_offer(self.gpus, config.backend, prover)
             registered = self.market.providers(self.address).gpu_count
             if registered > len(self.gpus):
                 log.warning(
@@ -199,9 +197,6 @@ class ProviderService(ServiceLifecycle):
                     registered,
                     len(self.gpus),
                 )
-            if prover is None:
-                prover = RayProver(node_backend=config.backend)
-                log.info("cluster prover up: %s", prover.warm_up())
         agent_config = AgentConfig(
             address=self.address,
             chain_id=config.deployment.chain_id,
@@ -274,3 +269,27 @@ class ProviderService(ServiceLifecycle):
         # record an ending until the process exits (each transaction is durable on its own).
         if self.store is not None and (stop_jobs or self.agent is None):
             self.store.close()
+
+
+def metered_gpus(gpus: tuple[int, ...], *, on_cluster: bool) -> bool:
+    """Whether jobs' GPUs are metered with NVML: here when this machine has GPUs and NVML; on a
+    cluster, each node decides for itself (ray_node.py), so the agent asks for it."""
+    if on_cluster:
+        return True
+    if gpus and not nvml_available():
+        log.warning("NVML is not available: jobs' GPUs will not be metered, only their processes")
+        return False
+    return bool(gpus)
+
+
+def cluster_offer(
+    gpus: tuple[int, ...], backend: str, prover: TileProver | None = None
+) -> tuple[tuple[int, ...], TileProver]:
+    """What an agent in front of a Ray cluster sells and how it proves it: the cluster's GPUs
+    (their count, not indices: Ray places each job; ``gpus`` when given) and, unless ``prover``
+    is given, the cluster prover, warm, with ``backend`` on each node."""
+    sold = gpus or tuple(range(cluster_info().total_gpus))
+    if prover is None:
+        prover = RayProver(node_backend=backend)
+        log.info("cluster prover up: %s", prover.warm_up())
+    return sold, prover

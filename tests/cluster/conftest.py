@@ -2,8 +2,9 @@
 
 One cluster per session (it takes 15 to 30 seconds to start on two cores): a head without GPUs
 and two worker nodes declaring two GPUs each, every address on loopback. A test that kills a
-worker node adds one back (``LocalRayCluster.add_worker``) before it ends, so the next test finds
-the cluster whole.
+worker node gets a cluster of its own (``doomed_ray_cluster``) and runs last: after a node's
+death, Ray's job API on that cluster can fail later submissions (the job supervisor's class
+cannot be loaded), which would fail every test after it on the shared one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gpumarket.cluster import LocalRayCluster, connect
+from gpumarket.cluster import LocalRayCluster, connect, disconnect
 from gpumarket.cluster.connect import LOOPBACK_ENV
 
 # Ray reads this once, when it is first imported: before any test module imports it.
@@ -30,8 +31,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The devnet's tests first: devnet starts a cluster of its own, and with the shared one
-    already up, two clusters' processes on two cores slow its jobs past their wall-time limits."""
-    items.sort(key=lambda item: "test_devnet_on_ray" not in item.nodeid)
+    already up, two clusters' processes on two cores slow its jobs past their wall-time limits.
+    The tests that kill a node last, each on a cluster of its own, for the same reason."""
+
+    def order(item: pytest.Item) -> int:
+        if "test_devnet_on_ray" in item.nodeid:
+            return 0
+        return 2 if "doomed_ray_cluster" in getattr(item, "fixturenames", ()) else 1
+
+    items.sort(key=order)
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +52,19 @@ def ray_cluster() -> Iterator[LocalRayCluster]:
         import ray
 
         ray.shutdown()
+
+
+@pytest.fixture
+def doomed_ray_cluster(ray_cluster: LocalRayCluster) -> Iterator[LocalRayCluster]:
+    """A cluster of its own for a test that kills one of its nodes; this process drives it for
+    the test, then drives the shared one again."""
+    disconnect()
+    try:
+        with LocalRayCluster(workers=2, gpus_per_worker=2) as cluster:
+            connect(cluster.address, node_ip_address=cluster.driver_address)
+            try:
+                yield cluster
+            finally:
+                disconnect()
+    finally:
+        connect(ray_cluster.address, node_ip_address=ray_cluster.driver_address)

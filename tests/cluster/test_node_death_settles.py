@@ -30,7 +30,8 @@ from provider.support import python_spec
 pytestmark = pytest.mark.ray
 
 
-def test_a_job_whose_node_dies_settles_failed_on_chain(tmp_path: Path, ray_cluster) -> None:
+def test_a_job_whose_node_dies_settles_failed_on_chain(tmp_path: Path, doomed_ray_cluster) -> None:
+    ray_cluster = doomed_ray_cluster
     runtime = RuntimeSettings(
         kind="ray",
         ray=RaySettings(
@@ -47,15 +48,11 @@ def test_a_job_whose_node_dies_settles_failed_on_chain(tmp_path: Path, ray_clust
         runner = service.agent.runner
         placement = wait_for(lambda: runner.placement(job_id), 120, f"job {job_id} placed on a node")
         wait_for(lambda: all(job_id in oracle.jobs.followed for oracle in world.oracles), 30, "oracles following")
-        index = ray_cluster.worker_node_ids().index(placement["node_id"])
-        try:
-            ray_cluster.kill_worker(index)
-            # A dying node takes its processes with it; on this machine they stay: end them too.
-            os.kill(placement["entrypoint_pid"], signal.SIGKILL)
-            os.killpg(placement["pid"], signal.SIGKILL)
-            job = world.wait_terminal(job_id, timeout_s=240)
-        finally:
-            ray_cluster.add_worker()
+        ray_cluster.kill_worker(ray_cluster.worker_node_ids().index(placement["node_id"]))
+        # A dying node takes its processes with it; on this machine they stay: end them too.
+        os.kill(placement["entrypoint_pid"], signal.SIGKILL)
+        os.killpg(placement["pid"], signal.SIGKILL)
+        job = world.wait_terminal(job_id, timeout_s=240)
         assert job.state == JobState.FAILED
         event = settled_event(world, job_id)
         assert event.client_refund == job.escrow and event.slashed > 0

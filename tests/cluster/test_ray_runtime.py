@@ -218,15 +218,13 @@ def test_the_paid_time_ends_a_job_on_its_node(provider: Provider) -> None:
     assert record.state == JobStatus.FINISHED and record.stop_reason == "timeout"
 
 
-def test_a_node_that_dies_under_a_job_ends_it_lost(provider: Provider) -> None:
-    cluster = provider.cluster
-    spec = python_spec(REPORT_GPUS, env={"SLEEP": "120"})
-    provider.submit(7, spec, gpus=2)
-    placement = provider.wait_placed(7)
-    node_id = placement["node_id"]
-    index = cluster.worker_node_ids().index(node_id)
+def test_a_node_that_dies_under_a_job_ends_it_lost(tmp_path: Path, doomed_ray_cluster) -> None:
+    provider = Provider(tmp_path, doomed_ray_cluster)
     try:
-        cluster.kill_worker(index)
+        spec = python_spec(REPORT_GPUS, env={"SLEEP": "120"})
+        provider.submit(7, spec, gpus=2)
+        placement = provider.wait_placed(7)
+        doomed_ray_cluster.kill_worker(doomed_ray_cluster.worker_node_ids().index(placement["node_id"]))
         # A node that dies takes its processes with it; on this machine they stay, so end them as
         # a dying node would: the entrypoint that would write the job's ending, and the job.
         os.kill(placement["entrypoint_pid"], signal.SIGKILL)
@@ -235,7 +233,7 @@ def test_a_node_that_dies_under_a_job_ends_it_lost(provider: Provider) -> None:
         assert record.state == JobStatus.LOST
         assert "ended without the job's ending" in (record.detail or ""), record.detail
     finally:
-        cluster.add_worker()
+        provider.close()
 
 
 # The container's program: what it can see and do inside its sandbox.

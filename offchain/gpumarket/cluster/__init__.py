@@ -10,6 +10,7 @@ from gpumarket.cluster.connect import (
     RayMissing,
     cluster_info,
     connect,
+    disconnect,
     node_address,
     require_ray,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "RayMissing",
     "cluster_info",
     "connect",
+    "disconnect",
     "node_address",
     "require_ray",
 ]

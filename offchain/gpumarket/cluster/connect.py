@@ -71,6 +71,18 @@ def connect(address: str, *, node_ip_address: str | None = None) -> None:
         _connected_to = address
 
 
+def disconnect() -> None:
+    """Leave the cluster this process drives, if any (a test moving to another cluster)."""
+    global _connected_to
+    with _lock:
+        if _connected_to is None:
+            return
+        import ray
+
+        ray.shutdown()
+        _connected_to = None
+
+
 @dataclass(frozen=True)
 class ClusterInfo:
     """The cluster's GPUs now: in total and free, and the alive nodes that hold them (each:

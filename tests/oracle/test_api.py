@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from gpumarket.oracle.api import ApiConfig
+from gpumarket.oracle.store import ChallengeRecord
 from gpumarket.signing import eip712
 from gpumarket.signing.eip712 import Outcome
 from gpumarket.testing.committee import oracle_key
@@ -494,3 +495,29 @@ def test_concurrent_requests_all_answered(served, domain):
         thread.join(timeout=60)
     assert not errors and not any(t.is_alive() for t in threads)
     assert node.metrics.requests.value(route="/reports/job/{id}", code="200") == 80
+
+
+def test_challenges_route_serves_what_the_job_loop_recorded(make_node):
+    node = make_node(0, serve=True)
+    assert call(node.url, "GET", f"/challenges/job/{JOB}")[:2] == (200, {"challenges": []})  # none run yet
+    node.store.record_challenge(JOB, ChallengeRecord("heartbeat", 1_700_000_010.5, None, 4.0, "no answer"))
+    node.store.record_challenge(JOB, ChallengeRecord("start", 1_700_000_000.0, 9.25, 4.0, "pass"))
+    node.store.record_challenge(JOB + 1, ChallengeRecord("start", 1_700_000_001.0, 1.0, 4.0, "fail"))
+    status, body, _ = call(node.url, "GET", f"/challenges/job/{JOB}")
+    assert status == 200
+    assert body["challenges"] == [  # this job's only, oldest first
+        {"kind": "start", "at": 1_700_000_000.0, "measured_gops": 9.25, "required_gops": 4.0, "verdict": "pass"},
+        {"kind": "heartbeat", "at": 1_700_000_010.5, "measured_gops": None, "required_gops": 4.0}
+        | {"verdict": "no answer"},
+    ]
+    status, body, _ = call(node.url, "GET", "/challenges/job/seven")
+    assert status == 400 and body["error"] == "invalid_field"
+
+
+def test_the_last_settlement_is_a_metric_once_there_is_one(served):
+    node, report = served
+    samples = parse_metrics(call(node.url, "GET", "/metrics")[1])
+    assert ("gpumarket_oracle_last_settlement_timestamp_seconds", "") not in samples
+    node.store.mark_settled(JOB, "0x" + "ab" * 32)
+    samples = parse_metrics(call(node.url, "GET", "/metrics")[1])
+    assert samples[("gpumarket_oracle_last_settlement_timestamp_seconds", "")] == node.store.last_settled_at() > 0

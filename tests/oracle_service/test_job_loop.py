@@ -84,6 +84,12 @@ def test_honest_job_completes_and_bills_its_metered_seconds(world: Market3) -> N
     bundle = client.fetch_result(job_id)  # checked against the settled result_hash
     assert int(bundle.contents["outputs/out.txt"]) > 0
     assert_quorum_agrees(world, job_id, Outcome.COMPLETED)
+    # Each oracle kept the challenges it ran, as its API serves them (the dashboard's timeline).
+    for oracle in world.oracles:
+        ran = oracle.store.job_challenges(job_id)
+        passed = {c.kind for c in ran if c.verdict == "pass"}
+        assert {"start", "end"} <= passed, ran
+        assert all(c.measured_gops and c.measured_gops >= c.required_gops for c in ran if c.verdict == "pass")
 
 
 def test_provider_turning_lazy_fails_its_job_and_is_slashed(world: Market3) -> None:
@@ -100,6 +106,9 @@ def test_provider_turning_lazy_fails_its_job_and_is_slashed(world: Market3) -> N
     assert event.client_refund == job.escrow and event.provider_payment == 0 and event.gpu_seconds == 0
     assert world.market().stake_of(lazy.address).locked == locked_before
     assert_quorum_agrees(world, job_id, Outcome.FAILED)
+    # The quorum's members kept the failed challenge behind their verdict.
+    failing = [o for o in world.oracles if any(c.verdict == "fail" for c in o.store.job_challenges(job_id))]
+    assert len(failing) >= world.oracles[0].store.current_committee().threshold
 
 
 def test_provider_killed_mid_job_fails_after_its_silence(world: Market3) -> None:

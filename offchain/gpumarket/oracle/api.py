@@ -8,6 +8,9 @@ Routes::
     GET  /reports/job/<job_id>                         our signed report (404 not_decided)
     GET  /reports/hardware/<provider>/<claim_version>/<valid_until>
                                                        likewise for a hardware decision
+    GET  /challenges/job/<job_id>                      the challenges we ran against the job's provider:
+                                                       {"challenges": [{"kind", "at", "measured_gops",
+                                                       "required_gops", "verdict"}]} (none: an empty list)
     POST /signatures/job/<job_id>                      a peer pushes its signature: 202
     POST /signatures/hardware/<provider>/<claim_version>/<valid_until>
 
@@ -85,6 +88,7 @@ logger = logging.getLogger(__name__)
 JOB_ROUTE = "/reports/job/{id}"
 HARDWARE_ROUTE = "/reports/hardware/{provider}/{claim_version}/{valid_until}"
 JOB_PUSH_ROUTE = "/signatures/job/{id}"
+CHALLENGES_ROUTE = "/challenges/job/{id}"
 HARDWARE_PUSH_ROUTE = "/signatures/hardware/{provider}/{claim_version}/{valid_until}"
 
 
@@ -130,6 +134,7 @@ class OracleAPI:
                 Endpoint("GET", "/metrics", self._metrics),
                 Endpoint("GET", JOB_ROUTE, self._get_job),
                 Endpoint("GET", HARDWARE_ROUTE, self._get_hardware),
+                Endpoint("GET", CHALLENGES_ROUTE, self._get_challenges),
                 Endpoint("POST", JOB_PUSH_ROUTE, self._post_job),
                 Endpoint("POST", HARDWARE_PUSH_ROUTE, self._post_hardware),
             ],
@@ -211,6 +216,11 @@ class OracleAPI:
     async def _get_job(self, request: Request) -> Response:
         job_id = _path_uint(request.path_params["id"], 256, "job_id")
         return await in_thread(self._serve_report, "job", job_key(job_id), lambda: self.signer.sign_job(job_id))
+
+    async def _get_challenges(self, request: Request) -> Response:
+        job_id = _path_uint(request.path_params["id"], 256, "job_id")
+        challenges = await in_thread(self.store.job_challenges, job_id)
+        return json_response({"challenges": [challenge.to_json() for challenge in challenges]})
 
     async def _get_hardware(self, request: Request) -> Response:
         key = _path_hardware(request.path_params)
@@ -306,6 +316,16 @@ class OracleAPI:
             "gpumarket_oracle_settled_jobs", "Jobs known settled on chain.", lambda: [({}, store.counts().settled_jobs)]
         )
         self.metrics.gauge("gpumarket_oracle_epoch", "Highest committee epoch recorded.", epoch)
+
+        def last_settlement() -> list[tuple[dict[str, str], float]]:
+            at = store.last_settled_at()
+            return [] if at is None else [({}, at)]
+
+        self.metrics.gauge(
+            "gpumarket_oracle_last_settlement_timestamp_seconds",
+            "When this oracle last saw one of its decided jobs settled on chain (unix seconds).",
+            last_settlement,
+        )
 
 
 def _path_uint(text: str, bits: int, field: str) -> int:

@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -95,8 +96,8 @@ from gpumarket.oracle.images import ImageConfig, ImagePolicy, ImageWatch
 from gpumarket.oracle.peers import PeerClient, gather_job_signatures, push_signature
 from gpumarket.oracle.settlement import SettlementSubmitter, SubmitOutcome, submit_if_due
 from gpumarket.oracle.signer import OracleSigner, SignedReport
-from gpumarket.oracle.store import ConflictingDecision, DecisionStore, WatchedJob
-from gpumarket.oracle.trust import measure_trusted
+from gpumarket.oracle.store import ChallengeRecord, ConflictingDecision, DecisionStore, WatchedJob
+from gpumarket.oracle.trust import Measurement, measure_trusted
 from gpumarket.signing.eip712 import JobReport, Outcome
 
 __all__ = ["ChallengeKind", "JobConfig", "JobMonitor", "JobStep"]
@@ -434,6 +435,7 @@ class JobMonitor:
         now = self.clock()  # a judgement takes a while: time what follows from its end
         if kind is ChallengeKind.HEARTBEAT:
             job.last_heartbeat = now
+        self._record(job.job_id, kind, now, measurement, required)
         if not measurement.answered:
             log.info("job %d: %s challenge: %s", job.job_id, kind, measurement.detail)
             job.contact.missed(now)
@@ -460,6 +462,19 @@ class JobMonitor:
         if bucket is Bucket.FAIL:
             return self._decide_failed(job, f"{kind} challenge failed: {measurement.detail}")
         return None
+
+    def _record(self, job_id: int, kind: ChallengeKind, at: float, measurement: Measurement, required: int) -> None:
+        """Keeps the challenge for this oracle's API (GET /challenges/job/<id>); never read back
+        for a decision, so a failed write costs the record only."""
+        if not measurement.answered:
+            verdict, gops = "no answer", None
+        else:
+            verdict = "untrusted" if measurement.bucket is None else str(measurement.bucket)
+            gops = float(measurement.measured_gops)
+        try:
+            self.store.record_challenge(job_id, ChallengeRecord(str(kind), at, gops, float(required), verdict))
+        except sqlite3.Error as exc:
+            log.warning("job %d: the %s challenge was not recorded: %s", job_id, kind, exc)
 
     def _finish(self, job: _WatchedJob, status: dict[str, Any]) -> JobStep:
         """The agent reports the job finished: end challenge, usage record, COMPLETED."""

@@ -94,12 +94,14 @@ class PeerAnswer:
 
 
 class PeerClient:
-    """One peer oracle's HTTP API, its connections pooled across requests (close() when done)."""
+    """One peer oracle's HTTP API, its connections pooled across requests (close() when done).
+    ``reachable``: whether its last request got an answer (None before the first)."""
 
     def __init__(self, base_url: str, domain: Domain, config: PeerConfig = PeerConfig()) -> None:
         self.base_url = base_url.rstrip("/")
         self.domain = domain
         self.config = config
+        self.reachable: bool | None = None
         self._web = WebClient(
             self.base_url,
             timeouts=Timeouts(config.timeout_s, config.timeout_s),
@@ -170,11 +172,13 @@ class PeerClient:
                 logger.debug("%s %s attempt %d failed: %s", method, exc.url, attempt, last)
             else:  # a 4xx/5xx answer is still an answer
                 if answer.status < 500:
+                    self.reachable = True
                     return PeerAnswer(answer.status, self._parse(answer.body))
                 last = f"HTTP {answer.status}"
             if attempt < self.config.attempts:
                 time.sleep(delay)
                 delay *= 2
+        self.reachable = False
         raise PeerError(self.base_url, "unreachable", f"{method} {path}: {last} after {self.config.attempts} attempts")
 
     @staticmethod

@@ -165,6 +165,12 @@ class OracleService(ServiceLifecycle):
             registries=config.registries,
             image_config=config.images,
         )
+        if not self.metrics.has("gpumarket_oracle_peers_reachable"):
+            self.metrics.gauge(
+                "gpumarket_oracle_peers_reachable",
+                "Peers whose last request from this oracle got an answer.",
+                lambda: [({}, sum(1 for peer in (self.jobs.peers if self.jobs else ()) if peer.reachable))],
+            )
         start_block = config.deployment.block
         self._known_providers.update(
             event.provider

@@ -70,6 +70,7 @@ from gpumarket.storage import StorageError, open_durable, write_transaction
 __all__ = [
     "SCHEMA_VERSION",
     "AddResult",
+    "ChallengeRecord",
     "CommitteeInfo",
     "ConflictingDecision",
     "Cursor",
@@ -95,7 +96,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _BUSY_TIMEOUT_MS = 10_000
 
 ReportKind = Literal["job", "hardware"]
@@ -187,6 +188,20 @@ _MIGRATIONS: tuple[str, ...] = (
         signed_at REAL,
         PRIMARY KEY (provider, claim_version, valid_until)
     ) STRICT;
+    """,
+    """
+    -- each challenge this oracle ran against a job's provider while it followed the job, for
+    -- its API (GET /challenges/job/<id>: the dashboard's job timeline); a record, not evidence:
+    -- decisions never read it
+    CREATE TABLE job_challenges (
+        job_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        at REAL NOT NULL,
+        measured_gops REAL,
+        required_gops REAL NOT NULL,
+        verdict TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX job_challenges_by_job ON job_challenges (job_id, at);
     """,
 )
 
@@ -322,6 +337,29 @@ class Cursor:
     block: int
     block_hash: str | None
     updated_at: float
+
+
+@dataclass(frozen=True)
+class ChallengeRecord:
+    """A challenge this oracle ran against a job's provider: its kind (start, heartbeat, end),
+    when it ended (unix seconds), the throughput measured (None without a valid answer), the
+    throughput the job required, and the verdict ("pass", "slow", "fail", "untrusted": valid
+    work without a verdict this oracle trusts, or "no answer")."""
+
+    kind: str
+    at: float
+    measured_gops: float | None
+    required_gops: float
+    verdict: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "at": self.at,
+            "measured_gops": self.measured_gops,
+            "required_gops": self.required_gops,
+            "verdict": self.verdict,
+        }
 
 
 @dataclass(frozen=True)
@@ -761,6 +799,36 @@ class DecisionStore:
         """The jobs being followed, by ascending id."""
         rows = self._select("SELECT job_id, provider, started_at FROM watched_jobs")
         return sorted((WatchedJob(int(r[0]), r[1], r[2]) for r in rows), key=lambda job: job.job_id)
+
+    # ---------------------------------------------------------------- challenges run
+
+    def record_challenge(self, job_id: int, challenge: ChallengeRecord) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO job_challenges (job_id, kind, at, measured_gops, required_gops, verdict) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    job_key(job_id)[0],
+                    challenge.kind,
+                    challenge.at,
+                    challenge.measured_gops,
+                    challenge.required_gops,
+                    challenge.verdict,
+                ),
+            )
+
+    def job_challenges(self, job_id: int) -> list[ChallengeRecord]:
+        """The challenges this oracle ran against ``job_id``'s provider, oldest first."""
+        rows = self._select(
+            "SELECT kind, at, measured_gops, required_gops, verdict FROM job_challenges WHERE job_id = ? ORDER BY at",
+            job_key(job_id),
+        )
+        return [ChallengeRecord(*row) for row in rows]
+
+    def last_settled_at(self) -> float | None:
+        """When this oracle last saw one of its decided jobs settled (unix seconds), or None."""
+        row = self._select_one("SELECT max(settled_at) FROM settlements WHERE settled = 1")
+        return None if row is None or row[0] is None else float(row[0])
 
     # ---------------------------------------------------------------- cursors
 

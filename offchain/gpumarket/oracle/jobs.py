@@ -61,8 +61,10 @@ The outcome, canonical so that honest oracles sign byte-identical reports:
   when this oracle is not a member of the current committee, or the job's GPU class is not
   in its class table (it cannot size a challenge).
 
-A decision is final: after a crash the job is challenged again (challenge history is in
-memory), but a different outcome is refused by the store and the first one stands.
+A decision is final: after a crash the job is challenged again (the history judgements read
+is in memory), but a different outcome is refused by the store and the first one stands. Each
+challenge is also recorded in the store for the API (``GET /challenges/job/<id>``); nothing
+here reads those records back.
 
 One loop thread runs :meth:`tick`, which steps the jobs in parallel (each job in one worker
 at a time); :meth:`handle` may run on the follower's thread.

@@ -17,10 +17,11 @@ RUN := env PATH="$(abspath $(BIN)):$(ANVIL_BIN):$$PATH" CONTAINERS_CONF="$(CURDI
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv lock artifacts anvil containers test test-scripts test-ray lint test-soak test-torch test-packaging fuzz compile demo devnet soak walkthrough bench-gas clean distclean
+.PHONY: help venv lock artifacts anvil containers browser test test-flows test-scripts test-ray lint test-soak test-torch test-packaging fuzz compile demo devnet soak walkthrough bench-gas clean distclean
 
 help:
-	@echo "make test       run the test suite but the scripts, the small fault soak and the packaging test (bootstraps $(VENV) first)"
+	@echo "make test       run the test suite but the flows, the scripts, the cluster, the small fault soak and the packaging test (bootstraps $(VENV) first)"
+	@echo "make test-flows the market's flows end to end: demo, devnet, oracles and providers as services on a chain (about 10 minutes)"
 	@echo "make test-scripts run the ape scripts' tests (tests/scripts: about 6 minutes)"
 	@echo "make lint       ruff (lint, format) and mypy"
 	@echo "make test-soak  run the small fault soak (tests marked soak: about 1.5 minutes)"
@@ -39,6 +40,7 @@ help:
 	@echo "make lock       re-resolve $(LOCK) from pyproject.toml (UPGRADE=1: newest versions within the ranges)"
 	@echo "make anvil      install anvil (local node) from the npm registry into ./node_modules, if npm exists"
 	@echo "make containers install podman, runc, catatonit, mmdebstrap and docker-registry (Debian, as root), if missing"
+	@echo "make browser    install chromium and chromedriver (Debian, as root), if missing: the dashboard's browser tests"
 	@echo "make clean      remove build outputs and caches (keeps $(VENV)); distclean removes it too"
 
 venv: $(STAMP)
@@ -118,11 +120,32 @@ containers:
 		|| { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(CONTAINER_PACKAGES) >/dev/null; }; \
 	else echo "containers:$$missing missing and not installable here (needs root and apt-get); container tests will skip"; fi
 
-# The small fault soak (marker `soak`, minutes of a saturated machine) and the packaging test
-# (marker `packaging`, a venv installed from scratch) have their own targets, so `make test` stays
-# within 15 minutes on 2 cores; .ci/run calls them all.
-test: venv $(BUILD_STAMP) anvil containers
-	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(APE) test tests -q -m "not soak and not packaging and not ray" --ignore=tests/scripts
+# The dashboard's browser tests (tests/dashboard) drive a real headless Chromium through its
+# chromedriver, both Debian's packages, never a browser downloaded at run time. Without root or
+# apt-get this prints why and goes on: the browser tests then skip, saying so.
+BROWSER_PACKAGES := chromium chromium-driver
+
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "browser: installing $(BROWSER_PACKAGES) from Debian's packages"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES) >/dev/null \
+		|| { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES) >/dev/null; }; \
+	else echo "browser: chromium or chromedriver missing and not installable here (needs root and apt-get); browser tests will skip"; fi
+
+# The small fault soak (marker `soak`, minutes of a saturated machine), the packaging test
+# (marker `packaging`, a venv installed from scratch) and the market's flows end to end (FLOW_SUITES:
+# whole markets of oracles, providers and clients as real services on a real chain, the demo and
+# devnet among them) have their own targets, so `make test` stays within 15 minutes on 2 cores;
+# .ci/run calls them all.
+FLOW_SUITES := tests/demo tests/oracle_service tests/oracle_chain tests/provider_chain
+TEST_MARKERS := -m "not soak and not packaging and not ray"
+
+test: venv $(BUILD_STAMP) anvil containers browser
+	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(APE) test tests -q $(TEST_MARKERS) --ignore=tests/scripts $(FLOW_SUITES:%=--ignore=%)
+
+test-flows: venv $(BUILD_STAMP) anvil containers
+	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(APE) test $(FLOW_SUITES) -q $(TEST_MARKERS)
 
 # The ape scripts' tests (tests/scripts: each runs `ape run <script>` as a developer does, half a
 # minute apiece) have their own target, for the same reason.

@@ -31,8 +31,8 @@ LAYERS: dict[int, tuple[str, ...]] = {
     2: ("gpumarket.config", "gpumarket.chain"),
     # The provider agent's API as both sides share it: spec, result bundle, signed requests, its client.
     3: ("gpumarket.agentapi",),
-    # The three roles, independent of each other.
-    4: ("gpumarket.provider", "gpumarket.client", "gpumarket.oracle"),
+    # The three roles and the read-only dashboard, independent of each other.
+    4: ("gpumarket.provider", "gpumarket.client", "gpumarket.oracle", "gpumarket.dashboard"),
     # What the command line does, as functions: every role's actions.
     5: ("gpumarket.actions",),
     # Entry points: command lines, demo, soak, the oracle's whole-market benchmark (and every

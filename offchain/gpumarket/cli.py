@@ -14,6 +14,7 @@ import click
 from gpumarket import __version__
 from gpumarket.actions.cli import market
 from gpumarket.client.cli import client
+from gpumarket.dashboard.cli import dashboard
 from gpumarket.demo.cli import demo, demo_client, devnet
 from gpumarket.measure.cli import bench
 from gpumarket.oracle.cli import oracle
@@ -66,6 +67,7 @@ main.add_command(oracle)
 main.add_command(provider)
 main.add_command(client)
 main.add_command(market)
+main.add_command(dashboard)
 main.add_command(demo)
 main.add_command(devnet)
 main.add_command(demo_client)

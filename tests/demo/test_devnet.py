@@ -32,7 +32,12 @@ def test_devnet_story_as_processes_on_anvil(tmp_path, anvil_binary, deploy_param
     check_story_json(summary, StoryParams(), deploy_params)
     # Each service ran as its own process, logging to its own file; no oracle key in any of them.
     logs = {path.stem: path.read_text() for path in tmp_path.glob("*.log")}
-    assert {"oracle-0", "oracle-1", "oracle-2", "honest-1", "honest-2", "lazy", "client", "anvil"} <= set(logs)
+    assert {"oracle-0", "oracle-1", "oracle-2", "honest-1", "honest-2", "lazy", "client", "anvil", "dashboard"} <= set(
+        logs
+    )
+    # The dashboard served the market while the story ran, and said where.
+    url = json.loads((tmp_path / "dashboard.ready.json").read_text())["url"]
+    assert f"dashboard: {url}" in completed.stderr and "Traceback" not in logs["dashboard"]
     assert "cheating: 3 honest challenge(s)" in logs["lazy"] and "cheating" not in logs["honest-1"]
     secrets = [oracle_key(i).hex() for i in range(3)]
     assert not [name for name, text in logs.items() if any(secret in text.lower() for secret in secrets)]

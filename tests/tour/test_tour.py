@@ -45,9 +45,9 @@ def test_the_tour_runs_as_written(tmp_path: Path) -> None:
         reason = f"anvil not installed: `make anvil` installs it with npm ({ANVIL_NPM_PACKAGE}); npm is missing here"
         print(reason)
         pytest.skip(reason)
-    chain, provider, oracle = free_ports(3)
+    chain, provider, dashboard, oracle = free_ports(4)
     # The oracles take three consecutive ports from ORACLE_PORT: find a free run of three.
-    while any(p in (chain, provider) for p in range(oracle, oracle + 3)) or not all(
+    while any(p in (chain, provider, dashboard) for p in range(oracle, oracle + 3)) or not all(
         _is_free(p) for p in range(oracle, oracle + 3)
     ):
         oracle = free_ports(1)[0]
@@ -56,6 +56,7 @@ def test_the_tour_runs_as_written(tmp_path: Path) -> None:
         "CHAIN_PORT": str(chain),
         "PROVIDER_PORT": str(provider),
         "ORACLE_PORT": str(oracle),
+        "DASHBOARD_PORT": str(dashboard),
         # Relative, as the tour's default ("tour") is: the tour makes it absolute itself.
         "TOUR": os.path.relpath(tmp_path, REPO),
         "GPUMARKET_CONFIG": "",
@@ -86,6 +87,7 @@ def test_the_tour_runs_as_written(tmp_path: Path) -> None:
     job_id = json.loads((tmp_path / "submitted.json").read_text())["job_id"]
     assert f"job {job_id}: chain COMPLETED" in output
     assert re.search(rf"job {job_id}: result 0x[0-9a-f]{{64}} verified", output), output[-2000:]
+    assert f"/jobs/{job_id} shows job {job_id} COMPLETED" in output
 
 
 def _is_free(port: int) -> bool:

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +38,15 @@ from gpumarket.chain.anvil import AnvilError, AnvilNode
 from gpumarket.chain.connection import connect
 from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.demo.client import ClientJobReport, ClientPlan
-from gpumarket.demo.launcher import PROCESS_RUNTIME, Launcher, LaunchError, OracleSetup, ProviderSetup, ServiceTiming
+from gpumarket.demo.launcher import (
+    PROCESS_RUNTIME,
+    Launcher,
+    LaunchError,
+    OracleSetup,
+    ProviderSetup,
+    ServiceTiming,
+    free_ports,
+)
 from gpumarket.provider.runtime import RuntimeSettings
 
 __all__ = ["ProcessLauncher"]
@@ -164,6 +172,19 @@ class ProcessLauncher(Launcher):
         for peer in setup.peers:
             arguments += ["--peer", peer]
         self._spawn(setup.name, arguments, ready)
+
+    def start_dashboard(self, deployment: MarketDeployment, oracles: Sequence[str]) -> str:
+        """`gpumarket dashboard` on the chain, in its own process like every service."""
+        ready = self.workdir / "dashboard.ready.json"
+        arguments = [
+            "dashboard", "--rpc", self.url, "--deployment", str(self._deployment_file(deployment)),
+            "--port", str(free_ports(1)[0]), "--confirmations", "0",
+            "--poll-interval", str(self.timing.poll_interval_s), "--ready-file", str(ready),
+        ]  # fmt: skip
+        for url in oracles:
+            arguments += ["--oracle", url]
+        self._spawn("dashboard", arguments, ready)
+        return str(json.loads(ready.read_text())["url"])
 
     def _service(self, name: str) -> _Service:
         for service in self._services:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +124,11 @@ class Launcher(ABC):
     @abstractmethod
     def start_oracle(self, setup: OracleSetup, deployment: MarketDeployment) -> None:
         """Start an oracle's service on setup.port; returns once it serves."""
+
+    def start_dashboard(self, deployment: MarketDeployment, oracles: Sequence[str]) -> str | None:
+        """Start the market's dashboard (gpumarket.dashboard), polling ``oracles``; its URL, or
+        None where this launcher has none."""
+        return None
 
     @abstractmethod
     def stopped_services(self) -> list[str]:

@@ -176,6 +176,9 @@ def _play(launcher: Launcher, params: StoryParams, progress: Progress) -> DemoRe
             oracle.root.mkdir(parents=True, exist_ok=True)
             launcher.start_oracle(oracle, deployment)
             tell(f"{oracle.name}: oracle service up at {oracle.url}")
+        dashboard = launcher.start_dashboard(deployment, urls)
+        if dashboard is not None:
+            tell(f"dashboard: {dashboard} (the market in a browser, live while the story runs)")
         # One provider at a time: the committee's challenges at registration then measure one
         # machine that is not also answering the others' (every challenge shares these cores).
         for role, port in zip(params.providers, ports[COMMITTEE:], strict=True):

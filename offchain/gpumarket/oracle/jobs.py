@@ -240,6 +240,7 @@ class JobMonitor:
         self.images = ImagePolicy(registries or {}, image_config)  # registry host -> base URL
         self._jobs: dict[int, _WatchedJob] = {}
         self.max_parallel = 8
+        self._chain_lead = 0.0  # how far the chain's timestamps were seen ahead of self.clock (_chain_now)
         self._ended: set[int] = set()
         self._lock = threading.Lock()
 
@@ -478,6 +479,18 @@ class JobMonitor:
         except sqlite3.Error as exc:
             log.warning("job %d: the %s challenge was not recorded: %s", job_id, kind, exc)
 
+    def _chain_now(self) -> float:
+        """The chain's time now, for what an honest usage record may claim: its latest block's
+        timestamp, or this oracle's clock plus the most the chain's timestamps were seen ahead
+        of it, whichever is later. A local chain that mines more than a block a second (the
+        embedded one, anvil) runs ahead of the wall clock, and between blocks its latest
+        timestamp stands still: an honest job's metered wall time would then exceed the elapsed
+        chain time. On a public chain timestamps are never far ahead, and the lead stays ~0."""
+        latest = self.market.block_timestamp()
+        now = self.clock()
+        self._chain_lead = max(self._chain_lead, latest - now)
+        return max(latest, now + self._chain_lead)
+
     def _finish(self, job: _WatchedJob, status: dict[str, Any]) -> JobStep:
         """The agent reports the job finished: end challenge, usage record, COMPLETED."""
         if not job.passed(ChallengeKind.START):
@@ -509,7 +522,7 @@ class JobMonitor:
         metered = usage.summary.wall_ns // 1_000_000_000
         # Read now, after the challenges: the job ended before this moment, so however late this
         # oracle looks, an honest record never claims more than the time since the on-chain start.
-        elapsed = int(max(self.clock(), self.market.block_timestamp())) - job.started_at
+        elapsed = int(self._chain_now()) - job.started_at
         if metered > elapsed + self.config.clock_slack_s:
             return self._decide_failed(job, f"usage claims {metered} s, only {elapsed} s passed since the start")
         # The job's own start and end, both bracketed by passing challenges.

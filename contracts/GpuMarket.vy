@@ -76,6 +76,12 @@ exports: escrow.__interface__
 exports: verification.__interface__
 
 
+# @dev Emitted once, when the companion contracts are wired in.
+event CompanionsSet:
+    batch_settler: address
+    oracle_bonds: address
+
+
 @deploy
 def __init__(
     stake_token: address,
@@ -103,3 +109,21 @@ def __init__(
     staking.__init__()
     escrow.__init__()
     verification.__init__()
+
+
+@external
+def set_companions(batch_settler: address, oracle_bonds: address):
+    """
+    @notice Wires the market to its companion contracts, once: the batch
+            settler (settles reports under one quorum-signed Merkle root) and
+            the oracle bonds (committee members' bonds and equivocation
+            slashing; from then on a new committee needs bonded members).
+    @param batch_settler A BatchSettler deployed for this market.
+    @param oracle_bonds An OracleBonds deployed for this market.
+    """
+    ownable._check_owner()
+    # Zero is refused as well: "set once" must not be undone by a second call.
+    assert escrow.batch_settler == empty(address) and batch_settler != empty(address) and oracle_bonds != empty(address), "GpuMarket: companions already set or zero"
+    escrow.batch_settler = batch_settler
+    committee.oracle_bonds = oracle_bonds
+    log CompanionsSet(batch_settler=batch_settler, oracle_bonds=oracle_bonds)

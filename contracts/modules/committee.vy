@@ -17,6 +17,7 @@
 
 from snekmate.auth import ownable
 from modules import eip712_domain
+from interfaces import IOracleBonds
 
 uses: ownable
 
@@ -71,6 +72,10 @@ threshold: public(uint256)
 _members: DynArray[address, MAX_MEMBERS]
 # @dev epoch => account => member of that epoch's committee.
 _membership: HashMap[uint256, HashMap[address, bool]]
+# @dev The contract that holds the members' bonds (set once, by the
+# deployable); while unset, as for the constructor's committee, a committee
+# needs no bonds.
+oracle_bonds: public(address)
 
 
 # @dev Emitted when governance installs a committee (a new epoch).
@@ -120,6 +125,17 @@ def is_member(account: address) -> bool:
 
 @external
 @view
+def was_member(committee_epoch: uint256, account: address) -> bool:
+    """
+    @notice Whether `account` was a member of `committee_epoch`'s committee:
+            the companion contracts check batch signatures and equivocation
+            evidence of any epoch against it.
+    """
+    return self._membership[committee_epoch][account]
+
+
+@external
+@view
 def job_report_digest(report: JobReport) -> bytes32:
     """
     @notice The EIP-712 digest the committee signs for `report`.
@@ -152,9 +168,12 @@ def _set_committee(new_members: DynArray[address, MAX_MEMBERS], new_threshold: u
     assert new_threshold != 0 and new_threshold <= count, "committee: bad threshold"
     assert new_threshold * 2 > count, "committee: no majority threshold"
     new_epoch: uint256 = self.epoch + 1
+    bonds: address = self.oracle_bonds
     for member: address in new_members:
         assert member != empty(address), "committee: zero address member"
         assert not self._membership[new_epoch][member], "committee: duplicate member"
+        if bonds != empty(address):
+            assert staticcall IOracleBonds(bonds).eligible(member), "committee: member not bonded or flagged"
         self._membership[new_epoch][member] = True
     self.epoch = new_epoch
     self.threshold = new_threshold
@@ -205,18 +224,26 @@ def _recover(digest: bytes32, signature: Bytes[65]) -> address:
 @internal
 @view
 def _job_report_digest(report: JobReport) -> bytes32:
-    return eip712_domain._hash_typed_data(
-        keccak256(
-            abi_encode(
-                JOB_REPORT_TYPEHASH,
-                report.job_id,
-                report.provider,
-                report.outcome,
-                report.gpu_seconds,
-                report.result_hash,
-                report.evidence_hash,
-                report.epoch,
-            )
+    return eip712_domain._hash_typed_data(self._job_report_hash(report))
+
+
+@internal
+@pure
+def _job_report_hash(report: JobReport) -> bytes32:
+    """
+    @dev The report's EIP-712 struct hash: what the committee signs alone,
+         and a leaf of a batch's Merkle tree.
+    """
+    return keccak256(
+        abi_encode(
+            JOB_REPORT_TYPEHASH,
+            report.job_id,
+            report.provider,
+            report.outcome,
+            report.gpu_seconds,
+            report.result_hash,
+            report.evidence_hash,
+            report.epoch,
         )
     )
 
@@ -224,17 +251,24 @@ def _job_report_digest(report: JobReport) -> bytes32:
 @internal
 @view
 def _hardware_report_digest(report: HardwareReport) -> bytes32:
-    return eip712_domain._hash_typed_data(
-        keccak256(
-            abi_encode(
-                HARDWARE_REPORT_TYPEHASH,
-                report.provider,
-                report.gpu_class,
-                report.gpu_count,
-                report.claim_version,
-                report.measured_throughput,
-                report.valid_until,
-                report.epoch,
-            )
+    return eip712_domain._hash_typed_data(self._hardware_report_hash(report))
+
+
+@internal
+@pure
+def _hardware_report_hash(report: HardwareReport) -> bytes32:
+    """
+    @dev The report's EIP-712 struct hash.
+    """
+    return keccak256(
+        abi_encode(
+            HARDWARE_REPORT_TYPEHASH,
+            report.provider,
+            report.gpu_class,
+            report.gpu_count,
+            report.claim_version,
+            report.measured_throughput,
+            report.valid_until,
+            report.epoch,
         )
     )

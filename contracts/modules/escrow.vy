@@ -85,6 +85,9 @@ struct JobView:
 job_count: public(uint256)
 # @dev job id => packed job.
 _jobs: HashMap[uint256, Job]
+# @dev The companion contract that settles batches of reports under one
+# quorum-signed Merkle root (set once, by the deployable; unset, no batches).
+batch_settler: public(address)
 
 
 # @dev Emitted when a client escrows a job.
@@ -257,46 +260,28 @@ def settle(report: committee.JobReport, signatures: DynArray[Bytes[65], committe
     """
     job: JobView = self._load(report.job_id)
     assert job.state == RUNNING, "escrow: job not running"
-    assert report.provider == job.provider, "escrow: wrong provider"
-    assert report.outcome == committee.OUTCOME_COMPLETED or report.outcome == committee.OUTCOME_FAILED, "escrow: unknown outcome"
+    self._check_report(report, job)
     committee._verify_quorum(committee._job_report_digest(report), signatures, report.epoch)
+    self._apply_report(report, job)
 
-    provider_payment: uint256 = 0
-    protocol_fee: uint256 = 0
-    client_refund: uint256 = job.escrow
-    slashed: uint256 = 0
-    billed_seconds: uint256 = 0
-    if report.outcome == committee.OUTCOME_COMPLETED:
-        billed_seconds = min(report.gpu_seconds, convert(job.gpu_count, uint256) * job.max_duration)
-        payment: uint256 = job.price_per_gpu_second * billed_seconds
-        protocol_fee = staking._bps_round_up(payment, governance.protocol_fee_bps)
-        provider_payment = payment - protocol_fee
-        # price <= max price and billed seconds <= the cap, so payment <= escrow.
-        client_refund = job.escrow - payment
-        self._jobs[report.job_id].terms = self._with_state(self._jobs[report.job_id].terms, COMPLETED)
-        staking._release_collateral(job.provider, job.collateral, 0, empty(address))
-        ledger._credit(ledger.PAYMENT_TOKEN, job.provider, provider_payment)
-        ledger._credit(ledger.PAYMENT_TOKEN, governance.treasury, protocol_fee)
-    else:
-        # collateral >= 1 and slash_bps >= 1, so a slash never rounds to zero.
-        slashed = staking._bps_round_up(job.collateral, governance.slash_bps)
-        self._jobs[report.job_id].terms = self._with_state(self._jobs[report.job_id].terms, FAILED)
-        staking._release_collateral(job.provider, job.collateral, slashed, job.client)
-        registry._record_failure(job.provider)
-    registry._release_gpus(job.provider, job.gpu_count)
-    ledger._credit(ledger.PAYMENT_TOKEN, job.client, client_refund)
-    log JobSettled(
-        job_id=report.job_id,
-        provider=job.provider,
-        outcome=report.outcome,
-        gpu_seconds=billed_seconds,
-        provider_payment=provider_payment,
-        protocol_fee=protocol_fee,
-        client_refund=client_refund,
-        slashed=slashed,
-        result_hash=report.result_hash,
-        evidence_hash=report.evidence_hash,
-    )
+
+@external
+def settle_verified(report: committee.JobReport) -> bool:
+    """
+    @notice Settles a report whose quorum the batch settler has checked (a
+            committee-signed Merkle root over it), as `settle` would. A job
+            no longer running (settled alone or in another batch, expired)
+            is left alone, so a batch never fails on a race.
+    @param report A report of the current epoch, proven in the root.
+    @return bool Whether this call settled the job.
+    """
+    assert msg.sender == self.batch_settler, "escrow: caller is not the batch settler"
+    job: JobView = self._load(report.job_id)
+    if job.state != RUNNING:
+        return False
+    self._check_report(report, job)
+    self._apply_report(report, job)
+    return True
 
 
 @external
@@ -349,32 +334,85 @@ def get_job(job_id: uint256) -> JobView:
     @notice A job, unpacked, with its escrow and collateral. State zero means
             no such job.
     """
-    return self._load(job_id)
+    job: JobView = self._load(job_id)
+    job.spec_hash = self._jobs[job_id].spec_hash
+    return job
+
+
+@internal
+@pure
+def _check_report(report: committee.JobReport, job: JobView):
+    assert report.provider == job.provider, "escrow: wrong provider"
+    assert report.outcome == committee.OUTCOME_COMPLETED or report.outcome == committee.OUTCOME_FAILED, "escrow: unknown outcome"
+
+
+@internal
+def _apply_report(report: committee.JobReport, job: JobView):
+    """
+    @dev Settles the RUNNING `job` as the checked, quorum-signed `report` says.
+    """
+    provider_payment: uint256 = 0
+    protocol_fee: uint256 = 0
+    client_refund: uint256 = job.escrow
+    slashed: uint256 = 0
+    billed_seconds: uint256 = 0
+    if report.outcome == committee.OUTCOME_COMPLETED:
+        billed_seconds = min(report.gpu_seconds, convert(job.gpu_count, uint256) * job.max_duration)
+        payment: uint256 = job.price_per_gpu_second * billed_seconds
+        protocol_fee = staking._bps_round_up(payment, governance.protocol_fee_bps)
+        provider_payment = payment - protocol_fee
+        # price <= max price and billed seconds <= the cap, so payment <= escrow.
+        client_refund = job.escrow - payment
+        self._jobs[report.job_id].terms = self._with_state(self._jobs[report.job_id].terms, COMPLETED)
+        staking._release_collateral(job.provider, job.collateral, 0, empty(address))
+        ledger._credit(ledger.PAYMENT_TOKEN, job.provider, provider_payment)
+        ledger._credit(ledger.PAYMENT_TOKEN, governance.treasury, protocol_fee)
+    else:
+        # collateral >= 1 and slash_bps >= 1, so a slash never rounds to zero.
+        slashed = staking._bps_round_up(job.collateral, governance.slash_bps)
+        self._jobs[report.job_id].terms = self._with_state(self._jobs[report.job_id].terms, FAILED)
+        staking._release_collateral(job.provider, job.collateral, slashed, job.client)
+        registry._record_failure(job.provider)
+    registry._release_gpus(job.provider, job.gpu_count)
+    ledger._credit(ledger.PAYMENT_TOKEN, job.client, client_refund)
+    log JobSettled(
+        job_id=report.job_id,
+        provider=job.provider,
+        outcome=report.outcome,
+        gpu_seconds=billed_seconds,
+        provider_payment=provider_payment,
+        protocol_fee=protocol_fee,
+        client_refund=client_refund,
+        slashed=slashed,
+        result_hash=report.result_hash,
+        evidence_hash=report.evidence_hash,
+    )
 
 
 @internal
 @view
 def _load(job_id: uint256) -> JobView:
-    job: Job = self._jobs[job_id]
-    terms: uint256 = job.terms
-    provider_and_collateral: uint256 = job.provider_and_collateral
+    terms: uint256 = self._jobs[job_id].terms
+    provider_and_collateral: uint256 = self._jobs[job_id].provider_and_collateral
+    client_and_price: uint256 = self._jobs[job_id].client_and_price
     gpu_count: uint16 = convert((terms >> 112) & MASK_16, uint16)
     max_price: uint256 = terms & MASK_96
     max_duration: uint256 = (terms >> 128) & MASK_32
     return JobView(
-        client=self._to_address(job.client_and_price),
+        client=self._to_address(client_and_price),
         provider=self._to_address(provider_and_collateral),
         state=convert((terms >> STATE_SHIFT) & MASK_8, uint8),
         gpu_class=convert((terms >> 96) & MASK_16, uint16),
         gpu_count=gpu_count,
         max_price_per_gpu_second=max_price,
-        price_per_gpu_second=job.client_and_price >> 160,
+        price_per_gpu_second=client_and_price >> 160,
         max_duration=max_duration,
         accept_deadline=(terms >> 160) & MASK_48,
         started_at=terms >> STARTED_AT_SHIFT,
         collateral=provider_and_collateral >> 160,
         escrow=max_price * convert(gpu_count, uint256) * max_duration,
-        spec_hash=job.spec_hash,
+        # Read by get_job alone: every other caller saves a cold read.
+        spec_hash=empty(bytes32),
     )
 
 

@@ -124,8 +124,7 @@ def set_min_stake(new_value: uint256):
     @notice Sets the free stake a provider must keep besides job collateral.
     @param new_value In stake-token base units, 1 .. 2**128 - 1.
     """
-    self._check_owner_and_bounds(new_value, 1, MAX_AMOUNT)
-    log ParameterChanged(name="min_stake", old_value=self.min_stake, new_value=new_value)
+    self._check_and_log_change("min_stake", self.min_stake, new_value, 1, MAX_AMOUNT)
     self.min_stake = new_value
 
 
@@ -135,8 +134,7 @@ def set_unbonding_period(new_value: uint256):
     @notice Sets the unbonding period.
     @param new_value Seconds, 1 hour .. 90 days.
     """
-    self._check_owner_and_bounds(new_value, MIN_UNBONDING_PERIOD, MAX_UNBONDING_PERIOD)
-    log ParameterChanged(name="unbonding_period", old_value=self.unbonding_period, new_value=new_value)
+    self._check_and_log_change("unbonding_period", self.unbonding_period, new_value, MIN_UNBONDING_PERIOD, MAX_UNBONDING_PERIOD)
     self.unbonding_period = new_value
 
 
@@ -147,8 +145,7 @@ def set_collateral_bps(new_value: uint256):
             they were accepted with.
     @param new_value Basis points of the job's value, 500 .. 10,000.
     """
-    self._check_owner_and_bounds(new_value, MIN_COLLATERAL_BPS, BPS)
-    log ParameterChanged(name="collateral_bps", old_value=self.collateral_bps, new_value=new_value)
+    self._check_and_log_change("collateral_bps", self.collateral_bps, new_value, MIN_COLLATERAL_BPS, BPS)
     self.collateral_bps = new_value
 
 
@@ -161,8 +158,7 @@ def set_collateral_rate(new_value: uint256):
             collateral they locked.
     @param new_value 1 .. 1e36.
     """
-    self._check_owner_and_bounds(new_value, 1, MAX_COLLATERAL_RATE)
-    log ParameterChanged(name="collateral_rate", old_value=self.collateral_rate, new_value=new_value)
+    self._check_and_log_change("collateral_rate", self.collateral_rate, new_value, 1, MAX_COLLATERAL_RATE)
     self.collateral_rate = new_value
 
 
@@ -172,8 +168,7 @@ def set_slash_bps(new_value: uint256):
     @notice Sets the share of a failed job's collateral that is slashed.
     @param new_value Basis points, 1 .. 10,000.
     """
-    self._check_owner_and_bounds(new_value, 1, BPS)
-    log ParameterChanged(name="slash_bps", old_value=self.slash_bps, new_value=new_value)
+    self._check_and_log_change("slash_bps", self.slash_bps, new_value, 1, BPS)
     self.slash_bps = new_value
 
 
@@ -183,8 +178,7 @@ def set_client_share_bps(new_value: uint256):
     @notice Sets the share of a slash paid to the harmed client.
     @param new_value Basis points, 0 .. 10,000.
     """
-    self._check_owner_and_bounds(new_value, 0, BPS)
-    log ParameterChanged(name="client_share_bps", old_value=self.client_share_bps, new_value=new_value)
+    self._check_and_log_change("client_share_bps", self.client_share_bps, new_value, 0, BPS)
     self.client_share_bps = new_value
 
 
@@ -194,8 +188,7 @@ def set_protocol_fee_bps(new_value: uint256):
     @notice Sets the protocol fee taken from each provider payment.
     @param new_value Basis points, 0 .. 1,000.
     """
-    self._check_owner_and_bounds(new_value, 0, MAX_PROTOCOL_FEE_BPS)
-    log ParameterChanged(name="protocol_fee_bps", old_value=self.protocol_fee_bps, new_value=new_value)
+    self._check_and_log_change("protocol_fee_bps", self.protocol_fee_bps, new_value, 0, MAX_PROTOCOL_FEE_BPS)
     self.protocol_fee_bps = new_value
 
 
@@ -205,8 +198,7 @@ def set_spoof_slash_bps(new_value: uint256):
     @notice Sets the share of a provider's stake slashed for spoofed hardware.
     @param new_value Basis points of the whole stake, 0 .. 5,000.
     """
-    self._check_owner_and_bounds(new_value, 0, MAX_SPOOF_SLASH_BPS)
-    log ParameterChanged(name="spoof_slash_bps", old_value=self.spoof_slash_bps, new_value=new_value)
+    self._check_and_log_change("spoof_slash_bps", self.spoof_slash_bps, new_value, 0, MAX_SPOOF_SLASH_BPS)
     self.spoof_slash_bps = new_value
 
 
@@ -216,8 +208,7 @@ def set_settle_grace(new_value: uint256):
     @notice Sets the committee's time to report after a job's maximum duration.
     @param new_value Seconds, 5 minutes .. 7 days.
     """
-    self._check_owner_and_bounds(new_value, MIN_SETTLE_GRACE, MAX_SETTLE_GRACE)
-    log ParameterChanged(name="settle_grace", old_value=self.settle_grace, new_value=new_value)
+    self._check_and_log_change("settle_grace", self.settle_grace, new_value, MIN_SETTLE_GRACE, MAX_SETTLE_GRACE)
     self.settle_grace = new_value
 
 
@@ -227,8 +218,7 @@ def set_hardware_validity(new_value: uint256):
     @notice Sets how long a passing hardware report verifies a provider.
     @param new_value Seconds, 1 hour .. 30 days.
     """
-    self._check_owner_and_bounds(new_value, MIN_HARDWARE_VALIDITY, MAX_HARDWARE_VALIDITY)
-    log ParameterChanged(name="hardware_validity", old_value=self.hardware_validity, new_value=new_value)
+    self._check_and_log_change("hardware_validity", self.hardware_validity, new_value, MIN_HARDWARE_VALIDITY, MAX_HARDWARE_VALIDITY)
     self.hardware_validity = new_value
 
 
@@ -238,8 +228,7 @@ def set_jail_after_failures(new_value: uint256):
     @notice Sets how many consecutive failed jobs jail a provider.
     @param new_value 1 .. 10.
     """
-    self._check_owner_and_bounds(new_value, 1, MAX_JAIL_AFTER_FAILURES)
-    log ParameterChanged(name="jail_after_failures", old_value=self.jail_after_failures, new_value=new_value)
+    self._check_and_log_change("jail_after_failures", self.jail_after_failures, new_value, 1, MAX_JAIL_AFTER_FAILURES)
     self.jail_after_failures = new_value
 
 
@@ -292,12 +281,14 @@ def unpause():
 
 
 @internal
-def _check_owner_and_bounds(new_value: uint256, lower: uint256, upper: uint256):
+def _check_and_log_change(name: String[32], old_value: uint256, new_value: uint256, lower: uint256, upper: uint256):
     """
-    @dev Shared guard of every numeric setter.
+    @dev Shared guard and log of every numeric setter (one copy of the
+         event's encoding, not one per setter: the market is near EIP-170).
     """
     ownable._check_owner()
     assert new_value >= lower and new_value <= upper, "governance: value out of bounds"
+    log ParameterChanged(name=name, old_value=old_value, new_value=new_value)
 
 
 @internal

@@ -128,12 +128,13 @@ def update_provider(gpu_class: uint16, gpu_count: uint16, price_per_gpu_second: 
     @param price_per_gpu_second Payment-token base units, 1 .. 2**96 - 1.
     @param endpoint The agent's URL, 1 .. 128 characters.
     """
-    record: Provider = self.providers[msg.sender]
-    assert record.gpu_count != 0, "registry: not registered"
+    # Field by field, not the whole record: its endpoint alone is five slots.
+    old_count: uint16 = self.providers[msg.sender].gpu_count
+    assert old_count != 0, "registry: not registered"
     self._check_claim(gpu_class, gpu_count, price_per_gpu_second, endpoint)
     assert convert(gpu_count, uint256) >= self._gpus_in_use(msg.sender), "registry: fewer gpus than in use"
-    claim_version: uint64 = record.claim_version
-    if record.gpu_class != gpu_class or record.gpu_count != gpu_count:
+    claim_version: uint64 = self.providers[msg.sender].claim_version
+    if self.providers[msg.sender].gpu_class != gpu_class or old_count != gpu_count:
         claim_version += 1
         self.providers[msg.sender].claim_version = claim_version
         self.providers[msg.sender].verified_until = 0

@@ -121,7 +121,8 @@ def test_parameter_bounds_are_the_setters_bounds() -> None:
     source = (MODULES / "governance.vy").read_text()
     setters = dict(
         re.findall(
-            r"def set_(\w+)\(new_value: uint256\):(?:(?!\ndef ).)*?self\._check_owner_and_bounds\(new_value, ([^)]*)\)",
+            r"def set_(\w+)\(new_value: uint256\):(?:(?!\ndef ).)*?"
+            r"self\._check_and_log_change\(\"\1\", self\.\1, new_value, ([^)]*)\)",
             source,
             re.S,
         )

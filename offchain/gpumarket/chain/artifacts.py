@@ -51,6 +51,8 @@ __all__ = [
 # Contract name -> source path relative to the contracts folder.
 CONTRACTS: dict[str, str] = {
     "GpuMarket": "GpuMarket.vy",
+    "BatchSettler": "BatchSettler.vy",
+    "OracleBonds": "OracleBonds.vy",
     "MockToken": "mocks/MockToken.vy",
 }
 

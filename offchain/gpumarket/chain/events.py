@@ -34,6 +34,7 @@ __all__ = [
     "EVENT_TYPES",
     "Claimed",
     "CommitteeChanged",
+    "CompanionsSet",
     "EventDecoder",
     "GpuClassSet",
     "HardwareRejected",
@@ -324,6 +325,13 @@ class OwnershipTransferStarted(MarketEvent):
     new_owner: str
 
 
+@_event
+@dataclass(frozen=True, kw_only=True)
+class CompanionsSet(MarketEvent):
+    batch_settler: str
+    oracle_bonds: str
+
+
 EVENT_TYPES: dict[str, type[MarketEvent]] = {
     cls.name: cls
     for cls in (
@@ -332,7 +340,7 @@ EVENT_TYPES: dict[str, type[MarketEvent]] = {
         HardwareVerified, HardwareRejected,
         Staked, UnstakeRequested, Withdrawn, Slashed, Claimed,
         CommitteeChanged, ParameterChanged, TreasuryChanged, GpuClassSet,
-        Paused, Unpaused, OwnershipTransferred, OwnershipTransferStarted,
+        Paused, Unpaused, OwnershipTransferred, OwnershipTransferStarted, CompanionsSet,
     )
 }  # fmt: skip
 

@@ -37,9 +37,10 @@ from gpumarket.chain.models import ZERO_ADDRESS, Job, JobState, ProviderRecord, 
 from gpumarket.chain.params import PARAMETER_BOUNDS
 from gpumarket.chain.transactions import Signer, Transactor, TxSettings, revert_reason
 from gpumarket.signing import eip712
+from gpumarket.signing.batch import Multiproof
 from gpumarket.signing.eip712 import Domain, HardwareReport, JobReport
 
-__all__ = ["BlockId", "Market", "Token", "TxResult"]
+__all__ = ["BlockId", "JobAttestation", "Market", "OracleBonds", "Token", "TxResult"]
 
 E = TypeVar("E", bound=MarketEvent)
 BlockId = int | Literal["latest", "earliest", "pending", "safe", "finalized"]  # a block number or a tag
@@ -115,9 +116,13 @@ class _Bound:
             raise ContractRevert(reason, function=name) from None
 
     def _send(self, name: str, *args: Any) -> TxResult:
+        return self._send_to(self.address, self.contract.encode_abi(name, args=list(args)), name)
+
+    def _send_to(self, to: str, data: str, label: str) -> TxResult:
+        """Send `data` to `to` (this contract or a companion), this contract's events decoded."""
         if self._sender is None:
-            raise ValueError(f"{name}: this {type(self).__name__} has no signer (use with_signer)")
-        receipt = self._sender.send(to=self.address, data=self.contract.encode_abi(name, args=list(args)), label=name)
+            raise ValueError(f"{label}: this {type(self).__name__} has no signer (use with_signer)")
+        receipt = self._sender.send(to=to, data=data, label=label)
         return TxResult(
             tx_hash="0x" + bytes(receipt["transactionHash"]).hex(),
             block_number=int(receipt["blockNumber"]),
@@ -165,6 +170,84 @@ class Token(_Bound):
     def mint(self, to: str, amount: int) -> TxResult:
         """MockToken's open mint (local chains; a real ERC20 has no such function)."""
         return self._send("mint", _address(to), amount)
+
+
+class OracleBonds(_Bound):
+    """A market's OracleBonds companion: committee members' bonds and equivocation slashing.
+    Its TxResults carry no events (only market events are decoded)."""
+
+    CONTRACT = "OracleBonds"
+
+    def __repr__(self) -> str:
+        return f"OracleBonds({self.address})"
+
+    def bond_amount(self, *, block: BlockId = "latest") -> int:
+        return int(self._call("bond_amount", block=block))
+
+    def withdrawal_delay(self, *, block: BlockId = "latest") -> int:
+        return int(self._call("withdrawal_delay", block=block))
+
+    def bond_of(self, account: str, *, block: BlockId = "latest") -> int:
+        return int(self._call("bond_of", _address(account), block=block))
+
+    def withdrawable_at(self, account: str, *, block: BlockId = "latest") -> int:
+        return int(self._call("withdrawable_at", _address(account), block=block))
+
+    def flagged(self, account: str, *, block: BlockId = "latest") -> bool:
+        return bool(self._call("flagged", _address(account), block=block))
+
+    def eligible(self, account: str, *, block: BlockId = "latest") -> bool:
+        return bool(self._call("eligible", _address(account), block=block))
+
+    def claimable(self, account: str, *, block: BlockId = "latest") -> int:
+        return int(self._call("claimable", _address(account), block=block))
+
+    def post_bond(self, amount: int) -> TxResult:
+        return self._send("post_bond", amount)
+
+    def request_withdrawal(self) -> TxResult:
+        return self._send("request_withdrawal")
+
+    def withdraw(self) -> TxResult:
+        return self._send("withdraw")
+
+    def claim(self) -> TxResult:
+        return self._send("claim")
+
+    def prove_job_equivocation(self, member: str, first: JobAttestation, second: JobAttestation) -> TxResult:
+        return self._send("prove_job_equivocation", _address(member), first.to_tuple(), second.to_tuple())
+
+    def prove_hardware_equivocation(
+        self, member: str, first: tuple[HardwareReport, bytes], second: tuple[HardwareReport, bytes]
+    ) -> TxResult:
+        return self._send(
+            "prove_hardware_equivocation",
+            _address(member),
+            (eip712.to_tuple(first[0]), bytes(first[1])),
+            (eip712.to_tuple(second[0]), bytes(second[1])),
+        )
+
+    def clear_flag(self, member: str) -> TxResult:
+        return self._send("clear_flag", _address(member))
+
+    def set_bond_amount(self, amount: int) -> TxResult:
+        return self._send("set_bond_amount", amount)
+
+    def set_withdrawal_delay(self, seconds: int) -> TxResult:
+        return self._send("set_withdrawal_delay", seconds)
+
+
+@dataclass(frozen=True)
+class JobAttestation:
+    """One member's signature of one job report: of the report alone (`path` None) or of a
+    batch root, with the report's Merkle path to it (gpumarket.signing.batch)."""
+
+    report: JobReport
+    signature: bytes
+    path: tuple[bytes, ...] | None = None
+
+    def to_tuple(self) -> tuple[Any, ...]:
+        return (eip712.to_tuple(self.report), bytes(self.signature), self.path is not None, list(self.path or ()))
 
 
 class Market(_Bound):
@@ -297,6 +380,27 @@ class Market(_Bound):
     def threshold(self, *, block: BlockId = "latest") -> int:
         return int(self._call("threshold", block=block))
 
+    def was_member(self, epoch: int, account: str, *, block: BlockId = "latest") -> bool:
+        return bool(self._call("was_member", epoch, _address(account), block=block))
+
+    def batch_settler(self, *, block: BlockId = "latest") -> str:
+        """The BatchSettler companion's address (the zero address while none is wired in)."""
+        return _address(self._call("batch_settler", block=block))
+
+    def oracle_bonds_address(self, *, block: BlockId = "latest") -> str:
+        """The OracleBonds companion's address (the zero address while none is wired in)."""
+        return _address(self._call("oracle_bonds", block=block))
+
+    @property
+    def bonds(self) -> OracleBonds:
+        """The market's OracleBonds companion, bound to the same signer."""
+        address = self.oracle_bonds_address()
+        if address == ZERO_ADDRESS:
+            raise ValueError("this market has no OracleBonds wired in (set_companions)")
+        return OracleBonds(
+            self.w3, address, signer=self.signer, artifacts=self._artifacts, tx_settings=self._tx_settings
+        )
+
     def is_member(self, account: str, *, block: BlockId = "latest") -> bool:
         return bool(self._call("is_member", _address(account), block=block))
 
@@ -396,6 +500,21 @@ class Market(_Bound):
         eip712.quorum_signatures returns them)."""
         return self._send("settle", eip712.to_tuple(report), [bytes(s) for s in signatures])
 
+    def settle_batch(self, multiproof: Multiproof, signatures: Sequence[bytes]) -> TxResult:
+        """Settle `multiproof`'s reports through the BatchSettler with a quorum's signatures of
+        their batch root (sorted by signer); the TxResult holds the market's JobSettled events."""
+        settler = self.batch_settler()
+        if settler == ZERO_ADDRESS:
+            raise ValueError("this market has no BatchSettler wired in (set_companions)")
+        contract = self.w3.eth.contract(address=settler, abi=self._artifacts["BatchSettler"].abi)
+        args = [
+            [eip712.to_tuple(report) for report in multiproof.reports],
+            list(multiproof.proof),
+            list(multiproof.flags),
+            [bytes(s) for s in signatures],
+        ]
+        return self._send_to(settler, contract.encode_abi("settle_batch", args=args), "settle_batch")
+
     def submit_hardware_report(self, report: HardwareReport, signatures: Sequence[bytes]) -> TxResult:
         return self._send("submit_hardware_report", eip712.to_tuple(report), [bytes(s) for s in signatures])
 
@@ -416,6 +535,9 @@ class Market(_Bound):
 
     def set_committee(self, members: Sequence[str], threshold: int) -> TxResult:
         return self._send("set_committee", [_address(m) for m in members], threshold)
+
+    def set_companions(self, batch_settler: str, oracle_bonds: str) -> TxResult:
+        return self._send("set_companions", _address(batch_settler), _address(oracle_bonds))
 
     def set_treasury(self, treasury: str) -> TxResult:
         return self._send("set_treasury", _address(treasury))

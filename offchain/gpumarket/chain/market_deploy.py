@@ -10,7 +10,8 @@ the walkthrough and the gas benchmark through gpumarket.chain.deploy, which hand
 connection and account. The order: check the params for this chain (mock tokens and test
 oracles only on a local chain) and that every named token has code, all before the first
 transaction; deploy MockTokens where the params say "mock" (or everywhere with
-deploy_mock_tokens), the market, its GPU classes and overrides, offer ownership if asked;
+deploy_mock_tokens), the market, its GPU classes, its companions (BatchSettler, OracleBonds)
+wired in with set_companions, the overrides, offer ownership if asked;
 then read everything back (`read_back`) and raise DeploymentError on any difference.
 `report` hears each step ("GpuMarket deployed at ..."); by default they are logged. The
 params model (gpumarket.chain.params) holds every bound; nothing is re-checked here.
@@ -33,6 +34,7 @@ from gpumarket.chain.artifacts import Artifacts, load_artifacts
 from gpumarket.chain.connection import is_local_chain
 from gpumarket.chain.errors import ChainMismatch
 from gpumarket.chain.market import Market
+from gpumarket.chain.models import ZERO_ADDRESS
 from gpumarket.chain.params import DEPLOYER, MOCK, DeployParams, ParamsError, check_for_network
 from gpumarket.chain.transactions import Signer, Transactor, TxSettings
 
@@ -217,6 +219,19 @@ def deploy_market_web3(
     for gpu_class in params.gpu_classes:
         market.set_gpu_class(gpu_class.id, gpu_class.floor_per_gpu_gops)
         report(f"gpu class {gpu_class.id} {gpu_class.name}: floor {gpu_class.floor_per_gpu_gops:,} GOPS per GPU")
+    settler, _ = _deploy(
+        sender, artifacts["BatchSettler"].bytecode, artifacts["BatchSettler"].abi, [address], "deploy BatchSettler"
+    )
+    bonds = params.oracle_bonds
+    bonds_address, _ = _deploy(
+        sender,
+        artifacts["OracleBonds"].bytecode,
+        artifacts["OracleBonds"].abi,
+        [address, bonds.bond_amount, bonds.withdrawal_delay],
+        "deploy OracleBonds",
+    )
+    market.set_companions(settler, bonds_address)
+    report(f"BatchSettler at {settler}; OracleBonds at {bonds_address} (bond {bonds.bond_amount:,})")
     current = market.parameters()
     for name, value in params.overrides().items():
         if current[name] != value:
@@ -251,7 +266,16 @@ def read_back(market: Market) -> dict[str, Any]:
         "committee": {"members": market.members(), "threshold": market.threshold()},
         "epoch": market.epoch(),
         "parameters": market.parameters(),
+        "oracle_bonds": _read_bonds(market),
     }
+
+
+def _read_bonds(market: Market) -> dict[str, int] | None:
+    """The OracleBonds companion's governed values (None while no companions are wired in)."""
+    if market.batch_settler() == ZERO_ADDRESS:
+        return None
+    bonds = market.bonds
+    return {"bond_amount": bonds.bond_amount(), "withdrawal_delay": bonds.withdrawal_delay()}
 
 
 def _mismatches(
@@ -265,6 +289,7 @@ def _mismatches(
         "committee": params.committee.model_dump(),
         "epoch": 1,
         "owner": deployer,
+        "oracle_bonds": params.oracle_bonds.model_dump(),
     }
     if params.owner is not None and params.owner != deployer:
         expected["pending_owner"] = params.owner

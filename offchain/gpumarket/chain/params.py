@@ -159,6 +159,14 @@ class CommitteeParams(_Strict):
         return self
 
 
+class OracleBondsParams(_Strict):
+    """The committee's bonds (the OracleBonds companion): what a member must hold before it can be
+    named in a committee, and how long a member that left waits to withdraw (1 to 90 days)."""
+
+    bond_amount: StrictInt = Field(default=0, ge=0, le=MAX_AMOUNT)
+    withdrawal_delay: StrictInt = Field(default=7 * 86_400, ge=86_400, le=90 * 86_400)
+
+
 def _bounded(lower: int, upper: int) -> Any:
     return (StrictInt | None, Field(default=None, ge=lower, le=upper))
 
@@ -196,6 +204,7 @@ class DeployParams(_Strict):
     committee: CommitteeParams
     gpu_classes: Annotated[list[GpuClassParams], AfterValidator(_unique_classes)] = Field(min_length=1)
     parameters: ParameterOverrides = Field(default_factory=ParameterOverrides)
+    oracle_bonds: OracleBondsParams = Field(default_factory=OracleBondsParams)
     # Two-step ownership transfer after setup (a timelock or multisig that then
     # calls accept_ownership); absent: the deployer stays the owner.
     owner: Address | None = None

@@ -7,6 +7,10 @@ The contract verifies exactly these types; any change here MUST be mirrored ther
               bytes32 result_hash,bytes32 evidence_hash,uint256 epoch)
     HardwareReport(address provider,uint16 gpu_class,uint16 gpu_count,uint64 claim_version,
                    uint256 measured_throughput,uint64 valid_until,uint256 epoch)
+    JobReportBatch(bytes32 root,uint256 epoch)
+
+A JobReportBatch signs many JobReports at once: ``root`` is the Merkle root over their struct
+hashes (gpumarket.signing.batch); the market's BatchSettler checks it under the same domain.
 
 All structs have only static members, so ``encodeData`` is the plain ABI encoding of
 the members in declaration order, and
@@ -46,12 +50,15 @@ __all__ = [
     "DOMAIN_TYPEHASH",
     "HARDWARE_REPORT_TYPE",
     "HARDWARE_REPORT_TYPEHASH",
+    "JOB_REPORT_BATCH_TYPE",
+    "JOB_REPORT_BATCH_TYPEHASH",
     "JOB_REPORT_TYPE",
     "JOB_REPORT_TYPEHASH",
     "SECP256K1_N",
     "Domain",
     "HardwareReport",
     "JobReport",
+    "JobReportBatch",
     "Outcome",
     "Report",
     "address_of",
@@ -303,25 +310,41 @@ class HardwareReport(_Report):
     epoch: int
 
 
-Report = JobReport | HardwareReport
+@dataclass(frozen=True)
+class JobReportBatch(_Report):
+    """The committee's signature over many job reports at once: the Merkle root of their struct
+    hashes (gpumarket.signing.batch), for the epoch every one of them carries."""
+
+    TYPE_NAME: ClassVar[str] = "JobReportBatch"
+    MEMBERS: ClassVar[tuple[tuple[str, str], ...]] = (("root", "bytes32"), ("epoch", "uint256"))
+
+    root: bytes
+    epoch: int
+
+
+Report = JobReport | HardwareReport | JobReportBatch
 
 JOB_REPORT_TYPE = JobReport.type_string()
 JOB_REPORT_TYPEHASH = JobReport.typehash()
 HARDWARE_REPORT_TYPE = HardwareReport.type_string()
 HARDWARE_REPORT_TYPEHASH = HardwareReport.typehash()
+JOB_REPORT_BATCH_TYPE = JobReportBatch.type_string()
+JOB_REPORT_BATCH_TYPEHASH = JobReportBatch.typehash()
 
-_REPORT_CLASSES: tuple[type[Report], ...] = (JobReport, HardwareReport)
+_REPORT_CLASSES: tuple[type[Report], ...] = (JobReport, HardwareReport, JobReportBatch)
 _REPORT_TYPES: dict[str, type[Report]] = {
     "job": JobReport,
     "jobreport": JobReport,
     "hardware": HardwareReport,
     "hardwarereport": HardwareReport,
+    "batch": JobReportBatch,
+    "jobreportbatch": JobReportBatch,
 }
 
 
 def _require_report(report: Any) -> Report:
-    if not isinstance(report, (JobReport, HardwareReport)):
-        raise TypeError(f"expected a JobReport or HardwareReport, got {type(report).__name__}")
+    if not isinstance(report, _REPORT_CLASSES):
+        raise TypeError(f"expected a JobReport, HardwareReport or JobReportBatch, got {type(report).__name__}")
     return report
 
 
@@ -552,17 +575,17 @@ def _resolve_type(report_type: Any, data: Mapping[str, Any]) -> type[Report]:
         try:
             return _REPORT_TYPES[report_type.lower()]
         except KeyError:
-            raise ValueError(f"unknown report type {report_type!r} (job or hardware)") from None
+            raise ValueError(f"unknown report type {report_type!r} (job, hardware or batch)") from None
     for cls in _REPORT_CLASSES:
         if cls == report_type:
             return cls
-    raise ValueError(f"unknown report type {report_type!r} (job or hardware)")
+    raise ValueError(f"unknown report type {report_type!r} (job, hardware or batch)")
 
 
 def from_json(data: Mapping[str, Any], report_type: Any = None) -> Report:
     """Build a report from a dict as ``to_json`` writes it.
 
-    ``report_type`` is JobReport, HardwareReport, "job" or "hardware"; when None it is
+    ``report_type`` is JobReport, HardwareReport, JobReportBatch, "job", "hardware" or "batch"; when None it is
     inferred from the keys. Integers may also be decimal or 0x-hex strings; ``outcome``
     may also be a name ("COMPLETED", "failed"). Unknown or missing keys raise ValueError.
     """

@@ -1,0 +1,80 @@
+# pragma version ~=0.4.3
+# pragma nonreentrancy on
+# pragma optimize gas
+"""
+@title BatchSettler
+@custom:contract-name BatchSettler
+@license GNU Affero General Public License v3.0 only
+@notice Settles many jobs of one GpuMarket under one committee signature:
+        the committee signs a JobReportBatch root (see `job_batches`) and
+        anyone submits any subset of its reports with a multiproof, each
+        job settled at most once (the market skips a job no longer
+        running), the rest later or alone. The quorum is the market's: the
+        current epoch's members and threshold. A companion of the market
+        (GpuMarket.set_companions), which applies each report exactly as its
+        own `settle` does; it holds no tokens and no state.
+"""
+
+from modules import committee
+from modules import job_batches
+
+
+# @dev The market's entry for reports whose quorum this contract checked.
+interface MarketSettlement:
+    def settle_verified(report: committee.JobReport) -> bool: nonpayable
+
+
+# @dev The market whose jobs this contract settles.
+MARKET: public(immutable(address))
+
+
+# @dev Emitted once per batch settlement.
+event BatchSettled:
+    root: indexed(bytes32)
+    epoch: uint256
+    reports: uint256
+    settled: uint256
+
+
+@deploy
+def __init__(market: address):
+    """
+    @param market The GpuMarket this settler serves (it must name this
+           contract in set_companions).
+    """
+    assert market.is_contract, "BatchSettler: market has no code"
+    MARKET = market
+
+
+@external
+def settle_batch(
+    reports: DynArray[committee.JobReport, job_batches.MAX_BATCH],
+    proof: DynArray[bytes32, job_batches.MAX_PROOF],
+    proof_flags: DynArray[bool, job_batches.MAX_FLAGS],
+    signatures: DynArray[Bytes[65], committee.MAX_MEMBERS],
+) -> uint256:
+    """
+    @notice Settles `reports`, all of one epoch, proven by the multiproof
+            in a root that at least `threshold` members of the current
+            epoch signed. Anyone may submit it.
+    @param reports The reports, in the multiproof's leaf order.
+    @param proof The multiproof's sibling hashes.
+    @param proof_flags The multiproof's flags.
+    @param signatures 65-byte signatures of the root, sorted by signer.
+    @return uint256 How many of the jobs this call settled (those still
+            running).
+    """
+    assert len(reports) != 0, "BatchSettler: no reports"
+    batch_epoch: uint256 = reports[0].epoch
+    leaves: DynArray[bytes32, job_batches.MAX_BATCH] = []
+    for report: committee.JobReport in reports:
+        assert report.epoch == batch_epoch, "BatchSettler: reports of different epochs"
+        leaves.append(committee._job_report_hash(report))
+    root: bytes32 = job_batches._multiproof_root(leaves, proof, proof_flags)
+    job_batches._verify_quorum(MARKET, job_batches._batch_digest(MARKET, root, batch_epoch), signatures, batch_epoch)
+    settled: uint256 = 0
+    for report: committee.JobReport in reports:
+        if extcall MarketSettlement(MARKET).settle_verified(report):
+            settled += 1
+    log BatchSettled(root=root, epoch=batch_epoch, reports=len(reports), settled=settled)
+    return settled

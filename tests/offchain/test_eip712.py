@@ -488,7 +488,7 @@ def test_values_are_normalized_and_frozen():
 
 
 def test_functions_reject_wrong_types():
-    with pytest.raises(TypeError, match="expected a JobReport or HardwareReport"):
+    with pytest.raises(TypeError, match="expected a JobReport, HardwareReport or JobReportBatch"):
         eip712.struct_hash({"job_id": 1})
     with pytest.raises(TypeError, match="expected a Domain"):
         eip712.domain_separator({"chainId": 1})

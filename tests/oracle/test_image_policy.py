@@ -10,14 +10,10 @@ the policy acts before any settlement, and settlement is tested elsewhere (tests
 from __future__ import annotations
 
 import hashlib
-import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -27,7 +23,6 @@ from gpumarket.chain.artifacts import load_artifacts
 from gpumarket.chain.connection import EMBEDDED, connect
 from gpumarket.chain.keys import test_account, test_oracle
 from gpumarket.chain.market_deploy import deploy_market_web3
-from gpumarket.chain.models import Job, JobState
 from gpumarket.chain.params import load_params
 from gpumarket.containers.registry import ImageCheck, ImageStatus
 from gpumarket.oracle.challenge import ChallengeOutcome
@@ -48,7 +43,7 @@ from gpumarket.oracle.store import DecisionStore
 from gpumarket.signing.eip712 import Domain, Outcome
 from helpers.registry import LocalRegistry, local_registry
 
-from .doubles import ContractDouble
+from .doubles import AgentDouble, ContractDouble, MarketDouble, running_job
 
 IMAGE = "ghcr.io/team/train@sha256:" + "ab" * 32
 MiB = 2**20
@@ -228,90 +223,6 @@ def test_an_image_failure_claimed_after_the_start_is_left_to_the_job_loop() -> N
 # ---------------------------------------------------------------------- JobMonitor, real HTTP
 
 
-@dataclass
-class AgentDouble:
-    """A provider agent over real HTTP on loopback: the job's public status and /health, as set."""
-
-    status: dict[str, Any] = field(default_factory=dict)
-    health: dict[str, Any] = field(default_factory=dict)
-    health_requests: int = 0
-
-    def __post_init__(self) -> None:
-        agent = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                if self.path == "/health":
-                    agent.health_requests += 1
-                    self._send(200, agent.health)
-                elif self.path.startswith("/jobs/") and self.path.endswith("/status") and agent.status:
-                    self._send(200, agent.status)
-                else:
-                    self._send(404, {"error": "unknown_job", "detail": "no such job"})
-
-            def _send(self, code: int, document: dict) -> None:
-                body = json.dumps(document).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def report(
-        self, job_id: int, image: str, state: str, *, reason: str | None = None, started_at: float | None = None
-    ) -> None:
-        self.status = {
-            "job_id": job_id,
-            "state": state,
-            "started_at": started_at,
-            "finished_at": None,
-            "exit_code": None,
-            "result_hash": None,
-            "evidence_hash": None,
-            "runtime": "container",
-            "image": image,
-            "pulling": state == "spec_received",
-            "reason": reason,
-            "detail": f"image: {reason}" if reason else None,
-        }
-
-
-@dataclass
-class MarketDouble:
-    """What JobMonitor reads from the chain for a followed job."""
-
-    jobs: dict[int, Job]
-    endpoint: str
-
-    def get_job(self, job_id: int) -> Job:
-        return self.jobs[job_id]
-
-    def providers(self, address: str) -> SimpleNamespace:
-        return SimpleNamespace(endpoint=self.endpoint)
-
-    def class_floor(self, gpu_class: int) -> int:
-        return 1
-
-    def block_timestamp(self) -> int:
-        return int(time.time())
-
-
 PROVIDER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 DOMAIN = Domain(chain_id=1337, verifying_contract="0x5FbDB2315678afecb367f032d93F642f64180aa3")
 MAX_IMAGE_BYTES = 2**30  # 1 GiB: the test image (~70 MB) is within it
@@ -361,30 +272,14 @@ def monitors(tmp_path: Path, pushed: Pushed, agent: AgentDouble) -> Iterator[Cal
         store = DecisionStore.open(tmp_path / f"oracle{i}-{len(stores)}.db", DOMAIN, key.address)
         stores.append(store)
         store.set_committee(1, members, 2)
-        started = int(time.time()) - 5
-        job = Job(
-            job_id=job_id,
-            client=PROVIDER,
-            provider=PROVIDER,
-            state=JobState.RUNNING,
-            gpu_class=1,
-            gpu_count=1,
-            max_price_per_gpu_second=1,
-            price_per_gpu_second=1,
-            max_duration=3600,
-            accept_deadline=started,
-            started_at=started,
-            collateral=1,
-            escrow=3600,
-            spec_hash=b"\x5e" * 32,
-        )
-        store.watch_job(job_id, PROVIDER, started)
+        job = running_job(job_id, PROVIDER, int(time.time()) - 5)
+        store.watch_job(job_id, PROVIDER, job.started_at)
         contract = ContractDouble(DOMAIN, 1, members, 2)
         registries = {pushed.registry.host: pushed.registry.url} if registries is None else registries
         return JobMonitor(
             store,
             OracleSigner(store, key),
-            MarketDouble({job_id: job}, agent.url),
+            MarketDouble({job_id: job}, {PROVIDER: agent.url}),
             [],
             contract,
             config=JobConfig(poll_interval_s=1.0),

@@ -142,15 +142,23 @@ def test_a_calm_watch_reports_little():
 
 def test_silence_is_what_the_oracle_observed_not_its_own_absence():
     """The job loop's silence rule: an oracle back from a long stop whose first try fails does
-    not find the agent silent; only enough unanswered tries over the whole period do."""
+    not find the agent silent; only enough unanswered tries over the whole period do, and the
+    time the oracle did not ask (a gap over the limit between two tries) does not count."""
     from gpumarket.oracle.jobs import _Silence
 
     silence = _Silence()
-    silence.missed(1_000.0)  # first try after the oracle itself was away for 1,000 s
+    silence.missed(1_000.0, gap_limit=180.0)  # first try after the oracle itself was away for 1,000 s
     assert silence.observed(1_000.0, limit=180.0, min_tries=3) == 0.0
-    silence.missed(1_100.0)
-    silence.missed(1_179.0)
+    silence.missed(1_100.0, gap_limit=180.0)
+    silence.missed(1_179.0, gap_limit=180.0)
     assert silence.observed(1_179.0, limit=180.0, min_tries=3) == 0.0  # 179 s: not yet
     assert silence.observed(1_180.0, limit=180.0, min_tries=3) == 180.0
     silence.answered()
     assert silence.observed(5_000.0, limit=180.0, min_tries=3) == 0.0
+    # One unanswered try, then the oracle is away (or its loop far behind) for 300 s, then two
+    # more unanswered tries: three tries over 302 s, but nobody asked for 300 of them.
+    silence.missed(6_000.0, gap_limit=180.0)
+    silence.missed(6_300.0, gap_limit=180.0)
+    silence.missed(6_302.0, gap_limit=180.0)
+    assert silence.observed(6_302.0, limit=180.0, min_tries=3) == 0.0
+    assert (silence.since, silence.tries) == (6_300.0, 2)

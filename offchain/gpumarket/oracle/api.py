@@ -3,7 +3,9 @@ and out.
 
 Routes::
 
-    GET  /health                                       status, epoch, address, counts
+    GET  /health                                       status ("ok", or "degraded" when a part of the
+                                                       service reports trouble: the job loop behind),
+                                                       epoch, address, counts, each part's report
     GET  /metrics                                      Prometheus exposition (prometheus-client)
     GET  /reports/job/<job_id>                         our signed report (404 not_decided)
     GET  /reports/hardware/<provider>/<claim_version>/<valid_until>
@@ -69,6 +71,7 @@ from gpumarket.oracle.store import (
     report_key,
 )
 from gpumarket.oracle.wire import WireError, loads_strict, parse_address, parse_push, parse_uint
+from gpumarket.signing.eip712 import Report
 from gpumarket.web.errors import HttpError
 from gpumarket.web.server import (
     Endpoint,
@@ -81,7 +84,11 @@ from gpumarket.web.server import (
     read_body,
 )
 
-__all__ = ["ApiConfig", "ApiError", "OracleAPI"]
+__all__ = ["ApiConfig", "ApiError", "HealthCheck", "OracleAPI"]
+
+# A part of the service reporting on itself in /health: (healthy, what it reports). Called on
+# each request, from a worker thread: it must be cheap.
+HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +135,9 @@ class OracleAPI:
         self.metrics = metrics or signer.metrics
         self.config = config
         self._server: WebServer | None = None
+        self._checks: dict[str, HealthCheck] = {}
+        # Called with each peer's report whose signature was stored (the job loop settles it at once).
+        self.on_signature: Callable[[Report], None] | None = None
         self.app = json_app(
             [
                 Endpoint("GET", "/health", self._health),
@@ -190,6 +200,10 @@ class OracleAPI:
         if error is not None:
             self.metrics.request_errors.inc(code=str(status), error=error)
 
+    def add_health_check(self, name: str, check: HealthCheck) -> None:
+        """/health reports ``check()``'s details under ``name``, and "degraded" when it is unhealthy."""
+        self._checks[name] = check
+
     # ---------------------------------------------------------------- routes
 
     async def _health(self, request: Request) -> Response:
@@ -197,8 +211,13 @@ class OracleAPI:
 
     def _health_payload(self) -> dict[str, Any]:
         committee = self.store.current_committee()
+        healthy = True
+        parts: dict[str, dict[str, Any]] = {}
+        for name, check in self._checks.items():
+            ok, parts[name] = check()
+            healthy &= ok
         return {
-            "status": "ok",
+            "status": "ok" if healthy else "degraded",
             "address": self.signer.address,
             "chain_id": self.store.domain.chain_id,
             "contract": self.store.domain.verifying_contract,
@@ -207,6 +226,7 @@ class OracleAPI:
             "member": None if committee is None else committee.is_member(self.signer.address),
             "schema_version": self.store.schema_version(),
             "counts": asdict(self.store.counts()),
+            **parts,
         }
 
     async def _metrics(self, request: Request) -> Response:
@@ -275,6 +295,8 @@ class OracleAPI:
             self.metrics.peer_signatures.inc(source="push", result="duplicate")
             raise ApiError(409, "duplicate_signature", f"a signature by {signer} is already stored for this report")
         self.metrics.peer_signatures.inc(source="push", result="accepted")
+        if self.on_signature is not None:
+            self.on_signature(report)
         committee = self.store.committee(report.epoch)
         decision = self.store.decision_for(report)
         held = 0 if decision is None else len(self.store.signatures(decision.digest))

@@ -173,7 +173,7 @@ def serve_api(
     type=click.FloatRange(min=0.01),
     default=0.5,
     show_default=True,
-    help="Seconds between passes of the hardware and job loops.",
+    help="Seconds between passes of the hardware loop (the job loop steps each job when it is due).",
 )
 @click.option(
     "--heartbeat-interval",
@@ -202,6 +202,21 @@ def serve_api(
     default=30.0,
     show_default=True,
     help="Seconds each fallback rank waits before submitting in the designated member's place.",
+)
+@click.option(
+    "--job-workers",
+    type=click.IntRange(min=1),
+    default=JobConfig.workers,
+    show_default=True,
+    help="Jobs the job loop steps at once (a challenge holds a worker for seconds).",
+)
+@click.option(
+    "--max-job-lag",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=JobConfig.max_lag_s,
+    show_default=True,
+    help="Seconds a job's step may start after it fell due before the job loop counts as behind "
+    "(a warning in the log, /health degraded).",
 )
 @click.option(
     "--no-answer-retry",
@@ -237,6 +252,8 @@ def run(
     job_poll_interval: float,
     silent_after: float,
     fallback_delay: float,
+    job_workers: int,
+    max_job_lag: float,
     no_answer_retry: float,
     ready_file: Path | None,
     log_level: str,
@@ -275,6 +292,8 @@ def run(
                 poll_interval_s=job_poll_interval,
                 silent_after_s=silent_after,
                 fallback_delay_s=fallback_delay,
+                workers=job_workers,
+                max_lag_s=max_job_lag,
             ),
         )
         service = OracleService(service_config, w3=w3).start()

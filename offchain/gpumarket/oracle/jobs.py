@@ -1,8 +1,9 @@
 """The oracle's job loop: challenge a running job's provider, decide the outcome, sign, settle.
 
     monitor = JobMonitor(store, signer, market, peers, ChainSubmitter(market, store))
-    monitor.handle(event)     # follower handler: JobAccepted -> watched; JobSettled/... -> done
-    monitor.tick()            # once per loop pass: challenge, poll, decide, gather, submit
+    monitor.handle(event)     # follower handler: JobAccepted -> followed; JobSettled/... -> done
+    monitor.run(stop)         # the service's loop: a pool steps each job when it falls due
+    monitor.tick(now)         # or (tests): step what is due at ``now`` once, in this thread
 
 A job is followed from its ``JobAccepted`` event (recorded in the decision store, so a
 restart follows it again) until it ends on chain. Per job, on this oracle's own clock:
@@ -28,9 +29,10 @@ cannot explain it. No usable answer (connection refused, timeout, busy every tim
 is never a failure by itself: it only counts toward silence.
 
 Silence is what this oracle observed: ``silent_min_tries`` of its own tries went unanswered
-over at least ``silent_after_s`` (an oracle that was itself stopped or late does not find the
-agent silent on its first try back). Timings are read fresh after anything slow (a
-challenge, a usage read), never from when the pass began.
+over at least ``silent_after_s``, with no gap longer than ``silent_after_s`` between two of them
+(an oracle that was itself stopped or late does not find the agent silent on its first tries
+back: the time it did not ask is not counted). Timings are read fresh after anything slow (a
+challenge, a usage read), never from when the step was due.
 
 The outcome, canonical so that honest oracles sign byte-identical reports:
 
@@ -66,19 +68,44 @@ is in memory), but a different outcome is refused by the store and the first one
 challenge is also recorded in the store for the API (``GET /challenges/job/<id>``); nothing
 here reads those records back.
 
-One loop thread runs :meth:`tick`, which steps the jobs in parallel (each job in one worker
-at a time); :meth:`handle` may run on the follower's thread.
+**Scheduling.** Each followed job waits in a :class:`gpumarket.oracle.schedule.DueSchedule`
+keyed by when :meth:`JobMonitor._step` next has something to do (its next poll, start
+challenge try, or gather and submit; heartbeats and the end ride on polls): the times its own
+checks compare with, so the schedule and the step cannot disagree, and a step run early only
+waits. A pool of ``workers`` threads, started once, takes the earliest due job, steps it and
+puts it back with its next due time; a job is in at most one worker at a time, so one slow
+provider (a challenge that hangs until its timeouts) holds one worker and delays no other
+job. The store's watched jobs are read once, at the start (the jobs of before a restart);
+after that jobs come and go by events only, and a peer's signature arriving hurries its job's
+settlement. Per step the loop's own work is O(log n) in the jobs followed (the heap), never a
+walk over all of them, so n jobs cost n times one job's polls and challenges, and capacity is
+``workers`` steps at once.
+
+**Back-pressure.** Lag is how late a step starts after it fell due (DueSchedule.lag: the most
+overdue waiting job now, or the largest lag of a step started within the last ``max_lag_s``).
+It is exported (``gpumarket_oracle_job_lag_seconds``; with ``gpumarket_oracle_jobs_followed``
+and ``gpumarket_oracle_job_steps_total``), logged as a warning when over ``max_lag_s``, and
+:meth:`JobMonitor.health` makes ``/health`` say ``"degraded"`` with ``"job_loop": {"behind":
+true, ...}``. Over capacity, earliest due first keeps the oldest work moving and every job's
+polls come later alike. Lateness never fails an honest provider: no rule counts a step that
+did not happen against the agent (there is no "missed heartbeats" rule: only challenges that
+ran and got no answer count, and only toward silence), silence needs this oracle's own
+unanswered tries with no gap over ``silent_after_s`` between them, the overrun rule needs a
+fresh status saying the job still runs, and the usage record is compared with the time read
+after it was fetched. A late oracle only decides later; a dead agent fails later.
+
+:meth:`handle` and :meth:`signature_arrived` may run on other threads (the follower's, the API's).
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import math
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,11 +123,12 @@ from gpumarket.oracle.chain_submitter import AlreadySettled
 from gpumarket.oracle.challenge import Bucket, ChallengeConfig, ChallengeOutcome, challenge_provider
 from gpumarket.oracle.images import ImageConfig, ImagePolicy, ImageWatch
 from gpumarket.oracle.peers import PeerClient, gather_job_signatures, push_signature
+from gpumarket.oracle.schedule import DueSchedule, Taken
 from gpumarket.oracle.settlement import SettlementSubmitter, SubmitOutcome, submit_if_due
 from gpumarket.oracle.signer import OracleSigner, SignedReport
-from gpumarket.oracle.store import ChallengeRecord, ConflictingDecision, DecisionStore, WatchedJob
+from gpumarket.oracle.store import ChallengeRecord, ConflictingDecision, DecisionStore
 from gpumarket.oracle.trust import Measurement, measure_trusted
-from gpumarket.signing.eip712 import JobReport, Outcome
+from gpumarket.signing.eip712 import JobReport, Outcome, Report
 
 __all__ = ["ChallengeKind", "JobConfig", "JobMonitor", "JobStep"]
 
@@ -108,11 +136,13 @@ log = logging.getLogger(__name__)
 
 ZERO_HASH = b"\x00" * 32
 _DONE_EVENTS = (JobSettled, JobExpired, JobCancelled)
+_QUIET_ACTIONS = ("waiting", "polled")  # steps not worth a log line
+LAG_WARN_EVERY_S = 60.0  # while the loop stays behind, it says so at most this often
 
 
 @dataclass(frozen=True)
 class JobConfig:
-    """Timing of the job loop (seconds, this oracle's clock)."""
+    """Timing (seconds, this oracle's clock) and capacity of the job loop."""
 
     heartbeat_interval_s: float = 60.0
     poll_interval_s: float = 2.0
@@ -124,15 +154,17 @@ class JobConfig:
     clock_slack_s: int = 5  # metered time may exceed the chain's elapsed time by this much
     status_timeout_s: float = 10.0
     usage_min_tries: int = 3  # a usage record refused or invalid this many times in a row: FAILED
+    workers: int = 16  # jobs stepped at once (a challenge holds its worker for seconds)
+    max_lag_s: float = 30.0  # steps starting later than this after they fell due: the loop is behind
 
     def __post_init__(self) -> None:
-        for name in ("heartbeat_interval_s", "poll_interval_s", "silent_after_s", "status_timeout_s"):
+        for name in ("heartbeat_interval_s", "poll_interval_s", "silent_after_s", "status_timeout_s", "max_lag_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"JobConfig.{name} must be > 0")
         for name in ("overrun_s", "fallback_delay_s", "resubmit_after_s", "clock_slack_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"JobConfig.{name} must be >= 0")
-        for name in ("silent_min_tries", "usage_min_tries"):
+        for name in ("silent_min_tries", "usage_min_tries", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"JobConfig.{name} must be >= 1")
 
@@ -157,19 +189,25 @@ class _Silence:
     """This oracle's unanswered tries since the agent last answered.
 
     Silence is what the oracle observed, not the time since it last heard: an oracle that was
-    itself stopped, starved or late does not find the agent silent on its first try back.
+    itself stopped, starved or late does not find the agent silent on its first try back, nor
+    does it count the time it did not ask (:meth:`missed`).
     """
 
     since: float | None = None  # our first unanswered try since the last answer
     tries: int = 0
+    last: float = 0.0  # our latest unanswered try
 
     def answered(self) -> None:
         self.since, self.tries = None, 0
 
-    def missed(self, now: float) -> None:
-        if self.since is None:
-            self.since = now
+    def missed(self, now: float, gap_limit: float) -> None:
+        """An unanswered try at ``now``. After more than ``gap_limit`` since the previous one
+        (this oracle was stopped, or its loop far behind) the count starts over: nobody asked
+        the agent in between, and it may well have answered then."""
+        if self.since is None or now - self.last > gap_limit:
+            self.since, self.tries = now, 0
         self.tries += 1
+        self.last = now
 
     def observed(self, now: float, limit: float, min_tries: int) -> float:
         """How long the agent has been silent, once it counts (0.0 before)."""
@@ -238,11 +276,13 @@ class JobMonitor:
         self.clock = clock
         self._challenge = challenge
         self.images = ImagePolicy(registries or {}, image_config)  # registry host -> base URL
-        self._jobs: dict[int, _WatchedJob] = {}
-        self.max_parallel = 8
+        self._jobs: dict[int, _WatchedJob] = {}  # the jobs adopted (read from the chain), by id
         self._chain_lead = 0.0  # how far the chain's timestamps were seen ahead of self.clock (_chain_now)
-        self._ended: set[int] = set()
         self._lock = threading.Lock()
+        self._schedule: DueSchedule[int] = DueSchedule(clock=clock, lag_window_s=config.max_lag_s, on_drop=self._forget)
+        self._stored_read = False  # the store's watched jobs were read (once: events bring the rest)
+        self._warned_at = -math.inf  # when the loop last said it was behind
+        self._register_gauges()
 
     # ------------------------------------------------------------------ events
 
@@ -250,55 +290,149 @@ class JobMonitor:
         """Follower handler: watch accepted jobs, forget ended ones (both idempotent)."""
         if isinstance(event, JobAccepted):
             self.store.watch_job(event.job_id, event.provider, event.started_at)
+            self._schedule.add(event.job_id, self.clock())
         elif isinstance(event, _DONE_EVENTS):
             self._end(event.job_id, event.meta.tx_hash)
+
+    def signature_arrived(self, report: Report) -> None:
+        """A peer's signature was stored (the API's hook): a decided job may hold its quorum now."""
+        if isinstance(report, JobReport):
+            self._schedule.hurry(report.job_id, self.clock())
 
     def _end(self, job_id: int, tx_hash: str | None = None) -> None:
         self.store.unwatch_job(job_id)
         if self.store.job_decision(job_id) is not None:
             self.store.mark_settled(job_id, tx_hash)
+        self._schedule.remove(job_id)  # _forget once no worker holds it
+
+    def _forget(self, job_id: int) -> None:
         with self._lock:
-            self._ended.add(job_id)
+            gone = self._jobs.pop(job_id, None)
+        if gone is not None and gone.agent is not None:
+            gone.agent.close()
 
     @property
     def followed(self) -> list[int]:
-        """Ids of the jobs this loop follows now."""
-        return sorted(self._jobs)
+        """Ids of the jobs this loop follows now (read from the chain)."""
+        with self._lock:
+            return sorted(self._jobs)
 
     # ------------------------------------------------------------------ the loop
 
-    def tick(self, now: float | None = None) -> list[JobStep]:
-        """One pass over every watched job; an error on one job is logged and does not stop the others.
+    def run(self, stop: threading.Event) -> None:
+        """The service's loop: ``config.workers`` threads step each job when it falls due
+        (gpumarket.oracle.schedule), until ``stop`` is set."""
+        self._read_stored(self.clock())
+        self._schedule.serve(
+            lambda taken: self._run(taken)[1], workers=self.config.workers, stop=stop, name="oracle-job"
+        )
 
-        The jobs are stepped in parallel (at most ``max_parallel``): a challenge takes a while,
-        and one job's provider must not delay the start challenge of another's.
-        """
+    def tick(self, now: float | None = None) -> list[JobStep]:
+        """Steps every job due at ``now`` (default: the clock) once, in this thread, earliest due
+        first, and says what each did; an error on one job is logged and does not stop the others.
+        A job an event added is due from the clock's time then."""
         now = self.clock() if now is None else now
-        with self._lock:
-            ended, self._ended = self._ended, set()
-        for job_id in ended:
-            if (gone := self._jobs.pop(job_id, None)) is not None and gone.agent is not None:
-                gone.agent.close()
+        self._read_stored(now)
         steps: list[JobStep] = []
-        followed: list[_WatchedJob] = []
-        for watched in self.store.watched_jobs():
-            if watched.job_id in ended:
-                continue
-            try:
-                job = self._jobs.get(watched.job_id) or self._adopt(watched, now)
-            except (ChainError, OSError) as exc:
-                steps.append(self._error(watched.job_id, exc))
-                continue
-            if job is None:
-                steps.append(JobStep(watched.job_id, "ended", "not running on chain"))
-            else:
-                followed.append(job)
-        if len(followed) == 1:
-            steps.append(self._safe_step(followed[0], now))
-        elif followed:
-            with ThreadPoolExecutor(min(len(followed), self.max_parallel), "oracle-job") as pool:
-                steps.extend(pool.map(lambda job: self._safe_step(job, now), followed))
+
+        def step(taken: Taken[int]) -> float:
+            done, due = self._run(taken)
+            steps.append(done)
+            return due
+
+        self._schedule.run_due(now, step)
         return steps
+
+    def lag(self) -> float:
+        """How late the loop's steps start now (gpumarket.oracle.schedule: DueSchedule.lag)."""
+        return self._schedule.lag(self.clock())
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """For /health: healthy unless the loop is behind (its lag over ``max_lag_s``)."""
+        lag = self.lag()
+        behind = lag > self.config.max_lag_s
+        return not behind, {
+            "followed": len(self._schedule),
+            "workers": self.config.workers,
+            "lag_s": round(lag, 3),
+            "max_lag_s": self.config.max_lag_s,
+            "behind": behind,
+        }
+
+    def _read_stored(self, now: float) -> None:
+        """Schedules the jobs the store follows (those of before a restart), the first time only."""
+        with self._lock:
+            if self._stored_read:
+                return
+            self._stored_read = True
+        for watched in self.store.watched_jobs():
+            self._schedule.add(watched.job_id, now)
+
+    def _run(self, taken: Taken[int]) -> tuple[JobStep, float]:
+        """One step of the job the schedule handed over (adopted first, if new): what it did, and
+        when it is next due."""
+        self._note_lag(taken)
+        job_id, now = taken.key, taken.started
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            try:
+                job = self._adopt(job_id, now)
+            except (ChainError, OSError) as exc:
+                return self._count(self._error(job_id, exc)), now + self.config.poll_interval_s
+            if job is None:
+                return self._count(JobStep(job_id, "ended", "not running on chain")), math.inf
+        return self._count(self._safe_step(job, now)), self._next_due(job)
+
+    def _next_due(self, job: _WatchedJob) -> float:
+        """When :meth:`_step` next has something to do: the times its own checks wait for."""
+        interval = self.config.poll_interval_s
+        if job.signed is not None:
+            return job.last_gather + interval  # gather and submit at the poll pace (or when a peer signs)
+        if job.cannot_judge:
+            return math.inf  # nothing to do until the job ends
+        due = job.last_poll + interval  # heartbeats and the end come with a poll
+        if not job.passed(ChallengeKind.START):
+            due = min(due, job.last_start_try + interval)
+        return due
+
+    def _note_lag(self, taken: Taken[int]) -> None:
+        lag = taken.lag
+        if lag <= self.config.max_lag_s:
+            return
+        with self._lock:
+            if taken.started - self._warned_at < LAG_WARN_EVERY_S:
+                return
+            self._warned_at = taken.started
+        log.warning(
+            "the job loop is behind: job %d's step started %.1f s after it was due (bound %.1f s; %d jobs "
+            "followed by %d workers): give it more workers or fewer jobs",
+            taken.key,
+            lag,
+            self.config.max_lag_s,
+            len(self._schedule),
+            self.config.workers,
+        )
+
+    def _count(self, step: JobStep) -> JobStep:
+        self.signer.metrics.job_steps.inc(action=step.action)
+        if step.action not in _QUIET_ACTIONS:
+            log.info("job %d: %s %s", step.job_id, step.action, step.detail)
+        return step
+
+    def _register_gauges(self) -> None:
+        metrics = self.signer.metrics
+        if metrics.has("gpumarket_oracle_jobs_followed"):
+            return  # another loop over the same metrics registered them
+        metrics.gauge(
+            "gpumarket_oracle_jobs_followed", "Jobs the job loop follows.", lambda: [({}, len(self._schedule))]
+        )
+        metrics.gauge(
+            "gpumarket_oracle_job_lag_seconds",
+            "How late the job loop's steps start: the most overdue job's lag now, or the largest lag of a "
+            "step started within the last max_lag_s seconds, whichever is larger.",
+            lambda: [({}, self.lag())],
+        )
 
     def _safe_step(self, job: _WatchedJob, now: float) -> JobStep:
         try:
@@ -311,12 +445,13 @@ class JobMonitor:
         log.warning("job %d: %s: %s", job_id, type(exc).__name__, exc)
         return JobStep(job_id, "error", f"{type(exc).__name__}: {exc}")
 
-    def _adopt(self, watched: WatchedJob, now: float) -> _WatchedJob | None:
+    def _adopt(self, job_id: int, now: float) -> _WatchedJob | None:
         """Start following a watched job: read it and its provider from the chain."""
-        job = self.market.get_job(watched.job_id)
+        job = self.market.get_job(job_id)
         if job.state != JobState.RUNNING:
-            self._end(watched.job_id)
+            self._end(job_id)
             return None
+        self._saw_chain_time(job.started_at)
         record = self.market.providers(job.provider)
         followed = _WatchedJob(
             job_id=job.job_id,
@@ -338,7 +473,8 @@ class JobMonitor:
                 # Our gap, not the provider's fault: no challenge can be sized, so no report.
                 followed.cannot_judge = f"gpu class {job.gpu_class} is not in this oracle's table"
                 log.warning("job %d: %s: it will not be judged here", job.job_id, followed.cannot_judge)
-        self._jobs[job.job_id] = followed
+        with self._lock:
+            self._jobs[job.job_id] = followed
         log.info("following job %d of %s (%s)", job.job_id, job.provider, record.endpoint)
         return followed
 
@@ -378,7 +514,7 @@ class JobMonitor:
             if exc.code != "unknown_job":
                 log.warning("job %d: the agent refused its status: %s", job.job_id, exc)
         except ProviderUnreachable as exc:
-            job.contact.missed(now)
+            job.contact.missed(now, self.config.silent_after_s)
             log.info("job %d: agent unreachable: %s", job.job_id, exc)
         silence = self._silence(job, now)
         if silence:
@@ -399,8 +535,10 @@ class JobMonitor:
             return self._decide_failed(job, f"the agent reports the job lost: {detail}")
         if status is not None and state == "finished":
             return self._finish(job, status)
-        # Fresh: a tick that ran late must not judge the deadline on an old reading.
-        chain_now = max(self.clock(), self.market.block_timestamp())
+        # Fresh: a step that ran late must not judge the deadline on an old reading.
+        latest = self.market.block_timestamp()
+        self._saw_chain_time(latest)
+        chain_now = max(self.clock(), latest)
         if chain_now > job.end_deadline + self.config.overrun_s:
             # Only a fresh answer says it still runs: an agent down across the deadline stops
             # the job when it is back, and its last answer from before says nothing now.
@@ -441,9 +579,9 @@ class JobMonitor:
         self._record(job.job_id, kind, now, measurement, required)
         if not measurement.answered:
             log.info("job %d: %s challenge: %s", job.job_id, kind, measurement.detail)
-            job.contact.missed(now)
+            job.contact.missed(now, self.config.silent_after_s)
             if job.agent_state == "running":
-                job.proof.missed(now)
+                job.proof.missed(now, self.config.silent_after_s)
             silence = self._silence(job, now)
             if silence:
                 return self._decide_failed(job, silence)
@@ -485,11 +623,18 @@ class JobMonitor:
         of it, whichever is later. A local chain that mines more than a block a second (the
         embedded one, anvil) runs ahead of the wall clock, and between blocks its latest
         timestamp stands still: an honest job's metered wall time would then exceed the elapsed
-        chain time. On a public chain timestamps are never far ahead, and the lead stays ~0."""
+        chain time. On a public chain timestamps are never far ahead, and the lead stays ~0.
+        The lead is taken from every chain timestamp the loop reads (:meth:`_saw_chain_time`), a
+        job's own on-chain start first: by the time the job ends, the chain may well have stopped
+        being ahead, and the lead it had when the job started is the one its record reflects."""
         latest = self.market.block_timestamp()
-        now = self.clock()
-        self._chain_lead = max(self._chain_lead, latest - now)
-        return max(latest, now + self._chain_lead)
+        self._saw_chain_time(latest)
+        return max(latest, self.clock() + self._chain_lead)
+
+    def _saw_chain_time(self, timestamp: float) -> None:
+        lead = timestamp - self.clock()
+        with self._lock:
+            self._chain_lead = max(self._chain_lead, lead)
 
     def _finish(self, job: _WatchedJob, status: dict[str, Any]) -> JobStep:
         """The agent reports the job finished: end challenge, usage record, COMPLETED."""

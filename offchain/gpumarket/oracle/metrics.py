@@ -3,8 +3,9 @@
 :class:`OracleMetrics` declares the oracle's families in a registry of its own (never the
 process-wide default one), so several oracles in one process (tests, the demo) count apart.
 Every part of the oracle takes one instance: the signer counts decisions, the API requests and
-signatures, peers gathering, the settlement loop submissions; the API adds gauges read from the
-store at scrape time. prometheus-client writes the exposition format (:meth:`OracleMetrics.exposition`).
+signatures, peers gathering, the settlement loop submissions, the job loop its steps; the API
+adds gauges read from the store at scrape time, the job loop gauges of the jobs it follows and
+of its lag. prometheus-client writes the exposition format (:meth:`OracleMetrics.exposition`).
 
 Counters are exposed as ``<name>_total`` only: the ``_created`` series prometheus-client would add
 beside each are switched off (process-wide, when this module is imported).
@@ -102,6 +103,10 @@ class OracleMetrics:
         )
         self.submissions = self.counter(
             "gpumarket_oracle_settlement_submissions_total", "Settlement submissions, by result.", ("result",)
+        )
+        # The job loop's (gpumarket.oracle.jobs), beside its gauges.
+        self.job_steps = self.counter(
+            "gpumarket_oracle_job_steps_total", "Steps of the job loop, by what the step did.", ("action",)
         )
 
     def counter(self, name: str, help: str, labelnames: Iterable[str] = ()) -> Counter:

@@ -12,15 +12,19 @@
 deployment with the ``sender`` key (it pays for settlement transactions; the ``key`` only
 signs reports and need hold no ether), the decision store (bound to the market's EIP-712
 domain and the key's address), the committee read from the chain (a warning when the key is
-not a member: it serves and follows, but signs nothing), the HTTP API, then two threads:
+not a member: it serves and follows, but signs nothing), the HTTP API, then three threads:
 
 - the **follower** (gpumarket.chain.follower, its cursor in ``follower_db``) hands every
   event, at the confirmation depth, to CommitteeSync (epochs), HardwareVerifier
   (ProviderRegistered/Updated) and JobMonitor (JobAccepted, JobSettled, ...);
-- the **loop** runs ``HardwareVerifier.tick`` and ``JobMonitor.tick`` every
-  ``tick_interval`` seconds; an error in one pass is logged and the next pass tries again.
+- the **hardware loop** runs ``HardwareVerifier.tick`` every ``tick_interval`` seconds; an
+  error in one pass is logged and the next pass tries again;
+- the **job loop**, ``JobMonitor.run``: its pool of ``jobs.workers`` threads steps each job
+  when it falls due (gpumarket.oracle.jobs, "Scheduling"). ``/health`` reports it
+  (``"job_loop"``: jobs followed, lag, ``behind``; ``"status": "degraded"`` while it is behind),
+  and a peer's signature pushed to the API hurries its job's settlement.
 
-Shutdown (``stop``, then ``close``) stops both threads between steps, then the API and the
+Shutdown (``stop``, then ``close``) stops the threads between steps, then the API and the
 store. ``wait`` returns 1 when the follower died (the node stayed down past its retry budget,
 or the chain changed under it): a supervisor should restart the service; otherwise 0.
 Decisions survive any crash (write-once in SQLite, before signing), and so do the jobs
@@ -165,6 +169,8 @@ class OracleService(ServiceLifecycle):
             registries=config.registries,
             image_config=config.images,
         )
+        self.api.add_health_check("job_loop", self.jobs.health)
+        self.api.on_signature = self.jobs.signature_arrived
         if not self.metrics.has("gpumarket_oracle_peers_reachable"):
             self.metrics.gauge(
                 "gpumarket_oracle_peers_reachable",
@@ -201,7 +207,8 @@ class OracleService(ServiceLifecycle):
         )
         self._threads = [
             threading.Thread(target=self._follow, name="oracle-follower", daemon=True),
-            threading.Thread(target=self._loop, name="oracle-loop", daemon=True),
+            threading.Thread(target=self._loop, name="oracle-hardware", daemon=True),
+            threading.Thread(target=self._job_loop, name="oracle-jobs", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -232,20 +239,17 @@ class OracleService(ServiceLifecycle):
         self._run_until_stopped("chain follower", self.follower.run)
 
     def _loop(self) -> None:
-        assert self.hardware is not None and self.jobs is not None
+        assert self.hardware is not None
         while not self._stop.wait(self.config.tick_interval):
             try:
                 self.hardware.tick(known=sorted(self._known_providers))
             except Exception as error:  # noqa: BLE001 - one failed pass must not end the service
                 log.warning("hardware pass failed: %s: %s", type(error).__name__, error)
-            if self._stop.is_set():
-                break
-            try:
-                for step in self.jobs.tick():
-                    if step.action not in ("waiting", "polled"):
-                        log.info("job %d: %s %s", step.job_id, step.action, step.detail)
-            except Exception as error:  # noqa: BLE001
-                log.warning("job pass failed: %s: %s", type(error).__name__, error)
+
+    def _job_loop(self) -> None:
+        assert self.jobs is not None
+        # Each step's errors stay in its job (JobMonitor, DueSchedule); what escapes is fatal.
+        self._run_until_stopped("job loop", self.jobs.run)
 
     def close(self) -> None:
         """Stops the threads, then the API and the store."""

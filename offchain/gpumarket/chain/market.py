@@ -383,11 +383,11 @@ class Market(_Bound):
     def was_member(self, epoch: int, account: str, *, block: BlockId = "latest") -> bool:
         return bool(self._call("was_member", epoch, _address(account), block=block))
 
-    def batch_settler(self, *, block: BlockId = "latest") -> str:
+    def batch_settler(self, *, block: BlockId = "latest") -> ChecksumAddress:
         """The BatchSettler companion's address (the zero address while none is wired in)."""
         return _address(self._call("batch_settler", block=block))
 
-    def oracle_bonds_address(self, *, block: BlockId = "latest") -> str:
+    def oracle_bonds_address(self, *, block: BlockId = "latest") -> ChecksumAddress:
         """The OracleBonds companion's address (the zero address while none is wired in)."""
         return _address(self._call("oracle_bonds", block=block))
 

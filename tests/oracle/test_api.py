@@ -89,6 +89,9 @@ class Case:
     status: int
     error: str
     field: str | None = None
+    # Refused for settlement, but a member's valid signature is kept as possible evidence of
+    # equivocation (gpumarket.oracle.equivocation): the one row this request may add.
+    keeps_evidence: bool = False
 
 
 def _post(path: str, body: bytes | None, headers: dict[str, str] | None = None):
@@ -248,6 +251,7 @@ CASES = [
         409,
         "report_mismatch",
         "report",
+        keeps_evidence=True,
     ),
     Case(
         "wrong signature: a member's, over another report, sent with ours",
@@ -323,7 +327,10 @@ def test_hostile_request_is_refused_precisely_and_changes_nothing(served, domain
         assert answer.get("field") == case.field, answer
     assert node.metrics.request_errors.value(code=str(case.status), error=case.error) == 1
     assert_still_serving(node)
-    assert snapshot(node.store.path) == before
+    after = snapshot(node.store.path)
+    if case.keeps_evidence:
+        assert len(after.pop("observed_signatures")) == len(before.pop("observed_signatures")) + 1
+    assert after == before
 
 
 def test_a_replayed_signature_is_refused_and_stored_once(served, domain):

@@ -17,8 +17,10 @@ not a member: it serves and follows, but signs nothing), the HTTP API, then thre
 - the **follower** (gpumarket.chain.follower, its cursor in ``follower_db``) hands every
   event, at the confirmation depth, to CommitteeSync (epochs), HardwareVerifier
   (ProviderRegistered/Updated) and JobMonitor (JobAccepted, JobSettled, ...);
-- the **hardware loop** runs ``HardwareVerifier.tick`` every ``tick_interval`` seconds; an
-  error in one pass is logged and the next pass tries again;
+- the **hardware loop** runs ``HardwareVerifier.tick`` every ``tick_interval`` seconds, then
+  ``EquivocationReporter.tick`` (a peer's two different signed reports of one key and epoch,
+  proven to the market's OracleBonds: gpumarket.oracle.equivocation); an error in one pass is
+  logged and the next pass tries again;
 - the **job loop**, ``JobMonitor.run``: its pool of ``jobs.workers`` threads steps each job
   when it falls due (gpumarket.oracle.jobs, "Scheduling"). ``/health`` reports it
   (``"job_loop"``: jobs followed, lag, ``behind``; ``"status": "degraded"`` while it is behind),
@@ -50,6 +52,7 @@ from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.lifecycle import ServiceLifecycle
 from gpumarket.oracle.api import ApiConfig, OracleAPI
 from gpumarket.oracle.chain_submitter import ChainSubmitter
+from gpumarket.oracle.equivocation import EquivocationReporter
 from gpumarket.oracle.hardware import HardwareConfig, HardwareVerifier
 from gpumarket.oracle.images import ImageConfig
 from gpumarket.oracle.jobs import JobConfig, JobMonitor
@@ -111,6 +114,7 @@ class OracleService(ServiceLifecycle):
         self.api: OracleAPI | None = None
         self.hardware: HardwareVerifier | None = None
         self.jobs: JobMonitor | None = None
+        self.equivocations: EquivocationReporter | None = None
         self.follower: EventFollower | None = None
         self.metrics = OracleMetrics()
         self._known_providers: set[str] = set()
@@ -169,6 +173,7 @@ class OracleService(ServiceLifecycle):
             registries=config.registries,
             image_config=config.images,
         )
+        self.equivocations = EquivocationReporter(self.store, self.market)
         self.api.add_health_check("job_loop", self.jobs.health)
         self.api.on_signature = self.jobs.signature_arrived
         if not self.metrics.has("gpumarket_oracle_peers_reachable"):
@@ -239,12 +244,16 @@ class OracleService(ServiceLifecycle):
         self._run_until_stopped("chain follower", self.follower.run)
 
     def _loop(self) -> None:
-        assert self.hardware is not None
+        assert self.hardware is not None and self.equivocations is not None
         while not self._stop.wait(self.config.tick_interval):
             try:
                 self.hardware.tick(known=sorted(self._known_providers))
             except Exception as error:  # noqa: BLE001 - one failed pass must not end the service
                 log.warning("hardware pass failed: %s: %s", type(error).__name__, error)
+            try:
+                self.equivocations.tick()
+            except Exception as error:  # noqa: BLE001 - one failed pass must not end the service
+                log.warning("equivocation pass failed: %s: %s", type(error).__name__, error)
 
     def _job_loop(self) -> None:
         assert self.jobs is not None

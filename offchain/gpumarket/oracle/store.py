@@ -76,6 +76,7 @@ __all__ = [
     "Cursor",
     "Decision",
     "DecisionStore",
+    "Equivocation",
     "InvalidSignature",
     "NotAMember",
     "NotDecided",
@@ -96,7 +97,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _BUSY_TIMEOUT_MS = 10_000
 
 ReportKind = Literal["job", "hardware"]
@@ -203,6 +204,36 @@ _MIGRATIONS: tuple[str, ...] = (
     ) STRICT;
     CREATE INDEX job_challenges_by_job ON job_challenges (job_id, at);
     """,
+    """
+    -- every member's signature this oracle received over a report of a key it decided or
+    -- follows, whether or not the report is its own decision: two different reports of one
+    -- key and epoch by one member are equivocation, which OracleBonds slashes (at most two
+    -- reports are kept per key, epoch and signer: the second is the evidence)
+    CREATE TABLE observed_signatures (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        signer TEXT NOT NULL,
+        digest BLOB NOT NULL CHECK (length(digest) = 32),
+        report_json TEXT NOT NULL,
+        signature BLOB NOT NULL CHECK (length(signature) = 65),
+        received_at REAL NOT NULL,
+        PRIMARY KEY (kind, key, epoch, signer, digest)
+    ) STRICT;
+    -- equivocations found, and what became of the proof this oracle submitted
+    CREATE TABLE equivocations (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        signer TEXT NOT NULL,
+        first_digest BLOB NOT NULL,
+        second_digest BLOB NOT NULL,
+        found_at REAL NOT NULL,
+        proof_tx TEXT,
+        outcome TEXT,
+        PRIMARY KEY (kind, key, epoch, signer)
+    ) STRICT;
+    """,
 )
 
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -291,6 +322,22 @@ class Decision:
     signature: bytes | None
     signed_at: float | None
     created: bool = False  # True only on the decide() call that committed it
+
+
+@dataclass(frozen=True)
+class Equivocation:
+    """Two different reports of one key and epoch, each signed by ``signer``: the proof
+    OracleBonds slashes; ``proof_tx``/``outcome`` say what became of this oracle's submission."""
+
+    kind: ReportKind
+    key: tuple[str, ...]
+    epoch: int
+    signer: str
+    first: tuple[Report, bytes]
+    second: tuple[Report, bytes]
+    found_at: float
+    proof_tx: str | None = None
+    outcome: str | None = None
 
 
 @dataclass(frozen=True)
@@ -645,32 +692,159 @@ class DecisionStore:
     def add_peer_signature(self, report: Report, signature: bytes | str, source: str = "peer") -> tuple[AddResult, str]:
         """Verify and store a peer's signature of ``report``; returns (result, signer).
 
-        Refuses, storing nothing: NotDecided (no decision for the report's key yet),
-        ReportMismatch (the report is not exactly our decision), InvalidSignature (malformed
-        or unrecoverable), UnknownEpoch (no committee recorded for the epoch), NotAMember
-        (the signer is outside that epoch's committee).
+        Refuses, storing nothing as a signature for settlement: NotDecided (no decision for the
+        report's key yet), ReportMismatch (the report is not exactly our decision),
+        InvalidSignature (malformed or unrecoverable), UnknownEpoch (no committee recorded for
+        the epoch), NotAMember (the signer is outside that epoch's committee). A member's valid
+        signature is observed either way, in the same write (:meth:`observe_signature`): a
+        report that is not ours may be half of an equivocation.
         """
         kind, key = report_key(report)
         decision = self._get_decision(kind, key)
+        refusal: StoreError | None = None
         if decision is None:
-            raise NotDecided(f"{kind} {'/'.join(key)}: this oracle has not decided it")
-        if eip712.digest(self.domain, report) != decision.digest:
-            raise ReportMismatch(kind, key, decision.report, report)
-        signer = _recover(self.domain, decision.report, signature)
-        committee = self.committee(decision.report.epoch)
-        if committee is None:
-            raise UnknownEpoch(f"no committee is recorded for epoch {decision.report.epoch}")
-        if not committee.is_member(signer):
-            raise NotAMember(signer, committee.epoch)
-        raw = _signature_bytes(signature)
+            refusal = NotDecided(f"{kind} {'/'.join(key)}: this oracle has not decided it")
+        elif eip712.digest(self.domain, report) != decision.digest:
+            refusal = ReportMismatch(kind, key, decision.report, report)
+        try:
+            signer = _recover(self.domain, report, signature)
+        except InvalidSignature:
+            if refusal is not None:
+                raise refusal from None
+            raise
+        committee = self.committee(report.epoch)
+        member = committee is not None and committee.is_member(signer)
+        if refusal is None and committee is None:
+            refusal = UnknownEpoch(f"no committee is recorded for epoch {report.epoch}")
+        elif refusal is None and not member:
+            assert committee is not None
+            refusal = NotAMember(signer, committee.epoch)
+        added = False
         with self._write_signatures() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO signatures (digest, signer, signature, source, received_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (decision.digest, signer, raw, source, time.time()),
-            )
-            added = cursor.rowcount == 1
+            if member:
+                self._observe(db, report, signer, signature)
+            if refusal is None:
+                assert decision is not None
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO signatures (digest, signer, signature, source, received_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (decision.digest, signer, _signature_bytes(signature), source, time.time()),
+                )
+                added = cursor.rowcount == 1
+        if refusal is not None:
+            raise refusal
         return (AddResult.ADDED if added else AddResult.DUPLICATE), signer
+
+    def observe_signature(self, report: Report, signature: bytes | str) -> Equivocation | None:
+        """Keep a member's valid signature of ``report`` as evidence; returns the equivocation it
+        completes, if its signer signed another report of the same key in the same epoch.
+
+        Only keys this oracle decided or follows are kept (anyone can push to the API, so what is
+        stored stays bounded by this oracle's own work), at most two reports per key, epoch and
+        signer. Anything else (bad signature, unknown epoch, not a member) is ignored.
+        """
+        try:
+            signer = _recover(self.domain, report, signature)
+        except InvalidSignature:
+            return None
+        committee = self.committee(report.epoch)
+        if committee is None or not committee.is_member(signer):
+            return None
+        with self._write_signatures() as db:
+            found = self._observe(db, report, signer, signature)
+        if not found:
+            return None
+        kind, key = report_key(report)
+        return next(
+            e for e in self.equivocations() if (e.kind, e.key, e.epoch, e.signer) == (kind, key, report.epoch, signer)
+        )
+
+    def _observe(self, db: sqlite3.Connection, report: Report, signer: str, signature: bytes | str) -> bool:
+        """Within a write: keep a member's signature as evidence; True when it completes an
+        equivocation (recorded in ``equivocations``)."""
+        kind, key = report_key(report)
+        table = _TABLES[kind]
+        decided = db.execute(f"SELECT 1 FROM {table.name} WHERE {table.where}", key).fetchone()
+        followed = kind == "job" and db.execute("SELECT 1 FROM watched_jobs WHERE job_id = ?", (key[0],)).fetchone()
+        if not decided and not followed:
+            return False
+        digest = eip712.digest(self.domain, report)
+        joined = "/".join(key)
+        others = db.execute(
+            "SELECT digest FROM observed_signatures WHERE kind = ? AND key = ? AND epoch = ? AND signer = ?",
+            (kind, joined, report.epoch, signer),
+        ).fetchall()
+        known = {bytes(row[0]) for row in others}
+        if digest in known or len(known) >= 2:
+            return False
+        db.execute(
+            "INSERT INTO observed_signatures (kind, key, epoch, signer, digest, report_json, signature, received_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                kind,
+                joined,
+                report.epoch,
+                signer,
+                digest,
+                _encode_report(report),
+                _signature_bytes(signature),
+                time.time(),
+            ),
+        )
+        if not known:
+            return False
+        db.execute(
+            "INSERT OR IGNORE INTO equivocations (kind, key, epoch, signer, first_digest, second_digest, found_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (kind, joined, report.epoch, signer, known.pop(), digest, time.time()),
+        )
+        logger.warning("%s signed two different %s reports for %s in epoch %d", signer, kind, joined, report.epoch)
+        return True
+
+    def equivocations(self, *, open_only: bool = False) -> list[Equivocation]:
+        """Every equivocation found (``open_only``: those whose proof is not settled yet)."""
+        sql = (
+            "SELECT e.kind, e.key, e.epoch, e.signer, e.found_at, e.proof_tx, e.outcome, "
+            "a.report_json, a.signature, b.report_json, b.signature FROM equivocations e "
+            "JOIN observed_signatures a ON a.kind = e.kind AND a.key = e.key AND a.epoch = e.epoch "
+            "AND a.signer = e.signer AND a.digest = e.first_digest "
+            "JOIN observed_signatures b ON b.kind = e.kind AND b.key = e.key AND b.epoch = e.epoch "
+            "AND b.signer = e.signer AND b.digest = e.second_digest"
+            + (" WHERE e.outcome IS NULL" if open_only else "")
+            + " ORDER BY e.found_at"
+        )
+        found = []
+        for kind, key, epoch, signer, at, tx, outcome, first, first_sig, second, second_sig in self._select(sql):
+            found.append(
+                Equivocation(
+                    kind=kind,
+                    key=tuple(key.split("/")),
+                    epoch=epoch,
+                    signer=signer,
+                    first=(_decode_report(kind, first), bytes(first_sig)),
+                    second=(_decode_report(kind, second), bytes(second_sig)),
+                    found_at=at,
+                    proof_tx=tx,
+                    outcome=outcome,
+                )
+            )
+        return found
+
+    def record_equivocation_proof(self, equivocation: Equivocation, outcome: str, tx_hash: str | None = None) -> None:
+        """What became of the proof of ``equivocation``: submitted (its transaction), or why not."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE equivocations SET outcome = ?, proof_tx = ? "
+                "WHERE kind = ? AND key = ? AND epoch = ? AND signer = ?",
+                (
+                    outcome,
+                    tx_hash,
+                    equivocation.kind,
+                    "/".join(equivocation.key),
+                    equivocation.epoch,
+                    equivocation.signer,
+                ),
+            )
 
     def signatures(self, digest: bytes) -> list[StoredSignature]:
         """Every stored signature over ``digest``, sorted by signer address ascending."""

@@ -93,6 +93,9 @@ class Case:
     status: int
     error: str
     field: str | None = None
+    # Refused for settlement, but a member's valid signature is kept as possible evidence of
+    # equivocation (gpumarket.oracle.equivocation): the one row this request may add.
+    keeps_evidence: bool = False
 
 
 def _post(path: str, body: Callable[[Served], bytes], headers: dict[str, str] | None = None):
@@ -159,6 +162,7 @@ CASES = [
         ),
         409,
         "report_mismatch",
+        keeps_evidence=True,
     ),
     Case(
         "hardware: another provider's report on this URL",
@@ -233,7 +237,10 @@ def test_hostile_request_is_refused_precisely_and_changes_nothing(served, case):
     node = served.node
     before = snapshot(node.store.path)
     assert case.send(served) == (case.status, case.error)
-    assert snapshot(node.store.path) == before
+    after = snapshot(node.store.path)
+    if case.keeps_evidence:
+        assert len(after.pop("observed_signatures")) == len(before.pop("observed_signatures")) + 1
+    assert after == before
     # The oracle keeps serving: a valid report and a valid push right after.
     status, body, _ = call(node.url, "GET", f"/reports/job/{JOB}")
     assert status == 200 and body["report"]["job_id"] == JOB
@@ -315,7 +322,11 @@ def test_an_oracle_service_under_hostile_pushes_serves_on_and_logs_no_key(tmp_pa
             answer = call(service.url, "POST", path, body)
             assert (answer[0], answer[1]["error"]) == (status, error), answer
             assert call(service.url, "GET", "/health")[0] == 200
-        assert snapshot(service.store.path) == before
+        after = snapshot(service.store.path)
+        # Only the member's signature of another report is kept (as evidence of equivocation).
+        assert [row[3] for row in after.pop("observed_signatures")] == [eip712.address_of(oracle_key(1))]
+        before.pop("observed_signatures")
+        assert after == before
         good = push_body(report, sign(1, domain, report))
         assert call(service.url, "POST", path, good)[0] == 202
         assert call(service.url, "POST", path, good)[1]["error"] == "duplicate_signature"  # the replay

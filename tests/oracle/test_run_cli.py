@@ -67,7 +67,15 @@ def test_an_unreachable_node_is_a_clear_error(tmp_path: Path) -> None:
 def test_help_lists_every_timing() -> None:
     code, output = run("--help")
     assert code == 0
-    for option in ("--heartbeat-interval", "--silent-after", "--fallback-delay", "--job-workers", "--max-job-lag"):
+    for option in (
+        "--heartbeat-interval",
+        "--silent-after",
+        "--fallback-delay",
+        "--job-workers",
+        "--max-job-lag",
+        "--batch-size",
+        "--batch-max-age",
+    ):
         assert option in output
 
 

@@ -98,6 +98,7 @@ class Market3:
     root: Path
     oracles: list[OracleService] = field(default_factory=list)
     providers: list[ProviderService] = field(default_factory=list)
+    job_config: JobConfig = JOB_CONFIG
 
     def market(self, key: ServiceKey | None = None) -> Market:
         return self.deployment.market_at(self.w3, signer=key)
@@ -114,7 +115,7 @@ class Market3:
             poll_interval=0.1,
             tick_interval=0.1,
             hardware=HARDWARE_CONFIG,
-            jobs=JOB_CONFIG,
+            jobs=self.job_config,
         )
 
     def start_oracle(self, i: int) -> OracleService:

@@ -15,6 +15,9 @@ Routes::
                                                        "required_gops", "verdict"}]} (none: an empty list)
     POST /signatures/job/<job_id>                      a peer pushes its signature: 202
     POST /signatures/hardware/<provider>/<claim_version>/<valid_until>
+    POST /batches/job                                  our signature of a batch root over our own
+                                                       decisions for the listed jobs: 200, 409 when
+                                                       not (gpumarket.oracle.batches)
 
 The report and push bodies are documented in :mod:`gpumarket.oracle.wire`. A report is served
 only from a committed decision; one decided but not yet signed (a crash between the two) is
@@ -55,7 +58,9 @@ from typing import Any, Self
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gpumarket.oracle.batches import BatchRefused, sign_batch
 from gpumarket.oracle.metrics import OracleMetrics
+from gpumarket.oracle.peers import BATCH_ROUTE
 from gpumarket.oracle.signer import OracleSigner
 from gpumarket.oracle.store import (
     AddResult,
@@ -70,7 +75,8 @@ from gpumarket.oracle.store import (
     job_key,
     report_key,
 )
-from gpumarket.oracle.wire import WireError, loads_strict, parse_address, parse_push, parse_uint
+from gpumarket.oracle.wire import WireError, loads_strict, parse_address, parse_batch_request, parse_push, parse_uint
+from gpumarket.signing.batch import MAX_BATCH
 from gpumarket.signing.eip712 import Report
 from gpumarket.web.errors import HttpError
 from gpumarket.web.server import (
@@ -147,6 +153,7 @@ class OracleAPI:
                 Endpoint("GET", CHALLENGES_ROUTE, self._get_challenges),
                 Endpoint("POST", JOB_PUSH_ROUTE, self._post_job),
                 Endpoint("POST", HARDWARE_PUSH_ROUTE, self._post_hardware),
+                Endpoint("POST", BATCH_ROUTE, self._post_batch),
             ],
             observe=self._count,
         )
@@ -263,6 +270,20 @@ class OracleAPI:
     async def _post_hardware(self, request: Request) -> Response:
         key = hardware_key(*_path_hardware(request.path_params))
         return await in_thread(self._accept_signature, "hardware", key, await self._read_body(request))
+
+    async def _post_batch(self, request: Request) -> Response:
+        return await in_thread(self._sign_batch, await self._read_body(request))
+
+    def _sign_batch(self, body: bytes) -> Response:
+        try:
+            epoch, root, job_ids = parse_batch_request(loads_strict(body), MAX_BATCH)
+        except WireError as exc:
+            raise ApiError.from_wire(exc) from None
+        try:
+            signature = sign_batch(self.signer, epoch, root, job_ids)
+        except BatchRefused as exc:
+            raise ApiError(409, exc.code, str(exc)) from None
+        return json_response({"signature": "0x" + signature.hex(), "signer": self.signer.address})
 
     async def _read_body(self, request: Request) -> bytes:
         return await read_body(request, self.config.max_body_bytes, media_type="application/json")

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from gpumarket.chain.errors import ContractRevert
 from gpumarket.chain.market import Market
 from gpumarket.oracle.store import DecisionStore
+from gpumarket.signing.batch import Multiproof
 from gpumarket.signing.eip712 import HardwareReport, JobReport
 
 __all__ = ["AlreadySettled", "ChainSubmitter", "JOB_NOT_RUNNING", "STALE_REPORT"]
@@ -56,6 +57,11 @@ class ChainSubmitter:
 
     def __repr__(self) -> str:
         return f"ChainSubmitter({self.market!r})"
+
+    def submit_batch(self, proof: Multiproof, signatures: Sequence[bytes]) -> str:
+        """Sends ``settle_batch`` through the market's BatchSettler; returns the tx hash. The
+        market skips a job settled meanwhile, so a race costs gas, never a revert."""
+        return self.market.settle_batch(proof, signatures).tx_hash
 
     def is_settled(self, job_id: int) -> bool:
         return self.market.get_job(job_id).state.terminal

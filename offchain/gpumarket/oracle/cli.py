@@ -38,6 +38,7 @@ from gpumarket.oracle.metrics import OracleMetrics
 from gpumarket.oracle.service import OracleService, OracleServiceConfig
 from gpumarket.oracle.signer import OracleSigner
 from gpumarket.oracle.store import DecisionStore, StoreError
+from gpumarket.signing.batch import MAX_BATCH
 from gpumarket.signing.eip712 import Domain
 
 __all__ = ["PUBLIC_CHAIN_IDS", "oracle"]
@@ -219,6 +220,22 @@ def serve_api(
     "(a warning in the log, /health degraded).",
 )
 @click.option(
+    "--batch-size",
+    type=click.IntRange(min=0, max=MAX_BATCH),
+    default=JobConfig.batch_size,
+    show_default=True,
+    help="Settle the jobs this oracle submits first in batches of up to this many under one signed "
+    "root (the market's BatchSettler; 0: each job alone). A batch goes once full or once its oldest "
+    "job has waited --batch-max-age; one that cannot gather the quorum goes back to single settlement.",
+)
+@click.option(
+    "--batch-max-age",
+    type=click.FloatRange(min=0.0),
+    default=JobConfig.batch_max_age_s,
+    show_default=True,
+    help="Seconds the oldest job waits for its batch to fill (keep it below --fallback-delay).",
+)
+@click.option(
     "--no-answer-retry",
     type=click.FloatRange(min=0.1),
     default=10.0,
@@ -254,6 +271,8 @@ def run(
     fallback_delay: float,
     job_workers: int,
     max_job_lag: float,
+    batch_size: int,
+    batch_max_age: float,
     no_answer_retry: float,
     ready_file: Path | None,
     log_level: str,
@@ -294,6 +313,8 @@ def run(
                 fallback_delay_s=fallback_delay,
                 workers=job_workers,
                 max_lag_s=max_job_lag,
+                batch_size=batch_size,
+                batch_max_age_s=batch_max_age,
             ),
         )
         service = OracleService(service_config, w3=w3).start()

@@ -107,7 +107,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from eth_utils.crypto import keccak
 
@@ -119,15 +119,17 @@ from gpumarket.chain.market import Market
 from gpumarket.chain.models import JobState
 from gpumarket.measure.classes import class_by_id
 from gpumarket.measure.metering import UsageRecord, billable_gpu_seconds
+from gpumarket.oracle.batches import BatchQueue, BatchResult, BatchSubmitter, settle_batch
 from gpumarket.oracle.chain_submitter import AlreadySettled
 from gpumarket.oracle.challenge import Bucket, ChallengeConfig, ChallengeOutcome, challenge_provider
 from gpumarket.oracle.images import ImageConfig, ImagePolicy, ImageWatch
 from gpumarket.oracle.peers import PeerClient, gather_job_signatures, push_signature
 from gpumarket.oracle.schedule import DueSchedule, Taken
-from gpumarket.oracle.settlement import SettlementSubmitter, SubmitOutcome, submit_if_due
-from gpumarket.oracle.signer import OracleSigner, SignedReport
+from gpumarket.oracle.settlement import SettlementSubmitter, SubmitOutcome, submission_rank, submit_if_due
+from gpumarket.oracle.signer import NoQuorum, OracleSigner, SignedReport, StaleEpoch
 from gpumarket.oracle.store import ChallengeRecord, ConflictingDecision, DecisionStore
 from gpumarket.oracle.trust import Measurement, measure_trusted
+from gpumarket.signing.batch import MAX_BATCH
 from gpumarket.signing.eip712 import JobReport, Outcome, Report
 
 __all__ = ["ChallengeKind", "JobConfig", "JobMonitor", "JobStep"]
@@ -156,6 +158,8 @@ class JobConfig:
     usage_min_tries: int = 3  # a usage record refused or invalid this many times in a row: FAILED
     workers: int = 16  # jobs stepped at once (a challenge holds its worker for seconds)
     max_lag_s: float = 30.0  # steps starting later than this after they fell due: the loop is behind
+    batch_size: int = 0  # settle this oracle's jobs in batches of up to this many (0: each alone)
+    batch_max_age_s: float = 10.0  # ... or once the oldest waiting job has waited this long
 
     def __post_init__(self) -> None:
         for name in ("heartbeat_interval_s", "poll_interval_s", "silent_after_s", "status_timeout_s", "max_lag_s"):
@@ -167,6 +171,10 @@ class JobConfig:
         for name in ("silent_min_tries", "usage_min_tries", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"JobConfig.{name} must be >= 1")
+        if not 0 <= self.batch_size <= MAX_BATCH:
+            raise ValueError(f"JobConfig.batch_size must be 0 (no batches) .. {MAX_BATCH}")
+        if self.batch_max_age_s < 0:
+            raise ValueError("JobConfig.batch_max_age_s must be >= 0")
 
 
 class ChallengeKind(enum.StrEnum):
@@ -282,6 +290,12 @@ class JobMonitor:
         self._schedule: DueSchedule[int] = DueSchedule(clock=clock, lag_window_s=config.max_lag_s, on_drop=self._forget)
         self._stored_read = False  # the store's watched jobs were read (once: events bring the rest)
         self._warned_at = -math.inf  # when the loop last said it was behind
+        # Batches (gpumarket.oracle.batches): the designated jobs waiting for one, and the jobs a
+        # failed batch sent back to single settlement.
+        self._batches = BatchQueue(config.batch_size, config.batch_max_age_s) if config.batch_size else None
+        if self._batches is not None and not isinstance(submitter, BatchSubmitter):
+            raise ValueError("batch settlement needs a submitter with submit_batch (ChainSubmitter)")
+        self._batch_failed: set[int] = set()
         self._register_gauges()
 
     # ------------------------------------------------------------------ events
@@ -306,6 +320,9 @@ class JobMonitor:
         self._schedule.remove(job_id)  # _forget once no worker holds it
 
     def _forget(self, job_id: int) -> None:
+        if self._batches is not None:
+            self._batches.discard(job_id)
+        self._batch_failed.discard(job_id)
         with self._lock:
             gone = self._jobs.pop(job_id, None)
         if gone is not None and gone.agent is not None:
@@ -713,6 +730,10 @@ class JobMonitor:
                 push_signature(signed, self.peers)
                 job.pushed = True
             gather_job_signatures(self.store, job.job_id, self.peers, self.signer.metrics)
+        if self._batches is not None and job.job_id not in self._batch_failed:
+            batched = self._batch_step(job.job_id, now)
+            if batched is not None:
+                return batched
         try:
             result = submit_if_due(
                 self.signer,
@@ -735,6 +756,41 @@ class JobMonitor:
         if result.outcome is SubmitOutcome.SUBMITTED:
             return JobStep(job.job_id, "submitted", result.tx_hash or "")
         return JobStep(job.job_id, "waiting", f"{result.outcome.value} {result.detail}".strip())
+
+    def _batch_step(self, job_id: int, now: float) -> JobStep | None:
+        """Queue a job this oracle settles first and that holds its single quorum; flush the queue
+        when due. None: settle it alone (not ours, no quorum yet, submitted, or a batch failed)."""
+        assert self._batches is not None
+        status = self.store.settlement(job_id)
+        if status is not None and (status.settled or status.submitted_at is not None):
+            return None
+        committee = self.store.current_committee()
+        if committee is None or not committee.is_member(self.signer.address):
+            return None
+        if submission_rank(job_id, committee.members, self.signer.address) != 0:
+            return None
+        try:
+            self.signer.quorum(job_id)
+        except (NoQuorum, StaleEpoch):
+            return None
+        self._batches.add(job_id, now)
+        if self._batches.due(now) and self._batches.flushing.acquire(blocking=False):
+            try:
+                ids = self._batches.take()
+                try:
+                    result = settle_batch(self.signer, cast(BatchSubmitter, self.submitter), self.peers, ids)
+                except ChainError as exc:
+                    result = BatchResult(tuple(ids), None, f"settle_batch failed: {exc}")
+            finally:
+                self._batches.flushing.release()
+            if result.tx_hash is None:
+                log.warning("a batch of %d jobs goes back to single settlement: %s", len(ids), result.detail)
+                self._batch_failed.update(ids)
+            elif job_id in result.job_ids:
+                return JobStep(job_id, "submitted", f"in a batch of {len(ids)}: {result.tx_hash}")
+        if job_id in self._batches:
+            return JobStep(job_id, "waiting", "in the batch queue")
+        return None
 
 
 def _hash32(value: object, name: str) -> bytes:

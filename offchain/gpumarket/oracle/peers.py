@@ -54,6 +54,7 @@ from gpumarket.signing.eip712 import Domain
 from gpumarket.web.client import Timeouts, TooLarge, Unreachable, WebClient
 
 __all__ = [
+    "BATCH_ROUTE",
     "GatherResult",
     "PeerClient",
     "PeerConfig",
@@ -68,6 +69,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# Where a peer signs a batch root (gpumarket.oracle.batches).
+BATCH_ROUTE = "/batches/job"
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,22 @@ class PeerClient:
         path = f"/signatures/{kind}/" + "/".join(key)
         body = {"report": eip712.to_json(signed.report), "signature": "0x" + signed.signature.hex()}
         return self._request("POST", path, json.dumps(body).encode())
+
+    def sign_batch(self, epoch: int, root: bytes, job_ids: Sequence[int]) -> bytes:
+        """The peer's signature of a batch root over its own decisions for ``job_ids``
+        (gpumarket.oracle.batches); PeerError when it refuses or cannot be reached."""
+        body = {"epoch": epoch, "root": "0x" + root.hex(), "job_ids": [str(job_id) for job_id in job_ids]}
+        answer = self._request("POST", BATCH_ROUTE, json.dumps(body).encode())
+        if answer.status != 200 or not isinstance(answer.body, dict):
+            error = answer.body.get("error") if isinstance(answer.body, dict) else None
+            raise PeerError(self.base_url, str(error or "bad_answer"), f"POST {BATCH_ROUTE} answered {answer.status}")
+        signature = answer.body.get("signature")
+        if not isinstance(signature, str) or not signature.startswith("0x") or len(signature) != 132:
+            raise PeerError(self.base_url, "malformed", "no 65-byte signature in the answer")
+        try:
+            return bytes.fromhex(signature[2:])
+        except ValueError:
+            raise PeerError(self.base_url, "malformed", "the signature is not hex") from None
 
     def health(self) -> dict[str, Any]:
         answer = self._request("GET", "/health")

@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 from gpumarket.oracle.metrics import OracleMetrics
 from gpumarket.oracle.store import Decision, DecisionStore, NotDecided, ReportKind, hardware_key, job_key
 from gpumarket.signing import eip712
-from gpumarket.signing.eip712 import Domain, Report
+from gpumarket.signing.eip712 import Domain, JobReportBatch, Report
 
 __all__ = [
     "OracleKeyError",
@@ -155,6 +155,11 @@ class OracleSigner:
             logger.debug("signed %s %s", decision.kind, "/".join(decision.key))
         assert decision.signature is not None
         return SignedReport(decision.kind, decision.report, decision.signature, self.address, decision.digest)
+
+    def sign_batch_root(self, batch: JobReportBatch) -> bytes:
+        """Our signature of a batch root. Only gpumarket.oracle.batches calls it, with the root of
+        our own committed decisions: it commits to nothing we have not signed alone."""
+        return self._key.sign_report(self.domain, batch)
 
     def quorum(self, job_id: int) -> Quorum:
         """The job's settlement quorum; raises NotDecided, StaleEpoch or NoQuorum."""

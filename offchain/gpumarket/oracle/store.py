@@ -721,7 +721,7 @@ class DecisionStore:
             refusal = NotAMember(signer, committee.epoch)
         added = False
         with self._write_signatures() as db:
-            if member:
+            if member and signer != self.oracle:  # our own key signs once per key (write-once)
                 self._observe(db, report, signer, signature)
             if refusal is None:
                 assert decision is not None
@@ -748,7 +748,7 @@ class DecisionStore:
         except InvalidSignature:
             return None
         committee = self.committee(report.epoch)
-        if committee is None or not committee.is_member(signer):
+        if committee is None or not committee.is_member(signer) or signer == self.oracle:
             return None
         with self._write_signatures() as db:
             found = self._observe(db, report, signer, signature)

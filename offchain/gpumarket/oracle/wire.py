@@ -46,6 +46,7 @@ __all__ = [
 MAX_UINT_DIGITS = 78  # len(str(2**256 - 1))
 SIGNATURE_PATTERN = re.compile(r"0x[0-9a-fA-F]{130}")
 _DECIMAL = re.compile(rf"[0-9]{{1,{MAX_UINT_DIGITS}}}")
+_ROOT = re.compile(r"0x[0-9a-fA-F]{64}")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 _REPORT_TYPES: dict[ReportKind, type[JobReport] | type[HardwareReport]] = {
@@ -170,6 +171,34 @@ def parse_push(kind: ReportKind, data: Any) -> tuple[Report, bytes]:
     except ValidationError as exc:
         raise _pydantic_error(exc) from None
     return parse_report(kind, push.report), parse_signature(push.signature)
+
+
+class _BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    epoch: int
+    root: str
+    job_ids: list[str]
+
+
+def parse_batch_request(data: Any, max_jobs: int) -> tuple[int, bytes, list[int]]:
+    """The body of ``POST /batches/job``: (epoch, root, job ids), at most ``max_jobs`` distinct ids."""
+    if not isinstance(data, dict):
+        raise WireError("invalid_field", f"expected a JSON object, got {_json_type(data)}", None)
+    try:
+        request = _BatchRequest.model_validate(data)
+    except ValidationError as exc:
+        raise _pydantic_error(exc) from None
+    if not 0 < request.epoch < 2**63:
+        raise WireError("invalid_field", "out of range", "epoch")
+    if not _ROOT.fullmatch(request.root):
+        raise WireError("invalid_field", "expected 0x followed by 64 hex digits", "root")
+    if not 1 <= len(request.job_ids) <= max_jobs:
+        raise WireError("invalid_field", f"1 to {max_jobs} job ids", "job_ids")
+    ids = [parse_uint(text, 256, f"job_ids.{i}") for i, text in enumerate(request.job_ids)]
+    if len(set(ids)) != len(ids):
+        raise WireError("invalid_field", "a job id twice", "job_ids")
+    return request.epoch, bytes.fromhex(request.root[2:]), ids
 
 
 def parse_served(kind: ReportKind, data: Any) -> tuple[Report, bytes, str | None]:

@@ -1,0 +1,175 @@
+"""Settling decided jobs in batches: one root signature per member instead of one per report.
+
+    queue = BatchQueue(size=32, max_age_s=10)          # the designated submitter's decided jobs
+    queue.add(job_id, now); queue.due(now)             # by count, or by the oldest job's age
+    result = settle_batch(signer, submitter, peers, queue.take())   # BatchResult
+    signature = sign_batch(signer, epoch, root, job_ids)            # a peer's answer (the API)
+
+A job whose report has a quorum of single signatures and whose designated submitter is this
+oracle waits in the queue (gpumarket.oracle.jobs) until the queue holds ``size`` jobs or its
+oldest has waited ``max_age_s``, so a lone job is not held up. Then this oracle builds the
+Merkle tree of its own decisions for those jobs (gpumarket.signing.batch), signs the
+``JobReportBatch`` root, and asks its peers to sign the same root (``POST /batches/job`` with
+the epoch, the root and the job ids, a kilobyte for 128 jobs). A peer signs only a root it
+builds itself from its own committed decisions for the same job ids (:func:`sign_batch`): a
+root signature commits to nothing the member has not already signed alone, so batching cannot
+make an honest oracle equivocate. With the threshold's signatures it sends one
+``settle_batch`` (BatchSettler, every report of the tree) and records the submission for each
+job; jobs settled meanwhile are skipped by the market. Without them (a peer has not decided a
+job yet, or decided it differently), or when the transaction reverts, the batch's jobs go back
+to single settlement, which their single quorums already allow: batching only ever saves gas.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from gpumarket.oracle.peers import PeerClient, PeerError
+from gpumarket.oracle.signer import OracleSigner
+from gpumarket.signing import eip712
+from gpumarket.signing.batch import MAX_BATCH, Multiproof, ReportTree
+from gpumarket.signing.eip712 import JobReport, JobReportBatch
+
+__all__ = ["BatchQueue", "BatchRefused", "BatchResult", "BatchSubmitter", "settle_batch", "sign_batch"]
+
+log = logging.getLogger(__name__)
+
+
+class BatchRefused(Exception):
+    """This oracle will not sign the proposed root; ``code`` is the API's error code."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        self.code = code
+        super().__init__(detail)
+
+
+def sign_batch(signer: OracleSigner, epoch: int, root: bytes, job_ids: Sequence[int]) -> bytes:
+    """Sign ``root`` if it is the root of this oracle's own decisions for ``job_ids`` in the
+    current ``epoch`` (a member's); raises BatchRefused saying why not."""
+    if not 1 <= len(job_ids) <= MAX_BATCH or len(set(job_ids)) != len(job_ids):
+        raise BatchRefused("bad_batch", f"a batch holds 1 to {MAX_BATCH} distinct jobs")
+    committee = signer.store.current_committee()
+    if committee is None or committee.epoch != epoch or not committee.is_member(signer.address):
+        raise BatchRefused("wrong_epoch", f"this oracle signs for the current epoch's committee, not epoch {epoch}")
+    reports: list[JobReport] = []
+    missing = []
+    for job_id in job_ids:
+        decision = signer.store.job_decision(job_id)
+        if decision is None or decision.report.epoch != epoch:
+            missing.append(job_id)
+        else:
+            assert isinstance(decision.report, JobReport)
+            reports.append(decision.report)
+    if missing:
+        raise BatchRefused("not_decided", f"no decision of epoch {epoch} for jobs {missing[:8]}")
+    if ReportTree(reports).root != root:
+        raise BatchRefused("root_mismatch", "the root is not that of this oracle's decisions for these jobs")
+    return signer.sign_batch_root(JobReportBatch(root=root, epoch=epoch))
+
+
+@runtime_checkable
+class BatchSubmitter(Protocol):
+    """What settle_batch needs of the chain (ChainSubmitter implements it)."""
+
+    def submit_batch(self, proof: Multiproof, signatures: Sequence[bytes]) -> str:
+        """Send ``settle_batch`` of every report in ``proof``; return the transaction hash."""
+        ...
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    job_ids: tuple[int, ...]
+    tx_hash: str | None  # None: not sent; the jobs go back to single settlement
+    detail: str
+
+
+def settle_batch(
+    signer: OracleSigner, submitter: BatchSubmitter, peers: Sequence[PeerClient], job_ids: Sequence[int]
+) -> BatchResult:
+    """Sign, gather and submit one batch of this oracle's decided jobs; see the module docstring."""
+    store = signer.store
+    ids = tuple(job_ids)
+    committee = store.current_committee()
+    reports = []
+    for job_id in ids:
+        decision = store.job_decision(job_id)
+        if decision is None or not isinstance(decision.report, JobReport):
+            return BatchResult(ids, None, f"job {job_id} is not decided")
+        reports.append(decision.report)
+    if committee is None:
+        return BatchResult(ids, None, "no committee")
+    try:
+        tree = ReportTree(reports)
+        own = sign_batch(signer, tree.epoch, tree.root, ids)
+    except (BatchRefused, ValueError) as exc:
+        return BatchResult(ids, None, str(exc))
+    batch = JobReportBatch(root=tree.root, epoch=tree.epoch)
+    signatures = {signer.address: own}
+    for peer in peers:
+        if len(signatures) >= committee.threshold:
+            break
+        try:
+            signature = peer.sign_batch(tree.epoch, tree.root, ids)
+        except PeerError as exc:
+            log.info("batch of %d jobs: %s", len(ids), exc)
+            continue
+        try:
+            peer_signer = eip712.recover(store.domain, batch, signature)
+        except ValueError:
+            continue
+        if committee.is_member(peer_signer):
+            signatures[peer_signer] = signature
+    if len(signatures) < committee.threshold:
+        return BatchResult(ids, None, f"{len(signatures)} of {committee.threshold} signatures of the root")
+    chosen = sorted(signatures, key=lambda address: int(address, 16))[: committee.threshold]
+    proof = tree.multiproof(tree.reports)
+    tx_hash = submitter.submit_batch(proof, [signatures[address] for address in chosen])
+    for job_id in ids:
+        store.record_submission(job_id, tx_hash)
+    log.info("submitted a batch of %d jobs: %s", len(ids), tx_hash)
+    return BatchResult(ids, tx_hash, "submitted")
+
+
+class BatchQueue:
+    """The designated submitter's decided jobs waiting for a batch (thread-safe)."""
+
+    def __init__(self, size: int, max_age_s: float) -> None:
+        if not 1 <= size <= MAX_BATCH:
+            raise ValueError(f"a batch holds 1 to {MAX_BATCH} jobs")
+        self.size = size
+        self.max_age_s = max_age_s
+        self._waiting: dict[int, float] = {}  # job id -> when it joined
+        self._lock = threading.Lock()
+        self.flushing = threading.Lock()  # one batch at a time
+
+    def add(self, job_id: int, now: float | None = None) -> None:
+        with self._lock:
+            self._waiting.setdefault(job_id, time.time() if now is None else now)
+
+    def __contains__(self, job_id: object) -> bool:
+        with self._lock:
+            return job_id in self._waiting
+
+    def discard(self, job_id: int) -> None:
+        with self._lock:
+            self._waiting.pop(job_id, None)
+
+    def due(self, now: float) -> bool:
+        """Full, or its oldest job has waited ``max_age_s``."""
+        with self._lock:
+            if not self._waiting:
+                return False
+            return len(self._waiting) >= self.size or now - min(self._waiting.values()) >= self.max_age_s
+
+    def take(self) -> list[int]:
+        """The oldest ``size`` jobs, out of the queue."""
+        with self._lock:
+            taken = sorted(self._waiting, key=lambda job_id: self._waiting[job_id])[: self.size]
+            for job_id in taken:
+                del self._waiting[job_id]
+            return taken

@@ -655,19 +655,20 @@ def _explain_batch(gas: dict[str, int]) -> str:
     steady = gas["settle_batch_32_per_job/steady_state"]
     first = gas["settle_batch_32_per_job/first_time"]
     alone = gas["settle_completed_2of3/steady_state"]
-    verdict = "met" if steady <= target else f"**missed** ({steady - target:,} over)"
+    verdict = "met" if steady <= target else f"missed ({steady:,}, {steady - target:,} over)"
     sizes = ", ".join(f"{n}: {gas[f'settle_batch_{n}_per_job/steady_state']:,}" for n in BATCH_SIZES)
     distinct = gas["settle_batch_32_distinct_providers_per_job/steady_state"]
     one_client = gas["settle_batch_32_one_client_per_job/steady_state"]
     return (
-        f"{verdict} in steady_state: {steady:,} a job, against {alone:,} for one settle alone. Per job in steady"
+        f"{verdict} in steady_state, against {alone:,} for one settle alone. Per job in steady"
         f" state by batch size: {sizes}. What a batch shares: the {TX_BASE:,} base, the quorum's signatures"
         " (checked once over the root), and every slot the jobs have in common, the provider's stake,"
         " GPUs-in-use and payment words and the treasury's fee balance, which the EVM charges in full only at"
         " the first write of a transaction (later writes of a slot already written cost 100). What each job"
         " still pays: its own words (read, and its state rewritten), its client's refund credit, its"
         " JobSettled log, its report's calldata and its leaf hash. first_time "
-        f"({first:,}{', over' if first > target else ''}) adds each client's first credit, a slot filled from"
+        + (f"({first:,}, {first - target:,} over)" if first > target else f"({first:,})")
+        + " adds each client's first credit, a slot filled from"
         f" zero ({_fresh_slots(first - steady)} fresh slot a job), which no batching can share. Jobs of 32"
         f" different providers cost {distinct:,} a job in steady state: each provider's stake, GPUs-in-use"
         " and payment words are written per job, so the oracles batch each provider's jobs together. With one"

@@ -39,7 +39,12 @@ REQUIRED = [
     "settle_completed_2of3/first_of_deployment",
     *(f"{operation}/{case}" for operation in PAYEE_OPERATIONS for case in PAYEE_CASES),
 ]
-TARGETS = {"create_job": 150_000, "accept_job": 110_000, "settle_completed_2of3": 120_000}
+TARGETS = {
+    "create_job": 150_000,
+    "accept_job": 110_000,
+    "settle_completed_2of3": 120_000,
+    "settle_batch_32_per_job": 25_000,
+}
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +137,16 @@ def test_each_target_explanation_names_its_missed_cases_and_its_figures(bench):
         assert line.partition(": ")[2].startswith("met") == (len(missed) < len(rows))
         for name, value in missed.items():
             assert f"{value:,}, {value - target:,} over" in line, name
+
+
+def test_batches_cost_less_per_job_as_they_grow(bench):
+    gas, report = bench
+    per_job = [gas[f"settle_batch_{size}_per_job/steady_state"] for size in (1, 8, 32, 128)]
+    assert per_job == sorted(per_job, reverse=True) and per_job[0] > per_job[-1]
+    assert gas["settle_batch_32_per_job/steady_state"] < gas["settle_completed_2of3/steady_state"]
+    # Jobs sharing a client share its slot; jobs of 32 providers share none of theirs.
+    assert gas["settle_batch_32_one_client_per_job/steady_state"] < gas["settle_batch_32_per_job/steady_state"]
+    assert gas["settle_batch_32_distinct_providers_per_job/steady_state"] > gas["settle_batch_32_per_job/steady_state"]
+    for size in (1, 8, 32, 128):
+        for case in ("first_time", "steady_state"):
+            assert gas[f"settle_batch_{size}_per_job/{case}"] > 0

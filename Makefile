@@ -17,14 +17,14 @@ RUN := env PATH="$(abspath $(BIN)):$(ANVIL_BIN):$$PATH" CONTAINERS_CONF="$(CURDI
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv lock artifacts anvil containers browser test test-flows test-scripts test-ray lint test-soak test-torch test-packaging fuzz compile demo devnet soak walkthrough bench-gas clean distclean
+.PHONY: help venv lock artifacts anvil containers browser test test-flows test-scripts test-ray lint test-soak test-torch test-packaging fuzz compile demo devnet soak walkthrough bench-gas bench-market clean distclean
 
 help:
 	@echo "make test       run the test suite but the flows, the scripts, the cluster, the small fault soak and the packaging test (bootstraps $(VENV) first)"
 	@echo "make test-flows the market's flows end to end: demo, devnet, oracles and providers as services on a chain (about 10 minutes)"
 	@echo "make test-scripts run the ape scripts' tests (tests/scripts: about 6 minutes)"
 	@echo "make lint       ruff (lint, format) and mypy"
-	@echo "make test-soak  run the small fault soak (tests marked soak: about 1.5 minutes)"
+	@echo "make test-soak  run the small fault soak and the market benchmark's 3-job run (tests marked soak: about 4 minutes)"
 	@echo "make test-torch install the optional gpu extra (torch) into $(VENV) and run the torch tests"
 	@echo "make test-ray   the Ray cluster runtime's tests on a local multi-node cluster (tests marked ray)"
 	@echo "make test-packaging  install the core package alone into a fresh venv and check it (tests marked packaging)"
@@ -36,6 +36,7 @@ help:
 	@echo "make compile    compile the contracts (ape compile)"
 	@echo "make artifacts  rebuild the contracts' ABI and bytecode the package ships (after changing contracts/)"
 	@echo "make bench-gas  gas benchmark (python -m bench.gas)"
+	@echo "make bench-market the whole market on this machine at 10, 100 and 1,000 concurrent jobs (bench/market.json, .png; hours on 2 cores)"
 	@echo "make venv       create $(VENV) and install the project with its dev, demo and ray extras, as $(LOCK) pins them"
 	@echo "make lock       re-resolve $(LOCK) from pyproject.toml (UPGRADE=1: newest versions within the ranges)"
 	@echo "make anvil      install anvil (local node) from the npm registry into ./node_modules, if npm exists"
@@ -165,7 +166,7 @@ lint: venv
 	$(BIN)/mypy
 
 test-soak: venv $(BUILD_STAMP) anvil
-	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(APE) test tests/soak -q -m soak
+	GPUMARKET_HYPOTHESIS_PROFILE=quick $(RUN) $(APE) test tests/soak tests/marketbench -q -m soak
 
 # torch is the optional `gpu` extra: `make test` never downloads it (the torch tests skip,
 # saying why); this target installs it (a GPU machine brings its own CUDA build) and runs them.
@@ -207,6 +208,14 @@ walkthrough: venv $(BUILD_STAMP)
 
 bench-gas: venv $(BUILD_STAMP)
 	$(RUN) $(BIN)/python -m bench.gas
+
+# The whole market on this machine under load (gpumarket.marketbench; docs/ARCHITECTURE.md, "The
+# market under load"): anvil, three oracle processes, simulated agents, 10, 100 and 1,000 jobs at once,
+# unbatched and batched. The services load the shipped contracts: no ape build needed.
+BENCH_MARKET_JOBS ?= 10,100,1000
+
+bench-market: venv anvil
+	$(RUN) $(BIN)/gpumarket bench market --jobs $(BENCH_MARKET_JOBS) --out-dir bench
 
 clean:
 	rm -rf .build .cache .hypothesis .pytest_cache build offchain/*.egg-info

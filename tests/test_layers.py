@@ -35,9 +35,16 @@ LAYERS: dict[int, tuple[str, ...]] = {
     4: ("gpumarket.provider", "gpumarket.client", "gpumarket.oracle", "gpumarket.dashboard"),
     # What the command line does, as functions: every role's actions.
     5: ("gpumarket.actions",),
-    # Entry points: command lines, demo, soak, the oracle's whole-market benchmark (and every
-    # module named `cli`, see ENTRY_POINT_NAME).
-    6: ("gpumarket.cli", "gpumarket.__main__", "gpumarket.demo", "gpumarket.soak", "gpumarket.oracle.bench"),
+    # Entry points: command lines, demo, soak, the oracle's benchmark, the whole market's
+    # benchmark under load (and every module named `cli`, see ENTRY_POINT_NAME).
+    6: (
+        "gpumarket.cli",
+        "gpumarket.__main__",
+        "gpumarket.demo",
+        "gpumarket.soak",
+        "gpumarket.oracle.bench",
+        "gpumarket.marketbench",
+    ),
 }
 ENTRY_POINT_LAYER = 6
 ENTRY_POINT_NAME = "cli"  # gpumarket.<package>.cli is an entry point whatever its package's layer

@@ -16,6 +16,7 @@ from gpumarket.actions.cli import market
 from gpumarket.client.cli import client
 from gpumarket.dashboard.cli import dashboard
 from gpumarket.demo.cli import demo, demo_client, devnet
+from gpumarket.marketbench.cli import market as bench_market
 from gpumarket.measure.cli import bench
 from gpumarket.oracle.cli import oracle
 from gpumarket.provider.cli import provider
@@ -61,6 +62,7 @@ def main() -> None:
     """gpumarket: an open, permissionless market for GPU compute."""
 
 
+bench.add_command(bench_market)  # `gpumarket bench market` (gpumarket.marketbench)
 main.add_command(report)
 main.add_command(bench)
 main.add_command(oracle)

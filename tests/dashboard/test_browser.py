@@ -102,7 +102,9 @@ def _wait(browser: Any, condition: Callable[[Any], Any], what: str, timeout_s: f
 
 
 def _text(browser: Any, selector: str) -> str:
-    return str(browser.find_element(By.CSS_SELECTOR, selector).text)
+    """The element's text; read again when a live update replaced it between finding and reading
+    (the page swaps <main> whenever a block arrives: CI saw a StaleElementReferenceException)."""
+    return str(_wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, selector).text, selector))
 
 
 def _open(browser: Any, url: str) -> None:

@@ -35,7 +35,7 @@ from gpumarket.signing import eip712
 from gpumarket.signing.batch import MAX_BATCH, Multiproof, ReportTree
 from gpumarket.signing.eip712 import JobReport, JobReportBatch
 
-__all__ = ["BatchQueue", "BatchRefused", "BatchResult", "BatchSubmitter", "settle_batch", "sign_batch"]
+__all__ = ["BatchQueue", "BatchRefused", "BatchResult", "BatchSubmitter", "own_tree", "settle_batch", "sign_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,9 @@ class BatchRefused(Exception):
         super().__init__(detail)
 
 
-def sign_batch(signer: OracleSigner, epoch: int, root: bytes, job_ids: Sequence[int]) -> bytes:
-    """Sign ``root`` if it is the root of this oracle's own decisions for ``job_ids`` in the
-    current ``epoch`` (a member's); raises BatchRefused saying why not."""
+def own_tree(signer: OracleSigner, epoch: int, job_ids: Sequence[int]) -> ReportTree:
+    """The tree of this oracle's own decisions for ``job_ids`` in the current ``epoch`` (a
+    member's); raises BatchRefused saying why there is none."""
     if not 1 <= len(job_ids) <= MAX_BATCH or len(set(job_ids)) != len(job_ids):
         raise BatchRefused("bad_batch", f"a batch holds 1 to {MAX_BATCH} distinct jobs")
     committee = signer.store.current_committee()
@@ -67,7 +67,12 @@ def sign_batch(signer: OracleSigner, epoch: int, root: bytes, job_ids: Sequence[
             reports.append(decision.report)
     if missing:
         raise BatchRefused("not_decided", f"no decision of epoch {epoch} for jobs {missing[:8]}")
-    if ReportTree(reports).root != root:
+    return ReportTree(reports)
+
+
+def sign_batch(signer: OracleSigner, epoch: int, root: bytes, job_ids: Sequence[int]) -> bytes:
+    """Sign ``root`` if it is the root of :func:`own_tree`; raises BatchRefused saying why not."""
+    if own_tree(signer, epoch, job_ids).root != root:
         raise BatchRefused("root_mismatch", "the root is not that of this oracle's decisions for these jobs")
     return signer.sign_batch_root(JobReportBatch(root=root, epoch=epoch))
 
@@ -95,21 +100,14 @@ def settle_batch(
     store = signer.store
     ids = tuple(job_ids)
     committee = store.current_committee()
-    reports = []
-    for job_id in ids:
-        decision = store.job_decision(job_id)
-        if decision is None or not isinstance(decision.report, JobReport):
-            return BatchResult(ids, None, f"job {job_id} is not decided")
-        reports.append(decision.report)
     if committee is None:
         return BatchResult(ids, None, "no committee")
     try:
-        tree = ReportTree(reports)
-        own = sign_batch(signer, tree.epoch, tree.root, ids)
-    except (BatchRefused, ValueError) as exc:
+        tree = own_tree(signer, committee.epoch, ids)
+    except BatchRefused as exc:
         return BatchResult(ids, None, str(exc))
     batch = JobReportBatch(root=tree.root, epoch=tree.epoch)
-    signatures = {signer.address: own}
+    signatures = {signer.address: signer.sign_batch_root(batch)}
     for peer in peers:
         if len(signatures) >= committee.threshold:
             break

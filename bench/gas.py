@@ -659,12 +659,13 @@ def _explain_batch(gas: dict[str, int]) -> str:
     sizes = ", ".join(f"{n}: {gas[f'settle_batch_{n}_per_job/steady_state']:,}" for n in BATCH_SIZES)
     distinct = gas["settle_batch_32_distinct_providers_per_job/steady_state"]
     one_client = gas["settle_batch_32_one_client_per_job/steady_state"]
+    one_job = gas["settle_batch_1_per_job/steady_state"]
     return (
         f"{verdict} in steady_state, against {alone:,} for one settle alone. Per job in steady"
         f" state by batch size: {sizes}. What a batch shares: the {TX_BASE:,} base, the quorum's signatures"
-        " (checked once over the root), and every slot the jobs have in common, the provider's stake,"
-        " GPUs-in-use and payment words and the treasury's fee balance, which the EVM charges in full only at"
-        " the first write of a transaction (later writes of a slot already written cost 100). What each job"
+        " (checked once over the root), one call from the settler into the market for all its reports, and"
+        " what the jobs owe their provider and the treasury: the market adds up each run of one provider's"
+        " jobs (collateral unlocked, GPUs freed, payment, fee) and writes those words once. What each job"
         " still pays: its own words (read, and its state rewritten), its client's refund credit, its"
         " JobSettled log, its report's calldata and its leaf hash. first_time "
         + (f"({first:,}, {first - target:,} over)" if first > target else f"({first:,})")
@@ -672,11 +673,20 @@ def _explain_batch(gas: dict[str, int]) -> str:
         f" zero ({_fresh_slots(first - steady)} fresh slot a job), which no batching can share. Jobs of 32"
         f" different providers cost {distinct:,} a job in steady state: each provider's stake, GPUs-in-use"
         " and payment words are written per job, so the oracles batch each provider's jobs together. With one"
-        f" client for all 32 jobs (its refunds share a slot too) a job costs {one_client:,}. What a job cannot"
-        " share, in steady state: three cold reads of its words (6,300), its state rewritten (2,900), its"
-        f" client's credit (5,000 for a client of its own), its JobSettled log (about 3,550) and its calldata"
-        " (about 2,100 for the report and its flag): about 19,850 before any computation, which leaves about"
-        " 5,000 for the leaf, the multiproof, the call into the market and Vyper's bookkeeping at the target."
+        f" client for all 32 jobs (its refunds share a slot too) a job costs {one_client:,}"
+        + (", under the target" if one_client <= target else "")
+        + ". What a job cannot share, in steady state: three cold reads of its words (6,300), its state"
+        " rewritten (2,900), its client's credit (5,000 for a client of its own: a cold read and a rewrite),"
+        " its JobSettled log (about 3,550) and its calldata (about 2,100 for the report and its flag): about"
+        " 19,850 before any computation. An opcode trace of the 32-job transaction (anvil's"
+        " debug_traceTransaction) puts the rest at about 3,900 a job of computation in the market (unpacking"
+        " the job, the report and the event's fields, 10 storage-slot hashes) and about 3,000 in the settler"
+        " (decoding, the leaf hash, the multiproof, encoding the call), plus the shared part spread over 32."
+        " Reaching the target for a client per job needs a job to cost fewer storage words (for example its"
+        " terms in calldata, checked against one stored hash) or a lighter event, both changes to the"
+        f" market's storage or interface, not made. A batch of one ({one_job:,}) costs more than settle alone:"
+        " the settler's and the market's buffers are sized for 128 reports and the EVM charges for the memory"
+        " they span, so the oracles settle a lone job with settle."
     )
 
 

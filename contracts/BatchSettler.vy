@@ -11,8 +11,8 @@
         job settled at most once (the market skips a job no longer
         running), the rest later or alone. The quorum is the market's: the
         current epoch's members and threshold. A companion of the market
-        (GpuMarket.set_companions), which applies each report exactly as its
-        own `settle` does; it holds no tokens and no state.
+        (created by the market's constructor), which applies the reports exactly as its
+        own `settle` does, in one call; it holds no tokens and no state.
 """
 
 from modules import committee
@@ -21,7 +21,7 @@ from modules import job_batches
 
 # @dev The market's entry for reports whose quorum this contract checked.
 interface MarketSettlement:
-    def settle_verified(report: committee.JobReport) -> bool: nonpayable
+    def settle_verified(reports: DynArray[committee.JobReport, committee.MAX_BATCH]) -> uint256: nonpayable
 
 
 # @dev The market whose jobs this contract settles.
@@ -39,10 +39,10 @@ event BatchSettled:
 @deploy
 def __init__(market: address):
     """
-    @param market The GpuMarket this settler serves (it must name this
-           contract in set_companions).
+    @param market The GpuMarket this settler serves: the market creates it
+           from a blueprint in its own constructor, and nothing else may.
     """
-    assert market.is_contract, "BatchSettler: market has no code"
+    assert msg.sender == market, "BatchSettler: not created by its market"
     MARKET = market
 
 
@@ -72,9 +72,6 @@ def settle_batch(
         leaves.append(committee._job_report_hash(report))
     root: bytes32 = job_batches._multiproof_root(leaves, proof, proof_flags)
     job_batches._verify_quorum(MARKET, job_batches._batch_digest(MARKET, root, batch_epoch), signatures, batch_epoch)
-    settled: uint256 = 0
-    for report: committee.JobReport in reports:
-        if extcall MarketSettlement(MARKET).settle_verified(report):
-            settled += 1
+    settled: uint256 = extcall MarketSettlement(MARKET).settle_verified(reports)
     log BatchSettled(root=root, epoch=batch_epoch, reports=len(reports), settled=settled)
     return settled

@@ -76,7 +76,7 @@ exports: escrow.__interface__
 exports: verification.__interface__
 
 
-# @dev Emitted once, when the companion contracts are wired in.
+# @dev Emitted once, when the constructor creates the companion contracts.
 event CompanionsSet:
     batch_settler: address
     oracle_bonds: address
@@ -89,6 +89,10 @@ def __init__(
     treasury: address,
     committee_members: DynArray[address, committee.MAX_MEMBERS],
     committee_threshold: uint256,
+    settler_blueprint: address,
+    bonds_blueprint: address,
+    bond_amount: uint256,
+    bond_withdrawal_delay: uint256,
 ):
     """
     @dev The deployer becomes the owner. Parameters start at docs/PROTOCOL.md's
@@ -98,6 +102,12 @@ def __init__(
     @param treasury Receives protocol fees and the treasury's slash shares.
     @param committee_members The first oracle committee (epoch 1).
     @param committee_threshold Signatures needed, a strict majority.
+    @param settler_blueprint ERC-5202 blueprint of BatchSettler, or zero for
+           a market without companions (no batches, no bonds).
+    @param bonds_blueprint ERC-5202 blueprint of OracleBonds (zero with the
+           settler's).
+    @param bond_amount OracleBonds' bond per committee member, stake tokens.
+    @param bond_withdrawal_delay OracleBonds' withdrawal delay, seconds.
     """
     ownable.__init__()
     ownable_2step.__init__()
@@ -109,21 +119,11 @@ def __init__(
     staking.__init__()
     escrow.__init__()
     verification.__init__()
+    # The companions are created here, after the first committee (named
+    # before any bond can exist), so each is bound to this market from its
+    # first block and no one can wire in others later.
+    if settler_blueprint != empty(address):
+        escrow.batch_settler = create_from_blueprint(settler_blueprint, self)
+        committee.oracle_bonds = create_from_blueprint(bonds_blueprint, self, stake_token, bond_amount, bond_withdrawal_delay)
+        log CompanionsSet(batch_settler=escrow.batch_settler, oracle_bonds=committee.oracle_bonds)
 
-
-@external
-def set_companions(batch_settler: address, oracle_bonds: address):
-    """
-    @notice Wires the market to its companion contracts, once: the batch
-            settler (settles reports under one quorum-signed Merkle root) and
-            the oracle bonds (committee members' bonds and equivocation
-            slashing; from then on a new committee needs bonded members).
-    @param batch_settler A BatchSettler deployed for this market.
-    @param oracle_bonds An OracleBonds deployed for this market.
-    """
-    ownable._check_owner()
-    # Zero is refused as well: "set once" must not be undone by a second call.
-    assert escrow.batch_settler == empty(address) and batch_settler != empty(address) and oracle_bonds != empty(address), "GpuMarket: companions already set or zero"
-    escrow.batch_settler = batch_settler
-    committee.oracle_bonds = oracle_bonds
-    log CompanionsSet(batch_settler=batch_settler, oracle_bonds=oracle_bonds)

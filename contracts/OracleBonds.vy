@@ -19,7 +19,7 @@
         never sign two reports with one key: their decisions are write-once.
         A bond is withdrawn once its owner has left the committee, a
         `withdrawal_delay` after asking, so evidence of its last epochs can
-        still reach it. A companion of the market (GpuMarket.set_companions).
+        still reach it. A companion of the market, created by its constructor.
 @custom:security Its own books: the stake-token balance of this contract is
         the sum of bonds and of claimable slash shares. Payouts are pulled.
 """
@@ -45,7 +45,6 @@ MAX_PATH: constant(uint256) = 32
 interface Market:
     def owner() -> address: view
     def treasury() -> address: view
-    def STAKE_TOKEN() -> address: view
     def is_member(account: address) -> bool: view
     def was_member(committee_epoch: uint256, account: address) -> bool: view
     def epoch() -> uint256: view
@@ -127,16 +126,19 @@ event Claimed:
 
 
 @deploy
-def __init__(market: address, bond_amount_: uint256, withdrawal_delay_: uint256):
+def __init__(market: address, stake_token: address, bond_amount_: uint256, withdrawal_delay_: uint256):
     """
-    @param market The GpuMarket whose committee this contract bonds.
+    @param market The GpuMarket whose committee this contract bonds: the
+           market creates it from a blueprint in its own constructor (so it
+           cannot be called yet), and nothing else may.
+    @param stake_token The market's stake token, in which bonds are held.
     @param bond_amount_ Bond each member must hold, in stake-token units.
     @param withdrawal_delay_ Seconds, 1 .. 90 days.
     """
-    assert market.is_contract, "OracleBonds: market has no code"
+    assert msg.sender == market, "OracleBonds: not created by its market"
     assert withdrawal_delay_ >= MIN_WITHDRAWAL_DELAY and withdrawal_delay_ <= MAX_WITHDRAWAL_DELAY, "OracleBonds: delay out of bounds"
     MARKET = market
-    STAKE_TOKEN = staticcall Market(market).STAKE_TOKEN()
+    STAKE_TOKEN = stake_token
     self.bond_amount = bond_amount_
     self.withdrawal_delay = withdrawal_delay_
 

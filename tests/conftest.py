@@ -18,7 +18,7 @@ from gpumarket.containers.local_image import ImageBuildError, ensure_python_imag
 from gpumarket.signing.eip712 import Domain, Outcome
 from gpumarket.testing.hypothesis_profiles import register_profiles
 from helpers.committee import Committee, hardware_report, job_report
-from helpers.constants import CLASS_FLOORS, CPU_DEV, DAY, HOUR, MIN_STAKE, PRICE, TOKEN
+from helpers.constants import CLASS_FLOORS, CPU_DEV, DAY, HOUR, MIN_STAKE, NO_COMPANIONS, PRICE, TOKEN
 
 register_profiles()
 
@@ -125,10 +125,15 @@ def payment_token(project, owner):
 
 @pytest.fixture(scope="module")
 def deploy_market(project, owner, treasury):
-    """Builder: a GpuMarket with the test GPU classes listed."""
+    """Builder: a GpuMarket with the test GPU classes listed; `companions` (bond amount,
+    withdrawal delay) has it create its BatchSettler and OracleBonds from blueprints."""
 
-    def deploy(stake, payment, members, threshold):
-        market = project.GpuMarket.deploy(stake, payment, treasury, members, threshold, sender=owner)
+    def deploy(stake, payment, members, threshold, companions: tuple[int, int] | None = None):
+        last = NO_COMPANIONS
+        if companions is not None:
+            blueprints = [project[name].declare(sender=owner).contract_address for name in ("BatchSettler", "OracleBonds")]
+            last = (*blueprints, *companions)
+        market = project.GpuMarket.deploy(stake, payment, treasury, members, threshold, *last, sender=owner)
         for gpu_class, floor in CLASS_FLOORS.items():
             market.set_gpu_class(gpu_class, floor, sender=owner)
         return market

@@ -24,6 +24,8 @@ uses: ownable
 
 # @dev Largest committee; bounds the quorum loop (see tests/security for gas).
 MAX_MEMBERS: constant(uint256) = 31
+# @dev Most reports one batch settlement carries (BatchSettler).
+MAX_BATCH: constant(uint256) = 128
 
 # @dev secp256k1n / 2: a signature with a larger s is the malleable twin of
 # one with a smaller s.
@@ -72,9 +74,9 @@ threshold: public(uint256)
 _members: DynArray[address, MAX_MEMBERS]
 # @dev epoch => account => member of that epoch's committee.
 _membership: HashMap[uint256, HashMap[address, bool]]
-# @dev The contract that holds the members' bonds (set once, by the
-# deployable); while unset, as for the constructor's committee, a committee
-# needs no bonds.
+# @dev The contract that holds the members' bonds (created by the
+# deployable's constructor, after its first committee); while unset, a
+# committee needs no bonds.
 oracle_bonds: public(address)
 
 
@@ -173,7 +175,7 @@ def _set_committee(new_members: DynArray[address, MAX_MEMBERS], new_threshold: u
         assert member != empty(address), "committee: zero address member"
         assert not self._membership[new_epoch][member], "committee: duplicate member"
         if bonds != empty(address):
-            assert staticcall IOracleBonds(bonds).eligible(member), "committee: member not bonded or flagged"
+            assert staticcall IOracleBonds(bonds).eligible(member), "committee: member not eligible"
         self._membership[new_epoch][member] = True
     self.epoch = new_epoch
     self.threshold = new_threshold

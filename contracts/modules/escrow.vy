@@ -81,12 +81,24 @@ struct JobView:
     spec_hash: bytes32
 
 
+# @dev What settling COMPLETED jobs owes one provider's shared words and the
+# treasury. A batch adds it up over a provider's consecutive jobs and writes
+# each shared slot once (`_release`), instead of once per job.
+struct ProviderRelease:
+    provider: address
+    collateral: uint256
+    gpus: uint256
+    payment: uint256
+    fee: uint256
+
+
 # @dev Number of jobs created; ids run from 1.
 job_count: public(uint256)
 # @dev job id => packed job.
 _jobs: HashMap[uint256, Job]
 # @dev The companion contract that settles batches of reports under one
-# quorum-signed Merkle root (set once, by the deployable; unset, no batches).
+# quorum-signed Merkle root (created by the deployable's constructor; unset,
+# no batches).
 batch_settler: public(address)
 
 
@@ -262,26 +274,31 @@ def settle(report: committee.JobReport, signatures: DynArray[Bytes[65], committe
     assert job.state == RUNNING, "escrow: job not running"
     self._check_report(report, job)
     committee._verify_quorum(committee._job_report_digest(report), signatures, report.epoch)
-    self._apply_report(report, job)
+    self._release(self._apply_report(report, job, empty(ProviderRelease)))
 
 
 @external
-def settle_verified(report: committee.JobReport) -> bool:
+def settle_verified(reports: DynArray[committee.JobReport, committee.MAX_BATCH]) -> uint256:
     """
-    @notice Settles a report whose quorum the batch settler has checked (a
-            committee-signed Merkle root over it), as `settle` would. A job
-            no longer running (settled alone or in another batch, expired)
-            is left alone, so a batch never fails on a race.
-    @param report A report of the current epoch, proven in the root.
-    @return bool Whether this call settled the job.
+    @notice Settles reports whose quorum the batch settler has checked (a
+            committee-signed Merkle root over them), each as `settle` would.
+            A job no longer running (settled alone or in another batch,
+            expired) is left alone, so a batch never fails on a race.
+    @param reports Reports of the current epoch, proven in the root.
+    @return uint256 How many of the jobs this call settled.
     """
-    assert msg.sender == self.batch_settler, "escrow: caller is not the batch settler"
-    job: JobView = self._load(report.job_id)
-    if job.state != RUNNING:
-        return False
-    self._check_report(report, job)
-    self._apply_report(report, job)
-    return True
+    assert msg.sender == self.batch_settler, "escrow: caller not batch settler"
+    pending: ProviderRelease = empty(ProviderRelease)
+    settled: uint256 = 0
+    for report: committee.JobReport in reports:
+        job: JobView = self._load(report.job_id)
+        if job.state != RUNNING:
+            continue
+        self._check_report(report, job)
+        pending = self._apply_report(report, job, pending)
+        settled += 1
+    self._release(pending)
+    return settled
 
 
 @external
@@ -322,7 +339,7 @@ def expire_job(job_id: uint256):
     self._jobs[job_id].terms = self._with_state(self._jobs[job_id].terms, EXPIRED)
     if job.state == RUNNING:
         staking._release_collateral(job.provider, collateral_released, 0, empty(address))
-        registry._release_gpus(job.provider, job.gpu_count)
+        registry._release_gpus(job.provider, convert(job.gpu_count, uint256))
     ledger._credit(ledger.PAYMENT_TOKEN, job.client, job.escrow)
     log JobExpired(job_id=job_id, previous_state=job.state, refund=job.escrow, collateral_released=collateral_released)
 
@@ -347,10 +364,20 @@ def _check_report(report: committee.JobReport, job: JobView):
 
 
 @internal
-def _apply_report(report: committee.JobReport, job: JobView):
+def _apply_report(report: committee.JobReport, job: JobView, pending: ProviderRelease) -> ProviderRelease:
     """
-    @dev Settles the RUNNING `job` as the checked, quorum-signed `report` says.
+    @dev Settles the RUNNING `job` as the checked, quorum-signed `report` says:
+         its state, the client's credit, a failure's slash, the event. What
+         it owes its provider's shared words and the treasury is added to
+         `pending` (written first if it is another provider's) and returned,
+         for `_release` to write. Those words are sums, and nothing a report
+         does reads them, so writing them late changes no outcome.
     """
+    owed: ProviderRelease = pending
+    if job.provider != pending.provider:
+        self._release(pending)
+        owed = ProviderRelease(provider=job.provider, collateral=0, gpus=0, payment=0, fee=0)
+    owed.gpus += convert(job.gpu_count, uint256)
     provider_payment: uint256 = 0
     protocol_fee: uint256 = 0
     client_refund: uint256 = job.escrow
@@ -361,19 +388,18 @@ def _apply_report(report: committee.JobReport, job: JobView):
         payment: uint256 = job.price_per_gpu_second * billed_seconds
         protocol_fee = staking._bps_round_up(payment, governance.protocol_fee_bps)
         provider_payment = payment - protocol_fee
+        owed.fee += protocol_fee
+        owed.payment += provider_payment
+        owed.collateral += job.collateral
         # price <= max price and billed seconds <= the cap, so payment <= escrow.
         client_refund = job.escrow - payment
         self._jobs[report.job_id].terms = self._with_state(self._jobs[report.job_id].terms, COMPLETED)
-        staking._release_collateral(job.provider, job.collateral, 0, empty(address))
-        ledger._credit(ledger.PAYMENT_TOKEN, job.provider, provider_payment)
-        ledger._credit(ledger.PAYMENT_TOKEN, governance.treasury, protocol_fee)
     else:
         # collateral >= 1 and slash_bps >= 1, so a slash never rounds to zero.
         slashed = staking._bps_round_up(job.collateral, governance.slash_bps)
         self._jobs[report.job_id].terms = self._with_state(self._jobs[report.job_id].terms, FAILED)
         staking._release_collateral(job.provider, job.collateral, slashed, job.client)
         registry._record_failure(job.provider)
-    registry._release_gpus(job.provider, job.gpu_count)
     ledger._credit(ledger.PAYMENT_TOKEN, job.client, client_refund)
     log JobSettled(
         job_id=report.job_id,
@@ -387,6 +413,22 @@ def _apply_report(report: committee.JobReport, job: JobView):
         result_hash=report.result_hash,
         evidence_hash=report.evidence_hash,
     )
+    return owed
+
+
+@internal
+def _release(owed: ProviderRelease):
+    """
+    @dev Writes what settled jobs owe their provider and the treasury: the
+         collateral unlocked, the GPUs freed, the payment and the fee.
+    """
+    if owed.provider == empty(address):
+        return
+    if owed.collateral != 0:  # a failure's collateral was released with its slash
+        staking._release_collateral(owed.provider, owed.collateral, 0, empty(address))
+    registry._release_gpus(owed.provider, owed.gpus)
+    ledger._credit(ledger.PAYMENT_TOKEN, owed.provider, owed.payment)
+    ledger._credit(ledger.PAYMENT_TOKEN, governance.treasury, owed.fee)
 
 
 @internal

@@ -25,7 +25,7 @@ from modules import eip712_domain
 
 
 # @dev Most reports one batch settlement carries.
-MAX_BATCH: constant(uint256) = 128
+MAX_BATCH: constant(uint256) = committee.MAX_BATCH
 # @dev Most sibling hashes a multiproof carries.
 MAX_PROOF: constant(uint256) = 128
 # @dev Flags: one per inner node hashed, leaves + proof - 1 at most.

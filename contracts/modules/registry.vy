@@ -223,12 +223,12 @@ def _take_gpus_at_price(provider: address, gpu_class: uint16, gpu_count: uint16,
 
 
 @internal
-def _release_gpus(provider: address, gpu_count: uint16):
+def _release_gpus(provider: address, gpu_count: uint256):
     """
     @dev A running job ended: its GPUs are free again. They were taken by
          `_take_gpus_at_price`, so the count cannot underflow.
     """
-    self._gpus_in_use_plus_one[provider] -= convert(gpu_count, uint256)
+    self._gpus_in_use_plus_one[provider] -= gpu_count
 
 
 @internal

@@ -10,8 +10,16 @@ import pytest
 from gpumarket.chain.anvil import AnvilNode
 from gpumarket.chain.connection import EMBEDDED, connect
 from gpumarket.chain.errors import ChainMismatch
-from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3, deploy_mock_token, read_back
+from gpumarket.chain.market_deploy import (
+    BLUEPRINT_PREAMBLE,
+    MarketDeployment,
+    blueprint_initcode,
+    deploy_market_web3,
+    deploy_mock_token,
+    read_back,
+)
 from gpumarket.chain.params import ParamsError, parse_params
+from gpumarket.chain.transactions import Transactor
 
 
 def test_deployment_reads_back_as_the_params_say(kit, params):
@@ -27,6 +35,24 @@ def test_deployment_reads_back_as_the_params_say(kit, params):
     # The deployed code is the compiled runtime followed by its immutables (the two tokens).
     runtime = bytes(kit.w3.eth.get_code(deployment.market)).hex()
     assert runtime.startswith(kit.artifacts["GpuMarket"].runtime_bytecode.removeprefix("0x"))
+
+
+def test_the_market_created_its_companions_from_the_blueprints(kit):
+    market = kit.market()
+    created = {"BatchSettler": market.batch_settler(), "OracleBonds": market.oracle_bonds_address()}
+    for name, address in created.items():
+        # A companion's code is its compiled runtime followed by its immutables (the market, ...).
+        code = bytes(kit.w3.eth.get_code(address)).hex()
+        assert code.startswith(kit.artifacts[name].runtime_bytecode.removeprefix("0x")), name
+
+
+def test_a_blueprint_holds_the_initcode_behind_the_erc5202_preamble(kit):
+    initcode = bytes.fromhex(kit.artifacts["BatchSettler"].bytecode.removeprefix("0x"))
+    sender = Transactor.for_signer(kit.w3, kit.roles.deployer)
+    receipt = sender.send(to=None, data="0x" + blueprint_initcode(initcode).hex(), label="deploy a blueprint")
+    assert bytes(kit.w3.eth.get_code(receipt["contractAddress"])) == BLUEPRINT_PREAMBLE + initcode
+    with pytest.raises(ValueError, match="too large for a blueprint"):
+        blueprint_initcode(b"\x00" * 0x10000)
 
 
 def test_record_round_trip_and_apes_record(kit, tmp_path):

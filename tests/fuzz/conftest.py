@@ -13,7 +13,6 @@ import pytest
 
 from gpumarket.testing.hypothesis_profiles import ENV_VAR
 from helpers.constants import TOKEN
-from unit.companions import companions, settler  # noqa: F401  (re-exported fixtures: the batch machine's)
 
 # Root conftest uses accounts[0..7]; these are the spare ones.
 PROVIDER3_INDEX, CLIENT3_INDEX, SECOND_TREASURY_INDEX = 8, 9, 10

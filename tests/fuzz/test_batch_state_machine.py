@@ -19,6 +19,7 @@ from gpumarket.testing.hypothesis_profiles import ENV_VAR
 from helpers.accounting import assert_conserved
 from helpers.committee import hardware_report, job_report
 from helpers.constants import COMPLETED, CPU_DEV, FAILED, HOUR, MIN_STAKE, PRICE, RUNNING, TOKEN
+from unit.companions import companions, market, settler  # noqa: F401  (fixtures: a market with its companions)
 
 GPUS = 3
 STATE_OF = {Outcome.COMPLETED: COMPLETED, Outcome.FAILED: FAILED}
@@ -125,8 +126,8 @@ class BatchMachine(RuleBasedStateMachine):
 @pytest.fixture
 def batch_machine(
     chain,
-    market,
-    settler,
+    market,  # noqa: F811  (the module's: with companions)
+    settler,  # noqa: F811
     committee,
     domain,
     provider,

@@ -18,4 +18,8 @@ H100 = 2
 CLASS_FLOORS = {CPU_DEV: 10, H100: 500_000}
 
 MIN_STAKE = 1_000 * TOKEN
+
+# GpuMarket's last constructor arguments for a market without companions: no BatchSettler and
+# no OracleBonds blueprint (the bond amount and delay are then unused).
+NO_COMPANIONS = ("0x0000000000000000000000000000000000000000", "0x0000000000000000000000000000000000000000", 0, DAY)
 PRICE = 10**12  # payment-token units per GPU-second

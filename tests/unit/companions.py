@@ -1,7 +1,8 @@
 """The market's companion contracts (BatchSettler, OracleBonds) for the unit tests that need them.
 
-The shared `market` fixture has none wired in (a market without companions behaves as before
-they existed); these fixtures deploy both for it and sign batch roots.
+The shared `market` fixture is created without companions (a market without them behaves as
+before they existed). Test folders that need them re-export this module's `market`, which the
+constructor gives both, from blueprints, and the fixtures below that read them back.
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ WITHDRAWAL_DELAY = 2 * DAY
 
 
 @pytest.fixture(scope="module")
-def companions(project, market, owner):
-    """(settler, bonds): both deployed for `market` and wired in with set_companions."""
-    settler = project.BatchSettler.deploy(market, sender=owner)
-    bonds = project.OracleBonds.deploy(market, BOND, WITHDRAWAL_DELAY, sender=owner)
-    market.set_companions(settler, bonds, sender=owner)
-    return settler, bonds
+def market(deploy_market, stake_token, payment_token, committee):
+    """The shared market's twin, created with its companions (bond BOND, delay WITHDRAWAL_DELAY)."""
+    return deploy_market(
+        stake_token, payment_token, committee.addresses, committee.threshold, companions=(BOND, WITHDRAWAL_DELAY)
+    )
+
+
+@pytest.fixture(scope="module")
+def companions(project, market):
+    """(settler, bonds): the ones `market` created."""
+    return project.BatchSettler.at(market.batch_settler()), project.OracleBonds.at(market.oracle_bonds())
 
 
 @pytest.fixture(scope="module")

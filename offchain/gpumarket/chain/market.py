@@ -384,11 +384,11 @@ class Market(_Bound):
         return bool(self._call("was_member", epoch, _address(account), block=block))
 
     def batch_settler(self, *, block: BlockId = "latest") -> ChecksumAddress:
-        """The BatchSettler companion's address (the zero address while none is wired in)."""
+        """The BatchSettler companion's address (the zero address for a market deployed without companions)."""
         return _address(self._call("batch_settler", block=block))
 
     def oracle_bonds_address(self, *, block: BlockId = "latest") -> ChecksumAddress:
-        """The OracleBonds companion's address (the zero address while none is wired in)."""
+        """The OracleBonds companion's address (the zero address for a market deployed without companions)."""
         return _address(self._call("oracle_bonds", block=block))
 
     @property
@@ -396,7 +396,7 @@ class Market(_Bound):
         """The market's OracleBonds companion, bound to the same signer."""
         address = self.oracle_bonds_address()
         if address == ZERO_ADDRESS:
-            raise ValueError("this market has no OracleBonds wired in (set_companions)")
+            raise ValueError("this market was deployed without companions: it has no OracleBonds")
         return OracleBonds(
             self.w3, address, signer=self.signer, artifacts=self._artifacts, tx_settings=self._tx_settings
         )
@@ -505,7 +505,7 @@ class Market(_Bound):
         their batch root (sorted by signer); the TxResult holds the market's JobSettled events."""
         settler = self.batch_settler()
         if settler == ZERO_ADDRESS:
-            raise ValueError("this market has no BatchSettler wired in (set_companions)")
+            raise ValueError("this market was deployed without companions: it has no BatchSettler")
         contract = self.w3.eth.contract(address=settler, abi=self._artifacts["BatchSettler"].abi)
         args = [
             [eip712.to_tuple(report) for report in multiproof.reports],
@@ -535,9 +535,6 @@ class Market(_Bound):
 
     def set_committee(self, members: Sequence[str], threshold: int) -> TxResult:
         return self._send("set_committee", [_address(m) for m in members], threshold)
-
-    def set_companions(self, batch_settler: str, oracle_bonds: str) -> TxResult:
-        return self._send("set_companions", _address(batch_settler), _address(oracle_bonds))
 
     def set_treasury(self, treasury: str) -> TxResult:
         return self._send("set_treasury", _address(treasury))

@@ -10,8 +10,9 @@ the walkthrough and the gas benchmark through gpumarket.chain.deploy, which hand
 connection and account. The order: check the params for this chain (mock tokens and test
 oracles only on a local chain) and that every named token has code, all before the first
 transaction; deploy MockTokens where the params say "mock" (or everywhere with
-deploy_mock_tokens), the market, its GPU classes, its companions (BatchSettler, OracleBonds)
-wired in with set_companions, the overrides, offer ownership if asked;
+deploy_mock_tokens), the blueprints of the market's companions (BatchSettler, OracleBonds),
+the market (which creates both from them), its GPU classes, the overrides, offer ownership
+if asked;
 then read everything back (`read_back`) and raise DeploymentError on any difference.
 `report` hears each step ("GpuMarket deployed at ..."); by default they are logged. The
 params model (gpumarket.chain.params) holds every bound; nothing is re-checked here.
@@ -30,7 +31,7 @@ from typing import Any
 
 from web3 import Web3
 
-from gpumarket.chain.artifacts import Artifacts, load_artifacts
+from gpumarket.chain.artifacts import Artifact, Artifacts, load_artifacts
 from gpumarket.chain.connection import is_local_chain
 from gpumarket.chain.errors import ChainMismatch
 from gpumarket.chain.market import Market
@@ -39,9 +40,11 @@ from gpumarket.chain.params import DEPLOYER, MOCK, DeployParams, ParamsError, ch
 from gpumarket.chain.transactions import Signer, Transactor, TxSettings
 
 __all__ = [
+    "BLUEPRINT_PREAMBLE",
     "MOCK_TOKEN_DECIMALS",
     "DeploymentError",
     "MarketDeployment",
+    "blueprint_initcode",
     "deploy_market_web3",
     "deploy_mock_token",
     "read_back",
@@ -52,6 +55,10 @@ log = logging.getLogger(__name__)
 MOCK_TOKEN_DECIMALS = 18
 # name, symbol of the MockTokens deployed for "mock" (contracts/mocks/MockToken.vy).
 _MOCK_TOKENS = {"stake_token": ("Mock Stake", "mSTK"), "payment_token": ("Mock Payment", "mPAY")}
+# The contracts the market creates from blueprints, in its constructor's argument order.
+_COMPANIONS = ("BatchSettler", "OracleBonds")
+# ERC-5202: the blueprint marker 0xFE71 and version byte 0 (no data section).
+BLUEPRINT_PREAMBLE = bytes.fromhex("fe7100")
 
 
 class DeploymentError(RuntimeError):
@@ -130,6 +137,23 @@ def _deploy(
     return Web3.to_checksum_address(receipt["contractAddress"]), int(receipt["blockNumber"])
 
 
+def blueprint_initcode(initcode: str | bytes) -> bytes:
+    """A transaction's data that stores `initcode` as an ERC-5202 blueprint (version 0, no data
+    section): a 10-byte deployer that returns the preamble 0xFE7100 and the initcode. Nothing can
+    call a blueprint (0xFE is INVALID); `create_from_blueprint` runs the initcode after it."""
+    code = bytes.fromhex(initcode.removeprefix("0x")) if isinstance(initcode, str) else initcode
+    blueprint = BLUEPRINT_PREAMBLE + code
+    if len(blueprint) > 0xFFFF:
+        raise ValueError(f"initcode of {len(code):,} bytes is too large for a blueprint")
+    # PUSH2 len, RETURNDATASIZE, DUP2, PUSH1 10, RETURNDATASIZE, CODECOPY, RETURN
+    return b"\x61" + len(blueprint).to_bytes(2, "big") + bytes.fromhex("3d81600a3d39f3") + blueprint
+
+
+def _deploy_blueprint(sender: Transactor, artifact: Artifact, label: str) -> str:
+    receipt = sender.send(to=None, data="0x" + blueprint_initcode(artifact.bytecode).hex(), label=label)
+    return Web3.to_checksum_address(receipt["contractAddress"])
+
+
 def _deploy_mock_token(sender: Transactor, artifacts: Artifacts, name: str, symbol: str, decimals: int) -> str:
     artifact = artifacts["MockToken"]
     address, _ = _deploy(
@@ -200,6 +224,10 @@ def deploy_market_web3(
             tokens[field] = ref
     treasury = sender.address if params.treasury == DEPLOYER else params.treasury
 
+    # The market creates its companions (BatchSettler, OracleBonds) in its constructor, from
+    # blueprints: each is bound to this market from its first block.
+    blueprints = [_deploy_blueprint(sender, artifacts[name], f"deploy {name} blueprint") for name in _COMPANIONS]
+    bonds = params.oracle_bonds
     artifact = artifacts["GpuMarket"]
     address, block = _deploy(
         sender,
@@ -211,27 +239,21 @@ def deploy_market_web3(
             treasury,
             params.committee.members,
             params.committee.threshold,
+            *blueprints,
+            bonds.bond_amount,
+            bonds.withdrawal_delay,
         ],
         "deploy GpuMarket",
     )
     report(f"GpuMarket deployed at {address} (block {block})")
     market = Market(w3, address, signer=deployer, artifacts=artifacts)
+    report(
+        f"BatchSettler at {market.batch_settler()}; OracleBonds at {market.oracle_bonds_address()}"
+        f" (bond {bonds.bond_amount:,})"
+    )
     for gpu_class in params.gpu_classes:
         market.set_gpu_class(gpu_class.id, gpu_class.floor_per_gpu_gops)
         report(f"gpu class {gpu_class.id} {gpu_class.name}: floor {gpu_class.floor_per_gpu_gops:,} GOPS per GPU")
-    settler, _ = _deploy(
-        sender, artifacts["BatchSettler"].bytecode, artifacts["BatchSettler"].abi, [address], "deploy BatchSettler"
-    )
-    bonds = params.oracle_bonds
-    bonds_address, _ = _deploy(
-        sender,
-        artifacts["OracleBonds"].bytecode,
-        artifacts["OracleBonds"].abi,
-        [address, bonds.bond_amount, bonds.withdrawal_delay],
-        "deploy OracleBonds",
-    )
-    market.set_companions(settler, bonds_address)
-    report(f"BatchSettler at {settler}; OracleBonds at {bonds_address} (bond {bonds.bond_amount:,})")
     current = market.parameters()
     for name, value in params.overrides().items():
         if current[name] != value:

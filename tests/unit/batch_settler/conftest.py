@@ -2,5 +2,5 @@
 
 from __future__ import annotations
 
-from unit.companions import bonds, companions, settle_batch, settler  # noqa: F401  (re-exported fixtures)
+from unit.companions import bonds, companions, market, settle_batch, settler  # noqa: F401  (re-exported fixtures)
 from unit.expectations import books  # noqa: F401  (re-exported fixtures)

@@ -153,10 +153,65 @@ def test_a_flag_cannot_read_a_hash_not_yet_computed(market, settler, committee, 
 
 def test_only_the_settler_applies_verified_reports(market, attacker, jobs):
     report = reports_for(market, jobs)[0]
-    with ape.reverts("escrow: caller is not the batch settler"):
-        market.settle_verified(to_tuple(report), sender=attacker)
+    with ape.reverts("escrow: caller not batch settler"):
+        market.settle_verified([to_tuple(report)], sender=attacker)
 
 
 def test_an_empty_batch_is_refused(settler, keeper):
     with ape.reverts("BatchSettler: no reports"):
         settler.settle_batch([], [], [], [], sender=keeper)
+
+
+def test_interleaved_providers_and_failures_credit_everyone_as_settling_each_alone(
+    market,
+    payment_token,
+    settle_batch,
+    running_job,
+    ready_provider,
+    books,
+    provider,
+    provider2,
+    client,
+    client2,
+    treasury,
+):
+    """The market writes a provider's shared words once per run of its jobs in a batch; the
+    sums must equal what each job's own settlement would credit (the JobSettled amounts)."""
+    ready_provider(provider, gpu_count=4)
+    ready_provider(provider2, gpu_count=4)
+    owners = [(client, provider), (client2, provider2), (client, provider), (client2, provider), (client, provider2)]
+    jobs = [running_job(c, p) for c, p in owners]
+    outcomes = [Outcome.COMPLETED, Outcome.COMPLETED, Outcome.FAILED, Outcome.COMPLETED, Outcome.FAILED]
+    reports = [
+        job_report(j, market.get_job(j).provider, outcome, 500, epoch=market.epoch())
+        for j, outcome in zip(jobs, outcomes, strict=True)
+    ]
+    collateral = {j: market.get_job(j).collateral for j in jobs}
+    payees = [provider, provider2, client, client2, treasury]
+    claimable_before = {a.address: market.claimable(payment_token, a) for a in payees}
+    stake_before = {p.address: market.stake_of(p) for p in (provider, provider2)}
+
+    tx = settle_batch(reports)
+
+    assert tx.return_value == 5 and [market.get_job(j).state for j in jobs] == [
+        COMPLETED,
+        COMPLETED,
+        FAILED,
+        COMPLETED,
+        FAILED,
+    ]
+    events = {e["job_id"]: e for e in emitted(tx, market.JobSettled)}
+    for p in (provider, provider2):
+        own = [j for j, (_, q) in zip(jobs, owners, strict=True) if q == p]
+        paid = sum(events[j]["provider_payment"] for j in own)
+        assert market.claimable(payment_token, p) - claimable_before[p.address] == paid
+        stake = market.stake_of(p)
+        assert stake.locked == stake_before[p.address].locked - sum(collateral[j] for j in own)
+        assert stake.free == stake_before[p.address].free + sum(collateral[j] - events[j]["slashed"] for j in own)
+        assert market.gpus_in_use(p) == 0
+    for c in (client, client2):
+        refunds = sum(events[j]["client_refund"] for j, (k, _) in zip(jobs, owners, strict=True) if k == c)
+        assert market.claimable(payment_token, c) - claimable_before[c.address] == refunds
+    fees = sum(e["protocol_fee"] for e in events.values())
+    assert market.claimable(payment_token, treasury) - claimable_before[treasury.address] == fees
+    books()

@@ -12,7 +12,7 @@ import ape
 import pytest
 
 from helpers.committee import Committee
-from helpers.constants import MAX_MEMBERS
+from helpers.constants import MAX_MEMBERS, NO_COMPANIONS
 from unit.expectations import ZERO_ADDRESS
 
 
@@ -61,7 +61,9 @@ def install(request, project, owner, treasury, market, stake_token, payment_toke
     """Installs a committee through one entry point; returns the contract and the epoch it gets."""
 
     def constructor(new_members: list[str], threshold: int):
-        deployed = project.GpuMarket.deploy(stake_token, payment_token, treasury, new_members, threshold, sender=owner)
+        deployed = project.GpuMarket.deploy(
+            stake_token, payment_token, treasury, new_members, threshold, *NO_COMPANIONS, sender=owner
+        )
         return deployed, 1
 
     def set_committee(new_members: list[str], threshold: int):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ape
 import pytest
 
-from helpers.constants import CLASS_FLOORS
+from helpers.constants import CLASS_FLOORS, NO_COMPANIONS
 from unit.expectations import ZERO_ADDRESS, emitted
 
 from .governance_parameters import PARAMETER_IDS, PARAMETERS, Parameter
@@ -19,7 +19,7 @@ from .governance_parameters import PARAMETER_IDS, PARAMETERS, Parameter
 def bare_market(project, owner, treasury, stake_token, payment_token, committee):
     """A deployment exactly as the constructor leaves it (no GPU classes added)."""
     return project.GpuMarket.deploy(
-        stake_token, payment_token, treasury, committee.addresses, committee.threshold, sender=owner
+        stake_token, payment_token, treasury, committee.addresses, committee.threshold, *NO_COMPANIONS, sender=owner
     )
 
 
@@ -56,5 +56,11 @@ def test_deployment_logs_ownership_to_deployer(bare_market, owner):
 def test_zero_treasury_reverts(project, owner, stake_token, payment_token, committee):
     with ape.reverts("governance: zero treasury"):
         project.GpuMarket.deploy(
-            stake_token, payment_token, ZERO_ADDRESS, committee.addresses, committee.threshold, sender=owner
+            stake_token,
+            payment_token,
+            ZERO_ADDRESS,
+            committee.addresses,
+            committee.threshold,
+            *NO_COMPANIONS,
+            sender=owner,
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ape
 import pytest
 
+from helpers.constants import NO_COMPANIONS
 from unit.expectations import ZERO_ADDRESS
 
 EOA = "0x000000000000000000000000000000000000dEaD"
@@ -20,7 +21,7 @@ def test_tokens_are_the_constructor_arguments(market, stake_token, payment_token
 
 def test_one_token_may_serve_as_both(project, owner, treasury, stake_token, committee):
     same = project.GpuMarket.deploy(
-        stake_token, stake_token, treasury, committee.addresses, committee.threshold, sender=owner
+        stake_token, stake_token, treasury, committee.addresses, committee.threshold, *NO_COMPANIONS, sender=owner
     )
     assert same.STAKE_TOKEN() == same.PAYMENT_TOKEN() == stake_token.address
 
@@ -32,4 +33,6 @@ def test_token_without_code_reverts(
 ):
     stake, payment = (codeless, payment_token) if role == "stake" else (stake_token, codeless)
     with ape.reverts(f"ledger: {role} token has no code"):
-        project.GpuMarket.deploy(stake, payment, treasury, committee.addresses, committee.threshold, sender=owner)
+        project.GpuMarket.deploy(
+            stake, payment, treasury, committee.addresses, committee.threshold, *NO_COMPANIONS, sender=owner
+        )

@@ -2,5 +2,5 @@
 
 from __future__ import annotations
 
-from unit.companions import bonded, bonds, companions, settler, stake_books  # noqa: F401  (re-exported fixtures)
+from unit.companions import bonded, bonds, companions, market, settler, stake_books  # noqa: F401  (re-exported fixtures)
 from unit.expectations import books  # noqa: F401  (re-exported fixtures)

@@ -9,7 +9,7 @@ from unit.companions import BOND, WITHDRAWAL_DELAY
 
 
 def test_a_member_needs_a_bond_to_be_named(market, bonds, owner, committee, bonded):
-    with ape.reverts("committee: member not bonded or flagged"):
+    with ape.reverts("committee: member not eligible"):
         market.set_committee(committee.addresses, 2, sender=owner)
     for index in range(3):
         bonded(index)
@@ -54,7 +54,7 @@ def test_a_member_named_again_cannot_withdraw(market, bonds, owner, committee, b
     market.set_committee(committee.addresses[1:], 2, sender=owner)
     bonds.request_withdrawal(sender=member)
     # Withdrawing makes it ineligible, so governance cannot name it again meanwhile.
-    with ape.reverts("committee: member not bonded or flagged"):
+    with ape.reverts("committee: member not eligible"):
         market.set_committee(committee.addresses, 2, sender=owner)
     chain.pending_timestamp += WITHDRAWAL_DELAY
     bonds.withdraw(sender=member)

@@ -87,7 +87,7 @@ def test_a_flagged_member_cannot_join_a_later_committee(market, bonds, owner, co
     for index in (1, 2):
         bonded(index)
     prove(bonds, member, alone(completed()), alone(failed()), keeper)
-    with ape.reverts("committee: member not bonded or flagged"):
+    with ape.reverts("committee: member not eligible"):
         market.set_committee(committee.addresses, 2, sender=owner)
     market.set_committee(committee.addresses[1:], 2, sender=owner)
 

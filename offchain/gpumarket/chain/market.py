@@ -268,6 +268,7 @@ class Market(_Bound):
         self.decoder = EventDecoder(w3, self._artifacts[self.CONTRACT].abi)
         self._tokens: tuple[str, str] | None = None
         self._chain_id: int | None = None
+        self._settler: Contract | None = None  # the market creates it once, for good: read once
 
     def __repr__(self) -> str:
         return f"Market({self.address}, signer={self.sender})"
@@ -503,17 +504,19 @@ class Market(_Bound):
     def settle_batch(self, multiproof: Multiproof, signatures: Sequence[bytes]) -> TxResult:
         """Settle `multiproof`'s reports through the BatchSettler with a quorum's signatures of
         their batch root (sorted by signer); the TxResult holds the market's JobSettled events."""
-        settler = self.batch_settler()
-        if settler == ZERO_ADDRESS:
-            raise ValueError("this market was deployed without companions: it has no BatchSettler")
-        contract = self.w3.eth.contract(address=settler, abi=self._artifacts["BatchSettler"].abi)
+        if self._settler is None:
+            address = self.batch_settler()
+            if address == ZERO_ADDRESS:
+                raise ValueError("this market was deployed without companions: it has no BatchSettler")
+            self._settler = self.w3.eth.contract(address=address, abi=self._artifacts["BatchSettler"].abi)
         args = [
             [eip712.to_tuple(report) for report in multiproof.reports],
             list(multiproof.proof),
             list(multiproof.flags),
             [bytes(s) for s in signatures],
         ]
-        return self._send_to(settler, contract.encode_abi("settle_batch", args=args), "settle_batch")
+        settler = self._settler
+        return self._send_to(settler.address, settler.encode_abi("settle_batch", args=args), "settle_batch")
 
     def submit_hardware_report(self, report: HardwareReport, signatures: Sequence[bytes]) -> TxResult:
         return self._send("submit_hardware_report", eip712.to_tuple(report), [bytes(s) for s in signatures])

@@ -13,10 +13,10 @@ from gpumarket.signing.eip712 import JobReport, JobReportBatch, Outcome, struct_
 PROVIDER = "0x" + "cd" * 20
 
 
-def report(job_id: int, epoch: int = 1, gpu_seconds: int = 60) -> JobReport:
+def report(job_id: int, epoch: int = 1, gpu_seconds: int = 60, provider: str = PROVIDER) -> JobReport:
     return JobReport(
         job_id=job_id,
-        provider=PROVIDER,
+        provider=provider,
         outcome=Outcome.COMPLETED,
         gpu_seconds=gpu_seconds,
         result_hash=b"\x01" * 32,
@@ -41,6 +41,20 @@ def test_the_whole_batch_needs_no_proof_hashes():
     tree = ReportTree([report(i) for i in range(1, 33)])
     proof = tree.multiproof(tree.reports)
     assert proof.proof == () and len(proof.flags) == 31
+
+
+@given(st.lists(st.sampled_from(["0x" + "0a" * 20, PROVIDER, "0x" + "fe" * 20]), min_size=1, max_size=40), st.data())
+def test_each_providers_reports_come_together_in_leaf_and_proof_order(providers, data):
+    # The market writes a provider's shared words once per run of its jobs in a batch.
+    reports = [report(i, provider=p) for i, p in enumerate(providers, start=1)]
+    tree = ReportTree(reports)
+    order = [int(r.provider, 16) for r in tree.reports]
+    assert order == sorted(order)
+    subset = data.draw(st.lists(st.sampled_from(reports), min_size=1, max_size=len(reports), unique=True))
+    proof = tree.multiproof(subset)
+    in_proof = [int(r.provider, 16) for r in proof.reports]
+    assert in_proof == sorted(in_proof)
+    assert multiproof_root([struct_hash(r) for r in proof.reports], proof.proof, proof.flags) == tree.root
 
 
 def test_the_tree_does_not_depend_on_the_order_reports_come_in():

@@ -19,19 +19,46 @@ def reports(*job_ids: int, gpu_seconds: int = 60):
     return [job_report(job_id, PROVIDER, Outcome.COMPLETED, gpu_seconds, epoch=1) for job_id in job_ids]
 
 
-def test_the_queue_is_due_when_full_or_old():
+A, B, C = "0x" + "aa" * 20, "0x" + "bb" * 20, "0x" + "cc" * 20  # providers
+
+
+def test_the_queue_is_due_when_one_providers_jobs_fill_a_batch_or_by_age():
     queue = BatchQueue(size=3, max_age_s=10)
     assert not queue.due(0)
-    queue.add(1, now=0)
-    queue.add(2, now=1)
-    assert not queue.due(5)
+    queue.add(1, A, now=0)
+    queue.add(2, B, now=1)
+    queue.add(3, A, now=2)
+    assert not queue.due(5)  # three jobs, but no provider's fill a batch
     assert queue.due(10)  # job 1 waited 10 s
-    queue.add(3, now=2)
-    assert queue.due(3)  # full
-    queue.add(4, now=3)
-    assert queue.take() == [1, 2, 3]
-    assert 4 in queue and 1 not in queue
-    queue.discard(4)
+    queue.add(4, A, now=3)
+    assert queue.due(3)  # A's jobs fill a batch
+    assert queue.take() == [1, 3, 4]
+    assert 2 in queue and 1 not in queue
+    assert not queue.due(10)
+    assert queue.due(11)  # job 2 waited 10 s
+    queue.discard(2)
+    assert not queue.due(100)
+
+
+def test_a_full_group_goes_first_then_older_leftovers():
+    queue = BatchQueue(size=2, max_age_s=10)
+    queue.add(1, A, now=0)
+    queue.add(2, B, now=1)
+    queue.add(3, B, now=2)
+    assert queue.take() == [2, 3]
+    assert queue.take() == [1]
+
+
+def test_by_age_whole_groups_share_a_batch_oldest_first_as_many_as_fit():
+    """Leftovers of several providers share one batch, each provider's jobs together; a group
+    that does not fit whole waits for the next batch (due at once: its oldest waited as long)."""
+    queue = BatchQueue(size=4, max_age_s=10)
+    for job_id, provider, now in [(1, A, 0), (5, B, 1), (2, C, 2), (3, B, 3), (4, A, 4), (6, B, 5)]:
+        queue.add(job_id, provider, now=now)
+    assert queue.due(10)
+    assert queue.take() == [1, 4, 2]  # A's two, then C's one: B's three would not fit
+    assert queue.due(11)
+    assert queue.take() == [5, 3, 6]
     assert not queue.due(100)
 
 

@@ -24,7 +24,7 @@ GPUS = 8
 @pytest.fixture(scope="module")
 def provider(world: World) -> str:
     """A provider of 8 GPUs, verified directly with the test committee's signatures."""
-    key = test_account(12)
+    key = test_account(20)
     fund(world.w3, key.address, 10**19)
     market = world.market(key)
     market.stake_token.mint(key.address, 10**24)
@@ -38,7 +38,7 @@ def provider(world: World) -> str:
 
 
 def running_jobs(world: World, provider: str, count: int) -> list[int]:
-    client = test_account(13)
+    client = test_account(21)
     fund(world.w3, client.address, 10**19)
     market = world.market(client)
     market.payment_token.mint(client.address, 10**24)
@@ -49,7 +49,7 @@ def running_jobs(world: World, provider: str, count: int) -> list[int]:
             CPU_DEV, 1, PRICE, 60, b"\x02" * 32, market.block_timestamp() + 600, provider=provider
         )
         job_id = created.event(JobCreated).job_id
-        world.market(test_account(12)).accept_job(job_id)
+        world.market(test_account(20)).accept_job(job_id)
         ids.append(job_id)
     return ids
 

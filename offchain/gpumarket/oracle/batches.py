@@ -1,14 +1,19 @@
 """Settling decided jobs in batches: one root signature per member instead of one per report.
 
     queue = BatchQueue(size=32, max_age_s=10)          # the designated submitter's decided jobs
-    queue.add(job_id, now); queue.due(now)             # by count, or by the oldest job's age
+    queue.add(job_id, provider, now); queue.due(now)   # a provider's jobs fill a batch, or by age
     result = settle_batch(signer, submitter, peers, queue.take())   # BatchResult
     signature = sign_batch(signer, epoch, root, job_ids)            # a peer's answer (the API)
 
 A job whose report has a quorum of single signatures and whose designated submitter is this
-oracle waits in the queue (gpumarket.oracle.jobs) until the queue holds ``size`` jobs or its
-oldest has waited ``max_age_s``, so a lone job is not held up. Then this oracle builds the
-Merkle tree of its own decisions for those jobs (gpumarket.signing.batch), signs the
+oracle waits in the queue (gpumarket.oracle.jobs) with the other jobs of its provider. On chain
+the jobs of a one-provider batch share that provider's storage writes (its collateral, GPUs in
+use and payment balance: bench/GAS.md), so such a batch costs much less gas a job than a mixed
+one. A batch goes once one provider's jobs fill it (``size``), or once the oldest job has waited
+``max_age_s``, so a lone job is not held up: then whole groups go, oldest first, as many as fit,
+several providers' leftovers sharing the batch rather than each paying for a transaction of its
+own (:class:`BatchQueue`). Then this oracle builds the Merkle tree of its own decisions for
+those jobs (gpumarket.signing.batch), signs the
 ``JobReportBatch`` root, and asks its peers to sign the same root (``POST /batches/job`` with
 the epoch, the root and the job ids, a kilobyte for 128 jobs). A peer signs only a root it
 builds itself from its own committed decisions for the same job ids (:func:`sign_batch`): a
@@ -18,6 +23,10 @@ make an honest oracle equivocate. With the threshold's signatures it sends one
 job; jobs settled meanwhile are skipped by the market. Without them (a peer has not decided a
 job yet, or decided it differently), or when the transaction reverts, the batch's jobs go back
 to single settlement, which their single quorums already allow: batching only ever saves gas.
+Each member's root signature is also kept as evidence that it signed every report of the tree
+(``DecisionStore.observe_batch_signature``): one that signed another report of one of these jobs
+in the same epoch has equivocated (gpumarket.oracle.equivocation). A peer asked to sign gets
+only the root and the job ids, not the proposer's signature, so it keeps nothing.
 """
 
 from __future__ import annotations
@@ -122,6 +131,8 @@ def settle_batch(
             continue
         if committee.is_member(peer_signer):
             signatures[peer_signer] = signature
+            # Evidence: it signed each report of our tree, which another signature of it may contradict.
+            store.observe_batch_signature(tree, signature)
     if len(signatures) < committee.threshold:
         return BatchResult(ids, None, f"{len(signatures)} of {committee.threshold} signatures of the root")
     chosen = sorted(signatures, key=lambda address: int(address, 16))[: committee.threshold]
@@ -134,20 +145,28 @@ def settle_batch(
 
 
 class BatchQueue:
-    """The designated submitter's decided jobs waiting for a batch (thread-safe)."""
+    """The designated submitter's decided jobs waiting for a batch, grouped by provider (thread-safe).
+
+    :meth:`take` makes a batch of one provider's jobs where it can: the ``size`` oldest jobs of
+    the provider whose jobs fill a batch (the one waiting longest, if several do); otherwise,
+    once the oldest job has waited ``max_age_s``, every provider's group whole, the group of the
+    oldest job first, as many groups as fit. A group left out waits for the next batch, which
+    is due at once if its oldest job has waited that long too. The jobs of a batch come group
+    by group, each group oldest first.
+    """
 
     def __init__(self, size: int, max_age_s: float) -> None:
         if not 1 <= size <= MAX_BATCH:
             raise ValueError(f"a batch holds 1 to {MAX_BATCH} jobs")
         self.size = size
         self.max_age_s = max_age_s
-        self._waiting: dict[int, float] = {}  # job id -> when it joined
+        self._waiting: dict[int, tuple[str, float]] = {}  # job id -> (its provider, when it joined)
         self._lock = threading.Lock()
         self.flushing = threading.Lock()  # one batch at a time
 
-    def add(self, job_id: int, now: float | None = None) -> None:
+    def add(self, job_id: int, provider: str, now: float | None = None) -> None:
         with self._lock:
-            self._waiting.setdefault(job_id, time.time() if now is None else now)
+            self._waiting.setdefault(job_id, (provider, time.time() if now is None else now))
 
     def __contains__(self, job_id: object) -> bool:
         with self._lock:
@@ -158,16 +177,34 @@ class BatchQueue:
             self._waiting.pop(job_id, None)
 
     def due(self, now: float) -> bool:
-        """Full, or its oldest job has waited ``max_age_s``."""
+        """One provider's jobs fill a batch, or the oldest job has waited ``max_age_s``."""
         with self._lock:
-            if not self._waiting:
-                return False
-            return len(self._waiting) >= self.size or now - min(self._waiting.values()) >= self.max_age_s
+            groups = self._groups()
+        if not groups:
+            return False
+        oldest_joined = groups[0][0][0]
+        return any(len(group) >= self.size for group in groups) or now - oldest_joined >= self.max_age_s
 
     def take(self) -> list[int]:
-        """The oldest ``size`` jobs, out of the queue."""
+        """The next batch (see the class docstring), out of the queue."""
         with self._lock:
-            taken = sorted(self._waiting, key=lambda job_id: self._waiting[job_id])[: self.size]
+            groups = self._groups()
+            full = [group for group in groups if len(group) >= self.size]
+            if full:
+                batch = full[0][: self.size]
+            else:
+                batch = []
+                for group in groups:
+                    if len(batch) + len(group) <= self.size:
+                        batch += group
+            taken = [job_id for _, job_id in batch]
             for job_id in taken:
                 del self._waiting[job_id]
             return taken
+
+    def _groups(self) -> list[list[tuple[float, int]]]:
+        """Each provider's jobs as (joined, job id), oldest first; the group of the oldest job first."""
+        by_provider: dict[str, list[tuple[float, int]]] = {}
+        for job_id, (provider, joined) in self._waiting.items():
+            by_provider.setdefault(provider, []).append((joined, job_id))
+        return sorted(sorted(group) for group in by_provider.values())

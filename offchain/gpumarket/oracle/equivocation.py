@@ -5,9 +5,12 @@
 
 The decision store keeps every committee member's valid signature that reaches this oracle over
 a report of a key it decided or follows, whether pushed to its API or gathered from the peer
-(``DecisionStore.observe_signature``); a second, different report of the same key and epoch by
-the same member is an equivocation. Each pass submits the proof of every open one to the
-market's OracleBonds (``prove_job_equivocation`` / ``prove_hardware_equivocation``), once: the
+(``DecisionStore.observe_signature``), and every member's signature of a batch root this oracle
+proposed, as its signature of each report in the batch (``DecisionStore.observe_batch_signature``,
+from gpumarket.oracle.batches); a second, different report of the same key and epoch by the same
+member is an equivocation. Each pass submits the proof of every open one to the market's
+OracleBonds (``prove_job_equivocation``, whose attestations are single or batched: a root
+signature with the report's Merkle path; ``prove_hardware_equivocation``), once: the
 outcome is recorded, "proven" with the transaction, or why not ("already flagged": another
 reporter was first; "refused: <reason>": the contract said no). A chain error leaves it open for
 the next pass. The reporter (this oracle's sender account) gets the contract's share of the bond.
@@ -61,13 +64,18 @@ class EquivocationReporter:
             bonds = self.market.bonds
             if bonds.flagged(found.signer):
                 return "already flagged", None
-            (first, first_sig), (second, second_sig) = found.first, found.second
-            if isinstance(first, JobReport) and isinstance(second, JobReport):
+            first, second = found.first, found.second
+            if isinstance(first.report, JobReport) and isinstance(second.report, JobReport):
                 result = bonds.prove_job_equivocation(
-                    found.signer, JobAttestation(first, first_sig), JobAttestation(second, second_sig)
+                    found.signer,
+                    JobAttestation(first.report, first.signature, first.path),
+                    JobAttestation(second.report, second.signature, second.path),
                 )
-            elif isinstance(first, HardwareReport) and isinstance(second, HardwareReport):
-                result = bonds.prove_hardware_equivocation(found.signer, (first, first_sig), (second, second_sig))
+            elif isinstance(first.report, HardwareReport) and isinstance(second.report, HardwareReport):
+                # Hardware reports are never batched: both signatures are over the reports alone.
+                result = bonds.prove_hardware_equivocation(
+                    found.signer, (first.report, first.signature), (second.report, second.signature)
+                )
             else:
                 return "refused: reports of two kinds", None
         except ValueError as error:  # no OracleBonds wired into this market

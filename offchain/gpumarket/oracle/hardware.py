@@ -2,8 +2,8 @@
 
     hv = HardwareVerifier(store, signer, market, peers, ChainSubmitter(market))
     hv.handle(event)                              # ProviderRegistered / ProviderUpdated -> queued
-    for provider, anchor in hv.due(now):          # queued, or verified_until within the window
-        hv.verify(provider, anchor)               # challenge, decide, sign      -> Attempt
+    for provider, anchor, minimum in hv.due(now, known):  # queued, or renewals among known
+        hv.verify(provider, anchor, minimum)      # challenge, decide, sign      -> Attempt
     hv.step(attempt, now=...)                     # gather peers' signatures; submit if our turn
     hv.tick(known=registered_providers)           # or all of the above, once per loop pass
 
@@ -42,7 +42,10 @@ report all sign must be byte-identical. Each oracle therefore signs a *canonical
     minimum ``verified_until + 1`` (a verified claim's ``verified_until`` is the
     valid_until of its last applied report). A renewal is due once ``verified_until`` is
     within ``renewal_window_s`` (at most ``ANCHOR_GRANULARITY_S``) of now, so its anchor
-    is already in the past.
+    is already in the past. Finding renewals does not read every provider's record every
+    pass: each one's standing (registered, jailed, ``verified_until``) is cached until an
+    event about it arrives or ``record_max_age_s`` has passed, and a renewal is only ever
+    decided on a fresh read (:meth:`HardwareVerifier.due`).
 
   Either way ``valid_until`` is never further than ``hardware_validity`` ahead of the chain's
   time, which the contract requires (``"verification: too far ahead"``, which is
@@ -69,7 +72,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from gpumarket.chain.errors import ContractRevert
-from gpumarket.chain.events import MarketEvent, ProviderRegistered, ProviderUpdated
+from gpumarket.chain.events import (
+    HardwareRejected,
+    HardwareVerified,
+    MarketEvent,
+    ProviderJailed,
+    ProviderRegistered,
+    ProviderUnjailed,
+    ProviderUpdated,
+)
 from gpumarket.chain.market import Market
 from gpumarket.measure.classes import class_by_id
 from gpumarket.oracle.chain_submitter import ChainSubmitter
@@ -117,6 +128,16 @@ _FINAL_REVERTS = frozenset(
         "verification: unknown claim",
     }
 )
+# Every change to what HardwareVerifier.due reads of a provider (registered, jailed,
+# verified_until) emits one of these (contracts/modules/registry.vy, verification.vy).
+_STANDING_EVENTS = (
+    ProviderRegistered,
+    ProviderUpdated,
+    ProviderJailed,
+    ProviderUnjailed,
+    HardwareVerified,
+    HardwareRejected,
+)
 # (provider, claim_version, valid_until): what identifies one hardware report of one claim.
 ReportId = tuple[str, int, int]
 
@@ -146,6 +167,9 @@ class HardwareConfig:
     # for it, since silence says nothing about its hardware.
     no_answer_retry_s: float = 10.0
     no_answer_give_up_s: float = 3_600.0
+    # A provider's cached standing is read again after this long even without an event about
+    # it, so that a missed event only delays a renewal, never loses it.
+    record_max_age_s: float = 60.0
 
     def __post_init__(self) -> None:
         if not 0 < self.renewal_window_s <= ANCHOR_GRANULARITY_S:
@@ -153,10 +177,25 @@ class HardwareConfig:
                 f"renewal_window_s must be in 1 .. {ANCHOR_GRANULARITY_S}: a renewal report must not be"
                 " valid further ahead than the contract accepts"
             )
+        if not self.record_max_age_s > 0:
+            raise ValueError("record_max_age_s must be > 0")
 
 
 class NoAnswer(Exception):
     """No usable answer, or no trusted verdict (the oracle abstains): nothing to report yet."""
+
+
+@dataclass(frozen=True)
+class _Standing:
+    """What :meth:`HardwareVerifier.due` needs of a provider's record, and when (its clock) it was read."""
+
+    registered: bool
+    jailed: bool
+    verified_until: int
+    read_at: float
+
+    def renewal_due(self, now: float, window: int) -> bool:
+        return self.registered and not self.jailed and 0 < self.verified_until < now + window
 
 
 @dataclass(frozen=True)
@@ -203,6 +242,8 @@ class HardwareVerifier:
     _not_before: dict[str, float] = field(default_factory=dict)  # provider -> next try after no answer
     _silent_since: dict[str, float] = field(default_factory=dict)  # provider -> first unanswered try
     _given_up: set[str] = field(default_factory=set)
+    _standings: dict[str, _Standing] = field(default_factory=dict)  # provider -> its record as last read
+    _events_seen: int = 0  # standing events handled so far: a read that overlaps one is not cached
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def tick(self, now: float | None = None, known: Sequence[str] = ()) -> list[StepResult]:
@@ -259,7 +300,12 @@ class HardwareVerifier:
         return list(self._open.values())
 
     def handle(self, event: MarketEvent, db: object = None) -> None:
-        """Follower handler: queue a provider that registered or changed its claim."""
+        """Follower handler: queue a provider that registered or changed its claim; forget the
+        cached standing of a provider whose record an event changed."""
+        if isinstance(event, _STANDING_EVENTS):
+            with self._lock:
+                self._standings.pop(event.provider, None)
+                self._events_seen += 1
         if isinstance(event, (ProviderRegistered, ProviderUpdated)):
             block = event.meta.block_number
             anchor = self.market.block_timestamp(block)
@@ -281,6 +327,11 @@ class HardwareVerifier:
         which every oracle reads alike, so their reports agree. An unverified provider is
         challenged again only when it registers or updates its claim (an event), never on
         every pass. A provider with an open attempt waits.
+
+        Each provider's standing is cached (:meth:`_standing`): a change on chain is seen once
+        its event arrives (after ``record_max_age_s`` at the latest, should the event be missed),
+        and a renewal is only ever found on a fresh read, so its anchor and minimum are the
+        values every oracle reads.
         """
 
         def waiting(provider: str) -> bool:
@@ -292,14 +343,32 @@ class HardwareVerifier:
         for provider in known:
             if provider in due or waiting(provider) or provider in self._given_up:
                 continue
-            record = self.market.providers(provider)
-            if (
-                record.registered
-                and not record.jailed
-                and 0 < record.verified_until < now + self.config.renewal_window_s
-            ):
-                due[provider] = (record.verified_until - ANCHOR_GRANULARITY_S, record.verified_until + 1)
+            standing = self._standing(provider, now)
+            if standing.renewal_due(now, self.config.renewal_window_s):
+                due[provider] = (standing.verified_until - ANCHOR_GRANULARITY_S, standing.verified_until + 1)
         return [(provider, anchor, floor) for provider, (anchor, floor) in sorted(due.items())]
+
+    def _standing(self, provider: str, now: float) -> _Standing:
+        """``provider``'s standing: the cached one while it is younger than ``record_max_age_s``,
+        no event about the provider came since it was read, and it makes no renewal due; a
+        fresh read of its record otherwise (so a renewal is always decided on a fresh read)."""
+        window = self.config.renewal_window_s
+        with self._lock:
+            cached = self._standings.get(provider)
+            events_seen = self._events_seen
+        if (
+            cached is not None
+            and 0 <= now - cached.read_at < self.config.record_max_age_s
+            and not cached.renewal_due(now, window)
+        ):
+            return cached
+        record = self.market.providers(provider)
+        standing = _Standing(record.registered, record.jailed, record.verified_until, now)
+        with self._lock:
+            # An event handled during the read may be about a change the read missed.
+            if self._events_seen == events_seen:
+                self._standings[provider] = standing
+        return standing
 
     def _has_open(self, provider: str) -> bool:
         return any(key[0] == provider for key in self._open)

@@ -290,12 +290,12 @@ class JobMonitor:
         self._schedule: DueSchedule[int] = DueSchedule(clock=clock, lag_window_s=config.max_lag_s, on_drop=self._forget)
         self._stored_read = False  # the store's watched jobs were read (once: events bring the rest)
         self._warned_at = -math.inf  # when the loop last said it was behind
-        # Batches (gpumarket.oracle.batches): the designated jobs waiting for one, and the jobs a
-        # failed batch sent back to single settlement.
+        # Batches (gpumarket.oracle.batches): the designated jobs waiting for one, and the jobs
+        # that settle alone: a failed batch's, and a job that was alone when its batch was due.
         self._batches = BatchQueue(config.batch_size, config.batch_max_age_s) if config.batch_size else None
         if self._batches is not None and not isinstance(submitter, BatchSubmitter):
             raise ValueError("batch settlement needs a submitter with submit_batch (ChainSubmitter)")
-        self._batch_failed: set[int] = set()
+        self._settle_alone: set[int] = set()
         self._register_gauges()
 
     # ------------------------------------------------------------------ events
@@ -322,7 +322,7 @@ class JobMonitor:
     def _forget(self, job_id: int) -> None:
         if self._batches is not None:
             self._batches.discard(job_id)
-        self._batch_failed.discard(job_id)
+        self._settle_alone.discard(job_id)
         with self._lock:
             gone = self._jobs.pop(job_id, None)
         if gone is not None and gone.agent is not None:
@@ -730,8 +730,8 @@ class JobMonitor:
                 push_signature(signed, self.peers)
                 job.pushed = True
             gather_job_signatures(self.store, job.job_id, self.peers, self.signer.metrics)
-        if self._batches is not None and job.job_id not in self._batch_failed:
-            batched = self._batch_step(job.job_id, now)
+        if self._batches is not None and job.job_id not in self._settle_alone:
+            batched = self._batch_step(job, now)
             if batched is not None:
                 return batched
         try:
@@ -757,10 +757,12 @@ class JobMonitor:
             return JobStep(job.job_id, "submitted", result.tx_hash or "")
         return JobStep(job.job_id, "waiting", f"{result.outcome.value} {result.detail}".strip())
 
-    def _batch_step(self, job_id: int, now: float) -> JobStep | None:
-        """Queue a job this oracle settles first and that holds its single quorum; flush the queue
-        when due. None: settle it alone (not ours, no quorum yet, submitted, or a batch failed)."""
+    def _batch_step(self, job: _WatchedJob, now: float) -> JobStep | None:
+        """Queue a job this oracle settles first and that holds its single quorum, with its
+        provider's (gpumarket.oracle.batches); flush the queue when due. None: settle it alone
+        (not ours, no quorum yet, submitted, a batch failed, or it was due alone)."""
         assert self._batches is not None
+        job_id = job.job_id
         status = self.store.settlement(job_id)
         if status is not None and (status.settled or status.submitted_at is not None):
             return None
@@ -773,19 +775,24 @@ class JobMonitor:
             self.signer.quorum(job_id)
         except (NoQuorum, StaleEpoch):
             return None
-        self._batches.add(job_id, now)
+        self._batches.add(job_id, job.provider, now)
         if self._batches.due(now) and self._batches.flushing.acquire(blocking=False):
             try:
                 ids = self._batches.take()
-                try:
-                    result = settle_batch(self.signer, cast(BatchSubmitter, self.submitter), self.peers, ids)
-                except ChainError as exc:
-                    result = BatchResult(tuple(ids), None, f"settle_batch failed: {exc}")
+                if len(ids) == 1:
+                    # A batch of one costs more gas than settle alone (bench/GAS.md).
+                    result = BatchResult(tuple(ids), None, "")
+                else:
+                    try:
+                        result = settle_batch(self.signer, cast(BatchSubmitter, self.submitter), self.peers, ids)
+                    except ChainError as exc:
+                        result = BatchResult(tuple(ids), None, f"settle_batch failed: {exc}")
             finally:
                 self._batches.flushing.release()
             if result.tx_hash is None:
-                log.warning("a batch of %d jobs goes back to single settlement: %s", len(ids), result.detail)
-                self._batch_failed.update(ids)
+                if result.detail:
+                    log.warning("a batch of %d jobs goes back to single settlement: %s", len(ids), result.detail)
+                self._settle_alone.update(ids)
             elif job_id in result.job_ids:
                 return JobStep(job_id, "submitted", f"in a batch of {len(ids)}: {result.tx_hash}")
         if job_id in self._batches:

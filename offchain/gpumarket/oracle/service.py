@@ -16,7 +16,8 @@ not a member: it serves and follows, but signs nothing), the HTTP API, then thre
 
 - the **follower** (gpumarket.chain.follower, its cursor in ``follower_db``) hands every
   event, at the confirmation depth, to CommitteeSync (epochs), HardwareVerifier
-  (ProviderRegistered/Updated) and JobMonitor (JobAccepted, JobSettled, ...);
+  (registrations and claim updates, which queue a challenge; jail and hardware-report events,
+  which refresh its cached provider records) and JobMonitor (JobAccepted, JobSettled, ...);
 - the **hardware loop** runs ``HardwareVerifier.tick`` every ``tick_interval`` seconds, then
   ``EquivocationReporter.tick`` (a peer's two different signed reports of one key and epoch,
   proven to the market's OracleBonds: gpumarket.oracle.equivocation); an error in one pass is

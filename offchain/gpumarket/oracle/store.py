@@ -35,7 +35,8 @@ versioned with ``PRAGMA user_version`` and built by the ordered migrations in
 (hardware reports name the claim version they measured) drops the hardware decisions of an
 older file and their signatures: they are of the old HardwareReport type, which no current
 contract verifies, so nothing signed under the new type can conflict with them; job
-decisions, committees, settlements and cursors are kept.
+decisions, committees, settlements and cursors are kept. Migration 6 records how each observed
+signature attests its report: alone, or as a leaf of a signed batch root (with its Merkle path).
 
 One store is bound, at first open, to one EIP-712 domain (chain id, contract, name,
 version) and one oracle address; opening it with another raises :class:`StoreMismatch`,
@@ -64,12 +65,14 @@ from eth_utils.address import to_checksum_address
 
 from gpumarket.chain.limits import MAX_MEMBERS
 from gpumarket.signing import eip712
-from gpumarket.signing.eip712 import Domain, HardwareReport, JobReport, Report
+from gpumarket.signing.batch import ReportTree
+from gpumarket.signing.eip712 import Domain, HardwareReport, JobReport, JobReportBatch, Report
 from gpumarket.storage import StorageError, open_durable, write_transaction
 
 __all__ = [
     "SCHEMA_VERSION",
     "AddResult",
+    "Attestation",
     "ChallengeRecord",
     "CommitteeInfo",
     "ConflictingDecision",
@@ -97,7 +100,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _BUSY_TIMEOUT_MS = 10_000
 
 ReportKind = Literal["job", "hardware"]
@@ -234,6 +237,12 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (kind, key, epoch, signer)
     ) STRICT;
     """,
+    """
+    -- a member's signature of a batch root counts as its signature of every report in the batch:
+    -- such a row keeps the root's signature and the report's Merkle path to the root (its
+    -- sibling hashes, 32 bytes each; empty for a batch of one); NULL: the report signed alone
+    ALTER TABLE observed_signatures ADD COLUMN path BLOB CHECK (path IS NULL OR length(path) % 32 = 0);
+    """,
 )
 
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -325,6 +334,17 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class Attestation:
+    """A member's signature of ``report``: of the report alone (``path`` None), or of a batch
+    root (a ``JobReportBatch``), with the Merkle path of the report's leaf to it
+    (gpumarket.signing.batch); OracleBonds takes either."""
+
+    report: Report
+    signature: bytes
+    path: tuple[bytes, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Equivocation:
     """Two different reports of one key and epoch, each signed by ``signer``: the proof
     OracleBonds slashes; ``proof_tx``/``outcome`` say what became of this oracle's submission."""
@@ -333,8 +353,8 @@ class Equivocation:
     key: tuple[str, ...]
     epoch: int
     signer: str
-    first: tuple[Report, bytes]
-    second: tuple[Report, bytes]
+    first: Attestation
+    second: Attestation
     found_at: float
     proof_tx: str | None = None
     outcome: str | None = None
@@ -722,7 +742,7 @@ class DecisionStore:
         added = False
         with self._write_signatures() as db:
             if member and signer != self.oracle:  # our own key signs once per key (write-once)
-                self._observe(db, report, signer, signature)
+                self._observe(db, Attestation(report, _signature_bytes(signature)), signer)
             if refusal is None:
                 assert decision is not None
                 cursor = db.execute(
@@ -747,21 +767,52 @@ class DecisionStore:
             signer = _recover(self.domain, report, signature)
         except InvalidSignature:
             return None
-        committee = self.committee(report.epoch)
-        if committee is None or not committee.is_member(signer) or signer == self.oracle:
+        if not self._observed_member(signer, report.epoch):
             return None
         with self._write_signatures() as db:
-            found = self._observe(db, report, signer, signature)
-        if not found:
-            return None
-        kind, key = report_key(report)
-        return next(
-            e for e in self.equivocations() if (e.kind, e.key, e.epoch, e.signer) == (kind, key, report.epoch, signer)
-        )
+            found = self._observe(db, Attestation(report, _signature_bytes(signature)), signer)
+        return self._equivocations_of(signer, [report])[0] if found else None
 
-    def _observe(self, db: sqlite3.Connection, report: Report, signer: str, signature: bytes | str) -> bool:
-        """Within a write: keep a member's signature as evidence; True when it completes an
+    def observe_batch_signature(self, tree: ReportTree, signature: bytes | str) -> list[Equivocation]:
+        """Keep a member's valid signature of ``tree``'s root (a ``JobReportBatch`` of its epoch)
+        as its signature of each report in the tree, with the report's Merkle path; returns the
+        equivocations it completes (:meth:`observe_signature`'s, report by report).
+
+        As for a single signature, only reports of keys this oracle decided or follows are kept
+        (the tree of a batch it proposed is of its own decisions), at most two per key, epoch and
+        signer; a signature that recovers to no member of the epoch's committee (one of another
+        root, say) is ignored.
+        """
+        try:
+            signer = eip712.recover(self.domain, JobReportBatch(root=tree.root, epoch=tree.epoch), signature)
+        except ValueError:
+            return []
+        if not self._observed_member(signer, tree.epoch):
+            return []
+        root_signature = _signature_bytes(signature)
+        completed = []
+        with self._write_signatures() as db:
+            for report in tree.reports:
+                attestation = Attestation(report, root_signature, tuple(tree.path(report)))
+                if self._observe(db, attestation, signer):
+                    completed.append(report)
+        return self._equivocations_of(signer, completed)
+
+    def _observed_member(self, signer: str, epoch: int) -> bool:
+        """Whether a signature by ``signer`` in ``epoch`` is worth keeping: a member's, not ours
+        (our own key signs once per key: decisions are write-once)."""
+        committee = self.committee(epoch)
+        return committee is not None and committee.is_member(signer) and signer != self.oracle
+
+    def _equivocations_of(self, signer: str, reports: Sequence[Report]) -> list[Equivocation]:
+        """The recorded equivocations of ``signer`` over the keys and epochs of ``reports``."""
+        wanted = {(*report_key(report), report.epoch) for report in reports}
+        return [e for e in self.equivocations() if e.signer == signer and (e.kind, e.key, e.epoch) in wanted]
+
+    def _observe(self, db: sqlite3.Connection, attestation: Attestation, signer: str) -> bool:
+        """Within a write: keep a member's attestation as evidence; True when it completes an
         equivocation (recorded in ``equivocations``)."""
+        report = attestation.report
         kind, key = report_key(report)
         table = _TABLES[kind]
         decided = db.execute(f"SELECT 1 FROM {table.name} WHERE {table.where}", key).fetchone()
@@ -777,9 +828,11 @@ class DecisionStore:
         known = {bytes(row[0]) for row in others}
         if digest in known or len(known) >= 2:
             return False
+        path = None if attestation.path is None else b"".join(attestation.path)
         db.execute(
-            "INSERT INTO observed_signatures (kind, key, epoch, signer, digest, report_json, signature, received_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO observed_signatures "
+            "(kind, key, epoch, signer, digest, report_json, signature, received_at, path) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 kind,
                 joined,
@@ -787,8 +840,9 @@ class DecisionStore:
                 signer,
                 digest,
                 _encode_report(report),
-                _signature_bytes(signature),
+                attestation.signature,
                 time.time(),
+                path,
             ),
         )
         if not known:
@@ -805,7 +859,7 @@ class DecisionStore:
         """Every equivocation found (``open_only``: those whose proof is not settled yet)."""
         sql = (
             "SELECT e.kind, e.key, e.epoch, e.signer, e.found_at, e.proof_tx, e.outcome, "
-            "a.report_json, a.signature, b.report_json, b.signature FROM equivocations e "
+            "a.report_json, a.signature, a.path, b.report_json, b.signature, b.path FROM equivocations e "
             "JOIN observed_signatures a ON a.kind = e.kind AND a.key = e.key AND a.epoch = e.epoch "
             "AND a.signer = e.signer AND a.digest = e.first_digest "
             "JOIN observed_signatures b ON b.kind = e.kind AND b.key = e.key AND b.epoch = e.epoch "
@@ -814,15 +868,17 @@ class DecisionStore:
             + " ORDER BY e.found_at"
         )
         found = []
-        for kind, key, epoch, signer, at, tx, outcome, first, first_sig, second, second_sig in self._select(sql):
+        for row in self._select(sql):
+            kind, key, epoch, signer, at, tx, outcome = row[:7]
+            first_json, first_sig, first_path, second_json, second_sig, second_path = row[7:]
             found.append(
                 Equivocation(
                     kind=kind,
                     key=tuple(key.split("/")),
                     epoch=epoch,
                     signer=signer,
-                    first=(_decode_report(kind, first), bytes(first_sig)),
-                    second=(_decode_report(kind, second), bytes(second_sig)),
+                    first=_attestation(kind, first_json, first_sig, first_path),
+                    second=_attestation(kind, second_json, second_sig, second_path),
                     found_at=at,
                     proof_tx=tx,
                     outcome=outcome,
@@ -1053,6 +1109,12 @@ def _signature_bytes(signature: bytes | str) -> bytes:
         except ValueError:
             raise InvalidSignature("signature: not a hex string") from None
     return bytes(signature)
+
+
+def _attestation(kind: ReportKind, report_json: str, signature: bytes, path: bytes | None) -> Attestation:
+    """An observed_signatures row's attestation: the path's 32-byte siblings, or None (alone)."""
+    siblings = None if path is None else tuple(path[i : i + 32] for i in range(0, len(path), 32))
+    return Attestation(_decode_report(kind, report_json), bytes(signature), siblings)
 
 
 def _recover(domain: Domain, report: Report, signature: bytes | str) -> str:

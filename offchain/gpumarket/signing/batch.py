@@ -13,8 +13,10 @@ merkle-tree package, written here afresh:
     market.settle_batch(proof, signatures)          # anyone, any subset, each job once
     tree.path(report)                               # one report's siblings (equivocation proofs)
 
-Layout: the leaves, sorted by hash so that every oracle builds the same tree from the same
-reports, fill the end of an array of ``2n - 1`` nodes (leaf ``i`` of the sorted order at index
+Layout: the leaves, sorted by provider and then by hash, so that every oracle builds the same
+tree from the same reports and a multiproof carries each provider's reports together (the
+market writes a provider's shared words once per run of its jobs: bench/GAS.md), fill the end
+of an array of ``2n - 1`` nodes (leaf ``i`` of the sorted order at index
 ``2n - 2 - i``) and node ``k`` has children ``2k + 1`` and ``2k + 2``; the root is node 0.
 A leaf is a hash of 256 bytes and an inner node one of 64, so no proof can pass one off as the
 other.
@@ -69,7 +71,7 @@ class ReportTree:
         if len(epochs) != 1:
             raise ValueError(f"a batch's reports share one epoch, got {sorted(epochs)}")
         self.epoch = epochs.pop()
-        leaves = sorted(by_leaf)
+        leaves = sorted(by_leaf, key=lambda leaf: (int(by_leaf[leaf].provider, 16), leaf))
         count = len(leaves)
         nodes: list[bytes] = [b""] * (2 * count - 1)
         for i, leaf in enumerate(leaves):
@@ -79,6 +81,7 @@ class ReportTree:
         self._nodes = nodes
         self._index = {leaf: len(nodes) - 1 - i for i, leaf in enumerate(leaves)}
         self._reports = by_leaf
+        self._leaves = leaves
 
     def __len__(self) -> int:
         return len(self._reports)
@@ -90,7 +93,7 @@ class ReportTree:
     @property
     def reports(self) -> list[JobReport]:
         """The batch's reports in leaf order."""
-        return [self._reports[leaf] for leaf in sorted(self._reports)]
+        return [self._reports[leaf] for leaf in self._leaves]
 
     def _node_of(self, report: JobReport) -> int:
         try:

@@ -131,7 +131,9 @@ def deploy_market(project, owner, treasury):
     def deploy(stake, payment, members, threshold, companions: tuple[int, int] | None = None):
         last = NO_COMPANIONS
         if companions is not None:
-            blueprints = [project[name].declare(sender=owner).contract_address for name in ("BatchSettler", "OracleBonds")]
+            blueprints = [
+                project[name].declare(sender=owner).contract_address for name in ("BatchSettler", "OracleBonds")
+            ]
             last = (*blueprints, *companions)
         market = project.GpuMarket.deploy(stake, payment, treasury, members, threshold, *last, sender=owner)
         for gpu_class, floor in CLASS_FLOORS.items():

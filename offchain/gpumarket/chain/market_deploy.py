@@ -133,6 +133,11 @@ def _deploy(
     sender: Transactor, bytecode: str, abi: list[dict[str, Any]], args: list[Any], label: str
 ) -> tuple[str, int]:
     data = sender.w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args).data_in_transaction
+    return _create(sender, data, label)
+
+
+def _create(sender: Transactor, data: str, label: str) -> tuple[str, int]:
+    """Send a contract-creating transaction; (the new contract's address, its block)."""
     receipt = sender.send(to=None, data=data, label=label)
     return Web3.to_checksum_address(receipt["contractAddress"]), int(receipt["blockNumber"])
 
@@ -150,8 +155,8 @@ def blueprint_initcode(initcode: str | bytes) -> bytes:
 
 
 def _deploy_blueprint(sender: Transactor, artifact: Artifact, label: str) -> str:
-    receipt = sender.send(to=None, data="0x" + blueprint_initcode(artifact.bytecode).hex(), label=label)
-    return Web3.to_checksum_address(receipt["contractAddress"])
+    address, _ = _create(sender, "0x" + blueprint_initcode(artifact.bytecode).hex(), label)
+    return address
 
 
 def _deploy_mock_token(sender: Transactor, artifacts: Artifacts, name: str, symbol: str, decimals: int) -> str:

@@ -779,18 +779,12 @@ class JobMonitor:
         if self._batches.due(now) and self._batches.flushing.acquire(blocking=False):
             try:
                 ids = self._batches.take()
-                if len(ids) == 1:
-                    # A batch of one costs more gas than settle alone (bench/GAS.md).
-                    result = BatchResult(tuple(ids), None, "")
-                else:
-                    try:
-                        result = settle_batch(self.signer, cast(BatchSubmitter, self.submitter), self.peers, ids)
-                    except ChainError as exc:
-                        result = BatchResult(tuple(ids), None, f"settle_batch failed: {exc}")
+                # A batch of one costs more gas than settle alone (bench/GAS.md): none is sent.
+                result = self._send_batch(ids) if len(ids) > 1 else None
             finally:
                 self._batches.flushing.release()
-            if result.tx_hash is None:
-                if result.detail:
+            if result is None or result.tx_hash is None:
+                if result is not None:
                     log.warning("a batch of %d jobs goes back to single settlement: %s", len(ids), result.detail)
                 self._settle_alone.update(ids)
             elif job_id in result.job_ids:
@@ -798,6 +792,12 @@ class JobMonitor:
         if job_id in self._batches:
             return JobStep(job_id, "waiting", "in the batch queue")
         return None
+
+    def _send_batch(self, ids: list[int]) -> BatchResult:
+        try:
+            return settle_batch(self.signer, cast(BatchSubmitter, self.submitter), self.peers, ids)
+        except ChainError as exc:
+            return BatchResult(tuple(ids), None, f"settle_batch failed: {exc}")
 
 
 def _hash32(value: object, name: str) -> bytes:

@@ -24,9 +24,8 @@ from gpumarket.agentapi.client import ProviderApi
 from gpumarket.agentapi.errors import ProviderRefused
 from gpumarket.chain.keys import test_account, test_oracle
 from gpumarket.chain.models import Job, JobState
-from gpumarket.marketbench.agent import SimProvider, SimulatedAgents, SimulatedAgentServer, usage_record
+from gpumarket.marketbench.agent import BENCH_CLASS, SimProvider, SimulatedAgents, SimulatedAgentServer, usage_record
 from gpumarket.marketbench.measurements import count_heartbeats
-from gpumarket.measure.classes import CPU_DEV
 from gpumarket.measure.metering import UsageRecord
 from gpumarket.oracle.challenge import Bucket, ChallengeConfig, challenge_provider
 from gpumarket.oracle.jobs import JobConfig, JobMonitor
@@ -39,7 +38,7 @@ from gpumarket.web.client import Timeouts, WebClient
 DOMAIN = Domain(chain_id=31337, verifying_contract="0x5FbDB2315678afecb367f032d93F642f64180aa3")
 KEY = test_oracle(0)
 PROVIDERS = [SimProvider(0, test_account(1).address, 2), SimProvider(1, test_account(2).address, 2)]
-FLOOR_GOPS = 1  # per GPU, as `gpumarket bench market` deploys cpu-dev on a shared machine
+FLOOR_GOPS = 1  # per GPU, as `gpumarket bench market` deploys its class on a shared machine
 
 
 @pytest.fixture
@@ -59,7 +58,7 @@ def test_the_hardware_check_passes_at_the_providers_size(agents: SimulatedAgentS
     provider = PROVIDERS[0]
     required = FLOOR_GOPS * provider.gpus
     measurement = measure_trusted(
-        lambda: challenge_provider(agents.endpoint(0), CPU_DEV.id, provider.gpus, config=ChallengeConfig()),
+        lambda: challenge_provider(agents.endpoint(0), BENCH_CLASS.id, provider.gpus, config=ChallengeConfig()),
         required,
         good={Bucket.PASS},
     )
@@ -135,7 +134,7 @@ def test_the_oracles_job_loop_completes_a_simulated_job(agents: SimulatedAgentSe
         client=test_account(4).address,
         provider=provider.address,
         state=JobState.RUNNING,
-        gpu_class=CPU_DEV.id,
+        gpu_class=BENCH_CLASS.id,
         gpu_count=1,
         max_price_per_gpu_second=1,
         price_per_gpu_second=1,

@@ -30,6 +30,7 @@ def test_default_params_load_with_the_test_committee_and_classes(default_params_
         (3, "a100", 260_000),
         (4, "rtx4090", 264_000),
         (5, "l4-a10", 100_000),
+        (6, "cpu-small", 1),
     ]
     assert params.stake_token == params.payment_token == "mock"
     assert params.treasury == "deployer"

@@ -1,7 +1,7 @@
 """``gpumarket bench market``: the whole market on one machine under N concurrent jobs.
 
 Anvil, the contracts, three real oracle services (each its own process) and simulated provider
-agents (real HTTP, real challenges of the cpu-dev class by the real prover, but a job is a
+agents (real HTTP, real challenges of the small cpu-small class by the real prover, but a job is a
 timer), loaded with N jobs at once; what the oracles spend per job (CPU, memory), how long a
 job's end takes to settle, the gas per settled job with and without batching, and the
 heartbeats that came late or not at all. docs/ARCHITECTURE.md, "The market under load", says

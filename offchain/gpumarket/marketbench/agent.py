@@ -23,12 +23,12 @@ and, for the benchmark's own driver only (no oracle calls them):
 
 **Challenges** are the real ones: the real :class:`gpumarket.provider.challenges.ChallengeDesk`
 (turns, size checks, replay checks in the agent's SQLite store) over the real
-:class:`gpumarket.measure.provers.NumpyProver`, at the cpu-dev class's sizes. The providers share
+:class:`gpumarket.measure.provers.NumpyProver`, at the cpu-small class's sizes (``BENCH_CLASS``). The providers share
 this machine's cores, so they share ``prover_slots`` desks (provider ``i`` uses desk ``i mod
 slots``): one desk proves one challenge at a time, and a challenge waiting for the prover waits
 for its turn *before* the oracle's clock starts, as at a real agent. A desk sized for
-``gpus_per_provider`` GPUs answers a provider's hardware check (``8 x gpus`` rounds) and a job's
-challenges (one GPU: 8 rounds).
+``gpus_per_provider`` GPUs answers a provider's hardware check (``16 x gpus`` rounds) and a job's
+challenges (one GPU: 16 rounds).
 
 **Jobs** are timers. Before ``/sim/start`` names a job its status is 404 ``unknown_job`` (as a
 real agent's before the spec arrives); then it is ``running`` from ``started_at`` for
@@ -60,7 +60,7 @@ from starlette.responses import Response
 
 from gpumarket.agentapi.errors import AgentError
 from gpumarket.lifecycle import stop_on_signals, write_ready_file
-from gpumarket.measure.classes import CPU_DEV, GpuClass
+from gpumarket.measure.classes import CPU_SMALL, GpuClass
 from gpumarket.measure.messages import TURN_HEADER
 from gpumarket.measure.metering import USAGE_VERSION, Sample, UsageRecord, summarize
 from gpumarket.measure.provers import NumpyProver, TileProver
@@ -72,6 +72,10 @@ from gpumarket.web.server import Endpoint, ServerLimits, WebServer, bytes_respon
 __all__ = ["SimProvider", "SimulatedAgents", "SimulatedAgentServer", "main", "usage_record"]
 
 log = logging.getLogger(__name__)
+
+# The class every simulated provider registers: its challenges are small enough for thousands
+# of them to share this machine's cores (gpumarket.measure.classes, CPU_SMALL).
+BENCH_CLASS = CPU_SMALL
 
 START_BODY_MAX_BYTES = 64 * 1024 * 1024  # a job list of 1,000s of ids
 # How long a turn request may wait at a desk: the oracle's own bound (its request timeout less a
@@ -152,7 +156,7 @@ class SimulatedAgents:
         root: Path,
         *,
         prover_slots: int = 1,
-        gpu_class: GpuClass = CPU_DEV,
+        gpu_class: GpuClass = BENCH_CLASS,
         prover: Callable[[], TileProver] = NumpyProver,
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -71,14 +71,14 @@ def _counts(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
     type=click.IntRange(min=1, max=1024),
     default=4,
     show_default=True,
-    help="cpu-dev GPUs each simulated provider registers (its hardware check proves 8 rounds per GPU).",
+    help="cpu-small GPUs each simulated provider registers (its hardware check proves 16 rounds per GPU).",
 )
 @click.option(
     "--floor-gops",
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="cpu-dev's floor per GPU on this market: the providers share this machine's cores.",
+    help="cpu-small's floor per GPU on this market: the providers share this machine's cores.",
 )
 @click.option(
     "--prover-slots",

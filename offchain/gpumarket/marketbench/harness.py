@@ -9,7 +9,7 @@ In order, as an operator would bring each part up:
 
 1. **anvil** (gpumarket.chain.anvil), its log in the working directory.
 2. **The contracts**: gpumarket.chain.market_deploy.deploy_market_web3 with
-   deploy/params/default.yaml (mock tokens, the 2-of-3 test committee), cpu-dev's floor set
+   deploy/params/default.yaml (mock tokens, the 2-of-3 test committee), cpu-small's floor set
    to ``floor_gops`` per GPU: the simulated providers share this machine's cores, as the
    local worlds of the story and the soak do (gpumarket.demo.story).
 3. **The simulated agents**: one process (gpumarket.marketbench.agent) serving every
@@ -18,7 +18,7 @@ In order, as an operator would bring each part up:
    test accounts 5-7 paying their transactions, each other's URLs as peers), started as an
    operator starts them: the timings are :class:`OracleTimings`.
 5. **The providers**: ``providers`` keys derived from a fixed phrase (funded with ether on
-   anvil), each minting stake tokens, staking, and registering ``gpus_per_provider`` cpu-dev
+   anvil), each minting stake tokens, staking, and registering ``gpus_per_provider`` cpu-small
    GPUs at its endpoint; the oracles challenge each agent and submit the committee's hardware
    reports. ``start`` returns once every provider is verified, and fails loudly when one is
    rejected or not verified in time.
@@ -56,8 +56,7 @@ from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3
 from gpumarket.chain.params import load_params
 from gpumarket.demo.launcher import free_ports
 from gpumarket.demo.story import COMMITTEE, DEFAULT_PARAMS, DEPLOYER_ACCOUNT, ORACLE_SENDER_ACCOUNTS, TOKEN
-from gpumarket.marketbench.agent import SimProvider
-from gpumarket.measure.classes import CPU_DEV
+from gpumarket.marketbench.agent import BENCH_CLASS, SimProvider
 
 __all__ = [
     "MarketBenchError",
@@ -74,12 +73,12 @@ STOP_TIMEOUT_S = 20.0
 PROVIDER_ETHER = 10**20
 PROVIDER_STAKE = 2_000 * TOKEN
 PRICE = 10**12  # payment-token units per GPU-second
-# One challenge round of cpu-dev takes about 0.08 s of a free core here; the verification of
+# One challenge round of cpu-small takes about 0.005 s of a free core here; the verification of
 # every provider (three oracles each) waits for that and more on a loaded machine.
-VERIFY_SECONDS_PER_ROUND = 0.4
+VERIFY_SECONDS_PER_ROUND = 0.05
 REGISTER_WORKERS = 4
 # The oracles' --silent-after: an oracle's start challenge of a job may wait for every other
-# job's (three oracles, ~1 s of proving each on a loaded 2-core machine) before its turn comes.
+# job's (three oracles, ~0.1 s of proving each, more on a loaded 2-core machine) before its turn comes.
 SILENT_AFTER_MIN_S = 600.0
 SILENT_AFTER_PER_JOB_S = 10.0
 
@@ -280,12 +279,12 @@ class MarketHarness:
         except AnvilError as error:
             raise MarketBenchError(str(error)) from None
         self.w3 = connect(self.node.url)
-        params = load_params(DEFAULT_PARAMS).with_floor(CPU_DEV.id, self.settings.floor_gops)
+        params = load_params(DEFAULT_PARAMS).with_floor(BENCH_CLASS.id, self.settings.floor_gops)
         self.deployment = deploy_market_web3(self.w3, test_account(DEPLOYER_ACCOUNT), params, report=lambda _: None)
         self.deployment.write(self.deployment_path)
         self.echo(
             f"anvil at {self.node.url}; GpuMarket at {self.deployment.market} "
-            f"(cpu-dev floor {self.settings.floor_gops} GOPS per GPU)"
+            f"({BENCH_CLASS.name} floor {self.settings.floor_gops} GOPS per GPU)"
         )
         self._start_agent()
         self.oracle_ports = free_ports(COMMITTEE)
@@ -390,7 +389,7 @@ class MarketHarness:
         token.mint(key.address, PROVIDER_STAKE)
         token.approve(own.address)
         own.stake(PROVIDER_STAKE)
-        own.register(CPU_DEV.id, self.settings.gpus_per_provider, self.settings.price, self.endpoint(index))
+        own.register(BENCH_CLASS.id, self.settings.gpus_per_provider, self.settings.price, self.endpoint(index))
 
     def _register_providers(self) -> None:
         settings = self.settings
@@ -398,14 +397,14 @@ class MarketHarness:
         with ThreadPoolExecutor(REGISTER_WORKERS, thread_name_prefix="register") as pool:
             list(pool.map(self._register_one, range(settings.providers)))
         self.echo(
-            f"{settings.providers} providers of {settings.gpus_per_provider} cpu-dev GPU(s) staked and registered "
-            f"in {time.monotonic() - started:.1f} s; waiting for the committee's hardware reports"
+            f"{settings.providers} providers of {settings.gpus_per_provider} {BENCH_CLASS.name} GPU(s) staked and "
+            f"registered in {time.monotonic() - started:.1f} s; waiting for the committee's hardware reports"
         )
 
     def _wait_verified(self) -> None:
         settings = self.settings
         market = self.market
-        rounds = 3 * settings.providers * settings.gpus_per_provider * CPU_DEV.rounds
+        rounds = 3 * settings.providers * settings.gpus_per_provider * BENCH_CLASS.rounds
         timeout = settings.verify_timeout_s or 120.0 + rounds * VERIFY_SECONDS_PER_ROUND
         started = time.monotonic()
         waiting = {key.address for key in self.provider_keys}

@@ -4,7 +4,7 @@
 
 1. **Idle**: the oracles' CPU time over ``idle_s`` with nothing to do (their loops and
    followers tick anyway), so the load's own share can be told from it.
-2. **Create**: the client (test account 4) escrows and creates N jobs of one cpu-dev GPU,
+2. **Create**: the client (test account 4) escrows and creates N jobs of one cpu-small GPU,
    each directed to a provider (job ``i`` to provider ``i // gpus_per_provider``: N GPUs
    busy at once), one after another from its one account.
 3. **Accept**: each provider accepts its jobs (the providers in parallel); the oracles
@@ -41,6 +41,7 @@ from eth_utils.crypto import keccak
 from gpumarket.chain.events import JobCreated, JobSettled, scan_events
 from gpumarket.chain.keys import test_account
 from gpumarket.demo.story import CLIENT_ACCOUNT
+from gpumarket.marketbench.agent import BENCH_CLASS
 from gpumarket.marketbench.harness import MarketBenchError, MarketHarness
 from gpumarket.marketbench.measurements import (
     HeartbeatCount,
@@ -53,7 +54,6 @@ from gpumarket.marketbench.measurements import (
     spread,
     transactions_from,
 )
-from gpumarket.measure.classes import CPU_DEV
 from gpumarket.signing.eip712 import Outcome
 from gpumarket.web.client import Timeouts, WebClient
 
@@ -114,7 +114,7 @@ def _create_jobs(harness: MarketHarness, settings: LoadSettings) -> list[tuple[i
     for i in range(settings.jobs):
         provider = harness.provider_keys[i // gpus].address
         result = market.create_job(
-            CPU_DEV.id, 1, price, settings.max_duration_s, SPEC_HASH, deadline, provider=provider
+            BENCH_CLASS.id, 1, price, settings.max_duration_s, SPEC_HASH, deadline, provider=provider
         )
         jobs.append((result.event(JobCreated).job_id, i // gpus))
     return jobs

@@ -35,7 +35,9 @@ from gpumarket.measure.fingerprint import MAX_TILE
 from gpumarket.measure.matrices import ENTRY_MIN
 
 __all__ = [
+    "CPU_CLASSES",
     "CPU_DEV",
+    "CPU_SMALL",
     "GPU_CLASSES",
     "GpuClass",
     "class_by_id",
@@ -136,6 +138,28 @@ CPU_DEV = GpuClass(
     tiles_per_leaf=64,
 )
 
+CPU_SMALL = GpuClass(
+    # A CPU core standing in for a GPU where many simulated providers share one machine (the
+    # market benchmark, `gpumarket bench market`): one GPU's challenge is an eighth of
+    # cpu-dev's operations and proves in about 0.08 s on a free core, so thousands of
+    # challenges fit in minutes, and at its 1 GOPS floor an answer may take 2 s, which absorbs
+    # the round trips of a saturated machine. Never a real provider's class: it proves nothing
+    # about hardware beyond "a CPU core".
+    id=6,
+    name="cpu-small",
+    floor_gops_per_gpu=1,
+    m=256,
+    n=1024,
+    p=256,
+    rounds=16,
+    tile=16,
+    k=16,
+    tiles_per_leaf=16,
+)
+
+# The classes a CPU stands in for: chosen by name, never matched to a device.
+CPU_CLASSES: tuple[GpuClass, ...] = (CPU_DEV, CPU_SMALL)
+
 GPU_CLASSES: tuple[GpuClass, ...] = (
     CPU_DEV,
     GpuClass(
@@ -205,6 +229,7 @@ GPU_CLASSES: tuple[GpuClass, ...] = (
         peak_int8_tops=250.0,
         device_patterns=(r"\bL4\b", r"\bA10G?\b"),
     ),
+    CPU_SMALL,
 )
 
 

@@ -8,7 +8,9 @@ import pytest
 import yaml
 
 from gpumarket.measure.classes import (
+    CPU_CLASSES,
     CPU_DEV,
+    CPU_SMALL,
     GPU_CLASSES,
     GpuClass,
     class_by_id,
@@ -18,7 +20,7 @@ from gpumarket.measure.classes import (
 from gpumarket.measure.cost import challenge_cost
 
 DEFAULT_YAML = Path(__file__).resolve().parents[3] / "deploy" / "params" / "default.yaml"
-GPU_ONLY = [c for c in GPU_CLASSES if c is not CPU_DEV]
+GPU_ONLY = [c for c in GPU_CLASSES if c not in CPU_CLASSES]
 
 
 def test_ids_names_and_floors_match_the_deployment_yaml():
@@ -54,8 +56,14 @@ def test_verifier_work_is_at_most_one_percent_of_the_provers_at_gpu_sizes(gpu_cl
     assert challenge_cost(gpu_class, gpu_count=8).verify_over_prove < challenge_cost(gpu_class).verify_over_prove
 
 
-def test_cpu_dev_verifier_work_is_within_five_percent_by_operation_counts():
-    assert challenge_cost(CPU_DEV).verify_over_prove <= 0.05
+@pytest.mark.parametrize("gpu_class", CPU_CLASSES, ids=lambda c: c.name)
+def test_cpu_classes_verifier_work_is_within_five_percent_by_operation_counts(gpu_class):
+    assert challenge_cost(gpu_class).verify_over_prove <= 0.05
+
+
+def test_cpu_small_is_an_eighth_of_cpu_dev_and_matches_no_device():
+    assert 8 * challenge_cost(CPU_SMALL).prover_ops == challenge_cost(CPU_DEV).prover_ops
+    assert not any(gpu_class.device_patterns for gpu_class in CPU_CLASSES)
 
 
 def test_cost_counts_grow_with_the_sizes_they_should():
@@ -72,7 +80,7 @@ def test_lookups_by_name_and_id_and_their_errors():
         assert class_by_name(gpu_class.name) is gpu_class is class_by_id(gpu_class.id)
     with pytest.raises(KeyError, match="unknown gpu class 'h200'; known: cpu-dev, h100-sxm"):
         class_by_name("h200")
-    with pytest.raises(KeyError, match=r"unknown gpu class id 99; known: \[1, 2, 3, 4, 5\]"):
+    with pytest.raises(KeyError, match=r"unknown gpu class id 99; known: \[1, 2, 3, 4, 5, 6\]"):
         class_by_id(99)
 
 

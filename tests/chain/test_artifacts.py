@@ -101,7 +101,14 @@ print(sorted(artifacts.contracts), artifacts.compiler["vyper"])
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["['BatchSettler',", "'GpuMarket',", "'MockToken',", "'OracleBonds']", "0.4.3"]
+    assert result.stdout.split() == [
+        "['BatchSettler',",
+        "'GpuMarket',",
+        "'MockToken',",
+        "'OracleBonds',",
+        "'Timelock']",
+        "0.4.3",
+    ]
 
 
 def test_written_artifacts_read_back_equal_and_readable_by_all(tmp_path, artifacts):

@@ -86,7 +86,8 @@ INVALID = {
     "unknown top-level field": (
         _set(("tresury",), CHECKSUMMED),
         "tresury: unknown field"
-        " (allowed: stake_token, payment_token, treasury, committee, gpu_classes, parameters, oracle_bonds, owner)",
+        " (allowed: stake_token, payment_token, treasury, committee, gpu_classes, parameters, oracle_bonds, owner,"
+        " timelock)",
     ),
     "misspelt parameter": (
         _set(("parameters", "colateral_bps"), 2_000),

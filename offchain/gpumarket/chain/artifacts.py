@@ -53,6 +53,7 @@ CONTRACTS: dict[str, str] = {
     "GpuMarket": "GpuMarket.vy",
     "BatchSettler": "BatchSettler.vy",
     "OracleBonds": "OracleBonds.vy",
+    "Timelock": "Timelock.vy",
     "MockToken": "mocks/MockToken.vy",
 }
 

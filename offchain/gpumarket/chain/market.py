@@ -102,6 +102,11 @@ class _Bound:
         )
 
     @property
+    def artifacts(self) -> Artifacts:
+        """The compiled contracts this binding reads its ABIs from."""
+        return self._artifacts
+
+    @property
     def sender(self) -> str | None:
         """The bound signer's address (None when read-only)."""
         return None if self._sender is None else self._sender.address

@@ -25,7 +25,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,10 @@ from web3 import Web3
 from gpumarket.chain.artifacts import Artifact, Artifacts, load_artifacts
 from gpumarket.chain.connection import is_local_chain
 from gpumarket.chain.errors import ChainMismatch
-from gpumarket.chain.market import Market
+from gpumarket.chain.market import Market, TxResult
 from gpumarket.chain.models import ZERO_ADDRESS
 from gpumarket.chain.params import DEPLOYER, MOCK, DeployParams, ParamsError, check_for_network
+from gpumarket.chain.timelock import Timelock, deploy_arguments
 from gpumarket.chain.transactions import Signer, Transactor, TxSettings
 
 __all__ = [
@@ -76,6 +77,13 @@ class MarketDeployment:
     deployer: str
     block: int
     mock_tokens: bool
+    # The market's owner when the params asked for a timelock (public networks).
+    timelock: str | None = None
+    # Contract name -> {"address", "code_hash"}: keccak-256 of the runtime code at the address
+    # right after the deploy (what `gpumarket market verify-deployment` compares).
+    contracts: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Every transaction of the deploy, in order: {"label", "hash", "block"}.
+    transactions: list[dict[str, Any]] = field(default_factory=list)
 
     def market_at(
         self,
@@ -106,6 +114,9 @@ class MarketDeployment:
                 deployer=Web3.to_checksum_address(data["deployer"]),
                 block=int(data["block"]),
                 mock_tokens=bool(data.get("mock_tokens", False)),
+                timelock=None if data.get("timelock") is None else Web3.to_checksum_address(data["timelock"]),
+                contracts={str(name): dict(entry) for name, entry in (data.get("contracts") or {}).items()},
+                transactions=[dict(entry) for entry in data.get("transactions") or []],
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"not a deployment record: {error}") from None
@@ -129,17 +140,33 @@ def _log(message: str) -> None:
     log.info("%s", message)
 
 
+class _Journal:
+    """The deploy's transactions, in order, for the deployment record."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+
+    def add(self, label: str, tx_hash: str, block: int) -> None:
+        self.entries.append({"label": label, "hash": tx_hash, "block": block})
+
+
 def _deploy(
-    sender: Transactor, bytecode: str, abi: list[dict[str, Any]], args: list[Any], label: str
+    sender: Transactor, bytecode: str, abi: list[dict[str, Any]], args: list[Any], label: str, journal: _Journal
 ) -> tuple[str, int]:
     data = sender.w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args).data_in_transaction
-    return _create(sender, data, label)
+    return _create(sender, data, label, journal)
 
 
-def _create(sender: Transactor, data: str, label: str) -> tuple[str, int]:
+def _create(sender: Transactor, data: str, label: str, journal: _Journal) -> tuple[str, int]:
     """Send a contract-creating transaction; (the new contract's address, its block)."""
     receipt = sender.send(to=None, data=data, label=label)
+    journal.add(label, "0x" + bytes(receipt["transactionHash"]).hex(), int(receipt["blockNumber"]))
     return Web3.to_checksum_address(receipt["contractAddress"]), int(receipt["blockNumber"])
+
+
+def code_hash(w3: Web3, address: str) -> str:
+    """keccak-256 of the runtime code at ``address`` (0x-prefixed hex)."""
+    return "0x" + Web3.keccak(bytes(w3.eth.get_code(Web3.to_checksum_address(address)))).hex()
 
 
 def blueprint_initcode(initcode: str | bytes) -> bytes:
@@ -154,15 +181,17 @@ def blueprint_initcode(initcode: str | bytes) -> bytes:
     return b"\x61" + len(blueprint).to_bytes(2, "big") + bytes.fromhex("3d81600a3d39f3") + blueprint
 
 
-def _deploy_blueprint(sender: Transactor, artifact: Artifact, label: str) -> str:
-    address, _ = _create(sender, "0x" + blueprint_initcode(artifact.bytecode).hex(), label)
+def _deploy_blueprint(sender: Transactor, artifact: Artifact, label: str, journal: _Journal) -> str:
+    address, _ = _create(sender, "0x" + blueprint_initcode(artifact.bytecode).hex(), label, journal)
     return address
 
 
-def _deploy_mock_token(sender: Transactor, artifacts: Artifacts, name: str, symbol: str, decimals: int) -> str:
+def _deploy_mock_token(
+    sender: Transactor, artifacts: Artifacts, name: str, symbol: str, decimals: int, journal: _Journal
+) -> str:
     artifact = artifacts["MockToken"]
     address, _ = _deploy(
-        sender, artifact.bytecode, artifact.abi, [name, symbol, decimals], f"deploy MockToken {symbol}"
+        sender, artifact.bytecode, artifact.abi, [name, symbol, decimals], f"deploy MockToken {symbol}", journal
     )
     return address
 
@@ -180,7 +209,7 @@ def deploy_mock_token(
     if not is_local_chain(w3):
         raise ParamsError("a MockToken (open mint) is only allowed on a local chain")
     return _deploy_mock_token(
-        Transactor.for_signer(w3, deployer), artifacts or load_artifacts(), name, symbol, decimals
+        Transactor.for_signer(w3, deployer), artifacts or load_artifacts(), name, symbol, decimals, _Journal()
     )
 
 
@@ -219,19 +248,22 @@ def deploy_market_web3(
         raise ParamsError("\n".join(missing_code))
 
     sender = Transactor.for_signer(w3, deployer)
+    journal = _Journal()
     tokens: dict[str, str] = {}
-    for field, ref in refs.items():
+    for name_of_field, ref in refs.items():
         if ref == MOCK:
-            name, symbol = _MOCK_TOKENS[field]
-            tokens[field] = _deploy_mock_token(sender, artifacts, name, symbol, MOCK_TOKEN_DECIMALS)
-            report(f"{field}: deployed MockToken {symbol} at {tokens[field]}")
+            name, symbol = _MOCK_TOKENS[name_of_field]
+            tokens[name_of_field] = _deploy_mock_token(sender, artifacts, name, symbol, MOCK_TOKEN_DECIMALS, journal)
+            report(f"{name_of_field}: deployed MockToken {symbol} at {tokens[name_of_field]}")
         else:
-            tokens[field] = ref
+            tokens[name_of_field] = ref
     treasury = sender.address if params.treasury == DEPLOYER else params.treasury
 
     # The market creates its companions (BatchSettler, OracleBonds) in its constructor, from
     # blueprints: each is bound to this market from its first block.
-    blueprints = [_deploy_blueprint(sender, artifacts[name], f"deploy {name} blueprint") for name in _COMPANIONS]
+    blueprints = [
+        _deploy_blueprint(sender, artifacts[name], f"deploy {name} blueprint", journal) for name in _COMPANIONS
+    ]
     bonds = params.oracle_bonds
     artifact = artifacts["GpuMarket"]
     address, block = _deploy(
@@ -249,6 +281,7 @@ def deploy_market_web3(
             bonds.withdrawal_delay,
         ],
         "deploy GpuMarket",
+        journal,
     )
     report(f"GpuMarket deployed at {address} (block {block})")
     market = Market(w3, address, signer=deployer, artifacts=artifacts)
@@ -257,20 +290,32 @@ def deploy_market_web3(
         f" (bond {bonds.bond_amount:,})"
     )
     for gpu_class in params.gpu_classes:
-        market.set_gpu_class(gpu_class.id, gpu_class.floor_per_gpu_gops)
+        set_class = market.set_gpu_class(gpu_class.id, gpu_class.floor_per_gpu_gops)
+        _sent(journal, f"set_gpu_class {gpu_class.id}", set_class)
         report(f"gpu class {gpu_class.id} {gpu_class.name}: floor {gpu_class.floor_per_gpu_gops:,} GOPS per GPU")
     current = market.parameters()
     for name, value in params.overrides().items():
         if current[name] != value:
-            market.set_parameter(name, value)
+            _sent(journal, f"set_{name}", market.set_parameter(name, value))
             report(f"{name}: {current[name]:,} -> {value:,}")
     if params.owner is not None and params.owner != sender.address:
-        market.transfer_ownership(params.owner)
+        _sent(journal, "transfer_ownership", market.transfer_ownership(params.owner))
         report(f"ownership offered to {params.owner} (it must call accept_ownership)")
+    timelock = None
+    if params.timelock is not None:
+        timelock = _hand_over_to_timelock(market, params, artifacts["Timelock"], sender, journal, report)
 
-    problems = _mismatches(market, params, tokens=tokens, treasury=treasury, deployer=sender.address)
+    owner = sender.address if timelock is None else timelock
+    problems = _mismatches(market, params, tokens=tokens, treasury=treasury, deployer=sender.address, owner=owner)
     if problems:
         raise DeploymentError("the deployed market differs from the params:\n" + "\n".join(problems))
+    contracts = {
+        "GpuMarket": address,
+        "BatchSettler": market.batch_settler(),
+        "OracleBonds": market.oracle_bonds_address(),
+    }
+    if timelock is not None:
+        contracts["Timelock"] = timelock
     return MarketDeployment(
         chain_id=chain_id,
         market=address,
@@ -279,7 +324,42 @@ def deploy_market_web3(
         deployer=sender.address,
         block=block,
         mock_tokens=MOCK in refs.values(),
+        timelock=timelock,
+        contracts={
+            name: {"address": where, "code_hash": code_hash(w3, where)}
+            for name, where in contracts.items()
+            if where != ZERO_ADDRESS
+        },
+        transactions=journal.entries,
     )
+
+
+def _sent(journal: _Journal, label: str, result: TxResult) -> None:
+    journal.add(label, result.tx_hash, result.block_number)
+
+
+def _hand_over_to_timelock(
+    market: Market,
+    params: DeployParams,
+    artifact: Artifact,
+    sender: Transactor,
+    journal: _Journal,
+    report: Callable[[str], None],
+) -> str:
+    """Deploy the Timelock and make it the market's owner (offer, then accept): from here on, every
+    change to the market waits the timelock's delay."""
+    settings = params.timelock
+    assert settings is not None
+    arguments = deploy_arguments(
+        market.address, settings.min_delay, settings.proposers, settings.executors, settings.guardians
+    )
+    address, block = _deploy(sender, artifact.bytecode, artifact.abi, arguments, "deploy Timelock", journal)
+    report(f"Timelock deployed at {address} (block {block}; minimum delay {settings.min_delay:,} s)")
+    _sent(journal, "transfer_ownership", market.transfer_ownership(address))
+    timelock = Timelock(market.w3, address, signer=market.signer, artifacts=market.artifacts)
+    _sent(journal, "accept_market_ownership", timelock.accept_market_ownership())
+    report(f"the market's owner is the Timelock {address}")
+    return address
 
 
 def read_back(market: Market) -> dict[str, Any]:
@@ -306,7 +386,7 @@ def _read_bonds(market: Market) -> dict[str, int] | None:
 
 
 def _mismatches(
-    market: Market, params: DeployParams, *, tokens: dict[str, str], treasury: str, deployer: str
+    market: Market, params: DeployParams, *, tokens: dict[str, str], treasury: str, deployer: str, owner: str
 ) -> list[str]:
     """Every field whose on-chain value differs from what the params asked for."""
     on_chain = read_back(market)
@@ -315,7 +395,7 @@ def _mismatches(
         "treasury": treasury,
         "committee": params.committee.model_dump(),
         "epoch": 1,
-        "owner": deployer,
+        "owner": owner,
         "oracle_bonds": params.oracle_bonds.model_dump(),
     }
     if params.owner is not None and params.owner != deployer:

@@ -57,6 +57,7 @@ __all__ = [
     "DeployParams",
     "GpuClassParams",
     "ParamsError",
+    "TimelockParams",
     "check_for_network",
     "load_params",
     "params_path_for",
@@ -68,6 +69,9 @@ MOCK = "mock"  # deploy a MockToken (open mint): local networks only
 DEPLOYER = "deployer"  # the account that sends the deployment
 
 DEFAULT_PARAMS_NAME = "default.yaml"
+# Timelock.vy takes at most 255 accounts per role; a delay beyond 30 days would freeze governance.
+MAX_ROLE_ACCOUNTS = 255
+MAX_TIMELOCK_DELAY = 30 * 86_400
 
 # Each bounded setter's (lower, upper), as governance.vy's set_<name> checks them (the limits
 # are gpumarket.chain.limits'); tests/scripts/test_parameter_bounds.py checks each against a
@@ -167,6 +171,17 @@ class OracleBondsParams(_Strict):
     withdrawal_delay: StrictInt = Field(default=7 * 86_400, ge=86_400, le=90 * 86_400)
 
 
+class TimelockParams(_Strict):
+    """The market's owner on a public network (contracts/Timelock.vy): who may schedule changes,
+    who may execute them once ``min_delay`` seconds have passed, and who may pause at once.
+    An executor of 0x0000...0000 lets anyone execute a ready operation."""
+
+    min_delay: StrictInt = Field(ge=1, le=MAX_TIMELOCK_DELAY)
+    proposers: list[Address] = Field(min_length=1, max_length=MAX_ROLE_ACCOUNTS)
+    executors: list[Address] = Field(min_length=1, max_length=MAX_ROLE_ACCOUNTS)
+    guardians: list[Address] = Field(default_factory=list, max_length=MAX_ROLE_ACCOUNTS)
+
+
 def _bounded(lower: int, upper: int) -> Any:
     return (StrictInt | None, Field(default=None, ge=lower, le=upper))
 
@@ -205,9 +220,17 @@ class DeployParams(_Strict):
     gpu_classes: Annotated[list[GpuClassParams], AfterValidator(_unique_classes)] = Field(min_length=1)
     parameters: ParameterOverrides = Field(default_factory=ParameterOverrides)
     oracle_bonds: OracleBondsParams = Field(default_factory=OracleBondsParams)
-    # Two-step ownership transfer after setup (a timelock or multisig that then
-    # calls accept_ownership); absent: the deployer stays the owner.
+    # Two-step ownership transfer after setup to an existing owner (a multisig that then
+    # calls accept_ownership); absent: the deployer stays the owner, unless `timelock` is set.
     owner: Address | None = None
+    # Deploy a Timelock and hand it the market's ownership (two steps, both by the deploy).
+    timelock: TimelockParams | None = None
+
+    @model_validator(mode="after")
+    def _one_owner(self) -> DeployParams:
+        if self.owner is not None and self.timelock is not None:
+            raise ValueError("owner and timelock both name the market's owner: keep one")
+        return self
 
     def overrides(self) -> dict[str, int]:
         """The parameters the YAML sets, name -> value, in the order of PARAMETER_BOUNDS."""
@@ -301,6 +324,11 @@ def check_for_network(params: DeployParams, *, dev_network: bool, deploy_mock_to
                     f"{field_name}: {MOCK!r} (an open-mint MockToken) is only allowed on a local network,"
                     f" not {network!r}; set the token's address"
                 )
+        if params.timelock is None:
+            problems.append(
+                f"timelock: required on {network!r}: a public market is owned by a timelock, so no change"
+                " to its rules applies before providers and clients can see it (docs/protocol-developer.md)"
+            )
         for member in params.committee.members:
             if is_test_oracle(member):
                 problems.append(

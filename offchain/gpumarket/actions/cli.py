@@ -35,8 +35,8 @@ from typing import Any, TypeVar
 import click
 from web3 import Web3
 
-from gpumarket.actions import faucet, governance, jobs, provider, render
-from gpumarket.actions.common import ActionResult, token_info
+from gpumarket.actions import faucet, governance, jobs, provider, render, timelock
+from gpumarket.actions.common import ActionResult, chain_now, token_info
 from gpumarket.actions.context import load_deployment, open_market
 from gpumarket.actions.errors import ActionError, from_client_error, guard
 from gpumarket.actions.progress import waiting
@@ -49,6 +49,7 @@ from gpumarket.chain.keys import ServiceKey, load_key
 from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3
 from gpumarket.chain.params import ParamsError, load_params
+from gpumarket.chain.timelock import Operation
 from gpumarket.config import ChainSettings, ConfigError, require_settings, resolve_settings
 from gpumarket.measure.classes import class_by_name
 
@@ -481,7 +482,8 @@ PROVIDER_COMMANDS = (
 @click.group("market", context_settings={"help_option_names": ["-h", "--help"]})
 @group_chain_options
 def market() -> None:
-    """The market's governance: the oracle committee and the bounded parameters (owner only to change)."""
+    """The market's governance: committee, parameters, GPU classes, treasury, pause; on a market its
+    Timelock owns, changes are scheduled, listed by `pending`, and applied by `execute` after the delay."""
 
 
 @market.command("committee")
@@ -532,6 +534,75 @@ def params_command(session: Session, assignment: str | None) -> None:
     session.emit_result(
         session.run(lambda: governance.params_set(session.market(signed=True), name.strip(), value), "params")
     )
+
+
+@market.command("gpu-class")
+@click.argument("gpu_class", metavar="CLASS", callback=lambda ctx, param, value: parse_gpu_class(value))
+@click.argument("floor", type=click.IntRange(min=1))
+@chain_options
+def gpu_class_command(session: Session, gpu_class: int, floor: int) -> None:
+    """List GPU class CLASS (a name or an id) or change its floor to FLOOR GOPS per GPU (owner, or a
+    proposer of its Timelock: then scheduled)."""
+    session.emit_result(
+        session.run(lambda: governance.gpu_class_set(session.market(signed=True), gpu_class, floor), "gpu-class")
+    )
+
+
+@market.command("treasury")
+@click.argument("address")
+@chain_options
+def treasury_command(session: Session, address: str) -> None:
+    """Name ADDRESS the treasury (owner, or a proposer of its Timelock: then scheduled)."""
+    session.emit_result(session.run(lambda: governance.treasury_set(session.market(signed=True), address), "treasury"))
+
+
+@market.command("pending")
+@click.option("--all", "include_past", is_flag=True, help="Also list executed and cancelled operations.")
+@chain_options
+def pending_command(session: Session, include_past: bool) -> None:
+    """The changes scheduled on the market's Timelock: what each does and when it can apply.
+    Providers and clients: what is listed here can change the market's rules after its time."""
+
+    def show() -> tuple[list[Operation], int]:
+        on_chain = session.market(signed=False)
+        return timelock.operations(on_chain, include_past=include_past), chain_now(on_chain)
+
+    found, now = session.run(show)
+    session.emit(
+        {"now": now, "operations": [operation.to_json() for operation in found]},
+        timelock.render_operations(found, now),
+    )
+
+
+@market.command("execute")
+@click.argument("operation")
+@chain_options
+def execute_command(session: Session, operation: str) -> None:
+    """Execute the ready OPERATION (its 0x id, from `pending`) on the market's Timelock (executors)."""
+    session.emit_result(session.run(lambda: timelock.execute(session.market(signed=True), operation), "execute"))
+
+
+@market.command("cancel")
+@click.argument("operation")
+@chain_options
+def cancel_command(session: Session, operation: str) -> None:
+    """Cancel the pending OPERATION (its 0x id) on the market's Timelock (proposers)."""
+    session.emit_result(session.run(lambda: timelock.cancel(session.market(signed=True), operation), "cancel"))
+
+
+@market.command("pause")
+@chain_options
+def pause_command(session: Session) -> None:
+    """Pause the market now: no new jobs; settling, expiry, claims and withdrawals go on (the owner,
+    or a guardian of its Timelock)."""
+    session.emit_result(session.run(lambda: timelock.pause(session.market(signed=True)), "pause"))
+
+
+@market.command("unpause")
+@chain_options
+def unpause_command(session: Session) -> None:
+    """Unpause the market (the owner at once; on a Timelock, scheduled like any change)."""
+    session.emit_result(session.run(lambda: timelock.unpause(session.market(signed=True)), "unpause"))
 
 
 @market.command("mint")

@@ -28,6 +28,7 @@ __all__ = [
     "approve",
     "chain_now",
     "checksum",
+    "not_owner",
     "require_allowance",
     "require_balance",
     "require_gas",
@@ -235,7 +236,12 @@ def require_owner(market: Market) -> str:
     with guard():
         owner = market.owner()
     if owner != sender:
-        raise ActionError(
-            f"{sender} is not the market's owner ({owner})", f"send it from the owner account {owner}", code="not_owner"
-        )
+        raise not_owner(sender, owner)
     return sender
+
+
+def not_owner(sender: str, owner: str) -> ActionError:
+    """The refusal of a governance action sent by someone other than the market's owner."""
+    return ActionError(
+        f"{sender} is not the market's owner ({owner})", f"send it from the owner account {owner}", code="not_owner"
+    )

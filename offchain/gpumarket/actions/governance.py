@@ -1,11 +1,14 @@
-"""Governance actions: the oracle committee and the bounded parameters (owner only).
+"""Governance actions: the oracle committee, the bounded parameters, GPU classes, the treasury.
 
     info = governance.committee_show(market)                  # epoch, members, threshold
     governance.committee_set(owner_market, [m1, m2, m3], 2)   # a new epoch
     table = governance.params_show(market)                    # name -> value and bounds
     governance.params_set(owner_market, "unbonding_period", 7 * 86_400)
+    governance.gpu_class_set(owner_market, 6, 1); governance.treasury_set(owner_market, address)
 
-Checks before sending: the sender is the market's owner; a committee of 1 .. 31 distinct
+Each change goes through gpumarket.actions.timelock.change: sent at once by the market's owner,
+or scheduled on the Timelock that owns a public market (by one of its proposers), to apply
+after its delay. Checks before sending: a committee of 1 .. 31 distinct
 non-zero members with a strict-majority threshold (committee.vy _set_committee), and no
 test oracle (whose key anyone can derive) on a chain that is not local; a parameter name of
 PARAMETER_BOUNDS (gpumarket.chain.params, the contract's bounds) and a value within them.
@@ -14,18 +17,18 @@ PARAMETER_BOUNDS (gpumarket.chain.params, the contract's bounds) and a value wit
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from gpumarket.actions import render
-from gpumarket.actions.common import ActionResult, TxRecord, checksum, require_gas, require_owner
+from gpumarket.actions import render, timelock
+from gpumarket.actions.common import ActionResult, checksum
 from gpumarket.actions.errors import ActionError, guard
 from gpumarket.chain.connection import is_local_chain
-from gpumarket.chain.events import CommitteeChanged
 from gpumarket.chain.limits import MAX_MEMBERS
 from gpumarket.chain.market import Market
 from gpumarket.chain.models import ZERO_ADDRESS
 from gpumarket.chain.params import PARAMETER_BOUNDS
+from gpumarket.chain.timelock import MarketCall
 from gpumarket.testing.committee import is_test_oracle
 
 __all__ = [
@@ -33,9 +36,11 @@ __all__ = [
     "ParameterRow",
     "committee_set",
     "committee_show",
+    "gpu_class_set",
     "params_set",
     "params_show",
     "render_params",
+    "treasury_set",
 ]
 
 
@@ -111,8 +116,9 @@ def _check_committee(market: Market, members: Sequence[str], threshold: int) -> 
 
 
 def committee_set(market: Market, members: Sequence[str], threshold: int) -> ActionResult:
-    """Replace the committee (a new epoch: reports signed for the old one stop settling)."""
-    require_owner(market)
+    """Replace the committee (a new epoch: reports signed for the old one stop settling); on a
+    timelocked market, schedule the replacement (timelock.change)."""
+    timelock.require_governor(market)
     checked = _check_committee(market, members, threshold)
     current = committee_show(market)
     if list(current.members) == checked and current.threshold == threshold:
@@ -121,15 +127,22 @@ def committee_set(market: Market, members: Sequence[str], threshold: int) -> Act
             "nothing to change",
             code="no_change",
         )
-    require_gas(market)
-    with guard():
-        tx = market.set_committee(checked, threshold)
-    epoch = tx.event(CommitteeChanged).epoch
-    return ActionResult(
+    result = timelock.change(
+        market,
+        MarketCall("set_committee", (checked, threshold)),
         "committee_set",
-        f"committee epoch {epoch}: {threshold} of {len(checked)}",
-        (TxRecord.of("set_committee", tx),),
-        {"epoch": epoch, "members": checked, "threshold": threshold},
+        f"committee: {threshold} of {len(checked)}",
+        {"members": checked, "threshold": threshold},
+        lambda: market.set_committee(checked, threshold),
+    )
+    if result.action != "committee_set":  # scheduled: the epoch starts when it is executed
+        return result
+    with guard():
+        epoch = market.epoch()
+    return replace(
+        result,
+        summary=f"committee epoch {epoch}: {threshold} of {len(checked)}",
+        details={**result.details, "epoch": epoch},
     )
 
 
@@ -156,17 +169,59 @@ def params_set(market: Market, name: str, value: int) -> ActionResult:
         raise ActionError(
             f"{name} = {value} is out of bounds", f"{name} must be within {lower:,} .. {upper:,}", code="out_of_bounds"
         )
-    require_owner(market)
+    timelock.require_governor(market)
     with guard():
         current = market.parameters()[name]
     if current == value:
         raise ActionError(f"{name} already is {value}", "nothing to change", code="no_change")
-    require_gas(market)
-    with guard():
-        tx = market.set_parameter(name, value)
-    return ActionResult(
+    return timelock.change(
+        market,
+        MarketCall(f"set_{name}", (value,)),
         "params_set",
         f"{name}: {current:,} -> {value:,}",
-        (TxRecord.of(f"set_{name}", tx),),
         {"name": name, "old": current, "value": value},
+        lambda: market.set_parameter(name, value),
+    )
+
+
+def gpu_class_set(market: Market, gpu_class: int, floor_per_gpu_gops: int) -> ActionResult:
+    """List a GPU class or change its throughput floor per GPU (GOPS)."""
+    if not 1 <= gpu_class <= 2**16 - 1 or floor_per_gpu_gops < 1:
+        raise ActionError(
+            f"gpu class {gpu_class} with floor {floor_per_gpu_gops}",
+            "a class id is 1 .. 65535 and a floor at least 1 GOPS per GPU",
+            code="out_of_bounds",
+        )
+    timelock.require_governor(market)
+    with guard():
+        current = market.class_floor(gpu_class)
+    if current == floor_per_gpu_gops:
+        raise ActionError(f"gpu class {gpu_class} already has floor {current:,}", "nothing to change", code="no_change")
+    return timelock.change(
+        market,
+        MarketCall("set_gpu_class", (gpu_class, floor_per_gpu_gops)),
+        "gpu_class_set",
+        f"gpu class {gpu_class}: floor {current:,} -> {floor_per_gpu_gops:,} GOPS per GPU",
+        {"gpu_class": gpu_class, "old": current, "floor_per_gpu_gops": floor_per_gpu_gops},
+        lambda: market.set_gpu_class(gpu_class, floor_per_gpu_gops),
+    )
+
+
+def treasury_set(market: Market, treasury: str) -> ActionResult:
+    """Name the account credited with protocol fees and the treasury's slash shares."""
+    new = checksum(treasury, "treasury")
+    if new == ZERO_ADDRESS:
+        raise ActionError("the treasury cannot be the zero address", "give the treasury's address", code="bad_address")
+    timelock.require_governor(market)
+    with guard():
+        current = market.treasury()
+    if current == new:
+        raise ActionError(f"the treasury already is {new}", "nothing to change", code="no_change")
+    return timelock.change(
+        market,
+        MarketCall("set_treasury", (new,)),
+        "treasury_set",
+        f"treasury: {current} -> {new}",
+        {"old": current, "treasury": new},
+        lambda: market.set_treasury(new),
     )

@@ -107,6 +107,10 @@ class _Bound:
         return self._artifacts
 
     @property
+    def tx_settings(self) -> TxSettings | None:
+        return self._tx_settings
+
+    @property
     def sender(self) -> str | None:
         """The bound signer's address (None when read-only)."""
         return None if self._sender is None else self._sender.address

@@ -27,6 +27,7 @@ from web3 import Web3
 from gpumarket.chain.market import BlockId, Market, TxResult, _Bound
 
 __all__ = [
+    "CANCELLER_ROLE",
     "EXECUTOR_ROLE",
     "GUARDIAN_ROLE",
     "PROPOSER_ROLE",

@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,6 +42,7 @@ from gpumarket.actions.errors import ActionError, from_client_error, guard
 from gpumarket.actions.progress import waiting
 from gpumarket.agentapi.client import PROBE_TIMEOUTS
 from gpumarket.agentapi.errors import ClientError
+from gpumarket.chain.artifacts import ArtifactsError, compile_contracts
 from gpumarket.chain.connection import EMBEDDED, connect, is_transient
 from gpumarket.chain.deploy import DeploymentError
 from gpumarket.chain.errors import ChainError
@@ -50,6 +51,7 @@ from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import MarketDeployment, deploy_market_web3
 from gpumarket.chain.params import ParamsError, load_params
 from gpumarket.chain.timelock import Operation
+from gpumarket.chain.verify import Check, verify_deployment
 from gpumarket.config import ChainSettings, ConfigError, require_settings, resolve_settings
 from gpumarket.measure.classes import class_by_name
 
@@ -605,6 +607,59 @@ def unpause_command(session: Session) -> None:
     session.emit_result(session.run(lambda: timelock.unpause(session.market(signed=True)), "unpause"))
 
 
+@market.command("verify-deployment")
+@click.option(
+    "--params",
+    "params_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The parameters file the deployment must match [default: the one the deployment record names].",
+)
+@click.option(
+    "--contracts",
+    "contracts_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The audited sources to compile [default: this checkout's contracts/, at the tag you checked out].",
+)
+@chain_options
+def verify_deployment_command(session: Session, params_path: Path | None, contracts_dir: Path | None) -> None:
+    """Check a deployment: the code at each address is a fresh compile of the sources, and the tokens,
+    treasury, committee, GPU classes, parameters and ownership (the timelock, its delay and roles) are
+    the parameters file's. Prints each check; exits 1 when any differs."""
+
+    def run() -> list[Check]:
+        deployment = session.deployment()
+        source = params_path or (Path(deployment.params_file) if deployment.params_file else None)
+        if source is None:
+            raise ActionError("the deployment record names no parameters file", "pass --params FILE", code="no_params")
+        try:
+            params = load_params(source)
+        except ParamsError as error:
+            raise ActionError(str(error), "fix the parameters file", code="bad_params") from None
+        try:
+            compiled = compile_contracts(contracts_dir)
+        except (ArtifactsError, ImportError) as error:
+            raise ActionError(
+                f"cannot compile the contracts: {error}",
+                "run it from a checkout with the dev tools installed (`make venv`), or pass --contracts",
+                code="no_compiler",
+            ) from None
+        with guard():
+            return verify_deployment(session.w3(), deployment, params, compiled)
+
+    checks = session.run(run)
+    failed = [check for check in checks if not check.ok]
+    rows = [("ok" if c.ok else "DIFFERS", c.what, c.expected if c.ok else f"{c.expected} != {c.found}") for c in checks]
+    verdict = "every check passed" if not failed else f"{len(failed)} of {len(checks)} checks differ"
+    session.emit(
+        {"ok": not failed, "checks": [check.to_json() for check in checks]},
+        render.table(["", "check", "expected (!= found)"], rows) + f"\n\n{verdict}",
+    )
+    if failed:
+        raise SystemExit(1)
+
+
 @market.command("mint")
 @click.argument("token", type=click.Choice(["stake", "payment"]))
 @click.argument("amount")
@@ -658,7 +713,7 @@ def deploy_command(session: Session, params_path: Path, mock_tokens: bool, out_p
         except (ParamsError, DeploymentError) as error:
             raise ActionError(str(error), "fix the parameters file for this network", code="bad_params") from None
 
-    deployment = session.run(run, "deploy")
+    deployment = replace(session.run(run, "deploy"), params_file=str(params_path))
     path = out_path or session.settings.deployment or Path(f"deployments/chain-{deployment.chain_id}.json")
     deployment.write(path)
     session.emit(

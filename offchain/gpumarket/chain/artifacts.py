@@ -213,9 +213,14 @@ def _compiler_versions() -> dict[str, str]:
 
 
 def compile_contracts(contracts_dir: Path | None = None, names: tuple[str, ...] = tuple(CONTRACTS)) -> Artifacts:
-    """Compile `names` (keys of CONTRACTS) under `contracts_dir` (default: the checkout's) with vyper."""
-    root = Path(contracts_dir) if contracts_dir is not None else default_contracts_dir()
-    hashed = source_hash(root)
+    """Compile `names` (keys of CONTRACTS) under `contracts_dir` (default: the checkout's) with vyper.
+    Sources already compiled in this process (the same source hash) are not compiled again."""
+    root = (Path(contracts_dir) if contracts_dir is not None else default_contracts_dir()).resolve()
+    return _compile(root, source_hash(root), names)
+
+
+@functools.lru_cache(maxsize=4)
+def _compile(root: Path, hashed: str, names: tuple[str, ...]) -> Artifacts:
     compiler = _compiler_versions()
     from vyper.compiler import compile_from_file_input
     from vyper.compiler.input_bundle import FilesystemInputBundle

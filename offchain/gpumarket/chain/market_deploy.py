@@ -84,6 +84,8 @@ class MarketDeployment:
     contracts: dict[str, dict[str, str]] = field(default_factory=dict)
     # Every transaction of the deploy, in order: {"label", "hash", "block"}.
     transactions: list[dict[str, Any]] = field(default_factory=list)
+    # The parameters file it was deployed from (what verify-deployment compares with), when known.
+    params_file: str | None = None
 
     def market_at(
         self,
@@ -117,6 +119,7 @@ class MarketDeployment:
                 timelock=None if data.get("timelock") is None else Web3.to_checksum_address(data["timelock"]),
                 contracts={str(name): dict(entry) for name, entry in (data.get("contracts") or {}).items()},
                 transactions=[dict(entry) for entry in data.get("transactions") or []],
+                params_file=data.get("params_file"),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"not a deployment record: {error}") from None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -70,6 +70,11 @@ class Deployment:
     # effective value, read back from the contract.
     params: dict[str, Any]
     params_file: str | None
+    # The market's owner when the params asked for a timelock; each contract's address and code
+    # hash; every transaction of the deploy (see MarketDeployment).
+    timelock: str | None = None
+    contracts: dict[str, dict[str, str]] = field(default_factory=dict)
+    transactions: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -85,6 +90,9 @@ class Deployment:
             "mock_tokens": self.mock_tokens,
             "params_file": self.params_file,
             "params": self.params,
+            "timelock": self.timelock,
+            "contracts": self.contracts,
+            "transactions": self.transactions,
         }
 
 
@@ -193,6 +201,9 @@ def deploy_market(
         mock_tokens=deployed.mock_tokens,
         params=resolved,
         params_file=None if params_file is None else str(params_file),
+        timelock=deployed.timelock,
+        contracts=deployed.contracts,
+        transactions=deployed.transactions,
     )
     contracts = shipped_contracts() if project is None else project
     contract = contracts.GpuMarket.at(

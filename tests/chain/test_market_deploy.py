@@ -4,11 +4,12 @@ the record other processes read; refusals before any transaction."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
 from gpumarket.chain.anvil import AnvilNode
-from gpumarket.chain.connection import EMBEDDED, connect
+from gpumarket.chain.connection import EMBEDDED, connect, mine
 from gpumarket.chain.errors import ChainMismatch
 from gpumarket.chain.market_deploy import (
     BLUEPRINT_PREAMBLE,
@@ -108,3 +109,21 @@ def test_mock_tokens_and_test_oracles_are_refused_off_a_local_chain(kit, params,
         assert w3.eth.block_number == 0
         with pytest.raises(ParamsError, match="only allowed on a local chain"):
             deploy_mock_token(w3, kit.roles.deployer, "X", "X", artifacts=artifacts)
+
+
+def test_the_deploy_waits_for_its_confirmations_before_returning(anvil, artifacts, roles, params):
+    deployed: list[MarketDeployment] = []
+    deploy = threading.Thread(
+        target=lambda: deployed.append(
+            deploy_market_web3(
+                connect(anvil.url), roles.deployer, params.model_copy(update={"confirmations": 3}), artifacts=artifacts
+            )
+        )
+    )
+    deploy.start()
+    miner = connect(anvil.url)
+    while deploy.is_alive():  # anvil mines only on transactions: another block every half second
+        mine(miner)
+        deploy.join(0.5)
+    assert deployed, "the deploy raised (see the thread's traceback above)"
+    assert int(miner.eth.block_number) >= deployed[0].transactions[-1]["block"] + 3

@@ -10,6 +10,7 @@ import pytest
 from gpumarket.chain.params import (
     PARAMETER_BOUNDS,
     ParamsError,
+    check_for_network,
     load_params,
     params_path_for,
     parse_params,
@@ -37,10 +38,14 @@ def test_default_params_load_with_the_test_committee_and_classes(default_params_
     assert set(params.overrides()) == set(PARAMETER_BOUNDS)
 
 
-def test_public_network_example_loads(repo_root):
-    params = load_params(repo_root / "deploy" / "params" / "ethereum-sepolia.example.yaml")
-    assert params.owner == "0x7777777777777777777777777777777777777777"
+@pytest.mark.parametrize("ecosystem", ["ethereum", "arbitrum", "base"])
+def test_public_network_templates_load_with_a_timelock_and_pass_the_public_checks(repo_root, ecosystem):
+    params = load_params(repo_root / "deploy" / "params" / f"{ecosystem}-sepolia.example.yaml")
+    assert params.owner is None and params.timelock is not None
+    assert params.timelock.min_delay == 2 * 86_400 and params.timelock.guardians
+    assert params.confirmations >= 3
     assert params.overrides() == {"min_stake": 10**21, "unbonding_period": 604_800, "settle_grace": 3_600}
+    check_for_network(params, dev_network=False, deploy_mock_tokens=False, network=f"{ecosystem}:sepolia")
 
 
 def test_lowercase_address_is_accepted_and_checksummed(params_data):
@@ -87,7 +92,7 @@ INVALID = {
         _set(("tresury",), CHECKSUMMED),
         "tresury: unknown field"
         " (allowed: stake_token, payment_token, treasury, committee, gpu_classes, parameters, oracle_bonds, owner,"
-        " timelock)",
+        " timelock, confirmations)",
     ),
     "misspelt parameter": (
         _set(("parameters", "colateral_bps"), 2_000),

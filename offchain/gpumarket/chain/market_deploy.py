@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ _MOCK_TOKENS = {"stake_token": ("Mock Stake", "mSTK"), "payment_token": ("Mock P
 _COMPANIONS = ("BatchSettler", "OracleBonds")
 # ERC-5202: the blueprint marker 0xFE71 and version byte 0 (no data section).
 BLUEPRINT_PREAMBLE = bytes.fromhex("fe7100")
+CONFIRMATION_POLL_S = 2.0
 
 
 class DeploymentError(RuntimeError):
@@ -308,6 +310,8 @@ def deploy_market_web3(
     if params.timelock is not None:
         timelock = _hand_over_to_timelock(market, params, artifacts["Timelock"], sender, journal, report)
 
+    _await_confirmations(w3, journal, params.confirmations, report)
+
     owner = sender.address if timelock is None else timelock
     problems = _mismatches(market, params, tokens=tokens, treasury=treasury, deployer=sender.address, owner=owner)
     if problems:
@@ -335,6 +339,24 @@ def deploy_market_web3(
         },
         transactions=journal.entries,
     )
+
+
+def _await_confirmations(w3: Web3, journal: _Journal, confirmations: int, report: Callable[[str], None]) -> None:
+    """Wait until the last transaction is ``confirmations`` blocks deep, then check that every
+    transaction is still in the block it was mined in (a reorg would have moved or dropped it)."""
+    if confirmations == 0 or not journal.entries:
+        return
+    target = journal.entries[-1]["block"] + confirmations
+    report(f"waiting for {confirmations} confirmation(s) (block {target})")
+    while int(w3.eth.block_number) < target:
+        time.sleep(CONFIRMATION_POLL_S)
+    moved = [
+        entry["label"]
+        for entry in journal.entries
+        if int(w3.eth.get_transaction_receipt(entry["hash"])["blockNumber"]) != entry["block"]
+    ]
+    if moved:
+        raise DeploymentError(f"a reorg moved these deploy transactions: {', '.join(moved)}; deploy again")
 
 
 def _sent(journal: _Journal, label: str, result: TxResult) -> None:

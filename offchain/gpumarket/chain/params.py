@@ -72,6 +72,7 @@ DEFAULT_PARAMS_NAME = "default.yaml"
 # Timelock.vy takes at most 255 accounts per role; a delay beyond 30 days would freeze governance.
 MAX_ROLE_ACCOUNTS = 255
 MAX_TIMELOCK_DELAY = 30 * 86_400
+MAX_CONFIRMATIONS = 64
 
 # Each bounded setter's (lower, upper), as governance.vy's set_<name> checks them (the limits
 # are gpumarket.chain.limits'); tests/scripts/test_parameter_bounds.py checks each against a
@@ -225,6 +226,8 @@ class DeployParams(_Strict):
     owner: Address | None = None
     # Deploy a Timelock and hand it the market's ownership (two steps, both by the deploy).
     timelock: TimelockParams | None = None
+    # Blocks to wait after the deploy's last transaction, each then checked to be in its block.
+    confirmations: StrictInt = Field(default=0, ge=0, le=MAX_CONFIRMATIONS)
 
     @model_validator(mode="after")
     def _one_owner(self) -> DeployParams:

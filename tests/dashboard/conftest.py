@@ -121,6 +121,12 @@ def story() -> Story:
     return tell_story(connect(EMBEDDED))
 
 
+def section(page: str, section_id: str) -> str:
+    """The HTML of the page's ``<section id=section_id>``."""
+    start = page.index(f'<section id="{section_id}">')
+    return page[start : page.index("</section>", start)]
+
+
 def dead_url() -> str:
     """The URL of an oracle that is down: a port bound, never served, then closed (refused)."""
     server = WebServer(json_app([]), port=0)

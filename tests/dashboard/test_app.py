@@ -34,7 +34,7 @@ from gpumarket.web.client import Answer, WebClient
 from gpumarket.web.server import Endpoint, WebServer, bytes_response, json_app, json_response
 from helpers.waiting import eventually
 
-from .conftest import PARAMS, Story, dead_url
+from .conftest import PARAMS, Story, dead_url, section
 
 HTML = {"Accept": "text/html"}
 STUB_PEERS_REACHABLE = 2
@@ -146,6 +146,12 @@ def test_every_page_is_html_with_a_strict_content_security_policy(story: Story, 
         assert b"<main>" in answer.body and b"data-version=" in answer.body
     lowercase = _get(served, f"/providers/{story.honest.lower()}")  # an address in any case
     assert lowercase.status == 200 and story.honest.encode() in lowercase.body
+
+
+def test_a_market_its_owner_account_changes_has_no_timelock(served) -> None:
+    pending = section(_get(served, "/").body.decode(), "pending")
+    assert "with no timelock: its changes apply at once" in pending and f'title="{test_account(0).address}"' in pending
+    assert "Pending changes" in pending and "pending-changes" not in pending
 
 
 @pytest.mark.parametrize(

@@ -102,6 +102,7 @@ def test_the_market_page_sums_exactly_with_symbols(story: Story, views: Dashboar
     assert parameters["min_stake"]["value"] == "1,000 mSTK"
     assert page["members"] == tuple(story.committee.addresses) and page["threshold"] == 2
     assert page["paused"] is False and page["provider_count"] == 3
+    assert page["timelock"] is None  # its owner is an account: no pending changes to show
     assert page["recent"][0]["name"] == "JobExpired"
 
 

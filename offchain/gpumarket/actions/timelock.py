@@ -18,12 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from web3.exceptions import Web3Exception
-
 from gpumarket.actions import render
 from gpumarket.actions.common import ActionResult, TxRecord, chain_now, not_owner, require_gas, require_signer
 from gpumarket.actions.errors import ActionError, guard
-from gpumarket.chain.errors import ContractRevert
 from gpumarket.chain.market import Market, TxResult
 from gpumarket.chain.timelock import (
     CANCELLER_ROLE,
@@ -34,6 +31,7 @@ from gpumarket.chain.timelock import (
     Operation,
     Timelock,
 )
+from gpumarket.chain.timelock import owner_timelock as chain_owner_timelock
 
 __all__ = [
     "cancel",
@@ -51,20 +49,9 @@ ANYONE = "0x" + "00" * 20  # an executor role held by the zero address: anyone m
 
 
 def owner_timelock(market: Market) -> Timelock | None:
-    """The Timelock that owns ``market`` (bound to the market's signer), or None when its owner
-    is an account or another contract."""
+    """The Timelock that owns ``market`` (bound to the market's signer), or None (an account owns it)."""
     with guard():
-        owner = market.owner()
-        if not market.w3.eth.get_code(owner):  # type: ignore[arg-type]
-            return None
-        timelock = Timelock(
-            market.w3, owner, signer=market.signer, artifacts=market.artifacts, tx_settings=market.tx_settings
-        )
-        try:
-            governs = timelock.market_address() == market.address
-        except (ContractRevert, Web3Exception):  # another contract (a multisig): no MARKET() to call
-            return None
-    return timelock if governs else None
+        return chain_owner_timelock(market)
 
 
 def _require_timelock(market: Market) -> Timelock:

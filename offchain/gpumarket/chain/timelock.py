@@ -23,7 +23,9 @@ from typing import Any
 
 from eth_utils.crypto import keccak
 from web3 import Web3
+from web3.exceptions import Web3Exception
 
+from gpumarket.chain.errors import ContractRevert
 from gpumarket.chain.market import BlockId, Market, TxResult, _Bound
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "MarketCall",
     "Operation",
     "Timelock",
+    "owner_timelock",
 ]
 
 PROPOSER_ROLE = keccak(text="PROPOSER_ROLE")
@@ -261,6 +264,22 @@ class Timelock(_Bound):
             found.extend(decoder.get_logs(from_block=low, to_block=high))
             low = high + 1
         return found
+
+
+def owner_timelock(market: Market, *, block: BlockId = "latest") -> Timelock | None:
+    """The Timelock that owns ``market`` at ``block``, bound to the market's signer; None when the
+    owner is an account, or a contract that is not this market's Timelock (a multisig)."""
+    owner = market.owner(block=block)
+    if not market.w3.eth.get_code(owner, block):  # type: ignore[arg-type]
+        return None
+    timelock = Timelock(
+        market.w3, owner, signer=market.signer, artifacts=market.artifacts, tx_settings=market.tx_settings
+    )
+    try:
+        governs = timelock.market_address(block=block) == market.address
+    except (ContractRevert, Web3Exception):  # a contract with no MARKET() to call
+        return None
+    return timelock if governs else None
 
 
 def deploy_arguments(

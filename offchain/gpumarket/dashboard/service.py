@@ -112,7 +112,11 @@ class Dashboard(ServiceLifecycle):
             ).start()
             index = self.index
             views = DashboardViews(
-                ChainReads(market), IndexReader(db_path), self.oracles, config.deployment, cursor=lambda: index.cursor
+                ChainReads(market, start_block=config.deployment.block),
+                IndexReader(db_path),
+                self.oracles,
+                config.deployment,
+                cursor=lambda: index.cursor,
             )
             self._server = WebServer(
                 dashboard_app(views, live_interval_s=config.live_interval_s),

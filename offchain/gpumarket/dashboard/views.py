@@ -2,7 +2,8 @@
 read at the index's block (what is), the oracles' own APIs (how the committee is doing).
 
     views = DashboardViews(reads, reader, watch, deployment, cursor=index_cursor)
-    views.market()                  # parameters, committee, tokens, totals, jobs per state, pause
+    views.market()                  # parameters, committee, tokens, totals, jobs per state, pause,
+                                    # the changes the owning Timelock has scheduled
     views.providers()               # every provider's claim, stake and standing
     views.provider("0x...")         # one provider: its reports against the floor, slashes, jobs
     views.jobs(JobFilter(...), page=1)
@@ -198,6 +199,28 @@ class DashboardViews:
             "oracles_up": sum(status.up for status in statuses),
             "oracles_known": len(statuses),
             "recent": [self._event_row(e, now) for e in self.reader.events(newest_first=True, limit=RECENT_EVENTS)],
+            "timelock": self._timelock(snapshot),
+        }
+
+    def _timelock(self, snapshot: Snapshot) -> Context | None:
+        """The owning Timelock and its pending changes; None when the owner is an account."""
+        timelock = self.reads.timelock(snapshot.governance.owner, snapshot.block)
+        if timelock is None:
+            return None
+        now = snapshot.timestamp
+        return {
+            "address": timelock.address,
+            "minimum_delay": units.seconds(timelock.minimum_delay),
+            "pending": [
+                {
+                    "id": operation.hex_id,
+                    "change": operation.summary,
+                    # As of the page's block, like the time beside it (the wrapper's is the latest block's).
+                    "state": "ready" if now >= operation.ready_at else "waiting",
+                    "executable": self._when(operation.ready_at, now),
+                }
+                for operation in timelock.pending
+            ],
         }
 
     # ------------------------------------------------------------------ providers

@@ -18,11 +18,11 @@ from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.chain.params import load_params
 from gpumarket.cli import main
 from gpumarket.testing.committee import Committee
+from helpers.timelock import DEPLOYER, EXECUTOR, GUARDIAN, OUTSIDER, PROPOSER, timelocked_params
 
-from .conftest import PARAMS, CliWorld, ok, refused
+from .conftest import CliWorld, ok, refused
 
 DELAY = 600
-DEPLOYER, PROPOSER, EXECUTOR, GUARDIAN, OUTSIDER = 0, 8, 9, 10, 11
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +32,7 @@ def governed(tmp_path_factory) -> Iterator[CliWorld]:
     if binary is None:
         pytest.skip(f"anvil not installed: `make anvil` installs it with npm ({ANVIL_NPM_PACKAGE})")
     folder = tmp_path_factory.mktemp("timelock-world")
-    data = yaml.safe_load(PARAMS.read_text())
-    data["timelock"] = {
-        "min_delay": DELAY,
-        "proposers": [test_account(PROPOSER).address],
-        "executors": [test_account(EXECUTOR).address],
-        "guardians": [test_account(GUARDIAN).address],
-    }
+    data = timelocked_params(DELAY)
     params_path = folder / "timelocked.yaml"
     params_path.write_text(yaml.safe_dump(data))
     record = folder / "deployment.json"

@@ -15,15 +15,12 @@ from click.testing import CliRunner, Result
 
 from gpumarket.chain.anvil import ANVIL_NPM_PACKAGE, AnvilNode, find_anvil
 from gpumarket.chain.connection import advance_time, connect
-from gpumarket.chain.keys import test_account
 from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.cli import main
 from gpumarket.testing.committee import Committee
-
-from .conftest import PARAMS
+from helpers.timelock import EXECUTOR, PROPOSER, timelocked_params
 
 DELAY = 300
-DEPLOYER, PROPOSER, EXECUTOR, GUARDIAN = 0, 8, 9, 10
 
 
 class Governed:
@@ -33,13 +30,7 @@ class Governed:
         self.node, self.folder = node, folder
         self.params_path = folder / "params.yaml"
         self.record = folder / "deployment.json"
-        data = yaml.safe_load(PARAMS.read_text())
-        data["timelock"] = {
-            "min_delay": DELAY,
-            "proposers": [test_account(PROPOSER).address],
-            "executors": [test_account(EXECUTOR).address],
-            "guardians": [test_account(GUARDIAN).address],
-        }
+        data = timelocked_params(DELAY)
         self.write_params(data)
         deployed = self.invoke("market", "deploy", "--params", str(self.params_path), "--out", str(self.record), key=0)
         assert deployed.exit_code == 0, deployed.stdout + deployed.stderr

@@ -118,6 +118,7 @@ _NUMERIC_KEYS = frozenset(
         "gpu_class",
         "gpu_count",
         "release_at",
+        "ready_at",
         "started_at",
         "accept_deadline",
         "max_duration",

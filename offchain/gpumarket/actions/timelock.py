@@ -73,7 +73,7 @@ def _require_role(timelock: Timelock, role: bytes, sender: str, what: str, *, op
     if not allowed:
         raise ActionError(
             f"{sender} is not a {what} of the market's Timelock {timelock.address}",
-            f"send it from a {what} account (`gpumarket market pending` lists the Timelock's roles)",
+            f"send it from an account with the {what} role (`gpumarket market verify-deployment` lists the roles)",
             code=f"not_{what}",
         )
 

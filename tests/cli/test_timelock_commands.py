@@ -13,9 +13,11 @@ from click.testing import CliRunner
 
 from gpumarket.chain.anvil import ANVIL_NPM_PACKAGE, AnvilNode, find_anvil
 from gpumarket.chain.connection import advance_time, connect
+from gpumarket.chain.errors import ContractRevert
 from gpumarket.chain.keys import test_account
 from gpumarket.chain.market_deploy import MarketDeployment
 from gpumarket.chain.params import load_params
+from gpumarket.chain.timelock import MarketCall, Timelock
 from gpumarket.cli import main
 from gpumarket.testing.committee import Committee
 from helpers.timelock import DEPLOYER, EXECUTOR, GUARDIAN, OUTSIDER, PROPOSER, timelocked_params
@@ -132,3 +134,19 @@ def test_a_gpu_class_change_is_scheduled_too(governed):
     advance_time(governed.w3, DELAY)
     ok(governed.invoke("market", "execute", scheduled["operation"], "--json", key=EXECUTOR))
     assert governed.market().class_floor(7) == 123
+
+
+def test_the_contract_itself_refuses_an_early_execution_and_a_false_proposer(governed):
+    # The pre-checks above never send these; on anvil the Timelock reverts them anyway.
+    market = governed.market()
+    timelock_address = governed.deployment.timelock
+    assert timelock_address is not None
+    outsider = Timelock(governed.w3, timelock_address, signer=test_account(OUTSIDER))
+    with pytest.raises(ContractRevert, match="access_control: account is missing role"):
+        outsider.schedule(MarketCall("set_protocol_fee_bps", (100,)), market)
+    operation = outsider.with_signer(test_account(PROPOSER)).schedule(
+        MarketCall("set_protocol_fee_bps", (100,)), market
+    )
+    with pytest.raises(ContractRevert, match="timelock_controller: operation is not ready"):
+        outsider.with_signer(test_account(EXECUTOR)).execute(operation, market)
+    assert market.parameters()["protocol_fee_bps"] != 100

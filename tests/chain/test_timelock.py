@@ -162,3 +162,19 @@ def test_a_market_call_decodes_back_from_its_payload(world):
     market: Market = deployment.market_at(w3)
     call = MarketCall("set_gpu_class", (7, 123))
     assert MarketCall.decode(market, call.payload(market)) == call
+
+
+def test_on_a_public_network_the_delay_must_outlast_the_unbonding_period(params: DeployParams):
+    public = params.model_copy(
+        update={
+            "committee": params.committee.model_copy(update={"members": [OUTSIDER.address], "threshold": 1}),
+            "stake_token": GUARDIAN.address,  # any address: the check reads no code
+            "payment_token": GUARDIAN.address,
+            "timelock": TimelockParams(min_delay=DELAY, proposers=[PROPOSER.address], executors=[EXECUTOR.address]),
+        }
+    )
+    unbonding = params.overrides()["unbonding_period"]
+    with pytest.raises(ParamsError, match=f"must exceed the unbonding period \\({unbonding:,} s\\)"):
+        check_for_network(public, dev_network=False, deploy_mock_tokens=False, network="base:sepolia")
+    longer = public.model_copy(update={"timelock": public.timelock.model_copy(update={"min_delay": unbonding + 1})})
+    check_for_network(longer, dev_network=False, deploy_mock_tokens=False, network="base:sepolia")

@@ -73,6 +73,8 @@ DEFAULT_PARAMS_NAME = "default.yaml"
 MAX_ROLE_ACCOUNTS = 255
 MAX_TIMELOCK_DELAY = 30 * 86_400
 MAX_CONFIRMATIONS = 64
+# governance.vy's unbonding period when the parameters file leaves it out.
+DEFAULT_UNBONDING_PERIOD = 7 * 86_400
 
 # Each bounded setter's (lower, upper), as governance.vy's set_<name> checks them (the limits
 # are gpumarket.chain.limits'); tests/scripts/test_parameter_bounds.py checks each against a
@@ -332,6 +334,14 @@ def check_for_network(params: DeployParams, *, dev_network: bool, deploy_mock_to
                 f"timelock: required on {network!r}: a public market is owned by a timelock, so no change"
                 " to its rules applies before providers and clients can see it (docs/protocol-developer.md)"
             )
+        if params.timelock is not None:
+            unbonding = params.overrides().get("unbonding_period", DEFAULT_UNBONDING_PERIOD)
+            if params.timelock.min_delay <= unbonding:
+                problems.append(
+                    f"timelock.min_delay: {params.timelock.min_delay:,} s must exceed the unbonding period"
+                    f" ({unbonding:,} s) on {network!r}, so that a provider who disagrees with a pending"
+                    " change can unstake and withdraw before it applies"
+                )
         for member in params.committee.members:
             if is_test_oracle(member):
                 problems.append(

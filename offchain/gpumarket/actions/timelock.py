@@ -1,7 +1,7 @@
 """Governance through the market's Timelock: schedule, wait, execute; the guardian's pause.
 
     result = timelock.change(market, MarketCall("set_slash_bps", (5_000,)), "params_set", ...)
-    rows = timelock.operations(market)                 # pending first; each with when it applies
+    rows = timelock.operations(market)                 # pending ones, oldest first, with when each applies
     timelock.execute(market, "0x<operation id>")       # once its delay has passed (executors)
     timelock.cancel(market, "0x<operation id>")        # before it is executed (proposers)
     timelock.pause(market); timelock.unpause(market)

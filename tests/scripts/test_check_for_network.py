@@ -20,7 +20,18 @@ REAL_TOKEN = "0x1111111111111111111111111111111111111111"
 def public_params_data(params_data):
     params_data.update(stake_token=REAL_TOKEN, payment_token=REAL_TOKEN)
     params_data["committee"]["members"] = REAL_MEMBERS
+    # A public market is owned by a timelock whose delay outlasts the unbonding period.
+    delay = params_data["parameters"]["unbonding_period"] + 1
+    params_data["timelock"] = {"min_delay": delay, "proposers": [REAL_MEMBERS[0]], "executors": [REAL_MEMBERS[0]]}
     return params_data
+
+
+def test_a_public_network_needs_a_timelock(public_params_data):
+    del public_params_data["timelock"]
+    with pytest.raises(ParamsError, match="^timelock: required on 'sepolia'"):
+        check_for_network(
+            parse_params(public_params_data), dev_network=False, deploy_mock_tokens=False, network="sepolia"
+        )
 
 
 def test_public_params_pass_on_a_public_network(public_params_data):

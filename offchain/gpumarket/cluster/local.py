@@ -73,7 +73,12 @@ class LocalRayCluster:
         require_ray()
         # This process (if Ray is not imported yet: Ray reads it once) and every process it starts.
         os.environ.update(LOOPBACK_ENV)
+        from ray._common.utils import get_ray_temp_dir
         from ray.cluster_utils import Cluster
+
+        # Ray's test cluster records the head's address in its default temp folder (/tmp/ray)
+        # whatever temp_dir says, and fails where no Ray ran on this machine before: create it.
+        os.makedirs(get_ray_temp_dir(), exist_ok=True)  # type: ignore[no-untyped-call]
 
         dashboard_port = _free_port()
         # A folder of its own for the cluster's sockets and logs (short: unix socket paths are

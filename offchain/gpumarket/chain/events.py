@@ -415,9 +415,7 @@ def scan_events(
     wanted = {market.decoder.event_name(topic): "0x" + topic.hex() for topic in market.decoder.topics}
     topics = [wanted[name] for name in names]
     last = market.w3.eth.block_number if to_block == "latest" else int(to_block)
-    low = from_block
-    while low <= last:
-        high = min(last, low + LOG_CHUNK_BLOCKS - 1)
+    for low, high in block_ranges(from_block, last):
         logs = market.w3.eth.get_logs(
             {"address": market.address, "fromBlock": low, "toBlock": high, "topics": [topics]}
         )
@@ -425,4 +423,12 @@ def scan_events(
             event = market.decoder.decode(raw)
             if event is not None:
                 yield event
+
+
+def block_ranges(first: int, last: int) -> Iterator[tuple[int, int]]:
+    """[first, last] in consecutive inclusive ranges of at most LOG_CHUNK_BLOCKS blocks (for eth_getLogs)."""
+    low = first
+    while low <= last:
+        high = min(last, low + LOG_CHUNK_BLOCKS - 1)
+        yield low, high
         low = high + 1

@@ -26,10 +26,12 @@ from web3 import Web3
 from web3.exceptions import Web3Exception
 
 from gpumarket.chain.errors import ContractRevert
+from gpumarket.chain.events import block_ranges
 from gpumarket.chain.market import BlockId, Market, TxResult, _Bound
 
 __all__ = [
     "CANCELLER_ROLE",
+    "DEFAULT_ADMIN_ROLE",
     "EXECUTOR_ROLE",
     "GUARDIAN_ROLE",
     "PROPOSER_ROLE",
@@ -43,10 +45,10 @@ PROPOSER_ROLE = keccak(text="PROPOSER_ROLE")
 EXECUTOR_ROLE = keccak(text="EXECUTOR_ROLE")
 CANCELLER_ROLE = keccak(text="CANCELLER_ROLE")
 GUARDIAN_ROLE = keccak(text="GUARDIAN_ROLE")
+DEFAULT_ADMIN_ROLE = bytes(32)  # access_control's: who may grant and revoke the other roles
 ZERO_BYTES32 = bytes(32)
 # snekmate's timestamp of an executed operation.
 _DONE_TIMESTAMP = 1
-LOG_CHUNK_BLOCKS = 10_000
 
 
 @dataclass(frozen=True)
@@ -211,8 +213,10 @@ class Timelock(_Bound):
         target = Web3.to_checksum_address(args["target"])
         payload = bytes(args["payload"])
         timestamp = self.operation_timestamp(op_id)
-        block = self.w3.eth.get_block(int(log["blockNumber"]))
-        ready_at = int(block["timestamp"]) + int(args["delay"])
+        if timestamp > _DONE_TIMESTAMP:  # pending: snekmate keeps the time it becomes ready
+            ready_at = timestamp
+        else:  # executed or cancelled: when it was (or would have been) ready
+            ready_at = int(self.w3.eth.get_block(int(log["blockNumber"]))["timestamp"]) + int(args["delay"])
         if timestamp == _DONE_TIMESTAMP:
             state = "done"
         elif cancelled and timestamp == 0:
@@ -256,14 +260,11 @@ class Timelock(_Bound):
 
     def _logs(self, event: str, from_block: int) -> list[Any]:
         decoder = getattr(self.contract.events, event)
-        last = self.w3.eth.block_number
-        found: list[Any] = []
-        low = from_block
-        while low <= last:
-            high = min(last, low + LOG_CHUNK_BLOCKS - 1)
-            found.extend(decoder.get_logs(from_block=low, to_block=high))
-            low = high + 1
-        return found
+        return [
+            log
+            for low, high in block_ranges(from_block, self.w3.eth.block_number)
+            for log in decoder.get_logs(from_block=low, to_block=high)
+        ]
 
 
 def owner_timelock(market: Market, *, block: BlockId = "latest") -> Timelock | None:

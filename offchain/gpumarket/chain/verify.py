@@ -35,11 +35,16 @@ from gpumarket.chain.market import Market
 from gpumarket.chain.market_deploy import MarketDeployment, code_hash
 from gpumarket.chain.models import ZERO_ADDRESS
 from gpumarket.chain.params import DEPLOYER, MOCK, DeployParams
-from gpumarket.chain.timelock import CANCELLER_ROLE, EXECUTOR_ROLE, GUARDIAN_ROLE, PROPOSER_ROLE, Timelock
+from gpumarket.chain.timelock import (
+    CANCELLER_ROLE,
+    DEFAULT_ADMIN_ROLE,
+    EXECUTOR_ROLE,
+    GUARDIAN_ROLE,
+    PROPOSER_ROLE,
+    Timelock,
+)
 
 __all__ = ["Check", "verify_deployment"]
-
-DEFAULT_ADMIN_ROLE = bytes(32)
 
 
 @dataclass(frozen=True)

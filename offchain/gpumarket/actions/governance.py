@@ -118,7 +118,7 @@ def _check_committee(market: Market, members: Sequence[str], threshold: int) -> 
 def committee_set(market: Market, members: Sequence[str], threshold: int) -> ActionResult:
     """Replace the committee (a new epoch: reports signed for the old one stop settling); on a
     timelocked market, schedule the replacement (timelock.change)."""
-    timelock.require_governor(market)
+    governor = timelock.require_governor(market)
     checked = _check_committee(market, members, threshold)
     current = committee_show(market)
     if list(current.members) == checked and current.threshold == threshold:
@@ -134,6 +134,7 @@ def committee_set(market: Market, members: Sequence[str], threshold: int) -> Act
         f"committee: {threshold} of {len(checked)}",
         {"members": checked, "threshold": threshold},
         lambda: market.set_committee(checked, threshold),
+        governor=governor,
     )
     if result.action != "committee_set":  # scheduled: the epoch starts when it is executed
         return result
@@ -169,7 +170,7 @@ def params_set(market: Market, name: str, value: int) -> ActionResult:
         raise ActionError(
             f"{name} = {value} is out of bounds", f"{name} must be within {lower:,} .. {upper:,}", code="out_of_bounds"
         )
-    timelock.require_governor(market)
+    governor = timelock.require_governor(market)
     with guard():
         current = market.parameters()[name]
     if current == value:
@@ -181,6 +182,7 @@ def params_set(market: Market, name: str, value: int) -> ActionResult:
         f"{name}: {current:,} -> {value:,}",
         {"name": name, "old": current, "value": value},
         lambda: market.set_parameter(name, value),
+        governor=governor,
     )
 
 
@@ -192,7 +194,7 @@ def gpu_class_set(market: Market, gpu_class: int, floor_per_gpu_gops: int) -> Ac
             "a class id is 1 .. 65535 and a floor at least 1 GOPS per GPU",
             code="out_of_bounds",
         )
-    timelock.require_governor(market)
+    governor = timelock.require_governor(market)
     with guard():
         current = market.class_floor(gpu_class)
     if current == floor_per_gpu_gops:
@@ -204,6 +206,7 @@ def gpu_class_set(market: Market, gpu_class: int, floor_per_gpu_gops: int) -> Ac
         f"gpu class {gpu_class}: floor {current:,} -> {floor_per_gpu_gops:,} GOPS per GPU",
         {"gpu_class": gpu_class, "old": current, "floor_per_gpu_gops": floor_per_gpu_gops},
         lambda: market.set_gpu_class(gpu_class, floor_per_gpu_gops),
+        governor=governor,
     )
 
 
@@ -212,7 +215,7 @@ def treasury_set(market: Market, treasury: str) -> ActionResult:
     new = checksum(treasury, "treasury")
     if new == ZERO_ADDRESS:
         raise ActionError("the treasury cannot be the zero address", "give the treasury's address", code="bad_address")
-    timelock.require_governor(market)
+    governor = timelock.require_governor(market)
     with guard():
         current = market.treasury()
     if current == new:
@@ -224,4 +227,5 @@ def treasury_set(market: Market, treasury: str) -> ActionResult:
         f"treasury: {current} -> {new}",
         {"old": current, "treasury": new},
         lambda: market.set_treasury(new),
+        governor=governor,
     )

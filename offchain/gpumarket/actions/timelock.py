@@ -1,6 +1,7 @@
 """Governance through the market's Timelock: schedule, wait, execute; the guardian's pause.
 
-    result = timelock.change(market, MarketCall("set_slash_bps", (5_000,)), "params_set", ...)
+    governor = timelock.require_governor(market)     # None: the sender owns it; else its Timelock
+    result = timelock.change(market, MarketCall("set_slash_bps", (5_000,)), "params_set", ..., governor=governor)
     rows = timelock.operations(market)                 # pending ones, oldest first, with when each applies
     timelock.execute(market, "0x<operation id>")       # once its delay has passed (executors)
     timelock.cancel(market, "0x<operation id>")        # before it is executed (proposers)
@@ -106,24 +107,26 @@ def change(
     summary: str,
     details: dict[str, Any],
     send_now: Callable[[], TxResult],
+    *,
+    governor: Timelock | None,
 ) -> ActionResult:
     """Apply ``call`` to the market: at once (``send_now``) when the sender owns it, scheduled on
-    its Timelock when the sender is a proposer there; refused otherwise (require_governor)."""
-    timelock = require_governor(market)
+    its Timelock when the sender is a proposer there. ``governor`` is what require_governor
+    returned for this market (the caller checks it before its own checks, and once)."""
     require_gas(market)
-    if timelock is None:
+    if governor is None:
         with guard():
             tx = send_now()
         return ActionResult(action, summary, (TxRecord.of(call.function, tx),), details)
     with guard():
-        operation = timelock.schedule(call, market)
+        operation = governor.schedule(call, market)
         now = chain_now(market)
     return ActionResult(
         f"{action}_scheduled",
         f"scheduled {summary} as operation {operation.hex_id}, {_when(operation, now)};"
         f" then `gpumarket market execute {operation.hex_id}`",
         (TxRecord.from_hash(market, "schedule", operation.scheduled_tx),),
-        {**details, "operation": operation.hex_id, "ready_at": operation.ready_at, "timelock": timelock.address},
+        {**details, "operation": operation.hex_id, "ready_at": operation.ready_at, "timelock": governor.address},
     )
 
 
@@ -236,4 +239,5 @@ def unpause(market: Market) -> ActionResult:
     with guard():
         if not market.paused():
             raise ActionError("the market is not paused", "nothing to do", code="no_change")
-    return change(market, MarketCall("unpause"), "unpause", "unpause()", {}, market.unpause)
+    governor = require_governor(market)
+    return change(market, MarketCall("unpause"), "unpause", "unpause()", {}, market.unpause, governor=governor)

@@ -31,7 +31,7 @@ from gpumarket.agentapi.errors import ProviderUnreachable
 from gpumarket.chain.events import JobAccepted, JobSettled, LogMeta
 from gpumarket.chain.keys import test_account, test_oracle
 from gpumarket.oracle.api import OracleAPI
-from gpumarket.oracle.challenge import ChallengeOutcome
+from gpumarket.oracle.challenge import ChallengeConfig, ChallengeOutcome
 from gpumarket.oracle.jobs import JobConfig, JobMonitor, JobStep
 from gpumarket.oracle.schedule import DueSchedule, Taken
 from gpumarket.oracle.signer import OracleSigner
@@ -235,6 +235,7 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
         clock: Callable[[], float] = time.time,
         db: Path | None = None,
         agents: dict[int, AgentDouble] | None = None,
+        challenge: Callable[..., ChallengeOutcome] = http_challenge,
     ) -> World:
         store = DecisionStore.open(db or tmp_path / f"oracle-{len(made)}.sqlite", DOMAIN, KEY.address)
         store.set_committee(1, members, len(members) // 2 + 1)
@@ -252,7 +253,7 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
         )
         contract = ContractDouble(DOMAIN, 1, list(members), len(members) // 2 + 1)
         monitor = JobMonitor(
-            store, OracleSigner(store, KEY), market, [], contract, config=config, clock=clock, challenge=http_challenge
+            store, OracleSigner(store, KEY), market, [], contract, config=config, clock=clock, challenge=challenge
         )
         world = World(monitor, store, agents, contract)
         made.append(world)
@@ -460,3 +461,74 @@ def test_the_loops_own_lateness_does_not_make_an_agent_silent(make_world) -> Non
         if step.action == "decided":
             break
     assert step.detail.startswith("FAILED: the agent has not answered") and at >= 1701 + 30, (at, step)
+
+
+class BusyProver:
+    """A challenge at an agent whose prover other oracles hold while ``busy``: each try comes back
+    busy (after the loop's turn_wait_s, in real life); valid work far above any floor otherwise."""
+
+    def __init__(self) -> None:
+        self.busy = True
+        self.turn_waits: list[float | None] = []
+
+    def __call__(self, endpoint: str, *args: object, config: ChallengeConfig, **kwargs: object) -> ChallengeOutcome:
+        self.turn_waits.append(config.turn_wait_s)
+        if self.busy:
+            return ChallengeOutcome(0.0, error="_Busy: no turn at the agent's prover within 2 s", busy=True)
+        return ChallengeOutcome(10.0**6)
+
+
+def test_a_busy_prover_is_asked_again_at_the_poll_pace_and_is_never_silence(make_world) -> None:
+    """Other oracles' challenges hold the prover: the job loop's challenge gives its worker back
+    after turn_wait_s, the job waits and asks again at the next poll, and none of it counts toward
+    silence, well past silent_after_s; a heartbeat found busy is retried at the next poll too,
+    not a heartbeat interval later."""
+    clock = [1000.0]
+    prover = BusyProver()
+    config = JobConfig(
+        poll_interval_s=1.0, heartbeat_interval_s=30.0, silent_after_s=5.0, silent_min_tries=2, turn_wait_s=2.0
+    )
+    world = make_world([1], config, clock=lambda: clock[0], challenge=prover)
+    monitor = world.monitor
+
+    def tick(at: float) -> JobStep:
+        clock[0] = at
+        return the_step(monitor.tick())
+
+    for at in range(1000, 1030):
+        step = tick(float(at))
+        assert (step.action, step.detail.split(":")[0]) == ("waiting", "start"), step
+    assert prover.turn_waits == [2.0] * 30  # one try per poll, each waiting turn_wait_s at most
+    assert monitor.store.job_decision(1) is None
+    prover.busy = False
+    assert tick(1030.0).action == "polled"  # the start challenge passed at last
+    prover.busy = True
+    step = tick(1060.0)  # the heartbeat is due, and the prover busy
+    assert (step.action, step.detail.split(":")[0]) == ("waiting", "heartbeat"), step
+    prover.busy = False
+    tries = len(prover.turn_waits)
+    assert tick(1061.0).action == "polled"  # asked again at the next poll, and passed
+    assert len(prover.turn_waits) == tries + 1
+    assert tick(1062.0).action == "polled" and len(prover.turn_waits) == tries + 1  # not due again before 1091
+    assert monitor.store.job_decision(1) is None
+
+
+def test_a_prover_busy_for_good_counts_as_silence_one_give_up_at_a_time(make_world) -> None:
+    """An agent whose prover is never free (a provider hiding behind a queue it never serves):
+    each turn_give_up_s of busy tries counts as one unanswered try, as one challenge waiting that
+    long did, so silence still comes, only no sooner than it would have."""
+    clock = [1000.0]
+    give_up = ChallengeConfig().turn_give_up_s
+    config = JobConfig(poll_interval_s=1.0, silent_after_s=100.0, silent_min_tries=2, turn_wait_s=2.0)
+    world = make_world([1], config, clock=lambda: clock[0], challenge=BusyProver())
+    steps: list[tuple[float, JobStep]] = []
+    at = 1000.0
+    while at < 1400.0 and (not steps or steps[-1][1].action != "decided"):
+        clock[0] = at
+        steps.append((at, the_step(world.monitor.tick())))
+        at += 1.0
+    unanswered = [at for at, step in steps if step.action == "challenged"]
+    assert unanswered == [1000.0 + give_up, 1000.0 + 2 * give_up + 1]  # one per give-up, then silence
+    decided_at, decided = steps[-1]
+    assert decided.action == "decided" and decided.detail.startswith("FAILED: the agent has not answered"), decided
+    assert decided_at == 1000.0 + 3 * give_up + 2  # the third unanswered try, 122 s after the first

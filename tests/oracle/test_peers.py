@@ -23,6 +23,7 @@ from gpumarket.oracle.settlement import (
     SettlementSubmitter,
     SubmitOutcome,
     designated_submitter,
+    fallback_delay_under_lag,
     should_submit,
     submission_rank,
     submit_if_due,
@@ -258,6 +259,13 @@ def test_designated_submitter_is_one_member_per_job_spread_over_all(members):
 )
 def test_should_submit(now, designated, rank, expected):
     assert should_submit(now, 1000, designated, 60, rank=rank) is expected
+
+
+@pytest.mark.parametrize(("lag", "expected"), [(-1.0, 30.0), (0.0, 30.0), (12.0, 42.0), (30.0, 60.0), (1_222.0, 60.0)])
+def test_a_late_fallback_waits_its_own_lag_on_top_but_at_most_one_more_delay(lag, expected):
+    """A fallback whose loop runs late gives the designated submitter (as loaded, as late) that
+    much longer; however late, it still acts within twice its delay."""
+    assert fallback_delay_under_lag(30.0, lag) == expected
 
 
 def test_submit_if_due_designated_then_fallback_never_twice(committee, domain, members):

@@ -72,6 +72,7 @@ def test_help_lists_every_timing() -> None:
         "--silent-after",
         "--fallback-delay",
         "--job-workers",
+        "--turn-wait",
         "--max-job-lag",
         "--batch-size",
         "--batch-max-age",

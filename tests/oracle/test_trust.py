@@ -162,3 +162,13 @@ def test_silence_is_what_the_oracle_observed_not_its_own_absence():
     silence.missed(6_302.0, gap_limit=180.0)
     assert silence.observed(6_302.0, limit=180.0, min_tries=3) == 0.0
     assert (silence.since, silence.tries) == (6_300.0, 2)
+
+
+def test_a_busy_prover_ends_the_judgement_with_no_verdict_and_no_try():
+    """No turn within the caller's turn_wait_s: no verdict, and not an unanswered try (busy, not
+    unreachable); after a slow sample, the judgement ends too, to be asked for again whole."""
+    busy = ChallengeOutcome(0.0, error="_Busy: no turn", busy=True)
+    measurement, ran = run_samples(busy)
+    assert (measurement.bucket, measurement.busy, measurement.answered, ran) == (None, True, False, 1)
+    measurement, ran = run_samples(sample(7.0), busy)
+    assert (measurement.bucket, measurement.busy, measurement.answered, ran) == (None, True, True, 2)

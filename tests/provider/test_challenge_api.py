@@ -236,3 +236,23 @@ def test_the_oracles_challenge_takes_a_turn_and_a_lapsed_turn_is_busy_not_an_err
     outcome = challenge_provider(served.server.url, CPU_DEV.id, 1, config=config)
     assert outcome.unreachable and outcome.verdict is None
     assert "busy" in outcome.error and "turn_expired" in outcome.error
+
+
+def test_the_job_loops_challenge_gives_up_a_held_prover_as_busy_then_goes_through(served):
+    """With turn_wait_s (the job loop's setting) a challenge that finds the prover held by another
+    oracle's turn comes back busy, neither an answer nor an unanswered try, after about that wait
+    (not turn_give_up_s); once the prover is free it goes through."""
+    from gpumarket.oracle.challenge import ChallengeConfig, challenge_provider
+
+    served.agent.challenges.turn_valid_s = 30.0  # the other oracle's turn holds the prover meanwhile
+    held = take_turn(served)
+    config = ChallengeConfig(request_timeout_s=10.0, turn_give_up_s=60.0, turn_wait_s=1.5, busy_wait_s=0.05)
+    started = time.monotonic()
+    outcome = challenge_provider(served.server.url, CPU_DEV.id, 1, config=config)
+    assert outcome.busy and not outcome.unreachable and outcome.verdict is None, outcome
+    assert time.monotonic() - started < 30  # gave up after turn_wait_s, not turn_give_up_s
+    # The other oracle's challenge comes and frees the prover.
+    other = Verifier().issue(CPU_DEV)
+    assert served.http.request("POST", "/challenge", other.to_bytes(), {TURN_HEADER: held}).status == 200
+    outcome = challenge_provider(served.server.url, CPU_DEV.id, 1, config=config)
+    assert not outcome.busy and outcome.verdict is not None and outcome.measured_gops > 0, outcome.error

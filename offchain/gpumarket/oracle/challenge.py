@@ -10,7 +10,9 @@ before the clock starts, gpumarket.provider.challenges); then ``POST {endpoint}/
 with the Challenge bytes and the turn (t0 as it is sent), the Commitment back (t1),
 ``POST {endpoint}/challenge/open`` with the OpeningRequest, the Opening back, judged. An agent
 without turns (404 on the turn route) is challenged directly; a busy answer (503) then gets a
-fresh challenge after a short wait, so waiting is never timed as work either.
+fresh challenge after a short wait, so waiting is never timed as work either. A caller that
+has other work (the job loop) sets ``turn_wait_s``: past it without a turn, the challenge
+hands back a **busy** outcome instead of waiting on, and the caller asks again later.
 
 While the challenge is timed, a :class:`gpumarket.measure.timing.SchedulingWatch` records how
 long this oracle's own process was held up: gpumarket.oracle.trust uses it to refuse a slow
@@ -21,10 +23,12 @@ What an outcome is:
 - **valid work**, timed: ``measured_gops`` > 0 (passed, or below the floor);
 - **proven invalid**: the opened tiles are wrong (values, fingerprints, proofs, another root,
   other tiles): evidence anyone can re-check, whatever the load;
-- **no answer** (``unreachable``): anything else: no connection, a timeout, busy every time,
-  an HTTP error, an answer over the size cap, a malformed message, a refusal, an answer too
-  fast to time. None of these says anything about the hardware; they only run the caller's
-  silence clock.
+- **busy**: no turn within ``turn_wait_s`` (the prover was other oracles' all along): no try
+  was made, so it says nothing about the hardware and does not run any silence clock;
+- **no answer** (``unreachable``): anything else: no connection, a timeout, busy every time
+  for ``turn_give_up_s``, an HTTP error, an answer over the size cap, a malformed message, a
+  refusal, an answer too fast to time. None of these says anything about the hardware; they
+  only run the caller's silence clock.
 
 Units: the contract compares ``measured_throughput`` with ``class_floor(class) * gpu_count``
 in **GOPS** (10^9 ops/s); the verifier measures ops/s.
@@ -109,6 +113,9 @@ class ChallengeConfig:
 
     request_timeout_s: float = 30.0
     turn_give_up_s: float = 60.0  # asking for a turn this long without one: no answer
+    # None: wait for a turn up to turn_give_up_s. Set: give up after this long with a busy
+    # outcome (the caller's worker goes back to other work; the caller counts the whole wait).
+    turn_wait_s: float | None = None
     busy_wait_s: float = 0.25  # between tries at an agent without turns that answers 503
     rtt_samples: int = 3
     max_response_bytes: int = 64 << 20
@@ -128,6 +135,8 @@ class ChallengeOutcome:
     error: str = ""  # why there was no usable answer
     # No usable answer at all (see the module docstring): says nothing about the hardware.
     unreachable: bool = False
+    # No turn within turn_wait_s: no try was made (see the module docstring).
+    busy: bool = False
     disturbance: Disturbance | None = None  # this oracle's own stalls while it timed the answer
 
     @property
@@ -180,6 +189,13 @@ class _Agent:
         raise refused
 
 
+def _turn_wait(config: ChallengeConfig) -> float:
+    """How long one challenge asks for a turn before it gives up (busy or no answer)."""
+    if config.turn_wait_s is None:
+        return config.turn_give_up_s
+    return min(config.turn_wait_s, config.turn_give_up_s)
+
+
 # A turn's answer must reach us before our request times out: the agent waits this much less.
 TURN_ANSWER_MARGIN_S = 1.0
 
@@ -201,7 +217,7 @@ def _turn(agent: _Agent, give_up: float, config: ChallengeConfig, sleep: Callabl
             return {}
         except _Busy:
             if time.monotonic() >= give_up:
-                raise _Busy(f"no turn at the agent's prover within {config.turn_give_up_s:.0f} s") from None
+                raise _Busy(f"no turn at the agent's prover within {_turn_wait(config):.0f} s") from None
             sleep(config.busy_wait_s)
 
 
@@ -215,8 +231,8 @@ def _commit(
     sleep: Callable[[float], None],
 ) -> tuple[OpeningRequest, SchedulingWatch]:
     """Issue (t0), send, receive the commitment (t1), all under a SchedulingWatch; a turn first,
-    and again after a busy answer, until ``turn_give_up_s`` has passed."""
-    give_up = time.monotonic() + config.turn_give_up_s
+    and again after a busy answer, until ``turn_wait_s`` (default ``turn_give_up_s``) has passed."""
+    give_up = time.monotonic() + _turn_wait(config)
     while True:
         turn = _turn(agent, give_up, config, sleep)
         with SchedulingWatch() as watch:
@@ -231,7 +247,7 @@ def _commit(
         if opening_request is not None:
             return opening_request, watch
         if time.monotonic() >= give_up:
-            raise _Busy(f"agent busy for {config.turn_give_up_s:.0f} s (last: {last_busy})")
+            raise _Busy(f"agent busy for {_turn_wait(config):.0f} s (last: {last_busy})")
         sleep(config.busy_wait_s)
 
 
@@ -253,7 +269,13 @@ def challenge_provider(
         opening_request, watch = _commit(agent, verifier, cls, gpu_count, rtt, config, sleep)
         opening = Opening.parse(agent.request("/challenge/open", opening_request.to_bytes()))
         verdict = verifier.check_opening(opening)
-    except (_Busy, WebError, OSError, RuntimeError, ValueError, ChallengeRejected) as exc:
+    except _Busy as exc:
+        if config.turn_wait_s is None:  # the whole budget spent waiting: no answer
+            log.warning("challenge of %s got no usable answer: %s", endpoint, exc)
+            return ChallengeOutcome(0.0, error=f"_Busy: {exc}", unreachable=True)
+        log.info("challenge of %s: no turn yet: %s", endpoint, exc)
+        return ChallengeOutcome(0.0, error=f"_Busy: {exc}", busy=True)
+    except (WebError, OSError, RuntimeError, ValueError, ChallengeRejected) as exc:
         log.warning("challenge of %s got no usable answer: %s", endpoint, exc)
         return ChallengeOutcome(0.0, error=f"{type(exc).__name__}: {exc}", unreachable=True)
     finally:

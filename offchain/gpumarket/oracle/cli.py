@@ -209,7 +209,16 @@ def serve_api(
     type=click.IntRange(min=1),
     default=JobConfig.workers,
     show_default=True,
-    help="Jobs the job loop steps at once (a challenge holds a worker for seconds).",
+    help="Jobs the job loop steps at once (a challenge holds a worker for seconds, up to --turn-wait "
+    "more while the prover is busy).",
+)
+@click.option(
+    "--turn-wait",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=JobConfig.turn_wait_s,
+    show_default=True,
+    help="Seconds a job challenge waits for a turn at a busy prover (other oracles' challenges) before "
+    "it gives its worker back and asks again at the next poll; not a missed try.",
 )
 @click.option(
     "--max-job-lag",
@@ -270,6 +279,7 @@ def run(
     silent_after: float,
     fallback_delay: float,
     job_workers: int,
+    turn_wait: float,
     max_job_lag: float,
     batch_size: int,
     batch_max_age: float,
@@ -312,6 +322,7 @@ def run(
                 silent_after_s=silent_after,
                 fallback_delay_s=fallback_delay,
                 workers=job_workers,
+                turn_wait_s=turn_wait,
                 max_lag_s=max_job_lag,
                 batch_size=batch_size,
                 batch_max_age_s=batch_max_age,

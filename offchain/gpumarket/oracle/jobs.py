@@ -25,8 +25,12 @@ under which a hardware report would slash: :func:`gpumarket.oracle.challenge.can
 The full floor is the hardware report's business; during a job the device is shared with
 the job itself. Each judgement goes through :func:`gpumarket.oracle.trust.measure_trusted`:
 a slow result counts only when a fresh challenge confirms it and this oracle's own stalls
-cannot explain it. No usable answer (connection refused, timeout, busy every time, an error)
-is never a failure by itself: it only counts toward silence.
+cannot explain it. No usable answer (connection refused, timeout, an error) is never a failure
+by itself: it only counts toward silence. A **busy prover** (other oracles' challenges hold
+the agent's turns) is not even a try: a challenge waits ``turn_wait_s`` for a turn, then gives
+its worker back and the job asks again at the poll pace; only a prover busy for the whole of
+``turn_give_up_s`` (gpumarket.oracle.challenge.ChallengeConfig) across those tries counts as
+one unanswered try, as a single challenge waiting that long would.
 
 Silence is what this oracle observed: ``silent_min_tries`` of its own tries went unanswered
 over at least ``silent_after_s``, with no gap longer than ``silent_after_s`` between two of them
@@ -75,8 +79,9 @@ checks compare with, so the schedule and the step cannot disagree, and a step ru
 waits. A pool of ``workers`` threads, started once, takes the earliest due job, steps it and
 puts it back with its next due time; a job is in at most one worker at a time, so one slow
 provider (a challenge that hangs until its timeouts) holds one worker and delays no other
-job. The store's watched jobs are read once, at the start (the jobs of before a restart);
-after that jobs come and go by events only, and a peer's signature arriving hurries its job's
+job, and a challenge waiting for the agent's prover holds it ``turn_wait_s`` at most. The
+store's watched jobs are read once, at the start (the jobs of before a restart); after that
+jobs come and go by events only, and a peer's signature arriving hurries its job's
 settlement. Per step the loop's own work is O(log n) in the jobs followed (the heap), never a
 walk over all of them, so n jobs cost n times one job's polls and challenges, and capacity is
 ``workers`` steps at once.
@@ -92,7 +97,10 @@ did not happen against the agent (there is no "missed heartbeats" rule: only cha
 ran and got no answer count, and only toward silence), silence needs this oracle's own
 unanswered tries with no gap over ``silent_after_s`` between them, the overrun rule needs a
 fresh status saying the job still runs, and the usage record is compared with the time read
-after it was fetched. A late oracle only decides later; a dead agent fails later.
+after it was fetched. A late oracle only decides later; a dead agent fails later. A fallback
+submitter adds its own lag (up to one more ``fallback_delay_s``) to its delay: a committee
+under the same load is about as late, and a designated submitter that is merely late would
+otherwise be raced by every fallback, whose transactions then only waste gas.
 
 :meth:`handle` and :meth:`signature_arrived` may run on other threads (the follower's, the API's).
 """
@@ -106,7 +114,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from eth_utils.crypto import keccak
@@ -125,7 +133,13 @@ from gpumarket.oracle.challenge import Bucket, ChallengeConfig, ChallengeOutcome
 from gpumarket.oracle.images import ImageConfig, ImagePolicy, ImageWatch
 from gpumarket.oracle.peers import PeerClient, gather_job_signatures, push_signature
 from gpumarket.oracle.schedule import DueSchedule, Taken
-from gpumarket.oracle.settlement import SettlementSubmitter, SubmitOutcome, submission_rank, submit_if_due
+from gpumarket.oracle.settlement import (
+    SettlementSubmitter,
+    SubmitOutcome,
+    fallback_delay_under_lag,
+    submission_rank,
+    submit_if_due,
+)
 from gpumarket.oracle.signer import NoQuorum, OracleSigner, SignedReport, StaleEpoch
 from gpumarket.oracle.store import ChallengeRecord, ConflictingDecision, DecisionStore
 from gpumarket.oracle.trust import Measurement, measure_trusted
@@ -157,12 +171,20 @@ class JobConfig:
     status_timeout_s: float = 10.0
     usage_min_tries: int = 3  # a usage record refused or invalid this many times in a row: FAILED
     workers: int = 16  # jobs stepped at once (a challenge holds its worker for seconds)
+    turn_wait_s: float = 5.0  # a challenge waits this long for a turn at a busy prover, then retries later
     max_lag_s: float = 30.0  # steps starting later than this after they fell due: the loop is behind
     batch_size: int = 0  # settle this oracle's jobs in batches of up to this many (0: each alone)
     batch_max_age_s: float = 10.0  # ... or once the oldest waiting job has waited this long
 
     def __post_init__(self) -> None:
-        for name in ("heartbeat_interval_s", "poll_interval_s", "silent_after_s", "status_timeout_s", "max_lag_s"):
+        for name in (
+            "heartbeat_interval_s",
+            "poll_interval_s",
+            "silent_after_s",
+            "status_timeout_s",
+            "max_lag_s",
+            "turn_wait_s",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"JobConfig.{name} must be > 0")
         for name in ("overrun_s", "fallback_delay_s", "resubmit_after_s", "clock_slack_s"):
@@ -241,6 +263,7 @@ class _WatchedJob:
     last_poll: float = float("-inf")
     last_start_try: float = float("-inf")
     last_heartbeat: float = float("-inf")
+    busy_since: float | None = None  # the prover was first found busy (none of our tries since)
     agent_state: str | None = None
     saw_spec: bool = False  # the agent was seen holding the spec (spec_received, running, finished)
     usage_failures: int = 0  # consecutive refused or invalid usage records
@@ -280,7 +303,8 @@ class JobMonitor:
         self.peers = list(peers)
         self.submitter = submitter
         self.config = config
-        self.challenge_config = challenge_config
+        # The job loop's challenges give their worker back when the prover is busy (turn_wait_s).
+        self.challenge_config = replace(challenge_config, turn_wait_s=config.turn_wait_s)
         self.clock = clock
         self._challenge = challenge
         self.images = ImagePolicy(registries or {}, image_config)  # registry host -> base URL
@@ -591,6 +615,9 @@ class JobMonitor:
             config=self.challenge_config,
         )
         now = self.clock()  # a judgement takes a while: time what follows from its end
+        if measurement.busy and not self._busy_too_long(job, now):
+            return JobStep(job.job_id, "waiting", f"{kind}: {measurement.detail}; asking again")
+        job.busy_since = None
         if kind is ChallengeKind.HEARTBEAT:
             job.last_heartbeat = now
         self._record(job.job_id, kind, now, measurement, required)
@@ -620,6 +647,13 @@ class JobMonitor:
         if bucket is Bucket.FAIL:
             return self._decide_failed(job, f"{kind} challenge failed: {measurement.detail}")
         return None
+
+    def _busy_too_long(self, job: _WatchedJob, now: float) -> bool:
+        """Whether the prover has been busy for every try since ``turn_give_up_s`` ago: then this
+        try counts as unanswered, as one challenge that waited all that time would have."""
+        if job.busy_since is None:
+            job.busy_since = now
+        return now - job.busy_since >= self.challenge_config.turn_give_up_s
 
     def _record(self, job_id: int, kind: ChallengeKind, at: float, measurement: Measurement, required: int) -> None:
         """Keeps the challenge for this oracle's API (GET /challenges/job/<id>); never read back
@@ -741,7 +775,7 @@ class JobMonitor:
                 job.job_id,
                 now=now,
                 job_end=job.decided_at,
-                fallback_delay=self.config.fallback_delay_s,
+                fallback_delay=fallback_delay_under_lag(self.config.fallback_delay_s, self.lag()),
                 resubmit_after=self.config.resubmit_after_s,
             )
         except AlreadySettled:

@@ -32,6 +32,7 @@ __all__ = [
     "SubmitOutcome",
     "SubmitResult",
     "designated_submitter",
+    "fallback_delay_under_lag",
     "should_submit",
     "submission_rank",
     "submit_if_due",
@@ -71,6 +72,13 @@ def should_submit(now: float, job_end: float, is_designated: bool, fallback_dela
     if is_designated:
         return True
     return now >= job_end + max(rank, 1) * fallback_delay
+
+
+def fallback_delay_under_lag(fallback_delay: float, lag: float) -> float:
+    """A fallback's delay when its own loop runs ``lag`` seconds late: the delay plus that lag,
+    up to twice the delay. Its committee is under about the same load, so the designated
+    submitter is likely as late; but however late, a fallback still acts within a bound."""
+    return fallback_delay + min(max(lag, 0.0), fallback_delay)
 
 
 @runtime_checkable

@@ -19,6 +19,8 @@ heartbeat and end challenges):
   does not count. An undisturbed slow sample is then **confirmed by a fresh challenge**: the
   verdict is the better bucket of two undisturbed samples (a cheater is slow in both; noise
   rarely is twice).
+- A **busy** prover (no turn within the caller's ``turn_wait_s``) ends the judgement with no
+  verdict and no try: the caller asks again later, and no silence clock runs.
 - No answer at all ends the judgement with no verdict (the caller's silence clock runs); so
   does running out of ``max_challenges`` without two undisturbed samples (the oracle abstains:
   the agent did answer, with valid work, so this is not silence either).
@@ -56,6 +58,7 @@ class Measurement:
     challenges: int  # how many were run
     answered: bool  # the agent answered with work (valid or proven invalid) at least once
     detail: str = ""
+    busy: bool = False  # ended by a busy prover: the judgement is to be asked for again
 
     @property
     def measured_gops(self) -> float:
@@ -99,6 +102,8 @@ def measure_trusted(
         if count > 1:
             sleep(config.confirm_delay_s)
         outcome = run()
+        if outcome.busy:
+            return Measurement(None, outcome, count, answered, f"prover busy: {outcome.error}", busy=True)
         if outcome.unreachable:
             return Measurement(None, outcome, count, answered, f"no answer: {outcome.error}")
         answered = True

@@ -24,6 +24,9 @@ interface MarketSettlement:
     def settle_verified(reports: DynArray[committee.JobReport, committee.MAX_BATCH]) -> uint256: nonpayable
 
 
+# @dev A multiproof's leaves and inner nodes together.
+MAX_NODES: constant(uint256) = job_batches.MAX_BATCH + job_batches.MAX_FLAGS
+
 # @dev The market whose jobs this contract settles.
 MARKET: public(immutable(address))
 
@@ -66,12 +69,47 @@ def settle_batch(
     """
     assert len(reports) != 0, "BatchSettler: no reports"
     batch_epoch: uint256 = reports[0].epoch
-    leaves: DynArray[bytes32, job_batches.MAX_BATCH] = []
+    leaf_count: uint256 = len(reports)
+    # The leaves, then each inner node as it is hashed: the multiproof of
+    # `job_batches._multiproof_root` run in place (same steps, same checks,
+    # same reasons), since calling it would copy the leaves, the proof and
+    # the flags into its frame, which lies below every variable here and
+    # below the market call's buffer (28 KB): memory is paid by its highest
+    # address, so those copies cost more than the hashing.
+    nodes: DynArray[bytes32, MAX_NODES] = []
     for report: committee.JobReport in reports:
         assert report.epoch == batch_epoch, "BatchSettler: reports of different epochs"
-        leaves.append(committee._job_report_hash(report))
-    root: bytes32 = job_batches._multiproof_root(leaves, proof, proof_flags)
-    job_batches._verify_quorum(MARKET, job_batches._batch_digest(MARKET, root, batch_epoch), signatures, batch_epoch)
+        nodes.append(committee._job_report_hash(report))
+    total: uint256 = len(proof_flags)
+    assert leaf_count + len(proof) == total + 1, "job_batches: bad multiproof shape"
+    # Leaves are consumed first, then hashes in the order computed, so one
+    # position walks `nodes`; reading past its end (a hash not computed
+    # yet) or past the proof's fails the bounds check. The positions stay
+    # below 2 * MAX_FLAGS: unchecked adds.
+    node: uint256 = 0
+    proof_pos: uint256 = 0
+    for flag: bool in proof_flags:
+        a: bytes32 = nodes[node]
+        b: bytes32 = empty(bytes32)
+        if flag:
+            b = nodes[unsafe_add(node, 1)]
+            node = unsafe_add(node, 2)
+        else:
+            b = proof[proof_pos]
+            proof_pos = unsafe_add(proof_pos, 1)
+            node = unsafe_add(node, 1)
+        # job_batches._hash_pair, inline: children in ascending order.
+        if convert(a, uint256) > convert(b, uint256):
+            nodes.append(keccak256(concat(b, a)))
+        else:
+            nodes.append(keccak256(concat(a, b)))
+    assert proof_pos == len(proof), "job_batches: proof hashes left over"
+    root: bytes32 = nodes[leaf_count + total - 1]
+    digest: bytes32 = job_batches._batch_digest(MARKET, root, batch_epoch)
+    job_batches._check_quorum_size(MARKET, len(signatures), batch_epoch)
+    signer: uint256 = 0
+    for signature: Bytes[65] in signatures:
+        signer = job_batches._next_signer(MARKET, digest, signature, batch_epoch, signer)
     settled: uint256 = extcall MarketSettlement(MARKET).settle_verified(reports)
     log BatchSettled(root=root, epoch=batch_epoch, reports=len(reports), settled=settled)
     return settled

@@ -272,7 +272,7 @@ def settle(report: committee.JobReport, signatures: DynArray[Bytes[65], committe
     """
     job: JobView = self._load(report.job_id)
     assert job.state == RUNNING, "escrow: job not running"
-    self._check_report(report, job)
+    self._check_report(report, job.provider)
     committee._verify_quorum(committee._job_report_digest(report), signatures, report.epoch)
     self._release(self._apply_report(report, job, empty(ProviderRelease)))
 
@@ -294,9 +294,9 @@ def settle_verified(reports: DynArray[committee.JobReport, committee.MAX_BATCH])
         job: JobView = self._load(report.job_id)
         if job.state != RUNNING:
             continue
-        self._check_report(report, job)
+        self._check_report(report, job.provider)
         pending = self._apply_report(report, job, pending)
-        settled += 1
+        settled = unsafe_add(settled, 1)  # at most MAX_BATCH
     self._release(pending)
     return settled
 
@@ -358,8 +358,8 @@ def get_job(job_id: uint256) -> JobView:
 
 @internal
 @pure
-def _check_report(report: committee.JobReport, job: JobView):
-    assert report.provider == job.provider, "escrow: wrong provider"
+def _check_report(report: committee.JobReport, provider: address):
+    assert report.provider == provider, "escrow: wrong provider"
     assert report.outcome == committee.OUTCOME_COMPLETED or report.outcome == committee.OUTCOME_FAILED, "escrow: unknown outcome"
 
 
@@ -373,31 +373,40 @@ def _apply_report(report: committee.JobReport, job: JobView, pending: ProviderRe
          for `_release` to write. Those words are sums, and nothing a report
          does reads them, so writing them late changes no outcome.
     """
-    owed: ProviderRelease = pending
     if job.provider != pending.provider:
         self._release(pending)
-        owed = ProviderRelease(provider=job.provider, collateral=0, gpus=0, payment=0, fee=0)
-    owed.gpus += convert(job.gpu_count, uint256)
+        pending = ProviderRelease(provider=job.provider, collateral=0, gpus=0, payment=0, fee=0)
+    # The sums below add at most MAX_BATCH jobs' packed amounts (16-bit GPU
+    # counts, 96-bit collateral, payments below 2**144): unchecked.
+    pending.gpus = unsafe_add(pending.gpus, convert(job.gpu_count, uint256))
     provider_payment: uint256 = 0
     protocol_fee: uint256 = 0
     client_refund: uint256 = job.escrow
     slashed: uint256 = 0
     billed_seconds: uint256 = 0
     if report.outcome == committee.OUTCOME_COMPLETED:
-        billed_seconds = min(report.gpu_seconds, convert(job.gpu_count, uint256) * job.max_duration)
-        payment: uint256 = job.price_per_gpu_second * billed_seconds
-        protocol_fee = staking._bps_round_up(payment, governance.protocol_fee_bps)
-        provider_payment = payment - protocol_fee
-        owed.fee += protocol_fee
-        owed.payment += provider_payment
-        owed.collateral += job.collateral
+        # Unchecked: the packed widths bound the products (16 + 32 bits, then
+        # 96 + 48 bits); the fee is staking._bps_round_up's, written out
+        # unchecked (at most 1,000 bps of a payment below 2**144), and never
+        # exceeds the payment.
+        billed_seconds = min(report.gpu_seconds, unsafe_mul(convert(job.gpu_count, uint256), job.max_duration))
+        payment: uint256 = unsafe_mul(job.price_per_gpu_second, billed_seconds)
+        protocol_fee = unsafe_div(
+            unsafe_add(unsafe_mul(payment, governance.protocol_fee_bps), unsafe_sub(governance.BPS, 1)), governance.BPS
+        )
+        provider_payment = unsafe_sub(payment, protocol_fee)
+        pending.fee = unsafe_add(pending.fee, protocol_fee)
+        pending.payment = unsafe_add(pending.payment, provider_payment)
+        pending.collateral = unsafe_add(pending.collateral, job.collateral)
         # price <= max price and billed seconds <= the cap, so payment <= escrow.
-        client_refund = job.escrow - payment
-        self._jobs[report.job_id].terms = self._with_state(self._jobs[report.job_id].terms, COMPLETED)
+        client_refund = unsafe_sub(job.escrow, payment)
+        # RUNNING ^ COMPLETED flips the state field from one to the other (the
+        # job is RUNNING, both callers checked): one slot lookup, not two.
+        self._jobs[report.job_id].terms ^= convert(RUNNING ^ COMPLETED, uint256) << STATE_SHIFT
     else:
         # collateral >= 1 and slash_bps >= 1, so a slash never rounds to zero.
         slashed = staking._bps_round_up(job.collateral, governance.slash_bps)
-        self._jobs[report.job_id].terms = self._with_state(self._jobs[report.job_id].terms, FAILED)
+        self._jobs[report.job_id].terms ^= convert(RUNNING ^ FAILED, uint256) << STATE_SHIFT
         staking._release_collateral(job.provider, job.collateral, slashed, job.client)
         registry._record_failure(job.provider)
     ledger._credit(ledger.PAYMENT_TOKEN, job.client, client_refund)
@@ -413,7 +422,7 @@ def _apply_report(report: committee.JobReport, job: JobView, pending: ProviderRe
         result_hash=report.result_hash,
         evidence_hash=report.evidence_hash,
     )
-    return owed
+    return pending
 
 
 @internal
@@ -441,8 +450,8 @@ def _load(job_id: uint256) -> JobView:
     max_price: uint256 = terms & MASK_96
     max_duration: uint256 = (terms >> 128) & MASK_32
     return JobView(
-        client=self._to_address(client_and_price),
-        provider=self._to_address(provider_and_collateral),
+        client=convert(convert(client_and_price & ADDRESS_MASK, uint160), address),
+        provider=convert(convert(provider_and_collateral & ADDRESS_MASK, uint160), address),
         state=convert((terms >> STATE_SHIFT) & MASK_8, uint8),
         gpu_class=convert((terms >> 96) & MASK_16, uint16),
         gpu_count=gpu_count,
@@ -452,7 +461,8 @@ def _load(job_id: uint256) -> JobView:
         accept_deadline=(terms >> 160) & MASK_48,
         started_at=terms >> STARTED_AT_SHIFT,
         collateral=provider_and_collateral >> 160,
-        escrow=max_price * convert(gpu_count, uint256) * max_duration,
+        # Unchecked: 96 + 16 + 32 bits, as create_job escrowed it.
+        escrow=unsafe_mul(unsafe_mul(max_price, convert(gpu_count, uint256)), max_duration),
         # Read by get_job alone: every other caller saves a cold read.
         spec_hash=empty(bytes32),
     )
@@ -490,8 +500,3 @@ def _pack_terms(
 def _with_state(terms: uint256, state: uint8) -> uint256:
     return (terms & ~(MASK_8 << STATE_SHIFT)) | (convert(state, uint256) << STATE_SHIFT)
 
-
-@internal
-@pure
-def _to_address(word: uint256) -> address:
-    return convert(convert(word & ADDRESS_MASK, uint160), address)

@@ -95,20 +95,29 @@ def _multiproof_root(
 
 @internal
 @view
-def _verify_quorum(market: address, digest: bytes32, signatures: DynArray[Bytes[65], committee.MAX_MEMBERS], batch_epoch: uint256):
+def _check_quorum_size(market: address, signature_count: uint256, batch_epoch: uint256):
     """
     @dev As the market's own quorum check, against its committee read
-         through calls: at least `threshold` members of the current epoch,
-         signers strictly ascending.
+         through calls: the batch is of the current epoch and carries at
+         least `threshold` signatures. `_next_signer` then checks each one;
+         the caller loops over them, so that no copy of all the signatures
+         sits in a frame below its own variables.
     """
     assert batch_epoch == staticcall CommitteeOf(market).epoch(), "job_batches: wrong epoch"
-    assert len(signatures) >= staticcall CommitteeOf(market).threshold(), "job_batches: not enough signatures"
-    previous_signer: uint256 = 0
-    for signature: Bytes[65] in signatures:
-        signer: address = self._signer(digest, signature)
-        assert convert(signer, uint256) > previous_signer, "job_batches: signers not ascending"
-        assert staticcall CommitteeOf(market).was_member(batch_epoch, signer), "job_batches: signer not a member"
-        previous_signer = convert(signer, uint256)
+    assert signature_count >= staticcall CommitteeOf(market).threshold(), "job_batches: not enough signatures"
+
+
+@internal
+@view
+def _next_signer(market: address, digest: bytes32, signature: Bytes[65], batch_epoch: uint256, previous_signer: uint256) -> uint256:
+    """
+    @dev The signer of `signature`, as a number: a member of `batch_epoch`'s
+         committee, above `previous_signer` (signers strictly ascending).
+    """
+    signer: address = self._signer(digest, signature)
+    assert convert(signer, uint256) > previous_signer, "job_batches: signers not ascending"
+    assert staticcall CommitteeOf(market).was_member(batch_epoch, signer), "job_batches: signer not a member"
+    return convert(signer, uint256)
 
 
 @internal

@@ -171,7 +171,10 @@ class JobConfig:
     status_timeout_s: float = 10.0
     usage_min_tries: int = 3  # a usage record refused or invalid this many times in a row: FAILED
     workers: int = 16  # jobs stepped at once (a challenge holds its worker for seconds)
-    turn_wait_s: float = 5.0  # a challenge waits this long for a turn at a busy prover, then retries later
+    # A challenge waits this long for a turn at a busy prover, then retries at the next poll. A retry
+    # loses its place in the agent's first-come queue, so the wait covers ordinary contention (a few
+    # oracles' heartbeats) and gives up only under a real backlog.
+    turn_wait_s: float = 15.0
     max_lag_s: float = 30.0  # steps starting later than this after they fell due: the loop is behind
     batch_size: int = 0  # settle this oracle's jobs in batches of up to this many (0: each alone)
     batch_max_age_s: float = 10.0  # ... or once the oldest waiting job has waited this long

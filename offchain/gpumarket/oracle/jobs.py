@@ -796,8 +796,9 @@ class JobMonitor:
 
     def _batch_step(self, job: _WatchedJob, now: float) -> JobStep | None:
         """Queue a job this oracle settles first and that holds its single quorum, with its
-        provider's (gpumarket.oracle.batches); flush the queue when due. None: settle it alone
-        (not ours, no quorum yet, submitted, a batch failed, or it was due alone)."""
+        provider's (gpumarket.oracle.batches); flush the queue when due. Waiting while the quorum
+        is not there yet. None: settle it alone (not ours, submitted, a stale epoch, a batch
+        failed, or it was due alone)."""
         assert self._batches is not None
         job_id = job.job_id
         status = self.store.settlement(job_id)
@@ -810,7 +811,11 @@ class JobMonitor:
             return None
         try:
             self.signer.quorum(job_id)
-        except (NoQuorum, StaleEpoch):
+        except NoQuorum as exc:
+            # Wait here: falling through to single settlement would race a peer's signature
+            # arriving meanwhile (the API's thread) and settle alone a job that was to be batched.
+            return JobStep(job_id, "waiting", f"no_quorum {exc}")
+        except StaleEpoch:
             return None
         self._batches.add(job_id, job.provider, now)
         if self._batches.due(now) and self._batches.flushing.acquire(blocking=False):

@@ -52,7 +52,9 @@ def run_in_repo() -> Callable[..., subprocess.CompletedProcess]:
     """Runs a command of the venv (`ape`, or python with `-m`) from the repository root,
     with `env` added to the environment and `input` on stdin (empty: never a terminal)."""
 
-    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> subprocess.CompletedProcess:
+    def run(
+        *args: str, env: dict[str, str] | None = None, input: str | None = None, timeout_s: float = SUBPROCESS_TIMEOUT_S
+    ) -> subprocess.CompletedProcess:
         executable = args[0]
         if executable == "ape":
             command = [str(Path(sys.executable).parent / "ape"), *args[1:]]
@@ -65,7 +67,7 @@ def run_in_repo() -> Callable[..., subprocess.CompletedProcess]:
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
-            timeout=SUBPROCESS_TIMEOUT_S,
+            timeout=timeout_s,
             check=False,
             env={**os.environ, **(env or {})},
             input=input if input is not None else "",

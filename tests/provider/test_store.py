@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import threading
 import time
 
 import pytest
@@ -183,6 +184,33 @@ def test_a_restart_follows_live_jobs_and_reports_killed_ones_lost(tmp_path, runn
         agent.close(stop_jobs=True)
         for job in (live, unrecorded):
             job._process.wait()  # the test process is their parent; reap them
+        after.close()
+
+
+def test_a_job_that_ends_after_its_agent_closed_is_left_to_the_next_agent(
+    tmp_path, runner, jobs, provider_account, monkeypatch
+):
+    path = tmp_path / "agent.sqlite"
+    before = Store(path)
+    job = _started(before, runner, 1, "import time; time.sleep(0.5); print('done')")
+    closing = _agent(before, runner, jobs, provider_account)
+    assert [record.job_id for record in closing.recover().resume] == [1]  # it follows the job
+    thread_errors = []
+    monkeypatch.setattr(threading, "excepthook", thread_errors.append)
+    closing.close()  # leaves the job running, as a restart does
+    before.close()
+    job._process.wait()
+    assert closing.wait_idle(10)  # its follower saw the end and went without touching the store
+    assert thread_errors == []
+
+    after = Store(path)
+    agent = _agent(after, runner, jobs, provider_account)
+    try:
+        assert [record.job_id for record in agent.recover().ended] == [1]
+        assert (after.get(1).state, after.get(1).exit_code) == (JobStatus.FINISHED, 0)
+        assert runner.paths(1).stdout.read_bytes() == b"done\n"
+    finally:
+        agent.close(stop_jobs=True)
         after.close()
 
 

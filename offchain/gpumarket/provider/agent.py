@@ -176,6 +176,8 @@ class ProviderAgent:
         self.pull_policy = pull_policy
         self._pulling: dict[int, threading.Thread] = {}  # jobs whose image is being got
         self._closing = threading.Event()
+        # Set by a close that leaves the jobs running: their endings are the next agent's to record.
+        self._jobs_handed_over = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -260,12 +262,14 @@ class ProviderAgent:
             pulling = list(self._pulling.values())
         for thread in pulling:
             thread.join(timeout_s)
-        if stop_jobs:
-            for item in followed:
-                item.running.stop("stopped")
-            deadline = time.monotonic() + timeout_s
-            for item in followed:
-                item.thread.join(max(0.0, deadline - time.monotonic()))
+        if not stop_jobs:
+            self._jobs_handed_over.set()
+            return
+        for item in followed:
+            item.running.stop("stopped")
+        deadline = time.monotonic() + timeout_s
+        for item in followed:
+            item.thread.join(max(0.0, deadline - time.monotonic()))
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Waits until no job is being followed; False on timeout."""
@@ -449,7 +453,13 @@ class ProviderAgent:
 
     def _run_to_end(self, job_id: int, running: RunningJobHandle) -> None:
         try:
-            self._record_end(running.wait())
+            result = running.wait()
+            if self._jobs_handed_over.is_set():
+                # This agent is closed and its store may be too: the next agent's recover finds
+                # the job ended and records it from its files.
+                log.info("job %d ended after the agent closed; the next agent records it", job_id)
+                return
+            self._record_end(result)
         except Exception as error:  # the job thread must record every ending, whatever broke
             log.exception("job %d: following it failed", job_id)
             record = self.store.get(job_id)

@@ -12,7 +12,7 @@
 # eth-* packages, starlette, uvicorn, ...) as such a folder, made where there is network by
 # bench/gpu_deps.sh (about 47 MB).
 #
-# Steps, each under `timeout` (40 + 40 + 120 + 90 + 90 s, under 7 minutes in all):
+# Steps, each under `timeout` (40 + 40 + 120 + 150 + 90 + 90 s by default, under 9 minutes in all):
 #   1. packages: which of torch (and whether it sees CUDA), nvidia-ml-py, numpy, pytest, and the
 #      CLI's pydantic, eth-utils, eth-abi, eth-keys and click import, with their versions;
 #   2. inventory: gpumarket.measure.inventory.detect() (runs with or without a GPU);
@@ -21,14 +21,16 @@
 #      are not loaded);
 #   4. benchmark: python -m gpumarket bench challenge --json --backend torch --trials
 #      $GPU_CHECK_TRIALS (default 20; the cheating runs dominate its time at the H100/H200 class's
-#      sizes), under $GPU_CHECK_BENCH_TIMEOUT seconds (default 90);
+#      sizes), under $GPU_CHECK_BENCH_TIMEOUT seconds (default 150);
+#   4b. phases: python -m bench.gpu_phases (each phase of a challenge round timed alone with CUDA
+#      events), under $GPU_CHECK_PHASES_TIMEOUT seconds (default 90); CUDA only, skipped in a dry run;
 #   5. container: where podman and an NVIDIA CDI specification exist (nvidia-ctk cdi generate),
 #      a container given only the CDI device nvidia.com/gpu=0, as the agent gives a job its GPU,
 #      must see exactly one GPU and compute a CUDA matmul that equals the CPU's. No registry is
 #      needed: the container's root filesystem is this machine's own, read-only (podman --rootfs),
 #      so its python and torch are the ones step 1 found. Skipped, saying why, without podman or CDI.
 # It then writes ONE JSON object: {ok, dry_run, reason, python, packages, inventory, tests,
-# benchmark, container, seconds}.
+# benchmark, phases, container, seconds}.
 #
 # Without a CUDA device it writes the JSON with the inventory (which says why: no NVML library,
 # no driver, no device, or a CPU-only torch), skips steps 3 and 4, prints "no CUDA device: ..."
@@ -148,11 +150,20 @@ BENCH_RC=skipped
 if [[ $RUN_GPU_STEPS == 1 ]]; then
     BACKEND=torch
     [[ -n "$CUDA_REASON" ]] && BACKEND=numpy  # only in a dry run: there is no CUDA for torch
-    timeout "${GPU_CHECK_BENCH_TIMEOUT:-90}" "$PY" -m gpumarket bench challenge --json --backend "$BACKEND" \
+    timeout "${GPU_CHECK_BENCH_TIMEOUT:-150}" "$PY" -m gpumarket bench challenge --json --backend "$BACKEND" \
         --trials "${GPU_CHECK_TRIALS:-20}" \
         >"$WORK/bench.json" 2>"$WORK/bench.log"
     BENCH_RC=$?
     [[ $BENCH_RC -eq 0 ]] || { say "benchmark failed (exit $BENCH_RC): $(tail -n 3 "$WORK/bench.log")"; STATUS=1; }
+fi
+
+# ---------------------------------------------------------------- 4b. phases of a round
+PHASES_RC=skipped
+if [[ $RUN_GPU_STEPS == 1 && -z "$CUDA_REASON" ]]; then
+    timeout "${GPU_CHECK_PHASES_TIMEOUT:-90}" "$PY" -m bench.gpu_phases --out "$WORK/phases.json" \
+        >/dev/null 2>"$WORK/phases.log"
+    PHASES_RC=$?
+    [[ $PHASES_RC -eq 0 ]] || { say "phases failed (exit $PHASES_RC): $(tail -n 3 "$WORK/phases.log")"; STATUS=1; }
 fi
 
 # ---------------------------------------------------------------- 5. a CUDA job in a container
@@ -191,12 +202,13 @@ fi
 
 # ---------------------------------------------------------------- the JSON
 "$PY" - "$WORK" "$OUTPUT" "$STATUS" "$DRY_RUN" "$REASON" "$PY" "$TESTS_RC" "$BENCH_RC" "$(($(date +%s) - START))" \
-    "$CONTAINER_RC" "$CONTAINER_WHY" <<'EOF'
+    "$CONTAINER_RC" "$CONTAINER_WHY" "$PHASES_RC" <<'EOF'
 import json, sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-work, output, status, dry_run, reason, python, tests_rc, bench_rc, seconds, container_rc, container_why = sys.argv[1:]
+(work, output, status, dry_run, reason, python, tests_rc, bench_rc, seconds, container_rc, container_why,
+ phases_rc) = sys.argv[1:]
 work = Path(work)
 
 
@@ -246,6 +258,14 @@ def benchmark():
             "log_tail": tail("bench.log") if result is None or bench_rc != "0" else []}
 
 
+def phases():
+    if phases_rc == "skipped":
+        return {"ran": False}
+    result = load("phases.json")
+    return {"ran": True, "exit_code": int(phases_rc), "result": result,
+            "log_tail": tail("phases.log") if result is None or phases_rc != "0" else []}
+
+
 def container():
     if container_rc == "skipped":
         return {"ran": False, "reason": container_why}
@@ -264,6 +284,7 @@ report = {
     "inventory": inventory if inventory is not None else {"error": tail("inventory.log")},
     "tests": tests(),
     "benchmark": benchmark(),
+    "phases": phases(),
     "container": container(),
     "seconds": int(seconds),
 }

@@ -250,20 +250,13 @@ def tests():
     return summary
 
 
-def benchmark():
-    if bench_rc == "skipped":
+def step(rc, name):
+    """A step that wrote NAME.json, with its log's tail when it failed."""
+    if rc == "skipped":
         return {"ran": False}
-    result = load("bench.json")
-    return {"ran": True, "exit_code": int(bench_rc), "result": result,
-            "log_tail": tail("bench.log") if result is None or bench_rc != "0" else []}
-
-
-def phases():
-    if phases_rc == "skipped":
-        return {"ran": False}
-    result = load("phases.json")
-    return {"ran": True, "exit_code": int(phases_rc), "result": result,
-            "log_tail": tail("phases.log") if result is None or phases_rc != "0" else []}
+    result = load(f"{name}.json")
+    return {"ran": True, "exit_code": int(rc), "result": result,
+            "log_tail": tail(f"{name}.log") if result is None or rc != "0" else []}
 
 
 def container():
@@ -283,8 +276,8 @@ report = {
     "packages": load("packages.json"),
     "inventory": inventory if inventory is not None else {"error": tail("inventory.log")},
     "tests": tests(),
-    "benchmark": benchmark(),
-    "phases": phases(),
+    "benchmark": step(bench_rc, "bench"),
+    "phases": step(phases_rc, "phases"),
     "container": container(),
     "seconds": int(seconds),
 }

@@ -19,6 +19,7 @@ settled challenge) raises ChallengeRejected, and a second commitment also fails 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -29,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from gpumarket.measure.classes import GpuClass
 from gpumarket.measure.fingerprint import fingerprint_keys, fingerprint_tile
@@ -41,6 +42,13 @@ from gpumarket.measure.messages import Challenge, Commitment, Opening, OpeningRe
 __all__ = ["ChallengeRejected", "Reason", "Verdict", "Verifier"]
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _thread_pools() -> ThreadpoolController:
+    """The process's native thread pools, found once: finding them searches every loaded library
+    (about 0.4 ms, a tenth of a cpu-dev check), where limiting known ones costs microseconds."""
+    return ThreadpoolController()
 
 
 class Reason(StrEnum):
@@ -259,7 +267,7 @@ class Verifier:
         # Each tile's product is small (tile x n by n x tile): one BLAS thread does it about as
         # fast, where a pool of threads spins between the products (four times the CPU time on
         # a 16-core host: bench/GPU.md).
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _thread_pools().limit(limits=1, user_api="blas"):
             for index, (where, values) in values_of.items():
                 expected = tile_product(
                     challenge.seed, where.round, where.tile_row, where.tile_col, challenge.tile, challenge.n

@@ -27,7 +27,7 @@ from gpumarket.measure.classes import class_by_name
 from gpumarket.measure.fingerprint import fingerprint_keys
 from gpumarket.measure.matrices import index_codes, matrix_keys
 from gpumarket.measure.messages import Challenge
-from gpumarket.measure.provers.torch_prover import _BLOCK_BYTES, TorchProver, _block
+from gpumarket.measure.provers.torch_prover import _BLOCK_BYTES, TorchProver, _a_block, _block, _transposed_b
 
 
 def _cuda_ms(work: Callable[[], object], repeats: int) -> float:
@@ -73,28 +73,18 @@ def measure(gpu_class: str, rounds: int) -> dict[str, object]:
     positions = arange(tile * tile).reshape(tile, tile)
     weights, offsets = fp_keys.weights(positions), fp_keys.offsets(positions)
     budget = _BLOCK_BYTES["cuda"]
-    cols_per_block = _block(budget, n, p, multiple=1)
     rows_per_block = _block(budget, max(n, p), m, multiple=tile)
-    b_row_codes = index_codes(arange(n), keys.b_row)[None, :]
     a_col_codes = index_codes(arange(n), keys.a_col)[None, :]
-    rows = arange(rows_per_block)
 
     with torch.inference_mode():
 
         def build_b() -> torch.Tensor:
-            bt = torch.empty((p, n), dtype=torch.int8, device=device)
-            for start in range(0, p, cols_per_block):
-                cols = torch.arange(start, start + cols_per_block, dtype=torch.int64, device=device)
-                col_codes = index_codes(cols, keys.b_col)[:, None]
-                bt[start : start + cols_per_block] = kernels.entries(col_codes, b_row_codes)
-            return bt
+            return _transposed_b(kernels, keys, n, p, budget)
 
         def build_a_blocks() -> torch.Tensor:
-            last = None
-            for start in range(0, m, rows_per_block):
-                last = kernels.entries(index_codes(rows + start, keys.a_row)[:, None], a_col_codes)
-            assert last is not None
-            return last
+            for start in range(0, m, rows_per_block):  # one block alive at a time, as in a round
+                block = _a_block(kernels, keys, start, rows_per_block, a_col_codes)
+            return block
 
         b = build_b().t()
         a = build_a_blocks()

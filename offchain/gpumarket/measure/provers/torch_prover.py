@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gpumarket.measure.fingerprint import fingerprint_blocks, fingerprint_keys
-from gpumarket.measure.matrices import entries_from_codes, index_codes, matrix_keys
+from gpumarket.measure.matrices import MatrixKeys, entries_from_codes, index_codes, matrix_keys
 from gpumarket.measure.messages import Challenge
 from gpumarket.measure.provers.base import ProverError, TileProver
 
@@ -247,26 +247,38 @@ class TorchProver(TileProver):
         budget = _BLOCK_BYTES.get(device.type, _BLOCK_BYTES["cpu"])
 
         with torch.inference_mode(), _on(device):
-            # B is built transposed, (p x n) row-major, and used as bt.t(): the column-major
-            # right operand the int8 GEMMs of cuBLASLt want. Entry (l, j) of B is the mixer of
-            # row_code[l] ^ col_code[j], and xor commutes, so this is B's transpose exactly.
-            b_row_codes = index_codes(arange(n), keys.b_row)[None, :]
-            bt = torch.empty((challenge.p, n), dtype=torch.int8, device=device)
-            cols_per_block = _block(budget, n, challenge.p, multiple=1)
-            for start in range(0, challenge.p, cols_per_block):
-                cols = torch.arange(start, start + cols_per_block, dtype=torch.int64, device=device)
-                bt[start : start + cols_per_block] = kernels.entries(
-                    index_codes(cols, keys.b_col)[:, None], b_row_codes
-                )
-            b = bt.t()
+            b = _transposed_b(kernels, keys, n, challenge.p, budget).t()
             a_col_codes = index_codes(arange(n), keys.a_col)[None, :]
             out = []
             rows_per_block = _block(budget, max(n, challenge.p), challenge.m, multiple=tile)
             for start in range(0, challenge.m, rows_per_block):
-                rows = torch.arange(start, start + rows_per_block, dtype=torch.int64, device=device)
-                a = kernels.entries(index_codes(rows, keys.a_row)[:, None], a_col_codes)
+                a = _a_block(kernels, keys, start, rows_per_block, a_col_codes)
                 out.append(kernels.fingerprints(kernels.matmul(a, b), weights, offsets, tile))
             return _RoundInFlight.copy_back(round_index, torch.cat(out).reshape(-1))
+
+
+def _transposed_b(kernels: _DeviceKernels, keys: MatrixKeys, n: int, p: int, budget: int) -> torch.Tensor:
+    """A round's B built transposed, (p x n) row-major, in blocks of columns within ``budget``.
+
+    Used as ``.t()``: the column-major right operand the int8 GEMMs of cuBLASLt want. Entry (l, j)
+    of B is the mixer of row_code[l] ^ col_code[j], and xor commutes, so this is B's transpose
+    exactly."""
+    device = kernels.device
+    b_row_codes = index_codes(torch.arange(n, dtype=torch.int64, device=device), keys.b_row)[None, :]
+    bt = torch.empty((p, n), dtype=torch.int8, device=device)
+    cols_per_block = _block(budget, n, p, multiple=1)
+    for start in range(0, p, cols_per_block):
+        cols = torch.arange(start, start + cols_per_block, dtype=torch.int64, device=device)
+        bt[start : start + cols_per_block] = kernels.entries(index_codes(cols, keys.b_col)[:, None], b_row_codes)
+    return bt
+
+
+def _a_block(
+    kernels: _DeviceKernels, keys: MatrixKeys, start: int, count: int, a_col_codes: torch.Tensor
+) -> torch.Tensor:
+    """Rows ``start`` to ``start + count`` of a round's A (``a_col_codes``: its column codes)."""
+    rows = torch.arange(start, start + count, dtype=torch.int64, device=kernels.device)
+    return kernels.entries(index_codes(rows, keys.a_row)[:, None], a_col_codes)
 
 
 class _RoundInFlight:

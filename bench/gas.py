@@ -486,7 +486,7 @@ class GasBench:
         batch = JobReportBatch(root=tree.root, epoch=tree.epoch)
         signatures = quorum_signatures(self.domain, batch, self.committee.keys[: self.committee.threshold])
         receipt = self.settler.settle_batch(
-            [to_tuple(r) for r in proof.reports], list(proof.proof), list(proof.flags), signatures, sender=self.keeper
+            [to_tuple(r) for r in proof.reports], list(proof.proof), proof.flag_bits, signatures, sender=self.keeper
         )
         if receipt.status != 1:
             raise RuntimeError(f"{name}: transaction failed")
@@ -677,12 +677,18 @@ def _explain_batch(gas: dict[str, int]) -> str:
         + (", under the target" if one_client <= target else "")
         + ". What a job cannot share, in steady state: three cold reads of its words (6,300), its state"
         " rewritten (2,900), its client's credit (5,000 for a client of its own: a cold read and a rewrite),"
-        " its JobSettled log (about 3,550) and its calldata (about 2,100 for the report and its flag): about"
-        " 19,850 before any computation. An opcode trace of the 32-job transaction (anvil's"
-        " debug_traceTransaction) puts the rest at about 2,900 a job of computation in the market (unpacking"
-        " the job, the report and the event's fields, 10 storage-slot hashes) and about 2,000 in the settler"
-        " (decoding, the leaf hash, the multiproof computed in place, encoding the call; with the memory the"
-        " 128-report buffers span), plus the shared part spread over 32. The client's credit is the one"
+        " its JobSettled log (about 3,550) and its calldata (about 2,100 for the report; the multiproof's"
+        " flags are bits of one word): about 19,850 before any computation. An opcode trace of the 32-job"
+        " transaction (anvil's debug_traceTransaction) puts the rest at about 2,000 a job of computation in"
+        " the market (unpacking the job, the report and the event's fields, 10 storage-slot hashes) and about"
+        " 1,800 in the settler (decoding, the leaf hash, the multiproof computed in place, encoding the call;"
+        " with the memory the 128-report buffers span), plus the shared part (the quorum's check, the"
+        " provider's and the treasury's words) spread over 32. Tried and not made: Vyper's experimental"
+        " venom code generator took 584 a job off this row and 4.4 KB off the market's code, but under it"
+        " ecrecover of an invalid signature returned a non-zero address (the zero-address recovery tests in"
+        " tests/security failed on 'signer not a member' where 'invalid signature' was due), so the contracts"
+        " keep the default generator; dropping JobSettled's indexed provider saves 381 a job, an interface"
+        " change for every indexer, left for a redesign of the event. The client's credit is the one"
         " unshared cost a design change could move: leaving the refund in the job's record for its client to"
         " pull (an experiment, not made: the market has no code room for the pull function, and the client"
         " would pay more than the credit costs here to claim each job's refund) took 5,445 a job off this row."

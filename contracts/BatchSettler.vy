@@ -53,7 +53,7 @@ def __init__(market: address):
 def settle_batch(
     reports: DynArray[committee.JobReport, job_batches.MAX_BATCH],
     proof: DynArray[bytes32, job_batches.MAX_PROOF],
-    proof_flags: DynArray[bool, job_batches.MAX_FLAGS],
+    proof_flags: uint256,
     signatures: DynArray[Bytes[65], committee.MAX_MEMBERS],
 ) -> uint256:
     """
@@ -62,7 +62,8 @@ def settle_batch(
             epoch signed. Anyone may submit it.
     @param reports The reports, in the multiproof's leaf order.
     @param proof The multiproof's sibling hashes.
-    @param proof_flags The multiproof's flags.
+    @param proof_flags The multiproof's flags, bit i for the i-th node
+           hashed (`job_batches`).
     @param signatures 65-byte signatures of the root, sorted by signer.
     @return uint256 How many of the jobs this call settled (those still
             running).
@@ -80,18 +81,20 @@ def settle_batch(
     for report: committee.JobReport in reports:
         assert report.epoch == batch_epoch, "BatchSettler: reports of different epochs"
         nodes.append(committee._job_report_hash(report))
-    total: uint256 = len(proof_flags)
-    assert leaf_count + len(proof) == total + 1, "job_batches: bad multiproof shape"
+    # One flag per inner node hashed, bit i for the i-th: leaves + proof - 1 of
+    # them (at most MAX_FLAGS, 255), no bit set above.
+    total: uint256 = leaf_count + len(proof) - 1
+    assert proof_flags >> total == 0, "job_batches: bad multiproof shape"
     # Leaves are consumed first, then hashes in the order computed, so one
     # position walks `nodes`; reading past its end (a hash not computed
     # yet) or past the proof's fails the bounds check. The positions stay
     # below 2 * MAX_FLAGS: unchecked adds.
     node: uint256 = 0
     proof_pos: uint256 = 0
-    for flag: bool in proof_flags:
+    for i: uint256 in range(total, bound=job_batches.MAX_FLAGS):
         a: bytes32 = nodes[node]
         b: bytes32 = empty(bytes32)
-        if flag:
+        if (proof_flags >> i) & 1 != 0:
             b = nodes[unsafe_add(node, 1)]
             node = unsafe_add(node, 2)
         else:

@@ -308,12 +308,10 @@ def _job_signer(attestation: JobAttestation, leaf: bytes32) -> address:
         assert len(attestation.path) == 0, "OracleBonds: path without a batch"
         return self._signer(leaf, attestation.signature)
     # A one-leaf multiproof: every flag false, each path hash consumed in turn.
-    flags: DynArray[bool, job_batches.MAX_FLAGS] = []
     path: DynArray[bytes32, job_batches.MAX_PROOF] = []
     for node: bytes32 in attestation.path:
-        flags.append(False)
         path.append(node)
-    root: bytes32 = job_batches._multiproof_root([leaf], path, flags)
+    root: bytes32 = job_batches._multiproof_root([leaf], path, 0)
     return job_batches._signer(job_batches._batch_digest(MARKET, root, attestation.report.epoch), attestation.signature)
 
 

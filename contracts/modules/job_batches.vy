@@ -13,7 +13,11 @@
         order the off-chain tree gives, sibling hashes, and one flag per
         inner node hashed: whether its second child comes from the leaves
         and hashes already known or from the proof), as in OpenZeppelin's
-        MerkleProof, written here for Vyper. Stateless: the market's
+        MerkleProof, written here for Vyper. The flags travel as one word,
+        bit i for the i-th node hashed: there are always leaves + proof
+        hashes - 1 of them (at most MAX_FLAGS, 255), so their number is not
+        sent, and a bit set above it is a malformed proof. (As an array of
+        bools they cost a calldata word and a memory word each.) Stateless: the market's
         companion contracts share it.
 @custom:security The multiproof is sound for leaves that cannot be inner
         nodes (above) when every proof hash is consumed and every hash read
@@ -28,7 +32,7 @@ from modules import eip712_domain
 MAX_BATCH: constant(uint256) = committee.MAX_BATCH
 # @dev Most sibling hashes a multiproof carries.
 MAX_PROOF: constant(uint256) = 128
-# @dev Flags: one per inner node hashed, leaves + proof - 1 at most.
+# @dev Flags: one per inner node hashed, leaves + proof - 1 (fits one word).
 MAX_FLAGS: constant(uint256) = MAX_BATCH + MAX_PROOF - 1
 
 JOB_REPORT_BATCH_TYPEHASH: constant(bytes32) = keccak256("JobReportBatch(bytes32 root,uint256 epoch)")
@@ -52,23 +56,21 @@ def _batch_digest(market: address, root: bytes32, batch_epoch: uint256) -> bytes
 
 @internal
 @pure
-def _multiproof_root(
-    leaves: DynArray[bytes32, MAX_BATCH], proof: DynArray[bytes32, MAX_PROOF], proof_flags: DynArray[bool, MAX_FLAGS]
-) -> bytes32:
+def _multiproof_root(leaves: DynArray[bytes32, MAX_BATCH], proof: DynArray[bytes32, MAX_PROOF], proof_flags: uint256) -> bytes32:
     """
     @dev The root `leaves` and `proof` hash up to. Throws on a malformed
-         multiproof: a wrong number of flags, a proof hash left over, a flag
-         that asks for a hash not computed yet.
+         multiproof: a flag bit set past the last node, a proof hash left
+         over, a flag that asks for a hash not computed yet.
     """
     leaf_count: uint256 = len(leaves)
     assert leaf_count != 0, "job_batches: no reports"
-    total: uint256 = len(proof_flags)
-    assert leaf_count + len(proof) == total + 1, "job_batches: bad multiproof shape"
+    total: uint256 = leaf_count + len(proof) - 1
+    assert proof_flags >> total == 0, "job_batches: bad multiproof shape"
     hashes: DynArray[bytes32, MAX_FLAGS] = []
     leaf_pos: uint256 = 0
     hash_pos: uint256 = 0
     proof_pos: uint256 = 0
-    for flag: bool in proof_flags:
+    for i: uint256 in range(total, bound=MAX_FLAGS):
         a: bytes32 = empty(bytes32)
         if leaf_pos < leaf_count:
             a = leaves[leaf_pos]
@@ -77,7 +79,7 @@ def _multiproof_root(
             a = hashes[hash_pos]
             hash_pos += 1
         b: bytes32 = empty(bytes32)
-        if not flag:
+        if (proof_flags >> i) & 1 == 0:
             b = proof[proof_pos]
             proof_pos += 1
         elif leaf_pos < leaf_count:

@@ -104,7 +104,7 @@ class BatchMachine(RuleBasedStateMachine):
         signatures = quorum_signatures(self.domain, JobReportBatch(root=tree.root, epoch=tree.epoch), self.keys)
         still_running = [r for r in proof.reports if r.job_id in self.running]
         tx = self.settler.settle_batch(
-            [to_tuple(r) for r in proof.reports], list(proof.proof), list(proof.flags), signatures, sender=self.keeper
+            [to_tuple(r) for r in proof.reports], list(proof.proof), proof.flag_bits, signatures, sender=self.keeper
         )
         assert tx.return_value == len(still_running)
         for report in still_running:

@@ -65,7 +65,7 @@ def settle_batch(settler, committee, domain, keeper) -> Callable[..., object]:
 def submit(settler, proof: Multiproof, signatures: Sequence[bytes], sender):
     """settle_batch of a multiproof (the reports as ABI tuples)."""
     reports = [to_tuple(report) for report in proof.reports]
-    return settler.settle_batch(reports, list(proof.proof), list(proof.flags), list(signatures), sender=sender)
+    return settler.settle_batch(reports, list(proof.proof), proof.flag_bits, list(signatures), sender=sender)
 
 
 @pytest.fixture

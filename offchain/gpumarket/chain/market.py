@@ -521,7 +521,7 @@ class Market(_Bound):
         args = [
             [eip712.to_tuple(report) for report in multiproof.reports],
             list(multiproof.proof),
-            list(multiproof.flags),
+            multiproof.flag_bits,
             [bytes(s) for s in signatures],
         ]
         settler = self._settler

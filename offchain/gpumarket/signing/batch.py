@@ -46,11 +46,17 @@ def hash_pair(a: bytes, b: bytes) -> bytes:
 @dataclass(frozen=True)
 class Multiproof:
     """What settle_batch takes besides the signatures: the reports in the proof's leaf order,
-    the sibling hashes, and one flag per inner node hashed."""
+    the sibling hashes, and one flag per inner node hashed (sent as `flag_bits`)."""
 
     reports: tuple[JobReport, ...]
     proof: tuple[bytes, ...]
     flags: tuple[bool, ...]
+
+    @property
+    def flag_bits(self) -> int:
+        """The flags as the contract takes them: bit i set when flag i is true. Their number
+        is not sent: it is always leaves + proof hashes - 1 (at most 255)."""
+        return sum(1 << i for i, flag in enumerate(self.flags) if flag)
 
 
 class ReportTree:

@@ -125,7 +125,10 @@ def test_reports_of_two_epochs_are_refused(market, settler, committee, domain, j
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ("extra_proof", "job_batches: bad multiproof shape"),
+        # The flags' number is implied (leaves + proof hashes - 1), so a hash added to the
+        # proof is hashed in as one more node: a root the committee never signed.
+        ("extra_proof", "job_batches: signer not a member"),
+        # A flag bit past the last node.
         ("flag_without_leaf", "job_batches: bad multiproof shape"),
     ],
 )
@@ -159,7 +162,7 @@ def test_only_the_settler_applies_verified_reports(market, attacker, jobs):
 
 def test_an_empty_batch_is_refused(settler, keeper):
     with ape.reverts("BatchSettler: no reports"):
-        settler.settle_batch([], [], [], [], sender=keeper)
+        settler.settle_batch([], [], 0, [], sender=keeper)
 
 
 def test_interleaved_providers_and_failures_credit_everyone_as_settling_each_alone(

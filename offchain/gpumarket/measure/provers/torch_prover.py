@@ -62,11 +62,14 @@ def visible_devices() -> list[torch.device]:
 
 
 def _entries(row_codes: torch.Tensor, col_codes: torch.Tensor) -> torch.Tensor:
-    return entries_from_codes(row_codes, col_codes).to(torch.int8)
+    # The shared definitions are array-generic (numpy or torch): name the type they return here.
+    entries: torch.Tensor = entries_from_codes(row_codes, col_codes)
+    return entries.to(torch.int8)
 
 
 def _fingerprints(block: torch.Tensor, weights: torch.Tensor, offsets: torch.Tensor, tile: int) -> torch.Tensor:
-    return fingerprint_blocks(block.to(torch.int64), weights, offsets, tile)
+    fingerprints: torch.Tensor = fingerprint_blocks(block.to(torch.int64), weights, offsets, tile)
+    return fingerprints
 
 
 def _matmul(path: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

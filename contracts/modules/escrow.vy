@@ -274,7 +274,7 @@ def settle(report: committee.JobReport, signatures: DynArray[Bytes[65], committe
     assert job.state == RUNNING, "escrow: job not running"
     self._check_report(report, job.provider)
     committee._verify_quorum(committee._job_report_digest(report), signatures, report.epoch)
-    self._release(self._apply_report(report, job, governance.protocol_fee_bps, empty(ProviderRelease)))
+    self._release(self._apply_report(report, job, empty(ProviderRelease)))
 
 
 @external
@@ -290,14 +290,12 @@ def settle_verified(reports: DynArray[committee.JobReport, committee.MAX_BATCH])
     assert msg.sender == self.batch_settler, "escrow: caller not batch settler"
     pending: ProviderRelease = empty(ProviderRelease)
     settled: uint256 = 0
-    # Read once for the batch: governance cannot act inside this call.
-    fee_bps: uint256 = governance.protocol_fee_bps
     for report: committee.JobReport in reports:
         job: JobView = self._load(report.job_id)
         if job.state != RUNNING:
             continue
         self._check_report(report, job.provider)
-        pending = self._apply_report(report, job, fee_bps, pending)
+        pending = self._apply_report(report, job, pending)
         settled = unsafe_add(settled, 1)  # at most MAX_BATCH
     self._release(pending)
     return settled
@@ -366,7 +364,7 @@ def _check_report(report: committee.JobReport, provider: address):
 
 
 @internal
-def _apply_report(report: committee.JobReport, job: JobView, fee_bps: uint256, pending: ProviderRelease) -> ProviderRelease:
+def _apply_report(report: committee.JobReport, job: JobView, pending: ProviderRelease) -> ProviderRelease:
     """
     @dev Settles the RUNNING `job` as the checked, quorum-signed `report` says:
          its state, the client's credit, a failure's slash, the event. What
@@ -394,7 +392,7 @@ def _apply_report(report: committee.JobReport, job: JobView, fee_bps: uint256, p
         billed_seconds = min(report.gpu_seconds, unsafe_mul(convert(job.gpu_count, uint256), job.max_duration))
         payment: uint256 = unsafe_mul(job.price_per_gpu_second, billed_seconds)
         protocol_fee = unsafe_div(
-            unsafe_add(unsafe_mul(payment, fee_bps), unsafe_sub(governance.BPS, 1)), governance.BPS
+            unsafe_add(unsafe_mul(payment, governance.protocol_fee_bps), unsafe_sub(governance.BPS, 1)), governance.BPS
         )
         provider_payment = unsafe_sub(payment, protocol_fee)
         pending.fee = unsafe_add(pending.fee, protocol_fee)

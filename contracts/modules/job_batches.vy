@@ -17,8 +17,8 @@
         bit i for the i-th node hashed: there are always leaves + proof
         hashes - 1 of them (at most MAX_FLAGS, 255), so their number is not
         sent, and a bit set above it is a malformed proof. (As an array of
-        bools they cost a calldata word and a memory word each.) Stateless: the market's
-        companion contracts share it.
+        bools they cost a calldata word and a memory word each.)
+        Stateless: the market's companion contracts share it.
 @custom:security The multiproof is sound for leaves that cannot be inner
         nodes (above) when every proof hash is consumed and every hash read
         was computed before (DynArray bounds checks).
